@@ -1,0 +1,62 @@
+"""Crops that never resample: random crops on even offsets, the exact centre crop, tile grids.
+
+Even offsets keep the 2x2 colour-filter-array phase of every crop the same as the photo's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_fits(height: int, width: int, size: int) -> None:
+    if height < size or width < size:
+        raise ValueError(f"a {size}x{size} crop does not fit a {height}x{width} image")
+
+
+def random_offset(height: int, width: int, size: int, rng: np.random.Generator, even: bool = True) -> tuple[int, int]:
+    """A uniformly random top-left corner for a `size` crop, on even coordinates when `even`."""
+    check_fits(height, width, size)
+    step = 2 if even else 1
+    top = int(rng.integers(0, (height - size) // step + 1)) * step
+    left = int(rng.integers(0, (width - size) // step + 1)) * step
+    return top, left
+
+
+def center_offset(height: int, width: int, size: int) -> tuple[int, int]:
+    """The seed notebook's centre crop: the crop's centre at (height // 2, width // 2)."""
+    check_fits(height, width, size)
+    return height // 2 - size // 2, width // 2 - size // 2
+
+
+def grid_offsets(height: int, width: int, size: int, count: int, even: bool = True) -> list[tuple[int, int]]:
+    """About `count` crops spread evenly over the image on a deterministic grid, row by row."""
+    check_fits(height, width, size)
+    per_side = max(1, int(np.ceil(np.sqrt(count))))
+    step = 2 if even else 1
+
+    def axis(extent: int) -> list[int]:
+        starts = np.linspace(0, extent - size, per_side)
+        return sorted({int(s) // step * step for s in starts})
+
+    return [(top, left) for top in axis(height) for left in axis(width)][:count]
+
+
+def tile_offsets(height: int, width: int, size: int, count: int) -> list[tuple[int, int]]:
+    """Up to `count` non-overlapping tiles on even offsets, the grid centred in the frame."""
+    check_fits(height, width, size)
+    rows, cols = height // size, width // size
+    top0 = (height - rows * size) // 2 // 2 * 2
+    left0 = (width - cols * size) // 2 // 2 * 2
+    tiles = [(top0 + r * size, left0 + c * size) for r in range(rows) for c in range(cols)]
+    # Take tiles from the centre outwards, so a small `count` keeps the least lens-distorted ones.
+    center = np.array([height / 2, width / 2])
+    tiles.sort(key=lambda t: float(np.abs(np.array(t) + size / 2 - center).sum()))
+    return tiles[:count]
+
+
+def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    return image[top : top + size, left : left + size]
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    return crop(image, *center_offset(image.shape[0], image.shape[1], size), size)

@@ -1,0 +1,74 @@
+"""Reading photos the way camera forensics needs them: pixels exactly as stored, as RGB uint8.
+
+EXIF orientation is ignored, because rotating the pixels would move the CFA phase. Alpha is
+dropped; 16-bit images are reduced to their high byte; grayscale images carry no colour-filter
+trace and are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+# IMREAD_UNCHANGED keeps the channel count and bit depth visible and, like
+# IMREAD_IGNORE_ORIENTATION, never applies EXIF rotation.
+READ_FLAGS = cv2.IMREAD_UNCHANGED
+
+
+class UnreadableImage(ValueError):
+    """An image file that cannot be used; the message names the file and the reason."""
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in `folder`, by extension without regard to case, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_file(p))
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode `path` to an HxWx3 uint8 RGB array, or raise UnreadableImage saying why."""
+    try:
+        if os.path.getsize(path) == 0:
+            raise UnreadableImage(f"{path}: empty file")
+        # imdecode from bytes, because imread cannot open non-ASCII paths on every platform.
+        data = np.fromfile(path, dtype=np.uint8)
+        image = cv2.imdecode(data, READ_FLAGS)
+    except OSError as error:
+        raise UnreadableImage(f"{path}: {error.strerror or error}") from None
+    except cv2.error:
+        image = None
+    if image is None:
+        raise UnreadableImage(f"{path}: not a decodable image")
+    return to_rgb8(image, path)
+
+
+def to_rgb8(image: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:
+    """Bring a decoded OpenCV array (BGR, BGRA, 8 or 16 bit) to RGB uint8."""
+    if image.ndim == 2 or image.shape[2] == 1:
+        raise UnreadableImage(f"{path}: grayscale image, no colour channels")
+    if image.shape[2] not in (3, 4):
+        raise UnreadableImage(f"{path}: {image.shape[2]}-channel image")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise UnreadableImage(f"{path}: unsupported pixel type {image.dtype}")
+    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(image, code)
+
+
+def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, params: list[int] | None = None) -> None:
+    """Encode RGB `rgb` by the file's extension and write it via a temporary file and a rename."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params or [])
+    if not ok:
+        raise ValueError(f"{path}: OpenCV could not encode this image")
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temporary.write_bytes(encoded.tobytes())
+    os.replace(temporary, path)
