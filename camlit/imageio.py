@@ -13,13 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from camlit.errors import CamlitError
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 # IMREAD_UNCHANGED keeps the channel count and bit depth visible and, like
 # IMREAD_IGNORE_ORIENTATION, never applies EXIF rotation.
 READ_FLAGS = cv2.IMREAD_UNCHANGED
 
 
-class UnreadableImage(ValueError):
+class UnreadableImage(CamlitError):
     """An image file that cannot be used; the message names the file and the reason."""
 
 

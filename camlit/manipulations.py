@@ -15,7 +15,7 @@ public solutions disagree on them:
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import cache, partial
 
 import cv2
 import numpy as np
@@ -43,7 +43,7 @@ def resize(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
-@lru_cache(maxsize=None)
+@cache
 def gamma_table(gamma: float) -> np.ndarray:
     return np.round(255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
 
@@ -64,7 +64,9 @@ MANIPULATIONS: dict[str, Manipulation] = {
     "gamma1.2": partial(gamma, gamma=1.2),
 }
 MANIPULATED: tuple[str, ...] = tuple(name for name in MANIPULATIONS if name != "unaltered")
-RESIZE_FACTORS: dict[str, float] = {name: float(name.removeprefix("resize")) for name in MANIPULATIONS if name.startswith("resize")}
+RESIZE_FACTORS: dict[str, float] = {
+    name: float(name.removeprefix("resize")) for name in MANIPULATIONS if name.startswith("resize")
+}
 
 
 def apply(name: str, image: np.ndarray) -> np.ndarray:

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from camlit.errors import CamlitError
+
 log = logging.getLogger(__name__)
 
 # Blocks per stage (conv2_x .. conv5_x); each other depth is one more line here.
@@ -121,7 +123,7 @@ def resnet50(**kwargs) -> ResNet:
     return build_resnet("resnet50", **kwargs)
 
 
-class PretrainedWeightsError(ValueError):
+class PretrainedWeightsError(CamlitError):
     """A pretrained file that does not fit the model."""
 
 

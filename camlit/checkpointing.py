@@ -1,0 +1,67 @@
+"""Checkpoints that survive a kill, and finding the one to resume from."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from camlit.errors import CamlitError
+
+log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, then renames it into place.
+
+    A kill during a save leaves the previous file intact, never a truncated one.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        if get_filesystem(path).protocol not in ("file", ("file", "local")):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            with open(temporary, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def latest_checkpoint_callback(dirpath: str | None = None) -> ModelCheckpoint:
+    """`last.ckpt` rewritten at every save point, whatever the monitored metrics did."""
+    return ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+
+
+def is_valid_checkpoint(path: Path) -> bool:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # noqa: BLE001 - any failure to load means the file cannot be resumed from
+        return False
+    return isinstance(checkpoint, dict) and "state_dict" in checkpoint and "global_step" in checkpoint
+
+
+def find_resume_checkpoint(version_dir: str | Path) -> Path:
+    """The newest loadable checkpoint of a run, preferring last.ckpt; say so when falling back."""
+    folder = Path(version_dir) / "checkpoints"
+    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
+    if not candidates:
+        raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from")
+    for candidate in candidates:
+        if is_valid_checkpoint(candidate):
+            if candidate != candidates[0]:
+                log.warning("%s is corrupt; resuming from %s instead", candidates[0], candidate)
+            return candidate
+        log.warning("skipping corrupt checkpoint %s", candidate)
+    raise CamlitError(f"{version_dir}: every checkpoint in {folder} is corrupt")

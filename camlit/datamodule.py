@@ -1,0 +1,156 @@
+"""CameraDataModule: random even-offset crops for training, exact centre crops for validation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import DataLoader
+
+from camlit import manipulations
+from camlit.cameras import KAGGLE_CAMERAS
+from camlit.datasets import CenterCrops, EpochSampler, TrainCrops, collate_crops, worker_init
+from camlit.samples import DataError, check_images, require_every_class, scan, split_by_photo
+
+log = logging.getLogger(__name__)
+
+HOW_TO_GET_DATA = (
+    "run the demo on generated data with `python scripts/fit.py --config scripts/configs/demo.yaml`, "
+    "or point --data.train_dir at Kaggle's train/ or a prepared data-512/"
+)
+
+
+class CameraDataModule(L.LightningDataModule):
+    """Camera-labelled photos from `train_dir` (and `val_dir`), in either layout of camlit.samples.
+
+    Args:
+        train_dir: `root/<camera>/*` or `root/<manipulation>/<camera>/*`.
+        val_dir: a separate validation folder; without one, `val_fraction` of the photos are held
+            out, stratified by class and grouped by photo.
+        classes: class names; a class's index is its position here.
+        crop_size: side of the square crops, never resized.
+        crops_per_image: independent random crops per image per epoch, as in the seed notebook.
+        load_ratio: random fraction of each class's images used in each epoch, drawn afresh.
+        batch_size: crops per training step; a multiple of `crops_per_image`.
+        even_offsets: keep training crops on even offsets, which preserves the CFA phase.
+        manipulation_p: chance of applying a random Kaggle manipulation to a training crop.
+        val_manipulations: also score every unaltered validation image under these manipulations.
+        synthetic_root: where the built-in synthetic set lives; it is generated on first use when
+            `train_dir` is its `train/` folder.
+    """
+
+    def __init__(
+        self,
+        train_dir: str = "data/synthetic/train",
+        val_dir: str | None = None,
+        val_fraction: float = 0.2,
+        classes: list[str] = list(KAGGLE_CAMERAS),
+        crop_size: int = 224,
+        crops_per_image: int = 1,
+        load_ratio: float = 1.0,
+        batch_size: int = 32,
+        num_workers: int = 4,
+        seed: int = 0,
+        even_offsets: bool = True,
+        manipulation_p: float = 0.0,
+        val_manipulations: list[str] = [],
+        synthetic_root: str | None = "data/synthetic",
+        synthetic_images_per_camera: int = 30,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if batch_size % crops_per_image:
+            raise DataError(f"batch_size {batch_size} is not a multiple of crops_per_image {crops_per_image}")
+        unknown = [name for name in val_manipulations if name not in manipulations.MANIPULATIONS]
+        if unknown:
+            choices = ", ".join(manipulations.MANIPULATIONS)
+            raise DataError(f"val_manipulations: unknown {unknown[0]!r}; choose from {choices}")
+        if not 0 <= manipulation_p <= 1:
+            raise DataError(f"manipulation_p must be in [0, 1], got {manipulation_p}")
+        self.classes = list(classes)
+        self.train_set: TrainCrops | None = None
+        self.val_set: CenterCrops | None = None
+
+    @property
+    def generates_synthetic(self) -> bool:
+        root = self.hparams.synthetic_root
+        return root is not None and Path(self.hparams.train_dir).resolve() == (Path(root) / "train").resolve()
+
+    def prepare_data(self) -> None:
+        if self.generates_synthetic:
+            from camlit.synthetic import is_complete, make_synthetic
+
+            if not is_complete(self.hparams.synthetic_root):
+                log.info("generating the synthetic camera data set in %s", self.hparams.synthetic_root)
+                make_synthetic(Path(self.hparams.synthetic_root), self.hparams.synthetic_images_per_camera)
+        if not Path(self.hparams.train_dir).is_dir():
+            raise DataError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        hp = self.hparams
+        samples = self.usable(scan(hp.train_dir, self.classes), hp.train_dir)
+        if hp.val_dir:
+            train, val = samples, self.usable(scan(hp.val_dir, self.classes), hp.val_dir)
+        else:
+            train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
+        require_every_class(train, self.classes, hp.train_dir)
+        self.train_set = TrainCrops(
+            train, hp.crop_size, hp.crops_per_image, hp.seed, hp.even_offsets, hp.manipulation_p
+        )
+        self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations)
+        log_split(len(train), len(val), len(self.val_set))
+
+    def usable(self, samples, where) -> list:
+        usable, problems = check_images(samples, self.hparams.crop_size, self.hparams.num_workers)
+        report_skipped(problems)
+        if not usable:
+            raise DataError(f"{where}: none of its {len(samples)} images is usable")
+        return usable
+
+    @property
+    def val_group_names(self) -> list[str]:
+        return self.val_set.group_names if self.val_set is not None else []
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = EpochSampler([s.label for s in self.train_set.samples], self.hparams.load_ratio, self.hparams.seed)
+        images_per_batch = self.hparams.batch_size // self.hparams.crops_per_image
+        return self.loader(
+            self.train_set,
+            batch_size=images_per_batch,
+            sampler=sampler,
+            collate_fn=collate_crops,
+            # A last batch of a single crop would break batch norm; keep it only on tiny sets.
+            drop_last=len(sampler) > images_per_batch,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.val_set, batch_size=self.hparams.batch_size, shuffle=False)
+
+    def loader(self, dataset, **kwargs) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            worker_init_fn=worker_init,
+            **kwargs,
+        )
+
+
+@rank_zero_only
+def report_skipped(problems: list[str]) -> None:
+    for problem in problems:
+        log.warning("skipped %s", problem)
+    if problems:
+        log.warning("skipped %d unusable image(s) in all", len(problems))
+
+
+@rank_zero_only
+def log_split(train: int, val: int, val_items: int) -> None:
+    log.info("%d training images, %d validation images (%d validation items)", train, val, val_items)

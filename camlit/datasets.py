@@ -1,0 +1,162 @@
+"""Datasets and the epoch sampler behind CameraDataModule.
+
+Randomness never depends on the worker that happens to load a sample: every draw comes from a
+generator seeded by (seed, epoch, index), so any `num_workers` and any rank layout give the same
+crops for the same seed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from camlit import manipulations
+from camlit.crops import center_crop, crop, random_offset
+from camlit.imageio import read_rgb
+from camlit.samples import UNALTERED, Sample
+
+
+def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def random_train_crop(
+    image: np.ndarray, size: int, rng: np.random.Generator, even: bool = True, manipulation_p: float = 0.0
+) -> np.ndarray:
+    """A random `size` crop; with probability `manipulation_p`, of a randomly manipulated patch.
+
+    The manipulation runs on a local pre-crop just large enough for the final crop to fit after a
+    resize, not on the whole image, which keeps augmentation cheap.
+    """
+    height, width = image.shape[:2]
+    if manipulation_p > 0 and rng.random() < manipulation_p:
+        name = manipulations.MANIPULATED[int(rng.integers(len(manipulations.MANIPULATED)))]
+        source = manipulations.source_size(name, size)
+        if source <= min(height, width):
+            patch = manipulations.apply(name, crop(image, *random_offset(height, width, source, rng, even), source))
+            return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size)
+    return crop(image, *random_offset(height, width, size, rng, even), size)
+
+
+class EpochSampler(Sampler):
+    """Yields (sample index, epoch) for a fresh random `load_ratio` of each class every epoch.
+
+    Lightning calls `set_epoch`, also through its DistributedSamplerWrapper under DDP, so every
+    rank draws the same subset and the wrapper gives each rank a distinct share of it.
+    """
+
+    def __init__(self, labels: Sequence[int], load_ratio: float = 1.0, seed: int = 0):
+        if not 0 < load_ratio <= 1:
+            raise ValueError(f"load_ratio must be in (0, 1], got {load_ratio}")
+        self.by_class: dict[int, list[int]] = defaultdict(list)
+        for index, label in enumerate(labels):
+            self.by_class[label].append(index)
+        self.load_ratio = load_ratio
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def per_class_count(self, available: int) -> int:
+        return max(1, round(self.load_ratio * available))
+
+    def __len__(self) -> int:
+        return sum(self.per_class_count(len(indices)) for indices in self.by_class.values())
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        chosen = []
+        for label in sorted(self.by_class):
+            indices = self.by_class[label]
+            chosen.extend(rng.choice(indices, self.per_class_count(len(indices)), replace=False).tolist())
+        for index in rng.permutation(chosen).tolist():
+            yield index, self.epoch
+
+
+class TrainCrops(Dataset):
+    """Item (index, epoch) -> `crops_per_image` random crops of one image, decoded once."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        crop_size: int,
+        crops_per_image: int = 1,
+        seed: int = 0,
+        even_offsets: bool = True,
+        manipulation_p: float = 0.0,
+        reader=read_rgb,
+    ):
+        self.samples = list(samples)
+        self.crop_size = crop_size
+        self.crops_per_image = crops_per_image
+        self.seed = seed
+        self.even_offsets = even_offsets
+        self.manipulation_p = manipulation_p
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, epoch = key
+        sample = self.samples[index]
+        rng = np.random.default_rng((self.seed, epoch, index))
+        image = self.reader(sample.path)
+        crops = [
+            random_train_crop(image, self.crop_size, rng, self.even_offsets, self.manipulation_p)
+            for _ in range(self.crops_per_image)
+        ]
+        labels = torch.full((self.crops_per_image,), sample.label, dtype=torch.long)
+        return torch.from_numpy(np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))), labels
+
+
+class CenterCrops(Dataset):
+    """Validation: the exact centre crop of each image, optionally of a manipulated copy.
+
+    Unaltered images are expanded into one item per name in `expand_with`; the manipulation runs
+    on the whole image before the crop, as Kaggle made its test set. Each item carries the index of
+    its manipulation in `group_names`, for per-manipulation accuracy.
+    """
+
+    def __init__(self, samples: Sequence[Sample], crop_size: int, expand_with: Sequence[str] = (), reader=read_rgb):
+        self.items: list[tuple[Sample, str | None, str]] = []
+        for sample in samples:
+            self.items.append((sample, None, sample.manipulation))
+            if sample.manipulation == UNALTERED:
+                self.items.extend((sample, name, name) for name in expand_with if name != UNALTERED)
+        self.group_names = sorted({group for _, _, group in self.items}, key=group_order)
+        self.crop_size = crop_size
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        sample, manipulation, group = self.items[index]
+        image = self.reader(sample.path)
+        if manipulation is not None:
+            image = manipulations.apply(manipulation, image)
+        return to_chw_tensor(center_crop(image, self.crop_size)), sample.label, self.group_names.index(group)
+
+
+def group_order(name: str) -> tuple[int, str]:
+    """`unaltered` first, then Kaggle's manipulations in their order, then any other folder names."""
+    known = list(manipulations.MANIPULATIONS)
+    return (known.index(name), "") if name in known else (len(known), name)
+
+
+def collate_crops(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate the per-image crop stacks into one batch of crops."""
+    images, labels = zip(*batch, strict=True)
+    return torch.cat(images), torch.cat(labels)
+
+
+def worker_init(_: int) -> None:
+    # OpenCV's own thread pool inside each loader worker would oversubscribe the cores.
+    cv2.setNumThreads(1)

@@ -1,0 +1,62 @@
+"""Forensic front ends that sit before the ResNet and feed it the noise residual.
+
+Camera traces (demosaicing, sensor noise, JPEG) live in the high frequencies that scene content
+swamps; a residual front end removes the scene so the network does not have to learn to.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+InputFilter = Literal["none", "highpass", "constrained"]
+
+
+class HighPass(nn.Module):
+    """Fixed residual: each channel minus its 3x3 local mean, times `scale`."""
+
+    def __init__(self, scale: float = 8.0):
+        super().__init__()
+        kernel = -torch.ones(3, 3) / 9
+        kernel[1, 1] += 1
+        self.register_buffer("weight", (scale * kernel).expand(3, 1, 3, 3).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight.to(x.dtype), padding=1, groups=3)
+
+
+class ConstrainedConv(nn.Module):
+    """Bayar & Stamm (2018): a learnable prediction-error filter per output channel.
+
+    Output channel k predicts input channel k's centre pixel from its neighbourhood in all channels:
+    the centre tap of channel k is fixed at -1 and the other taps sum to 1. The constraint is
+    applied in every forward, so the optimiser sees it as a reparametrisation.
+    """
+
+    def __init__(self, kernel_size: int = 5, channels: int = 3):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(channels, channels, kernel_size, kernel_size))
+        centre = torch.zeros_like(self.weight)
+        centre[range(channels), range(channels), kernel_size // 2, kernel_size // 2] = 1
+        self.register_buffer("centre", centre, persistent=False)
+
+    def constrained_weight(self) -> torch.Tensor:
+        others = self.weight * (1 - self.centre)
+        return others / others.sum(dim=(1, 2, 3), keepdim=True) - self.centre
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.constrained_weight().to(x.dtype)
+        return F.conv2d(x, weight, padding=self.weight.shape[-1] // 2)
+
+
+def build_input_filter(name: InputFilter) -> nn.Module:
+    if name == "none":
+        return nn.Identity()
+    if name == "highpass":
+        return HighPass()
+    if name == "constrained":
+        return ConstrainedConv()
+    raise ValueError(f"unknown input_filter {name!r}; choose none, highpass or constrained")

@@ -1,0 +1,39 @@
+"""Accuracy per manipulation, and Kaggle's weighted score."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torchmetrics import Metric
+
+UNALTERED = "unaltered"
+UNALTERED_WEIGHT = 0.7
+
+
+def kaggle_weighted_accuracy(per_group: Mapping[str, float]) -> float | None:
+    """0.7 x unaltered + 0.3 x the mean over manipulated groups; None unless both kinds exist."""
+    manipulated = [value for name, value in per_group.items() if name != UNALTERED]
+    if UNALTERED not in per_group or not manipulated:
+        return None
+    return UNALTERED_WEIGHT * per_group[UNALTERED] + (1 - UNALTERED_WEIGHT) * sum(manipulated) / len(manipulated)
+
+
+class GroupedAccuracy(Metric):
+    """Accuracy within each of `num_groups` groups; summed across processes under DDP."""
+
+    full_state_update = False
+
+    def __init__(self, num_groups: int, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("correct", torch.zeros(num_groups, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(num_groups, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, predictions: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor) -> None:
+        count = len(self.total)
+        self.correct += torch.bincount(groups[predictions == targets], minlength=count)
+        self.total += torch.bincount(groups, minlength=count)
+
+    def compute(self) -> torch.Tensor:
+        """Per-group accuracy; NaN for a group with no samples."""
+        return self.correct.double() / self.total.double()

@@ -1,0 +1,121 @@
+"""Finding labelled photos on disk, checking them, and splitting them without leaking a photo.
+
+Two layouts are read:
+
+- ``root/<manipulation>/<camera>/*``: the seed's ``data-512``, one folder per manipulation;
+- ``root/<camera>/*``: flat, every sample ``unaltered``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from camlit.errors import CamlitError
+from camlit.imageio import UnreadableImage, list_images, read_rgb
+
+UNALTERED = "unaltered"
+# prepare_data names tiles <stem>_t<k>; they are pieces of one photo.
+TILE_SUFFIX = re.compile(r"_t\d+$")
+
+
+class DataError(CamlitError):
+    """A data folder that cannot be trained on; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int
+    manipulation: str
+    photo: str  # what ties the manipulated copies and tiles of one photo together
+
+
+def scan(root: str | Path, classes: Sequence[str]) -> list[Sample]:
+    """Every image under `root` in either layout, labelled by its position in `classes`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such data folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(f"{root}: no class or manipulation folders in it")
+    if any(folder.name in classes for folder in folders):
+        groups = [(UNALTERED, root)]
+    else:
+        groups = [(folder.name, folder) for folder in folders]
+    samples = []
+    for manipulation, folder in groups:
+        class_folders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        unknown = [p.name for p in class_folders if p.name not in classes]
+        if unknown:
+            raise DataError(
+                f"{folder}: folder {unknown[0]!r} is not in the class list ({', '.join(classes)}); "
+                "set --data.classes or remove it"
+            )
+        for class_folder in class_folders:
+            label = classes.index(class_folder.name)
+            for path in list_images(class_folder):
+                photo = f"{class_folder.name}/{TILE_SUFFIX.sub('', path.stem)}"
+                samples.append(Sample(str(path), label, manipulation, photo))
+    if not samples:
+        raise DataError(f"{root}: no images (.jpg .jpeg .png .tif .tiff .bmp) in its class folders")
+    return samples
+
+
+def require_every_class(samples: Sequence[Sample], classes: Sequence[str], where: str | Path) -> None:
+    present = {s.label for s in samples}
+    absent = [name for index, name in enumerate(classes) if index not in present]
+    if absent:
+        raise DataError(f"{where}: no usable images for class {', '.join(absent)}")
+
+
+def split_by_photo(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """A validation split stratified by class and grouped by photo, fixed by `seed`.
+
+    All manipulated copies and tiles of a photo land on the same side, so no photo is seen in
+    training and then scored in validation.
+    """
+    if not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    photos_by_class: dict[int, set[str]] = defaultdict(set)
+    for sample in samples:
+        photos_by_class[sample.label].add(sample.photo)
+    rng = np.random.default_rng(seed)
+    val_photos = set()
+    for label in sorted(photos_by_class):
+        photos = sorted(photos_by_class[label])
+        count = min(len(photos) - 1, max(1, round(val_fraction * len(photos))))
+        val_photos.update(rng.permutation(photos)[:count].tolist())
+    train = [s for s in samples if s.photo not in val_photos]
+    val = [s for s in samples if s.photo in val_photos]
+    return train, val
+
+
+def image_problem(path: str, min_size: int) -> str | None:
+    """Why `path` cannot give a `min_size` crop, or None when it can."""
+    try:
+        image = read_rgb(path)
+    except UnreadableImage as error:
+        return str(error)
+    height, width = image.shape[:2]
+    if min(height, width) < min_size:
+        return f"{path}: {width}x{height} is smaller than the {min_size}x{min_size} crop"
+    return None
+
+
+def check_images(samples: Sequence[Sample], min_size: int, workers: int = 0) -> tuple[list[Sample], list[str]]:
+    """Decode every sample once; return the usable ones and one message per skipped file."""
+    paths = [s.path for s in samples]
+    if workers > 1 and len(paths) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            problems = list(pool.map(image_problem, paths, [min_size] * len(paths), chunksize=16))
+    else:
+        problems = [image_problem(path, min_size) for path in paths]
+    usable = [s for s, problem in zip(samples, problems, strict=True) if problem is None]
+    return usable, [p for p in problems if p is not None]
