@@ -39,9 +39,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             temporary.unlink(missing_ok=True)
 
 
-def latest_checkpoint_callback(dirpath: str | None = None) -> ModelCheckpoint:
-    """`last.ckpt` rewritten at every save point, whatever the monitored metrics did."""
-    return ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+class LatestCheckpoint(ModelCheckpoint):
+    """`last.ckpt`, rewritten at every epoch end whatever the monitored metrics did.
+
+    Lightning's own `save_last` only writes when a top-k save happens in that epoch.
+    """
+
+    def __init__(self, dirpath: str | None = None):
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+
+    @property
+    def state_key(self) -> str:
+        # Distinct from a periodic checkpoint that also saves every epoch with no monitor.
+        return self._generate_state_key(role="latest")
 
 
 def is_valid_checkpoint(path: Path) -> bool:

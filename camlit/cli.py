@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.trainer.trainer import Trainer
 
-from camlit.checkpointing import AtomicCheckpointIO, find_resume_checkpoint, latest_checkpoint_callback
+from camlit.checkpointing import AtomicCheckpointIO, LatestCheckpoint, find_resume_checkpoint
 from camlit.datamodule import CameraDataModule
 from camlit.errors import CamlitError
 from camlit.module import CameraClassifier
@@ -71,7 +72,7 @@ class CamlitCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
-        kwargs.setdefault("callbacks", []).append(latest_checkpoint_callback())
+        kwargs.setdefault("callbacks", []).append(LatestCheckpoint())
         trainer = super().instantiate_trainer(**kwargs)
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
@@ -97,12 +98,28 @@ def resume_arguments(args: list[str]) -> list[str]:
         "--config", str(config),
         *args,
         "--ckpt_path", str(checkpoint),
-        "--trainer.logger.init_args.save_dir", str(version_dir.parent.parent),
-        "--trainer.logger.init_args.name", version_dir.parent.name,
-        "--trainer.logger.init_args.version", version_dir.name,
+        *log_dir_arguments(config, version_dir),
         # The weights come from the checkpoint; the pretrained file may be long gone.
         "--model.pretrained", "null",
     ]  # fmt: skip
+
+
+def log_dir_arguments(config: Path, version_dir: Path) -> list[str]:
+    """Point the logger at `version_dir`, keeping the saved paths when they already lead there.
+
+    Keeping them matters: ModelCheckpoint restores its best-k scores only when its folder path
+    is the same string as when it saved them.
+    """
+    logger = (yaml.safe_load(config.read_text()).get("trainer") or {}).get("logger") or {}
+    saved = logger.get("init_args", {}) if isinstance(logger, dict) else {}
+    arguments = ["--trainer.logger.init_args.version", version_dir.name]
+    saved_dir = Path(saved.get("save_dir") or ".") / (saved.get("name") or "") / version_dir.name
+    if saved_dir.resolve() != version_dir.resolve():
+        arguments += [
+            "--trainer.logger.init_args.save_dir", str(version_dir.parent.parent),
+            "--trainer.logger.init_args.name", version_dir.parent.name,
+        ]  # fmt: skip
+    return arguments
 
 
 def pop_option(args: list[str], name: str) -> str | None:

@@ -41,6 +41,8 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             raise UnreadableImage(f"{path}: empty file")
         # imdecode from bytes, because imread cannot open non-ASCII paths on every platform.
         data = np.fromfile(path, dtype=np.uint8)
+        if is_truncated_jpeg(data):
+            raise UnreadableImage(f"{path}: truncated JPEG (no end-of-image marker)")
         image = cv2.imdecode(data, READ_FLAGS)
     except OSError as error:
         raise UnreadableImage(f"{path}: {error.strerror or error}") from None
@@ -49,6 +51,14 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     if image is None:
         raise UnreadableImage(f"{path}: not a decodable image")
     return to_rgb8(image, path)
+
+
+def is_truncated_jpeg(data: np.ndarray) -> bool:
+    """A JPEG whose end-of-image marker is missing; libjpeg would pad it with grey silently."""
+    if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return False
+    tail = data[-64:].tobytes().rstrip(b"\x00")
+    return b"\xff\xd9" not in tail
 
 
 def to_rgb8(image: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:

@@ -132,7 +132,8 @@ class CameraClassifier(L.LightningModule):
         if self.val_group_acc is not None:
             per_group = {
                 name: float(acc)
-                for name, acc in zip(self.val_group_names, self.val_group_acc.compute(), strict=True)
+                # torchmetrics squeezes a one-group result to 0-d.
+                for name, acc in zip(self.val_group_names, self.val_group_acc.compute().reshape(-1), strict=True)
                 if not math.isnan(acc)
             }
             self.val_group_acc.reset()

@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+CLASSES = ["HTC-1-M7", "LG-Nexus-5x", "Motorola-X"]
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    """Write RGB `image` with OpenCV (which wants BGR)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image[..., ::-1] if image.ndim == 3 else image)
+    return path
+
+
+def random_image(rng: np.random.Generator, height: int = 64, width: int = 80) -> np.ndarray:
+    return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def flat_tree(tmp_path) -> Path:
+    """root/<camera>/p<k>.png: 3 classes x 6 photos of 64x80."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "flat"
+    for camera in CLASSES:
+        for k in range(6):
+            write_image(root / camera / f"{camera}-p{k}.png", random_image(rng))
+    return root
+
+
+@pytest.fixture
+def manipulation_tree(tmp_path) -> Path:
+    """root/<manipulation>/<camera>/<stem>.png: the same 4 photos per class in 3 manipulation folders."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "data-512"
+    for manipulation in ("unaltered", "jpeg70", "gamma0.8"):
+        for camera in CLASSES:
+            for k in range(4):
+                write_image(root / manipulation / camera / f"{camera}-p{k}.png", random_image(rng))
+    return root

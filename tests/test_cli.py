@@ -1,0 +1,90 @@
+import pytest
+import torch
+from conftest import CLASSES
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from camlit.cli import main
+from camlit.module import CameraClassifier
+
+
+def fit_args(root, *extra):
+    return [
+        "--data.train_dir", str(root), "--data.classes", str(CLASSES).replace("'", ""),
+        "--data.crop_size", "32", "--data.batch_size", "4", "--data.num_workers", "0",
+        "--data.synthetic_root", "null", "--model.input_filter", "highpass",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.log_every_n_steps", "1", *extra,
+    ]  # fmt: skip
+
+
+def events(version_dir) -> EventAccumulator:
+    accumulator = EventAccumulator(str(version_dir), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_fast_dev_run(flat_tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = main(fit_args(flat_tree, "--trainer.fast_dev_run", "true"))
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert cli.model.classes == CLASSES and cli.model.net.fc.out_features == 3
+
+
+def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = main(fit_args(flat_tree, "--trainer.max_epochs", "2", "--periodic_checkpoint.every_n_epochs", "1"))
+    version = tmp_path / "lightning_logs" / "version_0"
+    assert (version / "config.yaml").is_file()
+    names = sorted(p.name for p in (version / "checkpoints").iterdir())
+    assert names == ["best.ckpt", "epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]
+    steps_after_first_run = cli.trainer.global_step
+    logged = events(version)
+    assert {"train/loss_step", "train/acc", "val/acc", "val/loss", "val/acc_class/HTC-1-M7"} <= set(
+        logged.Tags()["scalars"]
+    )
+    assert {"val/confusion_matrix", "train/crops"} <= set(logged.Tags()["images"])
+
+    restored = CameraClassifier.load_from_checkpoint(version / "checkpoints" / "last.ckpt")
+    assert restored.classes == CLASSES and restored.hparams.input_filter == "highpass"
+
+    resumed = main(["--resume", str(version), "--trainer.max_epochs", "3"])
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]
+    assert resumed.trainer.current_epoch == 3
+    assert resumed.trainer.global_step > steps_after_first_run
+    checkpoint = torch.load(version / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == resumed.trainer.global_step and checkpoint["epoch"] == 2
+    loss_steps = [event.step for event in events(version).Scalars("train/loss_step")]
+    assert loss_steps == sorted(loss_steps) and len(set(loss_steps)) == len(loss_steps)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lightning_logs" / "version_0" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--resume", "lightning_logs/version_0"])
+    assert exit_info.value.code == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs" / "version_1").exists()
+
+
+def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(tmp_path / "nowhere", "--trainer.max_epochs", "1"))
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr
+    assert "nowhere: no such data folder" in errors[0] and "demo.yaml" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--model.optimizer", "adamw", "model.optimizer"), ("--model.schedule", "step", "model.schedule"),
+     ("--data.crop_size", "big", "data.crop_size")],
+)
+def test_bad_config_value(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(flat_tree, flag, value))
+    assert exit_info.value.code != 0
+    assert message in capsys.readouterr().err

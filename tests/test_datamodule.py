@@ -1,0 +1,142 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, random_image, write_image
+
+from camlit.crops import center_crop
+from camlit.datamodule import CameraDataModule
+from camlit.datasets import EpochSampler, random_train_crop
+from camlit.imageio import read_rgb
+from camlit.samples import DataError
+
+
+def make(root, **kwargs) -> CameraDataModule:
+    options = dict(classes=CLASSES, crop_size=32, batch_size=4, num_workers=0, synthetic_root=None)
+    options.update(kwargs)
+    datamodule = CameraDataModule(str(root), **options)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def epoch_batches(datamodule, epoch):
+    loader = datamodule.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    return list(loader)
+
+
+def test_train_batches_are_uint8_chw_crops(flat_tree):
+    datamodule = make(flat_tree, crops_per_image=2, batch_size=4)
+    images, labels = next(iter(datamodule.train_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
+    assert labels.dtype == torch.long and labels[0] == labels[1] and labels[2] == labels[3]
+
+
+def test_crops_per_image_and_load_ratio_counts(flat_tree):
+    datamodule = make(flat_tree, crops_per_image=2, load_ratio=0.5, batch_size=2, val_fraction=0.34)
+    train_images = len(datamodule.train_set)
+    assert train_images == 12  # 4 of 6 photos per class
+    batches = epoch_batches(datamodule, 0)
+    labels = torch.cat([b[1] for b in batches])
+    assert len(labels) == 3 * 2 * 2  # 3 classes x round(0.5 x 4) images x 2 crops
+    assert torch.bincount(labels).tolist() == [4, 4, 4]
+
+
+def test_load_ratio_draws_a_new_subset_each_epoch():
+    sampler = EpochSampler([0] * 20 + [1] * 20, load_ratio=0.25, seed=0)
+    subsets = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        drawn = list(sampler)
+        assert all(e == epoch for _, e in drawn)
+        indices = [i for i, _ in drawn]
+        assert len(indices) == 10 == len(sampler) and len(set(indices)) == 10
+        assert sum(i < 20 for i in indices) == 5
+        subsets.append(sorted(indices))
+    assert subsets[0] != subsets[1] != subsets[2]
+    sampler.set_epoch(1)
+    assert sorted(i for i, _ in sampler) == subsets[1]
+
+
+def test_same_samples_for_any_worker_count(flat_tree):
+    serial = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=0), 1)
+    parallel = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=2), 1)
+    assert len(serial) == len(parallel)
+    for (a, la), (b, lb) in zip(serial, parallel, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+    other_epoch = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=0), 2)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(serial, other_epoch, strict=False))
+
+
+def test_train_crops_come_from_the_image_on_even_offsets(flat_tree):
+    datamodule = make(flat_tree, crops_per_image=3, batch_size=6)
+    sample = datamodule.train_set.samples[0]
+    image = read_rgb(sample.path)
+    crops, _ = datamodule.train_set[(0, 0)]
+    for crop in crops.permute(0, 2, 3, 1).numpy():
+        hits = [(t, l) for t in range(0, 64 - 31) for l in range(0, 80 - 31)
+                if np.array_equal(image[t : t + 32, l : l + 32], crop)]
+        assert hits and all(t % 2 == 0 and l % 2 == 0 for t, l in hits)
+
+
+def test_validation_is_the_exact_centre_crop(flat_tree):
+    datamodule = make(flat_tree)
+    image, label, group = datamodule.val_set[0]
+    sample = datamodule.val_set.items[0][0]
+    assert np.array_equal(image.permute(1, 2, 0).numpy(), center_crop(read_rgb(sample.path), 32))
+    assert label == sample.label and datamodule.val_group_names[group] == "unaltered"
+
+
+def test_validation_expanded_with_manipulations(flat_tree):
+    datamodule = make(flat_tree, val_manipulations=["jpeg70", "resize0.5"], crop_size=16)
+    assert datamodule.val_group_names == ["unaltered", "jpeg70", "resize0.5"]
+    assert len(datamodule.val_set) == 3 * len({item[0] for item in datamodule.val_set.items})
+    groups = [datamodule.val_set[i][2] for i in range(3)]
+    assert groups == [0, 1, 2]
+
+
+def test_manipulation_layout_groups_in_validation(manipulation_tree):
+    datamodule = make(manipulation_tree, val_fraction=0.25)
+    assert datamodule.val_group_names == ["unaltered", "jpeg70", "gamma0.8"]
+    val_photos = {item[0].photo for item in datamodule.val_set.items}
+    assert val_photos.isdisjoint({s.photo for s in datamodule.train_set.samples})
+
+
+def test_on_the_fly_manipulation_gives_full_size_crops():
+    rng = np.random.default_rng(0)
+    image = random_image(rng, 160, 160)
+    crops = [random_train_crop(image, 32, rng, manipulation_p=1.0) for _ in range(50)]
+    assert all(c.shape == (32, 32, 3) and c.dtype == np.uint8 for c in crops)
+    plain = [random_train_crop(image, 32, np.random.default_rng(1), manipulation_p=0.0) for _ in range(5)]
+    assert all(any(np.array_equal(p, image[t : t + 32, l : l + 32]) for t in range(0, 129, 2) for l in range(0, 129, 2))
+               for p in plain)
+
+
+def test_unusable_files_skipped_and_named(flat_tree, caplog):
+    rng = np.random.default_rng(0)
+    folder = flat_tree / "HTC-1-M7"
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("not an image")
+    write_image(folder / "tiny.png", random_image(rng, 20, 20))
+    write_image(folder / "gray.png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    with caplog.at_level(logging.WARNING):
+        datamodule = make(flat_tree)
+    for name in ("zero.jpg", "text.jpg", "tiny.png", "gray.png"):
+        assert sum(name in r.getMessage() for r in caplog.records) == 1, name
+    assert "skipped 4 unusable image(s)" in caplog.text
+    assert len(datamodule.train_set) + len({i[0] for i in datamodule.val_set.items}) == 18
+
+
+def test_configuration_errors(flat_tree, tmp_path):
+    with pytest.raises(DataError, match="not a multiple of crops_per_image"):
+        CameraDataModule(str(flat_tree), crops_per_image=3, batch_size=4)
+    with pytest.raises(DataError, match="unknown 'jpeg50'"):
+        CameraDataModule(str(flat_tree), val_manipulations=["jpeg50"])
+    with pytest.raises(DataError, match="no such data folder; run the demo"):
+        make(tmp_path / "absent")
+    with pytest.raises(DataError, match="no usable images for class Sony-NEX-7"):
+        make(flat_tree, classes=CLASSES + ["Sony-NEX-7"])
+    with pytest.raises(DataError, match="none of its 18 images is usable"):
+        make(flat_tree, crop_size=100)
