@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from camlit.errors import CamlitError
@@ -39,21 +38,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             temporary.unlink(missing_ok=True)
 
 
-class LatestCheckpoint(ModelCheckpoint):
-    """`last.ckpt`, rewritten at every epoch end whatever the monitored metrics did.
-
-    Lightning's own `save_last` only writes when a top-k save happens in that epoch.
-    """
-
-    def __init__(self, dirpath: str | None = None):
-        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
-
-    @property
-    def state_key(self) -> str:
-        # Distinct from a periodic checkpoint that also saves every epoch with no monitor.
-        return self._generate_state_key(role="latest")
-
-
 def is_valid_checkpoint(path: Path) -> bool:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
@@ -62,9 +46,24 @@ def is_valid_checkpoint(path: Path) -> bool:
     return isinstance(checkpoint, dict) and "state_dict" in checkpoint and "global_step" in checkpoint
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of saves that a kill interrupted; the checkpoints beside them are whole."""
+    for temporary in folder.glob(".*.ckpt.tmp*"):
+        temporary.unlink(missing_ok=True)
+
+
+def checked_checkpoint(path: str | Path) -> Path:
+    path = Path(path)
+    if not is_valid_checkpoint(path):
+        raise CamlitError(f"{path}: corrupt or not a Lightning checkpoint; refusing to resume from it")
+    return path
+
+
 def find_resume_checkpoint(version_dir: str | Path) -> Path:
     """The newest loadable checkpoint of a run, preferring last.ckpt; say so when falling back."""
     folder = Path(version_dir) / "checkpoints"
+    if folder.is_dir():
+        remove_stale_temporaries(folder)
     candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
     if not candidates:
         raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from")

@@ -15,7 +15,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.trainer.trainer import Trainer
 
-from camlit.checkpointing import AtomicCheckpointIO, LatestCheckpoint, find_resume_checkpoint
+from camlit.callbacks import LatestCheckpoint, NonFiniteLossGuard
+from camlit.checkpointing import AtomicCheckpointIO, checked_checkpoint, find_resume_checkpoint
 from camlit.datamodule import CameraDataModule
 from camlit.errors import CamlitError
 from camlit.module import CameraClassifier
@@ -71,9 +72,14 @@ class CamlitCLI(LightningCLI):
         )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
 
-    def instantiate_trainer(self, **kwargs) -> Trainer:
-        kwargs.setdefault("callbacks", []).append(LatestCheckpoint())
-        trainer = super().instantiate_trainer(**kwargs)
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
+        callbacks = [*callbacks, NonFiniteLossGuard(), LatestCheckpoint()]
+        # Switching checkpoints or logging off switches off the callbacks that need them.
+        if config.get("enable_checkpointing") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        if config.get("logger") in (False, None):
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        trainer = super()._instantiate_trainer(config, callbacks)
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
@@ -87,7 +93,7 @@ def resume_arguments(args: list[str]) -> list[str]:
     if target_path.is_dir():
         version_dir, checkpoint = target_path, find_resume_checkpoint(target_path)
     elif target_path.is_file():
-        version_dir, checkpoint = target_path.parent.parent, target_path
+        version_dir, checkpoint = target_path.parent.parent, checked_checkpoint(target_path)
     else:
         raise CamlitError(f"--resume {target}: no such run folder or checkpoint file")
     config = version_dir / "config.yaml"

@@ -11,9 +11,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from camlit import manipulations
+from camlit.cache import DecodedCache, build_cache, open_cache
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.datasets import CenterCrops, EpochSampler, TrainCrops, collate_crops, worker_init
-from camlit.samples import DataError, check_images, require_every_class, scan, split_by_photo
+from camlit.imageio import read_rgb
+from camlit.samples import DataError, Sample, check_images, require_every_class, scan, split_by_photo
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class CameraDataModule(L.LightningDataModule):
         val_manipulations: also score every unaltered validation image under these manipulations.
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
             `train_dir` is its `train/` folder.
+        cache_dir: keep the decoded images here in one memory-mapped file (camlit.cache), built by
+            `prepare_data` and rebuilt when the files change; training then crops without decoding.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class CameraDataModule(L.LightningDataModule):
         val_manipulations: list[str] = [],
         synthetic_root: str | None = "data/synthetic",
         synthetic_images_per_camera: int = 30,
+        cache_dir: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -73,6 +78,7 @@ class CameraDataModule(L.LightningDataModule):
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
         self.val_set: CenterCrops | None = None
+        self.cache: DecodedCache | None = None
 
     @property
     def generates_synthetic(self) -> bool:
@@ -88,27 +94,58 @@ class CameraDataModule(L.LightningDataModule):
                 make_synthetic(Path(self.hparams.synthetic_root), self.hparams.synthetic_images_per_camera)
         if not Path(self.hparams.train_dir).is_dir():
             raise DataError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
+        if self.hparams.cache_dir:
+            paths = [s.path for found in self.scan_sources() for s in found]
+            build_cache(self.hparams.cache_dir, paths, self.hparams.crop_size, self.hparams.num_workers)
+
+    def scan_sources(self) -> tuple[list[Sample], list[Sample]]:
+        """The samples in train_dir, and those in val_dir (none without one)."""
+        hp = self.hparams
+        return scan(hp.train_dir, self.classes), scan(hp.val_dir, self.classes) if hp.val_dir else []
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         hp = self.hparams
-        samples = self.usable(scan(hp.train_dir, self.classes), hp.train_dir)
+        found, found_val = self.scan_sources()
+        self.cache = self.open_cache([*found, *found_val])
+        samples = self.usable(found, hp.train_dir)
         if hp.val_dir:
-            train, val = samples, self.usable(scan(hp.val_dir, self.classes), hp.val_dir)
+            train, val = samples, self.usable(found_val, hp.val_dir)
         else:
             train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
         require_every_class(train, self.classes, hp.train_dir)
+        reader = read_rgb if self.cache is None else self.cache
         self.train_set = TrainCrops(
-            train, hp.crop_size, hp.crops_per_image, hp.seed, hp.even_offsets, hp.manipulation_p
+            train, hp.crop_size, hp.crops_per_image, hp.seed, hp.even_offsets, hp.manipulation_p, reader
         )
-        self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations)
+        self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))
 
+    def open_cache(self, samples: list[Sample]) -> DecodedCache | None:
+        if not self.hparams.cache_dir:
+            return None
+        cache = open_cache(self.hparams.cache_dir, [s.path for s in samples], self.hparams.crop_size)
+        if cache is None:
+            # prepare_data was skipped, or files changed since it ran: decode as without a cache.
+            log_warning(f"{self.hparams.cache_dir}: no cache of these files; run prepare_data to build it")
+        return cache
+
     def usable(self, samples, where) -> list:
-        usable, problems = check_images(samples, self.hparams.crop_size, self.hparams.num_workers)
+        if self.cache is not None:
+            usable, problems = self.cache.check(samples)
+        else:
+            usable, problems = check_images(samples, self.hparams.crop_size, self.hparams.num_workers)
         report_skipped(problems)
         if not usable:
+            too_small = sum("smaller than the" in problem for problem in problems)
+            if too_small:
+                raise DataError(
+                    f"--data.crop_size {self.hparams.crop_size} is larger than {too_small} of the "
+                    f"{len(samples)} images in {where}, and the others are unreadable"
+                    if too_small < len(samples)
+                    else f"--data.crop_size {self.hparams.crop_size} is larger than every image in {where}"
+                )
             raise DataError(f"{where}: none of its {len(samples)} images is usable")
         return usable
 
@@ -149,6 +186,11 @@ def report_skipped(problems: list[str]) -> None:
         log.warning("skipped %s", problem)
     if problems:
         log.warning("skipped %d unusable image(s) in all", len(problems))
+
+
+@rank_zero_only
+def log_warning(message: str) -> None:
+    log.warning(message)
 
 
 @rank_zero_only

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from camlit.callbacks import record_nonfinite
 from camlit.cameras import KAGGLE_CAMERAS
+from camlit.errors import CamlitError
 from camlit.filters import InputFilter, build_input_filter
 from camlit.metrics import GroupedAccuracy, kaggle_weighted_accuracy
 from camlit.plots import confusion_matrix_image
@@ -78,7 +80,15 @@ class CameraClassifier(L.LightningModule):
         self.val_loss = MeanMetric()
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
         self.val_group_acc: GroupedAccuracy | None = None
+        self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
         self.val_group_names: list[str] = []
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = list(checkpoint.get("hyper_parameters", {}).get("classes", self.classes))
+        if saved != self.classes:
+            raise CamlitError(
+                f"the checkpoint was trained on classes {', '.join(saved)}; the data has {', '.join(self.classes)}"
+            )
 
     def configure_model(self) -> None:
         if self.hparams.channels_last:
@@ -107,6 +117,7 @@ class CameraClassifier(L.LightningModule):
             self.log_crop_grid(images)
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
         self.train_acc(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
