@@ -44,7 +44,7 @@ def test_too_small_image_is_refused():
 def test_grid_offsets_deterministic_even_and_spread():
     offsets = grid_offsets(512, 512, 224, 9)
     assert len(offsets) == 9 and offsets == grid_offsets(512, 512, 224, 9)
-    assert all(t % 2 == 0 and l % 2 == 0 for t, l in offsets)
+    assert all(t % 2 == 0 and left % 2 == 0 for t, left in offsets)
     assert (0, 0) in offsets and (288, 288) in offsets
 
 

@@ -76,9 +76,9 @@ def test_train_crops_come_from_the_image_on_even_offsets(flat_tree):
     image = read_rgb(sample.path)
     crops, _ = datamodule.train_set[(0, 0)]
     for crop in crops.permute(0, 2, 3, 1).numpy():
-        hits = [(t, l) for t in range(0, 64 - 31) for l in range(0, 80 - 31)
-                if np.array_equal(image[t : t + 32, l : l + 32], crop)]
-        assert hits and all(t % 2 == 0 and l % 2 == 0 for t, l in hits)
+        hits = [(top, left) for top in range(0, 64 - 31) for left in range(0, 80 - 31)
+                if np.array_equal(image[top : top + 32, left : left + 32], crop)]
+        assert hits and all(top % 2 == 0 and left % 2 == 0 for top, left in hits)
 
 
 def test_validation_is_the_exact_centre_crop(flat_tree):
@@ -110,8 +110,8 @@ def test_on_the_fly_manipulation_gives_full_size_crops():
     crops = [random_train_crop(image, 32, rng, manipulation_p=1.0) for _ in range(50)]
     assert all(c.shape == (32, 32, 3) and c.dtype == np.uint8 for c in crops)
     plain = [random_train_crop(image, 32, np.random.default_rng(1), manipulation_p=0.0) for _ in range(5)]
-    assert all(any(np.array_equal(p, image[t : t + 32, l : l + 32]) for t in range(0, 129, 2) for l in range(0, 129, 2))
-               for p in plain)
+    offsets = [(top, left) for top in range(0, 129, 2) for left in range(0, 129, 2)]
+    assert all(any(np.array_equal(p, image[t : t + 32, x : x + 32]) for t, x in offsets) for p in plain)
 
 
 def test_unusable_files_skipped_and_named(flat_tree, caplog):

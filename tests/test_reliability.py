@@ -86,7 +86,8 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_checkpoint(flat_
     latest = LatestCheckpoint(dirpath=str(tmp_path / "checkpoints"))
     trainer = L.Trainer(max_epochs=5, logger=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[NonFiniteLossGuard(check_every_n_steps=100), latest], limit_train_batches=3)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite at step 3; stopped; the last good checkpoint is .*last.ckpt"):
+    expected = r"non-finite at step 3; stopped; the last good checkpoint is .*last.ckpt"
+    with pytest.raises(NonFiniteLossError, match=expected):
         trainer.fit(model, datamodule=datamodule)
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 3
