@@ -1,0 +1,10 @@
+"""Score a checkpoint on labelled images: `python scripts/evaluate.py --ckpt best.ckpt --input data/val`.
+
+Or a test folder with its labels: `--input data/synthetic/test --labels data/synthetic/test_labels.csv`.
+`--help` lists every option.
+"""
+
+from camlit.evaluate import main
+
+if __name__ == "__main__":
+    main()
