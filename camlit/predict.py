@@ -2,9 +2,9 @@
 
 `python scripts/predict.py --ckpt best.ckpt --input test/ --output submission.csv`
 
-Everything here is shared with camlit.evaluate: the test-time crops (camlit.crops, on the image as
-camlit.imageio reads it for training), the loader, the aggregation of crop predictions and the
-balanced assignment. The model and its class names come from the checkpoint alone.
+Everything here is shared with camlit.evaluate: the test-time crops and their loader (camlit.tta),
+the aggregation of crop predictions (camlit.aggregate) and the balanced assignment
+(camlit.balance). The model and its class names come from the checkpoint alone.
 """
 
 from __future__ import annotations
@@ -17,250 +17,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from camlit.crops import center_offset, crop, grid_offsets, random_offset
-from camlit.datasets import worker_init
+from camlit.aggregate import AGGREGATES, aggregate
+from camlit.balance import balanced_labels
 from camlit.errors import CamlitError
-from camlit.imageio import UnreadableImage, list_images, read_rgb
+from camlit.imageio import list_images, read_rgb
+from camlit.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan, crop_loader
 
-DEFAULT_CROP_SIZE = 224
-DEFAULT_CROPS = 10
-AGGREGATES = ("mean", "geomean", "max")
 CSV_HEADER = ("fname", "camera")
-
-
-# ---------------------------------------------------------------------------------------------
-# Crops
-
-
-@dataclass(frozen=True)
-class CropPlan:
-    """Which test-time crops to take of each image.
-
-    Random (default): the centre crop, then `count - 1` crops at random even offsets drawn from a
-    generator seeded by (`seed`, image index), so a rerun gives the same crops. Grid: a
-    deterministic even grid of about `count` crops (fewer when the image is too small for them).
-    """
-
-    size: int = DEFAULT_CROP_SIZE
-    count: int = DEFAULT_CROPS
-    grid: bool = False
-    seed: int = 0
-
-    def offsets(self, height: int, width: int, index: int) -> list[tuple[int, int]]:
-        if self.grid:
-            return grid_offsets(height, width, self.size, self.count, even=True)
-        offsets = [center_offset(height, width, self.size)]
-        rng = np.random.default_rng((self.seed, index))
-        offsets += [random_offset(height, width, self.size, rng, even=True) for _ in range(self.count - 1)]
-        return offsets
-
-
-def image_crops(image: np.ndarray, plan: CropPlan, index: int) -> np.ndarray:
-    """HxWx3 -> (crops, 3, size, size) uint8, the crops of `plan` for the image at `index`."""
-    height, width = image.shape[:2]
-    crops = [crop(image, top, left, plan.size) for top, left in plan.offsets(height, width, index)]
-    return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-
-
-class CropBatch(NamedTuple):
-    """What the loader yields: crops of several images, the image index of each crop, and the
-    (image index, reason) of each image in the batch that could not be used."""
-
-    images: torch.Tensor
-    indices: torch.Tensor
-    problems: list[tuple[int, str]]
-
-
-class PredictCrops(Dataset):
-    """Item i -> (the crops of image i as uint8 (n, 3, size, size), n copies of i, problem).
-
-    An unreadable (or too small) image gives no crops and the reason instead of raising, so one bad
-    file neither kills a loader worker nor stops the run.
-    """
-
-    def __init__(self, paths: Sequence[str | os.PathLike], plan: CropPlan, reader: Callable = read_rgb):
-        self.paths = [str(p) for p in paths]
-        self.plan = plan
-        self.reader = reader
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None]:
-        path = self.paths[index]
-        size = self.plan.size
-        try:
-            image = self.reader(path)
-            height, width = image.shape[:2]
-            if min(height, width) < size:
-                raise UnreadableImage(f"{path}: {width}x{height} is smaller than the {size}x{size} crop")
-            crops = torch.from_numpy(image_crops(image, self.plan, index))
-        except UnreadableImage as error:
-            empty = torch.empty((0, 3, size, size), dtype=torch.uint8)
-            return empty, torch.empty(0, dtype=torch.long), (index, str(error))
-        return crops, torch.full((len(crops),), index, dtype=torch.long), None
-
-
-def collate_crops(batch: list[tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None]]) -> CropBatch:
-    """Concatenate the per-image crop stacks; keep the problems aside."""
-    images, indices, problems = zip(*batch, strict=True)
-    return CropBatch(torch.cat(images), torch.cat(indices), [p for p in problems if p is not None])
-
-
-def crop_loader(
-    paths: Sequence[str | os.PathLike],
-    plan: CropPlan,
-    batch_size: int = 128,
-    num_workers: int = 0,
-    reader: Callable = read_rgb,
-) -> DataLoader:
-    """Batches of about `batch_size` crops (whole images, at least one per batch), in path order.
-
-    Works for our own loop (predict_crops) and for Lightning's `trainer.predict(model, dataloaders=...)`,
-    whose CameraClassifier.predict_step returns the softmax of each crop.
-    """
-    dataset = PredictCrops(paths, plan, reader)
-    return DataLoader(
-        dataset,
-        batch_size=max(1, batch_size // max(1, plan.count)),
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_crops,
-        worker_init_fn=worker_init,
-        pin_memory=torch.cuda.is_available(),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Aggregation and balancing
-
-
-def aggregate(probabilities: torch.Tensor, rule: str = "mean") -> tuple[torch.Tensor, int]:
-    """Combine the (crops, classes) softmax rows of one image into class probabilities and a label.
-
-    - mean: the average of the rows;
-    - geomean: the average of the log-probabilities, renormalised (a product of experts);
-    - max: the seed notebook's rule: the single most confident crop prediction wins. The label is
-      the flat argmax over the (crops x classes) matrix modulo the class count, and the returned
-      probabilities are that crop's row.
-    """
-    if probabilities.ndim != 2 or probabilities.shape[0] == 0:
-        raise ValueError(f"expected a non-empty (crops, classes) matrix, got shape {tuple(probabilities.shape)}")
-    num_classes = probabilities.shape[1]
-    if rule == "mean":
-        combined = probabilities.mean(dim=0)
-    elif rule == "geomean":
-        tiny = torch.finfo(probabilities.dtype).tiny
-        combined = probabilities.clamp_min(tiny).log().mean(dim=0).softmax(dim=0)
-    elif rule == "max":
-        flat = int(probabilities.flatten().argmax())
-        # flat // num_classes is the crop, flat % num_classes the label, as in the seed.
-        return probabilities[flat // num_classes], flat % num_classes
-    else:
-        raise ValueError(f"unknown aggregate {rule!r}; choose from {', '.join(AGGREGATES)}")
-    return combined, int(combined.argmax())
-
-
-def balanced_assignment(log_probabilities: np.ndarray) -> np.ndarray:
-    """Labels maximising the total log-probability with every class getting an equal share.
-
-    With n images and K classes every class receives n // K or n // K + 1 images (exactly n / K
-    when K divides n), and the classes that get the extra one are part of the optimisation.
-
-    Exact min-cost flow: source -> image -> class -> sink, where class k reaches the sink by a
-    "base" arc of capacity n // K or, for at most one unit, through a shared "extra" node X whose arc
-    to the sink carries n % K. Images are added one at a time, each along a shortest path in the
-    residual graph (successive shortest paths; the residual never has a negative cycle, so
-    Bellman-Ford is exact). Paths run over K + 2 nodes only: class a -> class b means "move the
-    image of a that loses least by moving to b". O(n^2 K) with numpy, well under a second for
-    Kaggle's 2640 x 10.
-    """
-    scores = np.asarray(log_probabilities, dtype=np.float64)
-    if scores.ndim != 2:
-        raise ValueError(f"expected an (images, classes) matrix, got shape {scores.shape}")
-    n, K = scores.shape
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("balanced_assignment needs finite log-probabilities; clamp zeros first")
-    cost = -scores
-    base, extra = divmod(n, K)
-    X, T = K, K + 1  # the extra node and the sink
-    assigned = np.full(n, -1, dtype=np.int64)
-    on_base = np.zeros(K, dtype=np.int64)  # flow on class -> sink
-    on_extra = np.zeros(K, dtype=np.int64)  # flow on class -> X (0 or 1)
-    extra_used = 0  # flow on X -> sink
-    eps = 1e-12
-    rows = np.arange(n)
-    for image in range(n):
-        weights = np.full((K + 2, K + 2), np.inf)
-        if image:
-            # weights[a, b]: the least extra cost of moving one image of class a to class b.
-            members = assigned[:image]
-            delta = cost[:image] - cost[rows[:image], members][:, None]
-            order = np.argsort(members, kind="stable")
-            present, starts = np.unique(members[order], return_index=True)
-            weights[present, :K] = np.minimum.reduceat(delta[order], starts, axis=0)
-            np.fill_diagonal(weights[:K, :K], np.inf)
-        weights[:K, T] = np.where(on_base < base, 0.0, np.inf)
-        if extra:
-            weights[:K, X] = np.where(on_extra == 0, 0.0, np.inf)
-            weights[X, :K] = np.where(on_extra == 1, 0.0, np.inf)
-            weights[X, T] = 0.0 if extra_used < extra else np.inf
-        # Bellman-Ford from the new image, whose arcs lead into the class nodes.
-        dist = np.full(K + 2, np.inf)
-        dist[:K] = cost[image]
-        pred = np.full(K + 2, -1, dtype=np.int64)  # -1: reached straight from the image
-        for _ in range(K + 2):
-            through = dist[:, None] + weights
-            best = through.argmin(axis=0)
-            candidate = through[best, np.arange(K + 2)]
-            better = candidate < dist - eps
-            if not better.any():
-                break
-            dist[better] = candidate[better]
-            pred[better] = best[better]
-        if not np.isfinite(dist[T]):
-            raise AssertionError("no augmenting path; the capacities do not add up")  # cannot happen
-        path = [T]
-        while pred[path[-1]] >= 0:
-            path.append(int(pred[path[-1]]))
-            if len(path) > K + 3:
-                raise AssertionError("cycle in the shortest-path tree")
-        path.reverse()  # first node is a class: where the new image goes
-        moves = []
-        for u, v in zip(path, path[1:], strict=False):
-            if u < K and v < K:
-                inside = np.flatnonzero(members == u)
-                moves.append((int(inside[delta[inside, v].argmin()]), v))
-            elif u < K and v == T:
-                on_base[u] += 1
-            elif u < K and v == X:
-                on_extra[u] += 1
-            elif u == X and v < K:
-                on_extra[v] -= 1
-            elif u == X and v == T:
-                extra_used += 1
-        for mover, target in moves:
-            assigned[mover] = target
-        assigned[image] = path[0]
-    return assigned
-
-
-def balanced_labels(probabilities: np.ndarray) -> np.ndarray:
-    """balanced_assignment on probabilities (zeros clamped to the smallest positive double)."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    return balanced_assignment(np.log(np.clip(probabilities, np.finfo(np.float64).tiny, None)))
 
 
 # ---------------------------------------------------------------------------------------------

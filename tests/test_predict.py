@@ -1,24 +1,11 @@
-import itertools
-import math
-import time
-
 import lightning as L
 import numpy as np
 import pytest
 import torch
 from conftest import CLASSES, random_image, write_image
 
-from camlit.predict import (
-    CropPlan,
-    aggregate,
-    balanced_assignment,
-    balanced_labels,
-    checkpoint_crop_size,
-    crop_loader,
-    load_checkpoint,
-    main,
-    predict_crops,
-)
+from camlit.predict import checkpoint_crop_size, load_checkpoint, main, predict_crops
+from camlit.tta import CropPlan, crop_loader
 
 SIZE = 32  # the crop size recorded in the test checkpoint
 
@@ -59,128 +46,7 @@ def run(ckpt, folder, output, *extra):
     return main([*args, "--crops", "3", "--num-workers", "0", *extra])
 
 
-# --- aggregation -----------------------------------------------------------------------------
-
-CROPS = torch.tensor([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7], [0.5, 0.4, 0.1]], dtype=torch.float64)
-
-
-def test_mean_aggregate():
-    probabilities, label = aggregate(CROPS, "mean")
-    assert torch.allclose(probabilities, torch.tensor([0.4, 0.3, 0.3], dtype=torch.float64))
-    assert label == 0
-
-
-def test_geomean_aggregate_is_renormalised_product():
-    probabilities, label = aggregate(CROPS, "geomean")
-    geometric = torch.tensor([0.03, 0.024, 0.007], dtype=torch.float64) ** (1 / 3)
-    assert torch.allclose(probabilities, geometric / geometric.sum())
-    assert label == 0 and probabilities.sum().item() == pytest.approx(1.0)
-    # One crop nearly ruling a class out outweighs two confident crops for it; the mean disagrees.
-    vetoed = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.001, 0.999]], dtype=torch.float64)
-    assert aggregate(vetoed, "mean")[1] == 0 and aggregate(vetoed, "geomean")[1] == 1
-    # A zero probability does not make NaN.
-    zero, label = aggregate(torch.tensor([[1.0, 0.0], [0.5, 0.5]]), "geomean")
-    assert torch.isfinite(zero).all() and label == 0
-
-
-def test_max_aggregate_is_the_seeds_flat_argmax():
-    probabilities, label = aggregate(CROPS, "max")
-    # The single most confident crop prediction is 0.7, crop 1 class 2, although the mean picks 0.
-    flat = int(np.argmax(CROPS.numpy()))
-    assert label == flat % 3 == 2
-    assert torch.equal(probabilities, CROPS[1])
-    # Ties go to the first in row-major order, as np.argmax over the flattened matrix does.
-    tied = torch.tensor([[0.2, 0.8], [0.8, 0.2]])
-    probabilities, label = aggregate(tied, "max")
-    assert label == int(np.argmax(tied.numpy())) % 2 == 1 and torch.equal(probabilities, tied[0])
-
-
-def test_unknown_aggregate():
-    with pytest.raises(ValueError, match="unknown aggregate"):
-        aggregate(CROPS, "median")
-
-
-# --- balancing -------------------------------------------------------------------------------
-
-
-def brute_force_best(scores: np.ndarray) -> float:
-    n, k = scores.shape
-    base, extra = divmod(n, k)
-    best = -math.inf
-    for labels in itertools.product(range(k), repeat=n):
-        counts = np.bincount(labels, minlength=k)
-        if counts.min() >= base and counts.max() <= base + (extra > 0):
-            best = max(best, scores[np.arange(n), list(labels)].sum())
-    return best
-
-
-def test_balance_on_a_skewed_case():
-    """Argmax puts all 30 images in class 0; their second choices say where they belong."""
-    rows = [[0.98, 0.01, 0.01]] * 10 + [[0.55, 0.44, 0.01]] * 10 + [[0.55, 0.01, 0.44]] * 10
-    probabilities = np.array(rows) + np.random.default_rng(0).uniform(0, 1e-3, (30, 3))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
-    assert (probabilities.argmax(axis=1) == 0).all()
-    labels = balanced_labels(probabilities)
-    assert labels.tolist() == [0] * 10 + [1] * 10 + [2] * 10
-
-
-@pytest.mark.parametrize("count", [11, 12, 13, 2])
-def test_balance_counts_when_not_divisible(count):
-    probabilities = np.tile([0.9, 0.05, 0.05], (count, 1))
-    counts = np.bincount(balanced_labels(probabilities), minlength=3)
-    assert counts.sum() == count and counts.max() - counts.min() <= 1
-    assert counts.min() == count // 3
-
-
-def test_balance_is_optimal_against_brute_force():
-    rng = np.random.default_rng(1)
-    for case in range(120):
-        n, k = int(rng.integers(1, 8)), int(rng.integers(1, 4))
-        scores = np.log(rng.dirichlet(np.full(k, 0.4), size=n) + 1e-9) if case % 2 else rng.normal(size=(n, k)) * 3
-        if case % 5 == 0:
-            scores = np.round(scores)  # ties
-        labels = balanced_assignment(scores)
-        counts = np.bincount(labels, minlength=k)
-        assert counts.min() == n // k and counts.max() <= n // k + (n % k > 0)
-        assert scores[np.arange(n), labels].sum() == pytest.approx(brute_force_best(scores), abs=1e-9)
-
-
-def test_balance_leaves_no_improving_swap_on_a_larger_case():
-    scores = np.log(np.random.default_rng(3).dirichlet(np.full(4, 0.5), size=61))
-    labels = balanced_assignment(scores)
-    own = scores[np.arange(61), labels]
-    # Swapping the classes of any two images never raises the total.
-    gain = scores[:, labels] + scores[:, labels].T - own[:, None] - own[None, :]
-    assert gain.max() <= 1e-9
-
-
-def test_balance_is_fast_enough_for_kaggle():
-    rng = np.random.default_rng(2)
-    probabilities = rng.dirichlet(np.ones(10), size=2640)
-    probabilities[:, 3] += 1.5  # skewed towards one class
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
-    start = time.perf_counter()
-    labels = balanced_labels(probabilities)
-    assert time.perf_counter() - start < 5
-    assert np.bincount(labels, minlength=10).tolist() == [264] * 10
-
-
-# --- crops -----------------------------------------------------------------------------------
-
-
-def test_random_crops_are_centre_plus_even_and_reproducible():
-    plan = CropPlan(size=32, count=6, seed=3)
-    offsets = plan.offsets(48, 64, index=7)
-    assert len(offsets) == 6 and offsets[0] == (8, 16)
-    assert all(top % 2 == 0 and left % 2 == 0 for top, left in offsets[1:])
-    assert all(0 <= top <= 16 and 0 <= left <= 32 for top, left in offsets)
-    assert plan.offsets(48, 64, index=7) == offsets
-    assert plan.offsets(48, 64, index=8) != offsets
-
-
-def test_grid_crops_are_deterministic_and_even():
-    offsets = CropPlan(size=32, count=4, grid=True).offsets(48, 64, index=0)
-    assert offsets == [(0, 0), (0, 32), (16, 0), (16, 32)]
+# --- checkpoint ------------------------------------------------------------------------------
 
 
 def test_crop_size_comes_from_the_datamodule_hyperparameters():
