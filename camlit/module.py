@@ -74,11 +74,12 @@ class CameraClassifier(L.LightningModule):
             self.net.compile()
         self.register_buffer("mean", 255 * torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", 255 * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_class_acc = MulticlassAccuracy(num_classes, average="none")
+        # validate_args would check the labels with torch.unique, a host sync on every step.
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_class_acc = MulticlassAccuracy(num_classes, average="none", validate_args=False)
         self.val_loss = MeanMetric()
-        self.val_confusion = MulticlassConfusionMatrix(num_classes)
+        self.val_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
         self.val_group_acc: GroupedAccuracy | None = None
         self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
         self.val_group_names: list[str] = []
@@ -161,7 +162,7 @@ class CameraClassifier(L.LightningModule):
             experiment.add_image("val/confusion_matrix", picture, self.global_step, dataformats="HWC")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """Softmax per crop; a batch is (crops, image index) as camlit.predict makes it."""
+        """Softmax per crop; a batch is (crops, image index) as camlit.tta makes it."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(images).float().softmax(dim=1)
 
