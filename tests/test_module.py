@@ -50,7 +50,8 @@ def test_normalises_uint8_on_device():
     model = CameraClassifier(CLASSES, channels_last=False)
     images = torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)
     x = model.preprocess(images)
-    assert torch.allclose(x[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225]))
+    expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(x[0, :, 0, 0], expected)
 
 
 def test_overfits_two_tiny_batches():
