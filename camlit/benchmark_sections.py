@@ -165,14 +165,9 @@ def data_section(jpeg_root: Path, png_root: Path, cache_dir: Path, sizes: Sizes,
 
         return measure
 
-    # In-process loading (num_workers=0) is one worker's rate; OpenCV's own threads would inflate it.
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        variants = {"data/raw_imread_jpeg": raw_imread} | {f"data/loader_{k}": epoch(v) for k, v in loaders.items()}
-        figures.update(interleaved(variants, sizes.repeats, sizes.warmup, notes))
-    finally:
-        cv2.setNumThreads(threads)
+    # In-process loading (num_workers=0) is one worker's rate: camlit.imageio keeps OpenCV single-threaded.
+    variants = {"data/raw_imread_jpeg": raw_imread} | {f"data/loader_{k}": epoch(v) for k, v in loaders.items()}
+    figures.update(interleaved(variants, sizes.repeats, sizes.warmup, notes))
 
 
 class StepTimer(Callback):

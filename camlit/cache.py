@@ -28,7 +28,6 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from camlit.imageio import UnreadableImage, read_rgb
@@ -192,7 +191,7 @@ def decoded(paths: Sequence[str], crop_size: int, workers: int) -> Iterator[np.n
             yield from decode_chunk(chunk, crop_size)
         return
     # The parent only appends to the file, so a bounded window of pending chunks keeps memory flat.
-    with ProcessPoolExecutor(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+    with ProcessPoolExecutor(workers) as pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append(pool.submit(decode_chunk, chunk, crop_size))

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from camlit import manipulations
 from camlit.cache import DecodedCache, build_cache, open_cache
 from camlit.cameras import KAGGLE_CAMERAS
-from camlit.datasets import CenterCrops, EpochSampler, TrainCrops, collate_crops, worker_init
+from camlit.datasets import CenterCrops, EpochSampler, TrainCrops, collate_crops
 from camlit.imageio import read_rgb
 from camlit.samples import DataError, Sample, check_images, require_every_class, scan, split_by_photo
 
@@ -175,7 +175,6 @@ class CameraDataModule(L.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
-            worker_init_fn=worker_init,
             **kwargs,
         )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -155,8 +154,3 @@ def collate_crops(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch
     """Concatenate the per-image crop stacks into one batch of crops."""
     images, labels = zip(*batch, strict=True)
     return torch.cat(images), torch.cat(labels)
-
-
-def worker_init(_: int) -> None:
-    # OpenCV's own thread pool inside each loader worker would oversubscribe the cores.
-    cv2.setNumThreads(1)

@@ -15,6 +15,11 @@ import numpy as np
 
 from camlit.errors import CamlitError
 
+# camlit's parallelism is its worker processes. OpenCV's own thread pool would oversubscribe the
+# cores, and a pool alive in a process when it forks (a DataLoader, a process pool) can deadlock
+# the child. Every camlit process imports this module before it decodes or forks.
+cv2.setNumThreads(1)
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 # IMREAD_UNCHANGED keeps the channel count and bit depth visible and, like
 # IMREAD_IGNORE_ORIENTATION, never applies EXIF rotation.

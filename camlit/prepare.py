@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -251,10 +250,9 @@ def _results(tasks: list[Task], workers: int | None, progress: bool):
                 yield prepare_photo(task)
                 bar.update()
             return
-        # spawn, because forking a parent that runs torch or OpenCV threads can deadlock; one
-        # OpenCV thread per worker, because the processes already fill the cores.
+        # spawn, because forking a parent that runs torch threads can deadlock.
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=cv2.setNumThreads, initargs=(1,))
+        pool = ProcessPoolExecutor(workers, mp_context=context)
         try:
             for future in as_completed([pool.submit(prepare_photo, task) for task in tasks]):
                 yield future.result()

@@ -236,7 +236,7 @@ def _run(jobs: list[Job], workers: int):
     # spawn, because forking a parent that runs OpenCV or torch threads can deadlock the child;
     # one OpenCV thread per worker, as the workers already fill the cores.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+    with context.Pool(workers) as pool:
         yield from pool.imap_unordered(make_file, jobs, chunksize=2)
 
 

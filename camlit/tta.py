@@ -16,7 +16,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from camlit.crops import center_offset, crop, grid_offsets, random_offset
-from camlit.datasets import worker_init
 from camlit.imageio import UnreadableImage, read_rgb
 
 DEFAULT_CROP_SIZE = 224
@@ -117,6 +116,5 @@ def crop_loader(
         shuffle=False,
         num_workers=num_workers,
         collate_fn=collate_crops,
-        worker_init_fn=worker_init,
         pin_memory=torch.cuda.is_available(),
     )
