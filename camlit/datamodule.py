@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from camlit import manipulations
 from camlit.cache import DecodedCache, build_cache, open_cache
 from camlit.cameras import KAGGLE_CAMERAS
-from camlit.datasets import CenterCrops, EpochSampler, TrainCrops, collate_crops
+from camlit.datasets import CenterCrops, EpochSampler, TrainCrops
 from camlit.imageio import read_rgb
 from camlit.samples import DataError, Sample, check_images, require_every_class, scan, split_by_photo
 
@@ -36,7 +36,7 @@ class CameraDataModule(L.LightningDataModule):
         crop_size: side of the square crops, never resized.
         crops_per_image: independent random crops per image per epoch, as in the seed notebook.
         load_ratio: random fraction of each class's images used in each epoch, drawn afresh.
-        batch_size: crops per training step; a multiple of `crops_per_image`.
+        batch_size: crops per training step and device.
         even_offsets: keep training crops on even offsets, which preserves the CFA phase.
         manipulation_p: chance of applying a random Kaggle manipulation to a training crop.
         val_manipulations: also score every unaltered validation image under these manipulations.
@@ -67,8 +67,6 @@ class CameraDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if batch_size % crops_per_image:
-            raise DataError(f"batch_size {batch_size} is not a multiple of crops_per_image {crops_per_image}")
         unknown = [name for name in val_manipulations if name not in manipulations.MANIPULATIONS]
         if unknown:
             choices = ", ".join(manipulations.MANIPULATIONS)
@@ -117,7 +115,7 @@ class CameraDataModule(L.LightningDataModule):
         require_every_class(train, self.classes, hp.train_dir)
         reader = read_rgb if self.cache is None else self.cache
         self.train_set = TrainCrops(
-            train, hp.crop_size, hp.crops_per_image, hp.seed, hp.even_offsets, hp.manipulation_p, reader
+            train, hp.crop_size, hp.seed, hp.even_offsets, hp.manipulation_p, reader
         )
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))
@@ -154,15 +152,15 @@ class CameraDataModule(L.LightningDataModule):
         return self.val_set.group_names if self.val_set is not None else []
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochSampler([s.label for s in self.train_set.samples], self.hparams.load_ratio, self.hparams.seed)
-        images_per_batch = self.hparams.batch_size // self.hparams.crops_per_image
+        hp = self.hparams
+        labels = [s.label for s in self.train_set.samples]
+        sampler = EpochSampler(labels, hp.load_ratio, hp.seed, hp.crops_per_image)
         return self.loader(
             self.train_set,
-            batch_size=images_per_batch,
+            batch_size=hp.batch_size,
             sampler=sampler,
-            collate_fn=collate_crops,
             # A last batch of a single crop would break batch norm; keep it only on tiny sets.
-            drop_last=len(sampler) > images_per_batch,
+            drop_last=len(sampler) > hp.batch_size,
         )
 
     def val_dataloader(self) -> DataLoader:

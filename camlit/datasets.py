@@ -43,20 +43,24 @@ def random_train_crop(
 
 
 class EpochSampler(Sampler):
-    """Yields (sample index, epoch) for a fresh random `load_ratio` of each class every epoch.
+    """Yields (sample index, epoch, crop number): `crops_per_image` crops of a fresh random
+    `load_ratio` of each class's images every epoch, all shuffled together as the seed notebook did.
 
     Lightning calls `set_epoch`, also through its DistributedSamplerWrapper under DDP, so every
     rank draws the same subset and the wrapper gives each rank a distinct share of it.
     """
 
-    def __init__(self, labels: Sequence[int], load_ratio: float = 1.0, seed: int = 0):
+    def __init__(self, labels: Sequence[int], load_ratio: float = 1.0, seed: int = 0, crops_per_image: int = 1):
         if not 0 < load_ratio <= 1:
             raise ValueError(f"load_ratio must be in (0, 1], got {load_ratio}")
         self.by_class: dict[int, list[int]] = defaultdict(list)
         for index, label in enumerate(labels):
             self.by_class[label].append(index)
+        if crops_per_image < 1:
+            raise ValueError(f"crops_per_image must be at least 1, got {crops_per_image}")
         self.load_ratio = load_ratio
         self.seed = seed
+        self.crops_per_image = crops_per_image
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -66,26 +70,30 @@ class EpochSampler(Sampler):
         return max(1, round(self.load_ratio * available))
 
     def __len__(self) -> int:
-        return sum(self.per_class_count(len(indices)) for indices in self.by_class.values())
+        images = sum(self.per_class_count(len(indices)) for indices in self.by_class.values())
+        return images * self.crops_per_image
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
         rng = np.random.default_rng((self.seed, self.epoch))
         chosen = []
         for label in sorted(self.by_class):
             indices = self.by_class[label]
             chosen.extend(rng.choice(indices, self.per_class_count(len(indices)), replace=False).tolist())
-        for index in rng.permutation(chosen).tolist():
-            yield index, self.epoch
+        items = [(index, self.epoch, crop) for index in chosen for crop in range(self.crops_per_image)]
+        for position in rng.permutation(len(items)).tolist():
+            yield items[position]
 
 
 class TrainCrops(Dataset):
-    """Item (index, epoch) -> `crops_per_image` random crops of one image, decoded once."""
+    """Item (index, epoch, crop number) -> one random crop of that image and its label.
+
+    Without a decoded cache each crop decodes its image; `cache_dir` makes that a memory copy.
+    """
 
     def __init__(
         self,
         samples: Sequence[Sample],
         crop_size: int,
-        crops_per_image: int = 1,
         seed: int = 0,
         even_offsets: bool = True,
         manipulation_p: float = 0.0,
@@ -93,7 +101,6 @@ class TrainCrops(Dataset):
     ):
         self.samples = list(samples)
         self.crop_size = crop_size
-        self.crops_per_image = crops_per_image
         self.seed = seed
         self.even_offsets = even_offsets
         self.manipulation_p = manipulation_p
@@ -102,17 +109,13 @@ class TrainCrops(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index, epoch = key
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int]:
+        index, epoch, crop_number = key
         sample = self.samples[index]
-        rng = np.random.default_rng((self.seed, epoch, index))
+        rng = np.random.default_rng((self.seed, epoch, index, crop_number))
         image = self.reader(sample.path)
-        crops = [
-            random_train_crop(image, self.crop_size, rng, self.even_offsets, self.manipulation_p)
-            for _ in range(self.crops_per_image)
-        ]
-        labels = torch.full((self.crops_per_image,), sample.label, dtype=torch.long)
-        return torch.from_numpy(np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))), labels
+        crop = random_train_crop(image, self.crop_size, rng, self.even_offsets, self.manipulation_p)
+        return to_chw_tensor(crop), sample.label
 
 
 class CenterCrops(Dataset):
@@ -149,8 +152,3 @@ def group_order(name: str) -> tuple[int, str]:
     known = list(manipulations.MANIPULATIONS)
     return (known.index(name), "") if name in known else (len(known), name)
 
-
-def collate_crops(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate the per-image crop stacks into one batch of crops."""
-    images, labels = zip(*batch, strict=True)
-    return torch.cat(images), torch.cat(labels)

@@ -139,5 +139,5 @@ def test_setup_without_prepare_data_decodes_and_says_so(flat_tree, tmp_path, cap
     with caplog.at_level(logging.WARNING):
         datamodule.setup("fit")
     assert datamodule.cache is None and "run prepare_data" in caplog.text
-    crops, _ = datamodule.train_set[(0, 0)]
-    assert crops.shape == (1, 3, 32, 32)
+    crop, _ = datamodule.train_set[(0, 0, 0)]
+    assert crop.shape == (3, 32, 32)

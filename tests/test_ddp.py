@@ -59,7 +59,7 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
         assert seen[0] and seen[1] and seen[0].isdisjoint(seen[1])
         sampler.set_epoch(epoch)
         assert len(seen[0] | seen[1]) == len(sampler) == 12
-        assert all(e == epoch for _, e in seen[0] | seen[1])
+        assert all(e == epoch for _, e, _ in seen[0] | seen[1])
         validation = [json.loads((probe_dir / f"val-rank{rank}-epoch{epoch}.json").read_text()) for rank in (0, 1)]
         assert validation[0] == validation[1]
         assert validation[0]["counted"] == 6  # 2 held-out photos x 3 classes, over both ranks
