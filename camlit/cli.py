@@ -6,6 +6,7 @@ its saved config, its newest valid checkpoint, and the same version directory fo
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -140,9 +141,20 @@ def pop_option(args: list[str], name: str) -> str | None:
     return None
 
 
+def show_camlit_messages() -> None:
+    """camlit's own progress and skip messages on stderr, as Lightning shows its own."""
+    logger = logging.getLogger("camlit")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(args: list[str] | None = None) -> CamlitCLI:
     """Train; `args` as on the command line. Input mistakes exit with one line, status 2."""
     args = list(sys.argv[1:] if args is None else args)
+    show_camlit_messages()
     try:
         cli = CamlitCLI(args=resume_arguments(args))
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
