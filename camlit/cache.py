@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from camlit.atomic import atomic_write
 from camlit.imageio import UnreadableImage, read_rgb
 from camlit.samples import Sample, image_problem
 
@@ -137,26 +138,19 @@ def load(directory: Path, key: str) -> DecodedCache | None:
 
 def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: int, key: str) -> None:
     data_path = directory / data_name(key)
-    temporary = directory / f".{data_path.name}.tmp{os.getpid()}"
     offsets, heights, widths, problems = [], [], [], []
     offset = 0
-    try:
-        with open(temporary, "wb") as out:
-            for result in decoded(paths, crop_size, workers):
-                if isinstance(result, str):
-                    place, problem = (0, 0, 0), result
-                else:
-                    out.write(result.data)
-                    place, problem = (offset, *result.shape[:2]), ""
-                    offset += result.nbytes
-                for column, value in zip((offsets, heights, widths), place, strict=True):
-                    column.append(value)
-                problems.append(problem)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, data_path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_write(data_path) as out:
+        for result in decoded(paths, crop_size, workers):
+            if isinstance(result, str):
+                place, problem = (0, 0, 0), result
+            else:
+                out.write(result.data)
+                place, problem = (offset, *result.shape[:2]), ""
+                offset += result.nbytes
+            for column, value in zip((offsets, heights, widths), place, strict=True):
+                column.append(value)
+            problems.append(problem)
     write_index(
         directory,
         paths=np.array([os.path.abspath(p) for p in paths], dtype=str),
@@ -172,15 +166,8 @@ def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: 
 
 def write_index(directory: Path, **arrays: np.ndarray) -> None:
     """The index goes last and by rename: until it is in place, no reader uses the new data file."""
-    temporary = directory / f".{INDEX}.tmp{os.getpid()}"
-    try:
-        with open(temporary, "wb") as out:
-            np.savez(out, **arrays)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, directory / INDEX)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_write(directory / INDEX) as out:
+        np.savez(out, **arrays)
 
 
 def decoded(paths: Sequence[str], crop_size: int, workers: int) -> Iterator[np.ndarray | str]:

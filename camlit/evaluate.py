@@ -27,18 +27,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from camlit.atomic import write_text_atomic
 from camlit.datasets import group_order
 from camlit.errors import CamlitError
 from camlit.imageio import list_images, write_image_atomic
 from camlit.metrics import UNALTERED, kaggle_weighted_accuracy
 from camlit.plots import confusion_matrix_image
-from camlit.predict import (
-    add_prediction_arguments,
-    predict_paths,
-    prepare,
-    report_problems,
-    write_text_atomic,
-)
+from camlit.predict import add_prediction_arguments, predict_with, prepare, report_problems
 from camlit.samples import scan
 
 MANIPULATED = "manipulated"
@@ -265,17 +260,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         images = labelled_folder(args.input, classes)
     paths = [image.path for image in images]
-    predictions = predict_paths(
-        model,
-        paths,
-        plan,
-        rule=args.aggregate,
-        balance=args.balance,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        device=device,
-        progress=not args.no_progress,
-    )
+    predictions = predict_with(args, model, device, plan, paths)
     print(predictions.rate_line())
     # Figures over a subset only when asked for: unreadable images are an error unless skipped.
     report_problems(predictions.problems, paths, args.skip_unreadable)

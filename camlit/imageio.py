@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from camlit.atomic import write_bytes_atomic
 from camlit.errors import CamlitError
 
 # camlit's parallelism is its worker processes. OpenCV's own thread pool would oversubscribe the
@@ -86,6 +87,4 @@ def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, params: list[in
     ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params or [])
     if not ok:
         raise ValueError(f"{path}: OpenCV could not encode this image")
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_bytes(encoded.tobytes())
-    os.replace(temporary, path)
+    write_bytes_atomic(path, encoded.tobytes())

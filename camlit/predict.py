@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from camlit.aggregate import AGGREGATES, aggregate
+from camlit.atomic import write_text_atomic
 from camlit.balance import balanced_labels
 from camlit.errors import CamlitError
 from camlit.imageio import list_images, read_rgb
@@ -202,21 +203,6 @@ def predict_paths(
 # Output
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to a temporary file in the same folder, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def csv_text(rows: Sequence[Sequence[str]]) -> str:
     for row in rows:
         for value in row:
@@ -302,7 +288,11 @@ def prepare(args: argparse.Namespace):
 
 
 def run_prediction(args: argparse.Namespace, paths: Sequence[str | os.PathLike]) -> Predictions:
-    model, device, plan = prepare(args)
+    return predict_with(args, *prepare(args), paths)
+
+
+def predict_with(args: argparse.Namespace, model, device, plan: CropPlan, paths: Sequence[str | os.PathLike]):
+    """Prediction with the crop, aggregation and loader options of the command line."""
     return predict_paths(
         model,
         paths,

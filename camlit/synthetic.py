@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from camlit.atomic import write_bytes_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.crops import center_crop
 from camlit.imageio import to_rgb8, write_image_atomic
@@ -222,7 +223,7 @@ def plan(output: Path, images_per_camera: int, test_per_camera: int, width: int,
 
 def make_file(job: Job) -> None:
     if job.manipulation is None:
-        _write_atomic(job.path, encode_photo(job.camera, job.scene_seed, *job.size))
+        write_bytes_atomic(job.path, encode_photo(job.camera, job.scene_seed, *job.size))
     else:
         # Kaggle's order: manipulate the whole decoded photo, then take the centre crop.
         photo = apply(job.manipulation, render_photo(job.camera, job.scene_seed, *job.size))
@@ -240,10 +241,6 @@ def _run(jobs: list[Job], workers: int):
         yield from pool.imap_unordered(make_file, jobs, chunksize=2)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 def is_complete(output: str | os.PathLike) -> bool:
@@ -283,7 +280,7 @@ def make_synthetic(
     todo = [job for job in jobs if not job.path.exists()]
     for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:
         folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(settings_path, settings)
+    write_bytes_atomic(settings_path, settings)
     (output / ".complete").unlink(missing_ok=True)
     done = _run(todo, min(workers or os.cpu_count() or 1, len(todo)))
     if progress and tqdm is not None:
@@ -293,6 +290,6 @@ def make_synthetic(
     # No CSV quoting needed: camera names and file names hold no commas or quotes.
     for column, name in enumerate(("labels", "manipulations"), start=1):
         text = "".join(f"{row[0]},{row[column]}\n" for row in [("fname", "camera", "manipulation"), *rows])
-        _write_atomic(output / f"test_{name}.csv", text.encode())
+        write_bytes_atomic(output / f"test_{name}.csv", text.encode())
     (output / ".complete").write_bytes(b"")
     return output

@@ -18,6 +18,24 @@ def random_image(rng: np.random.Generator, height: int = 64, width: int = 80) ->
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
+def make_datamodule(root, **kwargs):
+    """A CameraDataModule on a test tree, prepared and set up, with tiny crops and no workers."""
+    from camlit.datamodule import CameraDataModule
+
+    options = dict(classes=CLASSES, crop_size=32, batch_size=4, num_workers=0, synthetic_root=None)
+    options.update(kwargs)
+    datamodule = CameraDataModule(str(root), **options)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def epoch_batches(datamodule, epoch):
+    loader = datamodule.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    return list(loader)
+
+
 @pytest.fixture
 def flat_tree(tmp_path) -> Path:
     """root/<camera>/p<k>.png: 3 classes x 6 photos of 64x80."""

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, random_image, write_image
+from conftest import CLASSES, epoch_batches, random_image, write_image
+from conftest import make_datamodule as make
 
 import camlit.cache
 import camlit.datamodule
@@ -13,21 +14,6 @@ from camlit.cache import build_cache, open_cache
 from camlit.datamodule import CameraDataModule
 from camlit.imageio import read_rgb
 from camlit.samples import scan
-
-
-def make(root, **kwargs) -> CameraDataModule:
-    options = dict(classes=CLASSES, crop_size=32, batch_size=4, num_workers=0, synthetic_root=None)
-    options.update(kwargs)
-    datamodule = CameraDataModule(str(root), **options)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    return datamodule
-
-
-def epoch_batches(datamodule, epoch):
-    loader = datamodule.train_dataloader()
-    loader.sampler.set_epoch(epoch)
-    return list(loader)
 
 
 def paths_of(root):

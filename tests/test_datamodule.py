@@ -3,28 +3,14 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, random_image, write_image
+from conftest import CLASSES, epoch_batches, random_image, write_image
+from conftest import make_datamodule as make
 
 from camlit.crops import center_crop
 from camlit.datamodule import CameraDataModule
 from camlit.datasets import EpochSampler, random_train_crop
 from camlit.imageio import read_rgb
 from camlit.samples import DataError
-
-
-def make(root, **kwargs) -> CameraDataModule:
-    options = dict(classes=CLASSES, crop_size=32, batch_size=4, num_workers=0, synthetic_root=None)
-    options.update(kwargs)
-    datamodule = CameraDataModule(str(root), **options)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    return datamodule
-
-
-def epoch_batches(datamodule, epoch):
-    loader = datamodule.train_dataloader()
-    loader.sampler.set_epoch(epoch)
-    return list(loader)
 
 
 def test_train_batches_are_uint8_chw_crops(flat_tree):

@@ -1,0 +1,44 @@
+"""Writing files so that a kill or crash never leaves a half-written one under the real name.
+
+Everything goes to a hidden temporary file in the same folder, is flushed to disk, and is renamed
+into place; a failure removes the temporary file and leaves any older file untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+def temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """`with atomic_write(path) as file:` write to `file`; it becomes `path` only when the block ends."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_name(path)
+    text = "b" not in mode
+    try:
+        with open(temporary, mode, **({"encoding": "utf-8", "newline": ""} if text else {})) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_write(path) as file:
+        file.write(data)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_write(path, "w") as file:
+        file.write(text)
