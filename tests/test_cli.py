@@ -30,18 +30,18 @@ def test_fast_dev_run(flat_tree, tmp_path, monkeypatch):
     assert cli.model.classes == CLASSES and cli.model.net.fc.out_features == 3
 
 
-def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, monkeypatch):
+def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    cli = main(fit_args(flat_tree, "--trainer.max_epochs", "2", "--periodic_checkpoint.every_n_epochs", "1"))
+    cli = main(fit_args(flat_tree, "--trainer.max_epochs", "2", "--periodic_checkpoint.every_n_epochs", "1",
+                        "--data.val_manipulations", "[jpeg70, resize0.5]"))
     version = tmp_path / "lightning_logs" / "version_0"
     assert (version / "config.yaml").is_file()
     names = sorted(p.name for p in (version / "checkpoints").iterdir())
     assert names == ["best.ckpt", "epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]
     steps_after_first_run = cli.trainer.global_step
     logged = events(version)
-    assert {"train/loss_step", "train/acc", "val/acc", "val/loss", "val/acc_class/HTC-1-M7"} <= set(
-        logged.Tags()["scalars"]
-    )
+    assert {"train/loss_step", "train/acc", "val/acc", "val/loss", "val/acc_class/HTC-1-M7", "val/acc/unaltered",
+            "val/acc/jpeg70", "val/acc/resize0.5", "val/acc_weighted"} <= set(logged.Tags()["scalars"])
     assert {"val/confusion_matrix", "train/crops"} <= set(logged.Tags()["images"])
 
     restored = CameraClassifier.load_from_checkpoint(version / "checkpoints" / "last.ckpt")
@@ -55,6 +55,12 @@ def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, m
     assert checkpoint["global_step"] == resumed.trainer.global_step and checkpoint["epoch"] == 2
     loss_steps = [event.step for event in events(version).Scalars("train/loss_step")]
     assert loss_steps == sorted(loss_steps) and len(set(loss_steps)) == len(loss_steps)
+
+    reordered = str([CLASSES[1], CLASSES[0], CLASSES[2]]).replace("'", "")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--resume", str(version), "--trainer.max_epochs", "4", "--data.classes", reordered])
+    assert exit_info.value.code == 2
+    assert "the checkpoint was trained on classes HTC-1-M7, LG-Nexus-5x" in capsys.readouterr().err
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path, monkeypatch, capsys):
