@@ -18,6 +18,15 @@ def random_image(rng: np.random.Generator, height: int = 64, width: int = 80) ->
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
+def add_unusable_files(folder: Path) -> None:
+    """A zero-byte file, text named .jpg, an image smaller than a 32 px crop, and a grayscale one."""
+    rng = np.random.default_rng(0)
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("not an image")
+    write_image(folder / "tiny.png", random_image(rng, 20, 20))
+    write_image(folder / "gray.png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+
+
 def make_datamodule(root, **kwargs):
     """A CameraDataModule on a test tree, prepared and set up, with tiny crops and no workers."""
     from camlit.datamodule import CameraDataModule

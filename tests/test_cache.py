@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, epoch_batches, random_image, write_image
+from conftest import CLASSES, add_unusable_files, epoch_batches, random_image, write_image
 from conftest import make_datamodule as make
 
 import camlit.cache
@@ -97,12 +97,7 @@ def test_an_interrupted_build_is_never_used(flat_tree, tmp_path, monkeypatch):
 
 
 def test_unusable_files_reported_from_the_cache(flat_tree, tmp_path, caplog, monkeypatch):
-    rng = np.random.default_rng(0)
-    folder = flat_tree / "HTC-1-M7"
-    (folder / "zero.jpg").write_bytes(b"")
-    (folder / "text.jpg").write_text("not an image")
-    write_image(folder / "tiny.png", random_image(rng, 20, 20))
-    write_image(folder / "gray.png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    add_unusable_files(flat_tree / "HTC-1-M7")
     datamodule = CameraDataModule(
         str(flat_tree), classes=CLASSES, crop_size=32, num_workers=2, synthetic_root=None, cache_dir=str(tmp_path / "c")
     )

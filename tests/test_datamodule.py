@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, epoch_batches, random_image, write_image
+from conftest import CLASSES, add_unusable_files, epoch_batches, random_image
 from conftest import make_datamodule as make
 
 from camlit.crops import center_crop
@@ -111,12 +111,7 @@ def test_on_the_fly_manipulation_gives_full_size_crops():
 
 
 def test_unusable_files_skipped_and_named(flat_tree, caplog):
-    rng = np.random.default_rng(0)
-    folder = flat_tree / "HTC-1-M7"
-    (folder / "zero.jpg").write_bytes(b"")
-    (folder / "text.jpg").write_text("not an image")
-    write_image(folder / "tiny.png", random_image(rng, 20, 20))
-    write_image(folder / "gray.png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    add_unusable_files(flat_tree / "HTC-1-M7")
     with caplog.at_level(logging.WARNING):
         datamodule = make(flat_tree)
     for name in ("zero.jpg", "text.jpg", "tiny.png", "gray.png"):
