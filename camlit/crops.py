@@ -23,9 +23,10 @@ def random_offset(height: int, width: int, size: int, rng: np.random.Generator, 
 
 
 def center_offset(height: int, width: int, size: int) -> tuple[int, int]:
-    """The seed notebook's centre crop: the crop's centre at (height // 2, width // 2)."""
+    """The seed notebook's centre crop, the crop's centre at (height // 2, width // 2), moved up or
+    left by one pixel where that offset is odd, so that it keeps the CFA phase of training crops."""
     check_fits(height, width, size)
-    return height // 2 - size // 2, width // 2 - size // 2
+    return (height // 2 - size // 2) // 2 * 2, (width // 2 - size // 2) // 2 * 2
 
 
 def grid_offsets(height: int, width: int, size: int, count: int, even: bool = True) -> list[tuple[int, int]]:

@@ -28,8 +28,18 @@ def test_center_crop_matches_seed_slicing(shape):
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     edge = 224 // 2 if min(shape) >= 224 else 32 // 2
     size = 2 * edge
-    expected = image[height // 2 - edge : height // 2 + edge, width // 2 - edge : width // 2 + edge]
-    assert np.array_equal(center_crop(image, size), expected)
+    top, left = height // 2 - edge, width // 2 - edge
+    # The seed's offsets, moved to the even coordinate at or above them.
+    top, left = top - top % 2, left - left % 2
+    assert np.array_equal(center_crop(image, size), image[top : top + size, left : left + size])
+
+
+def test_center_offset_is_even_and_within_a_pixel_of_the_centre():
+    for height in range(224, 240):
+        for size in (223, 224):
+            top, left = center_offset(height, height + 1, size)
+            assert top % 2 == 0 and left % 2 == 0
+            assert 0 <= height // 2 - size // 2 - top <= 1 and 0 <= (height + 1) // 2 - size // 2 - left <= 1
 
 
 def test_center_offset_of_512_is_even():
