@@ -28,7 +28,6 @@ class LatestCheckpoint(ModelCheckpoint):
         return self._generate_state_key(role="latest")
 
 
-
 class NonFiniteLossGuard(Callback):
     """Stops the run when the loss turns NaN or infinite, before a checkpoint can store the damage.
 

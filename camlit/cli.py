@@ -162,4 +162,3 @@ def main(args: list[str] | None = None) -> CamlitCLI:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     return cli
-

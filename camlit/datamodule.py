@@ -114,9 +114,7 @@ class CameraDataModule(L.LightningDataModule):
             train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
         require_every_class(train, self.classes, hp.train_dir)
         reader = read_rgb if self.cache is None else self.cache
-        self.train_set = TrainCrops(
-            train, hp.crop_size, hp.seed, hp.even_offsets, hp.manipulation_p, reader
-        )
+        self.train_set = TrainCrops(train, hp.crop_size, hp.seed, hp.even_offsets, hp.manipulation_p, reader)
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))
 

@@ -151,4 +151,3 @@ def group_order(name: str) -> tuple[int, str]:
     """`unaltered` first, then Kaggle's manipulations in their order, then any other folder names."""
     known = list(manipulations.MANIPULATIONS)
     return (known.index(name), "") if name in known else (len(known), name)
-

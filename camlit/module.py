@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from typing import Literal
 
 import lightning as L
@@ -18,6 +20,8 @@ from camlit.filters import InputFilter, build_input_filter
 from camlit.metrics import GroupedAccuracy, kaggle_weighted_accuracy
 from camlit.plots import confusion_matrix_image
 from camlit.resnet import STAGE_TABLES, build_resnet, load_pretrained
+
+log = logging.getLogger(__name__)
 
 # ImageNet statistics, so that torchvision's pretrained weights see the inputs they were trained on.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -199,16 +203,51 @@ class CameraClassifier(L.LightningModule):
             raise ValueError(f"model.optimizer: unknown {hp.optimizer!r}; choose adam or sgd")
         if hp.schedule == "none":
             return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.build_scheduler(optimizer, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, total: int):
+        hp = self.hparams
         if hp.schedule == "cosine":
             steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
             warmup = min(total - 1, int(hp.warmup_epochs * steps_per_epoch))
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(total, warmup))
-        elif hp.schedule == "onecycle":
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
-        else:
-            raise ValueError(f"model.schedule: unknown {hp.schedule!r}; choose none, cosine or onecycle")
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(total, warmup))
+        if hp.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
+        raise ValueError(f"model.schedule: unknown {hp.schedule!r}; choose none, cosine or onecycle")
+
+    def on_train_start(self) -> None:
+        """A resumed run whose length changed (`--resume ... --trainer.max_epochs N`) gets its
+        schedule planned again over the new length, from the step it stopped at; the restored one
+        would end where the old run did (LR 0 from there on, or OneCycleLR's step-past-end error)."""
+        if self.hparams.schedule == "none" or not self.trainer.lr_scheduler_configs:
+            return
+        config = self.trainer.lr_scheduler_configs[0]
+        total = int(self.trainer.estimated_stepping_batches)
+        planned = planned_steps(config.scheduler)
+        if planned == total:
+            return
+        step = config.scheduler.last_epoch
+        scheduler = self.build_scheduler(config.scheduler.optimizer, total)
+        scheduler.last_epoch = step - 1
+        with warnings.catch_warnings():
+            # This step only moves the new schedule to where the run is; no optimizer step is skipped.
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()` before", UserWarning)
+            scheduler.step()
+        config.scheduler = scheduler
+        log.info(
+            "%s schedule planned again: %d steps instead of %d, continuing at step %d",
+            self.hparams.schedule,
+            total,
+            planned,
+            step,
+        )
+
+
+def planned_steps(scheduler) -> int:
+    if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        return scheduler.total_steps
+    return scheduler.lr_lambdas[0].total
 
 
 class CosineWithWarmup:

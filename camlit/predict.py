@@ -4,20 +4,19 @@
 
 Everything here is shared with camlit.evaluate: the test-time crops and their loader (camlit.tta),
 the aggregation of crop predictions (camlit.aggregate) and the balanced assignment
-(camlit.balance). The model and its class names come from the checkpoint alone.
+(camlit.balance). The model and its class names come from the checkpoint alone (camlit.inference);
+the CSV is written by camlit.submission.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,64 +27,9 @@ from camlit.atomic import write_text_atomic
 from camlit.balance import balanced_labels
 from camlit.errors import CamlitError
 from camlit.imageio import list_images, read_rgb
+from camlit.inference import autocast_for, load_checkpoint, pick_device
+from camlit.submission import CSV_HEADER, csv_text, probability_rows, submission_rows
 from camlit.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan, crop_loader
-
-CSV_HEADER = ("fname", "camera")
-
-
-# ---------------------------------------------------------------------------------------------
-# The model
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CamlitError(f"--device {name}: no CUDA device here")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise CamlitError(f"--device {name}: {error}") from None
-
-
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu"):
-    """(CameraClassifier in eval mode on `device`, the training crop size if the checkpoint has it)."""
-    from camlit.module import CameraClassifier
-
-    path = Path(path)
-    if not path.is_file():
-        raise CamlitError(f"--ckpt {path}: no such checkpoint file")
-    # The weights come from the checkpoint: a pretrained file named at training time may be gone,
-    # and compiling would only add start-up time here. channels_last only pays on a GPU; on a CPU
-    # it is never faster and several times slower for small crops.
-    overrides: dict[str, Any] = {"pretrained": None, "compile": False}
-    if torch.device(device).type != "cuda":
-        overrides["channels_last"] = False
-    try:
-        model = CameraClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=False, **overrides)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except CamlitError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a file torch or Lightning cannot load is the user's input
-        reason = f"{type(error).__name__}: {error}"
-        raise CamlitError(f"--ckpt {path}: not a loadable camlit checkpoint ({reason})") from None
-    model.configure_model()
-    model.eval().to(device)
-    return model, checkpoint_crop_size(checkpoint)
-
-
-def checkpoint_crop_size(checkpoint: dict[str, Any]) -> int | None:
-    """The DataModule's crop_size saved by the CLI under datamodule_hyper_parameters, if any."""
-    hparams = checkpoint.get("datamodule_hyper_parameters") or {}
-    size = hparams.get("crop_size") if hasattr(hparams, "get") else None
-    return int(size) if isinstance(size, int) and size > 0 else None
-
-
-def autocast_for(device: torch.device):
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
 
 # ---------------------------------------------------------------------------------------------
 # Running
@@ -197,37 +141,6 @@ def predict_paths(
         crops=sum(len(rows) for rows in by_image.values()),
         seconds=seconds,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Output
-
-
-def csv_text(rows: Sequence[Sequence[str]]) -> str:
-    for row in rows:
-        for value in row:
-            if any(c in value for c in ',"\n\r'):
-                raise CamlitError(f"cannot write {value!r} to a plain CSV (comma, quote or newline in it)")
-    return "".join(",".join(row) + "\n" for row in rows)
-
-
-def submission_rows(predictions: Predictions) -> list[tuple[str, str]]:
-    """(fname, camera) for every usable image, sorted by file name."""
-    rows = [
-        (Path(path).name, predictions.classes[label])
-        for path, label in zip(predictions.paths, predictions.labels, strict=True)
-        if label >= 0
-    ]
-    return sorted(rows)
-
-
-def probability_rows(predictions: Predictions) -> list[tuple[str, ...]]:
-    rows = [
-        (Path(path).name, *(f"{p:.6g}" for p in row))
-        for path, row, label in zip(predictions.paths, predictions.probabilities, predictions.labels, strict=True)
-        if label >= 0
-    ]
-    return sorted(rows)
 
 
 # ---------------------------------------------------------------------------------------------

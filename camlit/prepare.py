@@ -120,9 +120,7 @@ def source_window(
     return slice(top, bottom), slice(left, right), dy, dx
 
 
-def manipulated_crops(
-    name: str, image: np.ndarray, offsets: list[tuple[int, int]], size: int
-) -> list[np.ndarray]:
+def manipulated_crops(name: str, image: np.ndarray, offsets: list[tuple[int, int]], size: int) -> list[np.ndarray]:
     """The `size` crops at `offsets` of manipulation `name` of the full `image`."""
     rows, cols, dy, dx = source_window(name, image.shape[0], image.shape[1], offsets, size)
     region = manip.apply(name, image[rows, cols])

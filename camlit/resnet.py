@@ -27,9 +27,7 @@ STAGE_STRIDES = (1, 2, 2, 2)
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
-    conv = nn.Conv2d(
-        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False
-    )
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
     return conv, nn.BatchNorm2d(out_channels)
 
 
@@ -157,7 +155,10 @@ def load_pretrained(model: ResNet, path: str | Path) -> list[str]:
         skipped = ["fc.weight", "fc.bias"]
         log.info(
             "%s: head has %d classes, model has %d; keeping the new head (skipped %s)",
-            path, state["fc.weight"].shape[0], own["fc.weight"].shape[0], ", ".join(skipped),
+            path,
+            state["fc.weight"].shape[0],
+            own["fc.weight"].shape[0],
+            ", ".join(skipped),
         )
     mismatched = [
         f"{key} {tuple(state[key].shape)} vs {tuple(own[key].shape)}"

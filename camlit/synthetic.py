@@ -241,8 +241,6 @@ def _run(jobs: list[Job], workers: int):
         yield from pool.imap_unordered(make_file, jobs, chunksize=2)
 
 
-
-
 def is_complete(output: str | os.PathLike) -> bool:
     """Whether `make_synthetic` finished writing the set in `output`."""
     return (Path(output) / ".complete").is_file()

@@ -28,11 +28,14 @@ def main(argv: list[str] | None = None) -> PrepareSummary:
     parser.add_argument("--input", required=True, help="folder of <camera>/ folders of full-size photos")
     parser.add_argument("--output", required=True, help="folder to write <manipulation>/<camera>/*.png into")
     parser.add_argument(
-        "--tiles", type=tiles_argument, default="center",
+        "--tiles",
+        type=tiles_argument,
+        default="center",
         help="'center' for the single centre crop (default) or N for up to N non-overlapping tiles",
     )
     parser.add_argument(
-        "--manipulations", default=None,
+        "--manipulations",
+        default=None,
         help=f"comma-separated subset of {', '.join(MANIPULATIONS)} (default: all)",
     )
     parser.add_argument("--size", type=int, default=512, help="crop side in pixels (default 512)")

@@ -32,16 +32,34 @@ def test_fast_dev_run(flat_tree, tmp_path, monkeypatch):
 
 def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    cli = main(fit_args(flat_tree, "--trainer.max_epochs", "2", "--periodic_checkpoint.every_n_epochs", "1",
-                        "--data.val_manipulations", "[jpeg70, resize0.5]"))
+    cli = main(
+        fit_args(
+            flat_tree,
+            "--trainer.max_epochs",
+            "2",
+            "--periodic_checkpoint.every_n_epochs",
+            "1",
+            "--data.val_manipulations",
+            "[jpeg70, resize0.5]",
+        )
+    )
     version = tmp_path / "lightning_logs" / "version_0"
     assert (version / "config.yaml").is_file()
     names = sorted(p.name for p in (version / "checkpoints").iterdir())
     assert names == ["best.ckpt", "epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]
     steps_after_first_run = cli.trainer.global_step
     logged = events(version)
-    assert {"train/loss_step", "train/acc", "val/acc", "val/loss", "val/acc_class/HTC-1-M7", "val/acc/unaltered",
-            "val/acc/jpeg70", "val/acc/resize0.5", "val/acc_weighted"} <= set(logged.Tags()["scalars"])
+    assert {
+        "train/loss_step",
+        "train/acc",
+        "val/acc",
+        "val/loss",
+        "val/acc_class/HTC-1-M7",
+        "val/acc/unaltered",
+        "val/acc/jpeg70",
+        "val/acc/resize0.5",
+        "val/acc_weighted",
+    } <= set(logged.Tags()["scalars"])
     assert {"val/confusion_matrix", "train/crops"} <= set(logged.Tags()["images"])
 
     restored = CameraClassifier.load_from_checkpoint(version / "checkpoints" / "last.ckpt")
@@ -85,8 +103,11 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--model.optimizer", "adamw", "model.optimizer"), ("--model.schedule", "step", "model.schedule"),
-     ("--data.crop_size", "big", "data.crop_size")],
+    [
+        ("--model.optimizer", "adamw", "model.optimizer"),
+        ("--model.schedule", "step", "model.schedule"),
+        ("--data.crop_size", "big", "data.crop_size"),
+    ],
 )
 def test_bad_config_value(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):
     monkeypatch.chdir(tmp_path)
@@ -94,3 +115,20 @@ def test_bad_config_value(flat_tree, tmp_path, monkeypatch, capsys, flag, value,
         main(fit_args(flat_tree, flag, value))
     assert exit_info.value.code != 0
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_extending_a_resumed_run_plans_its_schedule_again(flat_tree, tmp_path, monkeypatch, schedule):
+    """Without the new plan, cosine stays at LR 0 after the old end and OneCycleLR raises."""
+    monkeypatch.chdir(tmp_path)
+    first = main(fit_args(flat_tree, "--trainer.max_epochs", "2", "--model.schedule", schedule))
+    steps_per_epoch = first.trainer.global_step // 2
+    version = tmp_path / "lightning_logs" / "version_0"
+    resumed = main(["--resume", str(version), "--trainer.max_epochs", "4"])
+    assert resumed.trainer.global_step == 4 * steps_per_epoch
+    lr_tag = min(tag for tag in events(version).Tags()["scalars"] if tag.startswith("lr-"))
+    lrs = {event.step: event.value for event in events(version).Scalars(lr_tag)}
+    end_of_first = max(step for step in lrs if step < 2 * steps_per_epoch)
+    after = [lr for step, lr in lrs.items() if step >= 2 * steps_per_epoch]
+    assert lrs[end_of_first] < 1e-4 and max(after) > 1e-4
+    assert min(after) == after[-1] < 1e-4

@@ -72,8 +72,12 @@ def test_train_crops_come_from_the_image_on_even_offsets(flat_tree):
     crops = [datamodule.train_set[(0, 0, k)][0].permute(1, 2, 0).numpy() for k in range(3)]
     assert not np.array_equal(crops[0], crops[1]) or not np.array_equal(crops[1], crops[2])
     for crop in crops:
-        hits = [(top, left) for top in range(0, 64 - 31) for left in range(0, 80 - 31)
-                if np.array_equal(image[top : top + 32, left : left + 32], crop)]
+        hits = [
+            (top, left)
+            for top in range(0, 64 - 31)
+            for left in range(0, 80 - 31)
+            if np.array_equal(image[top : top + 32, left : left + 32], crop)
+        ]
         assert hits and all(top % 2 == 0 and left % 2 == 0 for top, left in hits)
 
 

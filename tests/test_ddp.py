@@ -45,11 +45,25 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
     probe_dir.mkdir()
     (tmp_path / "ddp_probe.py").write_text(textwrap.dedent(PROBE))
     callbacks = json.dumps([{"class_path": "ddp_probe.Probe", "init_args": {"out": str(probe_dir)}}])
-    args = fit_args(flat_tree, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-                    "--trainer.max_epochs", "2", "--data.val_fraction", "0.34", "--trainer.callbacks", callbacks)
+    args = fit_args(
+        flat_tree,
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_epochs",
+        "2",
+        "--data.val_fraction",
+        "0.34",
+        "--trainer.callbacks",
+        callbacks,
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, FIT, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, FIT, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     sampler = EpochSampler([0] * 4 + [1] * 4 + [2] * 4, seed=0)  # 4 training photos per class

@@ -26,8 +26,7 @@ def test_names():
 @pytest.mark.parametrize("shape", [(48, 64), (45, 61)])
 def test_jpeg_is_an_opencv_round_trip_at_that_quality(quality, shape):
     image = photo_like(*shape)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality,
-              cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
     ok, encoded = cv2.imencode(".jpg", image[..., ::-1], params)
     assert ok
     expected = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1]

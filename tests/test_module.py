@@ -58,8 +58,9 @@ def test_overfits_two_tiny_batches():
     torch.manual_seed(0)
     model = CameraClassifier(CLASSES, input_filter="highpass", lr=1e-3, channels_last=False)
     optimizer = model.configure_optimizers()
-    batches = [(torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 2, 0, 1, 2]))
-               for _ in range(2)]
+    batches = [
+        (torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 2, 0, 1, 2])) for _ in range(2)
+    ]
     model.train()
     losses = []
     for _ in range(4):

@@ -4,7 +4,8 @@ import pytest
 import torch
 from conftest import CLASSES, random_image, write_image
 
-from camlit.predict import checkpoint_crop_size, load_checkpoint, main, predict_crops
+from camlit.inference import checkpoint_crop_size, load_checkpoint
+from camlit.predict import main, predict_crops
 from camlit.tta import CropPlan, crop_loader
 
 SIZE = 32  # the crop size recorded in the test checkpoint

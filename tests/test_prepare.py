@@ -68,8 +68,11 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 def test_layout_and_counts(photos, tmp_path):
     out = tmp_path / "out"
     summary = prepare_dataset(photos, out, manipulations=SUBSET, size=256, workers=1, progress=False)
-    expected = {f"{m}/{cam}/{stem}.png" for m in SUBSET for cam, stem in
-                [("Cam-A", "a0"), ("Cam-A", "a1"), ("Cam-B", "b0"), ("Cam-B", "b1")]}
+    expected = {
+        f"{m}/{cam}/{stem}.png"
+        for m in SUBSET
+        for cam, stem in [("Cam-A", "a0"), ("Cam-A", "a1"), ("Cam-B", "b0"), ("Cam-B", "b1")]
+    }
     assert set(files(out)) == expected
     assert (summary.photos, summary.written, summary.skipped, summary.failed) == (4, 20, 0, 0)
     assert all(read_rgb(out / name).shape == (256, 256, 3) for name in expected)
@@ -109,8 +112,10 @@ def test_windowed_manipulation_is_bit_identical(shape, use_ipp):
     try:
         for name in MANIPULATIONS:
             full = apply(name, image)
-            for size, offsets in [(128, [center_offset(*full.shape[:2], 128)]),
-                                  (64, tile_offsets(*full.shape[:2], 64, 5))]:
+            for size, offsets in [
+                (128, [center_offset(*full.shape[:2], 128)]),
+                (64, tile_offsets(*full.shape[:2], 64, 5)),
+            ]:
                 crops = manipulated_crops(name, image, offsets, size)
                 for (top, left), crop in zip(offsets, crops, strict=True):
                     expected = full[top : top + size, left : left + size]
@@ -119,10 +124,16 @@ def test_windowed_manipulation_is_bit_identical(shape, use_ipp):
         cv2.ipp.setUseIPP(previous)
 
 
-@pytest.mark.parametrize(("height", "width", "size", "count"), [
-    (700, 1100, 256, 10), (701, 1101, 256, 3), (3000, 4000, 512, 100), (3000, 4000, 512, 4),
-    (513, 512, 512, 9),
-])
+@pytest.mark.parametrize(
+    ("height", "width", "size", "count"),
+    [
+        (700, 1100, 256, 10),
+        (701, 1101, 256, 3),
+        (3000, 4000, 512, 100),
+        (3000, 4000, 512, 4),
+        (513, 512, 512, 9),
+    ],
+)
 def test_tile_offsets_inside_even_and_disjoint(height, width, size, count):
     offsets = tile_offsets(height, width, size, count)
     assert len(offsets) == min(count, (height // size) * (width // size))
@@ -160,8 +171,12 @@ def test_killed_run_resumes(tmp_path):
     out = tmp_path / "out"
     args = ["--input", str(source), "--output", str(out), "--tiles", "4", "--size", "128"]
     # Its own session, so that the kill reaches the two worker processes as well.
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *args, "--workers", "2"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args, "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 20
     while not any(out.rglob("*.png")) and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -183,12 +198,25 @@ def test_unreadable_and_colliding_inputs_are_listed(photos, tmp_path, capsys):
     (photos / "Cam-A" / "empty.png").write_bytes(b"")
     write(photos / "Cam-B" / "b0.png", photo(np.random.default_rng(3), 300, 300))
     out = tmp_path / "out"
-    summary = script_main()(["--input", str(photos), "--output", str(out), "--manipulations", "unaltered",
-                             "--size", "256", "--workers", "1"])
+    summary = script_main()(
+        [
+            "--input",
+            str(photos),
+            "--output",
+            str(out),
+            "--manipulations",
+            "unaltered",
+            "--size",
+            "256",
+            "--workers",
+            "1",
+        ]
+    )
     assert (summary.photos, summary.written, summary.failed) == (7, 4, 3)
     lines = capsys.readouterr().out.splitlines()
     assert [line for line in lines if "broken.jpg" in line or "empty.png" in line or "b0.png" in line] == [
-        f"failed: {line}" for line in summary.failures]
+        f"failed: {line}" for line in summary.failures
+    ]
     assert "3 failed" in lines[-1]
     assert sorted(p.name for p in out.rglob("*.png")) == ["a0.png", "a1.png", "b0.png", "b1.png"]
 
@@ -213,8 +241,7 @@ def test_header_shape(tmp_path):
 
 
 def test_bad_manipulation_name_exits_2_with_one_line(photos, tmp_path):
-    result = run_script("--input", str(photos), "--output", str(tmp_path / "out"), "--manipulations",
-                        "jpeg70,jpeg50")
+    result = run_script("--input", str(photos), "--output", str(tmp_path / "out"), "--manipulations", "jpeg70,jpeg50")
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and "'jpeg50'" in result.stderr
     assert not (tmp_path / "out").exists()

@@ -80,12 +80,19 @@ class BlowsUpAtStep3(CameraClassifier):
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_good_checkpoint(flat_tree, tmp_path):
-    datamodule = CameraDataModule(str(flat_tree), classes=CLASSES, crop_size=32, batch_size=4, num_workers=0,
-                                  synthetic_root=None)
+    datamodule = CameraDataModule(
+        str(flat_tree), classes=CLASSES, crop_size=32, batch_size=4, num_workers=0, synthetic_root=None
+    )
     model = BlowsUpAtStep3(CLASSES, input_filter="highpass", channels_last=False)
     latest = LatestCheckpoint(dirpath=str(tmp_path / "checkpoints"))
-    trainer = L.Trainer(max_epochs=5, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[NonFiniteLossGuard(check_every_n_steps=100), latest], limit_train_batches=3)
+    trainer = L.Trainer(
+        max_epochs=5,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[NonFiniteLossGuard(check_every_n_steps=100), latest],
+        limit_train_batches=3,
+    )
     expected = r"non-finite at step 3; stopped; the last good checkpoint is .*last.ckpt"
     with pytest.raises(NonFiniteLossError, match=expected):
         trainer.fit(model, datamodule=datamodule)
@@ -98,9 +105,23 @@ def test_same_seed_same_first_losses(flat_tree, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     losses = []
     for _ in range(2):
-        cli = main(fit_args(flat_tree, "--trainer.max_steps", "3", "--trainer.limit_val_batches", "0",
-                            "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-                            "--data.num_workers", "1", "--model.channels_last", "false"))
+        cli = main(
+            fit_args(
+                flat_tree,
+                "--trainer.max_steps",
+                "3",
+                "--trainer.limit_val_batches",
+                "0",
+                "--trainer.logger",
+                "false",
+                "--trainer.enable_checkpointing",
+                "false",
+                "--data.num_workers",
+                "1",
+                "--model.channels_last",
+                "false",
+            )
+        )
         losses.append(cli.trainer.callback_metrics["train/loss_step"].item())
         losses.append(cli.model.net.fc.weight.detach().clone())
     assert losses[0] == losses[2]
@@ -124,8 +145,9 @@ def test_sigkill_at_any_moment_then_resume_finishes_the_same_run(flat_tree, tmp_
     steps = []
 
     def run_and_kill(command, when):
-        process = subprocess.Popen([sys.executable, FIT, *command], cwd=tmp_path, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, FIT, *command], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         assert wait_for(when, timeout=240), "the run never reached the moment to kill it"
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -138,8 +160,14 @@ def test_sigkill_at_any_moment_then_resume_finishes_the_same_run(flat_tree, tmp_
 
     run_and_kill(args, saving)
     run_and_kill(["--resume", str(version)], saving)
-    done = subprocess.run([sys.executable, FIT, "--resume", str(version)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, FIT, "--resume", str(version)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     final = torch.load(checkpoints / "last.ckpt", weights_only=False)
     steps.append(final["global_step"])

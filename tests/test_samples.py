@@ -82,8 +82,13 @@ def test_bad_files_are_named(tmp_path):
     usable_names = {s.path.rsplit("/", 1)[1] for s in usable}
     assert {"good.png", "full.jpg"} <= usable_names
     text = "\n".join(problems)
-    for name, reason in [("small.png", "smaller than"), ("gray.png", "grayscale"), ("empty.jpg", "empty"),
-                         ("text.jpg", "not a decodable"), ("truncated.jpg", "truncated")]:
+    for name, reason in [
+        ("small.png", "smaller than"),
+        ("gray.png", "grayscale"),
+        ("empty.jpg", "empty"),
+        ("text.jpg", "not a decodable"),
+        ("truncated.jpg", "truncated"),
+    ]:
         assert any(name in p and reason in p for p in problems), (name, text)
     assert "good.png" not in text
     assert read_rgb(good).shape == (128, 128, 3)
