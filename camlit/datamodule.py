@@ -38,7 +38,8 @@ class CameraDataModule(L.LightningDataModule):
         load_ratio: random fraction of each class's images used in each epoch, drawn afresh.
         batch_size: crops per training step and device.
         even_offsets: keep training crops on even offsets, which preserves the CFA phase.
-        manipulation_p: chance of applying a random Kaggle manipulation to a training crop.
+        manipulation_p: chance of applying a random Kaggle manipulation to a training crop of an
+            unaltered image; images from a prepared manipulation folder are not manipulated again.
         val_manipulations: also score every unaltered validation image under these manipulations.
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
             `train_dir` is its `train/` folder.

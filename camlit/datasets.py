@@ -87,6 +87,8 @@ class EpochSampler(Sampler):
 class TrainCrops(Dataset):
     """Item (index, epoch, crop number) -> one random crop of that image and its label.
 
+    `manipulation_p` applies to unaltered images only.
+
     Without a decoded cache each crop decodes its image; `cache_dir` makes that a memory copy.
     """
 
@@ -114,7 +116,9 @@ class TrainCrops(Dataset):
         sample = self.samples[index]
         rng = np.random.default_rng((self.seed, epoch, index, crop_number))
         image = self.reader(sample.path)
-        crop = random_train_crop(image, self.crop_size, rng, self.even_offsets, self.manipulation_p)
+        # A prepared manipulation folder's images are manipulated already; Kaggle never stacked two.
+        manipulation_p = self.manipulation_p if sample.manipulation == UNALTERED else 0.0
+        crop = random_train_crop(image, self.crop_size, rng, self.even_offsets, manipulation_p)
         return to_chw_tensor(crop), sample.label
 
 

@@ -114,6 +114,16 @@ def test_on_the_fly_manipulation_gives_full_size_crops():
     assert all(any(np.array_equal(p, image[t : t + 32, x : x + 32]) for t, x in offsets) for p in plain)
 
 
+def test_on_the_fly_manipulation_spares_prepared_manipulations(manipulation_tree):
+    plain = make(manipulation_tree, val_fraction=0.25).train_set
+    augmented = make(manipulation_tree, val_fraction=0.25, manipulation_p=1.0).train_set
+    changed = {"unaltered": 0, "jpeg70": 0, "gamma0.8": 0}
+    for index, sample in enumerate(plain.samples):
+        changed[sample.manipulation] += not torch.equal(plain[index, 0, 0][0], augmented[index, 0, 0][0])
+    assert changed["jpeg70"] == changed["gamma0.8"] == 0
+    assert changed["unaltered"] == sum(s.manipulation == "unaltered" for s in plain.samples)
+
+
 def test_unusable_files_skipped_and_named(flat_tree, caplog):
     add_unusable_files(flat_tree / "HTC-1-M7")
     with caplog.at_level(logging.WARNING):
