@@ -72,8 +72,16 @@ class CameraDataModule(L.LightningDataModule):
         if unknown:
             choices = ", ".join(manipulations.MANIPULATIONS)
             raise DataError(f"val_manipulations: unknown {unknown[0]!r}; choose from {choices}")
-        if not 0 <= manipulation_p <= 1:
-            raise DataError(f"manipulation_p must be in [0, 1], got {manipulation_p}")
+        for name, value, valid, rule in (
+            ("crop_size", crop_size, crop_size >= 1, "at least 1"),
+            ("crops_per_image", crops_per_image, crops_per_image >= 1, "at least 1"),
+            ("batch_size", batch_size, batch_size >= 1, "at least 1"),
+            ("num_workers", num_workers, num_workers >= 0, "0 or more"),
+            ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
+            ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
+        ):
+            if not valid:
+                raise DataError(f"--data.{name} must be {rule}, got {value}")
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
         self.val_set: CenterCrops | None = None

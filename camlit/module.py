@@ -63,9 +63,18 @@ class CameraClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if arch not in STAGE_TABLES:
-            raise ValueError(f"model.arch: unknown {arch!r}; choose from {', '.join(STAGE_TABLES)}")
+            raise CamlitError(f"--model.arch: unknown {arch!r}; choose from {', '.join(STAGE_TABLES)}")
         if not classes:
-            raise ValueError("model.classes: empty class list")
+            raise CamlitError("--model.classes: empty class list")
+        for name, value, valid, rule in (
+            ("lr", lr, lr > 0, "above 0"),
+            ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),
+            ("momentum", momentum, 0 <= momentum < 1, "in [0, 1)"),
+            ("warmup_epochs", warmup_epochs, warmup_epochs >= 0, "0 or more"),
+            ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
+        ):
+            if not valid:
+                raise CamlitError(f"--model.{name} must be {rule}, got {value}")
         self.classes = list(classes)
         num_classes = len(classes)
         self.input_filter = build_input_filter(input_filter)
@@ -200,7 +209,7 @@ class CameraClassifier(L.LightningModule):
         elif hp.optimizer == "sgd":
             optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
         else:
-            raise ValueError(f"model.optimizer: unknown {hp.optimizer!r}; choose adam or sgd")
+            raise CamlitError(f"--model.optimizer: unknown {hp.optimizer!r}; choose adam or sgd")
         if hp.schedule == "none":
             return optimizer
         scheduler = self.build_scheduler(optimizer, int(self.trainer.estimated_stepping_batches))
@@ -214,7 +223,7 @@ class CameraClassifier(L.LightningModule):
             return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(total, warmup))
         if hp.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
-        raise ValueError(f"model.schedule: unknown {hp.schedule!r}; choose none, cosine or onecycle")
+        raise CamlitError(f"--model.schedule: unknown {hp.schedule!r}; choose none, cosine or onecycle")
 
     def on_train_start(self) -> None:
         """A resumed run whose length changed (`--resume ... --trainer.max_epochs N`) gets its

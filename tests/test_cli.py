@@ -117,6 +117,26 @@ def test_bad_config_value(flat_tree, tmp_path, monkeypatch, capsys, flag, value,
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--data.crop_size", "-3", "--data.crop_size must be at least 1, got -3"),
+        ("--data.load_ratio", "0", "--data.load_ratio must be in (0, 1], got 0.0"),
+        ("--data.manipulation_p", "2", "--data.manipulation_p must be in [0, 1], got 2.0"),
+        ("--model.lr", "-0.1", "--model.lr must be above 0, got -0.1"),
+        ("--model.label_smoothing", "1", "--model.label_smoothing must be in [0, 1), got 1.0"),
+    ],
+)
+def test_out_of_range_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(flat_tree, flag, value))
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [f"error: {message}"]
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
 def test_extending_a_resumed_run_plans_its_schedule_again(flat_tree, tmp_path, monkeypatch, schedule):
     """Without the new plan, cosine stays at LR 0 after the old end and OneCycleLR raises."""
