@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.trainer.trainer import Trainer
@@ -158,7 +159,8 @@ def main(args: list[str] | None = None) -> CamlitCLI:
     try:
         cli = CamlitCLI(args=resume_arguments(args))
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
-    except CamlitError as error:
+    # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
+    except (CamlitError, MisconfigurationException) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     return cli

@@ -72,6 +72,8 @@ class CameraDataModule(L.LightningDataModule):
         if unknown:
             choices = ", ".join(manipulations.MANIPULATIONS)
             raise DataError(f"val_manipulations: unknown {unknown[0]!r}; choose from {choices}")
+        if not classes:
+            raise DataError("--data.classes: empty class list")
         for name, value, valid, rule in (
             ("crop_size", crop_size, crop_size >= 1, "at least 1"),
             ("crops_per_image", crops_per_image, crops_per_image >= 1, "at least 1"),
@@ -141,18 +143,21 @@ class CameraDataModule(L.LightningDataModule):
             usable, problems = self.cache.check(samples)
         else:
             usable, problems = check_images(samples, self.hparams.crop_size, self.hparams.num_workers)
+        if usable:
+            report_skipped(problems)
+            return usable
+        size = self.hparams.crop_size
+        too_small = sum("smaller than the" in problem for problem in problems)
+        if too_small == len(samples):
+            # One line says it all; naming every image would bury it.
+            raise DataError(f"--data.crop_size {size} is larger than every image in {where}")
         report_skipped(problems)
-        if not usable:
-            too_small = sum("smaller than the" in problem for problem in problems)
-            if too_small:
-                raise DataError(
-                    f"--data.crop_size {self.hparams.crop_size} is larger than {too_small} of the "
-                    f"{len(samples)} images in {where}, and the others are unreadable"
-                    if too_small < len(samples)
-                    else f"--data.crop_size {self.hparams.crop_size} is larger than every image in {where}"
-                )
-            raise DataError(f"{where}: none of its {len(samples)} images is usable")
-        return usable
+        if too_small:
+            raise DataError(
+                f"--data.crop_size {size} is larger than {too_small} of the {len(samples)} images in {where}, "
+                "and the others are unreadable"
+            )
+        raise DataError(f"{where}: none of its {len(samples)} images is usable")
 
     @property
     def val_group_names(self) -> list[str]:

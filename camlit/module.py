@@ -65,7 +65,7 @@ class CameraClassifier(L.LightningModule):
         if arch not in STAGE_TABLES:
             raise CamlitError(f"--model.arch: unknown {arch!r}; choose from {', '.join(STAGE_TABLES)}")
         if not classes:
-            raise CamlitError("--model.classes: empty class list")
+            raise CamlitError("--model.classes (set from --data.classes): empty class list")
         for name, value, valid, rule in (
             ("lr", lr, lr > 0, "above 0"),
             ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),

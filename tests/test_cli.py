@@ -125,6 +125,8 @@ def test_bad_config_value(flat_tree, tmp_path, monkeypatch, capsys, flag, value,
         ("--data.manipulation_p", "2", "--data.manipulation_p must be in [0, 1], got 2.0"),
         ("--model.lr", "-0.1", "--model.lr must be above 0, got -0.1"),
         ("--model.label_smoothing", "1", "--model.label_smoothing must be in [0, 1), got 1.0"),
+        ("--data.classes", "[]", "--model.classes (set from --data.classes): empty class list"),
+        ("--trainer.max_epochs", "-5", "`max_epochs` must be a non-negative integer or -1. You passed in -5."),
     ],
 )
 def test_out_of_range_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):

@@ -134,12 +134,16 @@ def test_unusable_files_skipped_and_named(flat_tree, caplog):
     assert len(datamodule.train_set) + len({i[0] for i in datamodule.val_set.items}) == 18
 
 
-def test_configuration_errors(flat_tree, tmp_path):
+def test_configuration_errors(flat_tree, tmp_path, caplog):
     with pytest.raises(DataError, match="unknown 'jpeg50'"):
         CameraDataModule(str(flat_tree), val_manipulations=["jpeg50"])
     with pytest.raises(DataError, match="no such data folder; run the demo"):
         make(tmp_path / "absent")
     with pytest.raises(DataError, match="no usable images for class Sony-NEX-7"):
         make(flat_tree, classes=CLASSES + ["Sony-NEX-7"])
-    with pytest.raises(DataError, match="crop_size 100 is larger than every image in"):
+    with (
+        caplog.at_level(logging.WARNING),
+        pytest.raises(DataError, match="crop_size 100 is larger than every image in"),
+    ):
         make(flat_tree, crop_size=100)
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]
