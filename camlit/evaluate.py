@@ -33,7 +33,7 @@ from camlit.errors import CamlitError
 from camlit.imageio import list_images, write_image_atomic
 from camlit.metrics import UNALTERED, kaggle_weighted_accuracy
 from camlit.plots import confusion_matrix_image
-from camlit.predict import add_prediction_arguments, predict_with, prepare, report_problems
+from camlit.predict import add_prediction_arguments, predict_with, prepare, report_problems, require_usable
 from camlit.samples import scan
 
 MANIPULATED = "manipulated"
@@ -262,11 +262,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     paths = [image.path for image in images]
     predictions = predict_with(args, model, device, plan, paths)
     print(predictions.rate_line())
-    # Figures over a subset only when asked for: unreadable images are an error unless skipped.
+    require_usable(predictions)
+    # Figures over a subset only when asked for: unusable images are an error unless skipped.
     report_problems(predictions.problems, paths, args.skip_unreadable)
     usable = predictions.usable
-    if not usable.any():
-        raise CamlitError(f"--input {args.input}: no usable image to score")
     kept = [image for image, ok in zip(images, usable, strict=True) if ok]
     report = score(
         [image.label for image in kept], predictions.labels[usable], [image.group for image in kept], classes

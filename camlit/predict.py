@@ -219,10 +219,19 @@ def predict_with(args: argparse.Namespace, model, device, plan: CropPlan, paths:
     )
 
 
-def unreadable_message(problems: dict[int, str], paths: Sequence[str]) -> str:
+def unusable_message(problems: dict[int, str], paths: Sequence[str]) -> str:
     names = [Path(paths[i]).name for i in sorted(problems)]
     shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-    return f"{len(names)} unreadable image(s): {shown}"
+    return f"{len(names)} unusable image(s) (unreadable, or smaller than the crop): {shown}"
+
+
+def require_usable(predictions: Predictions) -> None:
+    """One line, and no output written, when not a single image could be used."""
+    if predictions.usable.any():
+        return
+    reasons = [predictions.problems[i] for i in sorted(predictions.problems)]
+    hint = "; choose a smaller --crop-size" if all("smaller than the" in r for r in reasons) else ""
+    raise CamlitError(f"none of the {len(reasons)} images in --input is usable, e.g. {reasons[0]}{hint}")
 
 
 def report_problems(problems: dict[int, str], paths: Sequence[str], skip: bool) -> None:
@@ -232,7 +241,7 @@ def report_problems(problems: dict[int, str], paths: Sequence[str], skip: bool) 
     for index in sorted(problems):
         print(f"warning: skipped {problems[index]}", file=sys.stderr)
     if not skip:
-        raise CamlitError(f"{unreadable_message(problems, paths)}; rerun with --skip-unreadable to accept that")
+        raise CamlitError(f"{unusable_message(problems, paths)}; rerun with --skip-unreadable to accept that")
 
 
 def list_input_images(folder: str | os.PathLike) -> list[Path]:
@@ -266,6 +275,7 @@ def main(argv: list[str] | None = None) -> Predictions:
     try:
         paths = list_input_images(args.input)
         predictions = run_prediction(args, paths)
+        require_usable(predictions)
         write_text_atomic(args.output, csv_text([CSV_HEADER, *submission_rows(predictions)]))
         if args.probs:
             header = ("fname", *predictions.classes)
