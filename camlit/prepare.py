@@ -205,23 +205,23 @@ def prepare_photo(task: Task) -> PhotoResult:
 
 def _check_arguments(tiles, names, size) -> tuple[str | int, tuple[str, ...]]:
     if not (tiles == "center" or (isinstance(tiles, int) and not isinstance(tiles, bool) and tiles >= 1)):
-        raise PrepareError(f"tiles must be 'center' or a positive number, not {tiles!r}")
+        raise PrepareError(f"--tiles must be 'center' or a positive number, not {tiles!r}")
     if not isinstance(size, int) or size < 1:
-        raise PrepareError(f"size must be a positive number, not {size!r}")
+        raise PrepareError(f"--size must be a positive number, not {size!r}")
     names = tuple(dict.fromkeys(manip.MANIPULATIONS if names is None else (n.strip() for n in names)))
     for name in names:
         if name not in manip.MANIPULATIONS:
             known = ", ".join(manip.MANIPULATIONS)
-            raise PrepareError(f"unknown manipulation {name!r}; choose from {known}")
+            raise PrepareError(f"--manipulations: unknown {name!r}; choose from {known}")
     if not names:
-        raise PrepareError("no manipulations chosen")
+        raise PrepareError("--manipulations: none chosen")
     return tiles, names
 
 
 def _find_photos(source: Path, output: Path, names, size, tiles) -> tuple[list[Task], list[str], list[str]]:
     """Tasks, camera folder names, and failures for photos whose output names collide."""
     if not source.is_dir():
-        raise PrepareError(f"input folder {source} does not exist or is not a folder")
+        raise PrepareError(f"--input {source}: no such folder")
     tasks, cameras, failures = [], [], []
     for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
         stems: dict[str, Path] = {}
@@ -234,7 +234,7 @@ def _find_photos(source: Path, output: Path, names, size, tiles) -> tuple[list[T
         if stems:
             cameras.append(folder.name)
     if not tasks:
-        raise PrepareError(f"no images in the camera folders of {source} (expected {source}/<camera>/*.jpg)")
+        raise PrepareError(f"--input {source}: no images in its camera folders (expected {source}/<camera>/*.jpg)")
     return tasks, cameras, failures
 
 

@@ -263,3 +263,14 @@ def test_missing_or_empty_input(tmp_path, layout, capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.splitlines()
     assert len(error) == 1 and error[0].startswith("error: ") and str(source) in error[0]
+
+
+def test_unknown_manipulation_is_one_line(photos, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        script_main()(["--input", str(photos), "--output", str(tmp_path / "out"), "--manipulations", "jpeg70,jpeg50"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --manipulations: unknown 'jpeg50'; choose from unaltered, jpeg70, jpeg90, resize0.5, resize0.8, "
+        "resize1.5, resize2.0, gamma0.8, gamma1.2"
+    ]
+    assert not (tmp_path / "out").exists()
