@@ -104,22 +104,11 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--model.optimizer", "adamw", "model.optimizer"),
-        ("--model.schedule", "step", "model.schedule"),
-        ("--data.crop_size", "big", "data.crop_size"),
-    ],
-)
-def test_bad_config_value(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
-        main(fit_args(flat_tree, flag, value))
-    assert exit_info.value.code != 0
-    assert message in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("flag", "value", "message"),
-    [
+        # Rejected by the parser: its usage text, then one error line.
+        ("--model.optimizer", "adamw", '"model.optimizer"'),
+        ("--model.schedule", "step", '"model.schedule"'),
+        ("--data.crop_size", "big", '"data.crop_size"'),
+        # Rejected by camlit or Lightning: just the error line.
         ("--data.crop_size", "-3", "--data.crop_size must be at least 1, got -3"),
         ("--data.load_ratio", "0", "--data.load_ratio must be in (0, 1], got 0.0"),
         ("--data.manipulation_p", "2", "--data.manipulation_p must be in [0, 1], got 2.0"),
@@ -129,13 +118,14 @@ def test_bad_config_value(flat_tree, tmp_path, monkeypatch, capsys, flag, value,
         ("--trainer.max_epochs", "-5", "`max_epochs` must be a non-negative integer or -1. You passed in -5."),
     ],
 )
-def test_out_of_range_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):
+def test_bad_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(fit_args(flat_tree, flag, value))
     stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert exit_info.value.code == 2 and "Traceback" not in stderr
-    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [f"error: {message}"]
+    assert len(errors) == 1 and message in errors[0]
     assert not (tmp_path / "lightning_logs").exists()
 
 
