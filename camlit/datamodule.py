@@ -14,7 +14,7 @@ from camlit import manipulations
 from camlit.cache import DecodedCache, build_cache, open_cache
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.datasets import CenterCrops, EpochSampler, TrainCrops
-from camlit.imageio import read_rgb
+from camlit.imageio import is_too_small, read_rgb
 from camlit.samples import DataError, Sample, check_images, require_every_class, scan, split_by_photo
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class CameraDataModule(L.LightningDataModule):
             report_skipped(problems)
             return usable
         size = self.hparams.crop_size
-        too_small = sum("smaller than the" in problem for problem in problems)
+        too_small = sum(map(is_too_small, problems))
         if too_small == len(samples):
             # One line says it all; naming every image would bury it.
             raise DataError(f"--data.crop_size {size} is larger than every image in {where}")

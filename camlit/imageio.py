@@ -31,6 +31,19 @@ class UnreadableImage(CamlitError):
     """An image file that cannot be used; the message names the file and the reason."""
 
 
+TOO_SMALL = "is smaller than the"
+
+
+def too_small_problem(path: str | os.PathLike, height: int, width: int, size: int) -> str | None:
+    """Why an image of this shape cannot give a `size` crop, or None when it can."""
+    return f"{path}: {width}x{height} {TOO_SMALL} {size}x{size} crop" if min(height, width) < size else None
+
+
+def is_too_small(problem: str) -> bool:
+    """Whether a problem message (also as stored in a decoded cache) is `too_small_problem`'s."""
+    return TOO_SMALL in problem
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 

@@ -26,7 +26,7 @@ from camlit.aggregate import AGGREGATES, aggregate
 from camlit.atomic import write_text_atomic
 from camlit.balance import balanced_labels
 from camlit.errors import CamlitError
-from camlit.imageio import list_images, read_rgb
+from camlit.imageio import is_too_small, list_images, read_rgb
 from camlit.inference import autocast_for, load_checkpoint, pick_device
 from camlit.submission import CSV_HEADER, csv_text, probability_rows, submission_rows
 from camlit.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan, crop_loader
@@ -230,7 +230,7 @@ def require_usable(predictions: Predictions) -> None:
     if predictions.usable.any():
         return
     reasons = [predictions.problems[i] for i in sorted(predictions.problems)]
-    hint = "; choose a smaller --crop-size" if all("smaller than the" in r for r in reasons) else ""
+    hint = "; choose a smaller --crop-size" if all(map(is_too_small, reasons)) else ""
     raise CamlitError(f"none of the {len(reasons)} images in --input is usable, e.g. {reasons[0]}{hint}")
 
 

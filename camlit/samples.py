@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from camlit.errors import CamlitError
-from camlit.imageio import UnreadableImage, list_images, read_rgb
+from camlit.imageio import UnreadableImage, list_images, read_rgb, too_small_problem
 
 UNALTERED = "unaltered"
 # prepare_data names tiles <stem>_t<k>; they are pieces of one photo.
@@ -103,10 +103,7 @@ def image_problem(path: str, min_size: int) -> str | None:
         image = read_rgb(path)
     except UnreadableImage as error:
         return str(error)
-    height, width = image.shape[:2]
-    if min(height, width) < min_size:
-        return f"{path}: {width}x{height} is smaller than the {min_size}x{min_size} crop"
-    return None
+    return too_small_problem(path, *image.shape[:2], min_size)
 
 
 def check_images(samples: Sequence[Sample], min_size: int, workers: int = 0) -> tuple[list[Sample], list[str]]:

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from camlit.crops import center_offset, crop, grid_offsets, random_offset
-from camlit.imageio import UnreadableImage, read_rgb
+from camlit.imageio import UnreadableImage, read_rgb, too_small_problem
 
 DEFAULT_CROP_SIZE = 224
 DEFAULT_CROPS = 10
@@ -81,9 +81,9 @@ class PredictCrops(Dataset):
         size = self.plan.size
         try:
             image = self.reader(path)
-            height, width = image.shape[:2]
-            if min(height, width) < size:
-                raise UnreadableImage(f"{path}: {width}x{height} is smaller than the {size}x{size} crop")
+            problem = too_small_problem(path, *image.shape[:2], size)
+            if problem:
+                raise UnreadableImage(problem)
             crops = torch.from_numpy(image_crops(image, self.plan, index))
         except UnreadableImage as error:
             empty = torch.empty((0, 3, size, size), dtype=torch.uint8)
