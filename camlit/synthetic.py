@@ -206,13 +206,14 @@ def plan(output: Path, images_per_camera: int, test_per_camera: int, width: int,
     rng = np.random.default_rng([seed, 2])
     # Random ids, so neither a file name nor the sorted order tells the camera.
     ids = iter(rng.choice(16**7, size=test_per_camera * cameras, replace=False))
-    # Every other photo of each camera is manipulated; the eight manipulations are used evenly.
-    manipulations = iter(rng.permutation(np.resize(MANIPULATED, test_per_camera // 2 * cameras)))
     jobs, rows = [], []
     for camera, name in enumerate(KAGGLE_CAMERAS):
         for k in range(images_per_camera):
             path = output / "train" / name / f"{name}_{k}.jpg"
             jobs.append(Job(path, camera, _scene_seed(seed, 0, camera, k), size))
+        # Every other photo is manipulated, each camera's cycling through the eight manipulations,
+        # so every manipulation is used equally often (exactly, when 16 divides test_per_camera).
+        manipulations = iter(rng.permutation(np.resize(MANIPULATED, test_per_camera // 2)))
         for k in range(test_per_camera):
             manipulation = str(next(manipulations)) if k % 2 else "unaltered"
             path = output / "test" / f"img_{next(ids):07x}_{'manip' if k % 2 else 'unalt'}.tif"
@@ -249,7 +250,7 @@ def is_complete(output: str | os.PathLike) -> bool:
 def make_synthetic(
     output: Path,
     images_per_camera: int = 30,
-    test_per_camera: int = 6,
+    test_per_camera: int = 48,
     width: int = 1024,
     height: int = 768,
     seed: int = 0,

@@ -1,7 +1,7 @@
 """Write the synthetic Kaggle-shaped camera data set; the work is camlit.synthetic.make_synthetic.
 
 python scripts/make_synthetic.py --output data/synthetic [--images-per-camera 30]
-    [--test-per-camera 6] [--width 1024 --height 768] [--seed 0] [--workers N]
+    [--test-per-camera 48] [--width 1024 --height 768] [--seed 0] [--workers N]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, required=True, help="folder to write, or to finish")
     parser.add_argument("--images-per-camera", type=count, default=30, help="train photos per camera")
-    parser.add_argument("--test-per-camera", type=count, default=6, help="test photos per camera")
+    parser.add_argument("--test-per-camera", type=count, default=48, help="test photos per camera")
     parser.add_argument("--width", type=positive, default=1024, help="frame width in pixels")
     parser.add_argument("--height", type=positive, default=768, help="frame height in pixels")
     parser.add_argument("--seed", type=count, default=0, help="the same seed writes the same bytes")
