@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from camlit import manipulations
 from camlit.cache import DecodedCache, build_cache, open_cache
 from camlit.cameras import KAGGLE_CAMERAS
-from camlit.datasets import CenterCrops, EpochSampler, TrainCrops
+from camlit.datasets import CenterCrops, EpochSampler, TrainCrops, manipulation_probabilities
 from camlit.imageio import is_too_small, read_rgb
 from camlit.samples import DataError, Sample, check_images, require_every_class, scan, split_by_photo
 
@@ -40,6 +40,10 @@ class CameraDataModule(L.LightningDataModule):
         even_offsets: keep training crops on even offsets, which preserves the CFA phase.
         manipulation_p: chance of applying a random Kaggle manipulation to a training crop of an
             unaltered image; images from a prepared manipulation folder are not manipulated again.
+        manipulation_weights: relative frequency of each manipulation, e.g. `{jpeg70: 2}` (missing
+            ones weigh 0); uniform when not given.
+        manipulation_ramp_epochs: raise `manipulation_p` linearly from the first epoch to its full
+            value at this epoch (0: full from the start).
         val_manipulations: also score every unaltered validation image under these manipulations.
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
             `train_dir` is its `train/` folder.
@@ -61,6 +65,8 @@ class CameraDataModule(L.LightningDataModule):
         seed: int = 0,
         even_offsets: bool = True,
         manipulation_p: float = 0.0,
+        manipulation_weights: dict[str, float] | None = None,
+        manipulation_ramp_epochs: int = 0,
         val_manipulations: list[str] = [],
         synthetic_root: str | None = "data/synthetic",
         synthetic_images_per_camera: int = 30,
@@ -81,9 +87,14 @@ class CameraDataModule(L.LightningDataModule):
             ("num_workers", num_workers, num_workers >= 0, "0 or more"),
             ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
+            ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
         ):
             if not valid:
                 raise DataError(f"--data.{name} must be {rule}, got {value}")
+        try:
+            self.manipulation_probabilities = manipulation_probabilities(manipulation_weights)
+        except ValueError as error:
+            raise DataError(f"--data.manipulation_weights: {error}") from None
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
         self.val_set: CenterCrops | None = None
@@ -125,7 +136,16 @@ class CameraDataModule(L.LightningDataModule):
             train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
         require_every_class(train, self.classes, hp.train_dir)
         reader = read_rgb if self.cache is None else self.cache
-        self.train_set = TrainCrops(train, hp.crop_size, hp.seed, hp.even_offsets, hp.manipulation_p, reader)
+        self.train_set = TrainCrops(
+            train,
+            hp.crop_size,
+            hp.seed,
+            hp.even_offsets,
+            hp.manipulation_p,
+            reader,
+            self.manipulation_probabilities,
+            hp.manipulation_ramp_epochs,
+        )
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))
 

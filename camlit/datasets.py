@@ -24,22 +24,47 @@ def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
-def random_train_crop(
-    image: np.ndarray, size: int, rng: np.random.Generator, even: bool = True, manipulation_p: float = 0.0
-) -> np.ndarray:
-    """A random `size` crop; with probability `manipulation_p`, of a randomly manipulated patch.
+# JPEG's grid (8 px for luma, 16 px for subsampled chroma) starts at a random even phase within
+# the final crop, as it does in a tile or random crop of a test image re-compressed whole.
+JPEG_PHASE_MARGIN = 14
 
-    The manipulation runs on a local pre-crop just large enough for the final crop to fit after a
-    resize, not on the whole image, which keeps augmentation cheap.
+
+def random_train_crop(
+    image: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    even: bool = True,
+    manipulation_p: float = 0.0,
+    weights: Sequence[float] | None = None,
+) -> tuple[np.ndarray, str | None]:
+    """A random `size` crop and the manipulation applied to it (None for none).
+
+    With probability `manipulation_p` the crop is of a manipulated patch, the manipulation drawn
+    from MANIPULATED with `weights` (uniform without). The manipulation runs on a local pre-crop
+    just large enough for the final crop to fit after a resize, not on the whole image, which
+    keeps augmentation cheap.
     """
     height, width = image.shape[:2]
     if manipulation_p > 0 and rng.random() < manipulation_p:
-        name = manipulations.MANIPULATED[int(rng.integers(len(manipulations.MANIPULATED)))]
-        source = manipulations.source_size(name, size)
+        name = manipulations.MANIPULATED[int(rng.choice(len(manipulations.MANIPULATED), p=weights))]
+        source = manipulations.source_size(name, size) + (JPEG_PHASE_MARGIN if name.startswith("jpeg") else 0)
         if source <= min(height, width):
             patch = manipulations.apply(name, crop(image, *random_offset(height, width, source, rng, even), source))
-            return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size)
-    return crop(image, *random_offset(height, width, size, rng, even), size)
+            return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size), name
+    return crop(image, *random_offset(height, width, size, rng, even), size), None
+
+
+def manipulation_probabilities(weights: dict[str, float] | None) -> list[float] | None:
+    """`manipulation_weights` as probabilities in MANIPULATED order; None (uniform) without."""
+    if not weights:
+        return None
+    unknown = sorted(set(weights) - set(manipulations.MANIPULATED))
+    if unknown:
+        raise ValueError(f"unknown manipulation {unknown[0]!r}; choose from {', '.join(manipulations.MANIPULATED)}")
+    values = [float(weights.get(name, 0.0)) for name in manipulations.MANIPULATED]
+    if min(values) < 0 or sum(values) <= 0:
+        raise ValueError("weights must be 0 or more, and not all 0")
+    return [value / sum(values) for value in values]
 
 
 class EpochSampler(Sampler):
@@ -85,9 +110,11 @@ class EpochSampler(Sampler):
 
 
 class TrainCrops(Dataset):
-    """Item (index, epoch, crop number) -> one random crop of that image and its label.
+    """Item (index, epoch, crop number) -> one random crop of that image, its label, and whether
+    the crop is manipulated (the flag a manipulation-aware model is given).
 
-    `manipulation_p` applies to unaltered images only.
+    `manipulation_p` applies to unaltered images only; over the first `ramp_epochs` epochs it
+    rises linearly to its full value, so a model first learns the cameras' plain traces.
 
     Without a decoded cache each crop decodes its image; `cache_dir` makes that a memory copy.
     """
@@ -100,6 +127,8 @@ class TrainCrops(Dataset):
         even_offsets: bool = True,
         manipulation_p: float = 0.0,
         reader=read_rgb,
+        manipulation_weights: Sequence[float] | None = None,
+        ramp_epochs: int = 0,
     ):
         self.samples = list(samples)
         self.crop_size = crop_size
@@ -107,19 +136,30 @@ class TrainCrops(Dataset):
         self.even_offsets = even_offsets
         self.manipulation_p = manipulation_p
         self.reader = reader
+        self.manipulation_weights = manipulation_weights
+        self.ramp_epochs = ramp_epochs
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int]:
+    def manipulation_p_at(self, epoch: int) -> float:
+        if self.ramp_epochs <= 0:
+            return self.manipulation_p
+        return self.manipulation_p * min(1.0, (epoch + 1) / self.ramp_epochs)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int, bool]:
         index, epoch, crop_number = key
         sample = self.samples[index]
         rng = np.random.default_rng((self.seed, epoch, index, crop_number))
         image = self.reader(sample.path)
-        # A prepared manipulation folder's images are manipulated already; Kaggle never stacked two.
-        manipulation_p = self.manipulation_p if sample.manipulation == UNALTERED else 0.0
-        crop = random_train_crop(image, self.crop_size, rng, self.even_offsets, manipulation_p)
-        return to_chw_tensor(crop), sample.label
+        if sample.manipulation != UNALTERED:
+            # A prepared manipulation folder's images are manipulated already; Kaggle never stacked two.
+            crop, _ = random_train_crop(image, self.crop_size, rng, self.even_offsets)
+            return to_chw_tensor(crop), sample.label, True
+        crop, applied = random_train_crop(
+            image, self.crop_size, rng, self.even_offsets, self.manipulation_p_at(epoch), self.manipulation_weights
+        )
+        return to_chw_tensor(crop), sample.label, applied is not None
 
 
 class CenterCrops(Dataset):

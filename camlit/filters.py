@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-InputFilter = Literal["none", "highpass", "constrained"]
+InputFilter = Literal["none", "highpass", "srm", "constrained"]
 
 
 class HighPass(nn.Module):
@@ -26,6 +26,36 @@ class HighPass(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight.to(x.dtype), padding=1, groups=3)
+
+
+# Fridrich & Kodovsky's spatial rich model: the first-order "spam", the 5x5 "KV" and the
+# second-order kernels, as RGB-N (Zhou et al., 2018) used them, each normalised by its divisor.
+SRM_KERNELS = (
+    [[0, 0, 0, 0, 0], [0, -1, 2, -1, 0], [0, 2, -4, 2, 0], [0, -1, 2, -1, 0], [0, 0, 0, 0, 0]],
+    [[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]],
+    [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, -2, 1, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]],
+)
+SRM_DIVISORS = (4, 12, 2)
+LUMA = (0.299, 0.587, 0.114)
+
+
+class SRMLuma(nn.Module):
+    """Fixed SRM high-pass bank on luma only: three residual channels that carry no chroma.
+
+    JPEG's 4:2:0 subsampling erases the colour traces that an RGB residual leans on, at any
+    quality; luma keeps its full resolution, so what a model learns here survives re-compression.
+    `channel_std` undoes the per-channel normalisation, so the luma is the image's own.
+    """
+
+    def __init__(self, channel_std: tuple[float, float, float], scale: float = 8.0):
+        super().__init__()
+        bank = torch.tensor(SRM_KERNELS, dtype=torch.float32) / torch.tensor(SRM_DIVISORS).view(3, 1, 1)
+        mix = torch.tensor(LUMA) * torch.tensor(channel_std) / (sum(channel_std) / 3)
+        weight = scale * bank[:, None] * mix.view(1, 3, 1, 1)  # (out, in, 5, 5)
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight.to(x.dtype), padding=2)
 
 
 class ConstrainedConv(nn.Module):
@@ -52,11 +82,13 @@ class ConstrainedConv(nn.Module):
         return F.conv2d(x, weight, padding=self.weight.shape[-1] // 2)
 
 
-def build_input_filter(name: InputFilter) -> nn.Module:
+def build_input_filter(name: InputFilter, channel_std: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> nn.Module:
     if name == "none":
         return nn.Identity()
     if name == "highpass":
         return HighPass()
+    if name == "srm":
+        return SRMLuma(channel_std)
     if name == "constrained":
         return ConstrainedConv()
-    raise ValueError(f"unknown input_filter {name!r}; choose none, highpass or constrained")
+    raise ValueError(f"unknown input_filter {name!r}; choose none, highpass, srm or constrained")

@@ -10,6 +10,7 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
@@ -17,7 +18,7 @@ from camlit.callbacks import record_nonfinite
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.errors import CamlitError
 from camlit.filters import InputFilter, build_input_filter
-from camlit.metrics import GroupedAccuracy, kaggle_weighted_accuracy
+from camlit.metrics import UNALTERED, GroupedAccuracy, kaggle_weighted_accuracy
 from camlit.plots import confusion_matrix_image
 from camlit.resnet import STAGE_TABLES, build_resnet, load_pretrained
 
@@ -34,7 +35,11 @@ class CameraClassifier(L.LightningModule):
     Args:
         classes: class names in label order; set from the data's class list by the CLI.
         arch: resnet50 (default), resnet101 or resnet152.
-        input_filter: `none`, `highpass` (fixed noise residual) or `constrained` (Bayar & Stamm).
+        input_filter: `none`, `highpass` (fixed RGB noise residual), `srm` (fixed SRM bank on luma,
+            which JPEG's chroma subsampling leaves intact) or `constrained` (Bayar & Stamm).
+        manipulation_flag: the head is told whether each crop is manipulated, as strong Kaggle
+            solutions fed the test file names' `_manip`/`_unalt`: manipulated crops are classified
+            by a head of their own on the shared features. Prediction then needs the flag.
         optimizer: `adam` (the seed's) or `sgd` (with `momentum`, Nesterov).
         schedule: `none`, `cosine` (with linear warmup) or `onecycle`; stepped every iteration.
         warmup_epochs: linear warmup length for `cosine`, in epochs (fractions allowed).
@@ -47,6 +52,7 @@ class CameraClassifier(L.LightningModule):
         classes: list[str] = list(KAGGLE_CAMERAS),
         arch: Literal["resnet50", "resnet101", "resnet152"] = "resnet50",
         input_filter: InputFilter = "none",
+        manipulation_flag: bool = False,
         optimizer: Literal["adam", "sgd"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -77,10 +83,13 @@ class CameraClassifier(L.LightningModule):
                 raise CamlitError(f"--model.{name} must be {rule}, got {value}")
         self.classes = list(classes)
         num_classes = len(classes)
-        self.input_filter = build_input_filter(input_filter)
+        self.input_filter = build_input_filter(input_filter, IMAGENET_STD)
         self.net = build_resnet(
             arch, num_classes=num_classes, stride_on_3x3=stride_on_3x3, zero_init_residual=zero_init_residual
         )
+        # Concatenating a 0/1 flag to the pooled features before one linear layer would only shift
+        # the logits; a head per flag lets each group weigh the shared features its own way.
+        self.manipulated_fc = nn.Linear(self.net.fc.in_features, num_classes) if manipulation_flag else None
         if pretrained:
             load_pretrained(self.net, pretrained)
         if compile:
@@ -96,6 +105,8 @@ class CameraClassifier(L.LightningModule):
         self.val_group_acc: GroupedAccuracy | None = None
         self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
         self.val_group_names: list[str] = []
+        # Whether each validation group (camlit.datasets.CenterCrops.group_names) is manipulated.
+        self.register_buffer("group_manipulated", torch.zeros(1, dtype=torch.bool), persistent=False)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = list(checkpoint.get("hyper_parameters", {}).get("classes", self.classes))
@@ -114,6 +125,7 @@ class CameraClassifier(L.LightningModule):
         if names and names != self.val_group_names:
             self.val_group_names = names
             self.val_group_acc = GroupedAccuracy(len(names)).to(self.device)
+            self.group_manipulated = torch.tensor([name != UNALTERED for name in names], device=self.device)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW on the device -> normalised float, in channels_last when asked."""
@@ -122,14 +134,21 @@ class CameraClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.input_filter(x)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(self.preprocess(images))
+    def forward(self, images: torch.Tensor, manipulated: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits; `manipulated` (bool per image) is required by a manipulation-aware model."""
+        if self.manipulated_fc is None:
+            return self.net(self.preprocess(images))
+        if manipulated is None:
+            raise CamlitError("this model was trained with --model.manipulation_flag and needs to know "
+                              "whether each image is manipulated")
+        features = self.net.forward_features(self.preprocess(images))
+        return torch.where(manipulated.view(-1, 1), self.manipulated_fc(features), self.net.fc(features))
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, labels = batch
+        images, labels, manipulated = batch
         if self.global_step == 0 and batch_idx == 0:
             self.log_crop_grid(images)
-        logits = self(images)
+        logits = self(images, manipulated)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
         self.train_acc(logits, labels)
@@ -139,7 +158,7 @@ class CameraClassifier(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels, groups = batch
-        logits = self(images)
+        logits = self(images, self.group_manipulated[groups])
         self.val_loss(F.cross_entropy(logits, labels), weight=len(labels))
         predictions = logits.argmax(dim=1)
         self.val_acc(predictions, labels)
@@ -175,9 +194,11 @@ class CameraClassifier(L.LightningModule):
             experiment.add_image("val/confusion_matrix", picture, self.global_step, dataformats="HWC")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """Softmax per crop; a batch is (crops, image index) as camlit.tta makes it."""
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(images).float().softmax(dim=1)
+        """Softmax per crop; a batch is camlit.tta's CropBatch (crops, image index, problems, flags)."""
+        if isinstance(batch, torch.Tensor):
+            return self(batch).float().softmax(dim=1)
+        manipulated = getattr(batch, "manipulated", None)
+        return self(batch[0], manipulated).float().softmax(dim=1)
 
     def log_crop_grid(self, images: torch.Tensor, count: int = 16) -> None:
         experiment = self.tensorboard()

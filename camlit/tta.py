@@ -53,12 +53,14 @@ def image_crops(image: np.ndarray, plan: CropPlan, index: int) -> np.ndarray:
 
 
 class CropBatch(NamedTuple):
-    """What the loader yields: crops of several images, the image index of each crop, and the
-    (image index, reason) of each image in the batch that could not be used."""
+    """What the loader yields: crops of several images, the image index of each crop, the
+    (image index, reason) of each image in the batch that could not be used, and whether each
+    crop's image is manipulated (None when that is not known)."""
 
     images: torch.Tensor
     indices: torch.Tensor
     problems: list[tuple[int, str]]
+    manipulated: torch.Tensor | None = None
 
 
 class PredictCrops(Dataset):
@@ -68,10 +70,17 @@ class PredictCrops(Dataset):
     file neither kills a loader worker nor stops the run.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], plan: CropPlan, reader: Callable = read_rgb):
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        plan: CropPlan,
+        reader: Callable = read_rgb,
+        manipulated: Sequence[bool] | None = None,
+    ):
         self.paths = [str(p) for p in paths]
         self.plan = plan
         self.reader = reader
+        self.manipulated = None if manipulated is None else torch.tensor(list(manipulated), dtype=torch.bool)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -91,10 +100,17 @@ class PredictCrops(Dataset):
         return crops, torch.full((len(crops),), index, dtype=torch.long), None
 
 
-def collate_crops(batch: list[tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None]]) -> CropBatch:
-    """Concatenate the per-image crop stacks; keep the problems aside."""
-    images, indices, problems = zip(*batch, strict=True)
-    return CropBatch(torch.cat(images), torch.cat(indices), [p for p in problems if p is not None])
+class CollateCrops:
+    """Concatenate the per-image crop stacks; keep the problems aside; look up each crop's flag."""
+
+    def __init__(self, manipulated: torch.Tensor | None = None):
+        self.manipulated = manipulated
+
+    def __call__(self, batch: list[tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None]]) -> CropBatch:
+        images, indices, problems = zip(*batch, strict=True)
+        indices = torch.cat(indices)
+        flags = None if self.manipulated is None else self.manipulated[indices]
+        return CropBatch(torch.cat(images), indices, [p for p in problems if p is not None], flags)
 
 
 def crop_loader(
@@ -103,18 +119,19 @@ def crop_loader(
     batch_size: int = 128,
     num_workers: int = 0,
     reader: Callable = read_rgb,
+    manipulated: Sequence[bool] | None = None,
 ) -> DataLoader:
     """Batches of about `batch_size` crops (whole images, at least one per batch), in path order.
 
     Works for our own loop (predict_crops) and for Lightning's `trainer.predict(model, dataloaders=...)`,
     whose CameraClassifier.predict_step returns the softmax of each crop.
     """
-    dataset = PredictCrops(paths, plan, reader)
+    dataset = PredictCrops(paths, plan, reader, manipulated)
     return DataLoader(
         dataset,
         batch_size=max(1, batch_size // max(1, plan.count)),
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=collate_crops,
+        collate_fn=CollateCrops(dataset.manipulated),
         pin_memory=torch.cuda.is_available(),
     )

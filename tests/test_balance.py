@@ -1,6 +1,5 @@
 import itertools
 import math
-import time
 
 import numpy as np
 import pytest
@@ -59,12 +58,13 @@ def test_balance_leaves_no_improving_swap_on_a_larger_case():
     assert gain.max() <= 1e-9
 
 
-def test_balance_is_fast_enough_for_kaggle():
-    rng = np.random.default_rng(2)
-    probabilities = rng.dirichlet(np.ones(10), size=2640)
-    probabilities[:, 3] += 1.5  # skewed towards one class
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
-    start = time.perf_counter()
-    labels = balanced_labels(probabilities)
-    assert time.perf_counter() - start < 5
-    assert np.bincount(labels, minlength=10).tolist() == [264] * 10
+def test_balance_per_group_keeps_each_group_balanced():
+    """The manipulated images all lean to camera 0 more than the unaltered ones do: one global
+    assignment gives them all of camera 0's share; per group, each group splits evenly."""
+    unaltered = [[0.7, 0.3], [0.65, 0.35], [0.3, 0.7], [0.35, 0.65]]
+    manipulated = [[0.95, 0.05], [0.94, 0.06], [0.9, 0.1], [0.88, 0.12]]
+    probabilities = np.array(unaltered + manipulated)
+    truth = [0, 0, 1, 1] * 2
+    assert balanced_labels(probabilities).tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    groups = ["unaltered"] * 4 + ["manipulated"] * 4
+    assert balanced_labels(probabilities, groups).tolist() == truth
