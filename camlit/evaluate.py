@@ -33,7 +33,15 @@ from camlit.errors import CamlitError
 from camlit.imageio import list_images, write_image_atomic
 from camlit.metrics import UNALTERED, kaggle_weighted_accuracy
 from camlit.plots import confusion_matrix_image
-from camlit.predict import add_prediction_arguments, predict_with, prepare, report_problems, require_usable
+from camlit.predict import (
+    add_prediction_arguments,
+    few,
+    manipulated_from_name,
+    predict_with,
+    prepare,
+    report_problems,
+    require_usable,
+)
 from camlit.samples import scan
 
 MANIPULATED = "manipulated"
@@ -45,6 +53,7 @@ class LabelledImage:
     path: str
     label: int
     group: str
+    manipulated: bool | None  # what the model's manipulation flag is given; None when not known
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,7 +93,8 @@ def labelled_folder(root: str | os.PathLike, classes: Sequence[str]) -> list[Lab
         raise CamlitError(f"--input {root}: no such folder")
     check_folder_classes(root, classes)
     samples = scan(root, classes)
-    return sorted((LabelledImage(s.path, s.label, s.manipulation) for s in samples), key=lambda s: s.path)
+    images = (LabelledImage(s.path, s.label, s.manipulation, s.manipulation != UNALTERED) for s in samples)
+    return sorted(images, key=lambda image: image.path)
 
 
 def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) -> dict[str, str]:
@@ -109,11 +119,6 @@ def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) ->
     return table
 
 
-def few(names: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
 def labelled_csv(
     folder: str | os.PathLike,
     labels: str | os.PathLike,
@@ -134,13 +139,18 @@ def labelled_csv(
     if missing:
         raise CamlitError(f"--labels {labels}: {len(missing)} file(s) missing from {folder}: {few(missing)}")
     groups = {name: group_from_name(name) for name in cameras}
+    flags = {name: manipulated_from_name(name) for name in cameras}
     if manipulations is not None:
         finer = read_table(manipulations, ("fname", "manipulation"), "--manipulations")
         absent = sorted(name for name in cameras if name not in finer)
         if absent:
             raise CamlitError(f"--manipulations {manipulations}: no row for {few(absent)}")
         groups = {name: finer[name] for name in cameras}
-    return [LabelledImage(str(folder / name), classes.index(cameras[name]), groups[name]) for name in sorted(cameras)]
+        flags = {name: finer[name] != UNALTERED for name in cameras}
+    return [
+        LabelledImage(str(folder / name), classes.index(cameras[name]), groups[name], flags[name])
+        for name in sorted(cameras)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +270,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     else:
         images = labelled_folder(args.input, classes)
     paths = [image.path for image in images]
-    predictions = predict_with(args, model, device, plan, paths)
+    predictions = predict_with(args, model, device, plan, paths, [image.manipulated for image in images])
     print(predictions.rate_line())
     require_usable(predictions)
     # Figures over a subset only when asked for: unusable images are an error unless skipped.
@@ -280,6 +290,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "crop_size": plan.size,
         "aggregate": args.aggregate,
         "balance": args.balance,
+        "manipulated": args.manipulated,
         "seed": plan.seed,
     }
     return report

@@ -139,8 +139,10 @@ class CameraClassifier(L.LightningModule):
         if self.manipulated_fc is None:
             return self.net(self.preprocess(images))
         if manipulated is None:
-            raise CamlitError("this model was trained with --model.manipulation_flag and needs to know "
-                              "whether each image is manipulated")
+            raise CamlitError(
+                "this model was trained with --model.manipulation_flag and needs to know "
+                "whether each image is manipulated"
+            )
         features = self.net.forward_features(self.preprocess(images))
         return torch.where(manipulated.view(-1, 1), self.manipulated_fc(features), self.net.fc(features))
 

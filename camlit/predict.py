@@ -78,7 +78,9 @@ def predict_crops(
             problems.extend(batch.problems)
             if len(batch.images):
                 images = batch.images.to(device, non_blocking=True)
-                probabilities = model.predict_step((images, batch.indices), batch_index).float().cpu()
+                flags = None if batch.manipulated is None else batch.manipulated.to(device, non_blocking=True)
+                step_batch = batch._replace(images=images, manipulated=flags)
+                probabilities = model.predict_step(step_batch, batch_index).float().cpu()
                 indices, counts = torch.unique_consecutive(batch.indices, return_counts=True)
                 for index, rows in zip(indices.tolist(), probabilities.split(counts.tolist()), strict=True):
                     by_image[index] = rows
@@ -114,12 +116,27 @@ def predict_paths(
     device: torch.device | str = "cpu",
     progress: bool = False,
     reader: Callable = read_rgb,
+    manipulated: Sequence[bool | None] | None = None,
 ) -> Predictions:
-    """Crops, model, aggregation (and optionally the balanced assignment) for every path."""
+    """Crops, model, aggregation (and optionally the balanced assignment) for every path.
+
+    `manipulated` says, per path, whether the image is manipulated (None: not known). A model
+    trained with the manipulation flag needs it for every image; `balance` assigns within each
+    group separately when every image's group is known and both groups are present.
+    """
     if rule not in AGGREGATES:
         raise CamlitError(f"--aggregate {rule}: choose from {', '.join(AGGREGATES)}")
     classes = list(model.classes)
-    loader = crop_loader(paths, plan, batch_size, num_workers, reader)
+    flags = list(manipulated) if manipulated is not None else [None] * len(paths)
+    known = None not in flags
+    if model.manipulated_fc is not None and not known:
+        unknown = [Path(path).name for path, flag in zip(paths, flags, strict=True) if flag is None]
+        raise CamlitError(
+            "the checkpoint's model was trained with --model.manipulation_flag and needs to know whether each "
+            f"image is manipulated, but the name of {few(unknown)} says neither _manip nor _unalt; "
+            "pass --manipulated yes or --manipulated no"
+        )
+    loader = crop_loader(paths, plan, batch_size, num_workers, reader, flags if known else None)
     start = time.perf_counter()
     by_image, problems = predict_crops(model, loader, device, progress)
     seconds = time.perf_counter() - start
@@ -131,7 +148,9 @@ def predict_paths(
         labels[index] = label
     if balance:
         usable = labels >= 0
-        labels[usable] = balanced_labels(probabilities[usable])
+        groups = [flag for flag, ok in zip(flags, usable, strict=True) if ok]
+        per_group = known and len(set(groups)) > 1
+        labels[usable] = balanced_labels(probabilities[usable], groups if per_group else None)
     return Predictions(
         [str(p) for p in paths],
         classes,
@@ -170,6 +189,12 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
         help="give every class an equal share of the images (Kaggle's test set has 264 per class), "
         "by the optimal assignment under the aggregated probabilities",
     )  # fmt: skip
+    parser.add_argument(
+        "--manipulated", choices=("names", "yes", "no"), default="names",
+        help="whether the images are manipulated: from the file names (default; Kaggle's _manip/_unalt), "
+        "or yes/no for all of them. A model trained with the manipulation flag needs it; --balance uses it "
+        "to balance each group on its own",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
     parser.add_argument("--batch-size", type=int, default=128, help="crops per forward pass (default 128)")
     parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1), help="loader workers")
@@ -204,8 +229,43 @@ def run_prediction(args: argparse.Namespace, paths: Sequence[str | os.PathLike])
     return predict_with(args, *prepare(args), paths)
 
 
-def predict_with(args: argparse.Namespace, model, device, plan: CropPlan, paths: Sequence[str | os.PathLike]):
-    """Prediction with the crop, aggregation and loader options of the command line."""
+def manipulated_from_name(path: str | os.PathLike) -> bool | None:
+    """Kaggle's test naming: `img_<id>_manip.tif` is manipulated, `img_<id>_unalt.tif` is not;
+    None when the name says neither."""
+    stem = Path(path).stem
+    if "_manip" in stem:
+        return True
+    if "_unalt" in stem:
+        return False
+    return None
+
+
+def manipulated_flags(
+    args: argparse.Namespace, paths: Sequence[str | os.PathLike], known: Sequence[bool | None] | None = None
+) -> list[bool | None]:
+    """Per path, whether it is manipulated: --manipulated yes/no for all, else `known` (what the
+    caller knows, e.g. evaluate's manipulation folders), else the file name."""
+    if args.manipulated != "names":
+        return [args.manipulated == "yes"] * len(paths)
+    if known is not None:
+        return list(known)
+    return [manipulated_from_name(path) for path in paths]
+
+
+def few(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def predict_with(
+    args: argparse.Namespace,
+    model,
+    device,
+    plan: CropPlan,
+    paths: Sequence[str | os.PathLike],
+    known: Sequence[bool | None] | None = None,
+):
+    """Prediction with the crop, aggregation, flag and loader options of the command line."""
     return predict_paths(
         model,
         paths,
@@ -216,6 +276,7 @@ def predict_with(args: argparse.Namespace, model, device, plan: CropPlan, paths:
         num_workers=args.num_workers,
         device=device,
         progress=not args.no_progress,
+        manipulated=manipulated_flags(args, paths, known),
     )
 
 

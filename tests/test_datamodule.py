@@ -15,9 +15,10 @@ from camlit.samples import DataError
 
 def test_train_batches_are_uint8_chw_crops(flat_tree):
     datamodule = make(flat_tree, crops_per_image=2, batch_size=4)
-    images, labels = next(iter(datamodule.train_dataloader()))
+    images, labels, manipulated = next(iter(datamodule.train_dataloader()))
     assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
     assert labels.dtype == torch.long
+    assert manipulated.dtype == torch.bool and not manipulated.any()
 
 
 def test_crops_per_image_and_load_ratio_counts(flat_tree):
@@ -59,8 +60,8 @@ def test_same_samples_for_any_worker_count(flat_tree):
     serial = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=0), 1)
     parallel = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=2), 1)
     assert len(serial) == len(parallel)
-    for (a, la), (b, lb) in zip(serial, parallel, strict=True):
-        assert torch.equal(a, b) and torch.equal(la, lb)
+    for first, second in zip(serial, parallel, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
     other_epoch = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=0), 2)
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(serial, other_epoch, strict=False))
 
@@ -107,9 +108,9 @@ def test_manipulation_layout_groups_in_validation(manipulation_tree):
 def test_on_the_fly_manipulation_gives_full_size_crops():
     rng = np.random.default_rng(0)
     image = random_image(rng, 160, 160)
-    crops = [random_train_crop(image, 32, rng, manipulation_p=1.0) for _ in range(50)]
+    crops = [random_train_crop(image, 32, rng, manipulation_p=1.0)[0] for _ in range(50)]
     assert all(c.shape == (32, 32, 3) and c.dtype == np.uint8 for c in crops)
-    plain = [random_train_crop(image, 32, np.random.default_rng(1), manipulation_p=0.0) for _ in range(5)]
+    plain = [random_train_crop(image, 32, np.random.default_rng(1), manipulation_p=0.0)[0] for _ in range(5)]
     offsets = [(top, left) for top in range(0, 129, 2) for left in range(0, 129, 2)]
     assert all(any(np.array_equal(p, image[t : t + 32, x : x + 32]) for t, x in offsets) for p in plain)
 
@@ -122,6 +123,38 @@ def test_on_the_fly_manipulation_spares_prepared_manipulations(manipulation_tree
         changed[sample.manipulation] += not torch.equal(plain[index, 0, 0][0], augmented[index, 0, 0][0])
     assert changed["jpeg70"] == changed["gamma0.8"] == 0
     assert changed["unaltered"] == sum(s.manipulation == "unaltered" for s in plain.samples)
+
+
+def test_a_training_crops_flag_matches_its_manipulation(manipulation_tree):
+    """Prepared manipulation folders are flagged; on-the-fly manipulation flags exactly the crops
+    whose pixels it changed, and the weights choose which manipulations it draws."""
+    train_set = make(manipulation_tree, val_fraction=0.25, manipulation_p=0.5).train_set
+    flags = {"unaltered": [], "jpeg70": [], "gamma0.8": []}
+    for index, sample in enumerate(train_set.samples):
+        photo = torch.from_numpy(read_rgb(sample.path)).permute(2, 0, 1)
+        windows = photo.unfold(1, 32, 2).unfold(2, 32, 2)  # every even-offset 32 px crop
+        for crop in range(4):
+            image, label, manipulated = train_set[index, 0, crop]
+            assert label == sample.label
+            if sample.manipulation == "unaltered":
+                untouched = (windows == image[:, None, None]).flatten(3).all(3).all(0).any()
+                assert manipulated != bool(untouched)
+            flags[sample.manipulation].append(manipulated)
+    assert all(flags["jpeg70"]) and all(flags["gamma0.8"])
+    assert 0 < sum(flags["unaltered"]) < len(flags["unaltered"])
+    rng = np.random.default_rng(0)
+    image = random_image(rng, 160, 160)
+    only = [random_train_crop(image, 32, rng, manipulation_p=1.0, weights=[1.0] + [0.0] * 7)[1] for _ in range(20)]
+    assert only == ["jpeg70"] * 20
+
+
+def test_manipulation_ramp_and_weights_are_checked(flat_tree):
+    datamodule = make(flat_tree, manipulation_p=0.8, manipulation_ramp_epochs=4)
+    assert [datamodule.train_set.manipulation_p_at(epoch) for epoch in (0, 1, 3, 9)] == pytest.approx(
+        [0.2, 0.4, 0.8, 0.8]
+    )
+    with pytest.raises(DataError, match="manipulation_weights: unknown 'jpeg50'"):
+        CameraDataModule(str(flat_tree), manipulation_weights={"jpeg50": 1.0})
 
 
 def test_unusable_files_skipped_and_named(flat_tree, caplog):

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from camlit.errors import CamlitError
 from camlit.filters import ConstrainedConv, HighPass, build_input_filter
 from camlit.module import CameraClassifier, CosineWithWarmup
 
@@ -71,6 +72,19 @@ def test_overfits_two_tiny_batches():
             optimizer.step()
             losses.append(loss.item())
     assert sum(losses[-2:]) / 2 < 0.3 * sum(losses[:2]) / 2
+
+
+def test_manipulation_flag_chooses_the_head():
+    torch.manual_seed(0)
+    model = CameraClassifier(CLASSES, manipulation_flag=True, channels_last=False).eval()
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        features = model.net.forward_features(model.preprocess(images))
+        logits = model(images, torch.tensor([False, True]))
+        assert torch.allclose(logits[0], model.net.fc(features[0]), atol=1e-5)
+        assert torch.allclose(logits[1], model.manipulated_fc(features[1]), atol=1e-5)
+    with pytest.raises(CamlitError, match="needs to know whether each image is manipulated"):
+        model(images)
 
 
 def test_cosine_with_warmup_shape():

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import lightning as L
 import numpy as np
 import pytest
@@ -5,18 +7,18 @@ import torch
 from conftest import CLASSES, random_image, write_image
 
 from camlit.inference import checkpoint_crop_size, load_checkpoint
-from camlit.predict import main, predict_crops
+from camlit.predict import main, manipulated_from_name, predict_crops
 from camlit.tta import CropPlan, crop_loader
 
 SIZE = 32  # the crop size recorded in the test checkpoint
 
 
-def save_checkpoint(path, classes=CLASSES, crop_size=SIZE):
+def save_checkpoint(path, classes=CLASSES, crop_size=SIZE, **model_options):
     """A checkpoint as the CLI writes it: model hparams, weights, and the DataModule's crop_size."""
     torch.manual_seed(0)
     from camlit.module import CameraClassifier
 
-    model = CameraClassifier(list(classes))
+    model = CameraClassifier(list(classes), **model_options)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0, enable_model_summary=False)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(path)
@@ -157,3 +159,54 @@ def test_trainer_predict_gives_the_same_crop_probabilities(ckpt, images):
     theirs = torch.cat(trainer.predict(model, dataloaders=loader))
     assert theirs.shape == (15, len(CLASSES))
     assert torch.allclose(theirs, torch.cat([ours[i] for i in range(5)]), atol=1e-6)
+
+
+# --- the manipulation flag -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flag_ckpt(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("flag") / "flag.ckpt", manipulation_flag=True)
+
+
+@pytest.fixture
+def kaggle_names(tmp_path):
+    """Two unaltered and two manipulated 48x48 images, named as Kaggle's test set."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "kaggle"
+    for name in ("img_1_unalt.tif", "img_2_manip.tif", "img_3_unalt.tif", "img_4_manip.tif"):
+        write_image(folder / name, random_image(rng, 48, 48))
+    return folder
+
+
+def test_the_flag_is_read_from_names():
+    assert [manipulated_from_name(n) for n in ("img_0a_manip.tif", "img_0b_unalt.tif", "photo.tif")] == [
+        True,
+        False,
+        None,
+    ]
+
+
+def test_a_checkpoint_round_trips_the_flag(flag_ckpt, kaggle_names, tmp_path):
+    """The checkpoint rebuilds the flag's head, and the flag from the names decides which head
+    classifies each image: the same pixels give other probabilities when named _manip."""
+    model, _ = load_checkpoint(flag_ckpt)
+    assert model.hparams.manipulation_flag and model.manipulated_fc is not None
+    by_name = run(flag_ckpt, kaggle_names, tmp_path / "a.csv", "--probs", str(tmp_path / "a_probs.csv"))
+    forced = run(flag_ckpt, kaggle_names, tmp_path / "b.csv", "--manipulated", "no")
+    names = [Path(p).name for p in by_name.paths]
+    manipulated = [names.index("img_2_manip.tif"), names.index("img_4_manip.tif")]
+    unaltered = [names.index("img_1_unalt.tif"), names.index("img_3_unalt.tif")]
+    assert np.allclose(by_name.probabilities[unaltered], forced.probabilities[unaltered])
+    assert not np.allclose(by_name.probabilities[manipulated], forced.probabilities[manipulated])
+
+
+def test_a_missing_flag_is_a_clear_error(flag_ckpt, images, tmp_path, capsys):
+    output = tmp_path / "s.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        run(flag_ckpt, images, output)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("error:") == 1 and "Traceback" not in err
+    assert "--manipulated yes" in err and "img_a.tif" in err
+    assert not output.exists()
+    assert len(run(flag_ckpt, images, output, "--manipulated", "yes").paths) == 5
