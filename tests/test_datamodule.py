@@ -153,7 +153,7 @@ def test_manipulation_ramp_and_weights_are_checked(flat_tree):
     assert [datamodule.train_set.manipulation_p_at(epoch) for epoch in (0, 1, 3, 9)] == pytest.approx(
         [0.2, 0.4, 0.8, 0.8]
     )
-    with pytest.raises(DataError, match="manipulation_weights: unknown 'jpeg50'"):
+    with pytest.raises(DataError, match="manipulation_weights: unknown manipulation 'jpeg50'"):
         CameraDataModule(str(flat_tree), manipulation_weights={"jpeg50": 1.0})
 
 
