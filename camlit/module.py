@@ -34,7 +34,7 @@ class CameraClassifier(L.LightningModule):
 
     Args:
         classes: class names in label order; set from the data's class list by the CLI.
-        arch: resnet50 (default), resnet101 or resnet152.
+        arch: resnet50 (default), resnet101, resnet152, or resnet_tiny for tests and smoke runs.
         input_filter: `none`, `highpass` (fixed RGB noise residual), `srm` (fixed SRM bank on luma,
             which JPEG's chroma subsampling leaves intact) or `constrained` (Bayar & Stamm).
         manipulation_flag: the head is told whether each crop is manipulated, as strong Kaggle
@@ -50,7 +50,7 @@ class CameraClassifier(L.LightningModule):
     def __init__(
         self,
         classes: list[str] = list(KAGGLE_CAMERAS),
-        arch: Literal["resnet50", "resnet101", "resnet152"] = "resnet50",
+        arch: Literal["resnet50", "resnet101", "resnet152", "resnet_tiny"] = "resnet50",
         input_filter: InputFilter = "none",
         manipulation_flag: bool = False,
         optimizer: Literal["adam", "sgd"] = "adam",

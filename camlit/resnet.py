@@ -21,8 +21,11 @@ STAGE_TABLES: dict[str, tuple[int, int, int, int]] = {
     "resnet50": (3, 4, 6, 3),
     "resnet101": (3, 4, 23, 3),
     "resnet152": (3, 8, 36, 3),
+    # One block per stage at an eighth of the width (0.13 M parameters): for tests and smoke runs.
+    "resnet_tiny": (1, 1, 1, 1),
 }
-STAGE_WIDTHS = (64, 128, 256, 512)
+STEM_WIDTH = {"resnet_tiny": 8}  # 64 for the others, as in the paper
+STAGE_MULTIPLIERS = (1, 2, 4, 8)
 STAGE_STRIDES = (1, 2, 2, 2)
 
 
@@ -68,15 +71,17 @@ class ResNet(nn.Module):
         num_classes: int = 10,
         stride_on_3x3: bool = True,
         zero_init_residual: bool = False,
+        stem_width: int = 64,
     ):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        in_channels = 64
+        in_channels = stem_width
+        widths = [stem_width * multiplier for multiplier in STAGE_MULTIPLIERS]
         for index, (num_blocks, width, stride) in enumerate(
-            zip(blocks_per_stage, STAGE_WIDTHS, STAGE_STRIDES, strict=True), start=1
+            zip(blocks_per_stage, widths, STAGE_STRIDES, strict=True), start=1
         ):
             blocks = []
             for block_index in range(num_blocks):
@@ -114,7 +119,7 @@ class ResNet(nn.Module):
 def build_resnet(arch: str = "resnet50", **kwargs) -> ResNet:
     if arch not in STAGE_TABLES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(STAGE_TABLES)}")
-    return ResNet(STAGE_TABLES[arch], **kwargs)
+    return ResNet(STAGE_TABLES[arch], stem_width=STEM_WIDTH.get(arch, 64), **kwargs)
 
 
 def resnet50(**kwargs) -> ResNet:
