@@ -51,11 +51,6 @@ def data_settings(fit_args: list[str]) -> dict:
         return ConfigReader(args=fit_args).config.data.as_dict()
 
 
-def prepared_standin(frames: Path, root: Path, tile: int) -> Path:
-    prepare_dataset(frames, root, size=tile, workers=1, progress=False)
-    return root
-
-
 def loader_rate(data: CameraDataModule, round_seconds: float) -> Callable[[], float]:
     """A round: whole epochs, each a fresh draw, until `round_seconds` have passed; crops per second."""
     loader = data.train_dataloader()
@@ -77,25 +72,24 @@ def projection_section(
     stacks: list[list[str]], frames: Path, workdir: Path, sizes: Sizes, figures: dict, notes: dict
 ) -> list[dict]:
     """One row per stack: its settings, its measured rate per worker, and what its workers would feed."""
-    standin = prepared_standin(frames, workdir / "data-512", sizes.side)
+    standin = workdir / "data-512"
+    prepare_dataset(frames, standin, size=sizes.side, workers=1, progress=False)
     rows, variants = [], {}
     for index, fit_args in enumerate(stacks):
         settings = data_settings(fit_args)
         cache_dir = str(workdir / f"cache-{index}") if settings["cache_dir"] else None
-        data = CameraDataModule(
-            **settings
-            | dict(
-                train_dir=str(standin), val_dir=None, classes=CLASSES, synthetic_root=None,
-                num_workers=0, cache_dir=cache_dir, val_manipulations=[],
-            )
-        )  # fmt: skip
+        # Validation is not timed, so it is not expanded.
+        standin_data = dict(
+            train_dir=str(standin), val_dir=None, classes=CLASSES, synthetic_root=None, val_manipulations=[]
+        )
+        data = CameraDataModule(**(settings | standin_data | {"num_workers": 0, "cache_dir": cache_dir}))
         data.prepare_data()
         data.setup("fit")
         key = f"projection/{index}/crops_per_worker"
         variants[key] = loader_rate(data, sizes.round_seconds)
-        rows.append({"stack": " ".join(fit_args), "key": key, "workers": settings["num_workers"]} | {
-            name: settings[name] for name in ("crop_size", "crops_per_image", "manipulation_p")
-        } | {"cache": cache_dir is not None})  # fmt: skip
+        row = {name: settings[name] for name in ("crop_size", "crops_per_image", "manipulation_p")}
+        row |= {"stack": " ".join(fit_args), "key": key, "workers": settings["num_workers"], "cache": bool(cache_dir)}
+        rows.append(row)
     figures.update(interleaved(variants, sizes.repeats, sizes.warmup, notes))
     for row in rows:
         rate = figures.get(row["key"])

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
+from camlit.cli import default_precision
 from camlit.datamodule import CameraDataModule
 from camlit.module import CameraClassifier
 from camlit.resnet import resnet50
@@ -204,7 +205,8 @@ class StepTimer(Callback):
 
 
 def precision(device: torch.device) -> str:
-    return "bf16-mixed" if device.type == "cuda" else "32-true"
+    """What `scripts/fit.py` would choose on `device`."""
+    return default_precision() if device.type == "cuda" else "32-true"
 
 
 def fit_rate(device: torch.device, sizes: Sizes, **data) -> float:
