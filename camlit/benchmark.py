@@ -5,7 +5,11 @@ NCHW against channels_last, fp32 against bf16 autocast, eager against torch.comp
 path (raw decode, the train loader on JPEG and PNG, the decoded cache), the framework (Lightning
 `fit` against a plain loop over the same batches), memory (peak RSS of a short fit on N against
 10N images) and end to end (`fit` fed by the cache loader against the bare step rate). Each
-figure is the median of several timed rounds after a warm-up.
+figure is the median of several timed rounds after a warm-up. `--device cuda` on a machine
+without CUDA builds the device sections' inputs and notes their timings as skipped.
+
+`--project` runs only the loader projection (camlit.benchmark_projection): whether a config's
+loader, at its crops/s per worker measured here, feeds an H200 with the workers it sets.
 
 The photos are made here, in a temporary folder: smooth scenes with sensor-like noise, saved as
 JPEG q90 and as PNG, and hard-linked many times over where a section needs a large set.
@@ -18,6 +22,8 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,6 +31,7 @@ import cv2
 import numpy as np
 import torch
 
+from camlit.benchmark_projection import SHIPPED_GPU_STACKS, format_projection, projection_section
 from camlit.benchmark_sections import (
     CLASSES,
     Sizes,
@@ -34,9 +41,12 @@ from camlit.benchmark_sections import (
     model_section,
     reference_config,
 )
+from camlit.errors import CamlitError
 from camlit.imageio import write_image_atomic
 
-TINY = Sizes(crop=32, batch=4, steps=1, repeats=2, images=8, side=64, memory_images=4, e2e_images=16, workers=1)
+TINY = Sizes(
+    crop=32, batch=4, steps=1, repeats=2, images=8, side=64, memory_images=4, e2e_images=16, workers=1, round_seconds=0
+)
 CUDA = Sizes(
     crop=224, batch=256, steps=20, warmup=5, repeats=5, images=128, memory_images=32, e2e_images=4096,
     workers=max(1, min(12, (os.cpu_count() or 2) - 1)),
@@ -78,7 +88,7 @@ def run(device: str = "cpu", tiny: bool = False, compile: bool = True, sizes: Si
         loop_section(e2e_photos, root / "end-to-end-cache", device, sizes, figures, notes)
         count = sizes.memory_images
         small, large = (linked_copies(jpeg_root, root / f"memory-{n}", n) for n in (count, 10 * count))
-        memory_section(small, large, device, sizes, figures)
+        memory_section(small, large, device, sizes, figures, notes)
     return {
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -86,6 +96,25 @@ def run(device: str = "cpu", tiny: bool = False, compile: bool = True, sizes: Si
         "figures": figures,
         "notes": notes,
         "targets": score(figures, device),
+    }
+
+
+def project(stacks: list[list[str]], sizes: Sizes) -> dict:
+    """The loader projection alone (camlit.benchmark_projection): one row per stack of fit.py arguments."""
+    figures: dict[str, float] = {}
+    notes: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="camlit-benchmark-") as workdir:
+        root = Path(workdir)
+        # Frames twice the tile's side, so that a resize0.5 still yields a whole tile, as a Kaggle photo does.
+        frames, _ = write_photos(root / "frames", sizes.images, 2 * sizes.side)
+        rows = projection_section(stacks, frames, root, sizes, figures, notes)
+    return {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "sizes": dataclasses.asdict(sizes),
+        "figures": figures,
+        "notes": notes,
+        "projections": rows,
     }
 
 
@@ -141,13 +170,17 @@ def format_report(report: dict) -> str:
     for name, value in report["figures"].items():
         if not name.startswith("ratio/"):  # the ratios are listed with their targets below
             lines.append(f"{name:<44}{value:>12.1f}  {'MB' if name.endswith('_mb') else 'images/s'}")
-    lines += [f"{name:<44}{note}" for name, note in report["notes"].items()]
+    lines += notes_lines(report)
     lines.append(f"{'target':<44}{'ratio':>12}  {'goal':<9} result")
     for row in report["targets"]:
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
         goal = "" if row["bound"] is None else f"{row['comparison']} {row['bound']:g}"
         lines.append(f"{row['target']:<44}{ratio:>12}  {goal:<9} {row['result']}")
     return "\n".join(lines)
+
+
+def notes_lines(report: dict) -> list[str]:
+    return [f"{name:<44}{note}" for name, note in report["notes"].items()]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -159,18 +192,34 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--threads", type=int, help="torch's CPU threads; 1 keeps a machine shared with other work from thrashing"
     )
+    parser.add_argument(
+        "--project", nargs="*", metavar="FIT_ARGS",
+        help="only the loader projection for an H200: one quoted set of fit.py arguments per config stack, "
+        "e.g. '--config scripts/configs/kaggle_gpu.yaml --data.num_workers 12' (default: the shipped GPU configs)",
+    )  # fmt: skip
     for field in dataclasses.fields(Sizes):
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=int, help=f"override the {field.name} size")
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device here")
     base = TINY if args.tiny else CUDA if args.device == "cuda" else Sizes()
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Sizes) if getattr(args, f.name)}
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # "Seed set to 0" and the like
+        logging.getLogger(name).setLevel(logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = run(args.device, args.tiny, not args.no_compile, dataclasses.replace(base, **overrides))
-    print(format_report(report))
+    sizes = dataclasses.replace(base, **overrides)
+    if args.project is None:
+        report = run(args.device, args.tiny, not args.no_compile, sizes)
+        print(format_report(report))
+    else:
+        stacks = [shlex.split(stack) for stack in args.project or SHIPPED_GPU_STACKS]
+        if args.tiny:  # the configs' crops would not fit the tiny tiles
+            stacks = [[*stack, "--data.crop_size", str(sizes.crop)] for stack in stacks]
+        try:
+            report = project(stacks, sizes)
+        except CamlitError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print("\n".join([format_projection(report["projections"], report["sizes"]), *notes_lines(report)]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     return report

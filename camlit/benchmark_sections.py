@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
+from camlit.cli import default_precision
 from camlit.datamodule import CameraDataModule
 from camlit.module import CameraClassifier
 from camlit.resnet import resnet50
@@ -49,6 +50,7 @@ class Sizes:
     memory_images: int = 16  # N of the N against 10N comparison
     e2e_images: int = 64
     workers: int = 2  # loader workers end to end
+    round_seconds: int = 1  # least length of a loader projection round, in whole epochs
 
 
 def interleaved(variants: dict[str, Callable[[], float]], repeats: int, warmup: int, notes: dict) -> dict[str, float]:
@@ -68,6 +70,14 @@ def interleaved(variants: dict[str, Callable[[], float]], repeats: int, warmup: 
             if round_index >= warmup:
                 rates[name].append(rate)
     return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def cuda_missing(device: torch.device, notes: dict, section: str) -> bool:
+    """Whether `device` is CUDA on a machine without it: the section has built its inputs, and stops there."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        notes[section] = "skipped: no CUDA device here"
+        return True
+    return False
 
 
 def synchronize(device: torch.device) -> None:
@@ -94,14 +104,18 @@ def model_section(device: torch.device, sizes: Sizes, compile: bool, figures: di
     if compile:
         runs.append(("camlit", resnet50, reference, True))
     torch.manual_seed(0)
-    images = torch.randn(sizes.batch, 3, sizes.crop, sizes.crop, device=device)
-    labels = torch.randint(0, 1000, (sizes.batch,), device=device)
+    images = torch.randn(sizes.batch, 3, sizes.crop, sizes.crop)
+    labels = torch.randint(0, 1000, (sizes.batch,))
+    # Both with the 1000-class ImageNet head, so that the two networks are the same size.
+    nets = {(name, config, compiled): build(num_classes=1000) for name, build, config, compiled in runs}
+    if cuda_missing(device, notes, "step"):
+        return
+    images, labels = images.to(device), labels.to(device)
     variants = {
-        # Both with the 1000-class ImageNet head, so that the two networks are the same size.
         f"step/{name}/{config}{'/compiled' if compiled else ''}": step_rounds(
-            build(num_classes=1000), images, labels, config, compiled, sizes
+            net, images, labels, config, compiled, sizes
         )
-        for name, build, config, compiled in runs
+        for (name, config, compiled), net in nets.items()
     }
     figures.update(interleaved(variants, sizes.repeats, sizes.warmup, notes))
 
@@ -191,7 +205,8 @@ class StepTimer(Callback):
 
 
 def precision(device: torch.device) -> str:
-    return "bf16-mixed" if device.type == "cuda" else "32-true"
+    """What `scripts/fit.py` would choose on `device`."""
+    return default_precision() if device.type == "cuda" else "32-true"
 
 
 def fit_rate(device: torch.device, sizes: Sizes, **data) -> float:
@@ -237,10 +252,13 @@ def loop_section(photos: Path, cache_dir: Path, device: torch.device, sizes: Siz
     """
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (sizes.batch, 3, sizes.crop, sizes.crop), dtype=torch.uint8, generator=generator)
-    batch = (images.to(device), torch.arange(sizes.batch, device=device) % len(CLASSES))
+    labels = torch.arange(sizes.batch) % len(CLASSES)
+    data = datamodule(photos, sizes, sizes.workers, cache_dir=str(cache_dir))
+    if cuda_missing(device, notes, "framework and e2e"):
+        return
+    batch = (images.to(device), labels.to(device))
     # batch_size=None hands each stored batch over as it is; Lightning would read a bare list as many loaders.
     batches = DataLoader([batch] * (sizes.warmup + sizes.steps), batch_size=None)
-    data = datamodule(photos, sizes, sizes.workers, cache_dir=str(cache_dir))
     variants = {
         "framework/lightning": lambda: fit_rate(device, sizes, train_dataloaders=batches),
         "framework/plain": lambda: plain_rate(device, sizes, batches),
@@ -249,10 +267,12 @@ def loop_section(photos: Path, cache_dir: Path, device: torch.device, sizes: Siz
     figures.update(interleaved(variants, sizes.repeats, 0, notes))
 
 
-def memory_section(small: Path, large: Path, device: torch.device, sizes: Sizes, figures: dict) -> None:
+def memory_section(small: Path, large: Path, device: torch.device, sizes: Sizes, figures: dict, notes: dict) -> None:
     """Peak RSS of the same short fit on the N photos under `small` and the 10N under `large`."""
     # Batches no larger than the small set, so that both fits hold the same batches and only the data set grows.
     sizes = dataclasses.replace(sizes, batch=min(sizes.batch, sizes.memory_images))
+    if cuda_missing(device, notes, "memory"):
+        return
     for key, data_root in (("memory/peak_rss_n_mb", small), ("memory/peak_rss_10n_mb", large)):
         spec = {"root": str(data_root), "device": str(device), "sizes": dataclasses.asdict(sizes)}
         spec["threads"] = torch.get_num_threads()

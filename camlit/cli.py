@@ -25,7 +25,9 @@ from camlit.module import CameraClassifier
 
 
 def default_precision() -> str:
-    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+    # Emulated bf16 (before Ampere) would be slower than fp32; only native support counts.
+    native = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return "bf16-mixed" if native else "32-true"
 
 
 class CamlitCLI(LightningCLI):

@@ -1,6 +1,10 @@
 import importlib.util
 import json
 import math
+from pathlib import Path
+
+import pytest
+import torch
 
 from camlit.benchmark import main
 
@@ -26,6 +30,7 @@ FIGURES = [
     "ratio/rss_10n_vs_n",
     "ratio/e2e_vs_step",
 ]
+KAGGLE_GPU = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "kaggle_gpu.yaml"
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
@@ -47,3 +52,47 @@ def test_tiny_benchmark_reports_every_figure(tmp_path, capsys):
     for row in report["targets"]:
         assert row["target"] in table
     assert "data/loader_cache" in table and "images/s" in table
+
+
+def test_projection_reads_each_stack_through_the_cli(capsys):
+    shipped = f"--config {KAGGLE_GPU}"
+    report = main(
+        ["--tiny", "--threads", "1", "--project", shipped, f"{shipped} --data.num_workers 20 --data.cache_dir null"]
+    )
+    cached, uncached = report["projections"]
+    # The config's own data settings, apart from the tiny crop.
+    assert {k: cached[k] for k in ("crop_size", "crops_per_image", "manipulation_p", "cache", "workers")} == {
+        "crop_size": 32, "crops_per_image": 4, "manipulation_p": 0.5, "cache": True, "workers": 8,
+    }  # fmt: skip
+    assert (uncached["cache"], uncached["workers"]) == (False, 20)
+    for row in report["projections"]:
+        assert row["per_worker"] > 0 and row["projected"] == pytest.approx(row["per_worker"] * row["workers"])
+        assert row["workers_needed"] == math.ceil(5500 / row["per_worker"])
+        assert 0 < row["gpu_busy"] <= 1
+    # More than 14 workers misses the goal however fast each is.
+    assert uncached["result"] == "MISS"
+    table = capsys.readouterr().out
+    assert "GPU busy" in table and "--data.num_workers 20" in table
+
+
+def test_projection_of_a_stack_that_cannot_load_is_one_error_line(capsys):
+    # 224 px crops of 64 px tiles.
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["--threads", "1", "--side", "64", "--images", "4", "--project", "--config scripts/configs/kaggle_gpu.yaml"]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --data.crop_size 224 ")
+
+
+def test_cuda_run_without_cuda_builds_its_inputs_and_skips_the_device_sections():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: the full tiny run covers it")
+    report = main(["--device", "cuda", "--tiny", "--threads", "1"])
+    assert {report["notes"][name] for name in ("step", "framework and e2e", "memory")} == {
+        "skipped: no CUDA device here"
+    }
+    assert "data/loader_cache" in report["figures"] and not any(k.startswith("step/") for k in report["figures"])
+    # The targets are CUDA's: camlit against torchvision in bf16.
+    assert report["targets"][0]["result"] == "skipped" and report["sizes"]["crop"] == 32
