@@ -4,7 +4,7 @@ Or a test folder with its labels: `--input data/synthetic/test --labels data/syn
 `--help` lists every option.
 """
 
-from camlit.evaluate import main
+from camlit.inference.evaluate import main
 
 if __name__ == "__main__":
     main()

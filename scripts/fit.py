@@ -1,6 +1,6 @@
 """Train camlit: `python scripts/fit.py --config scripts/configs/demo.yaml`; `--help` lists every option."""
 
-from camlit.cli import main
+from camlit.training.cli import main
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""Write the synthetic Kaggle-shaped camera data set; the work is camlit.synthetic.make_synthetic.
+"""Write the synthetic Kaggle-shaped camera data set; the work is camlit.data.synthetic.make_synthetic.
 
 python scripts/make_synthetic.py --output data/synthetic [--images-per-camera 30]
     [--test-per-camera 48] [--width 1024 --height 768] [--seed 0] [--workers N]
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from camlit.synthetic import make_synthetic
+from camlit.data.synthetic import make_synthetic
 
 
 def count(text: str) -> int:

@@ -3,7 +3,7 @@
 `--help` lists every option.
 """
 
-from camlit.predict import main
+from camlit.inference.predict import main
 
 if __name__ == "__main__":
     main()

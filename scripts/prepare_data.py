@@ -4,15 +4,15 @@
         [--manipulations a,b,...] [--size 512] [--workers N]
 
 Writes <output>/<manipulation>/<camera>/<stem>.png (or <stem>_t<k>.png with --tiles N); a rerun
-only makes what is missing. See camlit.prepare.
+only makes what is missing. See camlit.data.prepare.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from camlit.manipulations import MANIPULATIONS
-from camlit.prepare import PrepareError, PrepareSummary, prepare_dataset
+from camlit.data.manipulations import MANIPULATIONS
+from camlit.data.prepare import PrepareError, PrepareSummary, prepare_dataset
 
 
 def tiles_argument(text: str) -> str | int:

@@ -29,7 +29,7 @@ def add_unusable_files(folder: Path) -> None:
 
 def make_datamodule(root, **kwargs):
     """A CameraDataModule on a test tree, prepared and set up, with tiny crops and no workers."""
-    from camlit.datamodule import CameraDataModule
+    from camlit.data.datamodule import CameraDataModule
 
     options = dict(classes=CLASSES, crop_size=32, batch_size=4, num_workers=0, synthetic_root=None)
     options.update(kwargs)

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from camlit.benchmark import main
+from benchmark import main
 
 # Timings depend on the machine and its load, so only the presence and sanity of each figure is tested.
 FIGURES = [

@@ -1,0 +1,220 @@
+"""The decoded-image cache: every photo decoded once into one memory-mapped file, FFCV-style.
+
+In `cache_dir`:
+
+- ``images-<fingerprint>.u8``: the RGB uint8 pixels of every usable image, back to back;
+- ``index.npz``: per source file its absolute path, byte offset, height and width, or why it is
+  unusable (the message samples.check_images gives), and the fingerprint.
+
+Reading an image gives an HxWx3 view into the memory map; a crop slices it, so only the crop's
+rows are touched and copied, and nothing is decoded in the training loop. The price is disk:
+height x width x 3 bytes per image.
+
+The fingerprint covers every source file's path, size and mtime_ns and the crop size (which
+decides what is too small), so an edited, added or removed file rebuilds the cache. The index is
+written last, by rename, and names the data file of its own fingerprint: a build that dies half
+way leaves the previous complete cache or none, never a mixture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import zipfile
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import numpy as np
+
+from camlit.atomic import atomic_write
+from camlit.data.samples import Sample, image_problem
+from camlit.imageio import UnreadableImage, read_rgb
+
+try:
+    import fcntl
+except ImportError:  # Windows: builders there are not serialised
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+INDEX = "index.npz"
+# Images per pool task; with 2 x workers tasks in flight, at most 8 x workers decoded images are held.
+CHUNK = 4
+
+
+def fingerprint(paths: Sequence[str], crop_size: int) -> str:
+    """Hash of the sorted (absolute path, size, mtime_ns) of `paths` and of the crop size."""
+    digest = hashlib.sha256(f"camlit cache format {FORMAT}, crop {crop_size}\n".encode())
+    for path in sorted({os.path.abspath(p) for p in paths}):
+        try:
+            stat = os.stat(path)
+            size, mtime = stat.st_size, stat.st_mtime_ns
+        except OSError:  # gone since the scan: the build will record it as unreadable
+            size = mtime = -1
+        digest.update(f"{path}\t{size}\t{mtime}\n".encode(errors="surrogateescape"))
+    return digest.hexdigest()
+
+
+class DecodedCache:
+    """A built cache, read-only: call it with a path for that image as an HxWx3 uint8 view."""
+
+    def __init__(self, data_path: Path, entries: dict[str, tuple[int, int, int]], problems: dict[str, str]):
+        self.data_path = data_path
+        self.entries = entries
+        self.problems = problems
+        self.data: np.ndarray | None = None
+
+    def __call__(self, path: str) -> np.ndarray:
+        offset, height, width = self.entries[os.path.abspath(path)]
+        if self.data is None:
+            # Mapped on first use in each process, as a plain ndarray: slicing a np.memmap costs more.
+            self.data = np.memmap(self.data_path, dtype=np.uint8, mode="r").view(np.ndarray)
+        return self.data[offset : offset + height * width * 3].reshape(height, width, 3)
+
+    def __getstate__(self) -> dict:
+        # A loader worker started by spawn maps the file itself rather than receive its bytes.
+        return {**self.__dict__, "data": None}
+
+    def check(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[str]]:
+        """samples.check_images from the index: the usable samples and one message per skipped file."""
+        problems = [self.problems.get(os.path.abspath(s.path)) for s in samples]
+        usable = [s for s, problem in zip(samples, problems, strict=True) if problem is None]
+        return usable, [p for p in problems if p is not None]
+
+
+def open_cache(directory: str | Path, paths: Sequence[str], crop_size: int) -> DecodedCache | None:
+    """The cache of exactly these files at this crop size, or None when it is missing or stale."""
+    return load(Path(directory), fingerprint(paths, crop_size))
+
+
+def build_cache(directory: str | Path, paths: Sequence[str], crop_size: int, workers: int = 0) -> DecodedCache:
+    """Make `directory` hold the cache of `paths`, decoding them only when it does not already."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    # A file listed twice (train_dir also given as val_dir) is decoded and stored once.
+    paths = list({os.path.abspath(p): p for p in paths}.values())
+    key = fingerprint(paths, crop_size)
+    with build_lock(directory):
+        # Another builder may have finished while this one waited for the lock.
+        cache = load(directory, key)
+        if cache is None:
+            log.info("decoding %d images into the cache in %s", len(paths), directory)
+            write_cache(directory, paths, crop_size, workers, key)
+            remove_stale(directory, key)
+            cache = load(directory, key)
+    return cache
+
+
+def data_name(key: str) -> str:
+    return f"images-{key[:16]}.u8"
+
+
+def load(directory: Path, key: str) -> DecodedCache | None:
+    try:
+        with np.load(directory / INDEX, allow_pickle=False) as index:
+            if str(index["fingerprint"]) != key:
+                return None
+            data_path = directory / data_name(key)
+            if data_path.stat().st_size != int(index["data_bytes"]):
+                return None
+            paths = index["paths"].tolist()
+            places = zip(index["offsets"].tolist(), index["heights"].tolist(), index["widths"].tolist(), strict=True)
+            problems = index["problems"].tolist()
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent or unreadable: build it anew
+        return None
+    entries, unusable = {}, {}
+    for path, place, problem in zip(paths, places, problems, strict=True):
+        if problem:
+            unusable[path] = problem
+        else:
+            entries[path] = place
+    return DecodedCache(data_path, entries, unusable)
+
+
+def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: int, key: str) -> None:
+    data_path = directory / data_name(key)
+    offsets, heights, widths, problems = [], [], [], []
+    offset = 0
+    with atomic_write(data_path) as out:
+        for result in decoded(paths, crop_size, workers):
+            if isinstance(result, str):
+                place, problem = (0, 0, 0), result
+            else:
+                out.write(result.data)
+                place, problem = (offset, *result.shape[:2]), ""
+                offset += result.nbytes
+            for column, value in zip((offsets, heights, widths), place, strict=True):
+                column.append(value)
+            problems.append(problem)
+    write_index(
+        directory,
+        paths=np.array([os.path.abspath(p) for p in paths], dtype=str),
+        offsets=np.array(offsets, dtype=np.int64),
+        heights=np.array(heights, dtype=np.int32),
+        widths=np.array(widths, dtype=np.int32),
+        problems=np.array(problems, dtype=str),
+        fingerprint=np.array(key),
+        data_bytes=np.array(offset, dtype=np.int64),
+    )
+    log.info("cache ready: %d images, %.2f GB, %d unusable", len(paths), offset / 1e9, sum(map(bool, problems)))
+
+
+def write_index(directory: Path, **arrays: np.ndarray) -> None:
+    """The index goes last and by rename: until it is in place, no reader uses the new data file."""
+    with atomic_write(directory / INDEX) as out:
+        np.savez(out, **arrays)
+
+
+def decoded(paths: Sequence[str], crop_size: int, workers: int) -> Iterator[np.ndarray | str]:
+    """Each path's RGB array, or why it is unusable, in order; decoded by `workers` processes."""
+    chunks = [paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK)]
+    if workers <= 1:
+        for chunk in chunks:
+            yield from decode_chunk(chunk, crop_size)
+        return
+    # The parent only appends to the file, so a bounded window of pending chunks keeps memory flat.
+    with ProcessPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append(pool.submit(decode_chunk, chunk, crop_size))
+            if len(pending) >= 2 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+def decode_chunk(paths: Sequence[str], min_size: int) -> list[np.ndarray | str]:
+    results = []
+    for path in paths:
+        try:
+            image = read_rgb(path)
+        except UnreadableImage as error:
+            results.append(str(error))
+            continue
+        # image_problem words "too small" exactly as check_images does; decoding that rare file twice is cheap.
+        results.append(image if min(image.shape[:2]) >= min_size else image_problem(path, min_size))
+    return results
+
+
+@contextmanager
+def build_lock(directory: Path) -> Iterator[None]:
+    """Serialise builders that share `directory`, such as each node's rank 0 on a shared file system."""
+    with open(directory / ".lock", "w") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def remove_stale(directory: Path, key: str) -> None:
+    """Data files of other fingerprints and temporary files of dead builds; the lock excludes live ones."""
+    current = data_name(key)
+    for path in directory.iterdir():
+        if (path.name.startswith("images-") and path.name != current) or ".tmp" in path.name:
+            # A process still training from an old file keeps its mapping; on Windows the file stays.
+            with suppress(OSError):
+                path.unlink()

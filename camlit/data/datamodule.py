@@ -1,0 +1,227 @@
+"""CameraDataModule: random even-offset crops for training, exact centre crops for validation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.data import DataLoader
+
+from camlit.cameras import KAGGLE_CAMERAS
+from camlit.data import manipulations
+from camlit.data.cache import DecodedCache, build_cache, open_cache
+from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, manipulation_probabilities
+from camlit.data.samples import DataError, Sample, check_images, require_every_class, scan, split_by_photo
+from camlit.imageio import is_too_small, read_rgb
+
+log = logging.getLogger(__name__)
+
+HOW_TO_GET_DATA = (
+    "run the demo on generated data with `python scripts/fit.py --config scripts/configs/demo.yaml`, "
+    "or point --data.train_dir at Kaggle's train/ or a prepared data-512/"
+)
+
+
+class CameraDataModule(L.LightningDataModule):
+    """Camera-labelled photos from `train_dir` (and `val_dir`), in either layout of camlit.data.samples.
+
+    Args:
+        train_dir: `root/<camera>/*` or `root/<manipulation>/<camera>/*`.
+        val_dir: a separate validation folder; without one, `val_fraction` of the photos are held
+            out, stratified by class and grouped by photo.
+        classes: class names; a class's index is its position here.
+        crop_size: side of the square crops, never resized.
+        crops_per_image: independent random crops per image per epoch, as in the seed notebook.
+        load_ratio: random fraction of each class's images used in each epoch, drawn afresh.
+        batch_size: crops per training step and device.
+        even_offsets: keep training crops on even offsets, which preserves the CFA phase.
+        manipulation_p: chance of applying a random Kaggle manipulation to a training crop of an
+            unaltered image; images from a prepared manipulation folder are not manipulated again.
+        manipulation_weights: relative frequency of each manipulation, e.g. `{jpeg70: 2}` (missing
+            ones weigh 0); uniform when not given.
+        manipulation_ramp_epochs: raise `manipulation_p` linearly from the first epoch to its full
+            value at this epoch (0: full from the start).
+        val_manipulations: also score every unaltered validation image under these manipulations.
+        synthetic_root: where the built-in synthetic set lives; it is generated on first use when
+            `train_dir` is its `train/` folder.
+        cache_dir: keep the decoded images here in one memory-mapped file (camlit.data.cache), built by
+            `prepare_data` and rebuilt when the files change; training then crops without decoding.
+    """
+
+    def __init__(
+        self,
+        train_dir: str = "data/synthetic/train",
+        val_dir: str | None = None,
+        val_fraction: float = 0.2,
+        classes: list[str] = list(KAGGLE_CAMERAS),
+        crop_size: int = 224,
+        crops_per_image: int = 1,
+        load_ratio: float = 1.0,
+        batch_size: int = 32,
+        num_workers: int = 4,
+        seed: int = 0,
+        even_offsets: bool = True,
+        manipulation_p: float = 0.0,
+        manipulation_weights: dict[str, float] | None = None,
+        manipulation_ramp_epochs: int = 0,
+        val_manipulations: list[str] = [],
+        synthetic_root: str | None = "data/synthetic",
+        synthetic_images_per_camera: int = 30,
+        cache_dir: str | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        unknown = [name for name in val_manipulations if name not in manipulations.MANIPULATIONS]
+        if unknown:
+            choices = ", ".join(manipulations.MANIPULATIONS)
+            raise DataError(f"val_manipulations: unknown {unknown[0]!r}; choose from {choices}")
+        if not classes:
+            raise DataError("--data.classes: empty class list")
+        for name, value, valid, rule in (
+            ("crop_size", crop_size, crop_size >= 1, "at least 1"),
+            ("crops_per_image", crops_per_image, crops_per_image >= 1, "at least 1"),
+            ("batch_size", batch_size, batch_size >= 1, "at least 1"),
+            ("num_workers", num_workers, num_workers >= 0, "0 or more"),
+            ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
+            ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
+            ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
+        ):
+            if not valid:
+                raise DataError(f"--data.{name} must be {rule}, got {value}")
+        try:
+            self.manipulation_probabilities = manipulation_probabilities(manipulation_weights)
+        except ValueError as error:
+            raise DataError(f"--data.manipulation_weights: {error}") from None
+        self.classes = list(classes)
+        self.train_set: TrainCrops | None = None
+        self.val_set: CenterCrops | None = None
+        self.cache: DecodedCache | None = None
+
+    @property
+    def generates_synthetic(self) -> bool:
+        root = self.hparams.synthetic_root
+        return root is not None and Path(self.hparams.train_dir).resolve() == (Path(root) / "train").resolve()
+
+    def prepare_data(self) -> None:
+        if self.generates_synthetic:
+            from camlit.data.synthetic import is_complete, make_synthetic
+
+            if not is_complete(self.hparams.synthetic_root):
+                log.info("generating the synthetic camera data set in %s", self.hparams.synthetic_root)
+                make_synthetic(Path(self.hparams.synthetic_root), self.hparams.synthetic_images_per_camera)
+        if not Path(self.hparams.train_dir).is_dir():
+            raise DataError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
+        if self.hparams.cache_dir:
+            paths = [s.path for found in self.scan_sources() for s in found]
+            build_cache(self.hparams.cache_dir, paths, self.hparams.crop_size, self.hparams.num_workers)
+
+    def scan_sources(self) -> tuple[list[Sample], list[Sample]]:
+        """The samples in train_dir, and those in val_dir (none without one)."""
+        hp = self.hparams
+        return scan(hp.train_dir, self.classes), scan(hp.val_dir, self.classes) if hp.val_dir else []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        hp = self.hparams
+        found, found_val = self.scan_sources()
+        self.cache = self.open_cache([*found, *found_val])
+        samples = self.usable(found, hp.train_dir)
+        if hp.val_dir:
+            train, val = samples, self.usable(found_val, hp.val_dir)
+        else:
+            train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
+        require_every_class(train, self.classes, hp.train_dir)
+        reader = read_rgb if self.cache is None else self.cache
+        self.train_set = TrainCrops(
+            train,
+            hp.crop_size,
+            hp.seed,
+            hp.even_offsets,
+            hp.manipulation_p,
+            reader,
+            self.manipulation_probabilities,
+            hp.manipulation_ramp_epochs,
+        )
+        self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
+        log_split(len(train), len(val), len(self.val_set))
+
+    def open_cache(self, samples: list[Sample]) -> DecodedCache | None:
+        if not self.hparams.cache_dir:
+            return None
+        cache = open_cache(self.hparams.cache_dir, [s.path for s in samples], self.hparams.crop_size)
+        if cache is None:
+            # prepare_data was skipped, or files changed since it ran: decode as without a cache.
+            log_warning(f"{self.hparams.cache_dir}: no cache of these files; run prepare_data to build it")
+        return cache
+
+    def usable(self, samples, where) -> list:
+        if self.cache is not None:
+            usable, problems = self.cache.check(samples)
+        else:
+            usable, problems = check_images(samples, self.hparams.crop_size, self.hparams.num_workers)
+        if usable:
+            report_skipped(problems)
+            return usable
+        size = self.hparams.crop_size
+        too_small = sum(map(is_too_small, problems))
+        if too_small == len(samples):
+            # One line says it all; naming every image would bury it.
+            raise DataError(f"--data.crop_size {size} is larger than every image in {where}")
+        report_skipped(problems)
+        if too_small:
+            raise DataError(
+                f"--data.crop_size {size} is larger than {too_small} of the {len(samples)} images in {where}, "
+                "and the others are unreadable"
+            )
+        raise DataError(f"{where}: none of its {len(samples)} images is usable")
+
+    @property
+    def val_group_names(self) -> list[str]:
+        return self.val_set.group_names if self.val_set is not None else []
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        labels = [s.label for s in self.train_set.samples]
+        sampler = EpochSampler(labels, hp.load_ratio, hp.seed, hp.crops_per_image)
+        return self.loader(
+            self.train_set,
+            batch_size=hp.batch_size,
+            sampler=sampler,
+            # A last batch of a single crop would break batch norm; keep it only on tiny sets.
+            drop_last=len(sampler) > hp.batch_size,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.val_set, batch_size=self.hparams.batch_size, shuffle=False)
+
+    def loader(self, dataset, **kwargs) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            **kwargs,
+        )
+
+
+@rank_zero_only
+def report_skipped(problems: list[str]) -> None:
+    for problem in problems:
+        log.warning("skipped %s", problem)
+    if problems:
+        log.warning("skipped %d unusable image(s) in all", len(problems))
+
+
+@rank_zero_only
+def log_warning(message: str) -> None:
+    log.warning(message)
+
+
+@rank_zero_only
+def log_split(train: int, val: int, val_items: int) -> None:
+    log.info("%d training images, %d validation images (%d validation items)", train, val, val_items)

@@ -1,0 +1,197 @@
+"""Datasets and the epoch sampler behind CameraDataModule.
+
+Randomness never depends on the worker that happens to load a sample: every draw comes from a
+generator seeded by (seed, epoch, index), so any `num_workers` and any rank layout give the same
+crops for the same seed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from camlit.data import manipulations
+from camlit.data.crops import center_crop, crop, random_offset
+from camlit.data.samples import UNALTERED, Sample
+from camlit.imageio import read_rgb
+
+
+def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+# JPEG's grid (8 px for luma, 16 px for subsampled chroma) starts at a random even phase within
+# the final crop, as it does in a tile or random crop of a test image re-compressed whole.
+JPEG_PHASE_MARGIN = 14
+
+
+def random_train_crop(
+    image: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    even: bool = True,
+    manipulation_p: float = 0.0,
+    weights: Sequence[float] | None = None,
+) -> tuple[np.ndarray, str | None]:
+    """A random `size` crop and the manipulation applied to it (None for none).
+
+    With probability `manipulation_p` the crop is of a manipulated patch, the manipulation drawn
+    from MANIPULATED with `weights` (uniform without). The manipulation runs on a local pre-crop
+    just large enough for the final crop to fit after a resize, not on the whole image, which
+    keeps augmentation cheap.
+    """
+    height, width = image.shape[:2]
+    if manipulation_p > 0 and rng.random() < manipulation_p:
+        name = manipulations.MANIPULATED[int(rng.choice(len(manipulations.MANIPULATED), p=weights))]
+        source = manipulations.source_size(name, size) + (JPEG_PHASE_MARGIN if name.startswith("jpeg") else 0)
+        if source <= min(height, width):
+            patch = manipulations.apply(name, crop(image, *random_offset(height, width, source, rng, even), source))
+            return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size), name
+    return crop(image, *random_offset(height, width, size, rng, even), size), None
+
+
+def manipulation_probabilities(weights: dict[str, float] | None) -> list[float] | None:
+    """`manipulation_weights` as probabilities in MANIPULATED order; None (uniform) without."""
+    if not weights:
+        return None
+    unknown = sorted(set(weights) - set(manipulations.MANIPULATED))
+    if unknown:
+        raise ValueError(f"unknown manipulation {unknown[0]!r}; choose from {', '.join(manipulations.MANIPULATED)}")
+    values = [float(weights.get(name, 0.0)) for name in manipulations.MANIPULATED]
+    if min(values) < 0 or sum(values) <= 0:
+        raise ValueError("weights must be 0 or more, and not all 0")
+    return [value / sum(values) for value in values]
+
+
+class EpochSampler(Sampler):
+    """Yields (sample index, epoch, crop number): `crops_per_image` crops of a fresh random
+    `load_ratio` of each class's images every epoch, all shuffled together as the seed notebook did.
+
+    Lightning calls `set_epoch`, also through its DistributedSamplerWrapper under DDP, so every
+    rank draws the same subset and the wrapper gives each rank a distinct share of it.
+    """
+
+    def __init__(self, labels: Sequence[int], load_ratio: float = 1.0, seed: int = 0, crops_per_image: int = 1):
+        if not 0 < load_ratio <= 1:
+            raise ValueError(f"load_ratio must be in (0, 1], got {load_ratio}")
+        self.by_class: dict[int, list[int]] = defaultdict(list)
+        for index, label in enumerate(labels):
+            self.by_class[label].append(index)
+        if crops_per_image < 1:
+            raise ValueError(f"crops_per_image must be at least 1, got {crops_per_image}")
+        self.load_ratio = load_ratio
+        self.seed = seed
+        self.crops_per_image = crops_per_image
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def per_class_count(self, available: int) -> int:
+        return max(1, round(self.load_ratio * available))
+
+    def __len__(self) -> int:
+        images = sum(self.per_class_count(len(indices)) for indices in self.by_class.values())
+        return images * self.crops_per_image
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        chosen = []
+        for label in sorted(self.by_class):
+            indices = self.by_class[label]
+            chosen.extend(rng.choice(indices, self.per_class_count(len(indices)), replace=False).tolist())
+        items = [(index, self.epoch, crop) for index in chosen for crop in range(self.crops_per_image)]
+        for position in rng.permutation(len(items)).tolist():
+            yield items[position]
+
+
+class TrainCrops(Dataset):
+    """Item (index, epoch, crop number) -> one random crop of that image, its label, and whether
+    the crop is manipulated (the flag a manipulation-aware model is given).
+
+    `manipulation_p` applies to unaltered images only; over the first `ramp_epochs` epochs it
+    rises linearly to its full value, so a model first learns the cameras' plain traces.
+
+    Without a decoded cache each crop decodes its image; `cache_dir` makes that a memory copy.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        crop_size: int,
+        seed: int = 0,
+        even_offsets: bool = True,
+        manipulation_p: float = 0.0,
+        reader=read_rgb,
+        manipulation_weights: Sequence[float] | None = None,
+        ramp_epochs: int = 0,
+    ):
+        self.samples = list(samples)
+        self.crop_size = crop_size
+        self.seed = seed
+        self.even_offsets = even_offsets
+        self.manipulation_p = manipulation_p
+        self.reader = reader
+        self.manipulation_weights = manipulation_weights
+        self.ramp_epochs = ramp_epochs
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def manipulation_p_at(self, epoch: int) -> float:
+        if self.ramp_epochs <= 0:
+            return self.manipulation_p
+        return self.manipulation_p * min(1.0, (epoch + 1) / self.ramp_epochs)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int, bool]:
+        index, epoch, crop_number = key
+        sample = self.samples[index]
+        rng = np.random.default_rng((self.seed, epoch, index, crop_number))
+        image = self.reader(sample.path)
+        if sample.manipulation != UNALTERED:
+            # A prepared manipulation folder's images are manipulated already; Kaggle never stacked two.
+            crop, _ = random_train_crop(image, self.crop_size, rng, self.even_offsets)
+            return to_chw_tensor(crop), sample.label, True
+        crop, applied = random_train_crop(
+            image, self.crop_size, rng, self.even_offsets, self.manipulation_p_at(epoch), self.manipulation_weights
+        )
+        return to_chw_tensor(crop), sample.label, applied is not None
+
+
+class CenterCrops(Dataset):
+    """Validation: the exact centre crop of each image, optionally of a manipulated copy.
+
+    Unaltered images are expanded into one item per name in `expand_with`; the manipulation runs
+    on the whole image before the crop, as Kaggle made its test set. Each item carries the index of
+    its manipulation in `group_names`, for per-manipulation accuracy.
+    """
+
+    def __init__(self, samples: Sequence[Sample], crop_size: int, expand_with: Sequence[str] = (), reader=read_rgb):
+        self.items: list[tuple[Sample, str | None, str]] = []
+        for sample in samples:
+            self.items.append((sample, None, sample.manipulation))
+            if sample.manipulation == UNALTERED:
+                self.items.extend((sample, name, name) for name in expand_with if name != UNALTERED)
+        self.group_names = sorted({group for _, _, group in self.items}, key=group_order)
+        self.crop_size = crop_size
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        sample, manipulation, group = self.items[index]
+        image = self.reader(sample.path)
+        if manipulation is not None:
+            image = manipulations.apply(manipulation, image)
+        return to_chw_tensor(center_crop(image, self.crop_size)), sample.label, self.group_names.index(group)
+
+
+def group_order(name: str) -> tuple[int, str]:
+    """`unaltered` first, then Kaggle's manipulations in their order, then any other folder names."""
+    known = list(manipulations.MANIPULATIONS)
+    return (known.index(name), "") if name in known else (len(known), name)

@@ -1,0 +1,297 @@
+"""Build the training folders the way Kaggle built its test set: manipulate the full photo, then crop.
+
+``prepare_dataset("data/train", "data-512")`` reads ``data/train/<camera>/*.jpg`` and writes
+``data-512/<manipulation>/<camera>/<stem>.png``, the seed notebook's centre crop, or with
+``tiles=N`` up to N non-overlapping tiles on even offsets, ``<stem>_t<k>.png``, centre outwards.
+PNG is lossless, so a JPEG manipulation's artefacts are kept and no new ones are added. Crop
+offsets are computed on the manipulated frame: after a resize they follow the new frame size.
+
+Every crop equals the same crop of the manipulated full frame, bit for bit, yet only the part of
+the frame that the crops need is manipulated (`source_window`), so a worker holds little more than
+the decoded photo. Runs resume: outputs are written atomically, a photo is decoded only when some
+of its outputs are missing, and temporary files left by a killed run are removed first. An output
+folder belongs to one (size, tiles) setting; do not run two preparations into it at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from camlit.data import manipulations as manip
+from camlit.data.crops import center_offset, tile_offsets
+from camlit.errors import CamlitError
+from camlit.imageio import UnreadableImage, list_images, read_rgb, write_image_atomic
+
+# libjpeg's 4:2:0 layout (8x8 blocks, 2x2 chroma subsampling, edge padding) repeats every 16
+# pixels, and decoding reads at most one chroma sample across a block edge.
+JPEG_PERIOD = 16
+# Manipulated pixels kept beyond the crops for a resize: the cubic kernel reaches two source
+# pixels, four output pixels at 2x; 32 (96 bytes) also clears a SIMD loop's tail of up to 64.
+RESIZE_MARGIN = 32
+# Start-of-frame markers, which carry the size; C4, C8 and CC are other segments.
+JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+class PrepareError(CamlitError):
+    """Bad arguments or input folder; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Task:
+    path: Path
+    camera: str
+    output: Path
+    manipulations: tuple[str, ...]
+    size: int
+    tiles: str | int
+
+
+@dataclass
+class PhotoResult:
+    written: int = 0
+    skipped: bool = False
+    failure: str | None = None
+    too_small: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PrepareSummary:
+    photos: int = 0
+    written: int = 0  # output files written by this run
+    skipped: int = 0  # photos whose outputs all existed, so not decoded
+    failures: list[str] = field(default_factory=list)  # unreadable or name-colliding inputs, one line each
+    too_small: list[str] = field(default_factory=list)  # outputs not made: frame smaller than a crop
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def __str__(self) -> str:
+        lines = [f"failed: {line}" for line in self.failures]
+        lines += [f"not made: {line}" for line in self.too_small]
+        lines.append(
+            f"{self.photos} photos: {self.written} files written, {self.skipped} photos already complete, "
+            f"{self.failed} failed, {len(self.too_small)} outputs too small"
+        )
+        return "\n".join(lines)
+
+
+def _axis_window(name: str, extent: int, lo: int, hi: int) -> tuple[int, int, int]:
+    """Source span [start, stop) of one axis whose manipulation, placed at `placed` in the
+    manipulated frame, equals the full frame's pixels over [lo, hi): (start, stop, placed)."""
+    function = manip.MANIPULATIONS.get(name)
+    kind = getattr(function, "func", function)
+    if kind in (manip.unaltered, manip.gamma):
+        return lo, hi, lo  # per-pixel tables
+    if kind is manip.jpeg:
+        start = max(0, (lo - JPEG_PERIOD) // JPEG_PERIOD * JPEG_PERIOD)
+        stop = min(extent, -(-(hi + JPEG_PERIOD) // JPEG_PERIOD) * JPEG_PERIOD)
+        return start, stop, start
+    if kind is manip.resize:
+        factor = manip.RESIZE_FACTORS[name]
+        ratio = Fraction(extent, manip.resized_shape(extent, extent, factor)[0])
+        # Whole blocks (p source pixels -> q output pixels) keep the frame's exact scale. OpenCV
+        # maps output pixels to source positions in float: exact for a power-of-two q, but for 1.5
+        # (q = 3) the rounding varies with the coordinate, so there the window keeps the origin.
+        p, q = ratio.numerator, ratio.denominator
+        first = max(0, (lo - RESIZE_MARGIN) // q) if q & (q - 1) == 0 else 0
+        last = min(extent // p, -(-(hi + RESIZE_MARGIN) // q))
+        if manip.resized_shape((last - first) * p, 1, factor)[0] == (last - first) * q:
+            return first * p, last * p, first * q
+    return 0, extent, 0
+
+
+def source_window(
+    name: str, height: int, width: int, offsets: list[tuple[int, int]], size: int
+) -> tuple[slice, slice, int, int]:
+    """The source region to manipulate for crops at `offsets` of the manipulated frame, and the
+    region's top-left corner in that frame. Unknown kinds of manipulation get the full frame."""
+    tops, lefts = [t for t, _ in offsets], [x for _, x in offsets]
+    top, bottom, dy = _axis_window(name, height, min(tops), max(tops) + size)
+    left, right, dx = _axis_window(name, width, min(lefts), max(lefts) + size)
+    return slice(top, bottom), slice(left, right), dy, dx
+
+
+def manipulated_crops(name: str, image: np.ndarray, offsets: list[tuple[int, int]], size: int) -> list[np.ndarray]:
+    """The `size` crops at `offsets` of manipulation `name` of the full `image`."""
+    rows, cols, dy, dx = source_window(name, image.shape[0], image.shape[1], offsets, size)
+    region = manip.apply(name, image[rows, cols])
+    return [region[t - dy : t - dy + size, x - dx : x - dx + size] for t, x in offsets]
+
+
+def crop_offsets(height: int, width: int, size: int, tiles: str | int) -> list[tuple[int, int]]:
+    if tiles == "center":
+        return [center_offset(height, width, size)]
+    return tile_offsets(height, width, size, tiles)
+
+
+def _plan(task: Task, height: int, width: int) -> tuple[dict, list[str]]:
+    """Each manipulation's output paths with their crop offsets, and messages for those too small."""
+    plan, too_small = {}, []
+    for name in task.manipulations:
+        factor = manip.RESIZE_FACTORS.get(name)
+        h, w = (height, width) if factor is None else manip.resized_shape(height, width, factor)
+        if h < task.size or w < task.size:
+            too_small.append(f"{task.path} {name}: {w}x{h} is smaller than {task.size}x{task.size}")
+            continue
+        folder = task.output / name / task.camera
+        offsets = crop_offsets(h, w, task.size, task.tiles)
+        if task.tiles == "center":
+            names = [f"{task.path.stem}.png"]
+        else:
+            names = [f"{task.path.stem}_t{k}.png" for k in range(len(offsets))]
+        plan[name] = [(folder / n, offset) for n, offset in zip(names, offsets, strict=True)]
+    return plan, too_small
+
+
+def header_shape(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG or JPEG header, without decoding; None when not found."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(24)
+            if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+                shape = int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+                return shape if min(shape) > 0 else None
+            if not head.startswith(b"\xff\xd8"):
+                return None
+            file.seek(2)
+            while (segment := file.read(4))[:1] == b"\xff" and len(segment) == 4:
+                if segment[1] in JPEG_SOF:
+                    sof = file.read(5)
+                    shape = int.from_bytes(sof[1:3], "big"), int.from_bytes(sof[3:5], "big")
+                    return shape if len(sof) == 5 and min(shape) > 0 else None
+                length = int.from_bytes(segment[2:4], "big")
+                if length < 2:
+                    return None
+                file.seek(length - 2, os.SEEK_CUR)
+    except OSError:
+        pass
+    return None
+
+
+def prepare_photo(task: Task) -> PhotoResult:
+    """Write the missing outputs of one photo, decoding it once and only if something is missing."""
+    shape = header_shape(task.path)
+    if shape is not None:
+        plan, too_small = _plan(task, *shape)
+        if all(path.exists() for outputs in plan.values() for path, _ in outputs):
+            return PhotoResult(skipped=True, too_small=too_small)
+    try:
+        image = read_rgb(task.path)
+    except UnreadableImage as error:
+        return PhotoResult(failure=str(error))
+    plan, too_small = _plan(task, *image.shape[:2])
+    result = PhotoResult(too_small=too_small)
+    for name, outputs in plan.items():
+        missing = [(path, offset) for path, offset in outputs if not path.exists()]
+        if not missing:
+            continue
+        crops = manipulated_crops(name, image, [offset for _, offset in missing], task.size)
+        for (path, _), crop in zip(missing, crops, strict=True):
+            write_image_atomic(path, crop)
+        result.written += len(missing)
+        # Release this manipulation before computing the next, so only one is ever held.
+        del crops
+    return result
+
+
+def _check_arguments(tiles, names, size) -> tuple[str | int, tuple[str, ...]]:
+    if not (tiles == "center" or (isinstance(tiles, int) and not isinstance(tiles, bool) and tiles >= 1)):
+        raise PrepareError(f"--tiles must be 'center' or a positive number, not {tiles!r}")
+    if not isinstance(size, int) or size < 1:
+        raise PrepareError(f"--size must be a positive number, not {size!r}")
+    names = tuple(dict.fromkeys(manip.MANIPULATIONS if names is None else (n.strip() for n in names)))
+    for name in names:
+        if name not in manip.MANIPULATIONS:
+            known = ", ".join(manip.MANIPULATIONS)
+            raise PrepareError(f"--manipulations: unknown {name!r}; choose from {known}")
+    if not names:
+        raise PrepareError("--manipulations: none chosen")
+    return tiles, names
+
+
+def _find_photos(source: Path, output: Path, names, size, tiles) -> tuple[list[Task], list[str], list[str]]:
+    """Tasks, camera folder names, and failures for photos whose output names collide."""
+    if not source.is_dir():
+        raise PrepareError(f"--input {source}: no such folder")
+    tasks, cameras, failures = [], [], []
+    for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        stems: dict[str, Path] = {}
+        for path in list_images(folder):
+            if path.stem in stems:
+                failures.append(f"{path}: same output name as {stems[path.stem].name}, skipped")
+                continue
+            stems[path.stem] = path
+            tasks.append(Task(path, folder.name, output, names, size, tiles))
+        if stems:
+            cameras.append(folder.name)
+    if not tasks:
+        raise PrepareError(f"--input {source}: no images in its camera folders (expected {source}/<camera>/*.jpg)")
+    return tasks, cameras, failures
+
+
+def _results(tasks: list[Task], workers: int | None, progress: bool):
+    # The cores this process may use, which a container or job scheduler can limit.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(workers or cores, len(tasks))
+    with tqdm(total=len(tasks), unit="photo", disable=not progress) as bar:
+        if workers <= 1:
+            for task in tasks:
+                yield prepare_photo(task)
+                bar.update()
+            return
+        # spawn, because forking a parent that runs torch threads can deadlock.
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(workers, mp_context=context)
+        try:
+            for future in as_completed([pool.submit(prepare_photo, task) for task in tasks]):
+                yield future.result()
+                bar.update()
+        finally:
+            # On an error or Ctrl-C, finish only the photos in progress, not the whole queue.
+            pool.shutdown(cancel_futures=True)
+
+
+def prepare_dataset(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    tiles: str | int = "center",
+    manipulations: list[str] | tuple[str, ...] | None = None,
+    size: int = 512,
+    workers: int | None = None,
+    progress: bool = True,
+) -> PrepareSummary:
+    """Write `output_dir/<manipulation>/<camera>/` crops for every photo under `input_dir/<camera>/`.
+
+    `manipulations` defaults to all nine, unaltered included; `workers` to one process per core
+    (1 runs in this process). Raises PrepareError for bad arguments or an input without images.
+    """
+    tiles, names = _check_arguments(tiles, manipulations, size)
+    output = Path(output_dir)
+    tasks, cameras, failures = _find_photos(Path(input_dir), output, names, size, tiles)
+    if output.is_dir():
+        # Left by a killed run; write_image_atomic names them .<name>.tmp<pid>.
+        for leftover in output.rglob(".*.tmp*"):
+            if leftover.is_file():
+                leftover.unlink()
+    for name in names:
+        for camera in cameras:
+            (output / name / camera).mkdir(parents=True, exist_ok=True)
+    summary = PrepareSummary(photos=len(tasks) + len(failures), failures=failures)
+    for result in _results(tasks, workers, progress):
+        summary.written += result.written
+        summary.skipped += result.skipped
+        summary.too_small += result.too_small
+        if result.failure:
+            summary.failures.append(result.failure)
+    summary.failures.sort()
+    summary.too_small.sort()
+    return summary

@@ -1,0 +1,294 @@
+"""A synthetic stand-in for Kaggle's camera data: ten simulated cameras, random label-free scenes.
+
+A scene is rendered as linear RGB from its own seed, with no camera parameter, then taken by one
+camera: colour filter array, shot and read noise on the raw mosaic, demosaicing, colour matrix,
+tone curve, unsharp mask, JPEG. Only those traces tell the classes apart.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections import namedtuple
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from camlit.atomic import write_bytes_atomic
+from camlit.cameras import KAGGLE_CAMERAS
+from camlit.data.crops import center_crop
+from camlit.data.manipulations import MANIPULATED, RESIZE_FACTORS, apply, resized_shape
+from camlit.imageio import to_rgb8, write_image_atomic
+
+try:
+    from tqdm import tqdm
+except ImportError:  # tqdm comes with lightning; without it there is just no progress bar
+    tqdm = None
+
+SCENE_STREAM, NOISE_STREAM = 0, 1
+CHROMA = {name: getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{name}") for name in ("420", "422", "444")}
+DEMOSAIC_SUFFIX = {"bilinear": "", "vng": "_VNG", "ea": "_EA"}
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One simulated camera's processing pipeline, in the order it runs."""
+
+    name: str
+    cfa: str  # 2x2 colour filter layout read row by row: RGGB, BGGR, GRBG or GBRG
+    demosaic: str  # OpenCV's "bilinear", "vng" (variable number of gradients) or "ea" (edge-aware)
+    shot_noise: float  # photon noise variance per unit of linear signal
+    read_noise: float  # signal-independent noise std, linear units (1.0 = full well)
+    saturation: float  # s of the colour matrix (1 + s) I - s 1 w^T, w = Rec.601 luma weights
+    gamma: float  # tone curve x ** (1 / gamma) ...
+    contrast: float  # ... blended with a smoothstep S-curve by this weight
+    sharpen: float  # unsharp-mask amount, 0 for none
+    sharpen_sigma: float  # unsharp-mask Gaussian sigma, pixels
+    jpeg_quality: int
+    chroma: str  # JPEG chroma subsampling: "420", "422" or "444"
+
+    @property
+    def colour_matrix(self) -> np.ndarray:
+        """Camera RGB to output RGB; rows sum to 1, so grey stays grey and only saturation moves."""
+        grey = np.outer(np.ones(3), [0.299, 0.587, 0.114])
+        return ((1 + self.saturation) * np.eye(3) - self.saturation * grey).astype(np.float32)
+
+    @property
+    def jpeg_params(self) -> list[int]:
+        sampling = cv2.IMWRITE_JPEG_SAMPLING_FACTOR
+        return [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality, sampling, CHROMA[self.chroma]]
+
+
+# Every JPEG quality and noise level is used once, and cameras sharing a CFA layout differ in
+# demosaicing and chroma subsampling too: every pair differs in at least three of those five traces.
+SYNTHETIC_CAMERAS: tuple[CameraSpec, ...] = (
+    # name, CFA, demosaic, shot, read, saturation, gamma, contrast, sharpen, sigma, JPEG quality, chroma
+    CameraSpec("HTC-1-M7", "GRBG", "bilinear", 7.5e-4, 0.0038, 0.5, 2.2, 0.20, 0.6, 1.0, 90, "422"),
+    CameraSpec("LG-Nexus-5x", "BGGR", "ea", 2e-4, 0.0018, 0.7, 2.2, 0.10, 0.3, 0.8, 96, "422"),
+    CameraSpec("Motorola-Droid-Maxx", "RGGB", "vng", 5.5e-4, 0.0032, 0.4, 2.1, 0.30, 1.0, 1.2, 80, "422"),
+    CameraSpec("Motorola-Nexus-6", "GBRG", "vng", 3e-4, 0.0024, 0.8, 2.3, 0.00, 0.0, 1.0, 92, "444"),
+    CameraSpec("Motorola-X", "GRBG", "ea", 2e-3, 0.0060, 0.3, 2.1, 0.20, 0.0, 1.0, 75, "420"),
+    CameraSpec("Samsung-Galaxy-Note3", "RGGB", "bilinear", 25e-5, 0.0021, 0.6, 2.3, 0.3, 1.2, 0.7, 88, "420"),
+    CameraSpec("Samsung-Galaxy-S4", "BGGR", "vng", 1e-3, 0.0045, 0.9, 2.2, 0.25, 0.5, 1.0, 85, "420"),
+    CameraSpec("Sony-NEX-7", "RGGB", "ea", 1.5e-4, 0.0015, 0.5, 2.2, 0.15, 0.2, 1.5, 98, "444"),
+    CameraSpec("iPhone-4s", "GBRG", "bilinear", 1.4e-3, 0.0050, 0.4, 2.0, 0.10, 0.8, 0.9, 78, "420"),
+    CameraSpec("iPhone-6", "BGGR", "bilinear", 4e-4, 0.0027, 0.6, 2.4, 0.20, 0.4, 0.8, 95, "444"),
+)
+
+
+Camera = int | CameraSpec  # an index into SYNTHETIC_CAMERAS, or a spec of one's own
+
+
+def _fill(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A flat colour, a gradient, a grating or a blotchy texture between two random colours."""
+    # Uniform in gamma-encoded values, then linearised: dark tones are common, as in photos.
+    first, second = (rng.uniform(0.03, 1.0, (2, 3)) ** 2.2).astype(np.float32)
+    # Mostly smooth fills, as in photos: they are where sensor noise and demosaicing show plainest.
+    kind = rng.choice(4, p=(0.35, 0.3, 0.15, 0.2))
+    if kind == 0:
+        return np.full((height, width, 3), first)
+    angle = rng.uniform(0, 2 * np.pi)
+    rows = np.arange(height, dtype=np.float32)[:, None] * np.float32(np.sin(angle))
+    along = np.arange(width, dtype=np.float32) * np.float32(np.cos(angle)) + rows
+    if kind == 1:
+        mix = (along - along.min()) / max(float(np.ptp(along)), 1.0)
+    elif kind == 2:
+        frequency, phase = rng.uniform((0.1, 0), (0.6, 2 * np.pi)).astype(np.float32)
+        mix = 0.5 + 0.5 * np.sin(along * frequency + phase)
+    else:
+        cell = int(rng.integers(6, 30))
+        coarse = rng.random((height // cell + 2, width // cell + 2), dtype=np.float32)
+        mix = np.clip(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC), 0, 1)
+    # Channel by channel: numpy broadcasting over a last axis of 3 is several times slower.
+    return cv2.merge([mix * np.float32(b - a) + np.float32(a) for a, b in zip(first, second, strict=True)])
+
+
+def _paint_shape(rng: np.random.Generator, image: np.ndarray) -> None:
+    """Blend one anti-aliased polygon or ellipse (some thin as a line) with a random fill into `image`."""
+    height, width = image.shape[:2]
+    centre = rng.uniform((0, 0), (width, height))
+    radius = width * np.exp(rng.uniform(np.log(0.02), np.log(0.4)))
+    if rng.random() < 0.5:  # polygon
+        angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 9))))
+        axes = radius * rng.uniform(0.4, 1.0, (angles.size, 1))
+    else:  # ellipse, down to a line half a pixel wide: sharp edges and thin lines
+        angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        axes = np.array([radius, np.exp(rng.uniform(np.log(0.5), np.log(radius)))])
+    local = axes * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    turn = rng.uniform(0, 2 * np.pi)
+    points = centre + local @ np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]])
+    left, top = np.maximum(np.floor(points.min(axis=0)).astype(int), 0)
+    right, bottom = np.minimum(np.ceil(points.max(axis=0)).astype(int) + 1, (width, height))
+    if right <= left or bottom <= top:
+        return
+    mask = np.zeros((bottom - top, right - left), np.uint8)
+    # 4 fractional bits: sub-pixel vertices give real anti-aliased edges.
+    cv2.fillPoly(mask, [np.round((points - (left, top)) * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
+    alpha, region = mask.astype(np.float32) / np.float32(255), image[top:bottom, left:right]
+    region[...] = cv2.blendLinear(_fill(rng, *mask.shape), region, alpha, 1 - alpha)
+
+
+def render_scene(scene_seed: int, width: int = 1024, height: int = 768) -> np.ndarray:
+    """A random linear-RGB float32 scene, highlights above 1.0 included; no camera parameter enters it."""
+    rng = np.random.default_rng([scene_seed, SCENE_STREAM])
+    scene = _fill(rng, height, width)
+    for _ in range(rng.integers(8, 30)):
+        _paint_shape(rng, scene)
+    shading = rng.uniform(0.5, 1.5, (3, 4)).astype(np.float32)  # uneven light, and exposure below
+    shading = cv2.resize(shading, (width, height), interpolation=cv2.INTER_CUBIC) * rng.uniform(0.6, 1.2)
+    scene *= shading[..., None]
+    # A little optical blur, so edges are band-limited as a lens makes them before the CFA samples.
+    return cv2.GaussianBlur(scene, (0, 0), rng.uniform(0.7, 1.2))
+
+
+DECOMPAND = ((np.arange(256) / 255.0) ** 2).astype(np.float32)
+TONE_STEPS = 4096  # the tone curve is a 12-bit lookup table, as in camera ISPs
+
+
+def develop(spec: CameraSpec, scene: np.ndarray, noise_seed: int) -> np.ndarray:
+    """What camera `spec` makes of linear `scene` before JPEG: RGB uint8."""
+    matrix = spec.colour_matrix
+    # The sensor sees desaturated colour (the inverse colour matrix), which the ISP undoes later.
+    sensor = np.clip(cv2.transform(scene, np.linalg.inv(matrix)), 0, 1)
+    mosaic = np.empty(scene.shape[:2], np.float32)
+    for phase, letter in enumerate(spec.cfa):
+        row, col = divmod(phase, 2)
+        mosaic[row::2, col::2] = sensor[row::2, col::2, "RGB".index(letter)]
+    noise = np.random.default_rng([noise_seed, NOISE_STREAM]).standard_normal(mosaic.shape, dtype=np.float32)
+    mosaic += np.sqrt(spec.shot_noise * mosaic + spec.read_noise**2) * noise
+    # 8-bit raw, as OpenCV's VNG needs; square-root companding keeps quantisation under shot noise.
+    raw = (np.sqrt(np.clip(mosaic, 0, 1)) * 255 + 0.5).astype(np.uint8)
+    code = getattr(cv2, f"COLOR_Bayer{spec.cfa}2RGB{DEMOSAIC_SUFFIX[spec.demosaic]}")
+    rgb = np.clip(cv2.transform(cv2.LUT(cv2.demosaicing(raw, code), DECOMPAND), matrix), 0, 1)
+    level = np.linspace(0, 1, TONE_STEPS, dtype=np.float32) ** np.float32(1 / spec.gamma)
+    curve = level + np.float32(spec.contrast) * (level * level * (3 - 2 * level) - level)  # S-curve blend
+    toned = curve[(rgb * (TONE_STEPS - 1) + 0.5).astype(np.int32)]
+    if spec.sharpen:
+        toned += spec.sharpen * (toned - cv2.GaussianBlur(toned, (0, 0), spec.sharpen_sigma))
+    return (np.clip(toned, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def encode_photo(camera: Camera, scene_seed: int, width: int = 1024, height: int = 768) -> bytes:
+    """The camera's JPEG file of scene `scene_seed`, as bytes."""
+    spec = camera if isinstance(camera, CameraSpec) else SYNTHETIC_CAMERAS[camera]
+    rgb = develop(spec, render_scene(scene_seed, width, height), scene_seed)
+    return cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), spec.jpeg_params)[1].tobytes()
+
+
+def render_photo(camera: Camera, scene_seed: int, width: int = 1024, height: int = 768) -> np.ndarray:
+    """The decoded pixels of `encode_photo`: HxWx3 RGB uint8."""
+    data = np.frombuffer(encode_photo(camera, scene_seed, width, height), np.uint8)
+    return to_rgb8(cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
+
+
+def _scene_seed(seed: int, split: int, camera: int, index: int) -> int:
+    # Hashed, so a photo keeps its scene when the counts change; the camera only picks a stream.
+    return int(np.random.SeedSequence([seed, split, camera, index]).generate_state(1, np.uint64)[0])
+
+
+def kaggle_crop_size(width: int, height: int) -> int:
+    """512, or less: all test crops share one size, as in Kaggle, so it must fit the smallest
+    manipulated frame (after resize0.5). 384 for 1024x768 frames; 512 needs a short side of 1024."""
+    small_height, small_width = resized_shape(height, width, min(RESIZE_FACTORS.values()))
+    return min(512, min(small_height, small_width) // 2 * 2)
+
+
+# One output file: a train frame (manipulation None) or a test crop; size is (width, height).
+Job = namedtuple("Job", "path camera scene_seed size manipulation", defaults=(None,))
+
+
+def plan(output: Path, images_per_camera: int, test_per_camera: int, width: int, height: int, seed: int):
+    """The jobs of a set, and its test rows (fname, camera, manipulation) sorted by fname."""
+    size, cameras = (width, height), len(KAGGLE_CAMERAS)
+    rng = np.random.default_rng([seed, 2])
+    # Random ids, so neither a file name nor the sorted order tells the camera.
+    ids = iter(rng.choice(16**7, size=test_per_camera * cameras, replace=False))
+    jobs, rows = [], []
+    for camera, name in enumerate(KAGGLE_CAMERAS):
+        for k in range(images_per_camera):
+            path = output / "train" / name / f"{name}_{k}.jpg"
+            jobs.append(Job(path, camera, _scene_seed(seed, 0, camera, k), size))
+        # Every other photo is manipulated, each camera's cycling through the eight manipulations,
+        # so every manipulation is used equally often (exactly, when 16 divides test_per_camera).
+        manipulations = iter(rng.permutation(np.resize(MANIPULATED, test_per_camera // 2)))
+        for k in range(test_per_camera):
+            manipulation = str(next(manipulations)) if k % 2 else "unaltered"
+            path = output / "test" / f"img_{next(ids):07x}_{'manip' if k % 2 else 'unalt'}.tif"
+            jobs.append(Job(path, camera, _scene_seed(seed, 1, camera, k), size, manipulation))
+            rows.append((path.name, name, manipulation))
+    return jobs, sorted(rows)
+
+
+def make_file(job: Job) -> None:
+    if job.manipulation is None:
+        write_bytes_atomic(job.path, encode_photo(job.camera, job.scene_seed, *job.size))
+    else:
+        # Kaggle's order: manipulate the whole decoded photo, then take the centre crop.
+        photo = apply(job.manipulation, render_photo(job.camera, job.scene_seed, *job.size))
+        write_image_atomic(job.path, center_crop(photo, kaggle_crop_size(*job.size)))
+
+
+def _run(jobs: list[Job], workers: int):
+    if workers <= 1:
+        yield from map(make_file, jobs)
+        return
+    # spawn, because forking a parent that runs OpenCV or torch threads can deadlock the child;
+    # one OpenCV thread per worker, as the workers already fill the cores.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        yield from pool.imap_unordered(make_file, jobs, chunksize=2)
+
+
+def is_complete(output: str | os.PathLike) -> bool:
+    """Whether `make_synthetic` finished writing the set in `output`."""
+    return (Path(output) / ".complete").is_file()
+
+
+def make_synthetic(
+    output: Path,
+    images_per_camera: int = 30,
+    test_per_camera: int = 48,
+    width: int = 1024,
+    height: int = 768,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write a Kaggle-shaped synthetic set into `output` and return it.
+
+    - ``train/<camera>/<camera>_<k>.jpg``: full frames, the camera's own JPEG bytes;
+    - ``test/img_<id>_unalt.tif`` / ``img_<id>_manip.tif``: lossless `kaggle_crop_size` centre crops
+      of further photos; every other photo of each camera is first manipulated whole;
+    - ``test_labels.csv`` (fname,camera) and ``test_manipulations.csv`` (fname,manipulation);
+    - ``.synthetic.json`` (counts, size, seed) first and ``.complete`` last.
+
+    A rerun skips the files already there, so an interrupted run can be finished; a folder made
+    with other settings is refused. The same settings give the same bytes.
+    """
+    output = Path(output)
+    if min(images_per_camera, test_per_camera, seed) < 0 or kaggle_crop_size(width, height) < 2:
+        raise ValueError("counts and seed must not be negative, and frames must be at least 4x4")
+    settings = json.dumps([images_per_camera, test_per_camera, width, height, seed]).encode()
+    settings_path = output / ".synthetic.json"
+    if settings_path.is_file() and settings_path.read_bytes() != settings:
+        raise ValueError(f"{output} holds a synthetic set made with other settings")
+    jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)
+    todo = [job for job in jobs if not job.path.exists()]
+    for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:
+        folder.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(settings_path, settings)
+    (output / ".complete").unlink(missing_ok=True)
+    done = _run(todo, min(workers or os.cpu_count() or 1, len(todo)))
+    if progress and tqdm is not None:
+        done = tqdm(done, total=len(todo), desc="synthetic photos", unit="photo")
+    for _ in done:
+        pass
+    # No CSV quoting needed: camera names and file names hold no commas or quotes.
+    for column, name in enumerate(("labels", "manipulations"), start=1):
+        text = "".join(f"{row[0]},{row[column]}\n" for row in [("fname", "camera", "manipulation"), *rows])
+        write_bytes_atomic(output / f"test_{name}.csv", text.encode())
+    (output / ".complete").write_bytes(b"")
+    return output

@@ -1,0 +1,137 @@
+"""Test-time augmentation: the crops taken of each test image, and the loader that yields them.
+
+Crops come from camlit.data.crops, on the image as camlit.imageio reads it for training. The loader
+serves both camlit.inference.predict's own loop and Lightning's `trainer.predict`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from camlit.data.crops import center_offset, crop, grid_offsets, random_offset
+from camlit.imageio import UnreadableImage, read_rgb, too_small_problem
+
+DEFAULT_CROP_SIZE = 224
+DEFAULT_CROPS = 10
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """Which test-time crops to take of each image.
+
+    Random (default): the centre crop, then `count - 1` crops at random even offsets drawn from a
+    generator seeded by (`seed`, image index), so a rerun gives the same crops. Grid: a
+    deterministic even grid of about `count` crops (fewer when the image is too small for them).
+    """
+
+    size: int = DEFAULT_CROP_SIZE
+    count: int = DEFAULT_CROPS
+    grid: bool = False
+    seed: int = 0
+
+    def offsets(self, height: int, width: int, index: int) -> list[tuple[int, int]]:
+        if self.grid:
+            return grid_offsets(height, width, self.size, self.count, even=True)
+        offsets = [center_offset(height, width, self.size)]
+        rng = np.random.default_rng((self.seed, index))
+        offsets += [random_offset(height, width, self.size, rng, even=True) for _ in range(self.count - 1)]
+        return offsets
+
+
+def image_crops(image: np.ndarray, plan: CropPlan, index: int) -> np.ndarray:
+    """HxWx3 -> (crops, 3, size, size) uint8, the crops of `plan` for the image at `index`."""
+    height, width = image.shape[:2]
+    crops = [crop(image, top, left, plan.size) for top, left in plan.offsets(height, width, index)]
+    return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))
+
+
+class CropBatch(NamedTuple):
+    """What the loader yields: crops of several images, the image index of each crop, the
+    (image index, reason) of each image in the batch that could not be used, and whether each
+    crop's image is manipulated (None when that is not known)."""
+
+    images: torch.Tensor
+    indices: torch.Tensor
+    problems: list[tuple[int, str]]
+    manipulated: torch.Tensor | None = None
+
+
+class PredictCrops(Dataset):
+    """Item i -> (the crops of image i as uint8 (n, 3, size, size), n copies of i, problem).
+
+    An unreadable (or too small) image gives no crops and the reason instead of raising, so one bad
+    file neither kills a loader worker nor stops the run.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        plan: CropPlan,
+        reader: Callable = read_rgb,
+        manipulated: Sequence[bool] | None = None,
+    ):
+        self.paths = [str(p) for p in paths]
+        self.plan = plan
+        self.reader = reader
+        self.manipulated = None if manipulated is None else torch.tensor(list(manipulated), dtype=torch.bool)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None]:
+        path = self.paths[index]
+        size = self.plan.size
+        try:
+            image = self.reader(path)
+            problem = too_small_problem(path, *image.shape[:2], size)
+            if problem:
+                raise UnreadableImage(problem)
+            crops = torch.from_numpy(image_crops(image, self.plan, index))
+        except UnreadableImage as error:
+            empty = torch.empty((0, 3, size, size), dtype=torch.uint8)
+            return empty, torch.empty(0, dtype=torch.long), (index, str(error))
+        return crops, torch.full((len(crops),), index, dtype=torch.long), None
+
+
+class CollateCrops:
+    """Concatenate the per-image crop stacks; keep the problems aside; look up each crop's flag."""
+
+    def __init__(self, manipulated: torch.Tensor | None = None):
+        self.manipulated = manipulated
+
+    def __call__(self, batch: list[tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None]]) -> CropBatch:
+        images, indices, problems = zip(*batch, strict=True)
+        indices = torch.cat(indices)
+        flags = None if self.manipulated is None else self.manipulated[indices]
+        return CropBatch(torch.cat(images), indices, [p for p in problems if p is not None], flags)
+
+
+def crop_loader(
+    paths: Sequence[str | os.PathLike],
+    plan: CropPlan,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    reader: Callable = read_rgb,
+    manipulated: Sequence[bool] | None = None,
+) -> DataLoader:
+    """Batches of about `batch_size` crops (whole images, at least one per batch), in path order.
+
+    Works for our own loop (predict_crops) and for Lightning's `trainer.predict(model, dataloaders=...)`,
+    whose CameraClassifier.predict_step returns the softmax of each crop.
+    """
+    dataset = PredictCrops(paths, plan, reader, manipulated)
+    return DataLoader(
+        dataset,
+        batch_size=max(1, batch_size // max(1, plan.count)),
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=CollateCrops(dataset.manipulated),
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -1,0 +1,295 @@
+"""CameraClassifier: the hand-built ResNet50 as a LightningModule."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from camlit.cameras import KAGGLE_CAMERAS
+from camlit.errors import CamlitError
+from camlit.models.filters import InputFilter, build_input_filter
+from camlit.models.resnet import STAGE_TABLES, build_resnet, load_pretrained
+from camlit.training.callbacks import record_nonfinite
+from camlit.training.metrics import UNALTERED, GroupedAccuracy, kaggle_weighted_accuracy
+from camlit.training.plots import confusion_matrix_image
+
+log = logging.getLogger(__name__)
+
+# ImageNet statistics, so that torchvision's pretrained weights see the inputs they were trained on.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class CameraClassifier(L.LightningModule):
+    """Which camera took this crop: a ResNet behind an optional forensic front end.
+
+    Args:
+        classes: class names in label order; set from the data's class list by the CLI.
+        arch: resnet50 (default), resnet101, resnet152, or resnet_tiny for tests and smoke runs.
+        input_filter: `none`, `highpass` (fixed RGB noise residual), `srm` (fixed SRM bank on luma,
+            which JPEG's chroma subsampling leaves intact) or `constrained` (Bayar & Stamm).
+        manipulation_flag: the head is told whether each crop is manipulated, as strong Kaggle
+            solutions fed the test file names' `_manip`/`_unalt`: manipulated crops are classified
+            by a head of their own on the shared features. Prediction then needs the flag.
+        optimizer: `adam` (the seed's) or `sgd` (with `momentum`, Nesterov).
+        schedule: `none`, `cosine` (with linear warmup) or `onecycle`; stepped every iteration.
+        warmup_epochs: linear warmup length for `cosine`, in epochs (fractions allowed).
+        pretrained: path to a torchvision ResNet state_dict, e.g. resnet50-11ad3fa6.pth.
+        stride_on_3x3: torchvision's v1.5 placement; False for the paper's (and the seed's).
+    """
+
+    def __init__(
+        self,
+        classes: list[str] = list(KAGGLE_CAMERAS),
+        arch: Literal["resnet50", "resnet101", "resnet152", "resnet_tiny"] = "resnet50",
+        input_filter: InputFilter = "none",
+        manipulation_flag: bool = False,
+        optimizer: Literal["adam", "sgd"] = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        schedule: Literal["none", "cosine", "onecycle"] = "none",
+        warmup_epochs: float = 0.0,
+        label_smoothing: float = 0.0,
+        pretrained: str | None = None,
+        stride_on_3x3: bool = True,
+        zero_init_residual: bool = False,
+        channels_last: bool = True,
+        compile: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if arch not in STAGE_TABLES:
+            raise CamlitError(f"--model.arch: unknown {arch!r}; choose from {', '.join(STAGE_TABLES)}")
+        if not classes:
+            raise CamlitError("--model.classes (set from --data.classes): empty class list")
+        for name, value, valid, rule in (
+            ("lr", lr, lr > 0, "above 0"),
+            ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),
+            ("momentum", momentum, 0 <= momentum < 1, "in [0, 1)"),
+            ("warmup_epochs", warmup_epochs, warmup_epochs >= 0, "0 or more"),
+            ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
+        ):
+            if not valid:
+                raise CamlitError(f"--model.{name} must be {rule}, got {value}")
+        self.classes = list(classes)
+        num_classes = len(classes)
+        self.input_filter = build_input_filter(input_filter, IMAGENET_STD)
+        self.net = build_resnet(
+            arch, num_classes=num_classes, stride_on_3x3=stride_on_3x3, zero_init_residual=zero_init_residual
+        )
+        # Concatenating a 0/1 flag to the pooled features before one linear layer would only shift
+        # the logits; a head per flag lets each group weigh the shared features its own way.
+        self.manipulated_fc = nn.Linear(self.net.fc.in_features, num_classes) if manipulation_flag else None
+        if pretrained:
+            load_pretrained(self.net, pretrained)
+        if compile:
+            self.net.compile()
+        self.register_buffer("mean", 255 * torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", 255 * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # validate_args would check the labels with torch.unique, a host sync on every step.
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_class_acc = MulticlassAccuracy(num_classes, average="none", validate_args=False)
+        self.val_loss = MeanMetric()
+        self.val_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        self.val_group_acc: GroupedAccuracy | None = None
+        self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
+        self.val_group_names: list[str] = []
+        # Whether each validation group (camlit.data.datasets.CenterCrops.group_names) is manipulated.
+        self.register_buffer("group_manipulated", torch.zeros(1, dtype=torch.bool), persistent=False)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = list(checkpoint.get("hyper_parameters", {}).get("classes", self.classes))
+        if saved != self.classes:
+            raise CamlitError(
+                f"the checkpoint was trained on classes {', '.join(saved)}; the data has {', '.join(self.classes)}"
+            )
+
+    def configure_model(self) -> None:
+        if self.hparams.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = list(getattr(datamodule, "val_group_names", []))
+        if names and names != self.val_group_names:
+            self.val_group_names = names
+            self.val_group_acc = GroupedAccuracy(len(names)).to(self.device)
+            self.group_manipulated = torch.tensor([name != UNALTERED for name in names], device=self.device)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW on the device -> normalised float, in channels_last when asked."""
+        x = (images.float() - self.mean) / self.std
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.input_filter(x)
+
+    def forward(self, images: torch.Tensor, manipulated: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits; `manipulated` (bool per image) is required by a manipulation-aware model."""
+        if self.manipulated_fc is None:
+            return self.net(self.preprocess(images))
+        if manipulated is None:
+            raise CamlitError(
+                "this model was trained with --model.manipulation_flag and needs to know "
+                "whether each image is manipulated"
+            )
+        features = self.net.forward_features(self.preprocess(images))
+        return torch.where(manipulated.view(-1, 1), self.manipulated_fc(features), self.net.fc(features))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels, manipulated = batch
+        if self.global_step == 0 and batch_idx == 0:
+            self.log_crop_grid(images)
+        logits = self(images, manipulated)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels, groups = batch
+        logits = self(images, self.group_manipulated[groups])
+        self.val_loss(F.cross_entropy(logits, labels), weight=len(labels))
+        predictions = logits.argmax(dim=1)
+        self.val_acc(predictions, labels)
+        self.val_class_acc(predictions, labels)
+        self.val_confusion(predictions, labels)
+        if self.val_group_acc is not None:
+            self.val_group_acc(predictions, labels, groups)
+        self.log("val/loss", self.val_loss, on_epoch=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        per_class = self.val_class_acc.compute()
+        self.log_dict({f"val/acc_class/{name}": acc for name, acc in zip(self.classes, per_class, strict=True)})
+        self.val_class_acc.reset()
+        if self.val_group_acc is not None:
+            per_group = {
+                name: float(acc)
+                # torchmetrics squeezes a one-group result to 0-d.
+                for name, acc in zip(self.val_group_names, self.val_group_acc.compute().reshape(-1), strict=True)
+                if not math.isnan(acc)
+            }
+            self.val_group_acc.reset()
+            if len(self.val_group_names) > 1:
+                self.log_dict({f"val/acc/{name}": acc for name, acc in per_group.items()})
+            weighted = kaggle_weighted_accuracy(per_group)
+            if weighted is not None:
+                self.log("val/acc_weighted", weighted)
+        matrix = self.val_confusion.compute().cpu().numpy()
+        self.val_confusion.reset()
+        experiment = self.tensorboard()
+        if experiment is not None and not self.trainer.sanity_checking:
+            picture = confusion_matrix_image(matrix, self.classes)
+            experiment.add_image("val/confusion_matrix", picture, self.global_step, dataformats="HWC")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """Softmax per crop; a batch is camlit.inference.tta's CropBatch (crops, image index, problems, flags)."""
+        if isinstance(batch, torch.Tensor):
+            return self(batch).float().softmax(dim=1)
+        manipulated = getattr(batch, "manipulated", None)
+        return self(batch[0], manipulated).float().softmax(dim=1)
+
+    def log_crop_grid(self, images: torch.Tensor, count: int = 16) -> None:
+        experiment = self.tensorboard()
+        if experiment is None:
+            return
+        crops = images[:count].detach().cpu()
+        side = math.ceil(math.sqrt(len(crops)))
+        height, width = crops.shape[2:]
+        grid = torch.zeros(3, side * height, side * width, dtype=torch.uint8)
+        for index, crop in enumerate(crops):
+            row, col = divmod(index, side)
+            grid[:, row * height : (row + 1) * height, col * width : (col + 1) * width] = crop
+        experiment.add_image("train/crops", grid, self.global_step)
+
+    def tensorboard(self):
+        logger = self.logger
+        experiment = getattr(logger, "experiment", None) if logger is not None else None
+        return experiment if hasattr(experiment, "add_image") else None
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, parameter in self.named_parameters():
+            # Weight decay on batch-norm scales and biases only hurts (timm, torchvision references).
+            (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if hp.optimizer == "adam":
+            optimizer = torch.optim.AdamW(groups, lr=hp.lr) if hp.weight_decay else torch.optim.Adam(groups, lr=hp.lr)
+        elif hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
+        else:
+            raise CamlitError(f"--model.optimizer: unknown {hp.optimizer!r}; choose adam or sgd")
+        if hp.schedule == "none":
+            return optimizer
+        scheduler = self.build_scheduler(optimizer, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, total: int):
+        hp = self.hparams
+        if hp.schedule == "cosine":
+            steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
+            warmup = min(total - 1, int(hp.warmup_epochs * steps_per_epoch))
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(total, warmup))
+        if hp.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
+        raise CamlitError(f"--model.schedule: unknown {hp.schedule!r}; choose none, cosine or onecycle")
+
+    def on_train_start(self) -> None:
+        """A resumed run whose length changed (`--resume ... --trainer.max_epochs N`) gets its
+        schedule planned again over the new length, from the step it stopped at; the restored one
+        would end where the old run did (LR 0 from there on, or OneCycleLR's step-past-end error)."""
+        if self.hparams.schedule == "none" or not self.trainer.lr_scheduler_configs:
+            return
+        config = self.trainer.lr_scheduler_configs[0]
+        total = int(self.trainer.estimated_stepping_batches)
+        planned = planned_steps(config.scheduler)
+        if planned == total:
+            return
+        step = config.scheduler.last_epoch
+        scheduler = self.build_scheduler(config.scheduler.optimizer, total)
+        scheduler.last_epoch = step - 1
+        with warnings.catch_warnings():
+            # This step only moves the new schedule to where the run is; no optimizer step is skipped.
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()` before", UserWarning)
+            scheduler.step()
+        config.scheduler = scheduler
+        log.info(
+            "%s schedule planned again: %d steps instead of %d, continuing at step %d",
+            self.hparams.schedule,
+            total,
+            planned,
+            step,
+        )
+
+
+def planned_steps(scheduler) -> int:
+    if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        return scheduler.total_steps
+    return scheduler.lr_lambdas[0].total
+
+
+class CosineWithWarmup:
+    """LR factor: linear from 0 over `warmup` steps, then half a cosine to 0 at `total`."""
+
+    def __init__(self, total: int, warmup: int):
+        self.total, self.warmup = max(1, total), max(0, warmup)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,0 +1,124 @@
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, add_unusable_files, epoch_batches, random_image, write_image
+from conftest import make_datamodule as make
+
+import camlit.data.cache
+import camlit.data.datamodule
+from camlit.data.cache import build_cache, open_cache
+from camlit.data.datamodule import CameraDataModule
+from camlit.data.samples import scan
+from camlit.imageio import read_rgb
+
+
+def paths_of(root):
+    return [s.path for s in scan(root, CLASSES)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_cache_gives_the_same_crops_as_decoding(flat_tree, tmp_path, workers):
+    options = dict(crops_per_image=2, manipulation_p=0.5, val_manipulations=["jpeg70", "resize0.5", "gamma0.8"])
+    decoding = make(flat_tree, **options)
+    cached = make(flat_tree, cache_dir=str(tmp_path / "cache"), num_workers=workers, **options)
+    assert cached.cache is not None and decoding.cache is None
+    for epoch in (0, 1):
+        for (a, la), (b, lb) in zip(epoch_batches(decoding, epoch), epoch_batches(cached, epoch), strict=True):
+            assert torch.equal(a, b) and torch.equal(la, lb)
+    assert len(decoding.val_set) == len(cached.val_set) > 0
+    for index in range(len(decoding.val_set)):
+        (a, label_a, group_a), (b, label_b, group_b) = decoding.val_set[index], cached.val_set[index]
+        assert torch.equal(a, b) and (label_a, group_a) == (label_b, group_b)
+
+
+def test_reader_gives_a_read_only_view_of_the_decoded_pixels(flat_tree, tmp_path):
+    paths = paths_of(flat_tree)
+    cache = build_cache(tmp_path / "cache", paths, 32)
+    for path in paths:
+        image = cache(path)
+        assert np.array_equal(image, read_rgb(path)) and not image.flags.writeable
+        # A crop shares the mapped memory: nothing beyond it is copied until the batch is stacked.
+        assert np.shares_memory(image[2:10, 4:12], cache.data)
+
+
+def test_an_unchanged_cache_is_not_rebuilt(flat_tree, tmp_path, monkeypatch):
+    paths = paths_of(flat_tree)
+    build_cache(tmp_path / "cache", paths, 32)
+    monkeypatch.setattr(camlit.data.cache, "decode_chunk", pytest.fail)
+    # Neither the order nor a file listed twice (train_dir given as val_dir too) changes the key.
+    assert build_cache(tmp_path / "cache", list(reversed(paths)) + paths, 32) is not None
+
+
+def test_a_changed_source_file_rebuilds_the_cache(flat_tree, tmp_path):
+    cache_dir = tmp_path / "cache"
+    first = make(flat_tree, cache_dir=str(cache_dir))
+    path = first.train_set.samples[0].path
+    old_data = first.cache.data_path
+    new_pixels = random_image(np.random.default_rng(7))
+    write_image(Path(path), new_pixels)
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert open_cache(cache_dir, paths_of(flat_tree), 32) is None
+    second = make(flat_tree, cache_dir=str(cache_dir))
+    assert np.array_equal(second.cache(path), new_pixels)
+    assert second.cache.data_path != old_data and not old_data.exists()
+    # The crop size decides which images are too small, so it is part of the key as well.
+    assert open_cache(cache_dir, paths_of(flat_tree), 16) is None
+
+
+def test_an_interrupted_build_is_never_used(flat_tree, tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    paths = paths_of(flat_tree)
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(camlit.data.cache, "write_index", die)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(cache_dir, paths, 32)
+    monkeypatch.undo()
+    # The data file is complete but has no index, as after a kill between the two renames.
+    assert any(p.name.startswith("images-") for p in cache_dir.iterdir())
+    assert open_cache(cache_dir, paths, 32) is None
+    # A kill during the data write leaves only a temporary file.
+    (cache_dir / ".images-0123.u8.tmp99").write_bytes(b"partial")
+    cache = build_cache(cache_dir, paths, 32)
+    assert np.array_equal(cache(paths[0]), read_rgb(paths[0]))
+    assert sorted(p.name for p in cache_dir.iterdir() if ".tmp" in p.name) == []
+    # A data file shorter than its index says (a torn copy of the folder) is refused, then rebuilt.
+    with open(cache.data_path, "r+b") as data:
+        data.truncate(100)
+    assert open_cache(cache_dir, paths, 32) is None
+    assert np.array_equal(build_cache(cache_dir, paths, 32)(paths[-1]), read_rgb(paths[-1]))
+
+
+def test_unusable_files_reported_from_the_cache(flat_tree, tmp_path, caplog, monkeypatch):
+    add_unusable_files(flat_tree / "HTC-1-M7")
+    datamodule = CameraDataModule(
+        str(flat_tree), classes=CLASSES, crop_size=32, num_workers=2, synthetic_root=None, cache_dir=str(tmp_path / "c")
+    )
+    datamodule.prepare_data()
+    # setup must take the verdicts from the index instead of decoding every file again.
+    monkeypatch.setattr(camlit.data.datamodule, "check_images", pytest.fail)
+    with caplog.at_level(logging.WARNING):
+        datamodule.setup("fit")
+    for name in ("zero.jpg", "text.jpg", "tiny.png", "gray.png"):
+        assert sum(name in r.getMessage() for r in caplog.records) == 1, name
+    assert "smaller than the 32x32 crop" in caplog.text and "grayscale" in caplog.text
+    assert "skipped 4 unusable image(s)" in caplog.text
+    assert len(datamodule.train_set) + len({i[0] for i in datamodule.val_set.items}) == 18
+
+
+def test_setup_without_prepare_data_decodes_and_says_so(flat_tree, tmp_path, caplog):
+    datamodule = CameraDataModule(
+        str(flat_tree), classes=CLASSES, crop_size=32, num_workers=0, synthetic_root=None, cache_dir=str(tmp_path / "c")
+    )
+    with caplog.at_level(logging.WARNING):
+        datamodule.setup("fit")
+    assert datamodule.cache is None and "run prepare_data" in caplog.text
+    crop, _ = datamodule.train_set[(0, 0, 0)]
+    assert crop.shape == (3, 32, 32)

@@ -1,0 +1,182 @@
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, add_unusable_files, epoch_batches, random_image
+from conftest import make_datamodule as make
+
+from camlit.data.crops import center_crop
+from camlit.data.datamodule import CameraDataModule
+from camlit.data.datasets import EpochSampler, random_train_crop
+from camlit.data.samples import DataError
+from camlit.imageio import read_rgb
+
+
+def test_train_batches_are_uint8_chw_crops(flat_tree):
+    datamodule = make(flat_tree, crops_per_image=2, batch_size=4)
+    images, labels, manipulated = next(iter(datamodule.train_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
+    assert labels.dtype == torch.long
+    assert manipulated.dtype == torch.bool and not manipulated.any()
+
+
+def test_crops_per_image_and_load_ratio_counts(flat_tree):
+    datamodule = make(flat_tree, crops_per_image=2, load_ratio=0.5, batch_size=2, val_fraction=0.34)
+    train_images = len(datamodule.train_set)
+    assert train_images == 12  # 4 of 6 photos per class
+    batches = epoch_batches(datamodule, 0)
+    labels = torch.cat([b[1] for b in batches])
+    assert len(labels) == 3 * 2 * 2  # 3 classes x round(0.5 x 4) images x 2 crops
+    assert torch.bincount(labels).tolist() == [4, 4, 4]
+
+
+def test_load_ratio_draws_a_new_subset_each_epoch():
+    sampler = EpochSampler([0] * 20 + [1] * 20, load_ratio=0.25, seed=0)
+    subsets = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        drawn = list(sampler)
+        assert all(e == epoch and k == 0 for _, e, k in drawn)
+        indices = [i for i, _, _ in drawn]
+        assert len(indices) == 10 == len(sampler) and len(set(indices)) == 10
+        assert sum(i < 20 for i in indices) == 5
+        subsets.append(sorted(indices))
+    assert subsets[0] != subsets[1] != subsets[2]
+    sampler.set_epoch(1)
+    assert sorted(i for i, _, _ in sampler) == subsets[1]
+
+
+def test_crops_of_one_image_are_spread_over_the_epoch():
+    sampler = EpochSampler([0] * 10 + [1] * 10, seed=0, crops_per_image=3)
+    drawn = list(sampler)
+    assert len(drawn) == len(sampler) == 60
+    assert sorted((i, k) for i, _, k in drawn) == [(i, k) for i in range(20) for k in range(3)]
+    first_positions = [next(p for p, (i, _, _) in enumerate(drawn) if i == index) for index in range(20)]
+    assert max(first_positions) > 20  # not all crops of an image back to back
+
+
+def test_same_samples_for_any_worker_count(flat_tree):
+    serial = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=0), 1)
+    parallel = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=2), 1)
+    assert len(serial) == len(parallel)
+    for first, second in zip(serial, parallel, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    other_epoch = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=0), 2)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(serial, other_epoch, strict=False))
+
+
+def test_train_crops_come_from_the_image_on_even_offsets(flat_tree):
+    datamodule = make(flat_tree, crops_per_image=3, batch_size=6)
+    sample = datamodule.train_set.samples[0]
+    image = read_rgb(sample.path)
+    crops = [datamodule.train_set[(0, 0, k)][0].permute(1, 2, 0).numpy() for k in range(3)]
+    assert not np.array_equal(crops[0], crops[1]) or not np.array_equal(crops[1], crops[2])
+    for crop in crops:
+        hits = [
+            (top, left)
+            for top in range(0, 64 - 31)
+            for left in range(0, 80 - 31)
+            if np.array_equal(image[top : top + 32, left : left + 32], crop)
+        ]
+        assert hits and all(top % 2 == 0 and left % 2 == 0 for top, left in hits)
+
+
+def test_validation_is_the_exact_centre_crop(flat_tree):
+    datamodule = make(flat_tree)
+    image, label, group = datamodule.val_set[0]
+    sample = datamodule.val_set.items[0][0]
+    assert np.array_equal(image.permute(1, 2, 0).numpy(), center_crop(read_rgb(sample.path), 32))
+    assert label == sample.label and datamodule.val_group_names[group] == "unaltered"
+
+
+def test_validation_expanded_with_manipulations(flat_tree):
+    datamodule = make(flat_tree, val_manipulations=["jpeg70", "resize0.5"], crop_size=16)
+    assert datamodule.val_group_names == ["unaltered", "jpeg70", "resize0.5"]
+    assert len(datamodule.val_set) == 3 * len({item[0] for item in datamodule.val_set.items})
+    groups = [datamodule.val_set[i][2] for i in range(3)]
+    assert groups == [0, 1, 2]
+
+
+def test_manipulation_layout_groups_in_validation(manipulation_tree):
+    datamodule = make(manipulation_tree, val_fraction=0.25)
+    assert datamodule.val_group_names == ["unaltered", "jpeg70", "gamma0.8"]
+    val_photos = {item[0].photo for item in datamodule.val_set.items}
+    assert val_photos.isdisjoint({s.photo for s in datamodule.train_set.samples})
+
+
+def test_on_the_fly_manipulation_gives_full_size_crops():
+    rng = np.random.default_rng(0)
+    image = random_image(rng, 160, 160)
+    crops = [random_train_crop(image, 32, rng, manipulation_p=1.0)[0] for _ in range(50)]
+    assert all(c.shape == (32, 32, 3) and c.dtype == np.uint8 for c in crops)
+    plain = [random_train_crop(image, 32, np.random.default_rng(1), manipulation_p=0.0)[0] for _ in range(5)]
+    offsets = [(top, left) for top in range(0, 129, 2) for left in range(0, 129, 2)]
+    assert all(any(np.array_equal(p, image[t : t + 32, x : x + 32]) for t, x in offsets) for p in plain)
+
+
+def test_on_the_fly_manipulation_spares_prepared_manipulations(manipulation_tree):
+    plain = make(manipulation_tree, val_fraction=0.25).train_set
+    augmented = make(manipulation_tree, val_fraction=0.25, manipulation_p=1.0).train_set
+    changed = {"unaltered": 0, "jpeg70": 0, "gamma0.8": 0}
+    for index, sample in enumerate(plain.samples):
+        changed[sample.manipulation] += not torch.equal(plain[index, 0, 0][0], augmented[index, 0, 0][0])
+    assert changed["jpeg70"] == changed["gamma0.8"] == 0
+    assert changed["unaltered"] == sum(s.manipulation == "unaltered" for s in plain.samples)
+
+
+def test_a_training_crops_flag_matches_its_manipulation(manipulation_tree):
+    """Prepared manipulation folders are flagged; on-the-fly manipulation flags exactly the crops
+    whose pixels it changed, and the weights choose which manipulations it draws."""
+    train_set = make(manipulation_tree, val_fraction=0.25, manipulation_p=0.5).train_set
+    flags = {"unaltered": [], "jpeg70": [], "gamma0.8": []}
+    for index, sample in enumerate(train_set.samples):
+        photo = torch.from_numpy(read_rgb(sample.path)).permute(2, 0, 1)
+        windows = photo.unfold(1, 32, 2).unfold(2, 32, 2)  # every even-offset 32 px crop
+        for crop in range(4):
+            image, label, manipulated = train_set[index, 0, crop]
+            assert label == sample.label
+            if sample.manipulation == "unaltered":
+                untouched = (windows == image[:, None, None]).flatten(3).all(3).all(0).any()
+                assert manipulated != bool(untouched)
+            flags[sample.manipulation].append(manipulated)
+    assert all(flags["jpeg70"]) and all(flags["gamma0.8"])
+    assert 0 < sum(flags["unaltered"]) < len(flags["unaltered"])
+    rng = np.random.default_rng(0)
+    image = random_image(rng, 160, 160)
+    only = [random_train_crop(image, 32, rng, manipulation_p=1.0, weights=[1.0] + [0.0] * 7)[1] for _ in range(20)]
+    assert only == ["jpeg70"] * 20
+
+
+def test_manipulation_ramp_and_weights_are_checked(flat_tree):
+    datamodule = make(flat_tree, manipulation_p=0.8, manipulation_ramp_epochs=4)
+    assert [datamodule.train_set.manipulation_p_at(epoch) for epoch in (0, 1, 3, 9)] == pytest.approx(
+        [0.2, 0.4, 0.8, 0.8]
+    )
+    with pytest.raises(DataError, match="manipulation_weights: unknown manipulation 'jpeg50'"):
+        CameraDataModule(str(flat_tree), manipulation_weights={"jpeg50": 1.0})
+
+
+def test_unusable_files_skipped_and_named(flat_tree, caplog):
+    add_unusable_files(flat_tree / "HTC-1-M7")
+    with caplog.at_level(logging.WARNING):
+        datamodule = make(flat_tree)
+    for name in ("zero.jpg", "text.jpg", "tiny.png", "gray.png"):
+        assert sum(name in r.getMessage() for r in caplog.records) == 1, name
+    assert "skipped 4 unusable image(s)" in caplog.text
+    assert len(datamodule.train_set) + len({i[0] for i in datamodule.val_set.items}) == 18
+
+
+def test_configuration_errors(flat_tree, tmp_path, caplog):
+    with pytest.raises(DataError, match="unknown 'jpeg50'"):
+        CameraDataModule(str(flat_tree), val_manipulations=["jpeg50"])
+    with pytest.raises(DataError, match="no such data folder; run the demo"):
+        make(tmp_path / "absent")
+    with pytest.raises(DataError, match="no usable images for class Sony-NEX-7"):
+        make(flat_tree, classes=CLASSES + ["Sony-NEX-7"])
+    with (
+        caplog.at_level(logging.WARNING),
+        pytest.raises(DataError, match="crop_size 100 is larger than every image in"),
+    ):
+        make(flat_tree, crop_size=100)
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]

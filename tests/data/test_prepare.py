@@ -1,0 +1,276 @@
+"""Data preparation: layout, crops equal to manipulate-then-crop, resuming, failures, the script."""
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import camlit.data.prepare
+from camlit.data.crops import center_offset, tile_offsets
+from camlit.data.manipulations import MANIPULATIONS, apply
+from camlit.data.prepare import PrepareError, header_shape, manipulated_crops, prepare_dataset
+from camlit.imageio import read_rgb
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "prepare_data.py"
+SUBSET = ["unaltered", "jpeg70", "resize0.5", "resize1.5", "gamma1.2"]
+
+
+def photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Noise over a coarse pattern: noise is where a misplaced JPEG block or resize tap shows."""
+    coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+    base = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.add(base, rng.integers(0, 40, (height, width, 3), dtype=np.uint8))
+
+
+def write(path: Path, rgb: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), rgb[..., ::-1])
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """2 cameras x 2 photos of 1100x700: JPEGs (one .JPG), a PNG of odd size, and a non-image."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "train"
+    write(root / "Cam-A" / "a0.jpg", photo(rng, 700, 1100))
+    write(root / "Cam-A" / "a1.JPG", photo(rng, 700, 1100))
+    write(root / "Cam-B" / "b0.jpg", photo(rng, 700, 1100))
+    write(root / "Cam-B" / "b1.png", photo(rng, 701, 1101))
+    (root / "Cam-B" / "notes.txt").write_text("not a photo")
+    return root
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def script_main():
+    """`main` of scripts/prepare_data.py, loaded in this process."""
+    spec = importlib.util.spec_from_file_location("prepare_data", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+
+
+def test_layout_and_counts(photos, tmp_path):
+    out = tmp_path / "out"
+    summary = prepare_dataset(photos, out, manipulations=SUBSET, size=256, workers=1, progress=False)
+    expected = {
+        f"{m}/{cam}/{stem}.png"
+        for m in SUBSET
+        for cam, stem in [("Cam-A", "a0"), ("Cam-A", "a1"), ("Cam-B", "b0"), ("Cam-B", "b1")]
+    }
+    assert set(files(out)) == expected
+    assert (summary.photos, summary.written, summary.skipped, summary.failed) == (4, 20, 0, 0)
+    assert all(read_rgb(out / name).shape == (256, 256, 3) for name in expected)
+
+
+@pytest.mark.parametrize("tiles", ["center", 3])
+def test_outputs_equal_manipulated_full_frame_then_crop(photos, tmp_path, tiles):
+    out = tmp_path / "out"
+    # Two processes, so the worker pool is exercised too.
+    summary = prepare_dataset(photos, out, tiles=tiles, size=256, workers=2, progress=False)
+    assert summary.failed == 0 and not summary.too_small
+    count = 0
+    for source in [photos / "Cam-A" / "a0.jpg", photos / "Cam-B" / "b1.png"]:
+        image = read_rgb(source)
+        for name in MANIPULATIONS:
+            full = apply(name, image)
+            if tiles == "center":
+                offsets, names = [center_offset(*full.shape[:2], 256)], [f"{source.stem}.png"]
+            else:
+                offsets = tile_offsets(*full.shape[:2], 256, tiles)
+                names = [f"{source.stem}_t{k}.png" for k in range(len(offsets))]
+            for (top, left), file in zip(offsets, names, strict=True):
+                written = read_rgb(out / name / source.parent.name / file)
+                np.testing.assert_array_equal(written, full[top : top + 256, left : left + 256], err_msg=file)
+                count += 1
+            assert not (out / name / source.parent.name / f"{source.stem}_t{len(offsets)}.png").exists()
+    assert count == (18 if tiles == "center" else 2 * 8 * 3 + 2 * 2)  # resize0.5 leaves room for 2 tiles
+
+
+@pytest.mark.parametrize("use_ipp", [True, False])
+@pytest.mark.parametrize("shape", [(700, 1100), (701, 1099), (1224, 1632)])
+def test_windowed_manipulation_is_bit_identical(shape, use_ipp):
+    # Windows well inside larger frames, and OpenCV's own resize as well as IPP's where present.
+    image = photo(np.random.default_rng(1), *shape)
+    previous = cv2.ipp.useIPP()
+    cv2.ipp.setUseIPP(use_ipp)
+    try:
+        for name in MANIPULATIONS:
+            full = apply(name, image)
+            for size, offsets in [
+                (128, [center_offset(*full.shape[:2], 128)]),
+                (64, tile_offsets(*full.shape[:2], 64, 5)),
+            ]:
+                crops = manipulated_crops(name, image, offsets, size)
+                for (top, left), crop in zip(offsets, crops, strict=True):
+                    expected = full[top : top + size, left : left + size]
+                    np.testing.assert_array_equal(crop, expected, err_msg=name)
+    finally:
+        cv2.ipp.setUseIPP(previous)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "size", "count"),
+    [
+        (700, 1100, 256, 10),
+        (701, 1101, 256, 3),
+        (3000, 4000, 512, 100),
+        (3000, 4000, 512, 4),
+        (513, 512, 512, 9),
+    ],
+)
+def test_tile_offsets_inside_even_and_disjoint(height, width, size, count):
+    offsets = tile_offsets(height, width, size, count)
+    assert len(offsets) == min(count, (height // size) * (width // size))
+    covered = np.zeros((height, width), np.uint8)
+    for top, left in offsets:
+        assert top % 2 == 0 and left % 2 == 0
+        assert 0 <= top and top + size <= height and 0 <= left and left + size <= width
+        covered[top : top + size, left : left + size] += 1
+    assert covered.max() == 1
+
+
+def test_resume_after_partial_output(photos, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    prepare_dataset(photos, out, tiles=2, manipulations=SUBSET, size=256, workers=1, progress=False)
+    complete = files(out)
+    (out / "jpeg70" / "Cam-A" / "a0_t1.png").unlink()
+    (out / "resize1.5" / "Cam-B" / "b1_t0.png").unlink()
+    (out / "unaltered" / "Cam-B" / ".b0_t0.png.tmp4242").write_bytes(b"half a png")
+    decoded = []
+    monkeypatch.setattr(camlit.data.prepare, "read_rgb", lambda path: decoded.append(path) or read_rgb(path))
+    summary = prepare_dataset(photos, out, tiles=2, manipulations=SUBSET, size=256, workers=1, progress=False)
+    assert files(out) == complete
+    assert (summary.written, summary.skipped) == (2, 2)
+    assert sorted(p.name for p in decoded) == ["a0.jpg", "b1.png"]  # complete photos are not decoded
+    decoded.clear()
+    summary = prepare_dataset(photos, out, tiles=2, manipulations=SUBSET, size=256, workers=1, progress=False)
+    assert (summary.written, summary.skipped, decoded) == (0, 4, [])
+
+
+def test_killed_run_resumes(tmp_path):
+    rng = np.random.default_rng(2)
+    source = tmp_path / "train"
+    for k in range(12):
+        write(source / f"Cam-{k % 2}" / f"p{k:02}.jpg", photo(rng, 600, 800))
+    out = tmp_path / "out"
+    args = ["--input", str(source), "--output", str(out), "--tiles", "4", "--size", "128"]
+    # Its own session, so that the kill reaches the two worker processes as well.
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args, "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 20
+    while not any(out.rglob("*.png")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    expected = 9 * 12 * 4
+    assert 0 < len(list(out.rglob("*.png"))) < expected
+    result = run_script(*args, "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    reference = tmp_path / "reference"
+    prepare_dataset(source, reference, tiles=4, size=128, workers=1, progress=False)
+    assert len(files(reference)) == expected
+    assert files(out) == files(reference)  # same names and bytes, no temporary files
+
+
+def test_unreadable_and_colliding_inputs_are_listed(photos, tmp_path, capsys):
+    (photos / "Cam-A" / "broken.jpg").write_bytes(b"not a JPEG " * 50)
+    (photos / "Cam-A" / "empty.png").write_bytes(b"")
+    write(photos / "Cam-B" / "b0.png", photo(np.random.default_rng(3), 300, 300))
+    out = tmp_path / "out"
+    summary = script_main()(
+        [
+            "--input",
+            str(photos),
+            "--output",
+            str(out),
+            "--manipulations",
+            "unaltered",
+            "--size",
+            "256",
+            "--workers",
+            "1",
+        ]
+    )
+    assert (summary.photos, summary.written, summary.failed) == (7, 4, 3)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if "broken.jpg" in line or "empty.png" in line or "b0.png" in line] == [
+        f"failed: {line}" for line in summary.failures
+    ]
+    assert "3 failed" in lines[-1]
+    assert sorted(p.name for p in out.rglob("*.png")) == ["a0.png", "a1.png", "b0.png", "b1.png"]
+
+
+def test_too_small_outputs_are_listed_and_not_retried(tmp_path, monkeypatch):
+    source = tmp_path / "train"
+    write(source / "Cam" / "small.jpg", photo(np.random.default_rng(4), 400, 600))
+    kwargs = dict(manipulations=["unaltered", "resize0.5"], size=256, workers=1, progress=False)
+    summary = prepare_dataset(source, tmp_path / "out", **kwargs)
+    assert summary.written == 1 and len(summary.too_small) == 1 and "resize0.5" in summary.too_small[0]
+    monkeypatch.setattr(camlit.data.prepare, "read_rgb", lambda path: pytest.fail(f"{path} decoded again"))
+    assert prepare_dataset(source, tmp_path / "out", **kwargs).skipped == 1
+
+
+def test_header_shape(tmp_path):
+    image = photo(np.random.default_rng(5), 37, 53)
+    for suffix in (".jpg", ".png"):
+        assert header_shape(write(tmp_path / f"x{suffix}", image)) == (37, 53)
+    assert header_shape(write(tmp_path / "x.bmp", image)) is None
+    (tmp_path / "zero.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x00")  # a segment length of 0
+    assert header_shape(tmp_path / "zero.jpg") is None
+
+
+def test_bad_manipulation_name_exits_2_with_one_line(photos, tmp_path):
+    result = run_script("--input", str(photos), "--output", str(tmp_path / "out"), "--manipulations", "jpeg70,jpeg50")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "'jpeg50'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty", "no-images"])
+def test_missing_or_empty_input(tmp_path, layout, capsys):
+    source = tmp_path / "train"
+    if layout != "missing":
+        source.mkdir()
+    if layout == "no-images":
+        (source / "Cam").mkdir()
+        (source / "Cam" / "notes.txt").write_text("")
+    with pytest.raises(ValueError) as error_info:
+        prepare_dataset(source, tmp_path / "out", progress=False)
+    assert isinstance(error_info.value, PrepareError)
+    with pytest.raises(SystemExit) as exit_info:
+        script_main()(["--input", str(source), "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and str(source) in error[0]
+
+
+def test_unknown_manipulation_is_one_line(photos, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        script_main()(["--input", str(photos), "--output", str(tmp_path / "out"), "--manipulations", "jpeg70,jpeg50"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --manipulations: unknown 'jpeg50'; choose from unaltered, jpeg70, jpeg90, resize0.5, resize0.8, "
+        "resize1.5, resize2.0, gamma0.8, gamma1.2"
+    ]
+    assert not (tmp_path / "out").exists()

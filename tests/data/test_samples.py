@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+from conftest import CLASSES, random_image, write_image
+
+from camlit.data.samples import DataError, check_images, scan, split_by_photo
+from camlit.imageio import UnreadableImage, read_rgb
+
+
+def test_flat_layout_labels_follow_class_list_not_folder_order(flat_tree):
+    reordered = [CLASSES[2], CLASSES[0], CLASSES[1], "Sony-NEX-7"]
+    samples = scan(flat_tree, reordered)
+    assert len(samples) == 18
+    for sample in samples:
+        assert reordered[sample.label] in sample.path
+        assert sample.manipulation == "unaltered"
+
+
+def test_manipulation_layout_keeps_manipulation_and_photo(manipulation_tree):
+    samples = scan(manipulation_tree, CLASSES)
+    assert len(samples) == 3 * 3 * 4
+    assert {s.manipulation for s in samples} == {"unaltered", "jpeg70", "gamma0.8"}
+    assert len({s.photo for s in samples}) == 12
+
+
+def test_extensions_any_case_and_other_files_ignored(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a.JPG", "b.jpeg", "c.PNG", "d.tif", "e.TIFF", "f.bmp"):
+        write_image(tmp_path / "HTC-1-M7" / name, random_image(rng))
+    (tmp_path / "HTC-1-M7" / "notes.txt").write_text("hello")
+    (tmp_path / "HTC-1-M7" / "g.gif").write_bytes(b"GIF89a")
+    names = sorted(s.path.rsplit("/", 1)[1] for s in scan(tmp_path, CLASSES))
+    assert names == ["a.JPG", "b.jpeg", "c.PNG", "d.tif", "e.TIFF", "f.bmp"]
+
+
+def test_bad_roots(tmp_path):
+    with pytest.raises(DataError, match="no such data folder"):
+        scan(tmp_path / "absent", CLASSES)
+    with pytest.raises(DataError, match="no class or manipulation folders"):
+        scan(tmp_path, CLASSES)
+    (tmp_path / "HTC-1-M7").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        scan(tmp_path, CLASSES)
+    other = tmp_path / "other"
+    write_image(other / "unaltered" / "Nokia-3310" / "x.png", random_image(np.random.default_rng(0)))
+    with pytest.raises(DataError, match="'Nokia-3310' is not in the class list"):
+        scan(other, CLASSES)
+
+
+def test_split_grouped_by_photo_and_stratified(manipulation_tree):
+    samples = scan(manipulation_tree, CLASSES)
+    train, val = split_by_photo(samples, 0.25, seed=3)
+    assert {s.photo for s in train}.isdisjoint({s.photo for s in val})
+    assert len(train) + len(val) == len(samples)
+    for label in range(3):  # 4 photos per class, 25% -> exactly one photo (3 manipulations) in val
+        assert sum(s.label == label for s in val) == 3
+    assert split_by_photo(samples, 0.25, seed=3) == (train, val)
+    assert split_by_photo(samples, 0.25, seed=4) != (train, val)
+
+
+def test_tiles_of_one_photo_stay_together(tmp_path):
+    rng = np.random.default_rng(0)
+    for k in range(10):
+        for t in range(3):
+            write_image(tmp_path / "HTC-1-M7" / f"photo{k}_t{t}.png", random_image(rng))
+    train, val = split_by_photo(scan(tmp_path, CLASSES), 0.3, seed=0)
+    assert {s.photo for s in train}.isdisjoint({s.photo for s in val})
+    assert len(val) == 9
+
+
+def test_bad_files_are_named(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "HTC-1-M7"
+    good = write_image(folder / "good.png", random_image(rng, 128, 128))
+    write_image(folder / "small.png", random_image(rng, 100, 100))
+    write_image(folder / "gray.png", rng.integers(0, 256, (128, 128), dtype=np.uint8))
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("this is not a JPEG")
+    jpeg = write_image(folder / "full.jpg", random_image(rng, 128, 128)).read_bytes()
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (folder / "corrupt.jpg").write_bytes(jpeg[:200] + bytes(rng.integers(0, 256, 300, dtype=np.uint8)))
+    usable, problems = check_images(scan(tmp_path, CLASSES), min_size=112)
+    usable_names = {s.path.rsplit("/", 1)[1] for s in usable}
+    assert {"good.png", "full.jpg"} <= usable_names
+    text = "\n".join(problems)
+    for name, reason in [
+        ("small.png", "smaller than"),
+        ("gray.png", "grayscale"),
+        ("empty.jpg", "empty"),
+        ("text.jpg", "not a decodable"),
+        ("truncated.jpg", "truncated"),
+    ]:
+        assert any(name in p and reason in p for p in problems), (name, text)
+    assert "good.png" not in text
+    assert read_rgb(good).shape == (128, 128, 3)
+
+
+def test_alpha_and_16_bit_are_converted(tmp_path):
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (40, 40, 4), dtype=np.uint8)
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    assert np.array_equal(read_rgb(tmp_path / "rgba.png"), cv2.cvtColor(rgba, cv2.COLOR_BGRA2RGB))
+    deep = rng.integers(0, 65536, (40, 40, 3), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    assert np.array_equal(read_rgb(tmp_path / "deep.png"), (deep >> 8).astype(np.uint8)[..., ::-1])
+    with pytest.raises(UnreadableImage, match="absent.png"):
+        read_rgb(tmp_path / "absent.png")

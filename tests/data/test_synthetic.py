@@ -1,0 +1,224 @@
+"""The synthetic camera set: camera table, Kaggle layout, determinism, resume, label-free content."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import filecmp
+import importlib.util
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from camlit.cameras import KAGGLE_CAMERAS
+from camlit.data.crops import center_crop, random_offset
+from camlit.data.manipulations import MANIPULATED, apply
+from camlit.data.synthetic import (
+    SYNTHETIC_CAMERAS,
+    develop,
+    encode_photo,
+    is_complete,
+    kaggle_crop_size,
+    make_synthetic,
+    plan,
+    render_photo,
+    render_scene,
+)
+from camlit.imageio import read_rgb
+
+WIDTH, HEIGHT = 128, 96  # crop side after resize0.5: 48
+TINY = dict(images_per_camera=2, test_per_camera=2, width=WIDTH, height=HEIGHT, progress=False)
+
+
+@pytest.fixture(scope="module")
+def synthetic_set(tmp_path_factory) -> Path:
+    return make_synthetic(tmp_path_factory.mktemp("synthetic") / "set", seed=3, workers=1, **TINY)
+
+
+def files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+
+def same_bytes(first: Path, second: Path) -> bool:
+    return files(first) == files(second) and all(
+        filecmp.cmp(first / name, second / name, shallow=False) for name in files(first)
+    )
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_table_names_every_kaggle_camera_with_distinct_traces():
+    assert tuple(spec.name for spec in SYNTHETIC_CAMERAS) == KAGGLE_CAMERAS
+    traces = ("cfa", "demosaic", "chroma", "jpeg_quality", "shot_noise")
+    for first, second in itertools.combinations(SYNTHETIC_CAMERAS, 2):
+        differing = [t for t in traces if getattr(first, t) != getattr(second, t)]
+        assert len(differing) >= 3, (first.name, second.name, differing)
+    assert {spec.cfa for spec in SYNTHETIC_CAMERAS} == {"RGGB", "BGGR", "GRBG", "GBRG"}
+    assert {spec.demosaic for spec in SYNTHETIC_CAMERAS} == {"bilinear", "vng", "ea"}
+
+
+@pytest.mark.parametrize("spec", SYNTHETIC_CAMERAS, ids=lambda spec: spec.name)
+def test_each_cfa_layout_keeps_a_flat_colour(spec):
+    # A wrong Bayer code for the layout would swap red and blue or tint the patch.
+    quiet = dataclasses.replace(spec, shot_noise=0.0, read_noise=0.0)
+    scene = np.full((32, 32, 3), (0.5, 0.2, 0.05), np.float32)
+    red, green, blue = develop(quiet, scene, noise_seed=0)[8:24, 8:24].reshape(-1, 3).T.astype(int)
+    assert red.min() > green.max() and green.min() > blue.max()
+    assert max(np.ptp(red), np.ptp(green), np.ptp(blue)) <= 2
+
+
+def test_cameras_render_colour_alike():
+    # Colour matrix and tone curve differ, but not so much that colour alone names the camera.
+    scene = np.full((16, 16, 3), (0.5, 0.2, 0.05), np.float32)
+    quiet = [dataclasses.replace(spec, shot_noise=0.0, read_noise=0.0) for spec in SYNTHETIC_CAMERAS]
+    colours = np.array([develop(spec, scene, noise_seed=0)[8, 8] for spec in quiet], float)
+    assert np.ptp(colours, axis=0).max() <= 20
+
+
+def test_scene_has_no_camera_and_photos_are_the_cameras_jpegs():
+    assert np.array_equal(render_scene(7, 64, 48), render_scene(7, 64, 48))
+    photos = [render_photo(camera, 7, 64, 48) for camera in range(len(SYNTHETIC_CAMERAS))]
+    assert all(photo.shape == (48, 64, 3) and photo.dtype == np.uint8 for photo in photos)
+    # Same scene, different cameras: the same picture, but not the same pixels.
+    assert all(np.abs(photo.astype(int) - photos[0]).mean() < 40 for photo in photos)
+    assert len({photo.tobytes() for photo in photos}) == len(photos)
+    assert encode_photo(SYNTHETIC_CAMERAS[4], 7, 64, 48) == encode_photo(4, 7, 64, 48)
+
+
+def test_layout_names_and_labels(synthetic_set):
+    assert is_complete(synthetic_set)
+    for name in KAGGLE_CAMERAS:
+        frames = sorted((synthetic_set / "train" / name).iterdir())
+        assert [p.name for p in frames] == [f"{name}_0.jpg", f"{name}_1.jpg"]
+        assert read_rgb(frames[0]).shape == (HEIGHT, WIDTH, 3)
+    labels = read_csv(synthetic_set / "test_labels.csv")
+    manipulations = read_csv(synthetic_set / "test_manipulations.csv")
+    assert labels[0] == ["fname", "camera"] and manipulations[0] == ["fname", "manipulation"]
+    names = [row[0] for row in labels[1:]]
+    assert names == sorted(names) == [row[0] for row in manipulations[1:]]
+    assert names == sorted(p.name for p in (synthetic_set / "test").iterdir())
+    assert sorted(row[1] for row in labels[1:]) == sorted(KAGGLE_CAMERAS * 2)
+    kinds = {row[0]: row[1] for row in manipulations[1:]}
+    assert sum(kind == "unaltered" for kind in kinds.values()) == len(kinds) // 2
+    for fname, kind in kinds.items():
+        assert fname.startswith("img_") and len(fname) == len("img_0123abc_unalt.tif")
+        assert fname.endswith("_unalt.tif") == (kind == "unaltered")
+        assert kind == "unaltered" or kind in MANIPULATED
+        crop = read_rgb(synthetic_set / "test" / fname)
+        assert crop.shape == (kaggle_crop_size(WIDTH, HEIGHT),) * 2 + (3,) == (48, 48, 3)
+
+
+def test_files_are_the_planned_photos(synthetic_set):
+    jobs, rows = plan(synthetic_set, 2, 2, WIDTH, HEIGHT, seed=3)
+    assert sorted(rows) == rows and len(rows) == 2 * len(KAGGLE_CAMERAS)
+    train = next(job for job in jobs if job.manipulation is None and job.camera == 5)
+    # The train frame is the camera's own JPEG file, byte for byte.
+    assert train.path.read_bytes() == encode_photo(5, train.scene_seed, WIDTH, HEIGHT)
+    test = next(job for job in jobs if job.manipulation == "unaltered")
+    # An unaltered test image is the exact centre crop of the decoded photo (TIFF is lossless).
+    photo = render_photo(test.camera, test.scene_seed, WIDTH, HEIGHT)
+    assert np.array_equal(read_rgb(test.path), center_crop(photo, 48))
+    manipulated = next(job for job in jobs if job.manipulation not in (None, "unaltered"))
+    # Kaggle's order: the whole photo is manipulated, then cropped.
+    photo = render_photo(manipulated.camera, manipulated.scene_seed, WIDTH, HEIGHT)
+    assert np.array_equal(read_rgb(manipulated.path), center_crop(apply(manipulated.manipulation, photo), 48))
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes_and_resume(synthetic_set, tmp_path):
+    again = make_synthetic(tmp_path / "again", seed=3, workers=2, **TINY)
+    assert same_bytes(synthetic_set, again)
+    other = make_synthetic(tmp_path / "other", seed=4, workers=1, **TINY)
+    first_frame = Path("train") / KAGGLE_CAMERAS[0] / f"{KAGGLE_CAMERAS[0]}_0.jpg"
+    assert (other / first_frame).read_bytes() != (again / first_frame).read_bytes()
+    assert (other / "test_labels.csv").read_text() != (again / "test_labels.csv").read_text()
+    # Resume: an interrupted run lacks some files and the marker; a rerun restores the same bytes.
+    for victim in [*sorted((again / "test").iterdir())[::3], again / first_frame, again / ".complete"]:
+        victim.unlink()
+    assert not is_complete(again)
+    make_synthetic(again, seed=3, workers=1, **TINY)
+    assert is_complete(again) and same_bytes(synthetic_set, again)
+    with pytest.raises(ValueError, match="other settings"):
+        make_synthetic(again, seed=5, workers=1, **TINY)
+
+
+def test_script_writes_a_set_and_refuses_bad_arguments(tmp_path, capsys):
+    path = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit):
+        script.main(["--output", str(tmp_path / "bad"), "--test-per-camera", "-2"])
+    assert "must be 0 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main(["--output", str(tmp_path / "bad"), "--width", "2", "--height", "2"])
+    assert "4x4" in capsys.readouterr().err
+    counts = ["--images-per-camera", "1", "--test-per-camera", "0", "--workers", "1"]
+    script.main(["--output", str(tmp_path / "set"), "--width", "64", "--height", "48", *counts])
+    assert is_complete(tmp_path / "set") and capsys.readouterr().out.strip() == str(tmp_path / "set")
+    assert len(list((tmp_path / "set" / "train").rglob("*.jpg"))) == len(KAGGLE_CAMERAS)
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        make_synthetic(tmp_path / "x", images_per_camera=-1, progress=False)
+    with pytest.raises(ValueError):
+        make_synthetic(tmp_path / "y", width=2, height=2, progress=False)
+    assert kaggle_crop_size(1024, 768) == 384 and kaggle_crop_size(2048, 1536) == 512
+
+
+def residual_features(crop: np.ndarray) -> np.ndarray:
+    """Noise-residual statistics: energy per channel, its share on each 2x2 CFA phase, correlations."""
+    image = crop.astype(np.float32)
+    residual = (image - cv2.blur(image, (3, 3)))[1:-1, 1:-1]
+    energy = (residual**2).mean(axis=(0, 1)) + 1e-3
+    phases = [(residual[i::2, j::2] ** 2).mean(axis=(0, 1)) + 1e-3 for i in (0, 1) for j in (0, 1)]
+    across = (residual[:, 1:] * residual[:, :-1]).mean(axis=(0, 1)) / energy
+    down = (residual[1:] * residual[:-1]).mean(axis=(0, 1)) / energy
+    return np.concatenate([np.log(energy), *(np.log(p / energy) for p in phases), across, down])
+
+
+def held_out_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray, steps: int = 500) -> float:
+    """Softmax regression fitted by gradient descent on the `train` rows, scored on the others."""
+    mean, std = features[train].mean(0), features[train].std(0) + 1e-6
+    inputs = np.hstack([(features - mean) / std, np.ones((len(features), 1))])
+    targets = np.eye(len(KAGGLE_CAMERAS))[labels[train]]
+    weights = np.zeros((inputs.shape[1], len(KAGGLE_CAMERAS)))
+    for _ in range(steps):
+        logits = inputs[train] @ weights
+        probabilities = np.exp(logits - logits.max(1, keepdims=True))
+        probabilities /= probabilities.sum(1, keepdims=True)
+        weights -= 0.5 * (inputs[train].T @ (probabilities - targets) / len(targets) + 1e-3 * weights)
+    return float(((inputs[~train] @ weights).argmax(1) == labels[~train]).mean())
+
+
+def test_only_camera_traces_carry_the_label():
+    """Residual statistics of 64 px even-offset crops tell the cameras apart on unseen photos; the
+    same classifier with shuffled labels, or on crop mean colour, stays near chance (0.1)."""
+    photos_per_camera, crops_per_photo, side = 12, 4, 64
+    rng = np.random.default_rng(0)
+    crops, photo_of_crop = [], []
+    for camera in range(len(SYNTHETIC_CAMERAS)):
+        for k in range(photos_per_camera):
+            photo = render_photo(camera, 1000 * camera + k, 160, 120)
+            for _ in range(crops_per_photo):
+                top, left = random_offset(120, 160, side, rng)
+                crops.append(photo[top : top + side, left : left + side])
+                photo_of_crop.append(camera * photos_per_camera + k)
+    photo_of_crop = np.array(photo_of_crop)
+    labels = photo_of_crop // photos_per_camera
+    train = photo_of_crop % photos_per_camera < photos_per_camera // 2  # split by photo, not by crop
+    residual = np.array([residual_features(crop) for crop in crops], np.float32)
+    mean_colour = np.array([crop.reshape(-1, 3).mean(0) for crop in crops], np.float32)
+    shuffled = rng.permutation(len(labels) // crops_per_photo)[photo_of_crop] // photos_per_camera
+    real = held_out_accuracy(residual, labels, train)
+    chance = held_out_accuracy(residual, shuffled, train)
+    colour = held_out_accuracy(mean_colour, labels, train)
+    print(f"residual features: {real:.3f} real labels, {chance:.3f} shuffled; mean colour: {colour:.3f}")
+    assert real >= 0.6
+    assert chance <= 0.3 and colour <= 0.3

@@ -1,0 +1,201 @@
+import json
+
+import cv2
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, write_image
+
+from camlit.inference.evaluate import group_from_name, main, score
+from camlit.training.module import CameraClassifier
+from camlit.training.plots import confusion_matrix_image
+
+# Solid colours: the stub model below predicts class k for a crop whose brightest channel is k.
+COLOURS = {0: (200, 10, 10), 1: (10, 200, 10), 2: (10, 10, 200)}
+
+# (name, class the stub predicts, true class): unaltered 3/4, manipulated 2/4 right.
+TEST_SET = [
+    ("img_a0_unalt.tif", 0, 0),
+    ("img_a1_unalt.tif", 1, 1),
+    ("img_a2_unalt.tif", 2, 2),
+    ("img_a3_unalt.tif", 0, 1),
+    ("img_b0_manip.tif", 0, 0),
+    ("img_b1_manip.tif", 2, 1),
+    ("img_b2_manip.tif", 2, 2),
+    ("img_b3_manip.tif", 1, 2),
+]
+CONFUSION = [[2, 0, 0], [1, 1, 1], [0, 1, 2]]
+
+
+def colour_logits(self, images: torch.Tensor) -> torch.Tensor:
+    """Stands in for CameraClassifier.forward: logits are the mean of each colour channel."""
+    return images.float().mean(dim=(2, 3)) / 10
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    model = CameraClassifier(list(CLASSES))
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture
+def stub_model(monkeypatch):
+    monkeypatch.setattr(CameraClassifier, "forward", colour_logits)
+
+
+def solid(predicted: int, size: int = 48) -> np.ndarray:
+    return np.full((size, size, 3), COLOURS[predicted], dtype=np.uint8)
+
+
+@pytest.fixture
+def test_folder(tmp_path):
+    """test/ with the images of TEST_SET, and test_labels.csv in the synthetic set's format."""
+    folder = tmp_path / "test"
+    for name, predicted, _ in TEST_SET:
+        write_image(folder / name, solid(predicted))
+    labels = "".join(f"{name},{CLASSES[true]}\n" for name, _, true in TEST_SET)
+    (tmp_path / "test_labels.csv").write_text("fname,camera\n" + labels)
+    return folder
+
+
+def evaluate(ckpt, folder, *extra):
+    args = ["--ckpt", str(ckpt), "--input", str(folder), "--crop-size", "32", "--crops", "2"]
+    return main([*args, "--num-workers", "0", "--no-progress", *extra])
+
+
+def test_score_on_known_answers():
+    truth = [true for _, _, true in TEST_SET]
+    predicted = [p for _, p, _ in TEST_SET]
+    groups = [group_from_name(name) for name, _, _ in TEST_SET]
+    report = score(truth, predicted, groups, CLASSES)
+    assert report["images"] == 8 and report["correct"] == 5
+    assert report["accuracy"] == pytest.approx(5 / 8)
+    assert [report["per_class"][name]["accuracy"] for name in CLASSES] == pytest.approx([1, 1 / 3, 2 / 3])
+    assert report["per_group"]["unaltered"]["accuracy"] == pytest.approx(3 / 4)
+    assert report["per_group"]["manipulated"]["accuracy"] == pytest.approx(2 / 4)
+    assert report["weighted_accuracy"] == pytest.approx(0.7 * 3 / 4 + 0.3 * 2 / 4)
+    assert report["confusion_matrix"] == CONFUSION
+
+
+def test_score_without_a_class_or_manipulated_images():
+    report = score([0, 0], [0, 1], ["unaltered", "unaltered"], CLASSES)
+    assert report["per_class"][CLASSES[2]] == {"images": 0, "correct": 0, "accuracy": None}
+    assert report["weighted_accuracy"] is None and report["accuracy"] == 0.5
+
+
+def test_group_from_kaggle_names():
+    assert group_from_name("img_0002a04_manip.tif") == "manipulated"
+    assert group_from_name("img_001e31c_unalt.tif") == "unaltered"
+    assert group_from_name("photo.jpg") == "unaltered"
+
+
+def test_labels_csv(ckpt, test_folder, tmp_path, stub_model, capsys):
+    json_path = tmp_path / "results" / "eval.json"
+    report = evaluate(ckpt, test_folder, "--labels", str(tmp_path / "test_labels.csv"), "--json", str(json_path))
+    assert report["accuracy"] == pytest.approx(5 / 8)
+    written = json.loads(json_path.read_text())
+    assert written["accuracy"] == pytest.approx(5 / 8)
+    assert written["weighted_accuracy"] == pytest.approx(0.675)
+    assert written["per_group"]["unaltered"] == {"images": 4, "correct": 3, "accuracy": 0.75}
+    assert written["per_group"]["manipulated"] == {"images": 4, "correct": 2, "accuracy": 0.5}
+    assert [written["per_class"][name]["accuracy"] for name in CLASSES] == pytest.approx([1, 1 / 3, 2 / 3])
+    assert written["confusion_matrix"] == CONFUSION and written["classes"] == CLASSES
+    assert written["options"]["crop_size"] == 32 and written["options"]["aggregate"] == "mean"
+    # The PNG goes next to the JSON, with the class names drawn on it; no temporary files left.
+    picture = json_path.with_name("eval_confusion.png")
+    assert sorted(p.name for p in json_path.parent.iterdir()) == ["eval.json", "eval_confusion.png"]
+    expected = confusion_matrix_image(np.array(CONFUSION), CLASSES)
+    assert np.array_equal(cv2.imread(str(picture))[..., ::-1], expected)
+    table = capsys.readouterr().out
+    assert "overall" in table and " 62.50%" in table and " 67.50%" in table
+    assert all(name in table for name in [*CLASSES, "unaltered", "manipulated"])
+
+
+def test_finer_groups_from_a_manipulations_csv(ckpt, test_folder, tmp_path, stub_model, monkeypatch):
+    groups = {"img_b0_manip.tif": "jpeg70", "img_b1_manip.tif": "gamma0.8", "img_b2_manip.tif": "gamma0.8"}
+    groups["img_b3_manip.tif"] = "gamma0.8"
+    rows = "".join(f"{name},{groups.get(name, 'unaltered')}\n" for name, _, _ in TEST_SET)
+    (tmp_path / "test_manipulations.csv").write_text("fname,manipulation\n" + rows)
+    monkeypatch.chdir(tmp_path)
+    report = evaluate(
+        ckpt, test_folder, "--labels", str(tmp_path / "test_labels.csv"),
+        "--manipulations", str(tmp_path / "test_manipulations.csv"), "--aggregate", "max",
+    )  # fmt: skip
+    assert {name: entry["accuracy"] for name, entry in report["per_group"].items()} == pytest.approx(
+        {"unaltered": 3 / 4, "jpeg70": 1.0, "gamma0.8": 1 / 3}
+    )
+    assert report["weighted_accuracy"] == pytest.approx(0.7 * 3 / 4 + 0.3 * (1 + 1 / 3) / 2)
+    # Without --json the PNG lands in the working folder.
+    assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_datamodule_style_folder(ckpt, tmp_path, stub_model):
+    root = tmp_path / "data-512"
+    # unaltered: all 3 right; jpeg70: 1 of 3 right (classes 1 and 2 predicted as 0).
+    for k, camera in enumerate(CLASSES):
+        write_image(root / "unaltered" / camera / "p0.png", solid(k))
+        write_image(root / "jpeg70" / camera / "p0.png", solid(0))
+    report = evaluate(ckpt, root, "--json", str(tmp_path / "eval.json"), "--crop-grid")
+    assert report["per_group"]["unaltered"]["accuracy"] == 1.0
+    assert report["per_group"]["jpeg70"]["accuracy"] == pytest.approx(1 / 3)
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["weighted_accuracy"] == pytest.approx(0.7 + 0.3 / 3)
+    assert report["confusion_matrix"] == [[2, 0, 0], [1, 1, 0], [1, 0, 1]]
+    assert (tmp_path / "eval_confusion.png").is_file()
+
+
+def test_unreadable_image_fails_unless_skipped(ckpt, test_folder, tmp_path, stub_model, capsys):
+    (test_folder / "img_a3_unalt.tif").write_bytes(b"garbage")
+    labels = str(tmp_path / "test_labels.csv")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate(ckpt, test_folder, "--labels", labels, "--json", str(tmp_path / "e.json"))
+    assert exit_info.value.code == 2 and "img_a3_unalt.tif" in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
+    report = evaluate(ckpt, test_folder, "--labels", labels, "--json", str(tmp_path / "e.json"), "--skip-unreadable")
+    assert report["images"] == 7 and report["skipped"] == ["img_a3_unalt.tif"]
+    assert report["per_group"]["unaltered"]["accuracy"] == 1.0
+
+
+def one_line_error(capsys, call) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        call()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error:") and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_unknown_camera_in_labels(ckpt, test_folder, tmp_path, capsys):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("fname,camera\nimg_a0_unalt.tif,Nokia-3310\nimg_a1_unalt.tif,HTC-1-M7\n")
+    err = one_line_error(capsys, lambda: evaluate(ckpt, test_folder, "--labels", str(labels)))
+    assert "Nokia-3310" in err and "HTC-1-M7, LG-Nexus-5x, Motorola-X" in err
+
+
+def test_missing_files_in_labels(ckpt, test_folder, tmp_path, capsys):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("fname,camera\nimg_a0_unalt.tif,HTC-1-M7\nimg_zz_unalt.tif,HTC-1-M7\n")
+    err = one_line_error(capsys, lambda: evaluate(ckpt, test_folder, "--labels", str(labels)))
+    assert "1 file(s) missing" in err and "img_zz_unalt.tif" in err
+
+
+def test_bad_labels_header(ckpt, test_folder, tmp_path, capsys):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,label\nimg_a0_unalt.tif,HTC-1-M7\n")
+    err = one_line_error(capsys, lambda: evaluate(ckpt, test_folder, "--labels", str(labels)))
+    assert "header must be fname,camera" in err
+
+
+def test_class_folders_that_differ_from_the_checkpoint(ckpt, tmp_path, capsys):
+    for camera in ("HTC-1-M7", "Canon-EOS"):
+        write_image(tmp_path / "flat" / camera / "p0.png", solid(0))
+    err = one_line_error(capsys, lambda: evaluate(ckpt, tmp_path / "flat"))
+    assert "Canon-EOS" in err and "not among the checkpoint's classes" in err
+    for camera in ("Canon-EOS", "Nikon-D70"):
+        write_image(tmp_path / "other" / camera / "p0.png", solid(0))
+    err = one_line_error(capsys, lambda: evaluate(ckpt, tmp_path / "other"))
+    assert "Canon-EOS, Nikon-D70" in err

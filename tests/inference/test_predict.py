@@ -1,0 +1,212 @@
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, random_image, write_image
+
+from camlit.inference.loading import checkpoint_crop_size, load_checkpoint
+from camlit.inference.predict import main, manipulated_from_name, predict_crops
+from camlit.inference.tta import CropPlan, crop_loader
+
+SIZE = 32  # the crop size recorded in the test checkpoint
+
+
+def save_checkpoint(path, classes=CLASSES, crop_size=SIZE, **model_options):
+    """A checkpoint as the CLI writes it: model hparams, weights, and the DataModule's crop_size."""
+    torch.manual_seed(0)
+    from camlit.training.module import CameraClassifier
+
+    model = CameraClassifier(list(classes), **model_options)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    if crop_size is not None:
+        checkpoint = torch.load(path, weights_only=False)
+        checkpoint["datamodule_hyper_parameters"] = {"crop_size": crop_size, "batch_size": 4}
+        torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Five 48x48 test images, named out of order, as Kaggle's .tif plus one .png."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "test"
+    for name in ("img_c.tif", "img_a.tif", "img_e.png", "img_b.tif", "img_d.tif"):
+        write_image(folder / name, random_image(rng, 48, 48))
+    return folder
+
+
+def run(ckpt, folder, output, *extra):
+    args = ["--ckpt", str(ckpt), "--input", str(folder), "--output", str(output), "--no-progress"]
+    return main([*args, "--crops", "3", "--num-workers", "0", *extra])
+
+
+# --- checkpoint ------------------------------------------------------------------------------
+
+
+def test_crop_size_comes_from_the_datamodule_hyperparameters():
+    assert checkpoint_crop_size({"datamodule_hyper_parameters": {"crop_size": 512}}) == 512
+    assert checkpoint_crop_size({"hyper_parameters": {}}) is None
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_writes_kaggle_csv_sorted_atomically(ckpt, images, tmp_path, capsys):
+    output = tmp_path / "out" / "submission.csv"
+    probs = tmp_path / "out" / "probs.csv"
+    predictions = run(ckpt, images, output, "--probs", str(probs))
+    lines = output.read_text().splitlines()
+    assert lines[0] == "fname,camera"
+    names = [line.split(",")[0] for line in lines[1:]]
+    assert names == ["img_a.tif", "img_b.tif", "img_c.tif", "img_d.tif", "img_e.png"]
+    assert all(line.split(",")[1] in CLASSES for line in lines[1:])
+    # Only the two files asked for: no temporary file left behind.
+    assert sorted(p.name for p in output.parent.iterdir()) == ["probs.csv", "submission.csv"]
+    rows = [line.split(",") for line in probs.read_text().splitlines()]
+    assert rows[0] == ["fname", *CLASSES] and [r[0] for r in rows[1:]] == names
+    for row, line in zip(rows[1:], lines[1:], strict=True):
+        values = [float(v) for v in row[1:]]
+        assert sum(values) == pytest.approx(1.0, abs=1e-4)
+        assert CLASSES[int(np.argmax(values))] == line.split(",")[1]
+    # 48x48 images only work because the crop size (32) came from the checkpoint, not 224.
+    assert predictions.crops == 15
+    assert "images/s" in capsys.readouterr().out
+
+
+def test_two_runs_give_identical_files(ckpt, images, tmp_path):
+    run(ckpt, images, tmp_path / "a.csv", "--probs", str(tmp_path / "pa.csv"))
+    run(ckpt, images, tmp_path / "b.csv", "--probs", str(tmp_path / "pb.csv"), "--num-workers", "1")
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert (tmp_path / "pa.csv").read_bytes() == (tmp_path / "pb.csv").read_bytes()
+
+
+def test_balance_and_grid_from_the_command_line(ckpt, images, tmp_path):
+    rng = np.random.default_rng(5)
+    write_image(images / "img_f.tif", random_image(rng, 48, 48))
+    run(ckpt, images, tmp_path / "sub.csv", "--balance", "--crop-grid", "--aggregate", "geomean")
+    cameras = [line.split(",")[1] for line in (tmp_path / "sub.csv").read_text().splitlines()[1:]]
+    assert sorted(cameras) == sorted(CLASSES * 2)
+
+
+def test_unreadable_images(ckpt, images, tmp_path, capsys):
+    (images / "broken.jpg").write_bytes(b"\xff\xd8not really a jpeg")
+    (images / "empty.tif").write_bytes(b"")
+    write_image(images / "small.png", random_image(np.random.default_rng(0), 20, 20))
+    output = tmp_path / "sub.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        run(ckpt, images, output, "--num-workers", "1")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    assert all(name in error_lines[0] for name in ("broken.jpg", "empty.tif", "small.png"))
+    assert "Traceback" not in err
+    names = [line.split(",")[0] for line in output.read_text().splitlines()[1:]]
+    assert names == ["img_a.tif", "img_b.tif", "img_c.tif", "img_d.tif", "img_e.png"]
+    # Accepted: the same rows, exit status 0, the files still reported.
+    predictions = run(ckpt, images, tmp_path / "skip.csv", "--skip-unreadable")
+    assert (tmp_path / "skip.csv").read_bytes() == output.read_bytes()
+    assert len(predictions.problems) == 3
+    assert "broken.jpg" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda args, tmp: args.__setitem__(1, str(tmp / "none.ckpt")), "no such checkpoint"),
+        (lambda args, tmp: args.__setitem__(3, str(tmp / "nowhere")), "no such folder"),
+        (lambda args, tmp: args.__setitem__(3, str(tmp / "out")), "no images"),
+        (lambda args, tmp: args.extend(["--crops", "0"]), "--crops must be at least 1"),
+        (lambda args, tmp: args.extend(["--crop-size", "64"]), "smaller than the 64x64 crop; choose a smaller"),
+    ],
+)
+def test_input_mistakes_are_one_line(ckpt, images, tmp_path, capsys, change, message):
+    (tmp_path / "out").mkdir()
+    args = ["--ckpt", str(ckpt), "--input", str(images), "--output", str(tmp_path / "out" / "s.csv"), "--no-progress"]
+    change(args, tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error:") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "s.csv").exists()
+
+
+def test_corrupt_checkpoint(images, tmp_path, capsys):
+    (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit):
+        main(["--ckpt", str(tmp_path / "bad.ckpt"), "--input", str(images), "--output", str(tmp_path / "s.csv")])
+    assert "not a loadable camlit checkpoint" in capsys.readouterr().err
+
+
+def test_trainer_predict_gives_the_same_crop_probabilities(ckpt, images):
+    model, size = load_checkpoint(ckpt)
+    paths = sorted(images.iterdir())
+    loader = crop_loader(paths, CropPlan(size=size, count=3, seed=0), batch_size=7)
+    ours, problems = predict_crops(model, loader)
+    assert not problems and sorted(ours) == list(range(5))
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, precision="32-true"
+    )
+    theirs = torch.cat(trainer.predict(model, dataloaders=loader))
+    assert theirs.shape == (15, len(CLASSES))
+    assert torch.allclose(theirs, torch.cat([ours[i] for i in range(5)]), atol=1e-6)
+
+
+# --- the manipulation flag -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flag_ckpt(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("flag") / "flag.ckpt", manipulation_flag=True)
+
+
+@pytest.fixture
+def kaggle_names(tmp_path):
+    """Two unaltered and two manipulated 48x48 images, named as Kaggle's test set."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "kaggle"
+    for name in ("img_1_unalt.tif", "img_2_manip.tif", "img_3_unalt.tif", "img_4_manip.tif"):
+        write_image(folder / name, random_image(rng, 48, 48))
+    return folder
+
+
+def test_the_flag_is_read_from_names():
+    assert [manipulated_from_name(n) for n in ("img_0a_manip.tif", "img_0b_unalt.tif", "photo.tif")] == [
+        True,
+        False,
+        None,
+    ]
+
+
+def test_a_checkpoint_round_trips_the_flag(flag_ckpt, kaggle_names, tmp_path):
+    """The checkpoint rebuilds the flag's head, and the flag from the names decides which head
+    classifies each image: the same pixels give other probabilities when named _manip."""
+    model, _ = load_checkpoint(flag_ckpt)
+    assert model.hparams.manipulation_flag and model.manipulated_fc is not None
+    by_name = run(flag_ckpt, kaggle_names, tmp_path / "a.csv", "--probs", str(tmp_path / "a_probs.csv"))
+    forced = run(flag_ckpt, kaggle_names, tmp_path / "b.csv", "--manipulated", "no")
+    names = [Path(p).name for p in by_name.paths]
+    manipulated = [names.index("img_2_manip.tif"), names.index("img_4_manip.tif")]
+    unaltered = [names.index("img_1_unalt.tif"), names.index("img_3_unalt.tif")]
+    assert np.allclose(by_name.probabilities[unaltered], forced.probabilities[unaltered])
+    assert not np.allclose(by_name.probabilities[manipulated], forced.probabilities[manipulated])
+
+
+def test_a_missing_flag_is_a_clear_error(flag_ckpt, images, tmp_path, capsys):
+    output = tmp_path / "s.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        run(flag_ckpt, images, output)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("error:") == 1 and "Traceback" not in err
+    assert "--manipulated yes" in err and "img_a.tif" in err
+    assert not output.exists()
+    assert len(run(flag_ckpt, images, output, "--manipulated", "yes").paths) == 5

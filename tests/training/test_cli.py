@@ -1,0 +1,146 @@
+import pytest
+import torch
+from conftest import CLASSES
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from camlit.training.cli import main
+from camlit.training.module import CameraClassifier
+
+
+def fit_args(root, *extra):
+    return [
+        "--data.train_dir", str(root), "--data.classes", str(CLASSES).replace("'", ""),
+        "--data.crop_size", "32", "--data.batch_size", "4", "--data.num_workers", "0",
+        "--data.synthetic_root", "null", "--model.input_filter", "highpass",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.log_every_n_steps", "1", *extra,
+    ]  # fmt: skip
+
+
+def events(version_dir) -> EventAccumulator:
+    accumulator = EventAccumulator(str(version_dir), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_fast_dev_run(flat_tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = main(fit_args(flat_tree, "--trainer.fast_dev_run", "true"))
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert cli.model.classes == CLASSES and cli.model.net.fc.out_features == 3
+
+
+def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cli = main(
+        fit_args(
+            flat_tree,
+            "--trainer.max_epochs",
+            "2",
+            "--periodic_checkpoint.every_n_epochs",
+            "1",
+            "--data.val_manipulations",
+            "[jpeg70, resize0.5]",
+        )
+    )
+    version = tmp_path / "lightning_logs" / "version_0"
+    assert (version / "config.yaml").is_file()
+    names = sorted(p.name for p in (version / "checkpoints").iterdir())
+    assert names == ["best.ckpt", "epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]
+    steps_after_first_run = cli.trainer.global_step
+    logged = events(version)
+    assert {
+        "train/loss_step",
+        "train/acc",
+        "val/acc",
+        "val/loss",
+        "val/acc_class/HTC-1-M7",
+        "val/acc/unaltered",
+        "val/acc/jpeg70",
+        "val/acc/resize0.5",
+        "val/acc_weighted",
+    } <= set(logged.Tags()["scalars"])
+    assert {"val/confusion_matrix", "train/crops"} <= set(logged.Tags()["images"])
+
+    restored = CameraClassifier.load_from_checkpoint(version / "checkpoints" / "last.ckpt")
+    assert restored.classes == CLASSES and restored.hparams.input_filter == "highpass"
+
+    resumed = main(["--resume", str(version), "--trainer.max_epochs", "3"])
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]
+    assert resumed.trainer.current_epoch == 3
+    assert resumed.trainer.global_step > steps_after_first_run
+    checkpoint = torch.load(version / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == resumed.trainer.global_step and checkpoint["epoch"] == 2
+    loss_steps = [event.step for event in events(version).Scalars("train/loss_step")]
+    assert loss_steps == sorted(loss_steps) and len(set(loss_steps)) == len(loss_steps)
+
+    reordered = str([CLASSES[1], CLASSES[0], CLASSES[2]]).replace("'", "")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--resume", str(version), "--trainer.max_epochs", "4", "--data.classes", reordered])
+    assert exit_info.value.code == 2
+    assert "the checkpoint was trained on classes HTC-1-M7, LG-Nexus-5x" in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lightning_logs" / "version_0" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--resume", "lightning_logs/version_0"])
+    assert exit_info.value.code == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs" / "version_1").exists()
+
+
+def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(tmp_path / "nowhere", "--trainer.max_epochs", "1"))
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr
+    assert "nowhere: no such data folder" in errors[0] and "demo.yaml" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        # Rejected by the parser: its usage text, then one error line.
+        ("--model.optimizer", "adamw", '"model.optimizer"'),
+        ("--model.schedule", "step", '"model.schedule"'),
+        ("--data.crop_size", "big", '"data.crop_size"'),
+        # Rejected by camlit or Lightning: just the error line.
+        ("--data.crop_size", "-3", "--data.crop_size must be at least 1, got -3"),
+        ("--data.load_ratio", "0", "--data.load_ratio must be in (0, 1], got 0.0"),
+        ("--data.manipulation_p", "2", "--data.manipulation_p must be in [0, 1], got 2.0"),
+        ("--model.lr", "-0.1", "--model.lr must be above 0, got -0.1"),
+        ("--model.label_smoothing", "1", "--model.label_smoothing must be in [0, 1), got 1.0"),
+        ("--data.classes", "[]", "--model.classes (set from --data.classes): empty class list"),
+        ("--trainer.max_epochs", "-5", "`max_epochs` must be a non-negative integer or -1. You passed in -5."),
+    ],
+)
+def test_bad_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(flat_tree, flag, value))
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and "Traceback" not in stderr
+    assert len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_extending_a_resumed_run_plans_its_schedule_again(flat_tree, tmp_path, monkeypatch, schedule):
+    """Without the new plan, cosine stays at LR 0 after the old end and OneCycleLR raises."""
+    monkeypatch.chdir(tmp_path)
+    first = main(fit_args(flat_tree, "--trainer.max_epochs", "2", "--model.schedule", schedule))
+    steps_per_epoch = first.trainer.global_step // 2
+    version = tmp_path / "lightning_logs" / "version_0"
+    resumed = main(["--resume", str(version), "--trainer.max_epochs", "4"])
+    assert resumed.trainer.global_step == 4 * steps_per_epoch
+    lr_tag = min(tag for tag in events(version).Tags()["scalars"] if tag.startswith("lr-"))
+    lrs = {event.step: event.value for event in events(version).Scalars(lr_tag)}
+    end_of_first = max(step for step in lrs if step < 2 * steps_per_epoch)
+    after = [lr for step, lr in lrs.items() if step >= 2 * steps_per_epoch]
+    assert lrs[end_of_first] < 1e-4 and max(after) > 1e-4
+    assert min(after) == after[-1] < 1e-4

@@ -1,0 +1,84 @@
+"""DDP on the CPU with gloo: distinct training shards, whole-set validation, one set of logs."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from test_cli import fit_args
+
+from camlit.data.datasets import EpochSampler
+
+FIT = str(Path(__file__).parents[2] / "scripts" / "fit.py")
+
+PROBE = '''
+import json
+from pathlib import Path
+
+from lightning.pytorch import Callback
+
+
+class Probe(Callback):
+    """Records what each rank trains on and what validation counted."""
+
+    def __init__(self, out: str):
+        self.out = Path(out)
+
+    def write(self, trainer, kind, payload):
+        name = f"{kind}-rank{trainer.global_rank}-epoch{trainer.current_epoch}.json"
+        (self.out / name).write_text(json.dumps(payload))
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.write(trainer, "train", [list(item) for item in trainer.train_dataloader.sampler])
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.write(trainer, "val", {"counted": int(pl_module.val_confusion.compute().sum()),
+                                        "acc": float(pl_module.val_acc.compute())})
+'''
+
+
+def test_ddp_two_cpu_processes(flat_tree, tmp_path):
+    probe_dir = tmp_path / "probe"
+    probe_dir.mkdir()
+    (tmp_path / "ddp_probe.py").write_text(textwrap.dedent(PROBE))
+    callbacks = json.dumps([{"class_path": "ddp_probe.Probe", "init_args": {"out": str(probe_dir)}}])
+    args = fit_args(
+        flat_tree,
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_epochs",
+        "2",
+        "--data.val_fraction",
+        "0.34",
+        "--trainer.callbacks",
+        callbacks,
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, FIT, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    sampler = EpochSampler([0] * 4 + [1] * 4 + [2] * 4, seed=0)  # 4 training photos per class
+    for epoch in range(2):
+        shards = [json.loads((probe_dir / f"train-rank{rank}-epoch{epoch}.json").read_text()) for rank in (0, 1)]
+        seen = [{tuple(item) for item in shard} for shard in shards]
+        assert seen[0] and seen[1] and seen[0].isdisjoint(seen[1])
+        sampler.set_epoch(epoch)
+        assert len(seen[0] | seen[1]) == len(sampler) == 12
+        assert all(e == epoch for _, e, _ in seen[0] | seen[1])
+        validation = [json.loads((probe_dir / f"val-rank{rank}-epoch{epoch}.json").read_text()) for rank in (0, 1)]
+        assert validation[0] == validation[1]
+        assert validation[0]["counted"] == 6  # 2 held-out photos x 3 classes, over both ranks
+
+    runs = list((tmp_path / "lightning_logs").iterdir())
+    assert [p.name for p in runs] == ["version_0"]
+    assert len(list(runs[0].glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in (runs[0] / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]

@@ -1,0 +1,113 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from camlit.errors import CamlitError
+from camlit.models.filters import ConstrainedConv, HighPass, build_input_filter
+from camlit.training.module import CameraClassifier, CosineWithWarmup
+
+CLASSES = ["a", "b", "c"]
+
+
+def test_highpass_is_image_minus_local_mean():
+    x = torch.randn(1, 3, 16, 16)
+    residual = HighPass(scale=1.0)(x)
+    local_mean = F.avg_pool2d(F.pad(x, (1, 1, 1, 1)), 3, stride=1)
+    assert torch.allclose(residual[..., 1:-1, 1:-1], (x - local_mean)[..., 1:-1, 1:-1], atol=1e-6)
+    flat = torch.full((1, 3, 8, 8), 0.7)
+    assert HighPass()(flat)[..., 1:-1, 1:-1].abs().max() < 1e-6
+
+
+def test_constrained_conv_keeps_bayar_constraint_while_learning():
+    layer = ConstrainedConv()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    for _ in range(3):
+        loss = layer(torch.randn(2, 3, 12, 12)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    weight = layer.constrained_weight()
+    for k in range(3):
+        assert weight[k, k, 2, 2].item() == pytest.approx(-1.0)
+        assert (weight[k].sum() + 1).item() == pytest.approx(1.0, abs=1e-5)
+    # A flat image has zero prediction error.
+    assert layer(torch.ones(1, 3, 9, 9))[..., 2:-2, 2:-2].abs().max() < 1e-5
+
+
+def test_unknown_filter():
+    with pytest.raises(ValueError, match="unknown input_filter 'sobel'"):
+        build_input_filter("sobel")
+
+
+def test_resnet_stays_torchvision_shaped_behind_any_filter():
+    for name in ("none", "highpass", "constrained"):
+        model = CameraClassifier(CLASSES, input_filter=name)
+        assert "fc.weight" in model.net.state_dict() and model.net.fc.out_features == 3
+
+
+def test_normalises_uint8_on_device():
+    model = CameraClassifier(CLASSES, channels_last=False)
+    images = torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)
+    x = model.preprocess(images)
+    expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(x[0, :, 0, 0], expected)
+
+
+def test_overfits_two_tiny_batches():
+    torch.manual_seed(0)
+    model = CameraClassifier(CLASSES, input_filter="highpass", lr=1e-3, channels_last=False)
+    optimizer = model.configure_optimizers()
+    batches = [
+        (torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 2, 0, 1, 2])) for _ in range(2)
+    ]
+    model.train()
+    losses = []
+    for _ in range(4):
+        for images, labels in batches:
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    assert sum(losses[-2:]) / 2 < 0.3 * sum(losses[:2]) / 2
+
+
+def test_manipulation_flag_chooses_the_head():
+    torch.manual_seed(0)
+    model = CameraClassifier(CLASSES, manipulation_flag=True, channels_last=False).eval()
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        features = model.net.forward_features(model.preprocess(images))
+        logits = model(images, torch.tensor([False, True]))
+        assert torch.allclose(logits[0], model.net.fc(features[0]), atol=1e-5)
+        assert torch.allclose(logits[1], model.manipulated_fc(features[1]), atol=1e-5)
+    with pytest.raises(CamlitError, match="needs to know whether each image is manipulated"):
+        model(images)
+
+
+def test_cosine_with_warmup_shape():
+    schedule = CosineWithWarmup(total=100, warmup=10)
+    factors = [schedule(step) for step in range(100)]
+    assert factors[0] == pytest.approx(1 / 11) and factors[9] == pytest.approx(10 / 11)
+    assert factors[10] == pytest.approx(1.0)
+    assert factors[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+
+
+def test_weight_decay_spares_norms_and_biases():
+    model = CameraClassifier(CLASSES, optimizer="sgd", weight_decay=0.05)
+    optimizer = model.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.SGD)
+    decayed, spared = optimizer.param_groups
+    assert decayed["weight_decay"] == 0.05 and spared["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim <= 1 for p in spared["params"])
+
+
+def test_predict_step_gives_probabilities():
+    model = CameraClassifier(CLASSES).eval()
+    with torch.no_grad():
+        probabilities = model.predict_step((torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), None), 0)
+    assert probabilities.shape == (2, 3)
+    assert torch.allclose(probabilities.sum(1), torch.ones(2))
