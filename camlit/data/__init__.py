@@ -1,0 +1,1 @@
+"""Photos on disk to training batches: scanning, checking, manipulating, cropping, caching, preparing."""

@@ -1,0 +1,1 @@
+"""The networks: the hand-built ResNets and the forensic front ends before them."""
