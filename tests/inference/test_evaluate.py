@@ -36,7 +36,7 @@ def colour_logits(self, images: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
-    model = CameraClassifier(list(CLASSES))
+    model = CameraClassifier(list(CLASSES), arch="resnet_tiny")
     trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0, enable_model_summary=False)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(path)

@@ -18,7 +18,7 @@ def save_checkpoint(path, classes=CLASSES, crop_size=SIZE, **model_options):
     torch.manual_seed(0)
     from camlit.training.module import CameraClassifier
 
-    model = CameraClassifier(list(classes), **model_options)
+    model = CameraClassifier(list(classes), arch="resnet_tiny", **model_options)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0, enable_model_summary=False)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(path)

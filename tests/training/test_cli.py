@@ -11,7 +11,7 @@ def fit_args(root, *extra):
     return [
         "--data.train_dir", str(root), "--data.classes", str(CLASSES).replace("'", ""),
         "--data.crop_size", "32", "--data.batch_size", "4", "--data.num_workers", "0",
-        "--data.synthetic_root", "null", "--model.input_filter", "highpass",
+        "--data.synthetic_root", "null", "--model.input_filter", "highpass", "--model.arch", "resnet_tiny",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.log_every_n_steps", "1", *extra,
     ]  # fmt: skip

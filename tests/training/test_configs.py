@@ -50,6 +50,7 @@ def test_config_trains_one_step_on_the_cpu(stack, kaggle_tree, tmp_path, monkeyp
             "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false",
             "--data.train_dir", str(kaggle_tree), "--data.synthetic_root", "null",
             "--data.crop_size", "32", "--data.batch_size", "4", "--data.num_workers", "0", *cache,
+            "--model.arch", "resnet_tiny",
         ]
     )  # fmt: skip
     trainer = cli.trainer

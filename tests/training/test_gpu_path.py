@@ -24,7 +24,7 @@ def test_loaders_pin_memory_only_with_a_gpu(flat_tree, monkeypatch, cuda):
 
 def test_batches_go_to_the_gpu_as_uint8_without_blocking(flat_tree, monkeypatch):
     datamodule = make_datamodule(flat_tree)
-    model = CameraClassifier(classes=CLASSES)
+    model = CameraClassifier(classes=CLASSES, arch="resnet_tiny")
     train, val = next(iter(datamodule.train_dataloader())), next(iter(datamodule.val_dataloader()))
     moves = []
 

@@ -43,12 +43,12 @@ def test_unknown_filter():
 
 def test_resnet_stays_torchvision_shaped_behind_any_filter():
     for name in ("none", "highpass", "constrained"):
-        model = CameraClassifier(CLASSES, input_filter=name)
+        model = CameraClassifier(CLASSES, arch="resnet_tiny", input_filter=name)
         assert "fc.weight" in model.net.state_dict() and model.net.fc.out_features == 3
 
 
 def test_normalises_uint8_on_device():
-    model = CameraClassifier(CLASSES, channels_last=False)
+    model = CameraClassifier(CLASSES, arch="resnet_tiny", channels_last=False)
     images = torch.full((1, 3, 4, 4), 255, dtype=torch.uint8)
     x = model.preprocess(images)
     expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
@@ -57,7 +57,7 @@ def test_normalises_uint8_on_device():
 
 def test_overfits_two_tiny_batches():
     torch.manual_seed(0)
-    model = CameraClassifier(CLASSES, input_filter="highpass", lr=1e-3, channels_last=False)
+    model = CameraClassifier(CLASSES, arch="resnet_tiny", input_filter="highpass", lr=1e-3, channels_last=False)
     optimizer = model.configure_optimizers()
     batches = [
         (torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 2, 0, 1, 2])) for _ in range(2)
@@ -76,7 +76,7 @@ def test_overfits_two_tiny_batches():
 
 def test_manipulation_flag_chooses_the_head():
     torch.manual_seed(0)
-    model = CameraClassifier(CLASSES, manipulation_flag=True, channels_last=False).eval()
+    model = CameraClassifier(CLASSES, arch="resnet_tiny", manipulation_flag=True, channels_last=False).eval()
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     with torch.no_grad():
         features = model.net.forward_features(model.preprocess(images))
@@ -97,7 +97,7 @@ def test_cosine_with_warmup_shape():
 
 
 def test_weight_decay_spares_norms_and_biases():
-    model = CameraClassifier(CLASSES, optimizer="sgd", weight_decay=0.05)
+    model = CameraClassifier(CLASSES, arch="resnet_tiny", optimizer="sgd", weight_decay=0.05)
     optimizer = model.configure_optimizers()
     assert isinstance(optimizer, torch.optim.SGD)
     decayed, spared = optimizer.param_groups
@@ -106,7 +106,7 @@ def test_weight_decay_spares_norms_and_biases():
 
 
 def test_predict_step_gives_probabilities():
-    model = CameraClassifier(CLASSES).eval()
+    model = CameraClassifier(CLASSES, arch="resnet_tiny").eval()
     with torch.no_grad():
         probabilities = model.predict_step((torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), None), 0)
     assert probabilities.shape == (2, 3)
