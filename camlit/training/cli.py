@@ -46,11 +46,17 @@ class CamlitCLI(LightningCLI):
                 "log_every_n_steps": 10,
                 "logger": {
                     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    "init_args": {"save_dir": ".", "name": "lightning_logs"},
+                    # No placeholder hp_metric of -1 on TensorBoard's HPARAMS tab.
+                    "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
                 },
             },
             **kwargs,
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
+        # main() passes the whole command line, rewritten for --resume, so there is no mix of
+        # `args` and sys.argv for LightningCLI to warn about.
+        self.config = parser.parse_args(args)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to continue from")

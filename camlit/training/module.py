@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
 from typing import Literal
 
@@ -264,7 +265,7 @@ class CameraClassifier(L.LightningModule):
         scheduler.last_epoch = step - 1
         with warnings.catch_warnings():
             # This step only moves the new schedule to where the run is; no optimizer step is skipped.
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()` before", UserWarning)
+            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"), UserWarning)
             scheduler.step()
         config.scheduler = scheduler
         log.info(

@@ -23,11 +23,13 @@ def events(version_dir) -> EventAccumulator:
     return accumulator
 
 
-def test_fast_dev_run(flat_tree, tmp_path, monkeypatch):
+def test_fast_dev_run(flat_tree, tmp_path, monkeypatch, recwarn):
     monkeypatch.chdir(tmp_path)
-    cli = main(fit_args(flat_tree, "--trainer.fast_dev_run", "true"))
+    monkeypatch.setattr("sys.argv", ["fit.py", *fit_args(flat_tree, "--trainer.fast_dev_run", "true")])
+    cli = main()
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
     assert cli.model.classes == CLASSES and cli.model.net.fc.out_features == 3
+    assert not [str(w.message) for w in recwarn if "args parameter" in str(w.message)]
 
 
 def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, monkeypatch, capsys):
@@ -61,6 +63,7 @@ def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, m
         "val/acc_weighted",
     } <= set(logged.Tags()["scalars"])
     assert {"val/confusion_matrix", "train/crops"} <= set(logged.Tags()["images"])
+    assert "hp_metric" not in logged.Tags()["scalars"]
 
     restored = CameraClassifier.load_from_checkpoint(version / "checkpoints" / "last.ckpt")
     assert restored.classes == CLASSES and restored.hparams.input_filter == "highpass"
@@ -130,7 +133,7 @@ def test_bad_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, 
 
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
-def test_extending_a_resumed_run_plans_its_schedule_again(flat_tree, tmp_path, monkeypatch, schedule):
+def test_extending_a_resumed_run_plans_its_schedule_again(flat_tree, tmp_path, monkeypatch, recwarn, schedule):
     """Without the new plan, cosine stays at LR 0 after the old end and OneCycleLR raises."""
     monkeypatch.chdir(tmp_path)
     first = main(fit_args(flat_tree, "--trainer.max_epochs", "2", "--model.schedule", schedule))
@@ -144,3 +147,4 @@ def test_extending_a_resumed_run_plans_its_schedule_again(flat_tree, tmp_path, m
     after = [lr for step, lr in lrs.items() if step >= 2 * steps_per_epoch]
     assert lrs[end_of_first] < 1e-4 and max(after) > 1e-4
     assert min(after) == after[-1] < 1e-4
+    assert not [str(w.message) for w in recwarn if "lr_scheduler.step()" in str(w.message)]
