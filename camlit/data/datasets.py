@@ -16,7 +16,8 @@ from torch.utils.data import Dataset, Sampler
 
 from camlit.data import manipulations
 from camlit.data.crops import center_crop, crop, random_offset
-from camlit.data.samples import UNALTERED, Sample
+from camlit.data.manipulations import UNALTERED
+from camlit.data.samples import Sample
 from camlit.imageio import read_rgb
 
 

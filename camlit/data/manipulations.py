@@ -22,6 +22,9 @@ import numpy as np
 
 Manipulation = Callable[[np.ndarray], np.ndarray]
 
+# The name of the untouched image, as a prepared folder, a validation group and a test-set group.
+UNALTERED = "unaltered"
+
 
 def unaltered(image: np.ndarray) -> np.ndarray:
     return image.copy()
@@ -53,7 +56,7 @@ def gamma(image: np.ndarray, gamma: float) -> np.ndarray:
 
 
 MANIPULATIONS: dict[str, Manipulation] = {
-    "unaltered": unaltered,
+    UNALTERED: unaltered,
     "jpeg70": partial(jpeg, quality=70),
     "jpeg90": partial(jpeg, quality=90),
     "resize0.5": partial(resize, factor=0.5),
@@ -63,7 +66,7 @@ MANIPULATIONS: dict[str, Manipulation] = {
     "gamma0.8": partial(gamma, gamma=0.8),
     "gamma1.2": partial(gamma, gamma=1.2),
 }
-MANIPULATED: tuple[str, ...] = tuple(name for name in MANIPULATIONS if name != "unaltered")
+MANIPULATED: tuple[str, ...] = tuple(name for name in MANIPULATIONS if name != UNALTERED)
 RESIZE_FACTORS: dict[str, float] = {
     name: float(name.removeprefix("resize")) for name in MANIPULATIONS if name.startswith("resize")
 }

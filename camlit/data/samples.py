@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
 from camlit.imageio import UnreadableImage, list_images, read_rgb, too_small_problem
 
-UNALTERED = "unaltered"
 # prepare_data names tiles <stem>_t<k>; they are pieces of one photo.
 TILE_SUFFIX = re.compile(r"_t\d+$")
 
@@ -37,32 +37,47 @@ class Sample:
     photo: str  # what ties the manipulated copies and tiles of one photo together
 
 
+def subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def camera_folders(root: Path, classes: Sequence[str]) -> list[tuple[str, Path]]:
+    """(manipulation, camera folder) for every camera folder under `root`, in either layout.
+
+    The layout is flat when a folder of `root` is a known camera. A folder that holds images
+    itself is a camera folder too, so that a flat layout of other cameras is named as such.
+    """
+    folders = subfolders(root)
+    if any(folder.name in classes for folder in folders):
+        return [(UNALTERED, folder) for folder in folders]
+    found = [(folder.name, camera) for folder in folders for camera in subfolders(folder)]
+    return found + [(UNALTERED, folder) for folder in folders if list_images(folder)]
+
+
+def unknown_cameras(folders: Sequence[tuple[str, Path]], classes: Sequence[str]) -> list[str]:
+    return sorted({folder.name for _, folder in folders if folder.name not in classes})
+
+
 def scan(root: str | Path, classes: Sequence[str]) -> list[Sample]:
     """Every image under `root` in either layout, labelled by its position in `classes`."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such data folder")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
+    if not subfolders(root):
         raise DataError(f"{root}: no class or manipulation folders in it")
-    if any(folder.name in classes for folder in folders):
-        groups = [(UNALTERED, root)]
-    else:
-        groups = [(folder.name, folder) for folder in folders]
+    folders = camera_folders(root, classes)
+    unknown = unknown_cameras(folders, classes)
+    if unknown:
+        raise DataError(
+            f"{root}: camera folder(s) {', '.join(unknown)} not in the class list ({', '.join(classes)}); "
+            "set --data.classes or remove them"
+        )
     samples = []
-    for manipulation, folder in groups:
-        class_folders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        unknown = [p.name for p in class_folders if p.name not in classes]
-        if unknown:
-            raise DataError(
-                f"{folder}: folder {unknown[0]!r} is not in the class list ({', '.join(classes)}); "
-                "set --data.classes or remove it"
-            )
-        for class_folder in class_folders:
-            label = classes.index(class_folder.name)
-            for path in list_images(class_folder):
-                photo = f"{class_folder.name}/{TILE_SUFFIX.sub('', path.stem)}"
-                samples.append(Sample(str(path), label, manipulation, photo))
+    for manipulation, class_folder in folders:
+        label = classes.index(class_folder.name)
+        for path in list_images(class_folder):
+            photo = f"{class_folder.name}/{TILE_SUFFIX.sub('', path.stem)}"
+            samples.append(Sample(str(path), label, manipulation, photo))
     if not samples:
         raise DataError(f"{root}: no images (.jpg .jpeg .png .tif .tiff .bmp) in its class folders")
     return samples

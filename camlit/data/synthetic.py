@@ -20,7 +20,7 @@ import numpy as np
 from camlit.atomic import write_bytes_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop
-from camlit.data.manipulations import MANIPULATED, RESIZE_FACTORS, apply, resized_shape
+from camlit.data.manipulations import MANIPULATED, RESIZE_FACTORS, UNALTERED, apply, resized_shape
 from camlit.imageio import to_rgb8, write_image_atomic
 
 try:
@@ -215,7 +215,7 @@ def plan(output: Path, images_per_camera: int, test_per_camera: int, width: int,
         # so every manipulation is used equally often (exactly, when 16 divides test_per_camera).
         manipulations = iter(rng.permutation(np.resize(MANIPULATED, test_per_camera // 2)))
         for k in range(test_per_camera):
-            manipulation = str(next(manipulations)) if k % 2 else "unaltered"
+            manipulation = str(next(manipulations)) if k % 2 else UNALTERED
             path = output / "test" / f"img_{next(ids):07x}_{'manip' if k % 2 else 'unalt'}.tif"
             jobs.append(Job(path, camera, _scene_seed(seed, 1, camera, k), size, manipulation))
             rows.append((path.name, name, manipulation))

@@ -29,9 +29,10 @@ import numpy as np
 
 from camlit.atomic import write_text_atomic
 from camlit.data.datasets import group_order
-from camlit.data.samples import scan
+from camlit.data.manipulations import UNALTERED
+from camlit.data.samples import camera_folders, scan, unknown_cameras
 from camlit.errors import CamlitError
-from camlit.imageio import list_images, write_image_atomic
+from camlit.imageio import write_image_atomic
 from camlit.inference.predict import (
     add_prediction_arguments,
     few,
@@ -41,7 +42,7 @@ from camlit.inference.predict import (
     report_problems,
     require_usable,
 )
-from camlit.training.metrics import UNALTERED, kaggle_weighted_accuracy
+from camlit.training.metrics import kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
 
 MANIPULATED = "manipulated"
@@ -65,20 +66,9 @@ def group_from_name(name: str) -> str:
     return MANIPULATED if "_manip" in Path(name).stem else UNALTERED
 
 
-def subfolders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def check_folder_classes(root: Path, classes: Sequence[str]) -> None:
     """Every camera folder under `root` (either layout) must be one of the checkpoint's classes."""
-    folders = subfolders(root)
-    if any(folder.name in classes for folder in folders):
-        camera_folders = folders
-    else:
-        camera_folders = [sub for folder in folders for sub in subfolders(folder)]
-        # A flat layout none of whose folders is a known camera: its folders hold the images.
-        camera_folders += [folder for folder in folders if list_images(folder)]
-    unknown = sorted({folder.name for folder in camera_folders if folder.name not in classes})
+    unknown = unknown_cameras(camera_folders(root, classes), classes)
     if unknown:
         raise CamlitError(
             f"--input {root}: camera folder(s) {', '.join(unknown)} not among the checkpoint's classes "

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 import torch
 from torchmetrics import Metric
 
-UNALTERED = "unaltered"
+from camlit.data.manipulations import UNALTERED
+
 UNALTERED_WEIGHT = 0.7
 
 

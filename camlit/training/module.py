@@ -16,11 +16,12 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from camlit.cameras import KAGGLE_CAMERAS
+from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
 from camlit.models.filters import InputFilter, build_input_filter
 from camlit.models.resnet import STAGE_TABLES, build_resnet, load_pretrained
 from camlit.training.callbacks import record_nonfinite
-from camlit.training.metrics import UNALTERED, GroupedAccuracy, kaggle_weighted_accuracy
+from camlit.training.metrics import GroupedAccuracy, kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
 
 log = logging.getLogger(__name__)

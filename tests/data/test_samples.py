@@ -42,7 +42,7 @@ def test_bad_roots(tmp_path):
         scan(tmp_path, CLASSES)
     other = tmp_path / "other"
     write_image(other / "unaltered" / "Nokia-3310" / "x.png", random_image(np.random.default_rng(0)))
-    with pytest.raises(DataError, match="'Nokia-3310' is not in the class list"):
+    with pytest.raises(DataError, match="camera folder\\(s\\) Nokia-3310 not in the class list"):
         scan(other, CLASSES)
 
 
