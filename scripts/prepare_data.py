@@ -7,48 +7,7 @@ Writes <output>/<manipulation>/<camera>/<stem>.png (or <stem>_t<k>.png with --ti
 only makes what is missing. See camlit.data.prepare.
 """
 
-from __future__ import annotations
-
-import argparse
-
-from camlit.data.manipulations import MANIPULATIONS
-from camlit.data.prepare import PrepareError, PrepareSummary, prepare_dataset
-
-
-def tiles_argument(text: str) -> str | int:
-    if text == "center":
-        return text
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"expected 'center' or a positive number, not {text!r}")
-
-
-def main(argv: list[str] | None = None) -> PrepareSummary:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--input", required=True, help="folder of <camera>/ folders of full-size photos")
-    parser.add_argument("--output", required=True, help="folder to write <manipulation>/<camera>/*.png into")
-    parser.add_argument(
-        "--tiles",
-        type=tiles_argument,
-        default="center",
-        help="'center' for the single centre crop (default) or N for up to N non-overlapping tiles",
-    )
-    parser.add_argument(
-        "--manipulations",
-        default=None,
-        help=f"comma-separated subset of {', '.join(MANIPULATIONS)} (default: all)",
-    )
-    parser.add_argument("--size", type=int, default=512, help="crop side in pixels (default 512)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
-    args = parser.parse_args(argv)
-    names = None if args.manipulations is None else [n for n in args.manipulations.split(",") if n.strip()]
-    try:
-        summary = prepare_dataset(args.input, args.output, args.tiles, names, args.size, args.workers)
-    except PrepareError as error:
-        parser.exit(2, f"error: {error}\n")
-    print(summary)
-    return summary
-
+from camlit.data.commands import prepare_main
 
 if __name__ == "__main__":
-    main()
+    prepare_main()

@@ -1,6 +1,5 @@
 """Data preparation: layout, crops equal to manipulate-then-crop, resuming, failures, the script."""
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 import camlit.data.prepare
+from camlit.data.commands import prepare_main
 from camlit.data.crops import center_offset, tile_offsets
 from camlit.data.manipulations import MANIPULATIONS, apply
 from camlit.data.prepare import PrepareError, header_shape, manipulated_crops, prepare_dataset
@@ -51,14 +51,6 @@ def photos(tmp_path) -> Path:
 
 def files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def script_main():
-    """`main` of scripts/prepare_data.py, loaded in this process."""
-    spec = importlib.util.spec_from_file_location("prepare_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
@@ -198,7 +190,7 @@ def test_unreadable_and_colliding_inputs_are_listed(photos, tmp_path, capsys):
     (photos / "Cam-A" / "empty.png").write_bytes(b"")
     write(photos / "Cam-B" / "b0.png", photo(np.random.default_rng(3), 300, 300))
     out = tmp_path / "out"
-    summary = script_main()(
+    summary = prepare_main(
         [
             "--input",
             str(photos),
@@ -259,7 +251,7 @@ def test_missing_or_empty_input(tmp_path, layout, capsys):
         prepare_dataset(source, tmp_path / "out", progress=False)
     assert isinstance(error_info.value, PrepareError)
     with pytest.raises(SystemExit) as exit_info:
-        script_main()(["--input", str(source), "--output", str(tmp_path / "out")])
+        prepare_main(["--input", str(source), "--output", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.splitlines()
     assert len(error) == 1 and error[0].startswith("error: ") and str(source) in error[0]
@@ -267,7 +259,7 @@ def test_missing_or_empty_input(tmp_path, layout, capsys):
 
 def test_unknown_manipulation_is_one_line(photos, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        script_main()(["--input", str(photos), "--output", str(tmp_path / "out"), "--manipulations", "jpeg70,jpeg50"])
+        prepare_main(["--input", str(photos), "--output", str(tmp_path / "out"), "--manipulations", "jpeg70,jpeg50"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
         "error: --manipulations: unknown 'jpeg50'; choose from unaltered, jpeg70, jpeg90, resize0.5, resize0.8, "

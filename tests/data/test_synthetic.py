@@ -5,15 +5,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import filecmp
-import importlib.util
 import itertools
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from residual_statistics import held_out_accuracy, residual_features
 
 from camlit.cameras import KAGGLE_CAMERAS
+from camlit.data.commands import synthetic_main
 from camlit.data.crops import center_crop, random_offset
 from camlit.data.manipulations import MANIPULATED, apply
 from camlit.data.synthetic import (
@@ -147,19 +147,15 @@ def test_same_seed_same_bytes_other_seed_other_bytes_and_resume(synthetic_set, t
         make_synthetic(again, seed=5, workers=1, **TINY)
 
 
-def test_script_writes_a_set_and_refuses_bad_arguments(tmp_path, capsys):
-    path = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic.py"
-    spec = importlib.util.spec_from_file_location("make_synthetic_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_command_writes_a_set_and_refuses_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        script.main(["--output", str(tmp_path / "bad"), "--test-per-camera", "-2"])
+        synthetic_main(["--output", str(tmp_path / "bad"), "--test-per-camera", "-2"])
     assert "must be 0 or more" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        script.main(["--output", str(tmp_path / "bad"), "--width", "2", "--height", "2"])
+        synthetic_main(["--output", str(tmp_path / "bad"), "--width", "2", "--height", "2"])
     assert "4x4" in capsys.readouterr().err
     counts = ["--images-per-camera", "1", "--test-per-camera", "0", "--workers", "1"]
-    script.main(["--output", str(tmp_path / "set"), "--width", "64", "--height", "48", *counts])
+    synthetic_main(["--output", str(tmp_path / "set"), "--width", "64", "--height", "48", *counts])
     assert is_complete(tmp_path / "set") and capsys.readouterr().out.strip() == str(tmp_path / "set")
     assert len(list((tmp_path / "set" / "train").rglob("*.jpg"))) == len(KAGGLE_CAMERAS)
 
@@ -170,31 +166,6 @@ def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError):
         make_synthetic(tmp_path / "y", width=2, height=2, progress=False)
     assert kaggle_crop_size(1024, 768) == 384 and kaggle_crop_size(2048, 1536) == 512
-
-
-def residual_features(crop: np.ndarray) -> np.ndarray:
-    """Noise-residual statistics: energy per channel, its share on each 2x2 CFA phase, correlations."""
-    image = crop.astype(np.float32)
-    residual = (image - cv2.blur(image, (3, 3)))[1:-1, 1:-1]
-    energy = (residual**2).mean(axis=(0, 1)) + 1e-3
-    phases = [(residual[i::2, j::2] ** 2).mean(axis=(0, 1)) + 1e-3 for i in (0, 1) for j in (0, 1)]
-    across = (residual[:, 1:] * residual[:, :-1]).mean(axis=(0, 1)) / energy
-    down = (residual[1:] * residual[:-1]).mean(axis=(0, 1)) / energy
-    return np.concatenate([np.log(energy), *(np.log(p / energy) for p in phases), across, down])
-
-
-def held_out_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray, steps: int = 500) -> float:
-    """Softmax regression fitted by gradient descent on the `train` rows, scored on the others."""
-    mean, std = features[train].mean(0), features[train].std(0) + 1e-6
-    inputs = np.hstack([(features - mean) / std, np.ones((len(features), 1))])
-    targets = np.eye(len(KAGGLE_CAMERAS))[labels[train]]
-    weights = np.zeros((inputs.shape[1], len(KAGGLE_CAMERAS)))
-    for _ in range(steps):
-        logits = inputs[train] @ weights
-        probabilities = np.exp(logits - logits.max(1, keepdims=True))
-        probabilities /= probabilities.sum(1, keepdims=True)
-        weights -= 0.5 * (inputs[train].T @ (probabilities - targets) / len(targets) + 1e-3 * weights)
-    return float(((inputs[~train] @ weights).argmax(1) == labels[~train]).mean())
 
 
 def test_only_camera_traces_carry_the_label():

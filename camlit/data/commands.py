@@ -1,0 +1,90 @@
+"""The command lines of scripts/prepare_data.py and scripts/make_synthetic.py."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from camlit.data.manipulations import MANIPULATIONS
+from camlit.data.prepare import PrepareError, PrepareSummary, prepare_dataset
+from camlit.data.synthetic import make_synthetic
+
+
+def tiles_argument(text: str) -> str | int:
+    if text == "center":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected 'center' or a positive number, not {text!r}")
+
+
+def prepare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prepare_data.py",
+        description="Cut the training photos into manipulated crops, as Kaggle made its test set.",
+    )
+    parser.add_argument("--input", required=True, help="folder of <camera>/ folders of full-size photos")
+    parser.add_argument("--output", required=True, help="folder to write <manipulation>/<camera>/*.png into")
+    parser.add_argument(
+        "--tiles", type=tiles_argument, default="center",
+        help="'center' for the single centre crop (default) or N for up to N non-overlapping tiles",
+    )  # fmt: skip
+    parser.add_argument(
+        "--manipulations", default=None, help=f"comma-separated subset of {', '.join(MANIPULATIONS)} (default: all)"
+    )
+    parser.add_argument("--size", type=int, default=512, help="crop side in pixels (default 512)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    return parser
+
+
+def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
+    parser = prepare_parser()
+    args = parser.parse_args(argv)
+    names = None if args.manipulations is None else [n for n in args.manipulations.split(",") if n.strip()]
+    try:
+        summary = prepare_dataset(args.input, args.output, args.tiles, names, args.size, args.workers)
+    except PrepareError as error:
+        parser.exit(2, f"error: {error}\n")
+    print(summary)
+    return summary
+
+
+def count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def synthetic_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="make_synthetic.py", description="Write the synthetic Kaggle-shaped camera data set."
+    )
+    parser.add_argument("--output", type=Path, required=True, help="folder to write, or to finish")
+    parser.add_argument("--images-per-camera", type=count, default=30, help="train photos per camera")
+    parser.add_argument("--test-per-camera", type=count, default=48, help="test photos per camera")
+    parser.add_argument("--width", type=positive, default=1024, help="frame width in pixels")
+    parser.add_argument("--height", type=positive, default=768, help="frame height in pixels")
+    parser.add_argument("--seed", type=count, default=0, help="the same seed writes the same bytes")
+    parser.add_argument("--workers", type=positive, default=None, help="processes (default: all cores)")
+    return parser
+
+
+def synthetic_main(argv: list[str] | None = None) -> Path:
+    parser = synthetic_parser()
+    args = parser.parse_args(argv)
+    try:
+        output = make_synthetic(
+            args.output, args.images_per_camera, args.test_per_camera, args.width, args.height, args.seed, args.workers
+        )
+    except ValueError as error:  # a frame too small for a test crop, or a folder of other settings
+        parser.error(str(error))
+    print(output)
+    return output
