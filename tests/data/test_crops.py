@@ -42,10 +42,6 @@ def test_center_offset_is_even_and_within_a_pixel_of_the_centre():
             assert 0 <= height // 2 - size // 2 - top <= 1 and 0 <= (height + 1) // 2 - size // 2 - left <= 1
 
 
-def test_center_offset_of_512_is_even():
-    assert center_offset(512, 512, 224) == (144, 144)
-
-
 def test_too_small_image_is_refused():
     with pytest.raises(ValueError, match="does not fit a 100x100"):
         random_offset(100, 100, 224, np.random.default_rng(0))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from camlit.data import manipulations
-from camlit.data.manipulations import MANIPULATED, MANIPULATIONS, RESIZE_FACTORS, apply, source_size
+from camlit.data.manipulations import MANIPULATIONS, RESIZE_FACTORS, apply, source_size
 
 
 def photo_like(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
@@ -14,12 +14,6 @@ def photo_like(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width]
     smooth = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height) + 64], axis=-1)
     return np.clip(smooth + rng.normal(0, 12, smooth.shape), 0, 255).astype(np.uint8)
-
-
-def test_names():
-    assert set(MANIPULATIONS) == {"unaltered", *MANIPULATED}
-    assert len(MANIPULATED) == 8
-    assert RESIZE_FACTORS == {"resize0.5": 0.5, "resize0.8": 0.8, "resize1.5": 1.5, "resize2.0": 2.0}
 
 
 @pytest.mark.parametrize("quality", [70, 90])
