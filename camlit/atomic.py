@@ -6,8 +6,9 @@ into place; a failure removes the temporary file and leaves any older file untou
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -42,3 +43,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path, "w") as file:
         file.write(text)
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Sequence[str]]) -> None:
+    """Rows as CSV; a value holding a comma, quote or newline is quoted, as every CSV reader expects."""
+    with atomic_write(path, "w") as file:
+        csv.writer(file, lineterminator="\n").writerows(rows)

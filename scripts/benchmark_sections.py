@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 
 from camlit.data.datamodule import CameraDataModule
 from camlit.models.resnet import resnet50
-from camlit.training.cli import default_precision
 from camlit.training.module import CameraClassifier
+from camlit.training.precision import default_precision
 
 CLASSES = ["camera-a", "camera-b"]
 LAYOUTS = ("nchw", "channels_last")

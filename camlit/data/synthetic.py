@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camlit.atomic import write_bytes_atomic
+from camlit.atomic import write_bytes_atomic, write_csv_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop
 from camlit.data.manipulations import MANIPULATED, RESIZE_FACTORS, UNALTERED, apply, resized_shape
@@ -286,9 +286,9 @@ def make_synthetic(
         done = tqdm(done, total=len(todo), desc="synthetic photos", unit="photo")
     for _ in done:
         pass
-    # No CSV quoting needed: camera names and file names hold no commas or quotes.
     for column, name in enumerate(("labels", "manipulations"), start=1):
-        text = "".join(f"{row[0]},{row[column]}\n" for row in [("fname", "camera", "manipulation"), *rows])
-        write_bytes_atomic(output / f"test_{name}.csv", text.encode())
+        write_csv_atomic(
+            output / f"test_{name}.csv", [(row[0], row[column]) for row in [("fname", "camera", "manipulation"), *rows]]
+        )
     (output / ".complete").write_bytes(b"")
     return output

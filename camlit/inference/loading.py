@@ -1,8 +1,7 @@
-"""A trained camlit model, ready for inference: device choice, checkpoint loading, autocast."""
+"""A trained camlit model from its checkpoint alone, ready for `Trainer.predict`."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -12,19 +11,11 @@ import torch
 from camlit.errors import CamlitError
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CamlitError(f"--device {name}: no CUDA device here")
-    try:
-        return torch.device(name)
-    except RuntimeError as error:
-        raise CamlitError(f"--device {name}: {error}") from None
+def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
+    """(CameraClassifier in eval mode on the CPU, the training crop size if the checkpoint has it).
 
-
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu"):
-    """(CameraClassifier in eval mode on `device`, the training crop size if the checkpoint has it)."""
+    `device` (`--device`) only decides the memory format; the Trainer moves the model.
+    """
     from camlit.training.module import CameraClassifier
 
     path = Path(path)
@@ -34,7 +25,8 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     # and compiling would only add start-up time here. channels_last only pays on a GPU; on a CPU
     # it is never faster and several times slower for small crops.
     overrides: dict[str, Any] = {"pretrained": None, "compile": False}
-    if torch.device(device).type != "cuda":
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if not on_gpu:
         overrides["channels_last"] = False
     try:
         model = CameraClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=False, **overrides)
@@ -45,8 +37,7 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         reason = f"{type(error).__name__}: {error}"
         raise CamlitError(f"--ckpt {path}: not a loadable camlit checkpoint ({reason})") from None
     model.configure_model()
-    model.eval().to(device)
-    return model, checkpoint_crop_size(checkpoint)
+    return model.eval(), checkpoint_crop_size(checkpoint)
 
 
 def checkpoint_crop_size(checkpoint: dict[str, Any]) -> int | None:
@@ -54,9 +45,3 @@ def checkpoint_crop_size(checkpoint: dict[str, Any]) -> int | None:
     hparams = checkpoint.get("datamodule_hyper_parameters") or {}
     size = hparams.get("crop_size") if hasattr(hparams, "get") else None
     return int(size) if isinstance(size, int) and size > 0 else None
-
-
-def autocast_for(device: torch.device):
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from camlit.errors import CamlitError
-
-if TYPE_CHECKING:
-    from camlit.inference.predict import Predictions
+from camlit.atomic import write_csv_atomic
+from camlit.inference.running import Predictions
 
 CSV_HEADER = ("fname", "camera")
-
-
-def csv_text(rows: Sequence[Sequence[str]]) -> str:
-    for row in rows:
-        for value in row:
-            if any(c in value for c in ',"\n\r'):
-                raise CamlitError(f"cannot write {value!r} to a plain CSV (comma, quote or newline in it)")
-    return "".join(",".join(row) + "\n" for row in rows)
 
 
 def submission_rows(predictions: Predictions) -> list[tuple[str, str]]:
@@ -39,3 +28,11 @@ def probability_rows(predictions: Predictions) -> list[tuple[str, ...]]:
         if label >= 0
     ]
     return sorted(rows)
+
+
+def write_submission(path: str | os.PathLike, predictions: Predictions) -> None:
+    write_csv_atomic(path, [CSV_HEADER, *submission_rows(predictions)])
+
+
+def write_probabilities(path: str | os.PathLike, predictions: Predictions) -> None:
+    write_csv_atomic(path, [("fname", *predictions.classes), *probability_rows(predictions)])

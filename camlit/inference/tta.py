@@ -1,7 +1,7 @@
 """Test-time augmentation: the crops taken of each test image, and the loader that yields them.
 
 Crops come from camlit.data.crops, on the image as camlit.imageio reads it for training. The loader
-serves both camlit.inference.predict's own loop and Lightning's `trainer.predict`.
+feeds Lightning's `Trainer.predict` (camlit.inference.running).
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def crop_loader(
 ) -> DataLoader:
     """Batches of about `batch_size` crops (whole images, at least one per batch), in path order.
 
-    Works for our own loop (predict_crops) and for Lightning's `trainer.predict(model, dataloaders=...)`,
-    whose CameraClassifier.predict_step returns the softmax of each crop.
+    For `Trainer.predict(model, dataloaders=...)`, whose CameraClassifier.predict_step returns the
+    softmax of each crop.
     """
     dataset = PredictCrops(paths, plan, reader, manipulated)
     return DataLoader(

@@ -22,12 +22,7 @@ from camlit.errors import CamlitError
 from camlit.training.callbacks import LatestCheckpoint, NonFiniteLossGuard
 from camlit.training.checkpointing import AtomicCheckpointIO, checked_checkpoint, find_resume_checkpoint
 from camlit.training.module import CameraClassifier
-
-
-def default_precision() -> str:
-    # Emulated bf16 (before Ampere) would be slower than fp32; only native support counts.
-    native = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
-    return "bf16-mixed" if native else "32-true"
+from camlit.training.precision import default_precision
 
 
 class CamlitCLI(LightningCLI):

@@ -7,7 +7,8 @@ import pytest
 import torch
 from conftest import CLASSES, write_image
 
-from camlit.inference.evaluate import group_from_name, main, score
+from camlit.inference.evaluate import main, score
+from camlit.inference.labelled import group_from_name
 from camlit.training.module import CameraClassifier
 from camlit.training.plots import CELL
 

@@ -6,9 +6,13 @@ import pytest
 import torch
 from conftest import CLASSES, random_image, write_image
 
+from camlit.errors import CamlitError
+from camlit.imageio import read_rgb
 from camlit.inference.loading import checkpoint_crop_size, load_checkpoint
-from camlit.inference.predict import main, manipulated_from_name, predict_crops
-from camlit.inference.tta import CropPlan, crop_loader
+from camlit.inference.options import manipulated_from_name
+from camlit.inference.predict import main
+from camlit.inference.running import predict_paths, trainer_devices
+from camlit.inference.tta import CropPlan, image_crops
 
 SIZE = 32  # the crop size recorded in the test checkpoint
 
@@ -147,18 +151,29 @@ def test_corrupt_checkpoint(images, tmp_path, capsys):
     assert "not a loadable camlit checkpoint" in capsys.readouterr().err
 
 
-def test_trainer_predict_gives_the_same_crop_probabilities(ckpt, images):
+def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, images):
+    """The Trainer's answer for each image is the mean softmax of the network on that image's crops."""
     model, size = load_checkpoint(ckpt)
     paths = sorted(images.iterdir())
-    loader = crop_loader(paths, CropPlan(size=size, count=3, seed=0), batch_size=7)
-    ours, problems = predict_crops(model, loader)
-    assert not problems and sorted(ours) == list(range(5))
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, precision="32-true"
-    )
-    theirs = torch.cat(trainer.predict(model, dataloaders=loader))
-    assert theirs.shape == (15, len(CLASSES))
-    assert torch.allclose(theirs, torch.cat([ours[i] for i in range(5)]), atol=1e-6)
+    plan = CropPlan(size=size, count=3, seed=0)
+    # batch_size 7 puts two images (6 crops) in a batch, so the crops are filed under their images.
+    predictions = predict_paths(model, paths, plan, batch_size=7, device="cpu")
+    assert not predictions.problems and predictions.crops == 15
+    for index, path in enumerate(paths):
+        crops = torch.from_numpy(image_crops(read_rgb(path), plan, index))
+        with torch.no_grad():
+            expected = model(crops).softmax(dim=1).mean(dim=0).double().numpy()
+        assert np.allclose(predictions.probabilities[index], expected, atol=1e-6)
+
+
+def test_device_names_become_the_trainers_accelerator():
+    assert trainer_devices("cpu") == ("cpu", 1)
+    if not torch.cuda.is_available():
+        assert trainer_devices("auto") == ("cpu", 1)
+        with pytest.raises(CamlitError, match="no CUDA device"):
+            trainer_devices("cuda:1")
+    with pytest.raises(CamlitError, match="expected auto, cpu, cuda or cuda:N"):
+        trainer_devices("tpu")
 
 
 # --- the manipulation flag -------------------------------------------------------------------

@@ -7,8 +7,8 @@ import torch
 import yaml
 from conftest import CLASSES, make_datamodule
 
-from camlit.training.cli import default_precision
 from camlit.training.module import CameraClassifier
+from camlit.training.precision import default_precision
 
 CONFIGS = Path(__file__).resolve().parents[2] / "scripts" / "configs"
 

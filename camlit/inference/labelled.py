@@ -1,0 +1,116 @@
+"""Labelled images for evaluate: a DataModule-style folder, or a test folder with a labels CSV.
+
+In the second case an image's group is `manipulated` when its name contains `_manip`, else
+`unaltered` (Kaggle's and the synthetic set's naming), or its row in `--manipulations`
+(`fname,manipulation`) for the finer groups.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from camlit.data.manipulations import UNALTERED
+from camlit.data.samples import camera_folders, scan, unknown_cameras
+from camlit.errors import CamlitError
+from camlit.inference.options import manipulated_from_name
+from camlit.inference.running import few
+
+MANIPULATED = "manipulated"
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    path: str
+    label: int
+    group: str
+    manipulated: bool | None  # what the model's manipulation flag is given; None when not known
+
+
+# ---------------------------------------------------------------------------------------------
+# Labelled data
+
+
+def group_from_name(name: str) -> str:
+    """Kaggle's test naming: `img_<id>_manip.tif` is manipulated, `img_<id>_unalt.tif` (or anything else) not."""
+    return MANIPULATED if "_manip" in Path(name).stem else UNALTERED
+
+
+def check_folder_classes(root: Path, classes: Sequence[str]) -> None:
+    """Every camera folder under `root` (either layout) must be one of the checkpoint's classes."""
+    unknown = unknown_cameras(camera_folders(root, classes), classes)
+    if unknown:
+        raise CamlitError(
+            f"--input {root}: camera folder(s) {', '.join(unknown)} not among the checkpoint's classes "
+            f"({', '.join(classes)})"
+        )
+
+
+def labelled_folder(root: str | os.PathLike, classes: Sequence[str]) -> list[LabelledImage]:
+    """A DataModule-style folder: labels from the camera folders, groups from the manipulation folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CamlitError(f"--input {root}: no such folder")
+    check_folder_classes(root, classes)
+    samples = scan(root, classes)
+    images = (LabelledImage(s.path, s.label, s.manipulation, s.manipulation != UNALTERED) for s in samples)
+    return sorted(images, key=lambda image: image.path)
+
+
+def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) -> dict[str, str]:
+    """A two-column CSV with exactly `header`, as {first column: second column}; duplicates refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CamlitError(f"{option} {path}: no such file")
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        rows = [[value.strip() for value in row] for row in csv.reader(file) if any(v.strip() for v in row)]
+    if not rows or tuple(rows[0]) != header:
+        found = ",".join(rows[0]) if rows else "nothing"
+        raise CamlitError(f"{option} {path}: the header must be {','.join(header)}, found {found}")
+    table: dict[str, str] = {}
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != 2:
+            raise CamlitError(f"{option} {path}: line {number} has {len(row)} fields, expected 2")
+        if row[0] in table:
+            raise CamlitError(f"{option} {path}: {row[0]} is listed twice (line {number})")
+        table[row[0]] = row[1]
+    if not table:
+        raise CamlitError(f"{option} {path}: no rows")
+    return table
+
+
+def labelled_csv(
+    folder: str | os.PathLike,
+    labels: str | os.PathLike,
+    classes: Sequence[str],
+    manipulations: str | os.PathLike | None = None,
+) -> list[LabelledImage]:
+    """The images named in `labels` (fname,camera), which must all be in `folder`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CamlitError(f"--input {folder}: no such folder")
+    cameras = read_table(labels, ("fname", "camera"), "--labels")
+    unknown = sorted(set(cameras.values()) - set(classes))
+    if unknown:
+        raise CamlitError(
+            f"--labels {labels}: camera(s) {few(unknown)} not among the checkpoint's classes ({', '.join(classes)})"
+        )
+    missing = sorted(name for name in cameras if not (folder / name).is_file())
+    if missing:
+        raise CamlitError(f"--labels {labels}: {len(missing)} file(s) missing from {folder}: {few(missing)}")
+    groups = {name: group_from_name(name) for name in cameras}
+    flags = {name: manipulated_from_name(name) for name in cameras}
+    if manipulations is not None:
+        finer = read_table(manipulations, ("fname", "manipulation"), "--manipulations")
+        absent = sorted(name for name in cameras if name not in finer)
+        if absent:
+            raise CamlitError(f"--manipulations {manipulations}: no row for {few(absent)}")
+        groups = {name: finer[name] for name in cameras}
+        flags = {name: finer[name] != UNALTERED for name in cameras}
+    return [
+        LabelledImage(str(folder / name), classes.index(cameras[name]), groups[name], flags[name])
+        for name in sorted(cameras)
+    ]

@@ -1,0 +1,142 @@
+"""The options scripts/predict.py and scripts/evaluate.py share, and what they do with them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from camlit.errors import CamlitError
+from camlit.imageio import is_too_small
+from camlit.inference.aggregate import AGGREGATES
+from camlit.inference.loading import load_checkpoint
+from camlit.inference.running import Predictions, few, predict_paths
+from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
+
+
+def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
+    """Crop, aggregation and loader options, shared with scripts/evaluate.py."""
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by scripts/fit.py")
+    parser.add_argument("--input", required=True, help="folder of images")
+    parser.add_argument(
+        "--crops", type=int, default=DEFAULT_CROPS,
+        help=f"crops per image (default {DEFAULT_CROPS}): the centre crop plus random even-offset crops",
+    )  # fmt: skip
+    parser.add_argument("--crop-grid", action="store_true", help="take --crops crops on a deterministic even grid")
+    parser.add_argument(
+        "--crop-size", type=int, default=None,
+        help=f"crop side; default: the checkpoint's training crop size, else {DEFAULT_CROP_SIZE}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--aggregate", choices=AGGREGATES, default="mean",
+        help="combine crops by the mean softmax (default), the renormalised geometric mean, or the seed's "
+        "max rule (the single most confident crop prediction)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--balance", action="store_true",
+        help="give every class an equal share of the images (Kaggle's test set has 264 per class), "
+        "by the optimal assignment under the aggregated probabilities",
+    )  # fmt: skip
+    parser.add_argument(
+        "--manipulated", choices=("names", "yes", "no"), default="names",
+        help="whether the images are manipulated: from the file names (default; Kaggle's _manip/_unalt), "
+        "or yes/no for all of them. A model trained with the manipulation flag needs it; --balance uses it "
+        "to balance each group on its own",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
+    parser.add_argument("--batch-size", type=int, default=128, help="crops per forward pass (default 128)")
+    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1), help="loader workers")
+    parser.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1")
+    parser.add_argument(
+        "--skip-unreadable", action="store_true",
+        help="leave unreadable images out (still reported) instead of ending with exit status 2",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def check_prediction_arguments(args: argparse.Namespace) -> None:
+    for name in ("crops", "batch_size"):
+        if getattr(args, name) < 1:
+            raise CamlitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.crop_size is not None and args.crop_size < 1:
+        raise CamlitError(f"--crop-size must be at least 1, got {args.crop_size}")
+    if args.num_workers < 0:
+        raise CamlitError(f"--num-workers must be 0 or more, got {args.num_workers}")
+
+
+def prepare(args: argparse.Namespace):
+    """(model, crop plan) from the shared options."""
+    check_prediction_arguments(args)
+    model, trained_size = load_checkpoint(args.ckpt, args.device)
+    size = args.crop_size or trained_size or DEFAULT_CROP_SIZE
+    return model, CropPlan(size=size, count=args.crops, grid=args.crop_grid, seed=args.seed)
+
+
+def manipulated_from_name(path: str | os.PathLike) -> bool | None:
+    """Kaggle's test naming: `img_<id>_manip.tif` is manipulated, `img_<id>_unalt.tif` is not;
+    None when the name says neither."""
+    stem = Path(path).stem
+    if "_manip" in stem:
+        return True
+    if "_unalt" in stem:
+        return False
+    return None
+
+
+def manipulated_flags(
+    args: argparse.Namespace, paths: Sequence[str | os.PathLike], known: Sequence[bool | None] | None = None
+) -> list[bool | None]:
+    """Per path, whether it is manipulated: --manipulated yes/no for all, else `known` (what the
+    caller knows, e.g. evaluate's manipulation folders), else the file name."""
+    if args.manipulated != "names":
+        return [args.manipulated == "yes"] * len(paths)
+    if known is not None:
+        return list(known)
+    return [manipulated_from_name(path) for path in paths]
+
+
+def predict_with(
+    args: argparse.Namespace,
+    model,
+    plan: CropPlan,
+    paths: Sequence[str | os.PathLike],
+    known: Sequence[bool | None] | None = None,
+) -> Predictions:
+    """Prediction with the crop, aggregation, flag, device and loader options of the command line."""
+    return predict_paths(
+        model,
+        paths,
+        plan,
+        rule=args.aggregate,
+        balance=args.balance,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=args.device,
+        progress=not args.no_progress,
+        manipulated=manipulated_flags(args, paths, known),
+    )
+
+
+def require_usable(predictions: Predictions) -> None:
+    """One line, and no output written, when not a single image could be used."""
+    if predictions.usable.any():
+        return
+    reasons = [predictions.problems[i] for i in sorted(predictions.problems)]
+    hint = "; choose a smaller --crop-size" if all(map(is_too_small, reasons)) else ""
+    raise CamlitError(f"none of the {len(reasons)} images in --input is usable, e.g. {reasons[0]}{hint}")
+
+
+def report_problems(problems: dict[int, str], paths: Sequence[str], skip: bool) -> None:
+    """Every reason on stderr; unless `skip`, end with one `error:` line naming the files, exit 2."""
+    if not problems:
+        return
+    for index in sorted(problems):
+        print(f"warning: skipped {problems[index]}", file=sys.stderr)
+    if not skip:
+        names = [Path(paths[i]).name for i in sorted(problems)]
+        raise CamlitError(
+            f"{len(names)} unusable image(s) (unreadable, or smaller than the crop): {few(names, 20)}; "
+            "rerun with --skip-unreadable to accept that"
+        )

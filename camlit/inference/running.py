@@ -1,0 +1,176 @@
+"""Prediction through Lightning's `Trainer.predict`: crops in, one class distribution per image out.
+
+The Trainer places the model (`--device`), sets the precision (bf16 where the GPU has it natively,
+as for training) and shows the progress; CameraClassifier.predict_step gives each crop's softmax.
+A callback files those rows under their images and keeps the images that could not be used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch import Callback
+
+from camlit.errors import CamlitError
+from camlit.imageio import read_rgb
+from camlit.inference.aggregate import AGGREGATES, aggregate
+from camlit.inference.balance import balanced_labels
+from camlit.inference.tta import CropBatch, CropPlan, crop_loader
+from camlit.training.precision import default_precision
+
+
+@dataclass
+class Predictions:
+    """Per image (in `paths` order): aggregated probabilities and labels; NaN rows / -1 labels for
+    images in `problems` (index -> reason)."""
+
+    paths: list[str]
+    classes: list[str]
+    probabilities: np.ndarray
+    labels: np.ndarray
+    problems: dict[int, str] = field(default_factory=dict)
+    crops: int = 0
+    seconds: float = 0.0
+
+    @property
+    def usable(self) -> np.ndarray:
+        return self.labels >= 0
+
+    def rate_line(self) -> str:
+        images = int(self.usable.sum())
+        rate = images / self.seconds if self.seconds > 0 else float("inf")
+        return f"{images} images ({self.crops} crops) in {self.seconds:.2f} s: {rate:.1f} images/s"
+
+
+class CropRows(Callback):
+    """Collects each image's crop probabilities (CPU float32 (crops, classes)) and the problems."""
+
+    def __init__(self):
+        self.by_image: dict[int, torch.Tensor] = {}
+        self.problems: dict[int, str] = {}
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch: CropBatch, batch_idx, dataloader_idx=0):
+        self.problems.update(batch.problems)
+        if not len(batch.indices):
+            return
+        indices, counts = torch.unique_consecutive(batch.indices.cpu(), return_counts=True)
+        for index, rows in zip(indices.tolist(), outputs.float().cpu().split(counts.tolist()), strict=True):
+            self.by_image[index] = rows
+
+
+def trainer_devices(name: str) -> tuple[str, int | list[int] | str]:
+    """`--device` as the Trainer's (accelerator, devices): auto, cpu, cuda, or cuda:N."""
+    if name == "auto":
+        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
+    kind, _, number = name.partition(":")
+    if kind not in ("cpu", "cuda") or (number and not number.isdigit()):
+        raise CamlitError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
+    if kind == "cpu":
+        return "cpu", 1
+    if not torch.cuda.is_available():
+        raise CamlitError(f"--device {name}: no CUDA device here")
+    if number and int(number) >= torch.cuda.device_count():
+        raise CamlitError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return "gpu", [int(number)] if number else 1
+
+
+@contextmanager
+def quiet_lightning():
+    """Prediction's own output only: no 'GPU available' or tip lines from the Trainer."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def build_trainer(device: str = "auto", progress: bool = False) -> L.Trainer:
+    accelerator, devices = trainer_devices(device)
+    precision = default_precision() if accelerator == "gpu" else "32-true"
+    with quiet_lightning():
+        return L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            precision=precision,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+        )
+
+
+def predict_paths(
+    model,
+    paths: Sequence[str | os.PathLike],
+    plan: CropPlan,
+    rule: str = "mean",
+    balance: bool = False,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    device: str = "auto",
+    progress: bool = False,
+    reader: Callable = read_rgb,
+    manipulated: Sequence[bool | None] | None = None,
+) -> Predictions:
+    """Crops, model, aggregation (and optionally the balanced assignment) for every path.
+
+    `manipulated` says, per path, whether the image is manipulated (None: not known). A model
+    trained with the manipulation flag needs it for every image; `balance` assigns within each
+    group separately when every image's group is known and both groups are present.
+    """
+    if rule not in AGGREGATES:
+        raise CamlitError(f"--aggregate {rule}: choose from {', '.join(AGGREGATES)}")
+    classes = list(model.classes)
+    flags = list(manipulated) if manipulated is not None else [None] * len(paths)
+    known = None not in flags
+    if model.manipulated_fc is not None and not known:
+        unknown = [Path(path).name for path, flag in zip(paths, flags, strict=True) if flag is None]
+        raise CamlitError(
+            "the checkpoint's model was trained with --model.manipulation_flag and needs to know whether each "
+            f"image is manipulated, but the name of {few(unknown)} says neither _manip nor _unalt; "
+            "pass --manipulated yes or --manipulated no"
+        )
+    loader = crop_loader(paths, plan, batch_size, num_workers, reader, flags if known else None)
+    trainer = build_trainer(device, progress)
+    collected = CropRows()
+    trainer.callbacks.append(collected)
+    start = time.perf_counter()
+    with quiet_lightning():
+        trainer.predict(model, dataloaders=loader, return_predictions=False)
+    seconds = time.perf_counter() - start
+    probabilities = np.full((len(paths), len(classes)), np.nan)
+    labels = np.full(len(paths), -1, dtype=np.int64)
+    for index, rows in collected.by_image.items():
+        combined, label = aggregate(rows, rule)
+        probabilities[index] = combined.double().numpy()
+        labels[index] = label
+    if balance:
+        usable = labels >= 0
+        groups = [flag for flag, ok in zip(flags, usable, strict=True) if ok]
+        per_group = known and len(set(groups)) > 1
+        labels[usable] = balanced_labels(probabilities[usable], groups if per_group else None)
+    return Predictions(
+        [str(p) for p in paths],
+        classes,
+        probabilities,
+        labels,
+        collected.problems,
+        crops=sum(len(rows) for rows in collected.by_image.values()),
+        seconds=seconds,
+    )
+
+
+def few(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
