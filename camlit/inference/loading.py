@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from camlit.errors import CamlitError
+from camlit.training.module import CameraClassifier
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
@@ -16,8 +17,6 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
 
     `device` (`--device`) only decides the memory format; the Trainer moves the model.
     """
-    from camlit.training.module import CameraClassifier
-
     path = Path(path)
     if not path.is_file():
         raise CamlitError(f"--ckpt {path}: no such checkpoint file")
