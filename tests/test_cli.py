@@ -45,8 +45,9 @@ def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, m
     )
     version = tmp_path / "lightning_logs" / "version_0"
     assert (version / "config.yaml").is_file()
-    names = sorted(p.name for p in (version / "checkpoints").iterdir())
+    names = sorted(p.name for p in (version / "checkpoints").glob("*.ckpt"))
     assert names == ["best.ckpt", "epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (version / "checkpoints").glob("*.sha256")) == [n + ".sha256" for n in names]
     steps_after_first_run = cli.trainer.global_step
     logged = events(version)
     assert {

@@ -81,4 +81,4 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
     runs = list((tmp_path / "lightning_logs").iterdir())
     assert [p.name for p in runs] == ["version_0"]
     assert len(list(runs[0].glob("events.out.tfevents.*"))) == 1
-    assert sorted(p.name for p in (runs[0] / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (runs[0] / "checkpoints").glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
