@@ -77,7 +77,7 @@ class CameraDataModule(L.LightningDataModule):
         for name, value, valid, rule in (
             ("crop_size", crop_size, crop_size >= 1, "at least 1"),
             ("crops_per_image", crops_per_image, crops_per_image >= 1, "at least 1"),
-            ("batch_size", batch_size, batch_size >= 1, "at least 1"),
+            ("batch_size", batch_size, batch_size >= 2, "at least 2 (batch norm needs 2 crops to train on)"),
             ("num_workers", num_workers, num_workers >= 0, "0 or more"),
             ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
