@@ -22,7 +22,7 @@ from lightning.pytorch.trainer.trainer import Trainer
 from camlit.callbacks import LatestCheckpoint, NonFiniteLossGuard, RunCheckpoint
 from camlit.checkpointing import AtomicCheckpointIO, checked_checkpoint, find_resume_checkpoint
 from camlit.datamodule import CameraDataModule
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.module import CameraClassifier
 
 
@@ -233,12 +233,13 @@ def main(args: list[str] | None = None) -> CamlitCLI:
     args = list(sys.argv[1:] if args is None else args)
     show_camlit_messages()
     try:
-        cli = CamlitCLI(args=resume_arguments(args))
-        try:
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
-        except BaseException:
-            cli.undo_run_folder()
-            raise
+        with disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"):
+            cli = CamlitCLI(args=resume_arguments(args))
+            try:
+                cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+            except BaseException:
+                cli.undo_run_folder()
+                raise
     # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
     except (CamlitError, MisconfigurationException) as error:
         print(f"error: {error}", file=sys.stderr)
