@@ -18,6 +18,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.trainer.trainer import Trainer
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.callbacks import LatestCheckpoint, NonFiniteLossGuard, RunCheckpoint
 from camlit.checkpointing import AtomicCheckpointIO, checked_checkpoint, find_resume_checkpoint
@@ -105,6 +106,8 @@ class CamlitCLI(LightningCLI):
             return
         root = Path(init.save_dir or ".") / (init.name or "")
         if init.version is None:
+            if rank_zero_only.rank != 0:
+                return  # rank 0 claims; Lightning gives every rank its log and checkpoint folder
             self.created_root = not root.exists()
             init.version = claim_version(root)
             self.claimed = True
