@@ -18,8 +18,8 @@ height x width x 3 bytes per image.
 The fingerprint covers every source file's path, size and mtime_ns and the crop size (which
 decides what is too small), so an edited, added or removed file rebuilds the cache. The index is
 written last, by rename, and names the data file of its own fingerprint: a build that dies half
-way leaves the previous complete cache or none, never a mixture. Builders share no process with
-their parent's open files and die with it (camlit.workers), so a killed build holds no lock.
+way leaves the previous complete cache or none, never a mixture. The decode workers inherit no
+open file, such as the lock, and die with their parent (camlit.workers): a killed build holds none.
 """
 
 from __future__ import annotations
