@@ -1,10 +1,12 @@
 """A run folder belongs to one run, and changes only once an operation has succeeded."""
 
+import json
 import logging
 import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 from conftest import CLASSES
@@ -70,18 +72,45 @@ def test_resume_from_another_folder_keeps_best_checkpoint_tracking(flat_tree, tm
     assert not (elsewhere / "lightning_logs").exists()
 
 
+TOGETHER = """
+import os, time
+from pathlib import Path
+from lightning.pytorch.profilers import PassThroughProfiler
+
+class Together(PassThroughProfiler):
+    # Holds each run just after Lightning has named its log folder, until every run has.
+
+    def __init__(self, folder: str, runs: int):
+        super().__init__()
+        self.folder, self.runs = Path(folder), runs
+
+    def setup(self, stage, local_rank=None, log_dir=None):
+        super().setup(stage, local_rank, log_dir)
+        (self.folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + 300
+        while len(list(self.folder.iterdir())) < self.runs and time.monotonic() < deadline:
+            time.sleep(0.05)
+"""
+
+
 def test_fits_started_together_get_a_version_folder_each(flat_tree, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, FIT, *fit_args(flat_tree, *SHORT)]
+    """Both runs name their folder before either creates it: the widest a race can be."""
+    (tmp_path / "together.py").write_text(TOGETHER)
+    (tmp_path / "barrier").mkdir()
+    profiler = {"class_path": "together.Together", "init_args": {"folder": str(tmp_path / "barrier"), "runs": 2}}
+    # together.py, and the camlit of this checkout rather than whichever is installed.
+    path = os.pathsep.join([str(tmp_path), str(Path(FIT).parents[1])])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    args = [sys.executable, FIT, *fit_args(flat_tree, *SHORT, "--trainer.profiler", json.dumps(profiler))]
     runs = [
         subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for _ in range(3)
+        for _ in range(2)
     ]
     for run in runs:
         _, stderr = run.communicate(timeout=600)
         assert run.returncode == 0, stderr[-2000:]
     versions = sorted(p.name for p in (tmp_path / "lightning_logs").iterdir())
-    assert versions == ["version_0", "version_1", "version_2"]
+    assert versions == ["version_0", "version_1"]
     for version in versions:
         assert len(list((tmp_path / "lightning_logs" / version).glob("events.out.tfevents.*"))) == 1
 
