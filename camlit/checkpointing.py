@@ -79,9 +79,10 @@ def load_plain(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = 
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0]
+        # torch's message: a paragraph on weights_only, then the line naming the refused object.
+        lines = [line for line in str(error).splitlines() if "GLOBAL" in line] or ["an object torch refused"]
         raise CamlitError(
-            f"{path}: holds objects other than plain data, refusing to load it (loading it could run code): {first}"
+            f"{path}: holds objects other than plain data, refusing to load it (loading it could run code): {lines[0]}"
         ) from None
 
 
