@@ -29,7 +29,7 @@ import numpy as np
 
 from camlit.atomic import write_text_atomic
 from camlit.datasets import group_order
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.imageio import list_images, write_image_atomic
 from camlit.metrics import UNALTERED, kaggle_weighted_accuracy
 from camlit.plots import confusion_matrix_image
@@ -40,6 +40,7 @@ from camlit.predict import (
     predict_with,
     prepare,
     report_problems,
+    require_file_paths,
     require_usable,
 )
 from camlit.samples import scan
@@ -102,8 +103,11 @@ def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) ->
     path = Path(path)
     if not path.is_file():
         raise CamlitError(f"{option} {path}: no such file")
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        rows = [[value.strip() for value in row] for row in csv.reader(file) if any(v.strip() for v in row)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            rows = [[value.strip() for value in row] for row in csv.reader(file) if any(v.strip() for v in row)]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise CamlitError(f"{option} {path}: not a UTF-8 CSV file ({error})") from None
     if not rows or tuple(rows[0]) != header:
         found = ",".join(rows[0]) if rows else "nothing"
         raise CamlitError(f"{option} {path}: the header must be {','.join(header)}, found {found}")
@@ -300,13 +304,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Evaluate; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     try:
+        require_file_paths(json=args.json, confusion=str(confusion_path(args)))
         report = evaluate(args)
         print(format_report(report))
         picture = confusion_path(args)
-        write_confusion(picture, report["confusion_matrix"], report["classes"])
-        report["confusion_png"] = str(picture)
-        if args.json:
-            write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+        with disk_full_as_user_error("each output file is written whole or not at all"):
+            write_confusion(picture, report["confusion_matrix"], report["classes"])
+            report["confusion_png"] = str(picture)
+            if args.json:
+                write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
         print(f"confusion matrix: {picture}" + (f"; figures: {args.json}" if args.json else ""))
     except CamlitError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from camlit.aggregate import AGGREGATES, aggregate
 from camlit.atomic import write_text_atomic
 from camlit.balance import balanced_labels
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.imageio import is_too_small, list_images, read_rgb
 from camlit.inference import autocast_for, load_checkpoint, pick_device
 from camlit.submission import CSV_HEADER, csv_text, probability_rows, submission_rows
@@ -216,6 +216,13 @@ def check_prediction_arguments(args: argparse.Namespace) -> None:
         raise CamlitError(f"--num-workers must be 0 or more, got {args.num_workers}")
 
 
+def require_file_paths(**options: str | None) -> None:
+    """Output options must name files; refused before any work when one names a folder."""
+    for option, path in options.items():
+        if path is not None and Path(path).is_dir():
+            raise CamlitError(f"--{option} {path}: is a folder; name a file to write")
+
+
 def prepare(args: argparse.Namespace):
     """(model, device, crop plan) from the shared options."""
     check_prediction_arguments(args)
@@ -334,13 +341,15 @@ def main(argv: list[str] | None = None) -> Predictions:
     """Predict; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     try:
+        require_file_paths(output=args.output, probs=args.probs)
         paths = list_input_images(args.input)
         predictions = run_prediction(args, paths)
         require_usable(predictions)
-        write_text_atomic(args.output, csv_text([CSV_HEADER, *submission_rows(predictions)]))
-        if args.probs:
-            header = ("fname", *predictions.classes)
-            write_text_atomic(args.probs, csv_text([header, *probability_rows(predictions)]))
+        with disk_full_as_user_error("each output file is written whole or not at all"):
+            write_text_atomic(args.output, csv_text([CSV_HEADER, *submission_rows(predictions)]))
+            if args.probs:
+                header = ("fname", *predictions.classes)
+                write_text_atomic(args.probs, csv_text([header, *probability_rows(predictions)]))
         print(predictions.rate_line())
         report_problems(predictions.problems, predictions.paths, args.skip_unreadable)
     except CamlitError as error:

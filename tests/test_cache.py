@@ -1,3 +1,4 @@
+import gc
 import logging
 import os
 from pathlib import Path
@@ -65,7 +66,12 @@ def test_a_changed_source_file_rebuilds_the_cache(flat_tree, tmp_path):
     assert open_cache(cache_dir, paths_of(flat_tree), 32) is None
     second = make(flat_tree, cache_dir=str(cache_dir))
     assert np.array_equal(second.cache(path), new_pixels)
-    assert second.cache.data_path != old_data and not old_data.exists()
+    # `first` still reads the old data file, so it stays until no process holds it.
+    assert second.cache.data_path != old_data and old_data.exists()
+    del first
+    gc.collect()
+    make(flat_tree, cache_dir=str(cache_dir))
+    assert not old_data.exists() and not (cache_dir / old_data.name.replace("images", "index")).exists()
     # The crop size decides which images are too small, so it is part of the key as well.
     assert open_cache(cache_dir, paths_of(flat_tree), 16) is None
 
@@ -85,7 +91,7 @@ def test_an_interrupted_build_is_never_used(flat_tree, tmp_path, monkeypatch):
     assert any(p.name.startswith("images-") for p in cache_dir.iterdir())
     assert open_cache(cache_dir, paths, 32) is None
     # A kill during the data write leaves only a temporary file.
-    (cache_dir / ".images-0123.u8.tmp99").write_bytes(b"partial")
+    (cache_dir / ".images-0123456789abcdef.u8.tmp99").write_bytes(b"partial")
     cache = build_cache(cache_dir, paths, 32)
     assert np.array_equal(cache(paths[0]), read_rgb(paths[0]))
     assert sorted(p.name for p in cache_dir.iterdir() if ".tmp" in p.name) == []
