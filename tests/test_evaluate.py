@@ -28,7 +28,7 @@ TEST_SET = [
 CONFUSION = [[2, 0, 0], [1, 1, 1], [0, 1, 2]]
 
 
-def colour_logits(self, images: torch.Tensor) -> torch.Tensor:
+def colour_logits(self, images: torch.Tensor, manipulated: torch.Tensor | None = None) -> torch.Tensor:
     """Stands in for CameraClassifier.forward: logits are the mean of each colour channel."""
     return images.float().mean(dim=(2, 3)) / 10
 
