@@ -31,6 +31,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        # Name the file meant, not its temporary (or none, as a failed write gives).
+        error.filename = str(path)
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 

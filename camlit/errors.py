@@ -1,5 +1,20 @@
 """The one error type that entry points print as a single line instead of a traceback."""
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class CamlitError(ValueError):
     """A mistake in the user's input: a file, a folder, an argument. The message names it."""
+
+
+@contextmanager
+def disk_full_as_user_error(intact: str) -> Iterator[None]:
+    """A full disk ends as one line naming the file that did not fit, and what is still whole."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise CamlitError(f"{error.filename or 'a file'}: no space left on device; {intact}") from None

@@ -49,8 +49,11 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in `folder`, by extension without regard to case, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_file(p))
+    """Image files directly in `folder`, by extension without regard to case, sorted by name.
+
+    A broken link with an image's name is listed too, so that reading it names it as unusable.
+    """
+    return sorted(p for p in Path(folder).iterdir() if (p.is_file() or p.is_symlink()) and is_image_file(p))
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -64,6 +67,8 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             raise UnreadableImage(f"{path}: truncated JPEG (no end-of-image marker)")
         image = cv2.imdecode(data, READ_FLAGS)
     except OSError as error:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise UnreadableImage(f"{path}: broken symbolic link to {os.readlink(path)}") from None
         raise UnreadableImage(f"{path}: {error.strerror or error}") from None
     except cv2.error:
         image = None

@@ -5,6 +5,40 @@ import numpy as np
 import pytest
 
 CLASSES = ["HTC-1-M7", "LG-Nexus-5x", "Motorola-X"]
+ROOT = Path(__file__).resolve().parents[1]
+FIT = str(ROOT / "scripts" / "fit.py")
+PREPARE = ROOT / "scripts" / "prepare_data.py"
+CONFIGS = ROOT / "scripts" / "configs"
+
+
+def fit_args(root, *extra):
+    """scripts/fit.py arguments for a short CPU run of the tiny network on a test tree."""
+    return [
+        "--data.train_dir", str(root), "--data.classes", str(CLASSES).replace("'", ""),
+        "--data.crop_size", "32", "--data.batch_size", "4", "--data.num_workers", "0",
+        "--data.synthetic_root", "null", "--model.input_filter", "highpass", "--model.arch", "resnet_tiny",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.log_every_n_steps", "1", *extra,
+    ]  # fmt: skip
+
+
+def save_checkpoint(path, classes=CLASSES, crop_size=32, **model_options):
+    """A checkpoint of the tiny network as the CLI writes it: hparams, weights, the DataModule's crop_size."""
+    import lightning as L
+    import torch
+
+    from camlit.training.module import CameraClassifier
+
+    torch.manual_seed(0)
+    model = CameraClassifier(list(classes), arch="resnet_tiny", **model_options)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    if crop_size is not None:
+        checkpoint = torch.load(path, weights_only=False)
+        checkpoint["datamodule_hyper_parameters"] = {"crop_size": crop_size, "batch_size": 4}
+        torch.save(checkpoint, path)
+    return path
 
 
 def write_image(path: Path, image: np.ndarray) -> Path:
@@ -12,6 +46,13 @@ def write_image(path: Path, image: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(path), image[..., ::-1] if image.ndim == 3 else image)
     return path
+
+
+def photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Noise over a coarse pattern: noise is where a misplaced JPEG block or resize tap shows."""
+    coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+    base = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.add(base, rng.integers(0, 40, (height, width, 3), dtype=np.uint8))
 
 
 def random_image(rng: np.random.Generator, height: int = 64, width: int = 80) -> np.ndarray:

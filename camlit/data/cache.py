@@ -3,8 +3,13 @@
 In `cache_dir`:
 
 - ``images-<fingerprint>.u8``: the RGB uint8 pixels of every usable image, back to back;
-- ``index.npz``: per source file its absolute path, byte offset, height and width, or why it is
-  unusable (the message samples.check_images gives), and the fingerprint.
+- ``index-<fingerprint>.npz``: per source file its absolute path, byte offset, height and width,
+  or why it is unusable (the message samples.check_images gives), and the fingerprint;
+- ``.camlit-cache.lock``: held by the process that builds, naming it.
+
+The cache removes only files of exactly these names (and their temporaries), never others in the
+folder, and never the data file of another fingerprint while a process reads it: every reader
+holds a shared lock on its data file, and a builder removes only the files it can lock alone.
 
 Reading an image gives an HxWx3 view into the memory map; a crop slices it, so only the crop's
 rows are touched and copied, and nothing is decoded in the training loop. The price is disk:
@@ -13,7 +18,8 @@ height x width x 3 bytes per image.
 The fingerprint covers every source file's path, size and mtime_ns and the crop size (which
 decides what is too small), so an edited, added or removed file rebuilds the cache. The index is
 written last, by rename, and names the data file of its own fingerprint: a build that dies half
-way leaves the previous complete cache or none, never a mixture.
+way leaves the previous complete cache or none, never a mixture. The decode workers inherit no
+open file, such as the lock, and die with their parent (camlit.workers): a killed build holds none.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import zipfile
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -33,6 +39,7 @@ import numpy as np
 from camlit.atomic import atomic_write
 from camlit.data.samples import Sample, image_problem
 from camlit.imageio import UnreadableImage, read_rgb
+from camlit.workers import process_pool
 
 try:
     import fcntl
@@ -42,7 +49,9 @@ except ImportError:  # Windows: builders there are not serialised
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-INDEX = "index.npz"
+LOCK = ".camlit-cache.lock"
+# Everything the cache writes, temporaries (camlit.atomic) included; nothing else is ever removed.
+OWN_FILE = re.compile(r"\.?(?P<kind>images|index)-(?P<key>[0-9a-f]{16})\.(u8|npz)(?P<temporary>\.tmp\d+)?")
 # Images per pool task; with 2 x workers tasks in flight, at most 8 x workers decoded images are held.
 CHUNK = 4
 
@@ -63,11 +72,13 @@ def fingerprint(paths: Sequence[str], crop_size: int) -> str:
 class DecodedCache:
     """A built cache, read-only: call it with a path for that image as an HxWx3 uint8 view."""
 
-    def __init__(self, data_path: Path, entries: dict[str, tuple[int, int, int]], problems: dict[str, str]):
+    def __init__(self, data_path: Path, entries: dict[str, tuple[int, int, int]], problems: dict[str, str], hold):
         self.data_path = data_path
         self.entries = entries
         self.problems = problems
         self.data: np.ndarray | None = None
+        # The data file, open with a shared lock: no other builder removes it while this lives.
+        self.hold = hold
 
     def __call__(self, path: str) -> np.ndarray:
         offset, height, width = self.entries[os.path.abspath(path)]
@@ -77,8 +88,9 @@ class DecodedCache:
         return self.data[offset : offset + height * width * 3].reshape(height, width, 3)
 
     def __getstate__(self) -> dict:
-        # A loader worker started by spawn maps the file itself rather than receive its bytes.
-        return {**self.__dict__, "data": None}
+        # A loader worker started by spawn maps the file itself rather than receive its bytes;
+        # its parent keeps the lock.
+        return {**self.__dict__, "data": None, "hold": None}
 
     def check(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[str]]:
         """samples.check_images from the index: the usable samples and one message per skipped file."""
@@ -105,8 +117,9 @@ def build_cache(directory: str | Path, paths: Sequence[str], crop_size: int, wor
         if cache is None:
             log.info("decoding %d images into the cache in %s", len(paths), directory)
             write_cache(directory, paths, crop_size, workers, key)
-            remove_stale(directory, key)
             cache = load(directory, key)
+        # Also when nothing was built: an older cache a finished run was reading may be free now.
+        remove_stale(directory, key)
     return cache
 
 
@@ -114,18 +127,31 @@ def data_name(key: str) -> str:
     return f"images-{key[:16]}.u8"
 
 
+def index_name(key: str) -> str:
+    return f"index-{key[:16]}.npz"
+
+
 def load(directory: Path, key: str) -> DecodedCache | None:
+    hold = None
     try:
-        with np.load(directory / INDEX, allow_pickle=False) as index:
+        with np.load(directory / index_name(key), allow_pickle=False) as index:
             if str(index["fingerprint"]) != key:
                 return None
             data_path = directory / data_name(key)
-            if data_path.stat().st_size != int(index["data_bytes"]):
+            hold = open(data_path, "rb")
+            if fcntl is not None:
+                fcntl.flock(hold, fcntl.LOCK_SH)
+            # Removed by another builder between the open and the lock: as good as absent.
+            stat = os.fstat(hold.fileno())
+            if stat.st_nlink == 0 or stat.st_size != int(index["data_bytes"]):
+                hold.close()
                 return None
             paths = index["paths"].tolist()
             places = zip(index["offsets"].tolist(), index["heights"].tolist(), index["widths"].tolist(), strict=True)
             problems = index["problems"].tolist()
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent or unreadable: build it anew
+        if hold is not None:
+            hold.close()
         return None
     entries, unusable = {}, {}
     for path, place, problem in zip(paths, places, problems, strict=True):
@@ -133,7 +159,7 @@ def load(directory: Path, key: str) -> DecodedCache | None:
             unusable[path] = problem
         else:
             entries[path] = place
-    return DecodedCache(data_path, entries, unusable)
+    return DecodedCache(data_path, entries, unusable, hold)
 
 
 def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: int, key: str) -> None:
@@ -152,7 +178,7 @@ def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: 
                 column.append(value)
             problems.append(problem)
     write_index(
-        directory,
+        directory / index_name(key),
         paths=np.array([os.path.abspath(p) for p in paths], dtype=str),
         offsets=np.array(offsets, dtype=np.int64),
         heights=np.array(heights, dtype=np.int32),
@@ -164,9 +190,9 @@ def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: 
     log.info("cache ready: %d images, %.2f GB, %d unusable", len(paths), offset / 1e9, sum(map(bool, problems)))
 
 
-def write_index(directory: Path, **arrays: np.ndarray) -> None:
+def write_index(path: Path, **arrays: np.ndarray) -> None:
     """The index goes last and by rename: until it is in place, no reader uses the new data file."""
-    with atomic_write(directory / INDEX) as out:
+    with atomic_write(path) as out:
         np.savez(out, **arrays)
 
 
@@ -178,7 +204,7 @@ def decoded(paths: Sequence[str], crop_size: int, workers: int) -> Iterator[np.n
             yield from decode_chunk(chunk, crop_size)
         return
     # The parent only appends to the file, so a bounded window of pending chunks keeps memory flat.
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append(pool.submit(decode_chunk, chunk, crop_size))
@@ -203,18 +229,56 @@ def decode_chunk(paths: Sequence[str], min_size: int) -> list[np.ndarray | str]:
 
 @contextmanager
 def build_lock(directory: Path) -> Iterator[None]:
-    """Serialise builders that share `directory`, such as each node's rank 0 on a shared file system."""
-    with open(directory / ".lock", "w") as handle:
+    """Serialise builders that share `directory`, such as each node's rank 0 on a shared file system.
+
+    The holder writes its process id into the lock file, so that a waiter can say whom it waits for.
+    """
+    with open(directory / LOCK, "a+") as handle:
         if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                log.warning("waiting for process %s, which holds %s while it builds the cache", holder, handle.name)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
         yield
 
 
 def remove_stale(directory: Path, key: str) -> None:
-    """Data files of other fingerprints and temporary files of dead builds; the lock excludes live ones."""
-    current = data_name(key)
+    """The cache's own files of other fingerprints that no process reads, and dead builds' temporaries.
+
+    The build lock excludes live builders, so every temporary file is a dead one's.
+    """
+    others: dict[str, list[Path]] = {}
     for path in directory.iterdir():
-        if (path.name.startswith("images-") and path.name != current) or ".tmp" in path.name:
-            # A process still training from an old file keeps its mapping; on Windows the file stays.
-            with suppress(OSError):
-                path.unlink()
+        match = OWN_FILE.fullmatch(path.name)
+        if match is not None and match["temporary"]:
+            path.unlink(missing_ok=True)
+        elif match is not None and match["key"] != key[:16]:
+            others.setdefault(match["key"], []).append(path)
+    for other, paths in others.items():
+        with unread(directory / data_name(other)) as removable:
+            # Index first, so that no reader finds an index without its data file.
+            for path in sorted(paths, key=lambda p: p.name.startswith("images")) if removable else []:
+                with suppress(OSError):  # a process on Windows still maps it; it stays
+                    path.unlink()
+
+
+@contextmanager
+def unread(data_path: Path) -> Iterator[bool]:
+    """Whether no process reads this data file (holds its shared lock), excluding readers until the block ends."""
+    if fcntl is None or not data_path.exists():
+        yield True
+        return
+    with open(data_path, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True

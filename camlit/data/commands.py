@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from camlit.data.manipulations import MANIPULATIONS
-from camlit.data.prepare import PrepareError, PrepareSummary, prepare_dataset
+from camlit.data.prepare import PrepareSummary, prepare_dataset
 from camlit.data.synthetic import make_synthetic
+from camlit.errors import CamlitError, disk_full_as_user_error
 
 
 def tiles_argument(text: str) -> str | int:
@@ -42,8 +43,9 @@ def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
     args = parser.parse_args(argv)
     names = None if args.manipulations is None else [n for n in args.manipulations.split(",") if n.strip()]
     try:
-        summary = prepare_dataset(args.input, args.output, args.tiles, names, args.size, args.workers)
-    except PrepareError as error:
+        with disk_full_as_user_error("every image written is whole; free space and rerun to make the rest"):
+            summary = prepare_dataset(args.input, args.output, args.tiles, names, args.size, args.workers)
+    except CamlitError as error:
         parser.exit(2, f"error: {error}\n")
     print(summary)
     return summary

@@ -83,7 +83,7 @@ class CameraDataModule(L.LightningDataModule):
         for name, value, valid, rule in (
             ("crop_size", crop_size, crop_size >= 1, "at least 1"),
             ("crops_per_image", crops_per_image, crops_per_image >= 1, "at least 1"),
-            ("batch_size", batch_size, batch_size >= 1, "at least 1"),
+            ("batch_size", batch_size, batch_size >= 2, "at least 2 (batch norm needs 2 crops to train on)"),
             ("num_workers", num_workers, num_workers >= 0, "0 or more"),
             ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
@@ -116,7 +116,8 @@ class CameraDataModule(L.LightningDataModule):
             raise DataError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
         if self.hparams.cache_dir:
             paths = [s.path for found in self.scan_sources() for s in found]
-            build_cache(self.hparams.cache_dir, paths, self.hparams.crop_size, self.hparams.num_workers)
+            # Kept: its lock stops a run with other files from removing it before setup maps it.
+            self.cache = build_cache(self.hparams.cache_dir, paths, self.hparams.crop_size, self.hparams.num_workers)
 
     def scan_sources(self) -> tuple[list[Sample], list[Sample]]:
         """The samples in train_dir, and those in val_dir (none without one)."""
@@ -128,7 +129,7 @@ class CameraDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         found, found_val = self.scan_sources()
-        self.cache = self.open_cache([*found, *found_val])
+        self.cache = self.cache or self.open_cache([*found, *found_val])
         samples = self.usable(found, hp.train_dir)
         if hp.val_dir:
             train, val = samples, self.usable(found_val, hp.val_dir)

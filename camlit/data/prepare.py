@@ -15,9 +15,8 @@ folder belongs to one (size, tiles) setting; do not run two preparations into it
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -29,6 +28,7 @@ from camlit.data import manipulations as manip
 from camlit.data.crops import center_offset, tile_offsets
 from camlit.errors import CamlitError
 from camlit.imageio import UnreadableImage, list_images, read_rgb, write_image_atomic
+from camlit.workers import process_pool
 
 # libjpeg's 4:2:0 layout (8x8 blocks, 2x2 chroma subsampling, edge padding) repeats every 16
 # pixels, and decoding reads at most one chroma sample across a block edge.
@@ -248,9 +248,7 @@ def _results(tasks: list[Task], workers: int | None, progress: bool):
                 yield prepare_photo(task)
                 bar.update()
             return
-        # spawn, because forking a parent that runs torch threads can deadlock.
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context)
+        pool = process_pool(workers)
         try:
             for future in as_completed([pool.submit(prepare_photo, task) for task in tasks]):
                 yield future.result()

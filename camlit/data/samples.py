@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
 from camlit.imageio import UnreadableImage, list_images, read_rgb, too_small_problem
+from camlit.workers import process_pool
 
 # prepare_data names tiles <stem>_t<k>; they are pieces of one photo.
 TILE_SUFFIX = re.compile(r"_t\d+$")
@@ -125,7 +125,7 @@ def check_images(samples: Sequence[Sample], min_size: int, workers: int = 0) -> 
     """Decode every sample once; return the usable ones and one message per skipped file."""
     paths = [s.path for s in samples]
     if workers > 1 and len(paths) > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             problems = list(pool.map(image_problem, paths, [min_size] * len(paths), chunksize=16))
     else:
         problems = [image_problem(path, min_size) for path in paths]

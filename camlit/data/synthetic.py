@@ -8,9 +8,9 @@ tone curve, unsharp mask, JPEG. Only those traces tell the classes apart.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 from collections import namedtuple
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop
 from camlit.data.manipulations import MANIPULATED, RESIZE_FACTORS, UNALTERED, apply, resized_shape
 from camlit.imageio import to_rgb8, write_image_atomic
+from camlit.workers import process_pool
 
 try:
     from tqdm import tqdm
@@ -235,11 +236,9 @@ def _run(jobs: list[Job], workers: int):
     if workers <= 1:
         yield from map(make_file, jobs)
         return
-    # spawn, because forking a parent that runs OpenCV or torch threads can deadlock the child;
-    # one OpenCV thread per worker, as the workers already fill the cores.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
-        yield from pool.imap_unordered(make_file, jobs, chunksize=2)
+    with process_pool(workers) as pool:
+        for done in as_completed([pool.submit(make_file, job) for job in jobs]):
+            yield done.result()
 
 
 def is_complete(output: str | os.PathLike) -> bool:

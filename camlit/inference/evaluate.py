@@ -25,7 +25,7 @@ import numpy as np
 from camlit.atomic import write_text_atomic
 from camlit.data.datasets import group_order
 from camlit.data.manipulations import UNALTERED
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.imageio import write_image_atomic
 from camlit.inference.labelled import labelled_csv, labelled_folder
 from camlit.inference.options import (
@@ -33,6 +33,7 @@ from camlit.inference.options import (
     predict_with,
     prepare,
     report_problems,
+    require_file_paths,
     require_usable,
 )
 from camlit.training.metrics import kaggle_weighted_accuracy
@@ -188,13 +189,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Evaluate; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     try:
+        require_file_paths(json=args.json, confusion=str(confusion_path(args)))
         report = evaluate(args)
         print(format_report(report))
         picture = confusion_path(args)
-        write_confusion(picture, report["confusion_matrix"], report["classes"])
-        report["confusion_png"] = str(picture)
-        if args.json:
-            write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+        with disk_full_as_user_error("each output file is written whole or not at all"):
+            write_confusion(picture, report["confusion_matrix"], report["classes"])
+            report["confusion_png"] = str(picture)
+            if args.json:
+                write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
         print(f"confusion matrix: {picture}" + (f"; figures: {args.json}" if args.json else ""))
     except CamlitError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -65,8 +65,11 @@ def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) ->
     path = Path(path)
     if not path.is_file():
         raise CamlitError(f"{option} {path}: no such file")
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        rows = [[value.strip() for value in row] for row in csv.reader(file) if any(v.strip() for v in row)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            rows = [[value.strip() for value in row] for row in csv.reader(file) if any(v.strip() for v in row)]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise CamlitError(f"{option} {path}: not a UTF-8 CSV file ({error})") from None
     if not rows or tuple(rows[0]) != header:
         found = ",".join(rows[0]) if rows else "nothing"
         raise CamlitError(f"{option} {path}: the header must be {','.join(header)}, found {found}")

@@ -66,6 +66,13 @@ def check_prediction_arguments(args: argparse.Namespace) -> None:
         raise CamlitError(f"--num-workers must be 0 or more, got {args.num_workers}")
 
 
+def require_file_paths(**options: str | None) -> None:
+    """Output options must name files; refused before any work when one names a folder."""
+    for option, path in options.items():
+        if path is not None and Path(path).is_dir():
+            raise CamlitError(f"--{option} {path}: is a folder; name a file to write")
+
+
 def prepare(args: argparse.Namespace):
     """(model, crop plan) from the shared options."""
     check_prediction_arguments(args)

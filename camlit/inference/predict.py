@@ -14,13 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.imageio import list_images
 from camlit.inference.options import (
     add_prediction_arguments,
     predict_with,
     prepare,
     report_problems,
+    require_file_paths,
     require_usable,
 )
 from camlit.inference.running import Predictions
@@ -56,13 +57,15 @@ def main(argv: list[str] | None = None) -> Predictions:
     """Predict; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     try:
+        require_file_paths(output=args.output, probs=args.probs)
         paths = list_input_images(args.input)
         model, plan = prepare(args)
         predictions = predict_with(args, model, plan, paths)
         require_usable(predictions)
-        write_submission(args.output, predictions)
-        if args.probs:
-            write_probabilities(args.probs, predictions)
+        with disk_full_as_user_error("each output file is written whole or not at all"):
+            write_submission(args.output, predictions)
+            if args.probs:
+                write_probabilities(args.probs, predictions)
         print(predictions.rate_line())
         report_problems(predictions.problems, predictions.paths, args.skip_unreadable)
     except CamlitError as error:

@@ -1,8 +1,16 @@
-"""Checkpoints that survive a kill, and finding the one to resume from."""
+"""Checkpoints that survive a kill, that prove their integrity, and finding the one to resume from.
+
+Every checkpoint gets a `<name>.sha256` beside it with the hash of its bytes. The hash file may list
+two hashes: while a save is being renamed into place, the old file's and the new one's, so a kill
+at any moment leaves a checkpoint that matches its hash file.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +18,39 @@ import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from camlit.atomic import atomic_write
+from camlit.atomic import atomic_write, write_text_atomic
 from camlit.errors import CamlitError
 
 log = logging.getLogger(__name__)
+
+# camlit's own checkpoints hold only tensors, numbers, strings, lists and dicts, which
+# weights_only=True accepts without an allow-list; anything else could run code when unpickled.
+SAFE_GLOBALS: list = []
+
+
+def hash_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def stored_hashes(path: str | os.PathLike) -> list[str] | None:
+    """The hashes the hash file accepts, or None for a checkpoint without one (written elsewhere)."""
+    try:
+        return hash_path(path).read_text().split()
+    except FileNotFoundError:
+        return None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file in the same folder, then renames it into place.
 
-    A kill during a save leaves the previous file intact, never a truncated one.
+    A kill during a save leaves the previous file intact, never a truncated one. Loading never
+    unpickles anything but plain data.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
@@ -27,25 +58,68 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         with atomic_write(path) as file:
             torch.save(checkpoint, file)
+            file.flush()
+            new = file_hash(file.name)
+            old = stored_hashes(path) or []
+            write_text_atomic(hash_path(path), "\n".join([new, *old[:1]]) + "\n")
+        write_text_atomic(hash_path(path), new + "\n")
+
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        return load_plain(path, map_location or "cpu")
+
+    def remove_checkpoint(self, path) -> None:
+        super().remove_checkpoint(path)
+        hash_path(path).unlink(missing_ok=True)
+
+
+def load_plain(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False) -> dict:
+    """torch.load that refuses any object but plain data, and any file that fails its hash."""
+    verify_hash(path)
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        # torch's message: a paragraph on weights_only, then the line naming the refused object.
+        lines = [line for line in str(error).splitlines() if "GLOBAL" in line] or ["an object torch refused"]
+        raise CamlitError(
+            f"{path}: holds objects other than plain data, refusing to load it (loading it could run code): {lines[0]}"
+        ) from None
+
+
+def verify_hash(path: str | os.PathLike) -> None:
+    accepted = stored_hashes(path)
+    if accepted is not None and file_hash(path) not in accepted:
+        raise CamlitError(f"{path}: corrupt (its bytes do not match {hash_path(path).name})")
 
 
 def is_valid_checkpoint(path: Path) -> bool:
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = load_plain(path, mmap=True)
     except Exception:  # noqa: BLE001 - any failure to load means the file cannot be resumed from
         return False
+    return is_lightning_checkpoint(checkpoint)
+
+
+def is_lightning_checkpoint(checkpoint: Any) -> bool:
     return isinstance(checkpoint, dict) and "state_dict" in checkpoint and "global_step" in checkpoint
 
 
 def remove_stale_temporaries(folder: Path) -> None:
     """Temporary files of saves that a kill interrupted; the checkpoints beside them are whole."""
-    for temporary in folder.glob(".*.ckpt.tmp*"):
+    for temporary in [*folder.glob(".*.ckpt.tmp*"), *folder.glob(".*.ckpt.sha256.tmp*")]:
         temporary.unlink(missing_ok=True)
 
 
 def checked_checkpoint(path: str | Path) -> Path:
+    """`path`, once it proved whole and plain; code in it is refused by name, never run."""
     path = Path(path)
-    if not is_valid_checkpoint(path):
+    try:
+        checkpoint = load_plain(path, mmap=True)
+    except CamlitError:
+        raise
+    except Exception:  # noqa: BLE001 - any failure to load means the file cannot be resumed from
+        checkpoint = None
+    if not is_lightning_checkpoint(checkpoint):
         raise CamlitError(f"{path}: corrupt or not a Lightning checkpoint; refusing to resume from it")
     return path
 

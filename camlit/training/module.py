@@ -74,6 +74,8 @@ class CameraClassifier(L.LightningModule):
             raise CamlitError(f"--model.arch: unknown {arch!r}; choose from {', '.join(STAGE_TABLES)}")
         if not classes:
             raise CamlitError("--model.classes (set from --data.classes): empty class list")
+        if len(classes) == 1:
+            raise CamlitError(f"--data.classes: only {classes[0]!r}; one class is no classification, give at least 2")
         for name, value, valid, rule in (
             ("lr", lr, lr > 0, "above 0"),
             ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),
@@ -111,10 +113,22 @@ class CameraClassifier(L.LightningModule):
         self.register_buffer("group_manipulated", torch.zeros(1, dtype=torch.bool), persistent=False)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = list(checkpoint.get("hyper_parameters", {}).get("classes", self.classes))
+        saved_hparams = checkpoint.get("hyper_parameters", {})
+        saved = list(saved_hparams.get("classes", self.classes))
         if saved != self.classes:
             raise CamlitError(
                 f"the checkpoint was trained on classes {', '.join(saved)}; the data has {', '.join(self.classes)}"
+            )
+        # A network of another shape (e.g. another --model.input_filter) cannot take these weights.
+        mine = {name: tuple(value.shape) for name, value in self.state_dict().items()}
+        theirs = {name: tuple(value.shape) for name, value in checkpoint.get("state_dict", {}).items()}
+        if mine != theirs:
+            differ = [
+                f"{k}={saved_hparams[k]} (here {v})" for k, v in self.hparams.items() if saved_hparams.get(k, v) != v
+            ]
+            raise CamlitError(
+                "the checkpoint's network has another shape than this one's; it was trained with "
+                + (", ".join(differ) or "other model options")
             )
 
     def configure_model(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import PREPARE, photo, write_image
 
 import camlit.data.prepare
 from camlit.data.commands import prepare_main
@@ -18,22 +19,7 @@ from camlit.data.manipulations import MANIPULATIONS, apply
 from camlit.data.prepare import PrepareError, header_shape, manipulated_crops, prepare_dataset
 from camlit.imageio import read_rgb
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "prepare_data.py"
 SUBSET = ["unaltered", "jpeg70", "resize0.5", "resize1.5", "gamma1.2"]
-
-
-def photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Noise over a coarse pattern: noise is where a misplaced JPEG block or resize tap shows."""
-    coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
-    base = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
-    return cv2.add(base, rng.integers(0, 40, (height, width, 3), dtype=np.uint8))
-
-
-def write(path: Path, rgb: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), rgb[..., ::-1])
-    return path
 
 
 @pytest.fixture
@@ -41,10 +27,10 @@ def photos(tmp_path) -> Path:
     """2 cameras x 2 photos of 1100x700: JPEGs (one .JPG), a PNG of odd size, and a non-image."""
     rng = np.random.default_rng(0)
     root = tmp_path / "train"
-    write(root / "Cam-A" / "a0.jpg", photo(rng, 700, 1100))
-    write(root / "Cam-A" / "a1.JPG", photo(rng, 700, 1100))
-    write(root / "Cam-B" / "b0.jpg", photo(rng, 700, 1100))
-    write(root / "Cam-B" / "b1.png", photo(rng, 701, 1101))
+    write_image(root / "Cam-A" / "a0.jpg", photo(rng, 700, 1100))
+    write_image(root / "Cam-A" / "a1.JPG", photo(rng, 700, 1100))
+    write_image(root / "Cam-B" / "b0.jpg", photo(rng, 700, 1100))
+    write_image(root / "Cam-B" / "b1.png", photo(rng, 701, 1101))
     (root / "Cam-B" / "notes.txt").write_text("not a photo")
     return root
 
@@ -54,7 +40,7 @@ def files(root: Path) -> dict[str, bytes]:
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, str(PREPARE), *args], capture_output=True, text=True)
 
 
 def test_layout_and_counts(photos, tmp_path):
@@ -159,12 +145,12 @@ def test_killed_run_resumes(tmp_path):
     rng = np.random.default_rng(2)
     source = tmp_path / "train"
     for k in range(12):
-        write(source / f"Cam-{k % 2}" / f"p{k:02}.jpg", photo(rng, 600, 800))
+        write_image(source / f"Cam-{k % 2}" / f"p{k:02}.jpg", photo(rng, 600, 800))
     out = tmp_path / "out"
     args = ["--input", str(source), "--output", str(out), "--tiles", "4", "--size", "128"]
     # Its own session, so that the kill reaches the two worker processes as well.
     process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *args, "--workers", "2"],
+        [sys.executable, str(PREPARE), *args, "--workers", "2"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -188,7 +174,7 @@ def test_killed_run_resumes(tmp_path):
 def test_unreadable_and_colliding_inputs_are_listed(photos, tmp_path, capsys):
     (photos / "Cam-A" / "broken.jpg").write_bytes(b"not a JPEG " * 50)
     (photos / "Cam-A" / "empty.png").write_bytes(b"")
-    write(photos / "Cam-B" / "b0.png", photo(np.random.default_rng(3), 300, 300))
+    write_image(photos / "Cam-B" / "b0.png", photo(np.random.default_rng(3), 300, 300))
     out = tmp_path / "out"
     summary = prepare_main(
         [
@@ -215,7 +201,7 @@ def test_unreadable_and_colliding_inputs_are_listed(photos, tmp_path, capsys):
 
 def test_too_small_outputs_are_listed_and_not_retried(tmp_path, monkeypatch):
     source = tmp_path / "train"
-    write(source / "Cam" / "small.jpg", photo(np.random.default_rng(4), 400, 600))
+    write_image(source / "Cam" / "small.jpg", photo(np.random.default_rng(4), 400, 600))
     kwargs = dict(manipulations=["unaltered", "resize0.5"], size=256, workers=1, progress=False)
     summary = prepare_dataset(source, tmp_path / "out", **kwargs)
     assert summary.written == 1 and len(summary.too_small) == 1 and "resize0.5" in summary.too_small[0]
@@ -226,8 +212,8 @@ def test_too_small_outputs_are_listed_and_not_retried(tmp_path, monkeypatch):
 def test_header_shape(tmp_path):
     image = photo(np.random.default_rng(5), 37, 53)
     for suffix in (".jpg", ".png"):
-        assert header_shape(write(tmp_path / f"x{suffix}", image)) == (37, 53)
-    assert header_shape(write(tmp_path / "x.bmp", image)) is None
+        assert header_shape(write_image(tmp_path / f"x{suffix}", image)) == (37, 53)
+    assert header_shape(write_image(tmp_path / "x.bmp", image)) is None
     (tmp_path / "zero.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x00")  # a segment length of 0
     assert header_shape(tmp_path / "zero.jpg") is None
 

@@ -1,10 +1,9 @@
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, random_image, write_image
+from conftest import CLASSES, random_image, save_checkpoint, write_image
 
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
@@ -15,22 +14,6 @@ from camlit.inference.running import predict_paths, trainer_devices
 from camlit.inference.tta import CropPlan, image_crops
 
 SIZE = 32  # the crop size recorded in the test checkpoint
-
-
-def save_checkpoint(path, classes=CLASSES, crop_size=SIZE, **model_options):
-    """A checkpoint as the CLI writes it: model hparams, weights, and the DataModule's crop_size."""
-    torch.manual_seed(0)
-    from camlit.training.module import CameraClassifier
-
-    model = CameraClassifier(list(classes), arch="resnet_tiny", **model_options)
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, max_epochs=0, enable_model_summary=False)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(path)
-    if crop_size is not None:
-        checkpoint = torch.load(path, weights_only=False)
-        checkpoint["datamodule_hyper_parameters"] = {"crop_size": crop_size, "batch_size": 4}
-        torch.save(checkpoint, path)
-    return path
 
 
 @pytest.fixture(scope="module")

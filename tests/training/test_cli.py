@@ -1,20 +1,10 @@
 import pytest
 import torch
-from conftest import CLASSES
+from conftest import CLASSES, fit_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from camlit.training.cli import main
 from camlit.training.module import CameraClassifier
-
-
-def fit_args(root, *extra):
-    return [
-        "--data.train_dir", str(root), "--data.classes", str(CLASSES).replace("'", ""),
-        "--data.crop_size", "32", "--data.batch_size", "4", "--data.num_workers", "0",
-        "--data.synthetic_root", "null", "--model.input_filter", "highpass", "--model.arch", "resnet_tiny",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.log_every_n_steps", "1", *extra,
-    ]  # fmt: skip
 
 
 def events(version_dir) -> EventAccumulator:
@@ -47,8 +37,9 @@ def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, m
     )
     version = tmp_path / "lightning_logs" / "version_0"
     assert (version / "config.yaml").is_file()
-    names = sorted(p.name for p in (version / "checkpoints").iterdir())
+    names = sorted(p.name for p in (version / "checkpoints").glob("*.ckpt"))
     assert names == ["best.ckpt", "epoch000.ckpt", "epoch001.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (version / "checkpoints").glob("*.sha256")) == [n + ".sha256" for n in names]
     steps_after_first_run = cli.trainer.global_step
     logged = events(version)
     assert {
@@ -118,6 +109,8 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
         ("--model.lr", "-0.1", "--model.lr must be above 0, got -0.1"),
         ("--model.label_smoothing", "1", "--model.label_smoothing must be in [0, 1), got 1.0"),
         ("--data.classes", "[]", "--model.classes (set from --data.classes): empty class list"),
+        ("--data.classes", "[HTC-1-M7]", "--data.classes: only 'HTC-1-M7'; one class is no classification"),
+        ("--data.batch_size", "1", "--data.batch_size must be at least 2 (batch norm needs 2 crops to train on)"),
         ("--trainer.max_epochs", "-5", "`max_epochs` must be a non-negative integer or -1. You passed in -5."),
     ],
 )

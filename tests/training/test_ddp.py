@@ -7,11 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from test_cli import fit_args
+from conftest import FIT, fit_args
 
 from camlit.data.datasets import EpochSampler
-
-FIT = str(Path(__file__).parents[2] / "scripts" / "fit.py")
 
 PROBE = '''
 import json
@@ -60,7 +58,9 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
         "--trainer.callbacks",
         callbacks,
     )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    # The probe, and the camlit of this checkout rather than whichever is installed.
+    path = os.pathsep.join([str(tmp_path), str(Path(FIT).parents[1])])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, FIT, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
@@ -81,4 +81,4 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
     runs = list((tmp_path / "lightning_logs").iterdir())
     assert [p.name for p in runs] == ["version_0"]
     assert len(list(runs[0].glob("events.out.tfevents.*"))) == 1
-    assert sorted(p.name for p in (runs[0] / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in (runs[0] / "checkpoints").glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]

@@ -1,0 +1,159 @@
+"""Bad input and a full disk end as one `error:` line with exit status 2, and leave nothing half done."""
+
+import csv
+import errno
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import CLASSES, fit_args, photo, random_image, save_checkpoint, write_image
+from conftest import make_datamodule as make
+
+import camlit.atomic
+from camlit.data.commands import prepare_main
+from camlit.inference import evaluate, predict
+from camlit.training import cli
+
+SHORT = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1")
+
+
+@pytest.fixture(autouse=True)
+def camlit_messages_to_this_tests_stderr(monkeypatch):
+    """main() adds its handler once, bound to the stderr of its time, which capsys replaces per test."""
+    monkeypatch.setattr(logging.getLogger("camlit"), "handlers", [])
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Labelled test images: test/<name> with test_labels.csv beside it."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "test"
+    names = ["a.tif", "b.tif", "c.png"]
+    for name in names:
+        write_image(folder / name, random_image(rng, 48, 48))
+    (tmp_path / "labels.csv").write_text("fname,camera\n" + "".join(f"{n},{CLASSES[0]}\n" for n in names))
+    return folder
+
+
+def one_error_line(capsys, call) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        call()
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+def run_predict(ckpt, folder, output, *extra):
+    args = ["--ckpt", str(ckpt), "--input", str(folder), "--output", str(output), "--no-progress"]
+    return predict.main([*args, "--crops", "2", "--num-workers", "0", *extra])
+
+
+def run_evaluate(ckpt, folder, *extra):
+    args = ["--ckpt", str(ckpt), "--input", str(folder), "--crops", "2", "--num-workers", "0", "--no-progress"]
+    return evaluate.main([*args, *extra])
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every file camlit writes fails as on a full disk, at the moment its bytes reach the disk."""
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(camlit.atomic.os, "fsync", no_space)
+
+
+def test_full_disk_in_predict_and_evaluate(ckpt, images, tmp_path, capsys, full_disk):
+    output = tmp_path / "sub.csv"
+    line = one_error_line(capsys, lambda: run_predict(ckpt, images, output))
+    assert f"{output}: no space left on device" in line
+    assert not output.exists() and not list(tmp_path.glob(".*tmp*"))
+    report = tmp_path / "report.json"
+    line = one_error_line(
+        capsys, lambda: run_evaluate(ckpt, images, "--labels", str(tmp_path / "labels.csv"), "--json", str(report))
+    )
+    assert "report_confusion.png: no space left on device" in line and not report.exists()
+
+
+def test_full_disk_in_fit(flat_tree, tmp_path, monkeypatch, capsys, full_disk):
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(capsys, lambda: cli.main(fit_args(flat_tree, *SHORT)))
+    assert "last.ckpt: no space left on device; the run's checkpoints are whole" in line or "best.ckpt" in line
+
+
+def test_full_disk_in_prepare_data(tmp_path, capsys, full_disk):
+    write_image(tmp_path / "train" / "Cam-0" / "p0.jpg", photo(np.random.default_rng(0), 300, 400))
+    args = ["--input", str(tmp_path / "train"), "--output", str(tmp_path / "out"), "--size", "128", "--workers", "1"]
+    line = one_error_line(capsys, lambda: prepare_main(args))
+    assert "p0.png: no space left on device; every image written is whole" in line
+
+
+@pytest.mark.parametrize("option", ["--output", "--probs", "--json"])
+def test_an_output_option_naming_a_folder_is_refused_before_any_work(ckpt, images, tmp_path, capsys, option):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    if option == "--json":
+        call = lambda: run_evaluate(ckpt, images, "--labels", str(tmp_path / "labels.csv"), "--json", str(folder))  # noqa: E731
+    else:
+        output = folder if option == "--output" else tmp_path / "sub.csv"
+        call = lambda: run_predict(ckpt, images, output, *(["--probs", str(folder)] if option == "--probs" else []))  # noqa: E731
+    assert one_error_line(capsys, call) == f"error: {option} {folder}: is a folder; name a file to write"
+    assert not (tmp_path / "sub.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "fname,camera\na.tif,HTC-1-M7\n".encode("utf-16"),
+        bytes(range(256)) * 4,
+    ],
+    ids=["utf-16", "binary"],
+)
+def test_a_labels_csv_that_is_not_utf8_text(ckpt, images, tmp_path, capsys, content):
+    labels = tmp_path / "odd.csv"
+    labels.write_bytes(content)
+    line = one_error_line(capsys, lambda: run_evaluate(ckpt, images, "--labels", str(labels)))
+    assert line.startswith(f"error: --labels {labels}: not a UTF-8 CSV file")
+
+
+def test_commas_in_class_and_file_names_are_quoted(tmp_path):
+    classes = ["Cam,B", 'Cam "C"']
+    ckpt = save_checkpoint(tmp_path / "commas.ckpt", classes=classes)
+    folder = tmp_path / "test"
+    rng = np.random.default_rng(0)
+    for name in ("with,comma.tif", "plain.tif"):
+        write_image(folder / name, random_image(rng, 48, 48))
+    output, probs = tmp_path / "sub.csv", tmp_path / "probs.csv"
+    run_predict(ckpt, folder, output, "--probs", str(probs))
+    with open(output, newline="") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["fname", "camera"] and sorted(r[0] for r in rows[1:]) == ["plain.tif", "with,comma.tif"]
+    assert all(r[1] in classes for r in rows[1:])
+    with open(probs, newline="") as file:
+        header = next(csv.reader(file))
+    assert header == ["fname", *classes]
+
+
+def test_a_dangling_symlink_is_named_in_prediction(ckpt, images, tmp_path, capsys):
+    (images / "gone.tif").symlink_to(tmp_path / "nowhere.tif")
+    line = one_error_line(capsys, lambda: run_predict(ckpt, images, tmp_path / "sub.csv"))
+    assert "gone.tif" in line
+    run_predict(ckpt, images, tmp_path / "sub.csv", "--skip-unreadable")
+    assert "gone.tif: broken symbolic link to" in capsys.readouterr().err
+
+
+def test_a_dangling_symlink_is_named_in_training(flat_tree, tmp_path, caplog):
+    (flat_tree / CLASSES[0] / "gone.tif").symlink_to(tmp_path / "nowhere.tif")
+    with caplog.at_level(logging.WARNING):
+        datamodule = make(flat_tree)
+    assert "gone.tif: broken symbolic link to" in caplog.text
+    assert all("gone.tif" not in s.path for s in datamodule.train_set.samples)
+    assert torch.is_tensor(datamodule.train_set[(0, 0, 0)][0])
