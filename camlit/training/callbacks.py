@@ -1,64 +1,16 @@
-"""Callbacks that keep a run's checkpoints trustworthy."""
+"""Stopping a run whose loss turned non-finite before a checkpoint can store the damage."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from camlit.errors import CamlitError
+from camlit.training.resume import LatestCheckpoint
 
 
 class NonFiniteLossError(CamlitError):
     """The training loss became NaN or infinite."""
-
-
-class RunCheckpoint(ModelCheckpoint):
-    """A ModelCheckpoint that restores its best-k tracking when its run is resumed from any folder.
-
-    Lightning restores that state only when the saved folder path is the same string, so resuming
-    from another working directory, or by an absolute path, would forget the best score and let a
-    worse checkpoint replace best.ckpt. When the checkpoint resumed from lies in this callback's own
-    folder, the run is the same, and the saved paths are moved to the folder as named now.
-    """
-
-    resumed_here = False
-
-    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        # Called just before load_state_dict, with the path being restored in trainer.ckpt_path.
-        resumed = trainer.ckpt_path
-        if resumed and self.dirpath:
-            self.resumed_here = Path(resumed).resolve().parent == Path(self.dirpath).resolve()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self.resumed_here:
-            state_dict = {**state_dict, "dirpath": self.dirpath}
-            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
-                state_dict[key] = self.here(state_dict.get(key))
-            state_dict["best_k_models"] = {self.here(p): v for p, v in state_dict.get("best_k_models", {}).items()}
-        super().load_state_dict(state_dict)
-
-    def here(self, path: str | None) -> str | None:
-        return os.path.join(self.dirpath, os.path.basename(path)) if path else path
-
-
-class LatestCheckpoint(RunCheckpoint):
-    """`last.ckpt`, rewritten at every epoch end whatever the monitored metrics did.
-
-    Lightning's own `save_last` only writes when a top-k save happens in that epoch.
-    """
-
-    def __init__(self, dirpath: str | None = None):
-        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
-
-    @property
-    def state_key(self) -> str:
-        # Distinct from a periodic checkpoint that also saves every epoch with no monitor.
-        return self._generate_state_key(role="latest")
 
 
 class NonFiniteLossGuard(Callback):

@@ -13,7 +13,6 @@ from contextlib import suppress
 from pathlib import Path
 
 import torch
-import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -22,10 +21,11 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
 from camlit.errors import CamlitError, disk_full_as_user_error
-from camlit.training.callbacks import LatestCheckpoint, NonFiniteLossGuard, RunCheckpoint
-from camlit.training.checkpointing import AtomicCheckpointIO, checked_checkpoint, find_resume_checkpoint
+from camlit.training.callbacks import NonFiniteLossGuard
+from camlit.training.checkpointing import AtomicCheckpointIO
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
+from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
 
 
 class SaveConfigOnceTraining(SaveConfigCallback):
@@ -144,7 +144,7 @@ class CamlitCLI(LightningCLI):
         self.run_dir = None
 
     def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
-        callbacks = [*callbacks, NonFiniteLossGuard(), LatestCheckpoint()]
+        callbacks = [*callbacks, NonFiniteLossGuard(), LatestCheckpoint(), ReplanSchedule()]
         # Switching checkpoints or logging off switches off the callbacks that need them.
         if config.get("enable_checkpointing") is False:
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
@@ -166,62 +166,6 @@ def claim_version(root: Path) -> int:
             return version
         except FileExistsError:
             version += 1
-
-
-def resume_arguments(args: list[str]) -> list[str]:
-    """Turn `--resume DIR` or `--ckpt_path FILE` into the saved config, checkpoint and log version."""
-    target = pop_option(args, "--resume") or pop_option(args, "--ckpt_path")
-    if target is None:
-        return args
-    target_path = Path(target)
-    if target_path.is_dir():
-        version_dir, checkpoint = target_path, find_resume_checkpoint(target_path)
-    elif target_path.is_file():
-        version_dir, checkpoint = target_path.parent.parent, checked_checkpoint(target_path)
-    else:
-        raise CamlitError(f"--resume {target}: no such run folder or checkpoint file")
-    config = version_dir / "config.yaml"
-    if not config.is_file():
-        # A checkpoint from elsewhere: continue its state under the config given here.
-        return [*args, "--ckpt_path", str(checkpoint)]
-    return [
-        "--config", str(config),
-        *args,
-        "--ckpt_path", str(checkpoint),
-        *log_dir_arguments(config, version_dir),
-        # The weights come from the checkpoint; the pretrained file may be long gone.
-        "--model.pretrained", "null",
-    ]  # fmt: skip
-
-
-def log_dir_arguments(config: Path, version_dir: Path) -> list[str]:
-    """Point the logger at `version_dir`, keeping the saved paths when they already lead there.
-
-    Keeping them matters: ModelCheckpoint restores its best-k scores only when its folder path
-    is the same string as when it saved them.
-    """
-    logger = (yaml.safe_load(config.read_text()).get("trainer") or {}).get("logger") or {}
-    saved = logger.get("init_args", {}) if isinstance(logger, dict) else {}
-    arguments = ["--trainer.logger.init_args.version", version_dir.name]
-    saved_dir = Path(saved.get("save_dir") or ".") / (saved.get("name") or "") / version_dir.name
-    if saved_dir.resolve() != version_dir.resolve():
-        arguments += [
-            "--trainer.logger.init_args.save_dir", str(version_dir.parent.parent),
-            "--trainer.logger.init_args.name", version_dir.parent.name,
-        ]  # fmt: skip
-    return arguments
-
-
-def pop_option(args: list[str], name: str) -> str | None:
-    for index, arg in enumerate(args):
-        if arg == name and index + 1 < len(args):
-            value = args[index + 1]
-            del args[index : index + 2]
-            return value
-        if arg.startswith(name + "="):
-            del args[index]
-            return arg.split("=", 1)[1]
-    return None
 
 
 def show_camlit_messages() -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import warnings
 from typing import Literal
 
 import lightning as L
@@ -23,6 +21,7 @@ from camlit.models.resnet import STAGE_TABLES, build_resnet, load_pretrained
 from camlit.training.callbacks import record_nonfinite
 from camlit.training.metrics import GroupedAccuracy, kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
+from camlit.training.resume import require_same_network
 
 log = logging.getLogger(__name__)
 
@@ -113,23 +112,7 @@ class CameraClassifier(L.LightningModule):
         self.register_buffer("group_manipulated", torch.zeros(1, dtype=torch.bool), persistent=False)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved_hparams = checkpoint.get("hyper_parameters", {})
-        saved = list(saved_hparams.get("classes", self.classes))
-        if saved != self.classes:
-            raise CamlitError(
-                f"the checkpoint was trained on classes {', '.join(saved)}; the data has {', '.join(self.classes)}"
-            )
-        # A network of another shape (e.g. another --model.input_filter) cannot take these weights.
-        mine = {name: tuple(value.shape) for name, value in self.state_dict().items()}
-        theirs = {name: tuple(value.shape) for name, value in checkpoint.get("state_dict", {}).items()}
-        if mine != theirs:
-            differ = [
-                f"{k}={saved_hparams[k]} (here {v})" for k, v in self.hparams.items() if saved_hparams.get(k, v) != v
-            ]
-            raise CamlitError(
-                "the checkpoint's network has another shape than this one's; it was trained with "
-                + (", ".join(differ) or "other model options")
-            )
+        require_same_network(self, checkpoint)
 
     def configure_model(self) -> None:
         if self.hparams.channels_last:
@@ -263,39 +246,6 @@ class CameraClassifier(L.LightningModule):
         if hp.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
         raise CamlitError(f"--model.schedule: unknown {hp.schedule!r}; choose none, cosine or onecycle")
-
-    def on_train_start(self) -> None:
-        """A resumed run whose length changed (`--resume ... --trainer.max_epochs N`) gets its
-        schedule planned again over the new length, from the step it stopped at; the restored one
-        would end where the old run did (LR 0 from there on, or OneCycleLR's step-past-end error)."""
-        if self.hparams.schedule == "none" or not self.trainer.lr_scheduler_configs:
-            return
-        config = self.trainer.lr_scheduler_configs[0]
-        total = int(self.trainer.estimated_stepping_batches)
-        planned = planned_steps(config.scheduler)
-        if planned == total:
-            return
-        step = config.scheduler.last_epoch
-        scheduler = self.build_scheduler(config.scheduler.optimizer, total)
-        scheduler.last_epoch = step - 1
-        with warnings.catch_warnings():
-            # This step only moves the new schedule to where the run is; no optimizer step is skipped.
-            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"), UserWarning)
-            scheduler.step()
-        config.scheduler = scheduler
-        log.info(
-            "%s schedule planned again: %d steps instead of %d, continuing at step %d",
-            self.hparams.schedule,
-            total,
-            planned,
-            step,
-        )
-
-
-def planned_steps(scheduler) -> int:
-    if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
-        return scheduler.total_steps
-    return scheduler.lr_lambdas[0].total
 
 
 class CosineWithWarmup:

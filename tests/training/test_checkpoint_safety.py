@@ -9,7 +9,8 @@ from conftest import CLASSES, fit_args, random_image, write_image
 import camlit.atomic
 from camlit.inference import evaluate, predict
 from camlit.training import cli
-from camlit.training.checkpointing import AtomicCheckpointIO, find_resume_checkpoint, is_valid_checkpoint
+from camlit.training.checkpointing import AtomicCheckpointIO, is_valid_checkpoint
+from camlit.training.resume import find_resume_checkpoint
 
 
 class RunsCode:

@@ -15,10 +15,11 @@ from conftest import CLASSES, FIT, fit_args, random_image
 from camlit.data.datamodule import CameraDataModule
 from camlit.errors import CamlitError
 from camlit.imageio import UnreadableImage, read_rgb
-from camlit.training.callbacks import LatestCheckpoint, NonFiniteLossError, NonFiniteLossGuard
-from camlit.training.checkpointing import AtomicCheckpointIO, find_resume_checkpoint, is_valid_checkpoint
+from camlit.training.callbacks import NonFiniteLossError, NonFiniteLossGuard
+from camlit.training.checkpointing import AtomicCheckpointIO, is_valid_checkpoint
 from camlit.training.cli import main
 from camlit.training.module import CameraClassifier
+from camlit.training.resume import LatestCheckpoint, find_resume_checkpoint
 
 
 def test_atomic_save_keeps_the_old_file_when_a_save_dies(tmp_path, monkeypatch):

@@ -1,0 +1,245 @@
+"""Resuming a run, from the command line to the first step, in the order it happens.
+
+1. `--resume lightning_logs/version_N` (or `--ckpt_path` to a file in such a run) becomes the
+   run's saved config.yaml, its checkpoint, and its version folder for the logs (resume_arguments).
+2. The checkpoint: the newest one that loads and matches its hash, preferring last.ckpt, with a
+   warning when falling back; none at all is an error, never a silent fresh start.
+3. The network built from the config must be the one saved: same classes, same shapes
+   (CameraClassifier.on_load_checkpoint asks require_same_network).
+4. The checkpoints the run goes on writing keep their best-k scores (RunCheckpoint), and
+   last.ckpt is rewritten every epoch (LatestCheckpoint).
+5. A run made longer (`--trainer.max_epochs`) gets its learning-rate schedule planned again over
+   the new length, from the step it stopped at (ReplanSchedule).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from camlit.errors import CamlitError
+from camlit.training.checkpointing import is_lightning_checkpoint, is_valid_checkpoint, load_plain
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# 1. The command line
+
+
+def resume_arguments(args: list[str]) -> list[str]:
+    """Turn `--resume DIR` or `--ckpt_path FILE` into the saved config, checkpoint and log version."""
+    target = pop_option(args, "--resume") or pop_option(args, "--ckpt_path")
+    if target is None:
+        return args
+    target_path = Path(target)
+    if target_path.is_dir():
+        version_dir, checkpoint = target_path, find_resume_checkpoint(target_path)
+    elif target_path.is_file():
+        version_dir, checkpoint = target_path.parent.parent, checked_checkpoint(target_path)
+    else:
+        raise CamlitError(f"--resume {target}: no such run folder or checkpoint file")
+    config = version_dir / "config.yaml"
+    if not config.is_file():
+        # A checkpoint from elsewhere: continue its state under the config given here.
+        return [*args, "--ckpt_path", str(checkpoint)]
+    return [
+        "--config", str(config),
+        *args,
+        "--ckpt_path", str(checkpoint),
+        *log_dir_arguments(config, version_dir),
+        # The weights come from the checkpoint; the pretrained file may be long gone.
+        "--model.pretrained", "null",
+    ]  # fmt: skip
+
+
+def log_dir_arguments(config: Path, version_dir: Path) -> list[str]:
+    """Point the logger at `version_dir`, keeping the saved paths when they already lead there.
+
+    Keeping them matters: ModelCheckpoint restores its best-k scores only when its folder path
+    is the same string as when it saved them.
+    """
+    logger = (yaml.safe_load(config.read_text()).get("trainer") or {}).get("logger") or {}
+    saved = logger.get("init_args", {}) if isinstance(logger, dict) else {}
+    arguments = ["--trainer.logger.init_args.version", version_dir.name]
+    saved_dir = Path(saved.get("save_dir") or ".") / (saved.get("name") or "") / version_dir.name
+    if saved_dir.resolve() != version_dir.resolve():
+        arguments += [
+            "--trainer.logger.init_args.save_dir", str(version_dir.parent.parent),
+            "--trainer.logger.init_args.name", version_dir.parent.name,
+        ]  # fmt: skip
+    return arguments
+
+
+def pop_option(args: list[str], name: str) -> str | None:
+    for index, arg in enumerate(args):
+        if arg == name and index + 1 < len(args):
+            value = args[index + 1]
+            del args[index : index + 2]
+            return value
+        if arg.startswith(name + "="):
+            del args[index]
+            return arg.split("=", 1)[1]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. The checkpoint
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of saves that a kill interrupted; the checkpoints beside them are whole."""
+    for temporary in [*folder.glob(".*.ckpt.tmp*"), *folder.glob(".*.ckpt.sha256.tmp*")]:
+        temporary.unlink(missing_ok=True)
+
+
+def checked_checkpoint(path: str | Path) -> Path:
+    """`path`, once it proved whole and plain; code in it is refused by name, never run."""
+    path = Path(path)
+    try:
+        checkpoint = load_plain(path, mmap=True)
+    except CamlitError:
+        raise
+    except Exception:  # noqa: BLE001 - any failure to load means the file cannot be resumed from
+        checkpoint = None
+    if not is_lightning_checkpoint(checkpoint):
+        raise CamlitError(f"{path}: corrupt or not a Lightning checkpoint; refusing to resume from it")
+    return path
+
+
+def find_resume_checkpoint(version_dir: str | Path) -> Path:
+    """The newest loadable checkpoint of a run, preferring last.ckpt; say so when falling back."""
+    folder = Path(version_dir) / "checkpoints"
+    if folder.is_dir():
+        remove_stale_temporaries(folder)
+    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
+    if not candidates:
+        raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from")
+    for candidate in candidates:
+        if is_valid_checkpoint(candidate):
+            if candidate != candidates[0]:
+                log.warning("%s is corrupt; resuming from %s instead", candidates[0], candidate)
+            return candidate
+        log.warning("skipping corrupt checkpoint %s", candidate)
+    raise CamlitError(f"{version_dir}: every checkpoint in {folder} is corrupt")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. The same network
+
+
+def require_same_network(model: LightningModule, checkpoint: dict) -> None:
+    """Refuse, naming the difference, a checkpoint whose classes or network shape are not `model`'s."""
+    saved_hparams = checkpoint.get("hyper_parameters", {})
+    saved = list(saved_hparams.get("classes", model.classes))
+    if saved != model.classes:
+        raise CamlitError(
+            f"the checkpoint was trained on classes {', '.join(saved)}; the data has {', '.join(model.classes)}"
+        )
+    # A network of another shape (e.g. another --model.input_filter) cannot take these weights.
+    mine = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    theirs = {name: tuple(value.shape) for name, value in checkpoint.get("state_dict", {}).items()}
+    if mine != theirs:
+        differ = [
+            f"{k}={saved_hparams[k]} (here {v})" for k, v in model.hparams.items() if saved_hparams.get(k, v) != v
+        ]
+        raise CamlitError(
+            "the checkpoint's network has another shape than this one's; it was trained with "
+            + (", ".join(differ) or "other model options")
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. The checkpoints a resumed run keeps writing
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint that restores its best-k tracking when its run is resumed from any folder.
+
+    Lightning restores that state only when the saved folder path is the same string, so resuming
+    from another working directory, or by an absolute path, would forget the best score and let a
+    worse checkpoint replace best.ckpt. When the checkpoint resumed from lies in this callback's own
+    folder, the run is the same, and the saved paths are moved to the folder as named now.
+    """
+
+    resumed_here = False
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Called just before load_state_dict, with the path being restored in trainer.ckpt_path.
+        resumed = trainer.ckpt_path
+        if resumed and self.dirpath:
+            self.resumed_here = Path(resumed).resolve().parent == Path(self.dirpath).resolve()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.resumed_here:
+            state_dict = {**state_dict, "dirpath": self.dirpath}
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                state_dict[key] = self.here(state_dict.get(key))
+            state_dict["best_k_models"] = {self.here(p): v for p, v in state_dict.get("best_k_models", {}).items()}
+        super().load_state_dict(state_dict)
+
+    def here(self, path: str | None) -> str | None:
+        return os.path.join(self.dirpath, os.path.basename(path)) if path else path
+
+
+class LatestCheckpoint(RunCheckpoint):
+    """`last.ckpt`, rewritten at every epoch end whatever the monitored metrics did.
+
+    Lightning's own `save_last` only writes when a top-k save happens in that epoch.
+    """
+
+    def __init__(self, dirpath: str | None = None):
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+
+    @property
+    def state_key(self) -> str:
+        # Distinct from a periodic checkpoint that also saves every epoch with no monitor.
+        return self._generate_state_key(role="latest")
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. The schedule of a longer run
+
+
+class ReplanSchedule(Callback):
+    """A resumed run whose length changed (`--resume ... --trainer.max_epochs N`) gets its schedule
+    planned again over the new length, from the step it stopped at; the restored one would end
+    where the old run did (LR 0 from there on, or OneCycleLR's step-past-end error)."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if pl_module.hparams.schedule == "none" or not trainer.lr_scheduler_configs:
+            return
+        config = trainer.lr_scheduler_configs[0]
+        total = int(trainer.estimated_stepping_batches)
+        planned = planned_steps(config.scheduler)
+        if planned == total:
+            return
+        step = config.scheduler.last_epoch
+        scheduler = pl_module.build_scheduler(config.scheduler.optimizer, total)
+        scheduler.last_epoch = step - 1
+        with warnings.catch_warnings():
+            # This step only moves the new schedule to where the run is; no optimizer step is skipped.
+            warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"), UserWarning)
+            scheduler.step()
+        config.scheduler = scheduler
+        log.info(
+            "%s schedule planned again: %d steps instead of %d, continuing at step %d",
+            pl_module.hparams.schedule,
+            total,
+            planned,
+            step,
+        )
+
+
+def planned_steps(scheduler) -> int:
+    if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        return scheduler.total_steps
+    return scheduler.lr_lambdas[0].total
