@@ -33,6 +33,7 @@ KAGGLE_GPU = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "kagg
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_reports_every_figure(tmp_path, capsys):
     path = tmp_path / "figures.json"
     # One thread: on a machine busy with other work, two would thrash each other and take minutes.

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import FIT, fit_args
 
 from camlit.data.datasets import EpochSampler
@@ -38,6 +39,7 @@ class Probe(Callback):
 '''
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(flat_tree, tmp_path):
     probe_dir = tmp_path / "probe"
     probe_dir.mkdir()

@@ -134,6 +134,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.005):
     return False
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume_finishes_the_same_run(flat_tree, tmp_path):
     args = fit_args(flat_tree, "--trainer.max_epochs", "3", "--periodic_checkpoint.every_n_epochs", "2")
     version = tmp_path / "lightning_logs" / "version_0"

@@ -90,6 +90,7 @@ class Together(PassThroughProfiler):
 """
 
 
+@pytest.mark.slow
 def test_fits_started_together_get_a_version_folder_each(flat_tree, tmp_path):
     """Both runs name their folder before either creates it: the widest a race can be."""
     (tmp_path / "together.py").write_text(TOGETHER)
