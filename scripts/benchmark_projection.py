@@ -61,7 +61,7 @@ def loader_rate(data: CameraDataModule, round_seconds: float) -> Callable[[], fl
         count, start = 0, time.perf_counter()
         while True:
             loader.sampler.set_epoch(next(epochs))
-            count += sum(len(labels) for _, labels in loader)
+            count += sum(len(labels) for _, labels, *_ in loader)
             elapsed = time.perf_counter() - start
             if elapsed >= round_seconds:
                 return count / elapsed

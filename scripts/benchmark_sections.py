@@ -174,7 +174,7 @@ def data_section(jpeg_root: Path, png_root: Path, cache_dir: Path, sizes: Sizes,
     def epoch(loader: CameraDataModule) -> Callable[[], float]:
         def measure() -> float:
             start = time.perf_counter()
-            count = sum(len(labels) for _, labels in loader.train_dataloader())
+            count = sum(len(labels) for _, labels, *_ in loader.train_dataloader())
             return count / (time.perf_counter() - start)
 
         return measure
@@ -256,7 +256,8 @@ def loop_section(photos: Path, cache_dir: Path, device: torch.device, sizes: Siz
     data = datamodule(photos, sizes, sizes.workers, cache_dir=str(cache_dir))
     if cuda_missing(device, notes, "framework and e2e"):
         return
-    batch = (images.to(device), labels.to(device))
+    # A training batch as the DataModule gives it: crops, labels, and whether each crop is manipulated.
+    batch = (images.to(device), labels.to(device), torch.zeros(sizes.batch, dtype=torch.bool, device=device))
     # batch_size=None hands each stored batch over as it is; Lightning would read a bare list as many loaders.
     batches = DataLoader([batch] * (sizes.warmup + sizes.steps), batch_size=None)
     variants = {
