@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -107,3 +109,29 @@ def manipulation_tree(tmp_path) -> Path:
             for k in range(4):
                 write_image(root / manipulation / camera / f"{camera}-p{k}.png", random_image(rng))
     return root
+
+
+def start_prepare_data(
+    tmp_path: Path, photos: int, height: int, width: int
+) -> tuple[subprocess.Popen, list[str], Path]:
+    """scripts/prepare_data.py with 2 workers on `photos` JPEGs of two cameras, in a session of its
+    own so that a kill reaches its workers: (the process, its arguments without --workers, output)."""
+    rng = np.random.default_rng(2)
+    source = tmp_path / "train"
+    for k in range(photos):
+        write_image(source / f"Cam-{k % 2}" / f"p{k:02}.jpg", photo(rng, height, width))
+    out = tmp_path / "out"
+    args = ["--input", str(source), "--output", str(out), "--tiles", "4", "--size", "128"]
+    process = subprocess.Popen(
+        [sys.executable, str(PREPARE), *args, "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return process, args, out
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A checkpoint of the tiny network, as save_checkpoint writes it."""
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")

@@ -25,11 +25,6 @@ def camlit_messages_to_this_tests_stderr(monkeypatch):
     monkeypatch.setattr(logging.getLogger("camlit"), "handlers", [])
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")
-
-
 @pytest.fixture
 def images(tmp_path):
     """Labelled test images: test/<name> with test_labels.csv beside it."""

@@ -8,8 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
-from conftest import CLASSES, PREPARE, photo, write_image
+from conftest import CLASSES, PREPARE, start_prepare_data
 
 from camlit.data.samples import scan
 
@@ -122,18 +121,7 @@ def test_a_builder_waiting_for_the_lock_says_who_holds_it(flat_tree, tmp_path):
 
 
 def test_kill_of_prepare_data_stops_its_workers(tmp_path):
-    rng = np.random.default_rng(2)
-    source = tmp_path / "train"
-    for k in range(8):
-        write_image(source / f"Cam-{k % 2}" / f"p{k:02}.jpg", photo(rng, 1200, 1600))
-    out = tmp_path / "out"
-    args = ["--input", str(source), "--output", str(out), "--tiles", "4", "--size", "128"]
-    process = subprocess.Popen(
-        [sys.executable, str(PREPARE), *args, "--workers", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process, args, out = start_prepare_data(tmp_path, photos=8, height=1200, width=1600)
     try:
         assert wait_for(lambda: any(out.rglob("*.png")), 120), "no output before the kill"
         # Before the fix the workers went on with their queued photos, seconds each.

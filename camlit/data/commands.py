@@ -51,18 +51,16 @@ def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
     return summary
 
 
-def count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+def at_least(minimum: int):
+    """An argparse type: an integer no smaller than `minimum`."""
 
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
+        return value
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
+    return parse
 
 
 def synthetic_parser() -> argparse.ArgumentParser:
@@ -70,12 +68,12 @@ def synthetic_parser() -> argparse.ArgumentParser:
         prog="make_synthetic.py", description="Write the synthetic Kaggle-shaped camera data set."
     )
     parser.add_argument("--output", type=Path, required=True, help="folder to write, or to finish")
-    parser.add_argument("--images-per-camera", type=count, default=30, help="train photos per camera")
-    parser.add_argument("--test-per-camera", type=count, default=48, help="test photos per camera")
-    parser.add_argument("--width", type=positive, default=1024, help="frame width in pixels")
-    parser.add_argument("--height", type=positive, default=768, help="frame height in pixels")
-    parser.add_argument("--seed", type=count, default=0, help="the same seed writes the same bytes")
-    parser.add_argument("--workers", type=positive, default=None, help="processes (default: all cores)")
+    parser.add_argument("--images-per-camera", type=at_least(0), default=30, help="train photos per camera")
+    parser.add_argument("--test-per-camera", type=at_least(0), default=48, help="test photos per camera")
+    parser.add_argument("--width", type=at_least(1), default=1024, help="frame width in pixels")
+    parser.add_argument("--height", type=at_least(1), default=768, help="frame height in pixels")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="the same seed writes the same bytes")
+    parser.add_argument("--workers", type=at_least(1), default=None, help="processes (default: all cores)")
     return parser
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import PREPARE, photo, write_image
+from conftest import PREPARE, photo, start_prepare_data, write_image
 
 import camlit.data.prepare
 from camlit.data.commands import prepare_main
@@ -142,19 +142,7 @@ def test_resume_after_partial_output(photos, tmp_path, monkeypatch):
 
 
 def test_killed_run_resumes(tmp_path):
-    rng = np.random.default_rng(2)
-    source = tmp_path / "train"
-    for k in range(12):
-        write_image(source / f"Cam-{k % 2}" / f"p{k:02}.jpg", photo(rng, 600, 800))
-    out = tmp_path / "out"
-    args = ["--input", str(source), "--output", str(out), "--tiles", "4", "--size", "128"]
-    # Its own session, so that the kill reaches the two worker processes as well.
-    process = subprocess.Popen(
-        [sys.executable, str(PREPARE), *args, "--workers", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process, args, out = start_prepare_data(tmp_path, photos=12, height=600, width=800)
     deadline = time.monotonic() + 20
     while not any(out.rglob("*.png")) and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -166,7 +154,7 @@ def test_killed_run_resumes(tmp_path):
     result = run_script(*args, "--workers", "1")
     assert result.returncode == 0, result.stderr
     reference = tmp_path / "reference"
-    prepare_dataset(source, reference, tiles=4, size=128, workers=1, progress=False)
+    prepare_dataset(tmp_path / "train", reference, tiles=4, size=128, workers=1, progress=False)
     assert len(files(reference)) == expected
     assert files(out) == files(reference)  # same names and bytes, no temporary files
 

@@ -16,11 +16,6 @@ from camlit.inference.tta import CropPlan, image_crops
 SIZE = 32  # the crop size recorded in the test checkpoint
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")
-
-
 @pytest.fixture
 def images(tmp_path):
     """Five 48x48 test images, named out of order, as Kaggle's .tif plus one .png."""
