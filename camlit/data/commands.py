@@ -84,7 +84,7 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
         output = make_synthetic(
             args.output, args.images_per_camera, args.test_per_camera, args.width, args.height, args.seed, args.workers
         )
-    except ValueError as error:  # a frame too small for a test crop, or a folder of other settings
+    except CamlitError as error:  # a frame too small for a test crop, or a folder of other settings
         parser.error(str(error))
     print(output)
     return output

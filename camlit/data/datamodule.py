@@ -14,7 +14,8 @@ from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache, open_cache
 from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, manipulation_probabilities
-from camlit.data.samples import DataError, Sample, check_images, require_every_class, scan, split_by_photo
+from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
+from camlit.errors import CamlitError
 from camlit.imageio import is_too_small, read_rgb
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,9 @@ class CameraDataModule(L.LightningDataModule):
         unknown = [name for name in val_manipulations if name not in manipulations.MANIPULATIONS]
         if unknown:
             choices = ", ".join(manipulations.MANIPULATIONS)
-            raise DataError(f"val_manipulations: unknown {unknown[0]!r}; choose from {choices}")
+            raise CamlitError(f"val_manipulations: unknown {unknown[0]!r}; choose from {choices}")
         if not classes:
-            raise DataError("--data.classes: empty class list")
+            raise CamlitError("--data.classes: empty class list")
         for name, value, valid, rule in (
             ("crop_size", crop_size, crop_size >= 1, "at least 1"),
             ("crops_per_image", crops_per_image, crops_per_image >= 1, "at least 1"),
@@ -90,11 +91,11 @@ class CameraDataModule(L.LightningDataModule):
             ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
         ):
             if not valid:
-                raise DataError(f"--data.{name} must be {rule}, got {value}")
+                raise CamlitError(f"--data.{name} must be {rule}, got {value}")
         try:
             self.manipulation_probabilities = manipulation_probabilities(manipulation_weights)
         except ValueError as error:
-            raise DataError(f"--data.manipulation_weights: {error}") from None
+            raise CamlitError(f"--data.manipulation_weights: {error}") from None
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
         self.val_set: CenterCrops | None = None
@@ -113,7 +114,7 @@ class CameraDataModule(L.LightningDataModule):
                 log.info("generating the synthetic camera data set in %s", self.hparams.synthetic_root)
                 make_synthetic(Path(self.hparams.synthetic_root), self.hparams.synthetic_images_per_camera)
         if not Path(self.hparams.train_dir).is_dir():
-            raise DataError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
+            raise CamlitError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
         if self.hparams.cache_dir:
             paths = [s.path for found in self.scan_sources() for s in found]
             # Kept: its lock stops a run with other files from removing it before setup maps it.
@@ -171,14 +172,14 @@ class CameraDataModule(L.LightningDataModule):
         too_small = sum(map(is_too_small, problems))
         if too_small == len(samples):
             # One line says it all; naming every image would bury it.
-            raise DataError(f"--data.crop_size {size} is larger than every image in {where}")
+            raise CamlitError(f"--data.crop_size {size} is larger than every image in {where}")
         report_skipped(problems)
         if too_small:
-            raise DataError(
+            raise CamlitError(
                 f"--data.crop_size {size} is larger than {too_small} of the {len(samples)} images in {where}, "
                 "and the others are unreadable"
             )
-        raise DataError(f"{where}: none of its {len(samples)} images is usable")
+        raise CamlitError(f"{where}: none of its {len(samples)} images is usable")
 
     @property
     def val_group_names(self) -> list[str]:

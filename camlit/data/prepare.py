@@ -40,10 +40,6 @@ RESIZE_MARGIN = 32
 JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-class PrepareError(CamlitError):
-    """Bad arguments or input folder; the message is one line for the user."""
-
-
 @dataclass(frozen=True)
 class Task:
     path: Path
@@ -205,23 +201,23 @@ def prepare_photo(task: Task) -> PhotoResult:
 
 def _check_arguments(tiles, names, size) -> tuple[str | int, tuple[str, ...]]:
     if not (tiles == "center" or (isinstance(tiles, int) and not isinstance(tiles, bool) and tiles >= 1)):
-        raise PrepareError(f"--tiles must be 'center' or a positive number, not {tiles!r}")
+        raise CamlitError(f"--tiles must be 'center' or a positive number, not {tiles!r}")
     if not isinstance(size, int) or size < 1:
-        raise PrepareError(f"--size must be a positive number, not {size!r}")
+        raise CamlitError(f"--size must be a positive number, not {size!r}")
     names = tuple(dict.fromkeys(manip.MANIPULATIONS if names is None else (n.strip() for n in names)))
     for name in names:
         if name not in manip.MANIPULATIONS:
             known = ", ".join(manip.MANIPULATIONS)
-            raise PrepareError(f"--manipulations: unknown {name!r}; choose from {known}")
+            raise CamlitError(f"--manipulations: unknown {name!r}; choose from {known}")
     if not names:
-        raise PrepareError("--manipulations: none chosen")
+        raise CamlitError("--manipulations: none chosen")
     return tiles, names
 
 
 def _find_photos(source: Path, output: Path, names, size, tiles) -> tuple[list[Task], list[str], list[str]]:
     """Tasks, camera folder names, and failures for photos whose output names collide."""
     if not source.is_dir():
-        raise PrepareError(f"--input {source}: no such folder")
+        raise CamlitError(f"--input {source}: no such folder")
     tasks, cameras, failures = [], [], []
     for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
         stems: dict[str, Path] = {}
@@ -234,7 +230,7 @@ def _find_photos(source: Path, output: Path, names, size, tiles) -> tuple[list[T
         if stems:
             cameras.append(folder.name)
     if not tasks:
-        raise PrepareError(f"--input {source}: no images in its camera folders (expected {source}/<camera>/*.jpg)")
+        raise CamlitError(f"--input {source}: no images in its camera folders (expected {source}/<camera>/*.jpg)")
     return tasks, cameras, failures
 
 
@@ -270,7 +266,7 @@ def prepare_dataset(
     """Write `output_dir/<manipulation>/<camera>/` crops for every photo under `input_dir/<camera>/`.
 
     `manipulations` defaults to all nine, unaltered included; `workers` to one process per core
-    (1 runs in this process). Raises PrepareError for bad arguments or an input without images.
+    (1 runs in this process). Raises CamlitError for bad arguments or an input without images.
     """
     tiles, names = _check_arguments(tiles, manipulations, size)
     output = Path(output_dir)

@@ -25,10 +25,6 @@ from camlit.workers import process_pool
 TILE_SUFFIX = re.compile(r"_t\d+$")
 
 
-class DataError(CamlitError):
-    """A data folder that cannot be trained on; the message says which and why."""
-
-
 @dataclass(frozen=True)
 class Sample:
     path: str
@@ -62,13 +58,13 @@ def scan(root: str | Path, classes: Sequence[str]) -> list[Sample]:
     """Every image under `root` in either layout, labelled by its position in `classes`."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: no such data folder")
+        raise CamlitError(f"{root}: no such data folder")
     if not subfolders(root):
-        raise DataError(f"{root}: no class or manipulation folders in it")
+        raise CamlitError(f"{root}: no class or manipulation folders in it")
     folders = camera_folders(root, classes)
     unknown = unknown_cameras(folders, classes)
     if unknown:
-        raise DataError(
+        raise CamlitError(
             f"{root}: camera folder(s) {', '.join(unknown)} not in the class list ({', '.join(classes)}); "
             "set --data.classes or remove them"
         )
@@ -79,7 +75,7 @@ def scan(root: str | Path, classes: Sequence[str]) -> list[Sample]:
             photo = f"{class_folder.name}/{TILE_SUFFIX.sub('', path.stem)}"
             samples.append(Sample(str(path), label, manipulation, photo))
     if not samples:
-        raise DataError(f"{root}: no images (.jpg .jpeg .png .tif .tiff .bmp) in its class folders")
+        raise CamlitError(f"{root}: no images (.jpg .jpeg .png .tif .tiff .bmp) in its class folders")
     return samples
 
 
@@ -87,7 +83,7 @@ def require_every_class(samples: Sequence[Sample], classes: Sequence[str], where
     present = {s.label for s in samples}
     absent = [name for index, name in enumerate(classes) if index not in present]
     if absent:
-        raise DataError(f"{where}: no usable images for class {', '.join(absent)}")
+        raise CamlitError(f"{where}: no usable images for class {', '.join(absent)}")
 
 
 def split_by_photo(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -97,7 +93,7 @@ def split_by_photo(samples: Sequence[Sample], val_fraction: float, seed: int) ->
     training and then scored in validation.
     """
     if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+        raise CamlitError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     photos_by_class: dict[int, set[str]] = defaultdict(set)
     for sample in samples:
         photos_by_class[sample.label].add(sample.photo)

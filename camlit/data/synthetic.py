@@ -21,6 +21,7 @@ from camlit.atomic import write_bytes_atomic, write_csv_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop
 from camlit.data.manipulations import MANIPULATED, RESIZE_FACTORS, UNALTERED, apply, resized_shape
+from camlit.errors import CamlitError
 from camlit.imageio import to_rgb8, write_image_atomic
 from camlit.workers import process_pool
 
@@ -269,11 +270,11 @@ def make_synthetic(
     """
     output = Path(output)
     if min(images_per_camera, test_per_camera, seed) < 0 or kaggle_crop_size(width, height) < 2:
-        raise ValueError("counts and seed must not be negative, and frames must be at least 4x4")
+        raise CamlitError("counts and seed must not be negative, and frames must be at least 4x4")
     settings = json.dumps([images_per_camera, test_per_camera, width, height, seed]).encode()
     settings_path = output / ".synthetic.json"
     if settings_path.is_file() and settings_path.read_bytes() != settings:
-        raise ValueError(f"{output} holds a synthetic set made with other settings")
+        raise CamlitError(f"{output} holds a synthetic set made with other settings")
     jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)
     todo = [job for job in jobs if not job.path.exists()]
     for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:

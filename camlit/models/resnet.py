@@ -126,10 +126,6 @@ def resnet50(**kwargs) -> ResNet:
     return build_resnet("resnet50", **kwargs)
 
 
-class PretrainedWeightsError(CamlitError):
-    """A pretrained file that does not fit the model."""
-
-
 def load_pretrained(model: ResNet, path: str | Path) -> list[str]:
     """Load a torchvision ResNet state_dict file (e.g. resnet50-*.pth) into `model`.
 
@@ -140,18 +136,18 @@ def load_pretrained(model: ResNet, path: str | Path) -> list[str]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise PretrainedWeightsError(f"{path}: no such pretrained weights file") from None
+        raise CamlitError(f"{path}: no such pretrained weights file") from None
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        raise PretrainedWeightsError(f"{path}: not a readable PyTorch state_dict ({error})") from None
+        raise CamlitError(f"{path}: not a readable PyTorch state_dict ({error})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise PretrainedWeightsError(f"{path}: holds a {type(state).__name__}, not a state_dict")
+        raise CamlitError(f"{path}: holds a {type(state).__name__}, not a state_dict")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise PretrainedWeightsError(
+        raise CamlitError(
             f"{path}: not a {len(own)}-key ResNet state_dict of this depth; "
             f"missing keys: {_preview(missing)}; unexpected keys: {_preview(unexpected)}"
         )
@@ -171,7 +167,7 @@ def load_pretrained(model: ResNet, path: str | Path) -> list[str]:
         if key not in skipped and state[key].shape != own[key].shape
     ]
     if mismatched:
-        raise PretrainedWeightsError(f"{path}: shape mismatch: {_preview(mismatched)}")
+        raise CamlitError(f"{path}: shape mismatch: {_preview(mismatched)}")
     model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=not skipped)
     return skipped
 

@@ -9,7 +9,7 @@ from conftest import make_datamodule as make
 from camlit.data.crops import center_crop
 from camlit.data.datamodule import CameraDataModule
 from camlit.data.datasets import EpochSampler, random_train_crop
-from camlit.data.samples import DataError
+from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
 
@@ -153,7 +153,7 @@ def test_manipulation_ramp_and_weights_are_checked(flat_tree):
     assert [datamodule.train_set.manipulation_p_at(epoch) for epoch in (0, 1, 3, 9)] == pytest.approx(
         [0.2, 0.4, 0.8, 0.8]
     )
-    with pytest.raises(DataError, match="manipulation_weights: unknown manipulation 'jpeg50'"):
+    with pytest.raises(CamlitError, match="manipulation_weights: unknown manipulation 'jpeg50'"):
         CameraDataModule(str(flat_tree), manipulation_weights={"jpeg50": 1.0})
 
 
@@ -168,15 +168,15 @@ def test_unusable_files_skipped_and_named(flat_tree, caplog):
 
 
 def test_configuration_errors(flat_tree, tmp_path, caplog):
-    with pytest.raises(DataError, match="unknown 'jpeg50'"):
+    with pytest.raises(CamlitError, match="unknown 'jpeg50'"):
         CameraDataModule(str(flat_tree), val_manipulations=["jpeg50"])
-    with pytest.raises(DataError, match="no such data folder; run the demo"):
+    with pytest.raises(CamlitError, match="no such data folder; run the demo"):
         make(tmp_path / "absent")
-    with pytest.raises(DataError, match="no usable images for class Sony-NEX-7"):
+    with pytest.raises(CamlitError, match="no usable images for class Sony-NEX-7"):
         make(flat_tree, classes=CLASSES + ["Sony-NEX-7"])
     with (
         caplog.at_level(logging.WARNING),
-        pytest.raises(DataError, match="crop_size 100 is larger than every image in"),
+        pytest.raises(CamlitError, match="crop_size 100 is larger than every image in"),
     ):
         make(flat_tree, crop_size=100)
     assert not [r for r in caplog.records if "skipped" in r.getMessage()]

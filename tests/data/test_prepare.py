@@ -16,7 +16,8 @@ import camlit.data.prepare
 from camlit.data.commands import prepare_main
 from camlit.data.crops import center_offset, tile_offsets
 from camlit.data.manipulations import MANIPULATIONS, apply
-from camlit.data.prepare import PrepareError, header_shape, manipulated_crops, prepare_dataset
+from camlit.data.prepare import header_shape, manipulated_crops, prepare_dataset
+from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
 SUBSET = ["unaltered", "jpeg70", "resize0.5", "resize1.5", "gamma1.2"]
@@ -223,7 +224,7 @@ def test_missing_or_empty_input(tmp_path, layout, capsys):
         (source / "Cam" / "notes.txt").write_text("")
     with pytest.raises(ValueError) as error_info:
         prepare_dataset(source, tmp_path / "out", progress=False)
-    assert isinstance(error_info.value, PrepareError)
+    assert isinstance(error_info.value, CamlitError)
     with pytest.raises(SystemExit) as exit_info:
         prepare_main(["--input", str(source), "--output", str(tmp_path / "out")])
     assert exit_info.value.code == 2

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from conftest import CLASSES, random_image, write_image
 
-from camlit.data.samples import DataError, check_images, scan, split_by_photo
+from camlit.data.samples import check_images, scan, split_by_photo
+from camlit.errors import CamlitError
 from camlit.imageio import UnreadableImage, read_rgb
 
 
@@ -33,16 +34,16 @@ def test_extensions_any_case_and_other_files_ignored(tmp_path):
 
 
 def test_bad_roots(tmp_path):
-    with pytest.raises(DataError, match="no such data folder"):
+    with pytest.raises(CamlitError, match="no such data folder"):
         scan(tmp_path / "absent", CLASSES)
-    with pytest.raises(DataError, match="no class or manipulation folders"):
+    with pytest.raises(CamlitError, match="no class or manipulation folders"):
         scan(tmp_path, CLASSES)
     (tmp_path / "HTC-1-M7").mkdir()
-    with pytest.raises(DataError, match="no images"):
+    with pytest.raises(CamlitError, match="no images"):
         scan(tmp_path, CLASSES)
     other = tmp_path / "other"
     write_image(other / "unaltered" / "Nokia-3310" / "x.png", random_image(np.random.default_rng(0)))
-    with pytest.raises(DataError, match="camera folder\\(s\\) Nokia-3310 not in the class list"):
+    with pytest.raises(CamlitError, match="camera folder\\(s\\) Nokia-3310 not in the class list"):
         scan(other, CLASSES)
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from camlit.models.resnet import PretrainedWeightsError, build_resnet, load_pretrained, resnet50
+from camlit.errors import CamlitError
+from camlit.models.resnet import build_resnet, load_pretrained, resnet50
 
 DATA = Path(__file__).parent
 SHAPES = json.loads((DATA / "resnet50_state_dict_shapes.json").read_text())
@@ -128,13 +129,13 @@ def test_load_pretrained_same_classes_loads_everything(tmp_path):
 def test_load_pretrained_bad_files(tmp_path):
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "extra.weight": torch.zeros(1)}, wrong)
-    with pytest.raises(PretrainedWeightsError, match=r"missing keys: .*bn1.*unexpected keys: extra.weight"):
+    with pytest.raises(CamlitError, match=r"missing keys: .*bn1.*unexpected keys: extra.weight"):
         load_pretrained(resnet50(), wrong)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(PretrainedWeightsError, match="garbage.pth: not a readable"):
+    with pytest.raises(CamlitError, match="garbage.pth: not a readable"):
         load_pretrained(resnet50(), garbage)
-    with pytest.raises(PretrainedWeightsError, match="no such"):
+    with pytest.raises(CamlitError, match="no such"):
         load_pretrained(resnet50(), tmp_path / "absent.pth")
 
 
