@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+def evaluate(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The report; None in the other processes of a several-device run."""
     if args.manipulations and not args.labels:
         raise CamlitError("--manipulations needs --labels")
     model, plan = prepare(args)
@@ -160,6 +161,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         images = labelled_folder(args.input, classes)
     paths = [image.path for image in images]
     predictions = predict_with(args, model, plan, paths, [image.manipulated for image in images])
+    if not predictions.primary:
+        return None
     print(predictions.rate_line())
     require_usable(predictions)
     # Figures over a subset only when asked for: unusable images are an error unless skipped.
@@ -185,12 +188,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Evaluate; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     try:
         require_file_paths(json=args.json, confusion=str(confusion_path(args)))
         report = evaluate(args)
+        if report is None:
+            return None
         print(format_report(report))
         picture = confusion_path(args)
         with disk_full_as_user_error("each output file is written whole or not at all"):

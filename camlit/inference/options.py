@@ -50,6 +50,10 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1), help="loader workers")
     parser.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1")
     parser.add_argument(
+        "--devices", type=int, default=1,
+        help="how many devices of --device's kind (default 1); several share the images, one process each",
+    )  # fmt: skip
+    parser.add_argument(
         "--skip-unreadable", action="store_true",
         help="leave unreadable images out (still reported) instead of ending with exit status 2",
     )  # fmt: skip
@@ -121,6 +125,7 @@ def predict_with(
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=args.device,
+        devices=args.devices,
         progress=not args.no_progress,
         manipulated=manipulated_flags(args, paths, known),
     )

@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> Predictions:
         paths = list_input_images(args.input)
         model, plan = prepare(args)
         predictions = predict_with(args, model, plan, paths)
+        if not predictions.primary:
+            return predictions
         require_usable(predictions)
         with disk_full_as_user_error("each output file is written whole or not at all"):
             write_submission(args.output, predictions)

@@ -40,6 +40,7 @@ class Predictions:
     problems: dict[int, str] = field(default_factory=dict)
     crops: int = 0
     seconds: float = 0.0
+    primary: bool = True  # False in the other processes of a several-device run; they write nothing
 
     @property
     def usable(self) -> np.ndarray:
@@ -66,21 +67,35 @@ class CropRows(Callback):
         for index, rows in zip(indices.tolist(), outputs.float().cpu().split(counts.tolist()), strict=True):
             self.by_image[index] = rows
 
+    def on_predict_epoch_end(self, trainer, pl_module) -> None:
+        # Several devices: each process saw its share of the images; every one gets all of them.
+        if trainer.world_size > 1:
+            shares = [None] * trainer.world_size
+            torch.distributed.all_gather_object(shares, (self.by_image, self.problems))
+            for by_image, problems in shares:
+                self.by_image.update(by_image)
+                self.problems.update(problems)
 
-def trainer_devices(name: str) -> tuple[str, int | list[int] | str]:
-    """`--device` as the Trainer's (accelerator, devices): auto, cpu, cuda, or cuda:N."""
+
+def trainer_devices(name: str, count: int = 1) -> tuple[str, int | list[int]]:
+    """`--device` (auto, cpu, cuda, cuda:N) and `--devices` as the Trainer's (accelerator, devices)."""
+    if count < 1:
+        raise CamlitError(f"--devices must be at least 1, got {count}")
     if name == "auto":
-        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     kind, _, number = name.partition(":")
     if kind not in ("cpu", "cuda") or (number and not number.isdigit()):
         raise CamlitError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
+    if number and count > 1:
+        raise CamlitError(f"--device {name} names one device; use --device cuda with --devices {count}")
     if kind == "cpu":
-        return "cpu", 1
-    if not torch.cuda.is_available():
+        return "cpu", count
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not available:
         raise CamlitError(f"--device {name}: no CUDA device here")
-    if number and int(number) >= torch.cuda.device_count():
-        raise CamlitError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return "gpu", [int(number)] if number else 1
+    if max(count, int(number or 0) + 1) > available:
+        raise CamlitError(f"--device {name}: this machine has {available} CUDA device(s)")
+    return "gpu", [int(number)] if number else count
 
 
 @contextmanager
@@ -95,13 +110,15 @@ def quiet_lightning():
         logger.setLevel(level)
 
 
-def build_trainer(device: str = "auto", progress: bool = False) -> L.Trainer:
-    accelerator, devices = trainer_devices(device)
+def build_trainer(device: str = "auto", count: int = 1, progress: bool = False) -> L.Trainer:
+    """A Trainer for prediction: one process per device when there are several (DDP)."""
+    accelerator, devices = trainer_devices(device, count)
     precision = default_precision() if accelerator == "gpu" else "32-true"
     with quiet_lightning():
         return L.Trainer(
             accelerator=accelerator,
             devices=devices,
+            strategy="ddp" if count > 1 else "auto",
             precision=precision,
             logger=False,
             enable_checkpointing=False,
@@ -119,6 +136,7 @@ def predict_paths(
     batch_size: int = 128,
     num_workers: int = 0,
     device: str = "auto",
+    devices: int = 1,
     progress: bool = False,
     reader: Callable = read_rgb,
     manipulated: Sequence[bool | None] | None = None,
@@ -142,7 +160,7 @@ def predict_paths(
             "pass --manipulated yes or --manipulated no"
         )
     loader = crop_loader(paths, plan, batch_size, num_workers, reader, flags if known else None)
-    trainer = build_trainer(device, progress)
+    trainer = build_trainer(device, devices, progress)
     collected = CropRows()
     trainer.callbacks.append(collected)
     start = time.perf_counter()
@@ -168,6 +186,7 @@ def predict_paths(
         collected.problems,
         crops=sum(len(rows) for rows in collected.by_image.values()),
         seconds=seconds,
+        primary=trainer.is_global_zero,
     )
 
 

@@ -1,9 +1,12 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, random_image, save_checkpoint, write_image
+from conftest import CLASSES, ROOT, random_image, save_checkpoint, write_image
 
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
@@ -152,6 +155,26 @@ def test_device_names_become_the_trainers_accelerator():
             trainer_devices("cuda:1")
     with pytest.raises(CamlitError, match="expected auto, cpu, cuda or cuda:N"):
         trainer_devices("tpu")
+    assert trainer_devices("cpu", 2) == ("cpu", 2)
+    with pytest.raises(CamlitError, match="names one device; use --device cuda with --devices 2"):
+        trainer_devices("cuda:0", 2)
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_files_as_one(ckpt, images, tmp_path):
+    """--devices 2 on the CPU: DDP with gloo, each process predicting its share of the images."""
+    one = tmp_path / "one.csv"
+    run(ckpt, images, one, "--probs", str(tmp_path / "one_probs.csv"), "--device", "cpu")
+    args = ["--ckpt", str(ckpt), "--input", str(images), "--crops", "3", "--num-workers", "0", "--no-progress"]
+    two = tmp_path / "two.csv"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "predict.py"), *args, "--output", str(two),
+         "--probs", str(tmp_path / "two_probs.csv"), "--device", "cpu", "--devices", "2"],
+        cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert two.read_text() == one.read_text()
+    assert (tmp_path / "two_probs.csv").read_text() == (tmp_path / "one_probs.csv").read_text()
 
 
 # --- the manipulation flag -------------------------------------------------------------------
