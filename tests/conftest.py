@@ -1,5 +1,7 @@
+import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -135,3 +137,37 @@ def start_prepare_data(
 def ckpt(tmp_path_factory):
     """A checkpoint of the tiny network, as save_checkpoint writes it."""
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")
+
+
+@pytest.fixture
+def camlit_messages_on_stderr(monkeypatch):
+    """main() adds its handler once, bound to the stderr of its time, which capsys replaces per test."""
+    monkeypatch.setattr(logging.getLogger("camlit"), "handlers", [])
+
+
+def one_error_line(capsys, call) -> str:
+    """Run `call`, which must end with exit status 2 and one `error:` line, no traceback; that line."""
+    with pytest.raises(SystemExit) as exit_info:
+        call()
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.005) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def events(version_dir):
+    """A run's TensorBoard events, every scalar and image kept."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(version_dir), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    return accumulator

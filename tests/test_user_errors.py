@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, fit_args, photo, random_image, save_checkpoint, write_image
+from conftest import CLASSES, fit_args, one_error_line, photo, random_image, save_checkpoint, write_image
 from conftest import make_datamodule as make
 
 import camlit.atomic
@@ -16,13 +16,9 @@ from camlit.data.commands import prepare_main
 from camlit.inference import evaluate, predict
 from camlit.training import cli
 
+pytestmark = pytest.mark.usefixtures("camlit_messages_on_stderr")
+
 SHORT = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1")
-
-
-@pytest.fixture(autouse=True)
-def camlit_messages_to_this_tests_stderr(monkeypatch):
-    """main() adds its handler once, bound to the stderr of its time, which capsys replaces per test."""
-    monkeypatch.setattr(logging.getLogger("camlit"), "handlers", [])
 
 
 @pytest.fixture
@@ -35,15 +31,6 @@ def images(tmp_path):
         write_image(folder / name, random_image(rng, 48, 48))
     (tmp_path / "labels.csv").write_text("fname,camera\n" + "".join(f"{n},{CLASSES[0]}\n" for n in names))
     return folder
-
-
-def one_error_line(capsys, call) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        call()
-    stderr = capsys.readouterr().err
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr, stderr
-    return errors[0]
 
 
 def run_predict(ckpt, folder, output, *extra):

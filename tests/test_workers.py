@@ -5,10 +5,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-from conftest import CLASSES, PREPARE, start_prepare_data
+from conftest import CLASSES, PREPARE, start_prepare_data, wait_for
 
 from camlit.data.samples import scan
 
@@ -24,15 +23,6 @@ def live_members(session: int) -> list[int]:
         if int(sid) == session and state != "Z":
             pids.append(int(stat.parent.name))
     return pids
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def kill_parent(process: subprocess.Popen, grace: float) -> list[int]:

@@ -1,16 +1,9 @@
 import pytest
 import torch
-from conftest import CLASSES, fit_args
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from conftest import CLASSES, events, fit_args
 
 from camlit.training.cli import main
 from camlit.training.module import CameraClassifier
-
-
-def events(version_dir) -> EventAccumulator:
-    accumulator = EventAccumulator(str(version_dir), size_guidance={"images": 0, "scalars": 0})
-    accumulator.Reload()
-    return accumulator
 
 
 def test_fast_dev_run(flat_tree, tmp_path, monkeypatch, recwarn):
@@ -75,16 +68,6 @@ def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, m
     assert "the checkpoint was trained on classes HTC-1-M7, LG-Nexus-5x" in capsys.readouterr().err
 
 
-def test_resume_without_checkpoint_is_an_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "lightning_logs" / "version_0" / "checkpoints").mkdir(parents=True)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--resume", "lightning_logs/version_0"])
-    assert exit_info.value.code == 2
-    assert "no checkpoint" in capsys.readouterr().err
-    assert not (tmp_path / "lightning_logs" / "version_1").exists()
-
-
 def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
@@ -123,21 +106,3 @@ def test_bad_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, 
     assert exit_info.value.code == 2 and "Traceback" not in stderr
     assert len(errors) == 1 and message in errors[0]
     assert not (tmp_path / "lightning_logs").exists()
-
-
-@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
-def test_extending_a_resumed_run_plans_its_schedule_again(flat_tree, tmp_path, monkeypatch, recwarn, schedule):
-    """Without the new plan, cosine stays at LR 0 after the old end and OneCycleLR raises."""
-    monkeypatch.chdir(tmp_path)
-    first = main(fit_args(flat_tree, "--trainer.max_epochs", "2", "--model.schedule", schedule))
-    steps_per_epoch = first.trainer.global_step // 2
-    version = tmp_path / "lightning_logs" / "version_0"
-    resumed = main(["--resume", str(version), "--trainer.max_epochs", "4"])
-    assert resumed.trainer.global_step == 4 * steps_per_epoch
-    lr_tag = min(tag for tag in events(version).Tags()["scalars"] if tag.startswith("lr-"))
-    lrs = {event.step: event.value for event in events(version).Scalars(lr_tag)}
-    end_of_first = max(step for step in lrs if step < 2 * steps_per_epoch)
-    after = [lr for step, lr in lrs.items() if step >= 2 * steps_per_epoch]
-    assert lrs[end_of_first] < 1e-4 and max(after) > 1e-4
-    assert min(after) == after[-1] < 1e-4
-    assert not [str(w.message) for w in recwarn if "lr_scheduler.step()" in str(w.message)]

@@ -1,72 +1,19 @@
 """A run folder belongs to one run, and changes only once an operation has succeeded."""
 
 import json
-import logging
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
-from conftest import CLASSES, FIT, fit_args, save_checkpoint
+from conftest import FIT, fit_args, one_error_line, save_checkpoint
 
 from camlit.training.cli import main
 
-
-@pytest.fixture(autouse=True)
-def camlit_messages_to_this_tests_stderr(monkeypatch):
-    """main() adds its handler once, bound to the stderr of its time, which capsys replaces per test."""
-    monkeypatch.setattr(logging.getLogger("camlit"), "handlers", [])
-
+pytestmark = pytest.mark.usefixtures("camlit_messages_on_stderr")
 
 SHORT = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1")
-
-
-def one_error_line(capsys, args) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    stderr = capsys.readouterr().err
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr, stderr
-    return errors[0]
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        (("--data.classes", str(CLASSES[::-1]).replace("'", "")), "the checkpoint was trained on classes"),
-        (("--model.input_filter", "constrained"), "input_filter=highpass (here constrained)"),
-    ],
-)
-def test_a_failed_resume_leaves_the_run_as_it_was(flat_tree, tmp_path, monkeypatch, capsys, override, message):
-    monkeypatch.chdir(tmp_path)
-    main(fit_args(flat_tree, *SHORT))
-    version = tmp_path / "lightning_logs" / "version_0"
-    before = {p.relative_to(version): p.read_bytes() for p in version.rglob("*") if p.is_file()}
-    assert message in one_error_line(capsys, ["--resume", str(version), *override])
-    assert {p.relative_to(version): p.read_bytes() for p in version.rglob("*") if p.is_file()} == before
-    resumed = main(["--resume", str(version), "--trainer.max_epochs", "2"])
-    assert resumed.trainer.current_epoch == 2
-
-
-def test_resume_from_another_folder_keeps_best_checkpoint_tracking(flat_tree, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    first = main(fit_args(flat_tree, *SHORT))
-    best = first.trainer.checkpoint_callback
-    version = tmp_path / "lightning_logs" / "version_0"
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        resumed = main(["--resume", str(version), "--trainer.max_epochs", "2"])
-    assert not [w for w in caught if "dirpath has changed" in str(w.message)]
-    tracked = resumed.trainer.checkpoint_callback
-    assert tracked.best_model_score >= best.best_model_score
-    assert [os.path.basename(p) for p in tracked.best_k_models] == ["best.ckpt"]
-    assert all(os.path.isfile(p) for p in tracked.best_k_models)
-    assert not (elsewhere / "lightning_logs").exists()
 
 
 TOGETHER = """
@@ -116,11 +63,10 @@ def test_fits_started_together_get_a_version_folder_each(flat_tree, tmp_path):
 def test_a_run_that_fails_before_training_leaves_no_version_folder(flat_tree, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     foreign = save_checkpoint(tmp_path / "foreign.ckpt", classes=["a", "b"])
-    assert "the checkpoint was trained on classes a, b" in one_error_line(
-        capsys, fit_args(flat_tree, "--ckpt_path", str(foreign))
-    )
+    line = one_error_line(capsys, lambda: main(fit_args(flat_tree, "--ckpt_path", str(foreign))))
+    assert "the checkpoint was trained on classes a, b" in line
     assert not (tmp_path / "lightning_logs").exists()
     # A folder that was there already stays, and so do the runs in it.
     (tmp_path / "lightning_logs" / "version_0").mkdir(parents=True)
-    one_error_line(capsys, fit_args(flat_tree, "--ckpt_path", str(foreign)))
+    one_error_line(capsys, lambda: main(fit_args(flat_tree, "--ckpt_path", str(foreign))))
     assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]

@@ -1,0 +1,48 @@
+"""Reading photos as stored: whatever the bytes, an RGB array or one UnreadableImage naming the file."""
+
+import signal
+
+import cv2
+import numpy as np
+import pytest
+from conftest import random_image
+
+from camlit.imageio import UnreadableImage, read_rgb
+
+
+def test_reader_survives_fuzzing(tmp_path):
+    rng = np.random.default_rng(0)
+    seeds = [cv2.imencode(ext, random_image(rng, 40, 48))[1].tobytes() for ext in (".jpg", ".png", ".bmp", ".tif")]
+    seeds.append(cv2.imencode(".png", rng.integers(0, 65535, (40, 48, 4), dtype=np.uint16))[1].tobytes())
+    cases = [rng.integers(0, 256, int(rng.integers(0, 400)), dtype=np.uint8).tobytes() for _ in range(150)]
+    for _ in range(250):
+        data = bytearray(seeds[int(rng.integers(len(seeds)))])
+        for _ in range(int(rng.integers(1, 12))):
+            data[int(rng.integers(len(data)))] = int(rng.integers(256))
+        truncated = rng.random() < 0.3
+        cases.append(bytes(data[: int(rng.integers(len(data) // 2, len(data)))] if truncated else data))
+    signal.alarm(120)  # a hang fails the test instead of stalling the suite
+    try:
+        outcomes = {"image": 0, "refused": 0}
+        for index, data in enumerate(cases):
+            path = tmp_path / f"case{index}.{('jpg', 'png', 'tif')[index % 3]}"
+            path.write_bytes(data)
+            try:
+                image = read_rgb(path)
+            except UnreadableImage as error:
+                assert path.name in str(error)
+                outcomes["refused"] += 1
+            else:
+                assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+                outcomes["image"] += 1
+    finally:
+        signal.alarm(0)
+    assert outcomes["refused"] >= 150 and outcomes["image"] > 0
+
+
+def test_cmyk_jpeg_is_read_as_rgb(tmp_path):
+    image_module = pytest.importorskip("PIL.Image")
+    image_module.new("CMYK", (40, 40), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    rgb = read_rgb(tmp_path / "cmyk.jpg")
+    assert rgb.shape == (40, 40, 3)
+    assert rgb[..., 0].mean() > 200 and rgb[..., 1].mean() < 60

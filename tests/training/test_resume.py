@@ -1,0 +1,154 @@
+"""Resuming a run (camlit.training.resume): the checkpoint chosen, the network checked, the run's
+folder, its best-k tracking and its schedule carried on."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+import torch
+from conftest import CLASSES, FIT, events, fit_args, one_error_line, wait_for
+
+from camlit.errors import CamlitError
+from camlit.training.checkpointing import is_valid_checkpoint
+from camlit.training.cli import main
+from camlit.training.resume import find_resume_checkpoint
+
+pytestmark = pytest.mark.usefixtures("camlit_messages_on_stderr")
+
+SHORT = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1")
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lightning_logs" / "version_0" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--resume", "lightning_logs/version_0"])
+    assert exit_info.value.code == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs" / "version_1").exists()
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_extending_a_resumed_run_plans_its_schedule_again(flat_tree, tmp_path, monkeypatch, recwarn, schedule):
+    """Without the new plan, cosine stays at LR 0 after the old end and OneCycleLR raises."""
+    monkeypatch.chdir(tmp_path)
+    first = main(fit_args(flat_tree, "--trainer.max_epochs", "2", "--model.schedule", schedule))
+    steps_per_epoch = first.trainer.global_step // 2
+    version = tmp_path / "lightning_logs" / "version_0"
+    resumed = main(["--resume", str(version), "--trainer.max_epochs", "4"])
+    assert resumed.trainer.global_step == 4 * steps_per_epoch
+    lr_tag = min(tag for tag in events(version).Tags()["scalars"] if tag.startswith("lr-"))
+    lrs = {event.step: event.value for event in events(version).Scalars(lr_tag)}
+    end_of_first = max(step for step in lrs if step < 2 * steps_per_epoch)
+    after = [lr for step, lr in lrs.items() if step >= 2 * steps_per_epoch]
+    assert lrs[end_of_first] < 1e-4 and max(after) > 1e-4
+    assert min(after) == after[-1] < 1e-4
+    assert not [str(w.message) for w in recwarn if "lr_scheduler.step()" in str(w.message)]
+
+
+def test_resume_falls_back_from_a_corrupt_last_checkpoint(tmp_path, caplog):
+    folder = tmp_path / "version_0" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": {}, "global_step": 5}, folder / "epoch004.ckpt")
+    time.sleep(0.01)
+    (folder / "last.ckpt").write_bytes(b"\x80\x02 truncated")
+    (folder / ".last.ckpt.tmp123").write_bytes(b"left by a kill")
+    assert find_resume_checkpoint(tmp_path / "version_0") == folder / "epoch004.ckpt"
+    assert "last.ckpt is corrupt; resuming from" in caplog.text
+    assert not (folder / ".last.ckpt.tmp123").exists()
+    (folder / "epoch004.ckpt").write_bytes(b"")
+    with pytest.raises(CamlitError, match="every checkpoint .* is corrupt"):
+        find_resume_checkpoint(tmp_path / "version_0")
+
+
+def test_resume_refuses_an_explicit_corrupt_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"garbage")
+    with pytest.raises(SystemExit):
+        main(["--resume", str(bad)])
+    assert "corrupt or not a Lightning checkpoint; refusing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_then_resume_finishes_the_same_run(flat_tree, tmp_path):
+    args = fit_args(flat_tree, "--trainer.max_epochs", "3", "--periodic_checkpoint.every_n_epochs", "2")
+    version = tmp_path / "lightning_logs" / "version_0"
+    checkpoints = version / "checkpoints"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    steps = []
+
+    def run_and_kill(command, when):
+        process = subprocess.Popen(
+            [sys.executable, FIT, *command], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        assert wait_for(when, timeout=240), "the run never reached the moment to kill it"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        for checkpoint in checkpoints.glob("*.ckpt"):
+            assert is_valid_checkpoint(checkpoint), checkpoint
+        steps.append(torch.load(find_resume_checkpoint(version), weights_only=False)["global_step"])
+
+    def saving():  # a checkpoint is being written right now
+        return any(checkpoints.glob(".*.ckpt.tmp*")) and (checkpoints / "last.ckpt").exists()
+
+    run_and_kill(args, saving)
+    run_and_kill(["--resume", str(version)], saving)
+    done = subprocess.run(
+        [sys.executable, FIT, "--resume", str(version)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = torch.load(checkpoints / "last.ckpt", weights_only=False)
+    steps.append(final["global_step"])
+    assert final["epoch"] == 2
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+    assert not list(checkpoints.glob(".*tmp*"))
+    assert {p.name for p in checkpoints.glob("*.ckpt")} == {"best.ckpt", "epoch001.ckpt", "last.ckpt"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (("--data.classes", str(CLASSES[::-1]).replace("'", "")), "the checkpoint was trained on classes"),
+        (("--model.input_filter", "constrained"), "input_filter=highpass (here constrained)"),
+    ],
+)
+def test_a_failed_resume_leaves_the_run_as_it_was(flat_tree, tmp_path, monkeypatch, capsys, override, message):
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT))
+    version = tmp_path / "lightning_logs" / "version_0"
+    before = {p.relative_to(version): p.read_bytes() for p in version.rglob("*") if p.is_file()}
+    assert message in one_error_line(capsys, lambda: main(["--resume", str(version), *override]))
+    assert {p.relative_to(version): p.read_bytes() for p in version.rglob("*") if p.is_file()} == before
+    resumed = main(["--resume", str(version), "--trainer.max_epochs", "2"])
+    assert resumed.trainer.current_epoch == 2
+
+
+def test_resume_from_another_folder_keeps_best_checkpoint_tracking(flat_tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = main(fit_args(flat_tree, *SHORT))
+    best = first.trainer.checkpoint_callback
+    version = tmp_path / "lightning_logs" / "version_0"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = main(["--resume", str(version), "--trainer.max_epochs", "2"])
+    assert not [w for w in caught if "dirpath has changed" in str(w.message)]
+    tracked = resumed.trainer.checkpoint_callback
+    assert tracked.best_model_score >= best.best_model_score
+    assert [os.path.basename(p) for p in tracked.best_k_models] == ["best.ckpt"]
+    assert all(os.path.isfile(p) for p in tracked.best_k_models)
+    assert not (elsewhere / "lightning_logs").exists()
