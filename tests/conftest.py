@@ -1,4 +1,5 @@
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIT = str(ROOT / "scripts" / "fit.py")
 PREPARE = ROOT / "scripts" / "prepare_data.py"
 CONFIGS = ROOT / "scripts" / "configs"
+# Scripts that tests start in subprocesses import this checkout's camlit too.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def fit_args(root, *extra):
