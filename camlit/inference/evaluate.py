@@ -27,15 +27,8 @@ from camlit.data.datasets import group_order
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.imageio import write_image_atomic
+from camlit.inference import options
 from camlit.inference.labelled import labelled_csv, labelled_folder
-from camlit.inference.options import (
-    add_prediction_arguments,
-    predict_with,
-    prepare,
-    report_problems,
-    require_file_paths,
-    require_usable,
-)
 from camlit.training.metrics import kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
 
@@ -131,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a checkpoint on labelled images: overall, per class, per manipulation group and "
         "Kaggle's weighted accuracy (0.7 x unaltered + 0.3 x mean of the manipulated groups).",
     )
-    add_prediction_arguments(parser)
+    options.add_prediction_arguments(parser)
     parser.add_argument(
         "--labels", default=None,
         help="CSV fname,camera for the images in --input; without it --input is a DataModule-style folder "
@@ -153,20 +146,20 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any] | None:
     """The report; None in the other processes of a several-device run."""
     if args.manipulations and not args.labels:
         raise CamlitError("--manipulations needs --labels")
-    model, plan = prepare(args)
+    model, plan = options.prepare(args)
     classes = list(model.classes)
     if args.labels:
         images = labelled_csv(args.input, args.labels, classes, args.manipulations)
     else:
         images = labelled_folder(args.input, classes)
     paths = [image.path for image in images]
-    predictions = predict_with(args, model, plan, paths, [image.manipulated for image in images])
+    predictions = options.predict_with(args, model, plan, paths, [image.manipulated for image in images])
     if not predictions.primary:
         return None
     print(predictions.rate_line())
-    require_usable(predictions)
+    options.require_usable(predictions)
     # Figures over a subset only when asked for: unusable images are an error unless skipped.
-    report_problems(predictions.problems, paths, args.skip_unreadable)
+    options.report_problems(predictions.problems, paths, args.skip_unreadable)
     usable = predictions.usable
     kept = [image for image, ok in zip(images, usable, strict=True) if ok]
     report = score(
@@ -192,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Evaluate; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     try:
-        require_file_paths(json=args.json, confusion=str(confusion_path(args)))
+        options.require_file_paths(json=args.json, confusion=str(confusion_path(args)))
         report = evaluate(args)
         if report is None:
             return None
