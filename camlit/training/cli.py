@@ -1,7 +1,7 @@
 """`python scripts/fit.py`: LightningCLI around CameraClassifier and CameraDataModule.
 
-`--resume lightning_logs/version_N` (or `--ckpt_path` to a file in such a run) continues that run:
-its saved config, its newest valid checkpoint, and the same version directory for the logs.
+A new run claims its own version folder; a run that fails before training leaves the folder as it
+was. `--resume lightning_logs/version_N` continues a run: see camlit.training.resume.
 """
 
 from __future__ import annotations

@@ -112,6 +112,7 @@ class CameraClassifier(L.LightningModule):
         self.register_buffer("group_manipulated", torch.zeros(1, dtype=torch.bool), persistent=False)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Before Lightning loads the weights, so that a mismatch is named rather than a shape error.
         require_same_network(self, checkpoint)
 
     def configure_model(self) -> None:

@@ -95,10 +95,21 @@ def pop_option(args: list[str], name: str) -> str | None:
 # 2. The checkpoint
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files of saves that a kill interrupted; the checkpoints beside them are whole."""
-    for temporary in [*folder.glob(".*.ckpt.tmp*"), *folder.glob(".*.ckpt.sha256.tmp*")]:
-        temporary.unlink(missing_ok=True)
+def find_resume_checkpoint(version_dir: str | Path) -> Path:
+    """The newest loadable checkpoint of a run, preferring last.ckpt; say so when falling back."""
+    folder = Path(version_dir) / "checkpoints"
+    if folder.is_dir():
+        remove_stale_temporaries(folder)
+    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
+    if not candidates:
+        raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from")
+    for candidate in candidates:
+        if is_valid_checkpoint(candidate):
+            if candidate != candidates[0]:
+                log.warning("%s is corrupt; resuming from %s instead", candidates[0], candidate)
+            return candidate
+        log.warning("skipping corrupt checkpoint %s", candidate)
+    raise CamlitError(f"{version_dir}: every checkpoint in {folder} is corrupt")
 
 
 def checked_checkpoint(path: str | Path) -> Path:
@@ -115,21 +126,10 @@ def checked_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def find_resume_checkpoint(version_dir: str | Path) -> Path:
-    """The newest loadable checkpoint of a run, preferring last.ckpt; say so when falling back."""
-    folder = Path(version_dir) / "checkpoints"
-    if folder.is_dir():
-        remove_stale_temporaries(folder)
-    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
-    if not candidates:
-        raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from")
-    for candidate in candidates:
-        if is_valid_checkpoint(candidate):
-            if candidate != candidates[0]:
-                log.warning("%s is corrupt; resuming from %s instead", candidates[0], candidate)
-            return candidate
-        log.warning("skipping corrupt checkpoint %s", candidate)
-    raise CamlitError(f"{version_dir}: every checkpoint in {folder} is corrupt")
+def remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of saves that a kill interrupted; the checkpoints beside them are whole."""
+    for temporary in [*folder.glob(".*.ckpt.tmp*"), *folder.glob(".*.ckpt.sha256.tmp*")]:
+        temporary.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
