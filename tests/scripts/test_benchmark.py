@@ -1,11 +1,11 @@
 import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from benchmark import main
+from conftest import CONFIGS
 
 # Timings depend on the machine and its load, so only the presence and sanity of each figure is tested.
 FIGURES = [
@@ -29,7 +29,7 @@ FIGURES = [
     "ratio/rss_10n_vs_n",
     "ratio/e2e_vs_step",
 ]
-KAGGLE_GPU = Path(__file__).resolve().parents[1] / "scripts" / "configs" / "kaggle_gpu.yaml"
+KAGGLE_GPU = CONFIGS / "kaggle_gpu.yaml"
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
