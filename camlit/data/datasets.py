@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from camlit.data import manipulations
+from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.crops import center_crop, crop, random_offset
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import Sample
@@ -110,9 +111,16 @@ class EpochSampler(Sampler):
             yield items[position]
 
 
+def manipulation_index(name: str | None) -> int:
+    """A manipulation's index in MANIPULATIONS (None: unaltered), UNKNOWN for another folder name."""
+    names = list(manipulations.MANIPULATIONS)
+    return names.index(name or UNALTERED) if (name or UNALTERED) in names else UNKNOWN
+
+
 class TrainCrops(Dataset):
-    """Item (index, epoch, crop number) -> one random crop of that image, its label, and whether
-    the crop is manipulated (the flag a manipulation-aware model is given).
+    """Item (index, epoch, crop number) -> one random crop of that image as a one-crop Batch: its
+    label, the index of the manipulation it went through, and whether it is manipulated (the flag
+    a manipulation-aware model is given).
 
     `manipulation_p` applies to unaltered images only; over the first `ramp_epochs` epochs it
     rises linearly to its full value, so a model first learns the cameras' plain traces.
@@ -148,7 +156,7 @@ class TrainCrops(Dataset):
             return self.manipulation_p
         return self.manipulation_p * min(1.0, (epoch + 1) / self.ramp_epochs)
 
-    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int, bool]:
+    def __getitem__(self, key: tuple[int, int, int]) -> Batch:
         index, epoch, crop_number = key
         sample = self.samples[index]
         rng = np.random.default_rng((self.seed, epoch, index, crop_number))
@@ -156,11 +164,11 @@ class TrainCrops(Dataset):
         if sample.manipulation != UNALTERED:
             # A prepared manipulation folder's images are manipulated already; Kaggle never stacked two.
             crop, _ = random_train_crop(image, self.crop_size, rng, self.even_offsets)
-            return to_chw_tensor(crop), sample.label, True
+            return Batch(to_chw_tensor(crop), sample.label, manipulation_index(sample.manipulation), True)
         crop, applied = random_train_crop(
             image, self.crop_size, rng, self.even_offsets, self.manipulation_p_at(epoch), self.manipulation_weights
         )
-        return to_chw_tensor(crop), sample.label, applied is not None
+        return Batch(to_chw_tensor(crop), sample.label, manipulation_index(applied), applied is not None)
 
 
 class CenterCrops(Dataset):

@@ -9,13 +9,14 @@ from conftest import make_datamodule as make
 from camlit.data.crops import center_crop
 from camlit.data.datamodule import CameraDataModule
 from camlit.data.datasets import EpochSampler, random_train_crop
+from camlit.data.manipulations import MANIPULATIONS
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
 
 def test_train_batches_are_uint8_chw_crops(flat_tree):
     datamodule = make(flat_tree, crops_per_image=2, batch_size=4)
-    images, labels, manipulated = next(iter(datamodule.train_dataloader()))
+    images, labels, _, manipulated = next(iter(datamodule.train_dataloader()))
     assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
     assert labels.dtype == torch.long
     assert manipulated.dtype == torch.bool and not manipulated.any()
@@ -134,8 +135,10 @@ def test_a_training_crops_flag_matches_its_manipulation(manipulation_tree):
         photo = torch.from_numpy(read_rgb(sample.path)).permute(2, 0, 1)
         windows = photo.unfold(1, 32, 2).unfold(2, 32, 2)  # every even-offset 32 px crop
         for crop in range(4):
-            image, label, manipulated = train_set[index, 0, crop]
-            assert label == sample.label
+            image, label, manipulation, manipulated = train_set[index, 0, crop]
+            assert label == sample.label and manipulated == (manipulation != 0)
+            if sample.manipulation != "unaltered":
+                assert list(MANIPULATIONS)[manipulation] == sample.manipulation
             if sample.manipulation == "unaltered":
                 untouched = (windows == image[:, None, None]).flatten(3).all(3).all(0).any()
                 assert manipulated != bool(untouched)
