@@ -174,3 +174,36 @@ def events(version_dir):
     accumulator = EventAccumulator(str(version_dir), size_guidance={"images": 0, "scalars": 0})
     accumulator.Reload()
     return accumulator
+
+
+PAUSED = """
+import sys, time
+from pathlib import Path
+
+import {module} as target
+from {entry} import main
+
+original = target.{owner}.{method}
+
+
+def paused(*args, **kwargs):
+    Path({marker!r}).touch()
+    time.sleep({seconds})
+    return original(*args, **kwargs)
+
+
+setattr(target.{owner}, {method!r}, paused)
+main(sys.argv[1:])
+"""
+
+
+def start_paused(tmp_path: Path, where: str, entry: str, args: list[str], seconds: float) -> tuple:
+    """`entry`.main(args) in a real process, with `where` (module.Class.method) sleeping `seconds`
+    at each call, after touching a marker: (the process, the marker). Signals land in that pause."""
+    module, owner, method = where.rsplit(".", 2)
+    marker = tmp_path / f"in-{method}"
+    code = PAUSED.format(module=module, owner=owner, method=method, entry=entry, marker=str(marker), seconds=seconds)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return process, marker
