@@ -18,6 +18,30 @@ CONFIGS = ROOT / "scripts" / "configs"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
+SCRATCH = {".git", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+def checkout_paths() -> set[str]:
+    """Every file and folder of the checkout (caches left out), empty folders included."""
+    found = set()
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [name for name in subfolders if name not in SCRATCH and not name.endswith(".egg-info")]
+        found.update(os.path.relpath(os.path.join(folder, name), ROOT) for name in [*subfolders, *files])
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_unchanged(tmp_path_factory):
+    """Tests write only under temporary folders: the session runs in one, and the checkout must be
+    as it was after the suite (a Trainer left to its defaults would add lightning_logs/ here)."""
+    before = checkout_paths()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(ROOT)
+    added, removed = sorted(checkout_paths() - before), sorted(before - checkout_paths())
+    assert not added and not removed, f"the tests changed the checkout: added {added[:10]}, removed {removed[:10]}"
+
+
 def fit_args(root, *extra):
     """scripts/fit.py arguments for a short CPU run of the tiny network on a test tree."""
     return [

@@ -178,3 +178,28 @@ def test_no_private_lightning_api_is_overridden_or_called():
                 if not (isinstance(node.value, ast.Name) and node.value.id == "os" and node.attr == "_exit"):
                     found.append(f"{path.name}:{node.lineno}: .{node.attr}")
     assert not found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_old_ones(
+    flat_tree, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    try:
+        main(fit_args(flat_tree, *SHORT, "--trainer.default_root_dir", str(disk)))
+        version = disk / "lightning_logs" / "version_0"
+        checkpoints = version / "checkpoints"
+        before = {p.name: p.read_bytes() for p in checkpoints.iterdir()}
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(b"\0" * (free - 200_000))  # room for logs, not for a checkpoint
+        line = one_error_line(capsys, lambda: main(["--resume", str(version), "--trainer.max_epochs", "2"]))
+        assert re.search(
+            rf"error: {checkpoints}/\w+\.ckpt: no space left on device; the run's checkpoints are whole", line
+        )
+        assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == before
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
