@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, ROOT, random_image, save_checkpoint, write_image
+from conftest import CLASSES, ROOT, one_error_line, random_image, save_checkpoint, write_image
 
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
@@ -130,6 +130,17 @@ def test_corrupt_checkpoint(images, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--ckpt", str(tmp_path / "bad.ckpt"), "--input", str(images), "--output", str(tmp_path / "s.csv")])
     assert "not a loadable camlit checkpoint" in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_before_any_work(images, tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "nan.ckpt")
+    checkpoint = torch.load(path, weights_only=False)
+    key = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and "fc" in k)
+    checkpoint["state_dict"][key][0] = float("nan")
+    torch.save(checkpoint, path)
+    line = one_error_line(capsys, lambda: run(path, images, tmp_path / "s.csv"))
+    assert str(path) in line and key in line and "not finite" in line
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, images):
