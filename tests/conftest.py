@@ -1,8 +1,10 @@
 import logging
 import os
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -60,6 +62,28 @@ def photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
     base = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
     return cv2.add(base, rng.integers(0, 40, (height, width, 3), dtype=np.uint8))
+
+
+def bomb_png(path: Path, side: int = 20000) -> Path:
+    """A valid PNG of side x side black pixels (1.2 GB decoded at 20000) in about 1.6 MB, written fast:
+    after a full flush the compressor starts afresh, so every row after the first compresses to the
+    same bytes, and only the checksum is computed over all of them."""
+    row = bytes(1 + 3 * side)  # filter byte 0, then the row's RGB bytes
+    packer = zlib.compressobj(9)
+    first = packer.compress(row) + packer.flush(zlib.Z_FULL_FLUSH)
+    again = packer.compress(row) + packer.flush(zlib.Z_FULL_FLUSH)
+    checksum = 1
+    for _ in range(side):
+        checksum = zlib.adler32(row, checksum)
+    pixels = first + again * (side - 1) + b"\x03\x00" + checksum.to_bytes(4, "big")  # an empty final block
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
 
 
 def random_image(rng: np.random.Generator, height: int = 64, width: int = 80) -> np.ndarray:

@@ -59,9 +59,9 @@ SLOW_DECODE = textwrap.dedent(
     import time
     from camlit.data.cache import decode_chunk as decode
 
-    def decode_chunk(paths, size):
+    def decode_chunk(paths, size, max_pixels):
         time.sleep(1)
-        return decode(paths, size)
+        return decode(paths, size, max_pixels)
     """
 )
 

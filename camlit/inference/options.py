@@ -6,10 +6,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
+from camlit.data.commands import add_max_pixels_argument
 from camlit.errors import CamlitError
-from camlit.imageio import is_too_small
+from camlit.imageio import is_too_small, read_rgb
 from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
@@ -58,6 +60,7 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave unreadable images out (still reported) instead of ending with exit status 2",
     )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_max_pixels_argument(parser)
 
 
 def check_prediction_arguments(args: argparse.Namespace) -> None:
@@ -127,6 +130,7 @@ def predict_with(
         device=args.device,
         devices=args.devices,
         progress=not args.no_progress,
+        reader=partial(read_rgb, max_pixels=args.max_pixels),
         manipulated=manipulated_flags(args, paths, known),
     )
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, ROOT, one_error_line, random_image, save_checkpoint, write_image
+from conftest import CLASSES, ROOT, bomb_png, one_error_line, random_image, save_checkpoint, write_image
 
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
@@ -102,6 +102,15 @@ def test_unreadable_images(ckpt, images, tmp_path, capsys):
     assert (tmp_path / "skip.csv").read_bytes() == output.read_bytes()
     assert len(predictions.problems) == 3
     assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tmp_path, capsys):
+    bomb_png(images / "bomb.png")
+    line = one_error_line(capsys, lambda: run(ckpt, images, tmp_path / "s.csv"))
+    assert "1 unusable image(s)" in line and "bomb.png" in line
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 1 + 5
+    # Raised far enough, the limit lets a smaller image through.
+    assert len(run(ckpt, images, tmp_path / "t.csv", "--skip-unreadable", "--max_pixels", "2304").problems) == 1
 
 
 @pytest.mark.parametrize(
