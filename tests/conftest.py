@@ -160,6 +160,41 @@ def start_prepare_data(
     return process, args, out
 
 
+def mount_tmpfs(folder: Path, options: str) -> None:
+    """A real tmpfs at `folder`, which must exist: as root only (skipped otherwise); unmounted by the caller."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nothing can be written in: a read-only tmpfs as root (whom permissions do not stop),
+    else a folder of mode 0o555."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mount_tmpfs(folder, "ro,size=64k")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (a tmpfs, as root; skipped otherwise), for full-disk tests."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mount_tmpfs(folder, "size=256k")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A checkpoint of the tiny network, as save_checkpoint writes it."""

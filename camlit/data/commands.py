@@ -93,10 +93,12 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
     parser = synthetic_parser()
     args = parser.parse_args(argv)
     try:
-        output = make_synthetic(
-            args.output, args.images_per_camera, args.test_per_camera, args.width, args.height, args.seed, args.workers
-        )
-    except CamlitError as error:  # a frame too small for a test crop, or a folder of other settings
-        parser.error(str(error))
+        with disk_full_as_user_error("every file written is whole; free space and rerun to make the rest"):
+            output = make_synthetic(
+                args.output, args.images_per_camera, args.test_per_camera, args.width, args.height, args.seed,
+                args.workers,
+            )  # fmt: skip
+    except CamlitError as error:  # a frame too small, a folder of other settings, an unwritable or full disk
+        parser.exit(2, f"error: {error}\n")
     print(output)
     return output

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
+from camlit.atomic import require_writable
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache, open_cache
@@ -101,6 +102,8 @@ class CameraDataModule(L.LightningDataModule):
             self.manipulation_probabilities = manipulation_probabilities(manipulation_weights)
         except ValueError as error:
             raise CamlitError(f"--data.manipulation_weights: {error}") from None
+        if cache_dir:
+            require_writable(cache_dir, "--data.cache_dir", folder=True)
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
         self.val_set: CenterCrops | None = None

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from camlit.atomic import require_writable
 from camlit.data import manipulations as manip
 from camlit.data.crops import center_offset, tile_offsets
 from camlit.errors import CamlitError
@@ -247,6 +248,7 @@ def prepare_dataset(
     """
     tiles, names = _check_arguments(tiles, manipulations, size)
     output = Path(output_dir)
+    require_writable(output, "--output", folder=True)
     tasks, cameras, failures = _find_photos(Path(input_dir), output, names, size, tiles, max_pixels)
     if output.is_dir():
         # Left by a killed run; write_image_atomic names them .<name>.tmp<pid>.

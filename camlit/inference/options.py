@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from camlit.atomic import require_writable
 from camlit.data.commands import add_max_pixels_argument
 from camlit.errors import CamlitError
 from camlit.imageio import is_too_small, read_rgb
@@ -74,10 +75,12 @@ def check_prediction_arguments(args: argparse.Namespace) -> None:
 
 
 def require_file_paths(**options: str | None) -> None:
-    """Output options must name files; refused before any work when one names a folder."""
+    """Output options must name files that can be written; refused before any work otherwise."""
     for option, path in options.items():
         if path is not None and Path(path).is_dir():
             raise CamlitError(f"--{option} {path}: is a folder; name a file to write")
+        if path is not None:
+            require_writable(path, f"--{option}")
 
 
 def prepare(args: argparse.Namespace):

@@ -78,6 +78,23 @@ def test_damage_found_in_a_loader_worker_is_one_line(flat_tree, tmp_path):
     assert message.startswith(f"{data_file}: damaged") and "\n" not in message, message
 
 
+def test_a_full_disk_during_the_build_names_the_cache_file(flat_tree, small_disk):
+    datamodule = CameraDataModule(
+        str(flat_tree), classes=CLASSES, crop_size=32, num_workers=0, synthetic_root=None, cache_dir=str(small_disk)
+    )
+    with pytest.raises(CamlitError) as raised:
+        datamodule.prepare_data()  # 18 images of 15 KiB do not fit in 256 KiB
+    message = str(raised.value)
+    assert message.startswith(f"{small_disk}/images-") and ".u8: no space left on device; the cache in" in message
+    assert "checkpoint" not in message
+    assert not list(small_disk.glob("*.u8*")) and not list(small_disk.glob(".images-*"))
+
+
+def test_an_unwritable_cache_dir_is_refused_at_once(flat_tree, read_only_folder):
+    with pytest.raises(CamlitError, match=f"--data.cache_dir {read_only_folder}/cache: cannot write in"):
+        CameraDataModule(str(flat_tree), cache_dir=str(read_only_folder / "cache"))
+
+
 def test_an_unchanged_cache_is_not_rebuilt(flat_tree, tmp_path, monkeypatch):
     paths = paths_of(flat_tree)
     build_cache(tmp_path / "cache", paths, 32)

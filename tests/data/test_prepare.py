@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import PREPARE, bomb_png, photo, start_prepare_data, write_image
+from conftest import PREPARE, bomb_png, one_error_line, photo, start_prepare_data, write_image
 
 import camlit.data.prepare
 from camlit.data.commands import prepare_main, prepare_parser
@@ -209,6 +209,13 @@ def test_a_decompression_bomb_is_listed_unread(tmp_path):
     assert "bomb.png: 20000x20000" in summary.failures[0] and "over the limit of 89,478,485" in summary.failures[0]
     raised = prepare_parser().parse_args(["--input", "a", "--output", "b", "--max_pixels", "400000000"])
     assert raised.max_pixels == 400_000_000
+
+
+def test_an_unwritable_output_is_refused_before_any_work(photos, read_only_folder, capsys, monkeypatch):
+    monkeypatch.setattr(camlit.data.prepare, "_results", lambda *args: pytest.fail("prepared first"))
+    output = read_only_folder / "data-512"
+    line = one_error_line(capsys, lambda: prepare_main(["--input", str(photos), "--output", str(output)]))
+    assert line.startswith(f"error: --output {output}: cannot write in {read_only_folder}")
 
 
 def test_bad_manipulation_name_exits_2_with_one_line(photos, tmp_path):

@@ -104,6 +104,19 @@ def test_unreadable_images(ckpt, images, tmp_path, capsys):
     assert "broken.jpg" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--output", "--probs"])
+def test_an_unwritable_output_is_refused_before_any_work(ckpt, images, tmp_path, read_only_folder, capsys, option):
+    import camlit.inference.options
+
+    outputs = {"--output": str(tmp_path / "s.csv"), "--probs": None, option: str(read_only_folder / "x" / "s.csv")}
+    args = ["--ckpt", str(ckpt), "--input", str(images), "--no-progress"]
+    args += [item for name, path in outputs.items() if path for item in (name, path)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
+        line = one_error_line(capsys, lambda: main(args))
+    assert line.startswith(f"error: {option} {read_only_folder}/x/s.csv: cannot write in {read_only_folder}")
+
+
 def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tmp_path, capsys):
     bomb_png(images / "bomb.png")
     line = one_error_line(capsys, lambda: run(ckpt, images, tmp_path / "s.csv"))
