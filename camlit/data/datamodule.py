@@ -47,6 +47,8 @@ class CameraDataModule(L.LightningDataModule):
             ones weigh 0); uniform when not given.
         manipulation_ramp_epochs: raise `manipulation_p` linearly from the first epoch to its full
             value at this epoch (0: full from the start).
+        manipulation_patch_scale: run an on-the-fly resize on a patch this many times larger than the
+            least it needs (at most the image), then crop; 1: the least (see datasets.random_train_crop).
         val_manipulations: also score every unaltered validation image under these manipulations.
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
             `train_dir` is its `train/` folder.
@@ -72,6 +74,7 @@ class CameraDataModule(L.LightningDataModule):
         manipulation_p: float = 0.0,
         manipulation_weights: dict[str, float] | None = None,
         manipulation_ramp_epochs: int = 0,
+        manipulation_patch_scale: float = 1.0,
         val_manipulations: list[str] = [],
         synthetic_root: str | None = "data/synthetic",
         synthetic_images_per_camera: int = 30,
@@ -95,6 +98,7 @@ class CameraDataModule(L.LightningDataModule):
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
             ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
             ("max_pixels", max_pixels, max_pixels >= 1, "at least 1"),
+            ("manipulation_patch_scale", manipulation_patch_scale, manipulation_patch_scale >= 1, "1 or more"),
         ):
             if not valid:
                 raise CamlitError(f"--data.{name} must be {rule}, got {value}")
@@ -156,6 +160,7 @@ class CameraDataModule(L.LightningDataModule):
             reader,
             self.manipulation_probabilities,
             hp.manipulation_ramp_epochs,
+            hp.manipulation_patch_scale,
         )
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))
