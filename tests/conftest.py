@@ -1,8 +1,10 @@
 import logging
 import os
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -86,6 +88,28 @@ def photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return cv2.add(base, rng.integers(0, 40, (height, width, 3), dtype=np.uint8))
 
 
+def bomb_png(path: Path, side: int = 20000) -> Path:
+    """A valid PNG of side x side black pixels (1.2 GB decoded at 20000) in about 1.6 MB, written fast:
+    after a full flush the compressor starts afresh, so every row after the first compresses to the
+    same bytes, and only the checksum is computed over all of them."""
+    row = bytes(1 + 3 * side)  # filter byte 0, then the row's RGB bytes
+    packer = zlib.compressobj(9)
+    first = packer.compress(row) + packer.flush(zlib.Z_FULL_FLUSH)
+    again = packer.compress(row) + packer.flush(zlib.Z_FULL_FLUSH)
+    checksum = 1
+    for _ in range(side):
+        checksum = zlib.adler32(row, checksum)
+    pixels = first + again * (side - 1) + b"\x03\x00" + checksum.to_bytes(4, "big")  # an empty final block
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
 def random_image(rng: np.random.Generator, height: int = 64, width: int = 80) -> np.ndarray:
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
@@ -158,6 +182,41 @@ def start_prepare_data(
         start_new_session=True,
     )
     return process, args, out
+
+
+def mount_tmpfs(folder: Path, options: str) -> None:
+    """A real tmpfs at `folder`, which must exist: as root only (skipped otherwise); unmounted by the caller."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nothing can be written in: a read-only tmpfs as root (whom permissions do not stop),
+    else a folder of mode 0o555."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mount_tmpfs(folder, "ro,size=64k")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (a tmpfs, as root; skipped otherwise), for full-disk tests."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mount_tmpfs(folder, "size=256k")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture(scope="module")
