@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from camlit.data.kaggle_layout import DEFAULT_TEST_IMAGES, KAGGLE_HEIGHT, KAGGLE_WIDTH, make_kaggle_layout
 from camlit.data.manipulations import MANIPULATIONS
 from camlit.data.prepare import PrepareSummary, prepare_dataset
 from camlit.data.synthetic import make_synthetic
@@ -67,11 +68,27 @@ def synthetic_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="make_synthetic.py", description="Write the synthetic Kaggle-shaped camera data set."
     )
-    parser.add_argument("--output", type=Path, required=True, help="folder to write, or to finish")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--output", type=Path, help="folder to write the demo's set into, or to finish")
+    where.add_argument(
+        "--kaggle_layout", type=Path, metavar="OUT",
+        help="write a download shaped like Kaggle's archive instead (train/, test/, sample_submission.csv, "
+        "and the truth CSVs), or finish one",
+    )  # fmt: skip
     parser.add_argument("--images-per-camera", type=at_least(0), default=30, help="train photos per camera")
     parser.add_argument("--test-per-camera", type=at_least(0), default=48, help="test photos per camera")
-    parser.add_argument("--width", type=at_least(1), default=1024, help="frame width in pixels")
-    parser.add_argument("--height", type=at_least(1), default=768, help="frame height in pixels")
+    parser.add_argument(
+        "--test_images", type=at_least(0), default=DEFAULT_TEST_IMAGES,
+        help=f"with --kaggle_layout: test images, a multiple of 20 (default {DEFAULT_TEST_IMAGES})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--width", type=at_least(1), default=None,
+        help=f"frame width in pixels (default 1024, or {KAGGLE_WIDTH} with --kaggle_layout)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--height", type=at_least(1), default=None,
+        help=f"frame height in pixels (default 768, or {KAGGLE_HEIGHT} with --kaggle_layout)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=at_least(0), default=0, help="the same seed writes the same bytes")
     parser.add_argument("--workers", type=at_least(1), default=None, help="processes (default: all cores)")
     return parser
@@ -81,9 +98,26 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
     parser = synthetic_parser()
     args = parser.parse_args(argv)
     try:
-        output = make_synthetic(
-            args.output, args.images_per_camera, args.test_per_camera, args.width, args.height, args.seed, args.workers
-        )
+        if args.kaggle_layout is not None:
+            output = make_kaggle_layout(
+                args.kaggle_layout,
+                args.images_per_camera,
+                args.test_images,
+                args.width or KAGGLE_WIDTH,
+                args.height or KAGGLE_HEIGHT,
+                args.seed,
+                args.workers,
+            )
+        else:
+            output = make_synthetic(
+                args.output,
+                args.images_per_camera,
+                args.test_per_camera,
+                args.width or 1024,
+                args.height or 768,
+                args.seed,
+                args.workers,
+            )
     except CamlitError as error:  # a frame too small for a test crop, or a folder of other settings
         parser.error(str(error))
     print(output)
