@@ -16,6 +16,7 @@ from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache, open_cache
 from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, manipulation_probabilities
+from camlit.data.pseudo import pseudo_label_samples
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
 from camlit.errors import CamlitError
 from camlit.imageio import MAX_PIXELS, is_too_small, read_rgb
@@ -52,6 +53,12 @@ class CameraDataModule(L.LightningDataModule):
         val_manipulations: also score every unaltered validation image under these manipulations.
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
             `train_dir` is its `train/` folder.
+        pseudo_labels: predict.py's `--probs` CSV of test images: their most confident predictions,
+            per class and separately for `_unalt` and `_manip` names, are added to training with the
+            predicted camera (camlit.data.pseudo gives the rule).
+        pseudo_labels_dir: the folder of the test images that `pseudo_labels` names.
+        pseudo_labels_share: how much of a class's fair share of each group (group size / classes)
+            to take, the most confident first.
         cache_dir: keep the decoded images here in one memory-mapped file (camlit.data.cache), built by
             `prepare_data` and rebuilt when the files change; training then crops without decoding.
         max_pixels: an image whose header claims more pixels is skipped as unusable, unread (the
@@ -78,6 +85,9 @@ class CameraDataModule(L.LightningDataModule):
         val_manipulations: list[str] = [],
         synthetic_root: str | None = "data/synthetic",
         synthetic_images_per_camera: int = 30,
+        pseudo_labels: str | None = None,
+        pseudo_labels_dir: str | None = None,
+        pseudo_labels_share: float = 0.5,
         cache_dir: str | None = None,
         max_pixels: int = MAX_PIXELS,
     ):
@@ -99,6 +109,7 @@ class CameraDataModule(L.LightningDataModule):
             ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
             ("max_pixels", max_pixels, max_pixels >= 1, "at least 1"),
             ("manipulation_patch_scale", manipulation_patch_scale, manipulation_patch_scale >= 1, "1 or more"),
+            ("pseudo_labels_share", pseudo_labels_share, 0 < pseudo_labels_share <= 1, "in (0, 1]"),
         ):
             if not valid:
                 raise CamlitError(f"--data.{name} must be {rule}, got {value}")
@@ -112,6 +123,7 @@ class CameraDataModule(L.LightningDataModule):
         self.train_set: TrainCrops | None = None
         self.val_set: CenterCrops | None = None
         self.cache: DecodedCache | None = None
+        self.pseudo_labelled: list[Sample] | None = None
 
     @property
     def generates_synthetic(self) -> bool:
@@ -128,7 +140,7 @@ class CameraDataModule(L.LightningDataModule):
         if not Path(self.hparams.train_dir).is_dir():
             raise CamlitError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
         if self.hparams.cache_dir:
-            paths = [s.path for found in self.scan_sources() for s in found]
+            paths = [s.path for found in (*self.scan_sources(), self.pseudo_label_samples()) for s in found]
             # Kept: its lock stops a run with other files from removing it before setup maps it.
             hp = self.hparams
             self.cache = build_cache(hp.cache_dir, paths, hp.crop_size, hp.num_workers, hp.max_pixels)
@@ -138,18 +150,34 @@ class CameraDataModule(L.LightningDataModule):
         hp = self.hparams
         return scan(hp.train_dir, self.classes), scan(hp.val_dir, self.classes) if hp.val_dir else []
 
+    def pseudo_label_samples(self) -> list[Sample]:
+        """The test images chosen by `pseudo_labels` (none without it), read once."""
+        hp = self.hparams
+        if self.pseudo_labelled is None:
+            self.pseudo_labelled = []
+            if hp.pseudo_labels:
+                self.pseudo_labelled = pseudo_label_samples(
+                    hp.pseudo_labels, hp.pseudo_labels_dir, self.classes, hp.pseudo_labels_share
+                )
+                log_pseudo_labels(self.pseudo_labelled, hp.pseudo_labels)
+        return self.pseudo_labelled
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         hp = self.hparams
         found, found_val = self.scan_sources()
-        self.cache = self.cache or self.open_cache([*found, *found_val])
+        pseudo = self.pseudo_label_samples()
+        self.cache = self.cache or self.open_cache([*found, *found_val, *pseudo])
         samples = self.usable(found, hp.train_dir)
         if hp.val_dir:
             train, val = samples, self.usable(found_val, hp.val_dir)
         else:
             train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
         require_every_class(train, self.classes, hp.train_dir)
+        if pseudo:
+            # Training only: the test images have no true label to validate against.
+            train = train + self.usable(pseudo, hp.pseudo_labels)
         reader = partial(read_rgb, max_pixels=hp.max_pixels) if self.cache is None else self.cache
         self.train_set = TrainCrops(
             train,
@@ -238,6 +266,12 @@ def report_skipped(problems: list[str]) -> None:
 @rank_zero_only
 def log_warning(message: str) -> None:
     log.warning(message)
+
+
+@rank_zero_only
+def log_pseudo_labels(samples: list[Sample], source: str) -> None:
+    manipulated = sum(sample.manipulation != manipulations.UNALTERED for sample in samples)
+    log.info("%d pseudo-labelled test images from %s (%d manipulated)", len(samples), source, manipulated)
 
 
 @rank_zero_only
