@@ -68,6 +68,16 @@ class CameraMap:
                 classes=np.array(self.classes), shape=np.array(self.shape), size=np.array(self.size),
             )  # fmt: skip
 
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CameraMap:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        return cls(
+            [str(name) for name in arrays["classes"]], tuple(int(v) for v in arrays["shape"]), int(arrays["size"]),
+            arrays["tops"], arrays["lefts"], arrays["probabilities"], arrays["logits"],
+            arrays["features"].astype(np.float32), arrays["flat"], arrays["clipped"],
+        )  # fmt: skip
+
 
 def map_from_rows(image: np.ndarray, classes: Sequence[str], size: int, extras: np.ndarray) -> CameraMap:
     """A CameraMap from one photo's pixels and its tiles' `WithFeatures` rows (in TilePlan order)."""

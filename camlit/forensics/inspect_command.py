@@ -1,6 +1,6 @@
-"""`scripts/inspect.py`: the camera map of one photo, the region judged foreign, and a picture of both.
+"""`scripts/inspect_photo.py`: the camera map of one photo, the region judged foreign, and a picture of both.
 
-`python scripts/inspect.py --ckpt best.ckpt --input photo.jpg --output DIR` writes, for photo.jpg:
+`python scripts/inspect_photo.py --ckpt best.ckpt --input photo.jpg --output DIR` writes, for photo.jpg:
 
 - ``DIR/photo_tiles.npz``: the tile grid (offsets, per-tile probabilities, logits, pooled
   features, the flat and clipped masks, class names);
@@ -32,7 +32,7 @@ from camlit.inference.tta import DEFAULT_CROP_SIZE
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="inspect.py",
+        prog="inspect_photo.py",
         description="The camera map of one photo: per-tile cameras, tiles too flat or clipped to judge, "
         "the region judged spliced from another camera, and a picture of them.",
     )
