@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from camlit.data.datamodule import CameraDataModule
 from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.termination import SigtermWatch, Terminated, exit_terminated, on_sigterm
-from camlit.training.callbacks import CheckpointOnSigterm, NonFiniteLossGuard
+from camlit.training.callbacks import CheckpointOnSigterm, NonFiniteLossGuard, RequireMonitoredMetric
 from camlit.training.checkpointing import AtomicCheckpointIO
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
@@ -152,7 +152,12 @@ class CamlitCLI(LightningCLI):
         """The Trainer with camlit's callbacks and its atomic, hashed checkpoint writer."""
         trainer = self.config_init["trainer"]
         callbacks = as_list(trainer.get("callbacks"))
-        callbacks += [NonFiniteLossGuard(), ReplanSchedule(), CheckpointOnSigterm(self.sigterm)]
+        callbacks += [
+            NonFiniteLossGuard(),
+            ReplanSchedule(),
+            CheckpointOnSigterm(self.sigterm),
+            RequireMonitoredMetric(),
+        ]
         # Switching checkpoints or logging off switches off the callbacks that need them.
         if trainer.get("enable_checkpointing") is not False:
             callbacks += [self.config_init["best_checkpoint"], self.config_init["periodic_checkpoint"]]

@@ -220,3 +220,21 @@ def test_a_checkpoint_naming_code_in_its_hyperparameters_is_refused(tmp_path, mo
     line = one_error_line(capsys, lambda: predict.main(args))
     assert "hyper_parameters._instantiator names code to run (probe_module.run)" in line
     assert not (tmp_path / "imported").exists()
+
+
+def test_a_monitor_that_validation_cannot_log_is_refused_before_training(flat_tree, tmp_path, monkeypatch, capsys):
+    """kaggle_gpu.yaml monitors val/acc_weighted; without manipulated validation copies it never exists."""
+    monkeypatch.chdir(tmp_path)
+    args = fit_args(
+        flat_tree, *SHORT, "--best_checkpoint.monitor", "val/acc_weighted", "--data.val_manipulations", "[]"
+    )
+    line = one_error_line(capsys, lambda: main(args))
+    assert "checkpoint monitor val/acc_weighted is never logged" in line and "--data.val_manipulations" in line
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_resume_is_an_option_that_help_shows(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert re.search(r"^  --resume RESUME\s+continue a run", capsys.readouterr().out, re.MULTILINE)
