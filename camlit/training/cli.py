@@ -30,7 +30,9 @@ from camlit.training.checkpointing import AtomicCheckpointIO
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
-from camlit.training.runfolder import RunLock, claim_version
+from camlit.training.runfolder import RunLock, claim_version, writable
+
+STOPPED_BEFORE_TRAINING = "before training began; the run folder is as it was (a new one is removed)"
 
 
 class SaveConfigOnceTraining(SaveConfigCallback):
@@ -136,7 +138,8 @@ class CamlitCLI(LightningCLI):
             self.claimed = True
         version = init.version if isinstance(init.version, str) else f"version_{init.version}"
         self.run_dir = root / version
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with writable(root, "--trainer.default_root_dir"):
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # a version named on the command line
         self.lock = RunLock(self.run_dir)
         self.files_before = set(self.run_dir.rglob("*"))
 
@@ -180,7 +183,7 @@ class CamlitCLI(LightningCLI):
             return f"saved {saved[0]} at step {step}; continue with --resume {Path(saved[0]).parent.parent}"
         if self.training_began():
             return "no checkpoint saved (checkpointing is off)"
-        return "before training began; the run folder is as it was"
+        return STOPPED_BEFORE_TRAINING
 
     def callbacks(self) -> list:
         trainer = getattr(self, "trainer", None)
@@ -240,7 +243,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         except (Terminated, SIGTERMException):
-            exit_terminated(cli.stopped() if cli is not None else "before training began; the run folder is as it was")
+            exit_terminated(cli.stopped() if cli is not None else STOPPED_BEFORE_TRAINING)
         finally:
             if cli is not None:
                 cli.release()
