@@ -78,9 +78,7 @@ def test_projection_reads_each_stack_through_the_cli(capsys):
 def test_projection_of_a_stack_that_cannot_load_is_one_error_line(capsys):
     # 224 px crops of 64 px tiles.
     with pytest.raises(SystemExit) as exit_info:
-        main(
-            ["--threads", "1", "--side", "64", "--images", "4", "--project", "--config scripts/configs/kaggle_gpu.yaml"]
-        )
+        main(["--threads", "1", "--side", "64", "--images", "4", "--project", f"--config {KAGGLE_GPU}"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --data.crop_size 224 ")
