@@ -23,6 +23,7 @@ from camlit.data.datamodule import CameraDataModule
 from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.training.callbacks import NonFiniteLossGuard
 from camlit.training.checkpointing import AtomicCheckpointIO
+from camlit.training.config_base import expand_config_bases
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
@@ -184,7 +185,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
     show_camlit_messages()
     try:
         with disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"):
-            cli = CamlitCLI(args=resume_arguments(args))
+            cli = CamlitCLI(args=resume_arguments(expand_config_bases(args)))
             try:
                 cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
             except BaseException:
