@@ -1,4 +1,5 @@
-"""Stopping a run: when its loss turns non-finite, and when SIGTERM asks it to."""
+"""Stopping a run: when its loss turns non-finite, when SIGTERM asks it to, and before it trains
+for a checkpoint monitor that can never be logged."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
 from camlit.termination import SigtermWatch
 from camlit.training.resume import LatestCheckpoint
@@ -75,3 +77,29 @@ class CheckpointOnSigterm(Callback):
             path = latest[0].format_checkpoint_name({})
             trainer.save_checkpoint(path)
             self.saved = path
+
+
+class RequireMonitoredMetric(Callback):
+    """Refuses, once the data is set up and before training, a checkpoint monitor that validation
+    cannot log under these options (Lightning would only say so after a whole epoch)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        groups = list(getattr(trainer.datamodule, "val_group_names", []))
+        for callback in trainer.checkpoint_callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if monitor and not can_be_logged(monitor, groups):
+                names = ", ".join(groups) or "none"
+                raise CamlitError(
+                    f"checkpoint monitor {monitor} is never logged: validation's groups are {names}; "
+                    "add manipulated copies with --data.val_manipulations (e.g. [jpeg70, resize0.5]), or monitor "
+                    "val/acc (--best_checkpoint.monitor val/acc)"
+                )
+
+
+def can_be_logged(monitor: str, groups: list[str]) -> bool:
+    """False for the group metrics (camlit.training.module) that validation's groups rule out."""
+    if monitor == "val/acc_weighted":
+        return UNALTERED in groups and len(groups) > 1
+    if monitor.startswith("val/acc/"):
+        return len(groups) > 1 and monitor.removeprefix("val/acc/") in groups
+    return True
