@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +11,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
+from camlit.atomic import require_writable
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache, open_cache
@@ -17,7 +19,7 @@ from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, manipula
 from camlit.data.pseudo import pseudo_label_samples
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
 from camlit.errors import CamlitError
-from camlit.imageio import is_too_small, read_rgb
+from camlit.imageio import MAX_PIXELS, is_too_small, read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class CameraDataModule(L.LightningDataModule):
             to take, the most confident first.
         cache_dir: keep the decoded images here in one memory-mapped file (camlit.data.cache), built by
             `prepare_data` and rebuilt when the files change; training then crops without decoding.
+        max_pixels: an image whose header claims more pixels is skipped as unusable, unread (the
+            default is Pillow's decompression-bomb limit, about 89 MP; Kaggle's photos have 24 MP at most).
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class CameraDataModule(L.LightningDataModule):
         pseudo_labels_dir: str | None = None,
         pseudo_labels_share: float = 0.5,
         cache_dir: str | None = None,
+        max_pixels: int = MAX_PIXELS,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -102,6 +107,7 @@ class CameraDataModule(L.LightningDataModule):
             ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
             ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
+            ("max_pixels", max_pixels, max_pixels >= 1, "at least 1"),
             ("manipulation_patch_scale", manipulation_patch_scale, manipulation_patch_scale >= 1, "1 or more"),
             ("pseudo_labels_share", pseudo_labels_share, 0 < pseudo_labels_share <= 1, "in (0, 1]"),
         ):
@@ -111,6 +117,8 @@ class CameraDataModule(L.LightningDataModule):
             self.manipulation_probabilities = manipulation_probabilities(manipulation_weights)
         except ValueError as error:
             raise CamlitError(f"--data.manipulation_weights: {error}") from None
+        if cache_dir:
+            require_writable(cache_dir, "--data.cache_dir", folder=True)
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
         self.val_set: CenterCrops | None = None
@@ -134,7 +142,8 @@ class CameraDataModule(L.LightningDataModule):
         if self.hparams.cache_dir:
             paths = [s.path for found in (*self.scan_sources(), self.pseudo_label_samples()) for s in found]
             # Kept: its lock stops a run with other files from removing it before setup maps it.
-            self.cache = build_cache(self.hparams.cache_dir, paths, self.hparams.crop_size, self.hparams.num_workers)
+            hp = self.hparams
+            self.cache = build_cache(hp.cache_dir, paths, hp.crop_size, hp.num_workers, hp.max_pixels)
 
     def scan_sources(self) -> tuple[list[Sample], list[Sample]]:
         """The samples in train_dir, and those in val_dir (none without one)."""
@@ -169,7 +178,7 @@ class CameraDataModule(L.LightningDataModule):
         if pseudo:
             # Training only: the test images have no true label to validate against.
             train = train + self.usable(pseudo, hp.pseudo_labels)
-        reader = read_rgb if self.cache is None else self.cache
+        reader = partial(read_rgb, max_pixels=hp.max_pixels) if self.cache is None else self.cache
         self.train_set = TrainCrops(
             train,
             hp.crop_size,
@@ -187,7 +196,8 @@ class CameraDataModule(L.LightningDataModule):
     def open_cache(self, samples: list[Sample]) -> DecodedCache | None:
         if not self.hparams.cache_dir:
             return None
-        cache = open_cache(self.hparams.cache_dir, [s.path for s in samples], self.hparams.crop_size)
+        hp = self.hparams
+        cache = open_cache(hp.cache_dir, [s.path for s in samples], hp.crop_size, hp.max_pixels)
         if cache is None:
             # prepare_data was skipped, or files changed since it ran: decode as without a cache.
             log_warning(f"{self.hparams.cache_dir}: no cache of these files; run prepare_data to build it")
@@ -197,7 +207,8 @@ class CameraDataModule(L.LightningDataModule):
         if self.cache is not None:
             usable, problems = self.cache.check(samples)
         else:
-            usable, problems = check_images(samples, self.hparams.crop_size, self.hparams.num_workers)
+            hp = self.hparams
+            usable, problems = check_images(samples, hp.crop_size, hp.num_workers, hp.max_pixels)
         if usable:
             report_skipped(problems)
             return usable

@@ -66,10 +66,10 @@ def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) ->
         raise CamlitError(f"{option} {path}: no such file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as file:
-            rows = [[value.strip() for value in row] for row in csv.reader(file) if any(v.strip() for v in row)]
+            rows = [row for row in csv.reader(file) if any(v.strip() for v in row)]
     except (UnicodeDecodeError, csv.Error) as error:
         raise CamlitError(f"{option} {path}: not a UTF-8 CSV file ({error})") from None
-    if not rows or tuple(rows[0]) != header:
+    if not rows or tuple(v.strip() for v in rows[0]) != header:
         found = ",".join(rows[0]) if rows else "nothing"
         raise CamlitError(f"{option} {path}: the header must be {','.join(header)}, found {found}")
     table: dict[str, str] = {}
@@ -78,7 +78,7 @@ def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) ->
             raise CamlitError(f"{option} {path}: line {number} has {len(row)} fields, expected 2")
         if row[0] in table:
             raise CamlitError(f"{option} {path}: {row[0]} is listed twice (line {number})")
-        table[row[0]] = row[1]
+        table[row[0]] = row[1].strip()  # a file name keeps its spaces, as predict wrote it
     if not table:
         raise CamlitError(f"{option} {path}: no rows")
     return table

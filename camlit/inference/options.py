@@ -6,12 +6,15 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
+from camlit.atomic import require_writable
+from camlit.data.commands import add_max_pixels_argument
 from camlit.data.manipulations import MANIPULATED
 from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError
-from camlit.imageio import is_too_small
+from camlit.imageio import is_too_small, read_rgb
 from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
@@ -65,6 +68,7 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave unreadable images out (still reported) instead of ending with exit status 2",
     )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_max_pixels_argument(parser)
 
 
 def check_prediction_arguments(args: argparse.Namespace) -> None:
@@ -90,10 +94,12 @@ def tta_manipulations(value: str) -> tuple[str, ...]:
 
 
 def require_file_paths(**options: str | None) -> None:
-    """Output options must name files; refused before any work when one names a folder."""
+    """Output options must name files that can be written; refused before any work otherwise."""
     for option, path in options.items():
         if path is not None and Path(path).is_dir():
             raise CamlitError(f"--{option} {path}: is a folder; name a file to write")
+        if path is not None:
+            require_writable(path, f"--{option}")
 
 
 def prepare(args: argparse.Namespace):
@@ -136,6 +142,7 @@ def predict_with(
         device=args.device,
         devices=args.devices,
         progress=not args.no_progress,
+        reader=partial(read_rgb, max_pixels=args.max_pixels),
         manipulated=manipulated_flags(args, paths, known),
     )
 
