@@ -7,9 +7,9 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
 from camlit.termination import SigtermWatch
+from camlit.training.metrics import require_group_metric
 from camlit.training.resume import LatestCheckpoint
 
 
@@ -86,20 +86,4 @@ class RequireMonitoredMetric(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         groups = list(getattr(trainer.datamodule, "val_group_names", []))
         for callback in trainer.checkpoint_callbacks:
-            monitor = getattr(callback, "monitor", None)
-            if monitor and not can_be_logged(monitor, groups):
-                names = ", ".join(groups) or "none"
-                raise CamlitError(
-                    f"checkpoint monitor {monitor} is never logged: validation's groups are {names}; "
-                    "add manipulated copies with --data.val_manipulations (e.g. [jpeg70, resize0.5]), or monitor "
-                    "val/acc (--best_checkpoint.monitor val/acc)"
-                )
-
-
-def can_be_logged(monitor: str, groups: list[str]) -> bool:
-    """False for the group metrics (camlit.training.module) that validation's groups rule out."""
-    if monitor == "val/acc_weighted":
-        return UNALTERED in groups and len(groups) > 1
-    if monitor.startswith("val/acc/"):
-        return len(groups) > 1 and monitor.removeprefix("val/acc/") in groups
-    return True
+            require_group_metric(getattr(callback, "monitor", None), groups)

@@ -27,6 +27,7 @@ from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.termination import SigtermWatch, Terminated, exit_terminated, on_sigterm
 from camlit.training.callbacks import CheckpointOnSigterm, NonFiniteLossGuard, RequireMonitoredMetric
 from camlit.training.checkpointing import AtomicCheckpointIO
+from camlit.training.config_base import expand_config_bases
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
@@ -232,7 +233,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
     with on_sigterm() as sigterm:
         try:
             with disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"):
-                cli = CamlitCLI(args=args, sigterm=sigterm)
+                cli = CamlitCLI(args=expand_config_bases(args), sigterm=sigterm)
                 try:
                     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
                 except BaseException:
