@@ -20,6 +20,30 @@ CONFIGS = ROOT / "scripts" / "configs"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
+SCRATCH = {".git", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+def checkout_paths() -> set[str]:
+    """Every file and folder of the checkout (caches left out), empty folders included."""
+    found = set()
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [name for name in subfolders if name not in SCRATCH and not name.endswith(".egg-info")]
+        found.update(os.path.relpath(os.path.join(folder, name), ROOT) for name in [*subfolders, *files])
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_unchanged(tmp_path_factory):
+    """Tests write only under temporary folders: the session runs in one, and the checkout must be
+    as it was after the suite (a Trainer left to its defaults would add lightning_logs/ here)."""
+    before = checkout_paths()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(ROOT)
+    added, removed = sorted(checkout_paths() - before), sorted(before - checkout_paths())
+    assert not added and not removed, f"the tests changed the checkout: added {added[:10]}, removed {removed[:10]}"
+
+
 def fit_args(root, *extra):
     """scripts/fit.py arguments for a short CPU run of the tiny network on a test tree."""
     return [
@@ -233,3 +257,36 @@ def events(version_dir):
     accumulator = EventAccumulator(str(version_dir), size_guidance={"images": 0, "scalars": 0})
     accumulator.Reload()
     return accumulator
+
+
+PAUSED = """
+import sys, time
+from pathlib import Path
+
+import {module} as target
+from {entry} import main
+
+original = target.{owner}.{method}
+
+
+def paused(*args, **kwargs):
+    Path({marker!r}).touch()
+    time.sleep({seconds})
+    return original(*args, **kwargs)
+
+
+setattr(target.{owner}, {method!r}, paused)
+main(sys.argv[1:])
+"""
+
+
+def start_paused(tmp_path: Path, where: str, entry: str, args: list[str], seconds: float) -> tuple:
+    """`entry`.main(args) in a real process, with `where` (module.Class.method) sleeping `seconds`
+    at each call, after touching a marker: (the process, the marker). Signals land in that pause."""
+    module, owner, method = where.rsplit(".", 2)
+    marker = tmp_path / f"in-{method}"
+    code = PAUSED.format(module=module, owner=owner, method=method, entry=entry, marker=str(marker), seconds=seconds)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return process, marker

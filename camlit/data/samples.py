@@ -8,6 +8,7 @@ Two layouts are read:
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,6 +32,17 @@ class Sample:
     label: int
     manipulation: str
     photo: str  # what ties the manipulated copies and tiles of one photo together
+
+
+def manipulated_from_name(path: str | os.PathLike[str]) -> bool | None:
+    """Kaggle's test naming: `img_<id>_manip.tif` is manipulated, `img_<id>_unalt.tif` is not;
+    None when the name says neither."""
+    stem = Path(path).stem
+    if "_manip" in stem:
+        return True
+    if "_unalt" in stem:
+        return False
+    return None
 
 
 def subfolders(folder: Path) -> list[Path]:

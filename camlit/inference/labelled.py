@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camlit.data.manipulations import UNALTERED
-from camlit.data.samples import camera_folders, scan, unknown_cameras
+from camlit.data.samples import camera_folders, manipulated_from_name, scan, unknown_cameras
 from camlit.errors import CamlitError
-from camlit.inference.options import manipulated_from_name
 from camlit.inference.running import few
 
 MANIPULATED = "manipulated"

@@ -12,6 +12,7 @@ from pathlib import Path
 from camlit.atomic import require_writable
 from camlit.data.commands import add_max_pixels_argument
 from camlit.data.manipulations import MANIPULATED
+from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError
 from camlit.imageio import is_too_small, read_rgb
 from camlit.inference.aggregate import AGGREGATES
@@ -108,17 +109,6 @@ def prepare(args: argparse.Namespace):
     size = args.crop_size or trained_size or DEFAULT_CROP_SIZE
     plan = CropPlan(size, args.crops, args.crop_grid, args.seed, tta_manipulations(args.tta_manipulations))
     return model, plan
-
-
-def manipulated_from_name(path: str | os.PathLike) -> bool | None:
-    """Kaggle's test naming: `img_<id>_manip.tif` is manipulated, `img_<id>_unalt.tif` is not;
-    None when the name says neither."""
-    stem = Path(path).stem
-    if "_manip" in stem:
-        return True
-    if "_unalt" in stem:
-        return False
-    return None
 
 
 def manipulated_flags(
