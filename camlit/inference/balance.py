@@ -1,9 +1,9 @@
 """Balanced assignment: labels for a set of images with every class getting an equal share.
 
 A transportation problem with K classes, solved exactly as a min-cost flow whose residual graph is
-contracted to the K class nodes: O(n K) memory and about O(n K log n) time for typical inputs
-(scripts/benchmark.py measures it), where a linear assignment over n class slots takes O(n^2)
-memory and O(n^3) time.
+contracted to the K class nodes: O(n K) memory and O(n K (K^2 + log n)) time at worst, where a
+linear assignment over n class slots takes O(n^2) memory and O(n^3) time (scripts/benchmark.py
+measures both shapes of input at N and 10N images).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ FIGURES = [
     "data/loader_jpeg",
     "data/loader_png",
     "data/loader_cache",
+    "data/loader_cache_first_read",
     "framework/lightning",
     "framework/plain",
     "memory/peak_rss_n_mb",
@@ -28,6 +29,11 @@ FIGURES = [
     "ratio/cache_vs_jpeg",
     "ratio/rss_10n_vs_n",
     "ratio/e2e_vs_step",
+    "ratio/cache_first_read_vs_checked",
+    "balance/even_n",
+    "balance/skewed_10n_peak_mb",
+    "ratio/balance_even_10n_vs_n",
+    "ratio/balance_skewed_10n_vs_n",
 ]
 KAGGLE_GPU = CONFIGS / "kaggle_gpu.yaml"
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
