@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
+from camlit.data.batch import Batch
 from camlit.data.datamodule import CameraDataModule
 from camlit.models.resnet import resnet50
 from camlit.training.module import CameraClassifier
@@ -256,8 +257,9 @@ def loop_section(photos: Path, cache_dir: Path, device: torch.device, sizes: Siz
     data = datamodule(photos, sizes, sizes.workers, cache_dir=str(cache_dir))
     if cuda_missing(device, notes, "framework and e2e"):
         return
-    # A training batch as the DataModule gives it: crops, labels, and whether each crop is manipulated.
-    batch = (images.to(device), labels.to(device), torch.zeros(sizes.batch, dtype=torch.bool, device=device))
+    # A training batch as the DataModule gives it: unaltered crops, their labels and manipulation.
+    unaltered = torch.zeros(sizes.batch, dtype=torch.long, device=device)
+    batch = Batch(images.to(device), labels.to(device), unaltered, unaltered.bool())
     # batch_size=None hands each stored batch over as it is; Lightning would read a bare list as many loaders.
     batches = DataLoader([batch] * (sizes.warmup + sizes.steps), batch_size=None)
     variants = {

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from camlit.data import manipulations
+from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.crops import center_crop, crop, random_offset
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import Sample
@@ -37,18 +38,23 @@ def random_train_crop(
     even: bool = True,
     manipulation_p: float = 0.0,
     weights: Sequence[float] | None = None,
+    patch_scale: float = 1.0,
 ) -> tuple[np.ndarray, str | None]:
     """A random `size` crop and the manipulation applied to it (None for none).
 
     With probability `manipulation_p` the crop is of a manipulated patch, the manipulation drawn
     from MANIPULATED with `weights` (uniform without). The manipulation runs on a local pre-crop
     just large enough for the final crop to fit after a resize, not on the whole image, which
-    keeps augmentation cheap.
+    keeps augmentation cheap. For a resize, `patch_scale` above 1 makes that pre-crop so many
+    times larger (at most the image), as the 2nd place's 2x patch did: the final crop then lies
+    mostly away from the resize's border, as it does in a frame resized whole.
     """
     height, width = image.shape[:2]
     if manipulation_p > 0 and rng.random() < manipulation_p:
         name = manipulations.MANIPULATED[int(rng.choice(len(manipulations.MANIPULATED), p=weights))]
         source = manipulations.source_size(name, size) + (JPEG_PHASE_MARGIN if name.startswith("jpeg") else 0)
+        if name in manipulations.RESIZE_FACTORS:
+            source = max(source, min(int(source * patch_scale), height, width))
         if source <= min(height, width):
             patch = manipulations.apply(name, crop(image, *random_offset(height, width, source, rng, even), source))
             return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size), name
@@ -151,9 +157,16 @@ def spread(rng: np.random.Generator, indices: Sequence[int], count: int) -> list
     return [(int(index), position // len(indices)) for position, index in enumerate(order.tolist())]
 
 
+def manipulation_index(name: str | None) -> int:
+    """A manipulation's index in MANIPULATIONS (None: unaltered), UNKNOWN for another folder name."""
+    names = list(manipulations.MANIPULATIONS)
+    return names.index(name or UNALTERED) if (name or UNALTERED) in names else UNKNOWN
+
+
 class TrainCrops(Dataset):
-    """Item (index, epoch, crop number) -> one random crop of that image, its label, and whether
-    the crop is manipulated (the flag a manipulation-aware model is given).
+    """Item (index, epoch, crop number) -> one random crop of that image as a one-crop Batch: its
+    label, the index of the manipulation it went through, and whether it is manipulated (the flag
+    a manipulation-aware model is given).
 
     `manipulation_p` applies to unaltered images only; over the first `ramp_epochs` epochs it
     rises linearly to its full value, so a model first learns the cameras' plain traces.
@@ -171,6 +184,7 @@ class TrainCrops(Dataset):
         reader=read_rgb,
         manipulation_weights: Sequence[float] | None = None,
         ramp_epochs: int = 0,
+        patch_scale: float = 1.0,
     ):
         self.samples = list(samples)
         self.crop_size = crop_size
@@ -180,6 +194,7 @@ class TrainCrops(Dataset):
         self.reader = reader
         self.manipulation_weights = manipulation_weights
         self.ramp_epochs = ramp_epochs
+        self.patch_scale = patch_scale
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -189,7 +204,7 @@ class TrainCrops(Dataset):
             return self.manipulation_p
         return self.manipulation_p * min(1.0, (epoch + 1) / self.ramp_epochs)
 
-    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int, bool]:
+    def __getitem__(self, key: tuple[int, int, int]) -> Batch:
         index, epoch, crop_number = key
         sample = self.samples[index]
         rng = np.random.default_rng((self.seed, epoch, index, crop_number))
@@ -197,11 +212,17 @@ class TrainCrops(Dataset):
         if sample.manipulation != UNALTERED:
             # A prepared manipulation folder's images are manipulated already; Kaggle never stacked two.
             crop, _ = random_train_crop(image, self.crop_size, rng, self.even_offsets)
-            return to_chw_tensor(crop), sample.label, True
+            return Batch(to_chw_tensor(crop), sample.label, manipulation_index(sample.manipulation), True)
         crop, applied = random_train_crop(
-            image, self.crop_size, rng, self.even_offsets, self.manipulation_p_at(epoch), self.manipulation_weights
+            image,
+            self.crop_size,
+            rng,
+            self.even_offsets,
+            self.manipulation_p_at(epoch),
+            self.manipulation_weights,
+            self.patch_scale,
         )
-        return to_chw_tensor(crop), sample.label, applied is not None
+        return Batch(to_chw_tensor(crop), sample.label, manipulation_index(applied), applied is not None)
 
 
 class CenterCrops(Dataset):

@@ -177,6 +177,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any] | None:
         "balance": args.balance,
         "manipulated": args.manipulated,
         "seed": plan.seed,
+        "tta_manipulations": list(plan.manipulations),
     }
     return report
 

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if get_filesystem(path).protocol not in ("file", ("file", "local")):
             return super().save_checkpoint(checkpoint, path, storage_options)
         with atomic_write(path) as file:
-            torch.save(checkpoint, file)
+            writer = ErrorKeepingWriter(file)
+            try:
+                torch.save(checkpoint, writer)
+            except RuntimeError:
+                # torch's zip writer reports a failed write as "unexpected pos"; the cause (a full
+                # disk, say) is the OSError the file raised, which names the file once re-raised.
+                if writer.error is None:
+                    raise
+                raise writer.error from None
             file.flush()
             new = file_hash(file.name)
             old = stored_hashes(path) or []
@@ -72,9 +81,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         hash_path(path).unlink(missing_ok=True)
 
 
+class ErrorKeepingWriter:
+    """The file torch.save writes through, keeping the OSError that torch would turn into a RuntimeError."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def load_plain(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False) -> dict:
     """torch.load that refuses any object but plain data, and any file that fails its hash."""
     verify_hash(path)
+    # torch maps only its zip format; a legacy-format file (torch.save(..., _use_new_zipfile_serialization=False))
+    # is read whole instead of refused with torch's message about mmap.
+    mmap = mmap and zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
