@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 from conftest import make_datamodule as make
 
-from camlit.data.datamodule import unaltered_crop_share
 from camlit.data.datasets import EpochSampler
+from camlit.data.unaltered_share import unaltered_crop_share
 from camlit.errors import CamlitError
 
 # Two classes of 4 photos in nine folders: unaltered first, then 8 manipulated copies of each.
