@@ -19,6 +19,7 @@ from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, manipula
 from camlit.data.kaggle_layout import PREPARED
 from camlit.data.pseudo import pseudo_label_samples
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
+from camlit.data.unaltered_share import log_unaltered_share, require_pools
 from camlit.errors import CamlitError
 from camlit.imageio import MAX_PIXELS, is_too_small, read_rgb
 
@@ -293,36 +294,6 @@ def report_skipped(problems: list[str]) -> None:
 @rank_zero_only
 def log_warning(message: str) -> None:
     log.warning(message)
-
-
-def unaltered_crop_share(samples: list[Sample], unaltered_share: float | None, manipulation_p: float) -> float:
-    """The expected share of training crops that reach the network unaltered, once any ramp is over."""
-    drawn = unaltered_share
-    if drawn is None:
-        drawn = sum(s.manipulation == manipulations.UNALTERED for s in samples) / max(1, len(samples))
-    return drawn * (1 - manipulation_p)
-
-
-def require_pools(samples: list[Sample], classes: list[str], unaltered_share: float | None, where: str) -> None:
-    """With `unaltered_share`, every class needs the unaltered and the manipulated images it draws from."""
-    if unaltered_share is None:
-        return
-    for kind, needed in (("unaltered", unaltered_share > 0), ("manipulated", unaltered_share < 1)):
-        present = {s.label for s in samples if (s.manipulation == manipulations.UNALTERED) == (kind == "unaltered")}
-        absent = [name for label, name in enumerate(classes) if label not in present]
-        if needed and absent:
-            raise CamlitError(
-                f"--data.unaltered_share {unaltered_share}: {where} has no {kind} training images of "
-                f"{', '.join(absent)}; prepare it into manipulation folders with scripts/prepare_data.py, "
-                "or set --data.unaltered_share null"
-            )
-
-
-@rank_zero_only
-def log_unaltered_share(samples: list[Sample], unaltered_share: float | None, manipulation_p: float) -> None:
-    drawn = "as the images come" if unaltered_share is None else f"--data.unaltered_share {unaltered_share}"
-    share = unaltered_crop_share(samples, unaltered_share, manipulation_p)
-    log.info("unaltered training crops: %.1f%% (%s, --data.manipulation_p %s)", 100 * share, drawn, manipulation_p)
 
 
 @rank_zero_only

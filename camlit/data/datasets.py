@@ -147,12 +147,6 @@ class EpochSampler(Sampler):
             yield items[position]
 
 
-def manipulation_index(name: str | None) -> int:
-    """A manipulation's index in MANIPULATIONS (None: unaltered), UNKNOWN for another folder name."""
-    names = list(manipulations.MANIPULATIONS)
-    return names.index(name or UNALTERED) if (name or UNALTERED) in names else UNKNOWN
-
-
 def spread(rng: np.random.Generator, indices: Sequence[int], count: int) -> list[tuple[int, int]]:
     """`count` (index, crop number) pairs over `indices`, in random rounds that each use every
     index once, so that no image gets two crops more than another; the crop number is the round."""
@@ -161,6 +155,12 @@ def spread(rng: np.random.Generator, indices: Sequence[int], count: int) -> list
     rounds = -(-count // len(indices))
     order = np.concatenate([rng.permutation(indices) for _ in range(rounds)])[:count]
     return [(int(index), position // len(indices)) for position, index in enumerate(order.tolist())]
+
+
+def manipulation_index(name: str | None) -> int:
+    """A manipulation's index in MANIPULATIONS (None: unaltered), UNKNOWN for another folder name."""
+    names = list(manipulations.MANIPULATIONS)
+    return names.index(name or UNALTERED) if (name or UNALTERED) in names else UNKNOWN
 
 
 class TrainCrops(Dataset):

@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 from conftest import make_datamodule as make
 
-from camlit.data.datamodule import unaltered_crop_share
 from camlit.data.datasets import EpochSampler
+from camlit.data.unaltered_share import unaltered_crop_share
 from camlit.errors import CamlitError
 
 # Two classes of 4 photos in nine folders: unaltered first, then 8 manipulated copies of each.
@@ -43,7 +43,7 @@ def test_sampler_without_a_share_draws_images_as_they_come():
 def test_datamodule_honours_the_share_and_refuses_a_tree_without_its_pools(manipulation_tree, flat_tree):
     datamodule = make(manipulation_tree, unaltered_share=0.5, crops_per_image=2)
     train = datamodule.train_set
-    flags = [train[item][2] for item in datamodule.train_dataloader().sampler]
+    flags = [train[item].manipulated for item in datamodule.train_dataloader().sampler]
     assert len(flags) == 3 * 9 * 2 and sum(not flag for flag in flags) == len(flags) // 2
     assert unaltered_crop_share(train.samples, 0.5, 0.0) == 0.5
     assert unaltered_crop_share(train.samples, None, 0.5) == pytest.approx(1 / 6)

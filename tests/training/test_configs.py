@@ -106,7 +106,7 @@ def test_config_trains_on_a_nine_folder_tree(stack, nine_folder_tree, tmp_path, 
 
 def check_shares_and_protocols(datamodule, data: dict) -> None:
     train = datamodule.train_set
-    flags = [train[item][2] for item in datamodule.train_dataloader().sampler]
+    flags = [train[item].manipulated for item in datamodule.train_dataloader().sampler]
     unaltered = sum(not flag for flag in flags) / len(flags)
     # The recipe states the share; on-the-fly manipulation would take its part of it.
     assert unaltered == pytest.approx(data["unaltered_share"] * (1 - data["manipulation_p"]), abs=0.01)
