@@ -214,11 +214,24 @@ def as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at each message, not the one there when it was made
+    (an embedding program, or a test's capture, may replace it between runs)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def show_camlit_messages() -> None:
     """camlit's own progress and skip messages on stderr, as Lightning shows its own."""
     logger = logging.getLogger("camlit")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

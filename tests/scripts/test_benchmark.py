@@ -68,7 +68,7 @@ def test_projection_reads_each_stack_through_the_cli(capsys):
     cached, uncached = report["projections"]
     # The config's own data settings, apart from the tiny crop.
     assert {k: cached[k] for k in ("crop_size", "crops_per_image", "manipulation_p", "cache", "workers")} == {
-        "crop_size": 32, "crops_per_image": 4, "manipulation_p": 0.5, "cache": True, "workers": 8,
+        "crop_size": 32, "crops_per_image": 4, "manipulation_p": 0.0, "cache": True, "workers": 8,
     }  # fmt: skip
     assert (uncached["cache"], uncached["workers"]) == (False, 20)
     for row in report["projections"]:
