@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
+from camlit.data.batch import Batch
 from camlit.data.datamodule import CameraDataModule
 from camlit.models.resnet import resnet50
 from camlit.training.module import CameraClassifier
@@ -174,7 +175,7 @@ def data_section(jpeg_root: Path, png_root: Path, cache_dir: Path, sizes: Sizes,
     def epoch(loader: CameraDataModule) -> Callable[[], float]:
         def measure() -> float:
             start = time.perf_counter()
-            count = sum(len(labels) for _, labels, *_ in loader.train_dataloader())
+            count = sum(len(batch.labels) for batch in loader.train_dataloader())
             return count / (time.perf_counter() - start)
 
         return measure
@@ -197,7 +198,7 @@ class StepTimer(Callback):
             synchronize(self.device)
             self.start = time.perf_counter()
         elif self.seen > self.skip:
-            self.items += len(batch[1])
+            self.items += len(batch.labels)
 
     def on_train_end(self, trainer, module) -> None:
         synchronize(self.device)
@@ -256,8 +257,9 @@ def loop_section(photos: Path, cache_dir: Path, device: torch.device, sizes: Siz
     data = datamodule(photos, sizes, sizes.workers, cache_dir=str(cache_dir))
     if cuda_missing(device, notes, "framework and e2e"):
         return
-    # A training batch as the DataModule gives it: crops, labels, and whether each crop is manipulated.
-    batch = (images.to(device), labels.to(device), torch.zeros(sizes.batch, dtype=torch.bool, device=device))
+    # A training batch as the DataModule gives it: unaltered crops and their labels.
+    unaltered = torch.zeros(sizes.batch, dtype=torch.long, device=device)
+    batch = Batch(images.to(device), labels.to(device), unaltered, unaltered.bool())
     # batch_size=None hands each stored batch over as it is; Lightning would read a bare list as many loaders.
     batches = DataLoader([batch] * (sizes.warmup + sizes.steps), batch_size=None)
     variants = {

@@ -4,7 +4,8 @@ In `cache_dir`:
 
 - ``images-<fingerprint>.u8``: the RGB uint8 pixels of every usable image, back to back;
 - ``index-<fingerprint>.npz``: per source file its absolute path, byte offset, height and width,
-  or why it is unusable (the message samples.check_images gives), and the fingerprint;
+  or why it is unusable (the message samples.check_images gives, and whether it is too small), and
+  the fingerprint;
 - ``.camlit-cache.lock``: held by the process that builds, naming it.
 
 The cache removes only files of exactly these names (and their temporaries), never others in the
@@ -29,7 +30,6 @@ import logging
 import os
 import re
 import zipfile
-from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from camlit.atomic import atomic_write
-from camlit.data.samples import Sample, image_problem
-from camlit.imageio import UnreadableImage, read_rgb
-from camlit.workers import process_pool
+from camlit.data.samples import Sample
+from camlit.imageio import ImageTooSmall, UnreadableImage, read_rgb, require_crop_fits
+from camlit.workers import in_parallel
 
 try:
     import fcntl
@@ -48,11 +48,11 @@ except ImportError:  # Windows: builders there are not serialised
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 LOCK = ".camlit-cache.lock"
 # Everything the cache writes, temporaries (camlit.atomic) included; nothing else is ever removed.
 OWN_FILE = re.compile(r"\.?(?P<kind>images|index)-(?P<key>[0-9a-f]{16})\.(u8|npz)(?P<temporary>\.tmp\d+)?")
-# Images per pool task; with 2 x workers tasks in flight, at most 8 x workers decoded images are held.
+# Images per pool task; with 2 x workers tasks in flight (in_parallel), at most 8 x workers decoded images are held.
 CHUNK = 4
 
 
@@ -72,7 +72,9 @@ def fingerprint(paths: Sequence[str], crop_size: int) -> str:
 class DecodedCache:
     """A built cache, read-only: call it with a path for that image as an HxWx3 uint8 view."""
 
-    def __init__(self, data_path: Path, entries: dict[str, tuple[int, int, int]], problems: dict[str, str], hold):
+    def __init__(
+        self, data_path: Path, entries: dict[str, tuple[int, int, int]], problems: dict[str, UnreadableImage], hold
+    ):
         self.data_path = data_path
         self.entries = entries
         self.problems = problems
@@ -92,8 +94,8 @@ class DecodedCache:
         # its parent keeps the lock.
         return {**self.__dict__, "data": None, "hold": None}
 
-    def check(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[str]]:
-        """samples.check_images from the index: the usable samples and one message per skipped file."""
+    def check(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[UnreadableImage]]:
+        """samples.check_images from the index: the usable samples and the problem of each skipped file."""
         problems = [self.problems.get(os.path.abspath(s.path)) for s in samples]
         usable = [s for s, problem in zip(samples, problems, strict=True) if problem is None]
         return usable, [p for p in problems if p is not None]
@@ -149,14 +151,15 @@ def load(directory: Path, key: str) -> DecodedCache | None:
             paths = index["paths"].tolist()
             places = zip(index["offsets"].tolist(), index["heights"].tolist(), index["widths"].tolist(), strict=True)
             problems = index["problems"].tolist()
+            too_small = index["too_small"].tolist()
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent or unreadable: build it anew
         if hold is not None:
             hold.close()
         return None
     entries, unusable = {}, {}
-    for path, place, problem in zip(paths, places, problems, strict=True):
+    for path, place, problem, small in zip(paths, places, problems, too_small, strict=True):
         if problem:
-            unusable[path] = problem
+            unusable[path] = (ImageTooSmall if small else UnreadableImage)(problem)
         else:
             entries[path] = place
     return DecodedCache(data_path, entries, unusable, hold)
@@ -164,12 +167,12 @@ def load(directory: Path, key: str) -> DecodedCache | None:
 
 def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: int, key: str) -> None:
     data_path = directory / data_name(key)
-    offsets, heights, widths, problems = [], [], [], []
+    offsets, heights, widths, problems, too_small = [], [], [], [], []
     offset = 0
     with atomic_write(data_path) as out:
         for result in decoded(paths, crop_size, workers):
-            if isinstance(result, str):
-                place, problem = (0, 0, 0), result
+            if isinstance(result, UnreadableImage):
+                place, problem = (0, 0, 0), str(result)
             else:
                 out.write(result.data)
                 place, problem = (offset, *result.shape[:2]), ""
@@ -177,6 +180,7 @@ def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: 
             for column, value in zip((offsets, heights, widths), place, strict=True):
                 column.append(value)
             problems.append(problem)
+            too_small.append(isinstance(result, ImageTooSmall))
     write_index(
         directory / index_name(key),
         paths=np.array([os.path.abspath(p) for p in paths], dtype=str),
@@ -184,6 +188,7 @@ def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: 
         heights=np.array(heights, dtype=np.int32),
         widths=np.array(widths, dtype=np.int32),
         problems=np.array(problems, dtype=str),
+        too_small=np.array(too_small, dtype=bool),
         fingerprint=np.array(key),
         data_bytes=np.array(offset, dtype=np.int64),
     )
@@ -196,34 +201,22 @@ def write_index(path: Path, **arrays: np.ndarray) -> None:
         np.savez(out, **arrays)
 
 
-def decoded(paths: Sequence[str], crop_size: int, workers: int) -> Iterator[np.ndarray | str]:
+def decoded(paths: Sequence[str], crop_size: int, workers: int) -> Iterator[np.ndarray | UnreadableImage]:
     """Each path's RGB array, or why it is unusable, in order; decoded by `workers` processes."""
-    chunks = [paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK)]
-    if workers <= 1:
-        for chunk in chunks:
-            yield from decode_chunk(chunk, crop_size)
-        return
-    # The parent only appends to the file, so a bounded window of pending chunks keeps memory flat.
-    with process_pool(workers) as pool:
-        pending: deque = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(decode_chunk, chunk, crop_size))
-            if len(pending) >= 2 * workers:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
+    chunks = [(paths[start : start + CHUNK], crop_size) for start in range(0, len(paths), CHUNK)]
+    for results in in_parallel(decode_chunk, chunks, workers):
+        yield from results
 
 
-def decode_chunk(paths: Sequence[str], min_size: int) -> list[np.ndarray | str]:
+def decode_chunk(paths: Sequence[str], min_size: int) -> list[np.ndarray | UnreadableImage]:
     results = []
     for path in paths:
         try:
             image = read_rgb(path)
-        except UnreadableImage as error:
-            results.append(str(error))
-            continue
-        # image_problem words "too small" exactly as check_images does; decoding that rare file twice is cheap.
-        results.append(image if min(image.shape[:2]) >= min_size else image_problem(path, min_size))
+            require_crop_fits(path, *image.shape[:2], min_size)
+        except UnreadableImage as problem:
+            image = problem
+        results.append(image)
     return results
 
 

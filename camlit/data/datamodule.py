@@ -12,11 +12,12 @@ from torch.utils.data import DataLoader
 
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
-from camlit.data.cache import DecodedCache, build_cache, open_cache
+from camlit.data.batch import collate
+from camlit.data.cache import DecodedCache, build_cache
 from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, manipulation_probabilities
-from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
+from camlit.data.samples import check_images, require_every_class, scan, split_by_photo
 from camlit.errors import CamlitError
-from camlit.imageio import is_too_small, read_rgb
+from camlit.imageio import ImageTooSmall, UnreadableImage, read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class CameraDataModule(L.LightningDataModule):
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
             `train_dir` is its `train/` folder.
         cache_dir: keep the decoded images here in one memory-mapped file (camlit.data.cache), built by
-            `prepare_data` and rebuilt when the files change; training then crops without decoding.
+            `setup` and rebuilt when the files change; training then crops without decoding.
     """
 
     def __init__(
@@ -107,30 +108,26 @@ class CameraDataModule(L.LightningDataModule):
         return root is not None and Path(self.hparams.train_dir).resolve() == (Path(root) / "train").resolve()
 
     def prepare_data(self) -> None:
+        """Only what writes to disk once per machine, and no state: the synthetic set, when asked for."""
         if self.generates_synthetic:
             from camlit.data.synthetic import is_complete, make_synthetic
 
             if not is_complete(self.hparams.synthetic_root):
                 log.info("generating the synthetic camera data set in %s", self.hparams.synthetic_root)
                 make_synthetic(Path(self.hparams.synthetic_root), self.hparams.synthetic_images_per_camera)
-        if not Path(self.hparams.train_dir).is_dir():
-            raise CamlitError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
-        if self.hparams.cache_dir:
-            paths = [s.path for found in self.scan_sources() for s in found]
-            # Kept: its lock stops a run with other files from removing it before setup maps it.
-            self.cache = build_cache(self.hparams.cache_dir, paths, self.hparams.crop_size, self.hparams.num_workers)
-
-    def scan_sources(self) -> tuple[list[Sample], list[Sample]]:
-        """The samples in train_dir, and those in val_dir (none without one)."""
-        hp = self.hparams
-        return scan(hp.train_dir, self.classes), scan(hp.val_dir, self.classes) if hp.val_dir else []
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         hp = self.hparams
-        found, found_val = self.scan_sources()
-        self.cache = self.cache or self.open_cache([*found, *found_val])
+        if not Path(hp.train_dir).is_dir():
+            raise CamlitError(f"{hp.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
+        found = scan(hp.train_dir, self.classes)
+        found_val = scan(hp.val_dir, self.classes) if hp.val_dir else []
+        if hp.cache_dir:
+            # Under DDP every rank asks; the build lock lets one build while the others wait, then load it.
+            paths = [s.path for s in [*found, *found_val]]
+            self.cache = build_cache(hp.cache_dir, paths, hp.crop_size, hp.num_workers)
         samples = self.usable(found, hp.train_dir)
         if hp.val_dir:
             train, val = samples, self.usable(found_val, hp.val_dir)
@@ -151,15 +148,6 @@ class CameraDataModule(L.LightningDataModule):
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))
 
-    def open_cache(self, samples: list[Sample]) -> DecodedCache | None:
-        if not self.hparams.cache_dir:
-            return None
-        cache = open_cache(self.hparams.cache_dir, [s.path for s in samples], self.hparams.crop_size)
-        if cache is None:
-            # prepare_data was skipped, or files changed since it ran: decode as without a cache.
-            log_warning(f"{self.hparams.cache_dir}: no cache of these files; run prepare_data to build it")
-        return cache
-
     def usable(self, samples, where) -> list:
         if self.cache is not None:
             usable, problems = self.cache.check(samples)
@@ -169,7 +157,7 @@ class CameraDataModule(L.LightningDataModule):
             report_skipped(problems)
             return usable
         size = self.hparams.crop_size
-        too_small = sum(map(is_too_small, problems))
+        too_small = sum(isinstance(problem, ImageTooSmall) for problem in problems)
         if too_small == len(samples):
             # One line says it all; naming every image would bury it.
             raise CamlitError(f"--data.crop_size {size} is larger than every image in {where}")
@@ -180,10 +168,6 @@ class CameraDataModule(L.LightningDataModule):
                 "and the others are unreadable"
             )
         raise CamlitError(f"{where}: none of its {len(samples)} images is usable")
-
-    @property
-    def val_group_names(self) -> list[str]:
-        return self.val_set.group_names if self.val_set is not None else []
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
@@ -204,6 +188,7 @@ class CameraDataModule(L.LightningDataModule):
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,
+            collate_fn=collate,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
@@ -212,16 +197,11 @@ class CameraDataModule(L.LightningDataModule):
 
 
 @rank_zero_only
-def report_skipped(problems: list[str]) -> None:
+def report_skipped(problems: list[UnreadableImage]) -> None:
     for problem in problems:
         log.warning("skipped %s", problem)
     if problems:
         log.warning("skipped %d unusable image(s) in all", len(problems))
-
-
-@rank_zero_only
-def log_warning(message: str) -> None:
-    log.warning(message)
 
 
 @rank_zero_only

@@ -21,6 +21,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from camlit.atomic import write_text_atomic
 from camlit.data.datasets import group_order
@@ -56,7 +58,7 @@ def score(
         raise ValueError("truth, predicted and groups differ in length")
     correct = truth == predicted
     num_classes = len(classes)
-    matrix = np.bincount(truth * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+    matrix = multiclass_confusion_matrix(torch.from_numpy(predicted), torch.from_numpy(truth), num_classes)
     per_class = {name: accuracy_entry(correct[truth == k].sum(), (truth == k).sum()) for k, name in enumerate(classes)}
     per_group = {
         name: accuracy_entry(correct[groups == name].sum(), (groups == name).sum())

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from camlit.errors import CamlitError
-from camlit.training.checkpointing import SAFE_GLOBALS, load_plain
+from camlit.training.checkpointing import load_plain
 from camlit.training.module import CameraClassifier
 
 
@@ -31,8 +31,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
     try:
         # Hash and plain-data check first; then Lightning loads the same file, also weights only.
         checkpoint = load_plain(path, mmap=True)
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            model = CameraClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
+        model = CameraClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     except CamlitError:
         raise
     except Exception as error:  # noqa: BLE001 - a file torch or Lightning cannot load is the user's input

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from camlit.errors import CamlitError
-from camlit.imageio import is_too_small
+from camlit.imageio import ImageTooSmall, UnreadableImage
 from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
@@ -136,11 +136,11 @@ def require_usable(predictions: Predictions) -> None:
     if predictions.usable.any():
         return
     reasons = [predictions.problems[i] for i in sorted(predictions.problems)]
-    hint = "; choose a smaller --crop-size" if all(map(is_too_small, reasons)) else ""
+    hint = "; choose a smaller --crop-size" if all(isinstance(r, ImageTooSmall) for r in reasons) else ""
     raise CamlitError(f"none of the {len(reasons)} images in --input is usable, e.g. {reasons[0]}{hint}")
 
 
-def report_problems(problems: dict[int, str], paths: Sequence[str], skip: bool) -> None:
+def report_problems(problems: dict[int, UnreadableImage], paths: Sequence[str], skip: bool) -> None:
     """Every reason on stderr; unless `skip`, end with one `error:` line naming the files, exit 2."""
     if not problems:
         return

@@ -23,10 +23,6 @@ from camlit.errors import CamlitError
 
 log = logging.getLogger(__name__)
 
-# camlit's own checkpoints hold only tensors, numbers, strings, lists and dicts, which
-# weights_only=True accepts without an allow-list; anything else could run code when unpickled.
-SAFE_GLOBALS: list = []
-
 
 def hash_path(path: str | os.PathLike) -> Path:
     path = Path(path)
@@ -76,8 +72,9 @@ def load_plain(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = 
     """torch.load that refuses any object but plain data, and any file that fails its hash."""
     verify_hash(path)
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        # camlit's checkpoints hold only tensors, numbers, strings, lists and dicts, which weights_only
+        # accepts without an allow-list; anything else could run code when unpickled.
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         # torch's message: a paragraph on weights_only, then the line naming the refused object.
         lines = [line for line in str(error).splitlines() if "GLOBAL" in line] or ["an object torch refused"]
