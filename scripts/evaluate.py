@@ -1,4 +1,4 @@
-"""Score a checkpoint on labelled images: `python scripts/evaluate.py --ckpt best.ckpt --input data/val`.
+"""`camlit evaluate` from a checkout: `python scripts/evaluate.py --ckpt_path best.ckpt --input data/val`.
 
 Or a test folder with its labels: `--input data/synthetic/test --labels data/synthetic/test_labels.csv`.
 `--help` lists every option.

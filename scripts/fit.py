@@ -1,4 +1,7 @@
-"""Train camlit: `python scripts/fit.py --config scripts/configs/demo.yaml`; `--help` lists every option."""
+"""`camlit fit` from a checkout: `python scripts/fit.py --config scripts/configs/demo.yaml`.
+
+`--help` lists every option.
+"""
 
 from camlit.training.cli import main
 

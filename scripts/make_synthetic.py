@@ -1,7 +1,7 @@
-"""Write the synthetic Kaggle-shaped camera data set; the work is camlit.data.synthetic.make_synthetic.
+"""`camlit synthetic` from a checkout: write the synthetic Kaggle-shaped camera data set.
 
-python scripts/make_synthetic.py --output data/synthetic [--images-per-camera 30]
-    [--test-per-camera 48] [--width 1024 --height 768] [--seed 0] [--workers N]
+python scripts/make_synthetic.py --output data/synthetic [--images_per_camera 30]
+    [--test_per_camera 48] [--width 1024 --height 768] [--seed 0] [--workers N]
 """
 
 from camlit.data.commands import synthetic_main

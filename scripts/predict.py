@@ -1,4 +1,4 @@
-"""Kaggle submission from a checkpoint: `python scripts/predict.py --ckpt best.ckpt --input test/ --output sub.csv`.
+"""`camlit predict` from a checkout: `python scripts/predict.py --ckpt_path best.ckpt --input test/ --output sub.csv`.
 
 `--help` lists every option.
 """

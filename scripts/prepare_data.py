@@ -1,4 +1,4 @@
-"""Cut the training photos into manipulated crops, the way Kaggle made its test set.
+"""`camlit prepare` from a checkout: cut the training photos into manipulated crops, as Kaggle made its test set.
 
     python scripts/prepare_data.py --input data/train --output data-512 [--tiles center|N]
         [--manipulations a,b,...] [--size 512] [--workers N]

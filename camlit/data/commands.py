@@ -1,90 +1,71 @@
-"""The command lines of scripts/prepare_data.py and scripts/make_synthetic.py."""
+"""The command lines of `camlit prepare` and `camlit synthetic`."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from jsonargparse import ArgumentParser
 
 from camlit.data.manipulations import MANIPULATIONS
 from camlit.data.prepare import PrepareSummary, prepare_dataset
 from camlit.data.synthetic import make_synthetic
-from camlit.errors import CamlitError, disk_full_as_user_error
+from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
 
 
-def tiles_argument(text: str) -> str | int:
-    if text == "center":
-        return text
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"expected 'center' or a positive number, not {text!r}")
-
-
-def prepare_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="prepare_data.py",
+def prepare_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="camlit prepare",
         description="Cut the training photos into manipulated crops, as Kaggle made its test set.",
     )
     parser.add_argument("--input", required=True, help="folder of <camera>/ folders of full-size photos")
     parser.add_argument("--output", required=True, help="folder to write <manipulation>/<camera>/*.png into")
     parser.add_argument(
-        "--tiles", type=tiles_argument, default="center",
-        help="'center' for the single centre crop (default) or N for up to N non-overlapping tiles",
+        "--tiles", default="center",
+        help="'center' for the single centre crop or N for up to N non-overlapping tiles",
     )  # fmt: skip
     parser.add_argument(
         "--manipulations", default=None, help=f"comma-separated subset of {', '.join(MANIPULATIONS)} (default: all)"
     )
-    parser.add_argument("--size", type=int, default=512, help="crop side in pixels (default 512)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    parser.add_argument("--size", type=int, default=512, help="crop side in pixels")
+    parser.add_argument("--workers", type=int | None, default=None, help="processes (default: one per core)")
     return parser
 
 
+def tiles_value(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
 def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
-    parser = prepare_parser()
-    args = parser.parse_args(argv)
+    args = prepare_parser().parse_args(argv)
     names = None if args.manipulations is None else [n for n in args.manipulations.split(",") if n.strip()]
-    try:
-        with disk_full_as_user_error("every image written is whole; free space and rerun to make the rest"):
-            summary = prepare_dataset(args.input, args.output, args.tiles, names, args.size, args.workers)
-    except CamlitError as error:
-        parser.exit(2, f"error: {error}\n")
+    with (
+        exit_on_user_error(),
+        disk_full_as_user_error("every image written is whole; free space and rerun to make the rest"),
+    ):
+        summary = prepare_dataset(args.input, args.output, tiles_value(args.tiles), names, args.size, args.workers)
     print(summary)
     return summary
 
 
-def at_least(minimum: int):
-    """An argparse type: an integer no smaller than `minimum`."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
-        return value
-
-    return parse
-
-
-def synthetic_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="make_synthetic.py", description="Write the synthetic Kaggle-shaped camera data set."
-    )
+def synthetic_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="camlit synthetic", description="Write the synthetic Kaggle-shaped camera data set.")
     parser.add_argument("--output", type=Path, required=True, help="folder to write, or to finish")
-    parser.add_argument("--images-per-camera", type=at_least(0), default=30, help="train photos per camera")
-    parser.add_argument("--test-per-camera", type=at_least(0), default=48, help="test photos per camera")
-    parser.add_argument("--width", type=at_least(1), default=1024, help="frame width in pixels")
-    parser.add_argument("--height", type=at_least(1), default=768, help="frame height in pixels")
-    parser.add_argument("--seed", type=at_least(0), default=0, help="the same seed writes the same bytes")
-    parser.add_argument("--workers", type=at_least(1), default=None, help="processes (default: all cores)")
+    parser.add_argument("--images_per_camera", type=int, default=30, help="train photos per camera")
+    parser.add_argument("--test_per_camera", type=int, default=48, help="test photos per camera")
+    parser.add_argument("--width", type=int, default=1024, help="frame width in pixels")
+    parser.add_argument("--height", type=int, default=768, help="frame height in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same bytes")
+    parser.add_argument("--workers", type=int | None, default=None, help="processes (default: all cores)")
     return parser
 
 
 def synthetic_main(argv: list[str] | None = None) -> Path:
-    parser = synthetic_parser()
-    args = parser.parse_args(argv)
-    try:
+    args = synthetic_parser().parse_args(argv)
+    with exit_on_user_error():
+        if args.workers is not None and args.workers < 1:
+            raise CamlitError(f"--workers must be at least 1, got {args.workers}")
         output = make_synthetic(
             args.output, args.images_per_camera, args.test_per_camera, args.width, args.height, args.seed, args.workers
         )
-    except CamlitError as error:  # a frame too small for a test crop, or a folder of other settings
-        parser.error(str(error))
     print(output)
     return output

@@ -20,7 +20,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
     """
     path = Path(path)
     if not path.is_file():
-        raise CamlitError(f"--ckpt {path}: no such checkpoint file")
+        raise CamlitError(f"--ckpt_path {path}: no such checkpoint file")
     # The weights come from the checkpoint: a pretrained file named at training time may be gone,
     # and compiling would only add start-up time here. channels_last only pays on a GPU; on a CPU
     # it is never faster and several times slower for small crops.
@@ -36,7 +36,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
         raise
     except Exception as error:  # noqa: BLE001 - a file torch or Lightning cannot load is the user's input
         reason = f"{type(error).__name__}: {error}"
-        raise CamlitError(f"--ckpt {path}: not a loadable camlit checkpoint ({reason})") from None
+        raise CamlitError(f"--ckpt_path {path}: not a loadable camlit checkpoint ({reason})") from None
     model.configure_model()
     return model.eval(), checkpoint_crop_size(checkpoint)
 

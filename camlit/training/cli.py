@@ -1,4 +1,4 @@
-"""`python scripts/fit.py`: LightningCLI around CameraClassifier and CameraDataModule.
+"""`camlit fit`: LightningCLI around CameraClassifier and CameraDataModule.
 
 A new run claims its own version folder; a run that fails before training leaves the folder as it
 was. `--resume lightning_logs/version_N` continues a run: see camlit.training.resume.
@@ -20,7 +20,7 @@ from lightning.pytorch.trainer.trainer import Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
-from camlit.errors import CamlitError, disk_full_as_user_error
+from camlit.errors import disk_full_as_user_error, exit_on_user_error
 from camlit.training.callbacks import NonFiniteLossGuard
 from camlit.training.checkpointing import AtomicCheckpointIO
 from camlit.training.module import CameraClassifier
@@ -182,16 +182,15 @@ def main(args: list[str] | None = None) -> CamlitCLI:
     """Train; `args` as on the command line. Input mistakes exit with one line, status 2."""
     args = list(sys.argv[1:] if args is None else args)
     show_camlit_messages()
-    try:
-        with disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"):
-            cli = CamlitCLI(args=resume_arguments(args))
-            try:
-                cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
-            except BaseException:
-                cli.undo_run_folder()
-                raise
     # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
-    except (CamlitError, MisconfigurationException) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    with (
+        exit_on_user_error(MisconfigurationException),
+        disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"),
+    ):
+        cli = CamlitCLI(args=resume_arguments(args))
+        try:
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+        except BaseException:
+            cli.undo_run_folder()
+            raise
     return cli

@@ -143,8 +143,9 @@ class CameraClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.hparams.label_smoothing)
         record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
         self.train_acc(logits, batch.labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        size = len(batch.labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -156,8 +157,8 @@ class CameraClassifier(L.LightningModule):
         self.val_class_acc(predictions, labels)
         self.val_confusion(predictions, labels)
         self.val_group_acc(predictions, labels, batch.manipulation)
-        self.log("val/loss", self.val_loss, on_epoch=True)
-        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log("val/loss", self.val_loss, on_epoch=True, batch_size=len(labels))
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(labels))
 
     def on_validation_epoch_end(self) -> None:
         per_class = self.val_class_acc.compute()

@@ -149,12 +149,12 @@ def test_same_seed_same_bytes_other_seed_other_bytes_and_resume(synthetic_set, t
 
 def test_command_writes_a_set_and_refuses_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        synthetic_main(["--output", str(tmp_path / "bad"), "--test-per-camera", "-2"])
-    assert "must be 0 or more" in capsys.readouterr().err
+        synthetic_main(["--output", str(tmp_path / "bad"), "--test_per_camera", "-2"])
+    assert "must not be negative" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         synthetic_main(["--output", str(tmp_path / "bad"), "--width", "2", "--height", "2"])
     assert "4x4" in capsys.readouterr().err
-    counts = ["--images-per-camera", "1", "--test-per-camera", "0", "--workers", "1"]
+    counts = ["--images_per_camera", "1", "--test_per_camera", "0", "--workers", "1"]
     synthetic_main(["--output", str(tmp_path / "set"), "--width", "64", "--height", "48", *counts])
     assert is_complete(tmp_path / "set") and capsys.readouterr().out.strip() == str(tmp_path / "set")
     assert len(list((tmp_path / "set" / "train").rglob("*.jpg"))) == len(KAGGLE_CAMERAS)
