@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
@@ -182,7 +183,12 @@ class CameraDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader(self.val_set, batch_size=self.hparams.batch_size, shuffle=False)
+        sampler = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Each item on exactly one rank. Lightning's own DistributedSampler would pad a short share
+            # with repeats, which the metrics, summed over the ranks, would count twice.
+            sampler = UnrepeatedDistributedSampler(self.val_set, shuffle=False)
+        return self.loader(self.val_set, batch_size=self.hparams.batch_size, sampler=sampler, shuffle=False)
 
     def loader(self, dataset, **kwargs) -> DataLoader:
         workers = self.hparams.num_workers
