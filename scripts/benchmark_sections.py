@@ -257,7 +257,7 @@ def loop_section(photos: Path, cache_dir: Path, device: torch.device, sizes: Siz
     data = datamodule(photos, sizes, sizes.workers, cache_dir=str(cache_dir))
     if cuda_missing(device, notes, "framework and e2e"):
         return
-    # A training batch as the DataModule gives it: unaltered crops and their labels.
+    # A training batch as the DataModule gives it: unaltered crops, their labels and manipulation.
     unaltered = torch.zeros(sizes.batch, dtype=torch.long, device=device)
     batch = Batch(images.to(device), labels.to(device), unaltered, unaltered.bool())
     # batch_size=None hands each stored batch over as it is; Lightning would read a bare list as many loaders.

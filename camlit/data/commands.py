@@ -6,6 +6,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
+from camlit.data.kaggle_layout import DEFAULT_TEST_IMAGES, KAGGLE_HEIGHT, KAGGLE_WIDTH, make_kaggle_layout
 from camlit.data.manipulations import MANIPULATIONS
 from camlit.data.prepare import PrepareSummary, prepare_dataset
 from camlit.data.synthetic import make_synthetic
@@ -49,11 +50,28 @@ def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
 
 def synthetic_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="camlit synthetic", description="Write the synthetic Kaggle-shaped camera data set.")
-    parser.add_argument("--output", type=Path, required=True, help="folder to write, or to finish")
+    parser.add_argument(
+        "--output", type=Path | None, default=None, help="folder to write the demo's set into, or to finish"
+    )
+    parser.add_argument(
+        "--kaggle_layout", type=Path | None, default=None,
+        help="instead of --output: write a download shaped like Kaggle's archive (train/, test/, "
+        "sample_submission.csv, and the truth CSVs), or finish one",
+    )  # fmt: skip
     parser.add_argument("--images_per_camera", type=int, default=30, help="train photos per camera")
     parser.add_argument("--test_per_camera", type=int, default=48, help="test photos per camera")
-    parser.add_argument("--width", type=int, default=1024, help="frame width in pixels")
-    parser.add_argument("--height", type=int, default=768, help="frame height in pixels")
+    parser.add_argument(
+        "--test_images", type=int, default=DEFAULT_TEST_IMAGES,
+        help="with --kaggle_layout: test images, a multiple of 20",
+    )  # fmt: skip
+    parser.add_argument(
+        "--width", type=int | None, default=None,
+        help=f"frame width in pixels (default 1024, or {KAGGLE_WIDTH} with --kaggle_layout)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--height", type=int | None, default=None,
+        help=f"frame height in pixels (default 768, or {KAGGLE_HEIGHT} with --kaggle_layout)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same bytes")
     parser.add_argument("--workers", type=int | None, default=None, help="processes (default: all cores)")
     return parser
@@ -62,10 +80,31 @@ def synthetic_parser() -> ArgumentParser:
 def synthetic_main(argv: list[str] | None = None) -> Path:
     args = synthetic_parser().parse_args(argv)
     with exit_on_user_error():
-        if args.workers is not None and args.workers < 1:
-            raise CamlitError(f"--workers must be at least 1, got {args.workers}")
-        output = make_synthetic(
-            args.output, args.images_per_camera, args.test_per_camera, args.width, args.height, args.seed, args.workers
-        )
+        if (args.output is None) == (args.kaggle_layout is None):
+            raise CamlitError("give one of --output and --kaggle_layout")
+        for name in ("width", "height", "workers"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise CamlitError(f"--{name} must be at least 1, got {value}")
+        if args.kaggle_layout is not None:
+            output = make_kaggle_layout(
+                args.kaggle_layout,
+                args.images_per_camera,
+                args.test_images,
+                args.width or KAGGLE_WIDTH,
+                args.height or KAGGLE_HEIGHT,
+                args.seed,
+                args.workers,
+            )
+        else:
+            output = make_synthetic(
+                args.output,
+                args.images_per_camera,
+                args.test_per_camera,
+                args.width or 1024,
+                args.height or 768,
+                args.seed,
+                args.workers,
+            )
     print(output)
     return output

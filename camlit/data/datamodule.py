@@ -23,7 +23,7 @@ from camlit.imageio import ImageTooSmall, UnreadableImage, read_rgb
 log = logging.getLogger(__name__)
 
 HOW_TO_GET_DATA = (
-    "run the demo on generated data with `python scripts/fit.py --config scripts/configs/demo.yaml`, "
+    "run the demo on generated data with `camlit fit --config scripts/configs/demo.yaml`, "
     "or point --data.train_dir at Kaggle's train/ or a prepared data-512/"
 )
 
@@ -47,6 +47,8 @@ class CameraDataModule(L.LightningDataModule):
             ones weigh 0); uniform when not given.
         manipulation_ramp_epochs: raise `manipulation_p` linearly from the first epoch to its full
             value at this epoch (0: full from the start).
+        manipulation_patch_scale: run an on-the-fly resize on a patch this many times larger than the
+            least it needs (at most the image), then crop; 1: the least (see datasets.random_train_crop).
         val_manipulations: also score every unaltered validation image under these manipulations.
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
             `train_dir` is its `train/` folder.
@@ -70,6 +72,7 @@ class CameraDataModule(L.LightningDataModule):
         manipulation_p: float = 0.0,
         manipulation_weights: dict[str, float] | None = None,
         manipulation_ramp_epochs: int = 0,
+        manipulation_patch_scale: float = 1.0,
         val_manipulations: list[str] = [],
         synthetic_root: str | None = "data/synthetic",
         synthetic_images_per_camera: int = 30,
@@ -91,6 +94,7 @@ class CameraDataModule(L.LightningDataModule):
             ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
             ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
+            ("manipulation_patch_scale", manipulation_patch_scale, manipulation_patch_scale >= 1, "1 or more"),
         ):
             if not valid:
                 raise CamlitError(f"--data.{name} must be {rule}, got {value}")
@@ -145,6 +149,7 @@ class CameraDataModule(L.LightningDataModule):
             reader,
             self.manipulation_probabilities,
             hp.manipulation_ramp_epochs,
+            hp.manipulation_patch_scale,
         )
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))

@@ -33,19 +33,24 @@ def random_train_crop(
     even: bool = True,
     manipulation_p: float = 0.0,
     weights: Sequence[float] | None = None,
+    patch_scale: float = 1.0,
 ) -> tuple[np.ndarray, Manipulation | None]:
     """A random `size` crop and the manipulation applied to it (None for none).
 
     With probability `manipulation_p` the crop is of a manipulated patch, the manipulation drawn
     from MANIPULATED with `weights` (uniform without). The manipulation runs on a local pre-crop
     just large enough for the final crop to fit after a resize, not on the whole image, which
-    keeps augmentation cheap.
+    keeps augmentation cheap. For a resize, `patch_scale` above 1 makes that pre-crop so many
+    times larger (at most the image), as the 2nd place's 2x patch did: the final crop then lies
+    mostly away from the resize's border, as it does in a frame resized whole.
     """
     height, width = image.shape[:2]
     if manipulation_p > 0 and rng.random() < manipulation_p:
         name = manipulations.MANIPULATED[int(rng.choice(len(manipulations.MANIPULATED), p=weights))]
         manipulation = manipulations.MANIPULATIONS[name]
         source = manipulation.source_size(size)
+        if manipulation.kind is manipulations.Kind.RESIZE:
+            source = max(source, min(int(source * patch_scale), height, width))
         if source <= min(height, width):
             patch = manipulation(crop(image, *random_offset(height, width, source, rng, even), source))
             return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size), manipulation
@@ -127,6 +132,7 @@ class TrainCrops(Dataset):
         reader=read_rgb,
         manipulation_weights: Sequence[float] | None = None,
         ramp_epochs: int = 0,
+        patch_scale: float = 1.0,
     ):
         self.samples = list(samples)
         self.crop_size = crop_size
@@ -136,6 +142,7 @@ class TrainCrops(Dataset):
         self.reader = reader
         self.manipulation_weights = manipulation_weights
         self.ramp_epochs = ramp_epochs
+        self.patch_scale = patch_scale
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -155,7 +162,13 @@ class TrainCrops(Dataset):
             crop, _ = random_train_crop(image, self.crop_size, rng, self.even_offsets)
             return Item(to_chw_tensor(crop), sample.label, manipulations.index(sample.manipulation), True)
         crop, applied = random_train_crop(
-            image, self.crop_size, rng, self.even_offsets, self.manipulation_p_at(epoch), self.manipulation_weights
+            image,
+            self.crop_size,
+            rng,
+            self.even_offsets,
+            self.manipulation_p_at(epoch),
+            self.manipulation_weights,
+            self.patch_scale,
         )
         name = UNALTERED if applied is None else applied.name
         return Item(to_chw_tensor(crop), sample.label, manipulations.index(name), applied is not None)

@@ -178,6 +178,7 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
         "balance": args.balance,
         "manipulated": args.manipulated,
         "seed": plan.seed,
+        "tta_manipulations": list(plan.manipulations),
     }
     return report
 

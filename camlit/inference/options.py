@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
 
+from camlit.data.manipulations import MANIPULATED
 from camlit.errors import CamlitError
 from camlit.imageio import ImageTooSmall, UnreadableImage
 from camlit.inference.aggregate import AGGREGATES
@@ -46,6 +47,11 @@ def add_prediction_arguments(parser: ArgumentParser) -> None:
         "or yes/no for all of them. A model trained with the manipulation flag needs it; --balance uses it "
         "to balance each group on its own",
     )  # fmt: skip
+    parser.add_argument(
+        "--tta_manipulations", default="",
+        help="also predict on these manipulated versions of each image (the whole image manipulated, then "
+        "cropped the same way) and combine every crop: a comma list such as jpeg90,gamma0.8, or all",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
     parser.add_argument("--batch_size", type=int, default=128, help="crops per forward pass (default 128)")
     parser.add_argument("--num_workers", type=int, default=min(4, os.cpu_count() or 1), help="loader workers")
@@ -69,6 +75,18 @@ def check_prediction_arguments(args: Namespace) -> None:
         raise CamlitError(f"--crop_size must be at least 1, got {args.crop_size}")
     if args.num_workers < 0:
         raise CamlitError(f"--num_workers must be 0 or more, got {args.num_workers}")
+    tta_manipulations(args.tta_manipulations)
+
+
+def tta_manipulations(value: str) -> tuple[str, ...]:
+    """`--tta_manipulations` as names: `all` is Kaggle's eight; empty is none."""
+    if value.strip() == "all":
+        return MANIPULATED
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in MANIPULATED]
+    if unknown:
+        raise CamlitError(f"--tta_manipulations: unknown {unknown[0]!r}; choose from all, {', '.join(MANIPULATED)}")
+    return tuple(dict.fromkeys(names))
 
 
 def require_file_paths(**options: str | None) -> None:
@@ -83,7 +101,8 @@ def prepare(args: Namespace):
     check_prediction_arguments(args)
     model, trained_size = load_checkpoint(args.ckpt_path, args.device)
     size = args.crop_size or trained_size or DEFAULT_CROP_SIZE
-    return model, CropPlan(size=size, count=args.crops, grid=args.crop_grid, seed=args.seed)
+    plan = CropPlan(size, args.crops, args.crop_grid, args.seed, tta_manipulations(args.tta_manipulations))
+    return model, plan
 
 
 def manipulated_from_name(path: str | os.PathLike) -> bool | None:

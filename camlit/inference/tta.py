@@ -1,5 +1,9 @@
 """Test-time augmentation: the crops taken of each test image, and the loader that yields them.
 
+Besides crops of the image, a plan can take the same crops of manipulated versions of it (each
+manipulation applied to the whole image, as Kaggle made its test set), as the 5th place averaged
+its predictions over the manipulations.
+
 Crops come from camlit.data.crops, on the image as camlit.imageio reads it for training. The loader
 feeds Lightning's `Trainer.predict` (camlit.inference.running).
 """
@@ -14,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from camlit.data import manipulations
 from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.crops import center_offset, crop, grid_offsets, random_offset
 from camlit.imageio import UnreadableImage, read_rgb, require_crop_fits
@@ -29,12 +34,19 @@ class CropPlan:
     Random (default): the centre crop, then `count - 1` crops at random even offsets drawn from a
     generator seeded by (`seed`, image index), so a rerun gives the same crops. Grid: a
     deterministic even grid of about `count` crops (fewer when the image is too small for them).
+    `manipulations`: names from camlit.data.manipulations whose versions of the image are cropped
+    the same way too (a version too small for a crop, such as a small image halved, is left out).
     """
 
     size: int = DEFAULT_CROP_SIZE
     count: int = DEFAULT_CROPS
     grid: bool = False
     seed: int = 0
+    manipulations: tuple[str, ...] = ()
+
+    @property
+    def most_crops(self) -> int:
+        return self.count * (1 + len(self.manipulations))
 
     def offsets(self, height: int, width: int, index: int) -> list[tuple[int, int]]:
         if self.grid:
@@ -52,8 +64,21 @@ def image_crops(image: np.ndarray, plan: CropPlan, index: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))
 
 
+def augmented_crops(image: np.ndarray, plan: CropPlan, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The crops of the image and of its manipulated versions, and whether each is of a version."""
+    plain = image_crops(image, plan, index)
+    crops, applied = [plain], [np.zeros(len(plain), dtype=bool)]
+    for name in plan.manipulations:
+        version = manipulations.apply(name, image)
+        if min(version.shape[:2]) >= plan.size:
+            crops.append(image_crops(version, plan, index))
+            applied.append(np.ones(len(crops[-1]), dtype=bool))
+    return np.concatenate(crops), np.concatenate(applied)
+
+
 class PredictCrops(Dataset):
-    """Item i -> (the crops of image i as uint8 (n, 3, size, size), n copies of i, problem).
+    """Item i -> (the crops of image i as uint8 (n, 3, size, size), n copies of i, problem, and
+    whether each crop is of a manipulated version of the image).
 
     An unreadable (or too small) image gives no crops and the reason instead of raising, so one bad
     file neither kills a loader worker nor stops the run.
@@ -67,31 +92,37 @@ class PredictCrops(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, UnreadableImage] | None]:
+    def __getitem__(
+        self, index: int
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, UnreadableImage] | None, torch.Tensor]:
         path = self.paths[index]
         size = self.plan.size
         try:
             image = self.reader(path)
             require_crop_fits(path, *image.shape[:2], size)
-            crops = torch.from_numpy(image_crops(image, self.plan, index))
+            crops, applied = map(torch.from_numpy, augmented_crops(image, self.plan, index))
         except UnreadableImage as problem:
             empty = torch.empty((0, 3, size, size), dtype=torch.uint8)
-            return empty, torch.empty(0, dtype=torch.long), (index, problem)
-        return crops, torch.full((len(crops),), index, dtype=torch.long), None
+            return empty, torch.empty(0, dtype=torch.long), (index, problem), torch.empty(0, dtype=torch.bool)
+        return crops, torch.full((len(crops),), index, dtype=torch.long), None, applied
 
 
 class CollateCrops:
-    """One Batch of the per-image crop stacks: no labels, the flag of each crop's image when known
-    (False otherwise, for a model that does not read it), the images that gave no crops aside."""
+    """One Batch of the per-image crop stacks: no labels, the images that gave no crops aside, and
+    each crop's flag where its image's is known (a crop of a manipulated version of an image is
+    manipulated); False otherwise, for a model that does not read it."""
 
     def __init__(self, manipulated: Sequence[bool] | None = None):
         self.manipulated = None if manipulated is None else torch.tensor(list(manipulated), dtype=torch.bool)
 
-    def __call__(self, items: list[tuple[torch.Tensor, torch.Tensor, tuple[int, UnreadableImage] | None]]) -> Batch:
-        images, indices, problems = zip(*items, strict=True)
+    def __call__(self, items: list) -> Batch:
+        images, indices, problems, applied = zip(*items, strict=True)
         indices = torch.cat(indices)
         unknown = torch.full_like(indices, UNKNOWN)
-        flags = torch.zeros_like(indices, dtype=torch.bool) if self.manipulated is None else self.manipulated[indices]
+        if self.manipulated is None:
+            flags = torch.zeros_like(indices, dtype=torch.bool)
+        else:
+            flags = self.manipulated[indices] | torch.cat(applied)
         known_problems = tuple(p for p in problems if p is not None)
         return Batch(torch.cat(images), unknown, unknown, flags, image_index=indices, problems=known_problems)
 
@@ -111,7 +142,7 @@ def crop_loader(
     """
     return DataLoader(
         PredictCrops(paths, plan, reader),
-        batch_size=max(1, batch_size // max(1, plan.count)),
+        batch_size=max(1, batch_size // max(1, plan.most_crops)),
         shuffle=False,
         num_workers=num_workers,
         collate_fn=CollateCrops(manipulated),

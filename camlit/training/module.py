@@ -14,7 +14,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from camlit.cameras import KAGGLE_CAMERAS
-from camlit.data.batch import Batch
+from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.manipulations import NAMES
 from camlit.errors import CamlitError
 from camlit.models.filters import InputFilter, build_input_filter
@@ -42,6 +42,9 @@ class CameraClassifier(L.LightningModule):
         manipulation_flag: the head is told whether each crop is manipulated, as strong Kaggle
             solutions fed the test file names' `_manip`/`_unalt`: manipulated crops are classified
             by a head of their own on the shared features. Prediction then needs the flag.
+        manipulation_head_weight: above 0, an auxiliary linear head on the pooled features learns
+            which of the nine manipulations (unaltered included) each training crop went through,
+            its cross-entropy added at this weight (Torrubia's Kaggle solution). 0: no head.
         optimizer: `adam` (the seed's; `weight_decay` is Adam's own L2 term, added to the gradient),
             `adamw` (decay decoupled from the gradient, Loshchilov & Hutter) or `sgd` (with `momentum`, Nesterov).
         schedule: `none`, `cosine` (with linear warmup) or `onecycle`; stepped every iteration.
@@ -56,6 +59,7 @@ class CameraClassifier(L.LightningModule):
         arch: Literal["resnet50", "resnet101", "resnet152", "resnet_tiny"] = "resnet50",
         input_filter: InputFilter = "none",
         manipulation_flag: bool = False,
+        manipulation_head_weight: float = 0.0,
         optimizer: Literal["adam", "adamw", "sgd"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -81,6 +85,7 @@ class CameraClassifier(L.LightningModule):
             ("momentum", momentum, 0 <= momentum < 1, "in [0, 1)"),
             ("warmup_epochs", warmup_epochs, warmup_epochs >= 0, "0 or more"),
             ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
+            ("manipulation_head_weight", manipulation_head_weight, manipulation_head_weight >= 0, "0 or more"),
         ):
             if not valid:
                 raise CamlitError(f"--model.{name} must be {rule}, got {value}")
@@ -93,6 +98,7 @@ class CameraClassifier(L.LightningModule):
         # Concatenating a 0/1 flag to the pooled features before one linear layer would only shift
         # the logits; a head per flag lets each group weigh the shared features its own way.
         self.manipulated_fc = nn.Linear(self.net.fc.in_features, num_classes) if manipulation_flag else None
+        self.manipulation_fc = nn.Linear(self.net.fc.in_features, len(NAMES)) if manipulation_head_weight > 0 else None
         if pretrained:
             load_pretrained(self.net, pretrained)
         if compile:
@@ -108,6 +114,9 @@ class CameraClassifier(L.LightningModule):
         # One group per manipulation, by Batch.manipulation; those without validation items are not logged.
         self.val_group_acc = GroupedAccuracy(len(NAMES))
         self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
+        self.val_manipulation_acc = MulticlassAccuracy(
+            len(NAMES), average="micro", ignore_index=UNKNOWN, validate_args=False
+        )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Before Lightning loads the weights, so that a mismatch is named rather than a shape error.
@@ -128,29 +137,50 @@ class CameraClassifier(L.LightningModule):
         """Logits; `manipulated` (bool per image) is required by a manipulation-aware model."""
         if self.manipulated_fc is None:
             return self.net(self.preprocess(images))
+        return self.camera_logits(self.net.forward_features(self.preprocess(images)), manipulated)
+
+    def camera_logits(self, features: torch.Tensor, manipulated: torch.Tensor | None) -> torch.Tensor:
+        if self.manipulated_fc is None:
+            return self.net.fc(features)
         if manipulated is None:
             raise CamlitError(
                 "this model was trained with --model.manipulation_flag and needs to know "
                 "whether each image is manipulated"
             )
-        features = self.net.forward_features(self.preprocess(images))
         return torch.where(manipulated.view(-1, 1), self.manipulated_fc(features), self.net.fc(features))
+
+    def logits_and_manipulation(
+        self, images: torch.Tensor, manipulated: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Camera logits, and the auxiliary head's manipulation logits (None without the head)."""
+        if self.manipulation_fc is None:
+            return self(images, manipulated), None
+        features = self.net.forward_features(self.preprocess(images))
+        return self.camera_logits(features, manipulated), self.manipulation_fc(features)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         if self.global_step == 0 and batch_idx == 0:
             self.log_crop_grid(batch.images)
-        logits = self(batch.images, batch.manipulated)
+        logits, manipulation_logits = self.logits_and_manipulation(batch.images, batch.manipulated)
         loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.hparams.label_smoothing)
-        record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
         self.train_acc(logits, batch.labels)
         size = len(batch.labels)
+        # train/loss stays the camera loss, comparable with runs without the auxiliary head.
         self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
+        if manipulation_logits is not None:
+            manipulation_loss = masked_cross_entropy(manipulation_logits, batch.manipulation)
+            self.log("train/loss_manipulation", manipulation_loss, on_step=True, on_epoch=True, batch_size=size)
+            loss = loss + self.hparams.manipulation_head_weight * manipulation_loss
+        record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         labels = batch.labels
-        logits = self(batch.images, batch.manipulated)
+        logits, manipulation_logits = self.logits_and_manipulation(batch.images, batch.manipulated)
+        if manipulation_logits is not None:
+            self.val_manipulation_acc(manipulation_logits, batch.manipulation)
+            self.log("val/acc_manipulation", self.val_manipulation_acc, on_epoch=True, batch_size=len(labels))
         self.val_loss(F.cross_entropy(logits, labels), weight=len(labels))
         predictions = logits.argmax(dim=1)
         self.val_acc(predictions, labels)
@@ -227,6 +257,13 @@ class CameraClassifier(L.LightningModule):
             warmup = min(total - 1, int(hp.warmup_epochs * steps_per_epoch))
             return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(total, warmup))
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the targets that are known; 0 when none is (no NaN, no host sync)."""
+    known = targets != UNKNOWN
+    losses = F.cross_entropy(logits, targets.clamp(min=0), reduction="none")
+    return (losses * known).sum() / known.sum().clamp(min=1)
 
 
 class CosineWithWarmup:

@@ -10,7 +10,7 @@ from camlit.data.batch import Batch
 from camlit.data.crops import center_crop
 from camlit.data.datamodule import CameraDataModule
 from camlit.data.datasets import EpochSampler, random_train_crop
-from camlit.data.manipulations import NAMES
+from camlit.data.manipulations import MANIPULATED, NAMES, Manipulation
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
@@ -188,3 +188,31 @@ def test_configuration_errors(flat_tree, tmp_path, caplog):
     ):
         make(flat_tree, crop_size=100)
     assert not [r for r in caplog.records if "skipped" in r.getMessage()]
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0, 10.0])
+def test_patch_scale_resizes_a_larger_patch_then_crops_on_even_offsets(monkeypatch, scale):
+    patches, apply = [], Manipulation.__call__
+
+    def recording_apply(manipulation, image):
+        patches.append((manipulation.name, image.shape[:2], result := apply(manipulation, image)))
+        return result
+
+    monkeypatch.setattr(Manipulation, "__call__", recording_apply)
+    image = random_image(np.random.default_rng(0), 160, 200)
+    rng = np.random.default_rng(1)
+    only = {name: [float(name == other) for other in MANIPULATED] for name in MANIPULATED}
+    for weights in (only["resize0.5"], only["resize2.0"], only["jpeg70"]):
+        for _ in range(3):
+            crop, applied = random_train_crop(image, 32, rng, manipulation_p=1.0, weights=weights, patch_scale=scale)
+            least = applied.source_size(32)
+            side = min(int(least * scale), 160) if applied.name.startswith("resize") else least
+            recorded, shape, manipulated = patches.pop()
+            assert recorded == applied.name and shape == (side, side) and crop.shape == (32, 32, 3)
+            corners = 2 * np.argwhere((manipulated[::2, ::2] == crop[0, 0]).all(-1))  # even offsets only
+            assert any(np.array_equal(manipulated[t : t + 32, x : x + 32], crop) for t, x in corners)
+
+
+def test_patch_scale_is_checked(flat_tree):
+    with pytest.raises(CamlitError, match="manipulation_patch_scale must be 1 or more, got 0.5"):
+        CameraDataModule(str(flat_tree), manipulation_patch_scale=0.5)

@@ -8,10 +8,11 @@ import pytest
 import torch
 from conftest import CLASSES, ROOT, random_image, save_checkpoint, write_image
 
+from camlit.data import manipulations
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 from camlit.inference.loading import checkpoint_crop_size, load_checkpoint
-from camlit.inference.options import manipulated_from_name
+from camlit.inference.options import manipulated_from_name, tta_manipulations
 from camlit.inference.predict import main
 from camlit.inference.running import predict_paths, trainer_devices
 from camlit.inference.tta import CropPlan, image_crops
@@ -112,6 +113,10 @@ def test_unreadable_images(ckpt, images, tmp_path, capsys):
         (lambda args, tmp: args.__setitem__(3, str(tmp / "out")), "no images"),
         (lambda args, tmp: args.extend(["--crops", "0"]), "--crops must be at least 1"),
         (lambda args, tmp: args.extend(["--crop_size", "64"]), "smaller than the 64x64 crop; choose a smaller"),
+        (
+            lambda args, tmp: args.extend(["--tta_manipulations", "jpeg90,jpeg50"]),
+            "--tta_manipulations: unknown 'jpeg50'",
+        ),
     ],
 )
 def test_input_mistakes_are_one_line(ckpt, images, tmp_path, capsys, change, message):
@@ -146,6 +151,24 @@ def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, im
         with torch.no_grad():
             expected = model(crops).softmax(dim=1).mean(dim=0).double().numpy()
         assert np.allclose(predictions.probabilities[index], expected, atol=1e-6)
+
+
+def test_tta_manipulations_average_the_image_and_its_manipulated_versions(ckpt, images):
+    """Each image's answer is the mean softmax over its crops and the same crops of each version
+    manipulated whole; a version too small for the crop (48 px halved) is left out."""
+    model, size = load_checkpoint(ckpt)
+    paths = sorted(images.iterdir())
+    plan = CropPlan(size=size, count=2, seed=0, manipulations=tta_manipulations("jpeg90, resize0.5,gamma0.8"))
+    predictions = predict_paths(model, paths, plan, batch_size=7, device="cpu")
+    assert not predictions.problems and predictions.crops == 5 * 2 * 3
+    for index, path in enumerate(paths):
+        image = read_rgb(path)
+        versions = [image, manipulations.apply("jpeg90", image), manipulations.apply("gamma0.8", image)]
+        crops = torch.from_numpy(np.concatenate([image_crops(version, plan, index) for version in versions]))
+        with torch.no_grad():
+            expected = model(crops).softmax(dim=1).mean(dim=0).double().numpy()
+        assert np.allclose(predictions.probabilities[index], expected, atol=1e-6)
+    assert tta_manipulations("all") == manipulations.MANIPULATED and tta_manipulations("") == ()
 
 
 def test_device_names_become_the_trainers_accelerator():
