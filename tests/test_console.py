@@ -50,3 +50,12 @@ def test_fit_help_through_python_m_camlit_lists_the_trainer_data_and_model_optio
     assert result.returncode == 0, result.stderr
     for option in ("--data.crop_size", "--model.optimizer", "--trainer.max_epochs", "--ckpt_path", "--config"):
         assert option in result.stdout, option
+
+
+def test_the_installed_command_is_this_main():
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["camlit"].partition(":")
+    assert getattr(importlib.import_module(module), function) is console.main
