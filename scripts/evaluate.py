@@ -4,7 +4,8 @@ Or a test folder with its labels: `--input data/synthetic/test --labels data/syn
 `--help` lists every option.
 """
 
-from camlit.inference.evaluate import main
-
 if __name__ == "__main__":
+    # Imported here, not above: a spawned worker re-imports this script and needs none of it.
+    from camlit.inference.evaluate import main
+
     main()

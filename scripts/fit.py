@@ -3,7 +3,8 @@
 `--help` lists every option.
 """
 
-from camlit.training.cli import main
-
 if __name__ == "__main__":
+    # Imported here, not above: a spawned worker re-imports this script and needs none of it.
+    from camlit.training.cli import main
+
     main()

@@ -9,7 +9,8 @@ python scripts/make_synthetic.py --kaggle_layout data/kaggle-synthetic [--images
     [--test_images 480] [--width 1368 --height 1024] [--seed 0] [--workers N]
 """
 
-from camlit.data.commands import synthetic_main
-
 if __name__ == "__main__":
+    # Imported here, not above: a spawned worker re-imports this script and needs none of it.
+    from camlit.data.commands import synthetic_main
+
     synthetic_main()

@@ -3,7 +3,8 @@
 `--help` lists every option.
 """
 
-from camlit.inference.predict import main
-
 if __name__ == "__main__":
+    # Imported here, not above: a spawned worker re-imports this script and needs none of it.
+    from camlit.inference.predict import main
+
     main()

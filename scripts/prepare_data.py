@@ -7,7 +7,8 @@ Writes <output>/<manipulation>/<camera>/<stem>.png (or <stem>_t<k>.png with --ti
 only makes what is missing. See camlit.data.prepare.
 """
 
-from camlit.data.commands import prepare_main
-
 if __name__ == "__main__":
+    # Imported here, not above: a spawned worker re-imports this script and needs none of it.
+    from camlit.data.commands import prepare_main
+
     prepare_main()

@@ -48,8 +48,8 @@ def test_fit_help_through_python_m_camlit_lists_the_trainer_data_and_model_optio
         [sys.executable, "-m", "camlit", "fit", "--help"], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
-    for option in ("--data.crop_size", "--model.optimizer", "--trainer.max_epochs", "--ckpt_path", "--config"):
-        assert option in result.stdout, option
+    options = ("--data.crop_size", "--model.optimizer", "--trainer.max_epochs", "--ckpt_path", "--resume", "--config")
+    assert all(option in result.stdout for option in options), result.stdout
 
 
 def test_the_installed_command_is_this_main():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import torch
+# Only for the annotations: data preparation's worker processes import the manipulations, which
+# number themselves by this module, and need no torch.
+if TYPE_CHECKING:
+    import torch
 
 # `labels` and `manipulation` hold this where the value is not known (prediction of unlabelled photos).
 UNKNOWN = -1
@@ -18,22 +21,3 @@ class Batch(NamedTuple):
     # Prediction only, where each image gives several crops or none:
     image_index: torch.Tensor | None = None  # (N,) int64 the input image each crop is of
     problems: tuple[tuple[int, Exception], ...] = ()  # (image index, why) of the images that gave no crops
-
-
-class Item(NamedTuple):
-    """One crop as a dataset yields it; `collate` stacks a list of them into a Batch."""
-
-    image: torch.Tensor  # (3, H, W) uint8
-    label: int
-    manipulation: int
-    manipulated: bool
-
-
-def collate(items: list[Item]) -> Batch:
-    images, labels, manipulation, manipulated = zip(*items, strict=True)
-    return Batch(
-        torch.stack(images),
-        torch.tensor(labels, dtype=torch.long),
-        torch.tensor(manipulation, dtype=torch.long),
-        torch.tensor(manipulated, dtype=torch.bool),
-    )

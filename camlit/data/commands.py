@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
+from jsonargparse.typing import PositiveInt
 
 from camlit.data.kaggle_layout import DEFAULT_TEST_IMAGES, KAGGLE_HEIGHT, KAGGLE_WIDTH, make_kaggle_layout
 from camlit.data.manipulations import MANIPULATIONS
 from camlit.data.prepare import PrepareSummary, prepare_dataset
 from camlit.data.synthetic import make_synthetic
 from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
+from camlit.imageio import MAX_PIXELS
 
 
 def prepare_parser() -> ArgumentParser:
@@ -29,11 +32,32 @@ def prepare_parser() -> ArgumentParser:
     )
     parser.add_argument("--size", type=int, default=512, help="crop side in pixels")
     parser.add_argument("--workers", type=int | None, default=None, help="processes (default: one per core)")
+    add_max_pixels_argument(parser)
     return parser
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer no smaller than `minimum` (camlit.forensics' parsers)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
+        return value
+
+    return parse
 
 
 def tiles_value(text: str) -> str | int:
     return int(text) if text.isdigit() else text
+
+
+def add_max_pixels_argument(parser: ArgumentParser) -> None:
+    """--max_pixels, for every command that reads photos."""
+    parser.add_argument(
+        "--max_pixels", type=PositiveInt, default=MAX_PIXELS,
+        help=f"refuse, unread, an image whose header claims more pixels (default {MAX_PIXELS:,}, Pillow's limit)",
+    )  # fmt: skip
 
 
 def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
@@ -43,7 +67,9 @@ def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
         exit_on_user_error(),
         disk_full_as_user_error("every image written is whole; free space and rerun to make the rest"),
     ):
-        summary = prepare_dataset(args.input, args.output, tiles_value(args.tiles), names, args.size, args.workers)
+        summary = prepare_dataset(
+            args.input, args.output, tiles_value(args.tiles), names, args.size, args.workers, max_pixels=args.max_pixels
+        )
     print(summary)
     return summary
 
@@ -79,7 +105,10 @@ def synthetic_parser() -> ArgumentParser:
 
 def synthetic_main(argv: list[str] | None = None) -> Path:
     args = synthetic_parser().parse_args(argv)
-    with exit_on_user_error():
+    with (
+        exit_on_user_error(),
+        disk_full_as_user_error("every file written is whole; free space and rerun to make the rest"),
+    ):
         if (args.output is None) == (args.kaggle_layout is None):
             raise CamlitError("give one of --output and --kaggle_layout")
         for name in ("width", "height", "workers"):

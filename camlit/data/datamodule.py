@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -11,14 +12,15 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
+from camlit.atomic import require_writable
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
-from camlit.data.batch import collate
 from camlit.data.cache import DecodedCache, build_cache
-from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, manipulation_probabilities
-from camlit.data.samples import check_images, require_every_class, scan, split_by_photo
+from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, collate, manipulation_probabilities
+from camlit.data.pseudo import pseudo_label_samples
+from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
 from camlit.errors import CamlitError
-from camlit.imageio import ImageTooSmall, UnreadableImage, read_rgb
+from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,16 @@ class CameraDataModule(L.LightningDataModule):
         val_manipulations: also score every unaltered validation image under these manipulations.
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
             `train_dir` is its `train/` folder.
+        pseudo_labels: predict.py's `--probs` CSV of test images: their most confident predictions,
+            per class and separately for `_unalt` and `_manip` names, are added to training with the
+            predicted camera (camlit.data.pseudo gives the rule).
+        pseudo_labels_dir: the folder of the test images that `pseudo_labels` names.
+        pseudo_labels_share: how much of a class's fair share of each group (group size / classes)
+            to take, the most confident first.
         cache_dir: keep the decoded images here in one memory-mapped file (camlit.data.cache), built by
             `setup` and rebuilt when the files change; training then crops without decoding.
+        max_pixels: an image whose header claims more pixels is skipped as unusable, unread (the
+            default is Pillow's decompression-bomb limit, about 89 MP; Kaggle's photos have 24 MP at most).
     """
 
     def __init__(
@@ -76,7 +86,11 @@ class CameraDataModule(L.LightningDataModule):
         val_manipulations: list[str] = [],
         synthetic_root: str | None = "data/synthetic",
         synthetic_images_per_camera: int = 30,
+        pseudo_labels: str | None = None,
+        pseudo_labels_dir: str | None = None,
+        pseudo_labels_share: float = 0.5,
         cache_dir: str | None = None,
+        max_pixels: int = MAX_PIXELS,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -94,7 +108,9 @@ class CameraDataModule(L.LightningDataModule):
             ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
             ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
+            ("max_pixels", max_pixels, max_pixels >= 1, "at least 1"),
             ("manipulation_patch_scale", manipulation_patch_scale, manipulation_patch_scale >= 1, "1 or more"),
+            ("pseudo_labels_share", pseudo_labels_share, 0 < pseudo_labels_share <= 1, "in (0, 1]"),
         ):
             if not valid:
                 raise CamlitError(f"--data.{name} must be {rule}, got {value}")
@@ -102,10 +118,13 @@ class CameraDataModule(L.LightningDataModule):
             self.manipulation_probabilities = manipulation_probabilities(manipulation_weights)
         except ValueError as error:
             raise CamlitError(f"--data.manipulation_weights: {error}") from None
+        if cache_dir:
+            require_writable(cache_dir, "--data.cache_dir", folder=True)
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
         self.val_set: CenterCrops | None = None
         self.cache: DecodedCache | None = None
+        self.pseudo_labelled: list[Sample] | None = None
 
     @property
     def generates_synthetic(self) -> bool:
@@ -121,6 +140,18 @@ class CameraDataModule(L.LightningDataModule):
                 log.info("generating the synthetic camera data set in %s", self.hparams.synthetic_root)
                 make_synthetic(Path(self.hparams.synthetic_root), self.hparams.synthetic_images_per_camera)
 
+    def pseudo_label_samples(self) -> list[Sample]:
+        """The test images chosen by `pseudo_labels` (none without it), read once."""
+        hp = self.hparams
+        if self.pseudo_labelled is None:
+            self.pseudo_labelled = []
+            if hp.pseudo_labels:
+                self.pseudo_labelled = pseudo_label_samples(
+                    hp.pseudo_labels, hp.pseudo_labels_dir, self.classes, hp.pseudo_labels_share
+                )
+                log_pseudo_labels(self.pseudo_labelled, hp.pseudo_labels)
+        return self.pseudo_labelled
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
@@ -129,17 +160,21 @@ class CameraDataModule(L.LightningDataModule):
             raise CamlitError(f"{hp.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
         found = scan(hp.train_dir, self.classes)
         found_val = scan(hp.val_dir, self.classes) if hp.val_dir else []
+        pseudo = self.pseudo_label_samples()
         if hp.cache_dir:
             # Under DDP every rank asks; the build lock lets one build while the others wait, then load it.
-            paths = [s.path for s in [*found, *found_val]]
-            self.cache = build_cache(hp.cache_dir, paths, hp.crop_size, hp.num_workers)
+            paths = [s.path for s in [*found, *found_val, *pseudo]]
+            self.cache = build_cache(hp.cache_dir, paths, hp.crop_size, hp.num_workers, hp.max_pixels)
         samples = self.usable(found, hp.train_dir)
         if hp.val_dir:
             train, val = samples, self.usable(found_val, hp.val_dir)
         else:
             train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
         require_every_class(train, self.classes, hp.train_dir)
-        reader = read_rgb if self.cache is None else self.cache
+        if pseudo:
+            # Training only: the test images have no true label to validate against.
+            train = train + self.usable(pseudo, hp.pseudo_labels)
+        reader = partial(read_rgb, max_pixels=hp.max_pixels) if self.cache is None else self.cache
         self.train_set = TrainCrops(
             train,
             hp.crop_size,
@@ -158,7 +193,8 @@ class CameraDataModule(L.LightningDataModule):
         if self.cache is not None:
             usable, problems = self.cache.check(samples)
         else:
-            usable, problems = check_images(samples, self.hparams.crop_size, self.hparams.num_workers)
+            hp = self.hparams
+            usable, problems = check_images(samples, hp.crop_size, hp.num_workers, hp.max_pixels)
         if usable:
             report_skipped(problems)
             return usable
@@ -213,6 +249,12 @@ def report_skipped(problems: list[UnreadableImage]) -> None:
         log.warning("skipped %s", problem)
     if problems:
         log.warning("skipped %d unusable image(s) in all", len(problems))
+
+
+@rank_zero_only
+def log_pseudo_labels(samples: list[Sample], source: str) -> None:
+    manipulated = sum(sample.manipulation != manipulations.UNALTERED for sample in samples)
+    log.info("%d pseudo-labelled test images from %s (%d manipulated)", len(samples), source, manipulated)
 
 
 @rank_zero_only

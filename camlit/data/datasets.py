@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from camlit.data import manipulations
-from camlit.data.batch import Item
+from camlit.data.batch import Batch
 from camlit.data.crops import center_crop, crop, random_offset
 from camlit.data.manipulations import UNALTERED, Manipulation
 from camlit.data.samples import Sample
@@ -68,6 +69,25 @@ def manipulation_probabilities(weights: dict[str, float] | None) -> list[float] 
     if min(values) < 0 or sum(values) <= 0:
         raise ValueError("weights must be 0 or more, and not all 0")
     return [value / sum(values) for value in values]
+
+
+class Item(NamedTuple):
+    """One crop as a dataset yields it; `collate` stacks a list of them into a Batch."""
+
+    image: torch.Tensor  # (3, H, W) uint8
+    label: int
+    manipulation: int
+    manipulated: bool
+
+
+def collate(items: list[Item]) -> Batch:
+    images, labels, manipulation, manipulated = zip(*items, strict=True)
+    return Batch(
+        torch.stack(images),
+        torch.tensor(labels, dtype=torch.long),
+        torch.tensor(manipulation, dtype=torch.long),
+        torch.tensor(manipulated, dtype=torch.bool),
+    )
 
 
 class EpochSampler(Sampler):

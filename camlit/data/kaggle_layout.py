@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import write_bytes_atomic, write_csv_atomic
+from camlit.atomic import require_writable, write_bytes_atomic, write_csv_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.manipulations import MANIPULATED, UNALTERED
 from camlit.data.synthetic import Job, _scene_seed, kaggle_crop_size, make_file
@@ -104,6 +104,7 @@ def make_kaggle_layout(
     settings_path = output / ".kaggle_layout.json"
     if settings_path.is_file() and settings_path.read_bytes() != settings:
         raise CamlitError(f"{output} holds a Kaggle-shaped download made with other settings")
+    require_writable(output, "--kaggle_layout", folder=True)
     jobs, rows = plan_kaggle(output, photos_per_camera, test_images, width, height, seed)
     todo = [job for job in jobs if not job.path.exists()]
     for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:

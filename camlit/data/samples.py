@@ -8,6 +8,7 @@ Two layouts are read:
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import numpy as np
 
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
-from camlit.imageio import UnreadableImage, list_images, read_rgb, require_crop_fits
+from camlit.imageio import MAX_PIXELS, UnreadableImage, list_images, read_rgb, require_crop_fits
 from camlit.workers import in_parallel
 
 # prepare_data names tiles <stem>_t<k>; they are pieces of one photo.
@@ -31,6 +32,17 @@ class Sample:
     label: int
     manipulation: str
     photo: str  # what ties the manipulated copies and tiles of one photo together
+
+
+def manipulated_from_name(path: str | os.PathLike[str]) -> bool | None:
+    """Kaggle's test naming: `img_<id>_manip.tif` is manipulated, `img_<id>_unalt.tif` is not;
+    None when the name says neither."""
+    stem = Path(path).stem
+    if "_manip" in stem:
+        return True
+    if "_unalt" in stem:
+        return False
+    return None
 
 
 def subfolders(folder: Path) -> list[Path]:
@@ -108,19 +120,19 @@ def split_by_photo(samples: Sequence[Sample], val_fraction: float, seed: int) ->
     return train, val
 
 
-def image_problem(path: str, min_size: int) -> UnreadableImage | None:
+def image_problem(path: str, min_size: int, max_pixels: int = MAX_PIXELS) -> UnreadableImage | None:
     """Why `path` cannot give a `min_size` crop (ImageTooSmall when it is readable), or None when it can."""
     try:
-        require_crop_fits(path, *read_rgb(path).shape[:2], min_size)
+        require_crop_fits(path, *read_rgb(path, max_pixels).shape[:2], min_size)
     except UnreadableImage as problem:
         return problem
     return None
 
 
 def check_images(
-    samples: Sequence[Sample], min_size: int, workers: int = 0
+    samples: Sequence[Sample], min_size: int, workers: int = 0, max_pixels: int = MAX_PIXELS
 ) -> tuple[list[Sample], list[UnreadableImage]]:
     """Decode every sample once; return the usable ones and the problem of each skipped file."""
-    problems = list(in_parallel(image_problem, [(s.path, min_size) for s in samples], workers))
+    problems = list(in_parallel(image_problem, [(s.path, min_size, max_pixels) for s in samples], workers))
     usable = [s for s, problem in zip(samples, problems, strict=True) if problem is None]
     return usable, [p for p in problems if p is not None]

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
 
+from camlit.atomic import require_writable
+from camlit.data.commands import add_max_pixels_argument
 from camlit.data.manipulations import MANIPULATED
+from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError
-from camlit.imageio import ImageTooSmall, UnreadableImage
+from camlit.imageio import ImageTooSmall, UnreadableImage, read_rgb
 from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
@@ -65,6 +69,7 @@ def add_prediction_arguments(parser: ArgumentParser) -> None:
         help="leave unreadable images out (still reported) instead of ending with exit status 2",
     )  # fmt: skip
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_max_pixels_argument(parser)
 
 
 def check_prediction_arguments(args: Namespace) -> None:
@@ -90,10 +95,12 @@ def tta_manipulations(value: str) -> tuple[str, ...]:
 
 
 def require_file_paths(**options: str | None) -> None:
-    """Output options must name files; refused before any work when one names a folder."""
+    """Output options must name files that can be written; refused before any work otherwise."""
     for option, path in options.items():
         if path is not None and Path(path).is_dir():
             raise CamlitError(f"--{option} {path}: is a folder; name a file to write")
+        if path is not None:
+            require_writable(path, f"--{option}")
 
 
 def prepare(args: Namespace):
@@ -103,17 +110,6 @@ def prepare(args: Namespace):
     size = args.crop_size or trained_size or DEFAULT_CROP_SIZE
     plan = CropPlan(size, args.crops, args.crop_grid, args.seed, tta_manipulations(args.tta_manipulations))
     return model, plan
-
-
-def manipulated_from_name(path: str | os.PathLike) -> bool | None:
-    """Kaggle's test naming: `img_<id>_manip.tif` is manipulated, `img_<id>_unalt.tif` is not;
-    None when the name says neither."""
-    stem = Path(path).stem
-    if "_manip" in stem:
-        return True
-    if "_unalt" in stem:
-        return False
-    return None
 
 
 def manipulated_flags(
@@ -147,6 +143,7 @@ def predict_with(
         device=args.device,
         devices=args.devices,
         progress=not args.no_progress,
+        reader=partial(read_rgb, max_pixels=args.max_pixels),
         manipulated=manipulated_flags(args, paths, known),
     )
 

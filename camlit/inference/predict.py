@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, Namespace
 
 from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
 from camlit.imageio import list_images
@@ -26,6 +26,7 @@ from camlit.inference.options import (
 )
 from camlit.inference.running import Predictions
 from camlit.inference.submission import write_probabilities, write_submission
+from camlit.termination import Terminated, exit_terminated, on_sigterm
 
 
 def list_input_images(folder: str | os.PathLike) -> list[Path]:
@@ -57,17 +58,27 @@ def main(argv: list[str] | None = None) -> Predictions:
     """Predict; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     with exit_on_user_error():
-        require_file_paths(output=args.output, probs=args.probs)
-        paths = list_input_images(args.input)
-        model, plan = prepare(args)
-        predictions = predict_with(args, model, plan, paths)
-        if not predictions.primary:
-            return predictions
-        require_usable(predictions)
-        with disk_full_as_user_error("each output file is written whole or not at all"):
-            write_submission(args.output, predictions)
-            if args.probs:
-                write_probabilities(args.probs, predictions)
-        print(predictions.rate_line())
-        report_problems(predictions.problems, predictions.paths, args.skip_unreadable)
+        try:
+            with on_sigterm():
+                return run_prediction(args)
+        except Terminated:
+            # The outputs are written whole at the end, so none is there half-written.
+            exit_terminated(f"{args.output} not written (any older file there is as it was)")
+
+
+def run_prediction(args: Namespace) -> Predictions:
+    """The work of main(), whose outputs are written only once every image is predicted."""
+    require_file_paths(output=args.output, probs=args.probs)
+    paths = list_input_images(args.input)
+    model, plan = prepare(args)
+    predictions = predict_with(args, model, plan, paths)
+    if not predictions.primary:
+        return predictions
+    require_usable(predictions)
+    with disk_full_as_user_error("each output file is written whole or not at all"):
+        write_submission(args.output, predictions)
+        if args.probs:
+            write_probabilities(args.probs, predictions)
+    print(predictions.rate_line())
+    report_problems(predictions.problems, predictions.paths, args.skip_unreadable)
     return predictions

@@ -39,6 +39,9 @@ class Predictions:
     probabilities: np.ndarray
     labels: np.ndarray
     problems: dict[int, UnreadableImage] = field(default_factory=dict)
+    # Per image, the (crops, k) extra rows of a model whose predict_step also returns them
+    # (camlit.forensics.features: logits and pooled features); empty otherwise.
+    extras: dict[int, np.ndarray] = field(default_factory=dict)
     crops: int = 0
     seconds: float = 0.0
     primary: bool = True  # False in the other processes of a several-device run; they write nothing
@@ -54,27 +57,34 @@ class Predictions:
 
 
 class CropRows(Callback):
-    """Collects each image's crop probabilities (CPU float32 (crops, classes)) and the problems."""
+    """Collects each image's crop probabilities (CPU float32 (crops, classes)), any extra rows the
+    predict step returns beside them ((probabilities, extras)), and the problems."""
 
     def __init__(self):
         self.by_image: dict[int, torch.Tensor] = {}
+        self.extras: dict[int, torch.Tensor] = {}
         self.problems: dict[int, UnreadableImage] = {}
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch: Batch, batch_idx, dataloader_idx=0):
         self.problems.update(batch.problems)
         if not len(batch.image_index):
             return
+        probabilities, extras = outputs if isinstance(outputs, tuple) else (outputs, None)
         indices, counts = torch.unique_consecutive(batch.image_index.cpu(), return_counts=True)
-        for index, rows in zip(indices.tolist(), outputs.float().cpu().split(counts.tolist()), strict=True):
+        for index, rows in zip(indices.tolist(), probabilities.float().cpu().split(counts.tolist()), strict=True):
             self.by_image[index] = rows
+        if extras is not None:
+            for index, rows in zip(indices.tolist(), extras.float().cpu().split(counts.tolist()), strict=True):
+                self.extras[index] = rows
 
     def on_predict_epoch_end(self, trainer, pl_module) -> None:
         # Several devices: each process saw its share of the images; every one gets all of them.
         if trainer.world_size > 1:
             shares = [None] * trainer.world_size
-            torch.distributed.all_gather_object(shares, (self.by_image, self.problems))
-            for by_image, problems in shares:
+            torch.distributed.all_gather_object(shares, (self.by_image, self.extras, self.problems))
+            for by_image, extras, problems in shares:
                 self.by_image.update(by_image)
+                self.extras.update(extras)
                 self.problems.update(problems)
 
 
@@ -185,6 +195,7 @@ def predict_paths(
         probabilities,
         labels,
         collected.problems,
+        {index: rows.numpy() for index, rows in collected.extras.items()},
         crops=sum(len(rows) for rows in collected.by_image.values()),
         seconds=seconds,
         primary=trainer.is_global_zero,

@@ -38,7 +38,8 @@ class CameraClassifier(L.LightningModule):
         classes: class names in label order; set from the data's class list by the CLI.
         arch: resnet50 (default), resnet101, resnet152, or resnet_tiny for tests and smoke runs.
         input_filter: `none`, `highpass` (fixed RGB noise residual), `srm` (fixed SRM bank on luma,
-            which JPEG's chroma subsampling leaves intact) or `constrained` (Bayar & Stamm).
+            which JPEG's chroma subsampling leaves intact), `constrained` (Bayar & Stamm) or
+            `highpass_dct` (highpass plus luma's 8x8 DCT magnitudes, which survive re-compression).
         manipulation_flag: the head is told whether each crop is manipulated, as strong Kaggle
             solutions fed the test file names' `_manip`/`_unalt`: manipulated crops are classified
             by a head of their own on the shared features. Prediction then needs the flag.

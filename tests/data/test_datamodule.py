@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, add_unusable_files, epoch_batches, random_image, same_batch
+from conftest import CLASSES, add_unusable_files, bomb_png, epoch_batches, random_image, same_batch
 from conftest import make_datamodule as make
 
 from camlit.data.batch import Batch
@@ -173,6 +173,17 @@ def test_unusable_files_skipped_and_named(flat_tree, caplog):
         assert sum(name in r.getMessage() for r in caplog.records) == 1, name
     assert "skipped 4 unusable image(s)" in caplog.text
     assert len(datamodule.train_set) + len({i[0] for i in datamodule.val_set.items}) == 18
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_decompression_bomb_is_skipped_unread(flat_tree, tmp_path, caplog, cached):
+    bomb_png(flat_tree / "HTC-1-M7" / "bomb.png")
+    with caplog.at_level(logging.WARNING):
+        datamodule = make(flat_tree, cache_dir=str(tmp_path / "cache") if cached else None)
+    assert "bomb.png: 20000x20000 is 400,000,000 pixels, over the limit" in caplog.text
+    assert len(datamodule.train_set) + len({i[0] for i in datamodule.val_set.items}) == 18
+    with pytest.raises(CamlitError, match="--data.max_pixels must be at least 1"):
+        CameraDataModule(str(flat_tree), max_pixels=0)
 
 
 def test_configuration_errors(flat_tree, tmp_path, caplog):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, ROOT, random_image, save_checkpoint, write_image
+from conftest import CLASSES, ROOT, bomb_png, one_error_line, random_image, save_checkpoint, write_image
 
 from camlit.data import manipulations
 from camlit.errors import CamlitError
@@ -105,6 +105,28 @@ def test_unreadable_images(ckpt, images, tmp_path, capsys):
     assert "broken.jpg" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--output", "--probs"])
+def test_an_unwritable_output_is_refused_before_any_work(ckpt, images, tmp_path, read_only_folder, capsys, option):
+    import camlit.inference.options
+
+    outputs = {"--output": str(tmp_path / "s.csv"), "--probs": None, option: str(read_only_folder / "x" / "s.csv")}
+    args = ["--ckpt_path", str(ckpt), "--input", str(images), "--no_progress"]
+    args += [item for name, path in outputs.items() if path for item in (name, path)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
+        line = one_error_line(capsys, lambda: main(args))
+    assert line.startswith(f"error: {option} {read_only_folder}/x/s.csv: cannot write in {read_only_folder}")
+
+
+def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tmp_path, capsys):
+    bomb_png(images / "bomb.png")
+    line = one_error_line(capsys, lambda: run(ckpt, images, tmp_path / "s.csv"))
+    assert "1 unusable image(s)" in line and "bomb.png" in line
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 1 + 5
+    # Raised far enough, the limit lets a smaller image through.
+    assert len(run(ckpt, images, tmp_path / "t.csv", "--skip_unreadable", "--max_pixels", "2304").problems) == 1
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -136,6 +158,17 @@ def test_corrupt_checkpoint(images, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--ckpt_path", str(tmp_path / "bad.ckpt"), "--input", str(images), "--output", str(tmp_path / "s.csv")])
     assert "not a loadable camlit checkpoint" in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_before_any_work(images, tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "nan.ckpt")
+    checkpoint = torch.load(path, weights_only=False)
+    key = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and "fc" in k)
+    checkpoint["state_dict"][key][0] = float("nan")
+    torch.save(checkpoint, path)
+    line = one_error_line(capsys, lambda: run(path, images, tmp_path / "s.csv"))
+    assert str(path) in line and key in line and "not finite" in line
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, images):

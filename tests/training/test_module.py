@@ -45,7 +45,7 @@ def test_unknown_filter():
 
 
 def test_resnet_stays_torchvision_shaped_behind_any_filter():
-    for name in ("none", "highpass", "constrained"):
+    for name in ("none", "highpass", "constrained", "highpass_dct"):
         model = CameraClassifier(CLASSES, arch="resnet_tiny", input_filter=name)
         assert "fc.weight" in model.net.state_dict() and model.net.fc.out_features == 3
 

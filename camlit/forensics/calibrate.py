@@ -1,0 +1,91 @@
+"""`scripts/calibrate_unknown.py`: fit the open-set score on a run's training photos and set its
+threshold on the run's validation photos, into `<checkpoint stem>.unknown.npz` beside the checkpoint.
+
+The split is the run's own: the checkpoint's DataModule settings (train_dir, val_fraction, seed)
+through camlit.data.samples, so the validation photos are exactly those the run held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from camlit.data.commands import at_least
+from camlit.data.samples import Sample, scan, split_by_photo
+from camlit.errors import CamlitError, disk_full_as_user_error
+from camlit.forensics import openset
+from camlit.forensics.features import WithFeatures, split_extras
+from camlit.inference.loading import load_checkpoint
+from camlit.inference.running import predict_paths
+from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
+from camlit.training.checkpointing import load_plain
+
+DEFAULT_SCORE = "knn"
+
+
+def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: str | None = None):
+    """(training samples, validation samples) as the run split them."""
+    hparams = load_plain(Path(checkpoint), mmap=True).get("datamodule_hyper_parameters") or {}
+    train_dir = train_dir or hparams.get("train_dir")
+    if not train_dir or not Path(train_dir).is_dir():
+        raise CamlitError(f"--train_dir {train_dir}: no such folder; name the run's training folder")
+    samples = scan(train_dir, classes)
+    if hparams.get("val_dir"):
+        return samples, scan(hparams["val_dir"], classes)
+    return split_by_photo(samples, hparams.get("val_fraction", 0.2), hparams.get("seed", 0))
+
+
+def photo_rows(model, paths: Sequence[str | os.PathLike], plan: CropPlan, **options):
+    """Per usable photo, its crops' (logits, pooled features); and which paths were usable."""
+    predictions = predict_paths(WithFeatures(model), paths, plan, **options)
+    usable = predictions.usable
+    rows = [split_extras(predictions.extras[i], len(model.classes)) for i in np.flatnonzero(usable)]
+    return [logits for logits, _ in rows], [features for _, features in rows], usable
+
+
+def labelled_rows(model, samples: Sequence[Sample], plan: CropPlan, **options):
+    logits, features, usable = photo_rows(
+        model, [s.path for s in samples], plan, manipulated=[s.manipulation != "unaltered" for s in samples], **options
+    )
+    return logits, features, np.array([s.label for s in samples])[usable]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calibrate_unknown.py",
+        description="Fit the unknown-camera score on a run's training photos and set the threshold that accepts "
+        "95% of its validation photos; predict.py --unknown reads the file written beside the checkpoint.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by scripts/fit.py")
+    parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
+    parser.add_argument("--score", choices=openset.SCORES, default=DEFAULT_SCORE, help=f"default {DEFAULT_SCORE}")
+    parser.add_argument("--crops", type=at_least(1), default=DEFAULT_CROPS, help="crops per photo, as predict's")
+    parser.add_argument("--batch_size", type=at_least(1), default=128, help="crops per forward pass")
+    parser.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> openset.OpenSetModel:
+    args = build_parser().parse_args(argv)
+    try:
+        model, size = load_checkpoint(args.ckpt_path, args.device)
+        train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
+        plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops)
+        options = {"batch_size": args.batch_size, "device": args.device}
+        _, train_features, train_labels = labelled_rows(model, train, plan, **options)
+        fitted = openset.fit(args.score, train_features, train_labels, len(model.classes))
+        val_logits, val_features, _ = labelled_rows(model, val, plan, **options)
+        fitted.calibrate(fitted.scores(val_logits, val_features), args.crops)
+        with disk_full_as_user_error("the calibration file is written whole or not at all"):
+            fitted.save(openset.calibration_path(args.ckpt_path))
+    except CamlitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"{args.score} threshold {fitted.threshold:.4g} accepts 95% of {len(val)} validation photos; "
+          f"written to {openset.calibration_path(args.ckpt_path)}")  # fmt: skip
+    return fitted

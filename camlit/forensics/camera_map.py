@@ -1,0 +1,105 @@
+"""A camera map of one photo: every tile at the model's crop size, on a stride of half a crop.
+
+Tiles lie on even offsets (the CFA phase of training crops) and run through `Trainer.predict`
+(camlit.inference.running) with the classifier's logits and pooled features beside the softmax
+(camlit.forensics.features), batched, on the usual device options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from camlit.atomic import atomic_write
+from camlit.data.crops import check_fits
+from camlit.forensics.features import WithFeatures, softmax, split_extras
+from camlit.forensics.reliability import reliability
+from camlit.inference.running import Predictions, predict_paths
+from camlit.inference.tta import CropPlan
+
+
+def tile_stride(size: int) -> int:
+    """Half a crop, rounded down to an even number of pixels."""
+    return max(2, size // 4 * 2)
+
+
+def tile_axis(extent: int, size: int) -> np.ndarray:
+    """Tile starts along one side: 0, stride, ... while a whole tile fits."""
+    return np.arange(0, extent - size + 1, tile_stride(size))
+
+
+@dataclass(frozen=True)
+class TilePlan(CropPlan):
+    """Every tile of the photo, row by row; `count` only sizes the loader's batches."""
+
+    def offsets(self, height: int, width: int, index: int) -> list[tuple[int, int]]:
+        check_fits(height, width, self.size)
+        return [(top, left) for top in tile_axis(height, self.size) for left in tile_axis(width, self.size)]
+
+
+@dataclass
+class CameraMap:
+    """The tiles of one photo as (rows, cols) grids."""
+
+    classes: list[str]
+    shape: tuple[int, int]  # the photo's (height, width)
+    size: int  # tile side
+    tops: np.ndarray  # (rows,)
+    lefts: np.ndarray  # (cols,)
+    probabilities: np.ndarray  # (rows, cols, classes) softmax
+    logits: np.ndarray  # (rows, cols, classes)
+    features: np.ndarray  # (rows, cols, features) the network's pooled features
+    flat: np.ndarray  # (rows, cols) bool: too little residual to judge
+    clipped: np.ndarray  # (rows, cols) bool: mostly black or blown
+
+    @property
+    def reliable(self) -> np.ndarray:
+        return ~(self.flat | self.clipped)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """The grid as a .npz (atomically): every array above, the class names and the photo's shape."""
+        arrays = {name: getattr(self, name) for name in ("tops", "lefts", "probabilities", "flat", "clipped")}
+        with atomic_write(path) as file:
+            np.savez_compressed(
+                file, **arrays, logits=self.logits, features=self.features.astype(np.float16),
+                classes=np.array(self.classes), shape=np.array(self.shape), size=np.array(self.size),
+            )  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CameraMap:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        return cls(
+            [str(name) for name in arrays["classes"]], tuple(int(v) for v in arrays["shape"]), int(arrays["size"]),
+            arrays["tops"], arrays["lefts"], arrays["probabilities"], arrays["logits"],
+            arrays["features"].astype(np.float32), arrays["flat"], arrays["clipped"],
+        )  # fmt: skip
+
+
+def map_from_rows(image: np.ndarray, classes: Sequence[str], size: int, extras: np.ndarray) -> CameraMap:
+    """A CameraMap from one photo's pixels and its tiles' `WithFeatures` rows (in TilePlan order)."""
+    height, width = image.shape[:2]
+    tops, lefts = tile_axis(height, size), tile_axis(width, size)
+    grid = (len(tops), len(lefts))
+    logits, features = split_extras(extras, len(classes))
+    logits = logits.reshape(*grid, -1)
+    flat, clipped = reliability(image, tops, lefts, size)
+    return CameraMap(
+        list(classes), (height, width), size, tops, lefts,
+        softmax(logits), logits, features.reshape(*grid, -1), flat, clipped,
+    )  # fmt: skip
+
+
+def predict_tiles(
+    model, paths: Sequence[str | os.PathLike], size: int, batch_size: int = 256, **options
+) -> Predictions:
+    """Every tile of every photo through Trainer.predict, one photo per batch; `Predictions.extras`
+    holds each photo's tile rows for `map_from_rows`.
+
+    `options` are predict_paths' (device, devices, num_workers, progress, reader, manipulated).
+    """
+    plan = TilePlan(size=size, count=batch_size)
+    return predict_paths(WithFeatures(model), paths, plan, batch_size=batch_size, **options)

@@ -1,0 +1,121 @@
+"""`scripts/inspect_photo.py`: the camera map of one photo, the region judged foreign, and a picture of both.
+
+`python scripts/inspect_photo.py --ckpt_path best.ckpt --input photo.jpg --output DIR` writes, for photo.jpg:
+
+- ``DIR/photo_tiles.npz``: the tile grid (offsets, per-tile probabilities, logits, pooled
+  features, the flat and clipped masks, class names);
+- ``DIR/photo_mask.png``: the region judged foreign at the photo's resolution (255) or nothing (0);
+- ``DIR/photo_map.png``: the picture (camlit.forensics.picture);
+- ``DIR/photo.json``: own camera, photo-level splice score and decision, foreign camera, counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from camlit.atomic import write_text_atomic
+from camlit.data.commands import at_least
+from camlit.errors import CamlitError, disk_full_as_user_error
+from camlit.forensics.camera_map import map_from_rows, predict_tiles
+from camlit.forensics.picture import camera_map_picture
+from camlit.forensics.splice import DEFAULT_METHOD, METHODS, PHOTO_THRESHOLDS, localise
+from camlit.imageio import ImageTooSmall, read_rgb, require_crop_fits, write_image_atomic
+from camlit.inference.loading import load_checkpoint
+from camlit.inference.options import manipulated_from_name
+from camlit.inference.tta import DEFAULT_CROP_SIZE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inspect_photo.py",
+        description="The camera map of one photo: per-tile cameras, tiles too flat or clipped to judge, "
+        "the region judged spliced from another camera, and a picture of them.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by scripts/fit.py")
+    parser.add_argument("--input", required=True, help="the photo to inspect")
+    parser.add_argument("--output", required=True, help="folder for <stem>_tiles.npz, _mask.png, _map.png, .json")
+    parser.add_argument(
+        "--method", choices=METHODS, default=DEFAULT_METHOD,
+        help=f"splice localisation (default {DEFAULT_METHOD}, chosen by measurement; see docs/forensics.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threshold", type=float, default=None,
+        help="photo-level score from which a foreign region is drawn (default: the method's measured one)",
+    )  # fmt: skip
+    parser.add_argument("--crop_size", type=at_least(2), default=None, help="tile side; default: the training crop")
+    parser.add_argument(
+        "--manipulated", choices=("names", "yes", "no"), default="names",
+        help="for a model trained with the manipulation flag: whether the photo is manipulated",
+    )  # fmt: skip
+    parser.add_argument("--batch_size", type=at_least(1), default=256, help="tiles per forward pass (default 256)")
+    parser.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1")
+    parser.add_argument("--devices", type=at_least(1), default=1, help="devices of --device's kind (default 1)")
+    return parser
+
+
+def inspect_photo(args: argparse.Namespace) -> dict:
+    """Run the map and write every output; the summary."""
+    source, output = Path(args.input), Path(args.output)
+    if not source.is_file():
+        raise CamlitError(f"--input {source}: no such file")
+    if output.exists() and not output.is_dir():
+        raise CamlitError(f"--output {output}: is a file; name a folder")
+    image = read_rgb(source)
+    model, trained_size = load_checkpoint(args.ckpt_path, args.device)
+    size = args.crop_size or trained_size or DEFAULT_CROP_SIZE
+    try:
+        require_crop_fits(source, *image.shape[:2], size)
+    except ImageTooSmall as problem:
+        raise CamlitError(f"--input {problem}") from None
+    flag = manipulated_from_name(source) if args.manipulated == "names" else args.manipulated == "yes"
+    predictions = predict_tiles(
+        model, [source], size, args.batch_size, device=args.device, devices=args.devices,
+        reader=lambda _: image, manipulated=[flag],
+    )  # fmt: skip
+    if not predictions.primary:
+        return {}
+    camera_map = map_from_rows(image, model.classes, size, predictions.extras[0])
+    threshold = PHOTO_THRESHOLDS[args.method] if args.threshold is None else args.threshold
+    result = localise(camera_map, args.method, threshold)
+    stem = source.stem
+    summary = {
+        "input": str(source),
+        "checkpoint": str(args.ckpt_path),
+        "method": args.method,
+        "threshold": threshold,
+        "own_camera": model.classes[result.own],
+        "photo_score": result.photo_score,
+        "spliced": result.spliced,
+        "foreign_camera": model.classes[result.foreign] if result.spliced else None,
+        "foreign_share": float(result.mask.mean()),
+        "tiles": int(camera_map.reliable.size),
+        "flat_tiles": int(camera_map.flat.sum()),
+        "clipped_tiles": int(camera_map.clipped.sum()),
+        "tile_size": size,
+    }
+    with disk_full_as_user_error("each output file is written whole or not at all"):
+        output.mkdir(parents=True, exist_ok=True)
+        camera_map.save(output / f"{stem}_tiles.npz")
+        write_image_atomic(output / f"{stem}_mask.png", np.where(result.mask, 255, 0).astype(np.uint8)[..., None])
+        write_image_atomic(output / f"{stem}_map.png", camera_map_picture(image, camera_map, result))
+        write_text_atomic(output / f"{stem}.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Inspect; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        summary = inspect_photo(args)
+    except CamlitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if summary:
+        verdict = f"spliced ({100 * summary['foreign_share']:.1f}% foreign)" if summary["spliced"] else "not spliced"
+        print(f"{summary['input']}: {summary['own_camera']}, {verdict}; outputs in {args.output}")
+    return summary

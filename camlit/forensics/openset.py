@@ -1,0 +1,145 @@
+"""Unknown-camera rejection: an open-set score per photo, and its threshold calibrated beside the model.
+
+Every score is larger for photos less like the training cameras, from the photo's crops' logits
+and pooled features (camlit.forensics.features):
+
+- ``msp``: 1 - the largest mean softmax probability;
+- ``energy``: -logsumexp of the mean logits (Liu et al. 2020);
+- ``mahalanobis``: the smallest Mahalanobis distance of the photo's mean feature to a training
+  camera's mean, with one shared covariance, in the training features' leading principal
+  components (Lee et al. 2018);
+- ``knn``: the cosine distance of the photo's L2-normalised mean feature to its k-th nearest
+  training photo (Sun et al. 2022).
+
+The threshold accepts 95% of the run's validation photos; it is stored, with what the distance
+scores need, in `<checkpoint stem>.unknown.npz` beside the checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from camlit.atomic import atomic_write
+from camlit.errors import CamlitError
+from camlit.forensics.features import softmax
+
+SCORES = ("msp", "energy", "mahalanobis", "knn")
+ACCEPT = 0.95
+COMPONENTS = 32
+NEIGHBOUR = 5
+
+
+def photo_features(features: np.ndarray) -> np.ndarray:
+    """A photo's (crops, F) pooled features -> its mean feature."""
+    return features.mean(axis=0)
+
+
+def normalised(rows: np.ndarray) -> np.ndarray:
+    return rows / (np.linalg.norm(rows, axis=-1, keepdims=True) + 1e-12)
+
+
+@dataclass
+class OpenSetModel:
+    """What a score needs of the training photos, and the calibrated threshold."""
+
+    method: str
+    threshold: float = float("nan")
+    crops: int = 0  # crops per photo at calibration; scores shift with it
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def scores(self, logits: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> np.ndarray:
+        """One score per photo from its crops' (crops, classes) logits and (crops, F) features."""
+        if self.method == "msp":
+            return np.array([1 - softmax(rows).mean(axis=0).max() for rows in logits])
+        if self.method == "energy":
+            return np.array([-logsumexp(rows.mean(axis=0)) for rows in logits])
+        means = np.stack([photo_features(rows) for rows in features])
+        if self.method == "mahalanobis":
+            projected = (means - self.arrays["centre"]) @ self.arrays["components"]
+            gaps = projected[:, None, :] - self.arrays["class_means"][None]
+            distances = np.einsum("nkd,de,nke->nk", gaps, self.arrays["precision"], gaps)
+            return np.sqrt(np.maximum(distances.min(axis=1), 0))
+        similarity = normalised(means) @ self.arrays["bank"].T
+        k = min(NEIGHBOUR, similarity.shape[1])
+        return 1 - np.sort(similarity, axis=1)[:, -k]
+
+    def calibrate(self, known_scores: np.ndarray, crops: int) -> None:
+        """The threshold below which ACCEPT of `known_scores` lie (at or below it: accepted)."""
+        self.threshold = float(np.quantile(np.asarray(known_scores, dtype=np.float64), ACCEPT, method="higher"))
+        self.crops = crops
+
+    def is_unknown(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) > self.threshold
+
+    def save(self, path: str | os.PathLike) -> None:
+        with atomic_write(path) as file:
+            np.savez(
+                file, method=np.array(self.method), threshold=np.array(self.threshold),
+                crops=np.array(self.crops), **self.arrays,
+            )  # fmt: skip
+
+
+def fit(method: str, features: Sequence[np.ndarray], labels: Sequence[int], num_classes: int) -> OpenSetModel:
+    """An OpenSetModel of `method` from the training photos' (crops, F) features and their labels."""
+    if method not in SCORES:
+        raise CamlitError(f"--score {method}: choose from {', '.join(SCORES)}")
+    if method in ("msp", "energy"):
+        return OpenSetModel(method)
+    means = np.stack([photo_features(rows) for rows in features]).astype(np.float64)
+    labels = np.asarray(labels)
+    if method == "knn":
+        return OpenSetModel(method, arrays={"bank": normalised(means)})
+    centre = means.mean(axis=0)
+    # Principal components first: a few hundred photos cannot estimate a 2048-d covariance.
+    _, _, vt = np.linalg.svd(means - centre, full_matrices=False)
+    components = vt[: min(COMPONENTS, len(vt))].T
+    projected = (means - centre) @ components
+    class_means = np.stack([projected[labels == k].mean(axis=0) for k in range(num_classes)])
+    residuals = projected - class_means[labels]
+    covariance = residuals.T @ residuals / max(1, len(projected) - num_classes)
+    covariance += 1e-6 * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
+    arrays = {"centre": centre, "components": components, "class_means": class_means}
+    return OpenSetModel(method, arrays={**arrays, "precision": np.linalg.inv(covariance)})
+
+
+def calibration_path(checkpoint: str | os.PathLike) -> Path:
+    """Where the open-set calibration of a checkpoint lives: `<stem>.unknown.npz` beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.unknown.npz")
+
+
+def load(checkpoint: str | os.PathLike) -> OpenSetModel:
+    path = calibration_path(checkpoint)
+    if not path.is_file():
+        raise CamlitError(
+            f"--unknown: no open-set calibration {path} beside the checkpoint; "
+            f"make it with `python scripts/calibrate_unknown.py --ckpt_path {checkpoint}`"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored = {name: data[name] for name in data.files}
+        method, threshold, crops = str(stored.pop("method")), float(stored.pop("threshold")), int(stored.pop("crops"))
+    except (OSError, ValueError, KeyError) as error:
+        raise CamlitError(f"--unknown: {path} is not an open-set calibration ({error})") from None
+    if method not in SCORES:
+        raise CamlitError(f"--unknown: {path} names an unknown score {method!r}")
+    return OpenSetModel(method, threshold, crops, stored)
+
+
+def logsumexp(values: np.ndarray) -> float:
+    top = values.max()
+    return float(top + np.log(np.exp(values - top).sum()))
+
+
+def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve of `positives` scoring above `negatives` (ties count half)."""
+    negatives, positives = np.asarray(negatives, float), np.asarray(positives, float)
+    if not len(negatives) or not len(positives):
+        return float("nan")
+    above = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    return float(above / (len(negatives) * len(positives)))

@@ -1,0 +1,106 @@
+"""The figures of unknown-camera rejection and splice localisation, for evaluate and for measuring.
+
+Splice folders are those camlit.data.forensic_sets writes: `<root>/<group>/<name>` photos with
+their true masks in `<root>/<group>/masks/<name>` (255 pasted; all 0 for a clean photo). A root
+holding photos directly is one group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from camlit.data.manipulations import UNALTERED
+from camlit.errors import CamlitError
+from camlit.forensics.openset import ACCEPT, auroc
+from camlit.forensics.splice import SpliceResult
+from camlit.imageio import list_images
+
+# A clean photo with a foreign region larger than this share of it counts as a false alarm.
+FALSE_REGION = 0.05
+
+
+def splice_folder(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+    """(group, photo, true mask) for every photo with a mask under `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CamlitError(f"--splices {root}: no such folder")
+    groups = [root] if (root / "masks").is_dir() else sorted(p for p in root.iterdir() if (p / "masks").is_dir())
+    found = [
+        (group.name if group != root else UNALTERED, photo, group / "masks" / photo.name)
+        for group in groups
+        for photo in list_images(group)
+        if (group / "masks" / photo.name).is_file()
+    ]
+    if not found:
+        raise CamlitError(f"--splices {root}: no photo with a mask in <group>/masks/ (or masks/) under it")
+    return found
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None or mask.shape != shape:
+        raise CamlitError(f"--splices: mask {path} is unreadable or not the photo's size {shape[1]}x{shape[0]}")
+    return mask > 127
+
+
+def pixel_f1_mcc(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Pixel F1 and Matthews correlation of a found mask against the true one."""
+    tp = float((found & truth).sum())
+    fp = float((found & ~truth).sum())
+    fn = float((~found & truth).sum())
+    tn = float(found.size) - tp - fp - fn
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return f1, float((tp * tn - fp * fn) / denominator) if denominator else 0.0
+
+
+def splice_report(groups: Sequence[str], truths: Sequence[np.ndarray], results: Sequence[SpliceResult]) -> dict:
+    """Per group and over all: mean pixel F1 and MCC of the spliced photos (an empty mask scores 0),
+    photo-level AUROC of spliced against clean photos, and the share of clean photos given a
+    foreign region over FALSE_REGION of their pixels."""
+    report: dict[str, Any] = {}
+    groups = np.asarray(groups)
+    for name in [*dict.fromkeys(groups.tolist()), "all"]:
+        chosen = np.flatnonzero(groups == name) if name != "all" else np.arange(len(groups))
+        spliced = [i for i in chosen if truths[i].any()]
+        clean = [i for i in chosen if not truths[i].any()]
+        scores = [pixel_f1_mcc(results[i].mask, truths[i]) for i in spliced]
+        report[name] = {
+            "spliced": len(spliced),
+            "clean": len(clean),
+            "pixel_f1": float(np.mean([f1 for f1, _ in scores])) if scores else None,
+            "pixel_mcc": float(np.mean([mcc for _, mcc in scores])) if scores else None,
+            "photo_auroc": auroc([results[i].photo_score for i in clean], [results[i].photo_score for i in spliced]),
+            "clean_with_foreign_region": float(np.mean([results[i].mask.mean() > FALSE_REGION for i in clean]))
+            if clean
+            else None,
+        }
+    return report
+
+
+def unknown_report(
+    known: np.ndarray, known_manipulated: np.ndarray, unknown: np.ndarray, unknown_manipulated: np.ndarray, threshold
+) -> dict:
+    """Open-set figures, unaltered and manipulated photos apart: AUROC of unknown against known
+    cameras; at the calibrated threshold, the share of known photos rejected (false alarms) and of
+    unknown photos accepted; and the share of unknown photos accepted where 95% of these known
+    photos would be (FPR at 95% acceptance)."""
+    report = {}
+    for name, flag in (("unaltered", False), ("manipulated", True)):
+        k, u = known[known_manipulated == flag], unknown[unknown_manipulated == flag]
+        at_95 = np.quantile(k, ACCEPT, method="higher") if len(k) else float("nan")
+        report[name] = {
+            "known": int(len(k)),
+            "unknown": int(len(u)),
+            "auroc": auroc(k, u),
+            "known_rejected": float(np.mean(k > threshold)) if len(k) else None,
+            "unknown_accepted": float(np.mean(u <= threshold)) if len(u) else None,
+            "unknown_accepted_at_95": float(np.mean(u <= at_95)) if len(u) else None,
+        }
+    return report

@@ -1,0 +1,154 @@
+"""Splice localisation from a camera map: which tiles come from another camera, as a pixel mask.
+
+Two methods, compared in docs/forensics.md:
+
+- ``disagreement``: the photo's own camera is the one with the highest summed log-probability
+  over the reliable tiles; the strongest rival is the camera that beats it on most tiles, by the
+  most. A tile's score is log p(rival) - log p(own), averaged with its reliable neighbours.
+- ``clustering`` (Bondi et al. 2017): two-means of the reliable tiles' L2-normalised pooled
+  features; the larger cluster is the photo's own. A tile's score is how much nearer it lies to
+  the smaller cluster's centre than to the larger's.
+
+Either way a tile scoring above 0 is foreign. Scores are interpolated between tile centres onto
+the photo's pixels from reliable tiles only; the photo-level score decides whether any mask is
+drawn at all (a clean photo always has a rival camera and a second cluster, only weaker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from camlit.forensics.camera_map import CameraMap
+
+METHODS = ("disagreement", "clustering")
+DEFAULT_METHOD = "disagreement"
+# Photo-level scores from which a mask is drawn, measured on the demo model (docs/forensics.md).
+PHOTO_THRESHOLDS = {"disagreement": 0.0, "clustering": 0.0}
+# A splice covers 10% of the photo or more; this share of the reliable tiles scores the photo.
+TOP_SHARE = 0.05
+# Foreign regions smaller than this share of the photo are dropped as noise.
+MIN_REGION = 0.02
+
+
+@dataclass
+class SpliceResult:
+    method: str
+    tile_scores: np.ndarray  # (rows, cols), above 0: foreign; NaN for unreliable tiles
+    photo_score: float  # larger: more likely spliced
+    own: int  # the photo's own camera (class index)
+    foreign: int  # the camera the foreign tiles look most like
+    spliced: bool = False
+    mask: np.ndarray | None = None  # (height, width) bool, the region judged foreign
+
+
+def neighbour_mean(scores: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+    """Each tile's mean with its reliable 3x3 neighbours (tiles overlap by half: they share pixels)."""
+    values = np.where(reliable, scores, 0).astype(np.float32)
+    total = cv2.boxFilter(values, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    count = cv2.boxFilter(reliable.astype(np.float32), -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return np.where(reliable, total / np.maximum(count, 1), np.nan)
+
+
+def top_mean(scores: np.ndarray) -> float:
+    values = np.sort(scores[np.isfinite(scores)])[::-1]
+    if not len(values):
+        return float("-inf")
+    return float(values[: max(1, int(round(TOP_SHARE * len(values))))].mean())
+
+
+def disagreement(camera_map: CameraMap, smooth: bool = True) -> SpliceResult:
+    reliable = camera_map.reliable
+    log_p = np.log(np.clip(camera_map.probabilities, 1e-12, 1.0))
+    own = int(log_p[reliable].sum(axis=0).argmax()) if reliable.any() else 0
+    against = log_p - log_p[..., own : own + 1]
+    evidence = np.clip(against[reliable], 0, None).sum(axis=0)
+    evidence[own] = -1
+    rival = int(evidence.argmax())
+    scores = np.where(reliable, against[..., rival], np.nan)
+    if smooth:
+        scores = neighbour_mean(np.nan_to_num(scores), reliable)
+    return SpliceResult("disagreement", scores, top_mean(scores), own, rival)
+
+
+def two_means(points: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """Cluster labels (0/1) of `points`, seeded by the point farthest from the mean and the point
+    farthest from that one, so the result is deterministic."""
+    first = points[np.argmax(((points - points.mean(axis=0)) ** 2).sum(axis=1))]
+    centres = np.stack([first, points[np.argmax(((points - first) ** 2).sum(axis=1))]])
+    labels = np.zeros(len(points), dtype=np.int64)
+    for _ in range(iterations):
+        distances = ((points[:, None, :] - centres[None]) ** 2).sum(axis=2)
+        labels = distances.argmin(axis=1)
+        if labels.min() == labels.max():
+            break
+        centres = np.stack([points[labels == k].mean(axis=0) for k in (0, 1)])
+    return labels
+
+
+def clustering(camera_map: CameraMap) -> SpliceResult:
+    reliable = camera_map.reliable
+    features = camera_map.features.astype(np.float64)
+    features /= np.linalg.norm(features, axis=-1, keepdims=True) + 1e-12
+    own_class = int(camera_map.probabilities[reliable].mean(axis=0).argmax()) if reliable.any() else 0
+    if reliable.sum() < 4:
+        return SpliceResult("clustering", np.full(reliable.shape, np.nan), float("-inf"), own_class, own_class)
+    points = features[reliable]
+    labels = two_means(points)
+    host = int(np.bincount(labels, minlength=2).argmax())
+    if labels.min() == labels.max():
+        return SpliceResult("clustering", np.full(reliable.shape, -1.0), float("-inf"), own_class, own_class)
+    centres = [points[labels == k].mean(axis=0) for k in (0, 1)]
+    near_host = ((features - centres[host]) ** 2).sum(axis=-1)
+    near_other = ((features - centres[1 - host]) ** 2).sum(axis=-1)
+    within = np.mean([((points[labels == k] - centres[k]) ** 2).sum(axis=1).mean() for k in (0, 1)])
+    scores = np.where(reliable, (near_host - near_other) / (within + 1e-12), np.nan)
+    # Fisher's separation of the two clusters, weighed by the smaller cluster's share: a clean
+    # photo splits into two loose clusters or one tiny one.
+    share = (labels != host).mean()
+    separation = float(((centres[0] - centres[1]) ** 2).sum() / (within + 1e-12) * np.sqrt(share))
+    other_class = int(camera_map.probabilities[reliable][labels != host].mean(axis=0).argmax())
+    return SpliceResult("clustering", scores, separation, own_class, other_class)
+
+
+def interpolation_weights(centres: np.ndarray, extent: int) -> np.ndarray:
+    """(extent, len(centres)) linear interpolation weights from tile centres to pixel centres,
+    held constant beyond the outer centres."""
+    pixels = np.arange(extent) + 0.5
+    return np.stack([np.interp(pixels, centres, np.eye(len(centres))[k]) for k in range(len(centres))], axis=1)
+
+
+def pixel_scores(camera_map: CameraMap, tile_scores: np.ndarray) -> np.ndarray:
+    """(height, width) tile scores interpolated between tile centres, from scored tiles only;
+    -inf where no scored tile reaches."""
+    height, width = camera_map.shape
+    half = camera_map.size / 2
+    rows = interpolation_weights(camera_map.tops + half, height)
+    cols = interpolation_weights(camera_map.lefts + half, width)
+    known = np.isfinite(tile_scores)
+    total = rows @ np.where(known, tile_scores, 0) @ cols.T
+    weight = rows @ known.astype(np.float64) @ cols.T
+    return np.where(weight > 1e-6, total / np.maximum(weight, 1e-6), -np.inf)
+
+
+def foreign_mask(camera_map: CameraMap, tile_scores: np.ndarray) -> np.ndarray:
+    """(height, width) bool: pixels whose interpolated score is above 0, in regions of at least
+    MIN_REGION of the photo."""
+    mask = (pixel_scores(camera_map, tile_scores) > 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= MIN_REGION * mask.size
+    keep[0] = False
+    return keep[labels]
+
+
+def localise(camera_map: CameraMap, method: str = "disagreement", threshold: float = 0.0) -> SpliceResult:
+    """Tile scores, photo score and, when the photo score reaches `threshold`, the foreign mask."""
+    if method not in METHODS:
+        raise ValueError(f"unknown splice method {method!r}; choose from {', '.join(METHODS)}")
+    result = disagreement(camera_map) if method == "disagreement" else clustering(camera_map)
+    result.spliced = result.photo_score >= threshold
+    result.mask = foreign_mask(camera_map, result.tile_scores) if result.spliced else np.zeros(camera_map.shape, bool)
+    result.spliced = bool(result.mask.any())
+    return result

@@ -1,0 +1,9 @@
+"""Calibrate unknown-camera rejection: `python scripts/calibrate_unknown.py --ckpt_path best.ckpt`.
+
+Writes `best.unknown.npz` beside the checkpoint, which `predict.py --unknown` reads.
+"""
+
+from camlit.forensics.calibrate import main
+
+if __name__ == "__main__":
+    main()

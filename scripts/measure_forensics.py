@@ -1,0 +1,176 @@
+"""Measure camlit.forensics on the measuring sets: open-set scores and splice methods, side by side.
+
+`python scripts/measure_forensics.py --ckpt_path last.ckpt --sets DIR --tune DIR --known data/synthetic/test
+--json docs/results/forensics.json --work /tmp/measure`
+
+Every model output is computed once and kept in --work (rerunning reuses it): crops' logits and
+features of the run's training and validation photos, of the known test set and of the unknown
+cameras; the tile maps of every splice photo. Splice thresholds are chosen on --tune (another
+seed of the same generator) and reported on --sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+
+from camlit.atomic import write_text_atomic
+from camlit.forensics import openset
+from camlit.forensics.calibrate import labelled_rows, photo_rows, run_split
+from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
+from camlit.forensics.reports import read_mask, splice_folder, splice_report, unknown_report
+from camlit.forensics.splice import SpliceResult, clustering, disagreement, foreign_mask
+from camlit.imageio import list_images, read_rgb
+from camlit.inference.labelled import labelled_csv
+from camlit.inference.loading import load_checkpoint
+from camlit.inference.options import manipulated_from_name
+from camlit.inference.tta import CropPlan
+
+
+def cached_rows(path: Path, compute):
+    if not path.is_file():
+        logits, features, labels = compute()
+        np.savez(path, logits=np.stack(logits), features=np.stack(features), labels=np.asarray(labels))
+    with np.load(path) as data:
+        return list(data["logits"]), list(data["features"]), data["labels"]
+
+
+def cached_maps(model, size: int, root: Path, work: Path) -> tuple[list[str], list[np.ndarray], list[CameraMap]]:
+    entries = splice_folder(root)
+    work.mkdir(parents=True, exist_ok=True)
+    todo = [(i, photo) for i, (_, photo, _) in enumerate(entries) if not (work / f"{i}.npz").is_file()]
+    if todo:
+        flags = [entries[i][0] != "unaltered" for i, _ in todo]
+        predictions = predict_tiles(model, [p for _, p in todo], size, manipulated=flags, progress=True)
+        for k, (i, photo) in enumerate(todo):
+            camera_map = map_from_rows(read_rgb(photo), model.classes, size, predictions.extras[k])
+            camera_map.save(work / f"{i}.npz")
+    maps, truths = [], []
+    for i, (_, _, mask) in enumerate(entries):
+        maps.append(CameraMap.load(work / f"{i}.npz"))
+        truths.append(read_mask(mask, maps[-1].shape))
+    return [group for group, _, _ in entries], truths, maps
+
+
+def naive(camera_map: CameraMap) -> SpliceResult:
+    """The issue's baseline: argmax per tile, the most frequent camera is the photo's own, every tile is used."""
+    labels = camera_map.probabilities.argmax(axis=-1)
+    own = int(np.bincount(labels.ravel()).argmax())
+    scores = np.where(labels != own, 1.0, -1.0)
+    return SpliceResult("naive", scores, float((labels != own).mean()), own, own)
+
+
+SPLICE_METHODS = {
+    "naive": naive,
+    "disagreement": disagreement,
+    "disagreement_unsmoothed": lambda m: disagreement(m, smooth=False),
+    "clustering": clustering,
+}
+
+
+def decide(raw: SpliceResult, full_mask: np.ndarray, threshold: float) -> SpliceResult:
+    """The result with a mask when its photo score reaches `threshold` (as splice.localise decides)."""
+    mask = full_mask if raw.photo_score >= threshold else np.zeros_like(full_mask)
+    return SpliceResult(raw.method, raw.tile_scores, raw.photo_score, raw.own, raw.foreign, bool(mask.any()), mask)
+
+
+def choose_threshold(truths, raw, masks) -> float:
+    """The photo threshold with the best mean F1 on the tune set's spliced photos while at most 5%
+    of its clean photos get a foreign region."""
+    best, best_f1 = float("inf"), -1.0
+    for threshold in sorted({r.photo_score for r in raw} | {float("-inf")}):
+        decided = [decide(r, m, threshold) for r, m in zip(raw, masks, strict=True)]
+        report = splice_report(["all"] * len(raw), truths, decided)["all"]
+        if report["clean_with_foreign_region"] <= 0.05 and report["pixel_f1"] > best_f1:
+            best, best_f1 = threshold, report["pixel_f1"]
+    return best
+
+
+def scored(method, maps):
+    raw = [method(m) for m in maps]
+    return raw, [foreign_mask(m, r.tile_scores) for m, r in zip(maps, raw, strict=True)]
+
+
+def measure_splices(model, size, args) -> dict:
+    _, tune_truths, tune_maps = cached_maps(model, size, Path(args.tune), Path(args.work) / "tune_maps")
+    groups, truths, maps = cached_maps(model, size, Path(args.sets) / "splice", Path(args.work) / "test_maps")
+    figures = {}
+    for name, method in SPLICE_METHODS.items():
+        threshold = choose_threshold(tune_truths, *scored(method, tune_maps))
+        decided = [decide(r, m, threshold) for r, m in zip(*scored(method, maps), strict=True)]
+        figures[name] = {"photo_threshold": threshold, **splice_report(groups, truths, decided)}
+    figures["unjudged_tiles"] = {
+        "flat": float(np.mean([m.flat.mean() for m in maps])),
+        "clipped": float(np.mean([m.clipped.mean() for m in maps])),
+    }
+    return figures
+
+
+def measure_unknown(model, size, args) -> dict:
+    work = Path(args.work)
+    plan = CropPlan(size=size, count=args.crops)
+    train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
+    _, train_features, train_labels = cached_rows(work / "train.npz", lambda: labelled_rows(model, train, plan))
+    val_logits, val_features, _ = cached_rows(work / "val.npz", lambda: labelled_rows(model, val, plan))
+    images = labelled_csv(args.known, Path(args.known).parent / "test_labels.csv", model.classes)
+    known_flags = np.array([image.manipulated for image in images])
+
+    def known_rows():
+        logits, features, usable = photo_rows(model, [i.path for i in images], plan, manipulated=list(known_flags))
+        return logits, features, np.array([i.label for i in images])[usable]
+
+    known_logits, known_features, known_labels = cached_rows(work / "known.npz", known_rows)
+    unknown_paths = list_images(Path(args.sets) / "unknown")
+    unknown_flags = np.array([manipulated_from_name(p) for p in unknown_paths])
+    unknown_logits, unknown_features, _ = cached_rows(
+        work / "unknown.npz",
+        lambda: (*photo_rows(model, unknown_paths, plan, manipulated=list(unknown_flags))[:2], []),
+    )
+    correct = np.array([rows.mean(axis=0).argmax() for rows in known_logits]) == known_labels
+    figures = {
+        "closed_set_accuracy": {
+            "unaltered": float(correct[~known_flags].mean()),
+            "manipulated": float(correct[known_flags].mean()),
+        }
+    }
+    for score in openset.SCORES:
+        fitted = openset.fit(score, train_features, train_labels, len(model.classes))
+        fitted.calibrate(fitted.scores(val_logits, val_features), args.crops)
+        known = fitted.scores(known_logits, known_features)
+        unknown = fitted.scores(unknown_logits, unknown_features)
+        figures[score] = {
+            "threshold": fitted.threshold,
+            **unknown_report(known, known_flags, unknown, unknown_flags, fitted.threshold),
+        }
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="measure_forensics.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt_path", required=True)
+    parser.add_argument("--sets", required=True, help="camlit.data.forensic_sets output: splice/ and unknown/")
+    parser.add_argument("--tune", required=True, help="a splice folder of another seed, for the thresholds")
+    parser.add_argument("--known", required=True, help="the synthetic test set (test_labels.csv beside it)")
+    parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
+    parser.add_argument("--crops", type=int, default=10)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--only", choices=("unknown", "splices"), default=None)
+    args = parser.parse_args()
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    model, size = load_checkpoint(args.ckpt_path, "cpu")
+    report = {"date": datetime.date.today().isoformat(), "checkpoint": args.ckpt_path, "tile_size": size}
+    if args.only != "splices":
+        report["unknown"] = measure_unknown(model, size, args)
+    if args.only != "unknown":
+        report["splices"] = measure_splices(model, size, args)
+    write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
