@@ -17,8 +17,10 @@ from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache
 from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, collate, manipulation_probabilities
+from camlit.data.kaggle_layout import PREPARED
 from camlit.data.pseudo import pseudo_label_samples
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
+from camlit.data.unaltered_share import log_unaltered_share, require_pools
 from camlit.errors import CamlitError
 from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb
 
@@ -43,6 +45,10 @@ class CameraDataModule(L.LightningDataModule):
         load_ratio: random fraction of each class's images used in each epoch, drawn afresh.
         batch_size: crops per training step and device.
         even_offsets: keep training crops on even offsets, which preserves the CFA phase.
+        unaltered_share: on a prepared tree (`root/<manipulation>/<camera>/*`), the share of each
+            epoch's training crops drawn from the unaltered folder; the rest come from the
+            manipulation folders. None: images are drawn as they come (a ninth unaltered on a
+            nine-folder tree). `manipulation_p` then manipulates some of the unaltered share.
         manipulation_p: chance of applying a random Kaggle manipulation to a training crop of an
             unaltered image; images from a prepared manipulation folder are not manipulated again.
         manipulation_weights: relative frequency of each manipulation, e.g. `{jpeg70: 2}` (missing
@@ -51,9 +57,12 @@ class CameraDataModule(L.LightningDataModule):
             value at this epoch (0: full from the start).
         manipulation_patch_scale: run an on-the-fly resize on a patch this many times larger than the
             least it needs (at most the image), then crop; 1: the least (see datasets.random_train_crop).
-        val_manipulations: also score every unaltered validation image under these manipulations.
+        val_manipulations: also score every unaltered validation image under these manipulations,
+            manipulated whole, then cropped. A manipulation with a prepared folder is scored on
+            that folder alone, so that no group mixes two ways of making it.
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
-            `train_dir` is its `train/` folder.
+            `train_dir` is its `train/` folder (the demo's set), or when `train_dir` is its
+            `data-512/` folder: a Kaggle-shaped download (camlit.data.kaggle_layout), prepared.
         pseudo_labels: predict.py's `--probs` CSV of test images: their most confident predictions,
             per class and separately for `_unalt` and `_manip` names, are added to training with the
             predicted camera (camlit.data.pseudo gives the rule).
@@ -79,6 +88,7 @@ class CameraDataModule(L.LightningDataModule):
         num_workers: int = 4,
         seed: int = 0,
         even_offsets: bool = True,
+        unaltered_share: float | None = None,
         manipulation_p: float = 0.0,
         manipulation_weights: dict[str, float] | None = None,
         manipulation_ramp_epochs: int = 0,
@@ -107,6 +117,7 @@ class CameraDataModule(L.LightningDataModule):
             ("num_workers", num_workers, num_workers >= 0, "0 or more"),
             ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
+            ("unaltered_share", unaltered_share, unaltered_share is None or 0 <= unaltered_share <= 1, "in [0, 1]"),
             ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
             ("max_pixels", max_pixels, max_pixels >= 1, "at least 1"),
             ("manipulation_patch_scale", manipulation_patch_scale, manipulation_patch_scale >= 1, "1 or more"),
@@ -131,6 +142,11 @@ class CameraDataModule(L.LightningDataModule):
         root = self.hparams.synthetic_root
         return root is not None and Path(self.hparams.train_dir).resolve() == (Path(root) / "train").resolve()
 
+    @property
+    def generates_kaggle_layout(self) -> bool:
+        root = self.hparams.synthetic_root
+        return root is not None and Path(self.hparams.train_dir).resolve() == (Path(root) / PREPARED).resolve()
+
     def prepare_data(self) -> None:
         """Only what writes to disk once per machine, and no state: the synthetic set, when asked for."""
         if self.generates_synthetic:
@@ -139,6 +155,10 @@ class CameraDataModule(L.LightningDataModule):
             if not is_complete(self.hparams.synthetic_root):
                 log.info("generating the synthetic camera data set in %s", self.hparams.synthetic_root)
                 make_synthetic(Path(self.hparams.synthetic_root), self.hparams.synthetic_images_per_camera)
+        if self.generates_kaggle_layout:
+            from camlit.data.kaggle_layout import prepared_download
+
+            prepared_download(self.hparams.synthetic_root, self.hparams.synthetic_images_per_camera)
 
     def pseudo_label_samples(self) -> list[Sample]:
         """The test images chosen by `pseudo_labels` (none without it), read once."""
@@ -171,6 +191,7 @@ class CameraDataModule(L.LightningDataModule):
         else:
             train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
         require_every_class(train, self.classes, hp.train_dir)
+        require_pools(train, self.classes, hp.unaltered_share, hp.train_dir)
         if pseudo:
             # Training only: the test images have no true label to validate against.
             train = train + self.usable(pseudo, hp.pseudo_labels)
@@ -188,6 +209,12 @@ class CameraDataModule(L.LightningDataModule):
         )
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))
+        log_unaltered_share(train, hp.unaltered_share, hp.manipulation_p)
+        if self.val_set.not_expanded:
+            log_warning(
+                f"--data.val_manipulations: {', '.join(self.val_set.not_expanded)} scored on their prepared folders "
+                "only (manipulated whole, then cropped), not also on manipulated copies of the unaltered images"
+            )
 
     def usable(self, samples, where) -> list:
         if self.cache is not None:
@@ -211,10 +238,17 @@ class CameraDataModule(L.LightningDataModule):
             )
         raise CamlitError(f"{where}: none of its {len(samples)} images is usable")
 
+    @property
+    def val_group_names(self) -> list[str]:
+        """The manipulations validation scores apart (`val/acc/<name>`): those of Kaggle's present."""
+        names = self.val_set.group_names if self.val_set is not None else []
+        return [name for name in names if name in manipulations.MANIPULATIONS]
+
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         labels = [s.label for s in self.train_set.samples]
-        sampler = EpochSampler(labels, hp.load_ratio, hp.seed, hp.crops_per_image)
+        unaltered = [s.manipulation == manipulations.UNALTERED for s in self.train_set.samples]
+        sampler = EpochSampler(labels, hp.load_ratio, hp.seed, hp.crops_per_image, unaltered, hp.unaltered_share)
         return self.loader(
             self.train_set,
             batch_size=hp.batch_size,
@@ -249,6 +283,11 @@ def report_skipped(problems: list[UnreadableImage]) -> None:
         log.warning("skipped %s", problem)
     if problems:
         log.warning("skipped %d unusable image(s) in all", len(problems))
+
+
+@rank_zero_only
+def log_warning(message: str) -> None:
+    log.warning(message)
 
 
 @rank_zero_only

@@ -94,16 +94,40 @@ class EpochSampler(Sampler):
     """Yields (sample index, epoch, crop number): `crops_per_image` crops of a fresh random
     `load_ratio` of each class's images every epoch, all shuffled together as the seed notebook did.
 
+    With `unaltered_share`, each class's crops of the epoch (as many as without it) are drawn that
+    share from its unaltered images and the rest from its manipulated ones (`unaltered` says which
+    is which), each pool's images as evenly as possible: a prepared tree holds eight manipulated
+    copies of every photo, and the share would otherwise be a ninth.
+
     Lightning calls `set_epoch`, also through its DistributedSamplerWrapper under DDP, so every
     rank draws the same subset and the wrapper gives each rank a distinct share of it.
     """
 
-    def __init__(self, labels: Sequence[int], load_ratio: float = 1.0, seed: int = 0, crops_per_image: int = 1):
+    def __init__(
+        self,
+        labels: Sequence[int],
+        load_ratio: float = 1.0,
+        seed: int = 0,
+        crops_per_image: int = 1,
+        unaltered: Sequence[bool] | None = None,
+        unaltered_share: float | None = None,
+    ):
         if not 0 < load_ratio <= 1:
             raise ValueError(f"load_ratio must be in (0, 1], got {load_ratio}")
         self.by_class: dict[int, list[int]] = defaultdict(list)
+        # Per class: (unaltered indices, manipulated indices).
+        self.pools: dict[int, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
         for index, label in enumerate(labels):
             self.by_class[label].append(index)
+            if unaltered is not None:
+                self.pools[label][0 if unaltered[index] else 1].append(index)
+        if unaltered_share is not None:
+            if unaltered is None or not 0 <= unaltered_share <= 1:
+                raise ValueError("unaltered_share needs `unaltered` and must be in [0, 1]")
+            for label, (plain, manipulated) in self.pools.items():
+                if (unaltered_share > 0 and not plain) or (unaltered_share < 1 and not manipulated):
+                    raise ValueError(f"class {label} has no {'unaltered' if not plain else 'manipulated'} images")
+        self.unaltered_share = unaltered_share
         if crops_per_image < 1:
             raise ValueError(f"crops_per_image must be at least 1, got {crops_per_image}")
         self.load_ratio = load_ratio
@@ -123,13 +147,30 @@ class EpochSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         rng = np.random.default_rng((self.seed, self.epoch))
-        chosen = []
+        items = []
         for label in sorted(self.by_class):
             indices = self.by_class[label]
-            chosen.extend(rng.choice(indices, self.per_class_count(len(indices)), replace=False).tolist())
-        items = [(index, self.epoch, crop) for index in chosen for crop in range(self.crops_per_image)]
+            count = self.per_class_count(len(indices))
+            if self.unaltered_share is None:
+                chosen = rng.choice(indices, count, replace=False).tolist()
+                items.extend((index, self.epoch, crop) for index in chosen for crop in range(self.crops_per_image))
+                continue
+            crops = count * self.crops_per_image
+            plain = round(self.unaltered_share * crops)
+            for pool, share in zip(self.pools[label], (plain, crops - plain), strict=True):
+                items.extend((index, self.epoch, crop) for index, crop in spread(rng, pool, share))
         for position in rng.permutation(len(items)).tolist():
             yield items[position]
+
+
+def spread(rng: np.random.Generator, indices: Sequence[int], count: int) -> list[tuple[int, int]]:
+    """`count` (index, crop number) pairs over `indices`, in random rounds that each use every
+    index once, so that no image gets two crops more than another; the crop number is the round."""
+    if count == 0:
+        return []
+    rounds = -(-count // len(indices))
+    order = np.concatenate([rng.permutation(indices) for _ in range(rounds)])[:count]
+    return [(int(index), position // len(indices)) for position, index in enumerate(order.tolist())]
 
 
 class TrainCrops(Dataset):
@@ -200,14 +241,21 @@ class CenterCrops(Dataset):
     Unaltered images are expanded into one item per name in `expand_with`; the manipulation runs
     on the whole image before the crop, as Kaggle made its test set. Each item carries its
     manipulation's number (Batch.manipulation), by which the model scores each manipulation.
+
+    A manipulation that has images of its own among `samples` (a prepared folder: manipulated on
+    the full frame, then cropped) is not expanded too, so that each group is scored by one
+    protocol; `not_expanded` lists those names.
     """
 
     def __init__(self, samples: Sequence[Sample], crop_size: int, expand_with: Sequence[str] = (), reader=read_rgb):
+        prepared = {sample.manipulation for sample in samples}
+        self.not_expanded = [name for name in expand_with if name != UNALTERED and name in prepared]
+        expand_with = [name for name in expand_with if name != UNALTERED and name not in prepared]
         self.items: list[tuple[Sample, str]] = []
         for sample in samples:
             self.items.append((sample, sample.manipulation))
             if sample.manipulation == UNALTERED:
-                self.items.extend((sample, name) for name in expand_with if name != UNALTERED)
+                self.items.extend((sample, name) for name in expand_with)
         self.crop_size = crop_size
         self.reader = reader
 

@@ -14,11 +14,13 @@
 - ``.kaggle_layout.json`` (the settings) first and ``.complete`` last.
 
 A rerun makes only what is missing; a folder made with other settings is refused.
+`prepared_download` adds ``data-512/``, made by camlit.data.prepare as prepare_data.py makes it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -27,9 +29,12 @@ import numpy as np
 from camlit.atomic import require_writable, write_bytes_atomic, write_csv_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.manipulations import MANIPULATED, UNALTERED
+from camlit.data.prepare import prepare_dataset
 from camlit.data.synthetic import Job, _scene_seed, kaggle_crop_size, make_file
 from camlit.errors import CamlitError
 from camlit.workers import in_parallel
+
+log = logging.getLogger(__name__)
 
 # 4:3 as most of Kaggle's cameras shoot, and the least height whose resize0.5 still holds a 512 crop.
 KAGGLE_WIDTH, KAGGLE_HEIGHT = 1368, 1024
@@ -37,6 +42,8 @@ KAGGLE_WIDTH, KAGGLE_HEIGHT = 1368, 1024
 PLACEHOLDER_CAMERA = KAGGLE_CAMERAS[0]
 # 480 test images: 240 unaltered (one image is 0.4 points) and 30 per manipulation (3.3 points).
 DEFAULT_TEST_IMAGES = 480
+# The prepared folder's name in a download, as the seed notebook named it.
+PREPARED = "data-512"
 # Split numbers of the scene seeds: new numbers, so no scene is one of the demo set's.
 TRAIN_SPLIT, TEST_SPLIT = 10, 11
 
@@ -120,3 +127,35 @@ def make_kaggle_layout(
     write_csv_atomic(output / "test_manipulations.csv", [header[::2], *(row[::2] for row in rows)])
     write_bytes_atomic(output / ".complete", b"")
     return output
+
+
+def prepared_download(
+    root: str | os.PathLike,
+    photos_per_camera: int = 30,
+    test_images: int = DEFAULT_TEST_IMAGES,
+    width: int = KAGGLE_WIDTH,
+    height: int = KAGGLE_HEIGHT,
+    workers: int | None = None,
+) -> Path:
+    """`root`'s download with its centre tiles prepared into ``root/data-512``, each made on first use.
+
+    The tiles have the test crops' side, 512 for the default frames. ``.prepared`` (the settings)
+    is written last, so an interrupted preparation is finished by the next call.
+    """
+    root = Path(root)
+    marker = root / ".prepared"
+    settings = json.dumps([photos_per_camera, test_images, width, height, 0]).encode()
+    if marker.is_file() and marker.read_bytes() == settings:
+        return root / PREPARED
+    if not ((root / ".kaggle_layout.json").is_file() and (root / ".complete").is_file()):
+        log.info("generating a Kaggle-shaped synthetic download in %s", root)
+    make_kaggle_layout(root, photos_per_camera, test_images, width, height, workers=workers)
+    log.info("preparing %s from %s", root / PREPARED, root / "train")
+    summary = prepare_dataset(root / "train", root / PREPARED, size=kaggle_crop_size(width, height), workers=workers)
+    if summary.failures or summary.too_small:
+        raise CamlitError(
+            f"{root / PREPARED}: {summary.failed} photo(s) failed and {len(summary.too_small)} crop(s) were too small; "
+            f"scripts/prepare_data.py --input {root / 'train'} --output {root / PREPARED} lists them"
+        )
+    write_bytes_atomic(marker, settings)
+    return root / PREPARED

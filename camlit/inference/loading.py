@@ -47,7 +47,7 @@ def require_finite_weights(path: Path, checkpoint: Any) -> None:
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     for key, tensor in (state or {}).items():
         if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CamlitError(f"--ckpt {path}: weight {key} is not finite (NaN or infinity); the run diverged")
+            raise CamlitError(f"--ckpt_path {path}: weight {key} is not finite (NaN or infinity); the run diverged")
 
 
 def checkpoint_crop_size(checkpoint: dict[str, Any]) -> int | None:

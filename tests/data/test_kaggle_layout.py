@@ -12,7 +12,15 @@ import pytest
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.commands import synthetic_main
 from camlit.data.crops import center_crop
-from camlit.data.kaggle_layout import PLACEHOLDER_CAMERA, make_kaggle_layout, manipulations_of_camera, plan_kaggle
+from camlit.data.datamodule import CameraDataModule
+from camlit.data.kaggle_layout import (
+    PLACEHOLDER_CAMERA,
+    PREPARED,
+    make_kaggle_layout,
+    manipulations_of_camera,
+    plan_kaggle,
+    prepared_download,
+)
 from camlit.data.manipulations import MANIPULATED, UNALTERED, apply
 from camlit.data.synthetic import encode_photo, is_complete, kaggle_crop_size, render_photo
 from camlit.errors import CamlitError
@@ -97,3 +105,27 @@ def test_command_writes_a_download_and_refuses_unbalanced_sizes(tmp_path, capsys
     assert is_complete(tmp_path / "set") and read_csv(tmp_path / "set" / "sample_submission.csv") == [
         ["fname", "camera"]
     ]
+
+
+def test_a_download_is_made_and_prepared_on_first_use_only(tmp_path, monkeypatch):
+    root = tmp_path / "kaggle-synthetic"
+    prepared = prepared_download(root, 1, 20, WIDTH, HEIGHT, workers=1)
+    assert prepared == root / PREPARED and is_complete(root)
+    for manipulation in (UNALTERED, *MANIPULATED):
+        tiles = sorted((prepared / manipulation).rglob("*.png"))
+        assert len(tiles) == len(KAGGLE_CAMERAS) and read_rgb(tiles[0]).shape == (64, 64, 3)
+    # Made once: a second call neither renders nor prepares.
+    monkeypatch.setattr("camlit.data.kaggle_layout.prepare_dataset", None)
+    monkeypatch.setattr("camlit.data.kaggle_layout.make_kaggle_layout", None)
+    assert prepared_download(root, 1, 20, WIDTH, HEIGHT, workers=1) == prepared
+
+
+def test_the_datamodule_makes_the_download_when_training_on_its_data_512(tmp_path, monkeypatch):
+    made = []
+    monkeypatch.setattr("camlit.data.kaggle_layout.prepared_download", lambda *args: made.append(args))
+    root = tmp_path / "kaggle-synthetic"
+    options = dict(synthetic_root=str(root), synthetic_images_per_camera=7)
+    with pytest.raises(CamlitError, match="no such data folder"):  # the stand-in made nothing
+        CameraDataModule(str(root / PREPARED), **options).prepare_data()
+    assert made == [(str(root), 7)]
+    assert not CameraDataModule(str(tmp_path / "elsewhere"), **options).generates_kaggle_layout
