@@ -2,6 +2,7 @@
 
 import errno
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,3 +27,14 @@ def disk_full_as_user_error(intact: str, where: str | os.PathLike | None = None)
         if error.errno != errno.ENOSPC:
             raise
         raise CamlitError(f"{error.filename or where or 'a file'}: no space left on device; {intact}") from None
+
+
+@contextmanager
+def exit_on_user_error(*also: type[Exception]) -> Iterator[None]:
+    """Every command's ending for a user's mistake (a CamlitError, or one of `also`): one line
+    `error: ...` on stderr and exit status 2, no traceback."""
+    try:
+        yield
+    except (CamlitError, *also) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

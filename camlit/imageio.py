@@ -36,17 +36,14 @@ class UnreadableImage(CamlitError):
     """An image file that cannot be used; the message names the file and the reason."""
 
 
-TOO_SMALL = "is smaller than the"
+class ImageTooSmall(UnreadableImage):
+    """A readable image smaller than the crop asked of it."""
 
 
-def too_small_problem(path: str | os.PathLike, height: int, width: int, size: int) -> str | None:
-    """Why an image of this shape cannot give a `size` crop, or None when it can."""
-    return f"{path}: {width}x{height} {TOO_SMALL} {size}x{size} crop" if min(height, width) < size else None
-
-
-def is_too_small(problem: str) -> bool:
-    """Whether a problem message (also as stored in a decoded cache) is `too_small_problem`'s."""
-    return TOO_SMALL in problem
+def require_crop_fits(path: str | os.PathLike, height: int, width: int, size: int) -> None:
+    """Raise ImageTooSmall unless an image of this shape gives a `size` crop."""
+    if min(height, width) < size:
+        raise ImageTooSmall(f"{path}: {width}x{height} is smaller than the {size}x{size} crop")
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import shlex
-import sys
 import tempfile
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from benchmark_sections import (
     reference_config,
 )
 
-from camlit.errors import CamlitError
+from camlit.errors import exit_on_user_error
 from camlit.imageio import write_image_atomic
 
 TINY = Sizes(
@@ -88,7 +87,7 @@ def run(device: str = "cpu", tiny: bool = False, compile: bool = True, sizes: Si
     with tempfile.TemporaryDirectory(prefix="camlit-benchmark-") as workdir:
         root = Path(workdir)
         jpeg_root, png_root = write_photos(root / "photos", sizes.images, sizes.side)
-        skip_compile = "skipped in --tiny mode" if tiny else None if compile else "skipped (--no-compile)"
+        skip_compile = "skipped in --tiny mode" if tiny else None if compile else "skipped (--no_compile)"
         if skip_compile:
             notes[f"step/camlit/{reference_config(device)}/compiled"] = skip_compile
         model_section(device, sizes, not skip_compile, figures, notes)
@@ -194,11 +193,13 @@ def notes_lines(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="camlit's speed, overhead and memory figures against their targets")
+    parser = argparse.ArgumentParser(
+        prog="camlit benchmark", description="camlit's speed, overhead and memory figures against their targets"
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--tiny", action="store_true", help="a seconds-scale run (32px crops, few images and steps)")
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile, which takes minutes on a CPU")
+    parser.add_argument("--no_compile", action="store_true", help="skip torch.compile, which takes minutes on a CPU")
     parser.add_argument(
         "--threads", type=int, help="torch's CPU threads; 1 keeps a machine shared with other work from thrashing"
     )
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         "e.g. '--config scripts/configs/kaggle_gpu.yaml --data.num_workers 12' (default: the shipped GPU configs)",
     )  # fmt: skip
     for field in dataclasses.fields(Sizes):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=int, help=f"override the {field.name} size")
+        parser.add_argument(f"--{field.name}", type=int, help=f"override the {field.name} size")
     args = parser.parse_args(argv)
     base = TINY if args.tiny else CUDA if args.device == "cuda" else Sizes()
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Sizes) if getattr(args, f.name)}
@@ -224,11 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
         stacks = [shlex.split(stack) for stack in args.project or SHIPPED_GPU_STACKS]
         if args.tiny:  # the configs' crops would not fit the tiny tiles
             stacks = [[*stack, "--data.crop_size", str(sizes.crop)] for stack in stacks]
-        try:
+        with exit_on_user_error():
             report = project(stacks, sizes)
-        except CamlitError as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
         print("\n".join([format_projection(report["projections"], report["sizes"]), *notes_lines(report)]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")

@@ -27,7 +27,7 @@ from camlit.data.prepare import prepare_dataset
 from camlit.training.cli import CamlitCLI
 
 CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
-# The configs that train on a GPU, as the README runs them.
+# The configs that train on a GPU, as the README and docs/usage.md run them.
 SHIPPED_GPU_STACKS = (
     f"--config {CONFIGS / 'kaggle_gpu.yaml'}",
     f"--config {CONFIGS / 'kaggle_gpu.yaml'} --config {CONFIGS / 'finetune_imagenet.yaml'}",

@@ -180,7 +180,7 @@ def data_section(jpeg_root: Path, png_root: Path, cache_dir: Path, sizes: Sizes,
             if loader is loaders["cache_first_read"]:
                 loader.cache.verified.clear()
             start = time.perf_counter()
-            count = sum(len(labels) for _, labels, *_ in loader.train_dataloader())
+            count = sum(len(batch.labels) for batch in loader.train_dataloader())
             return count / (time.perf_counter() - start)
 
         return measure
@@ -203,7 +203,7 @@ class StepTimer(Callback):
             synchronize(self.device)
             self.start = time.perf_counter()
         elif self.seen > self.skip:
-            self.items += len(batch[1])
+            self.items += len(batch.labels)
 
     def on_train_end(self, trainer, module) -> None:
         synchronize(self.device)

@@ -1,4 +1,4 @@
-"""Calibrate unknown-camera rejection: `python scripts/calibrate_unknown.py --ckpt best.ckpt`.
+"""Calibrate unknown-camera rejection: `python scripts/calibrate_unknown.py --ckpt_path best.ckpt`.
 
 Writes `best.unknown.npz` beside the checkpoint, which `predict.py --unknown` reads.
 """

@@ -1,6 +1,10 @@
-"""Train camlit: `python scripts/fit.py --config scripts/configs/demo.yaml`; `--help` lists every option."""
+"""`camlit fit` from a checkout: `python scripts/fit.py --config scripts/configs/demo.yaml`.
 
-from camlit.training.cli import main
+`--help` lists every option.
+"""
 
 if __name__ == "__main__":
+    # Imported here, not above: a spawned worker re-imports this script and needs none of it.
+    from camlit.training.cli import main
+
     main()

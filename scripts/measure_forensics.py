@@ -1,6 +1,6 @@
 """Measure camlit.forensics on the measuring sets: open-set scores and splice methods, side by side.
 
-`python scripts/measure_forensics.py --ckpt last.ckpt --sets DIR --tune DIR --known data/synthetic/test
+`python scripts/measure_forensics.py --ckpt_path last.ckpt --sets DIR --tune DIR --known data/synthetic/test
 --json docs/results/forensics.json --work /tmp/measure`
 
 Every model output is computed once and kept in --work (rerunning reuses it): crops' logits and
@@ -114,7 +114,7 @@ def measure_splices(model, size, args) -> dict:
 def measure_unknown(model, size, args) -> dict:
     work = Path(args.work)
     plan = CropPlan(size=size, count=args.crops)
-    train, val = run_split(args.ckpt, model.classes, args.train_dir)
+    train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
     _, train_features, train_labels = cached_rows(work / "train.npz", lambda: labelled_rows(model, train, plan))
     val_logits, val_features, _ = cached_rows(work / "val.npz", lambda: labelled_rows(model, val, plan))
     images = labelled_csv(args.known, Path(args.known).parent / "test_labels.csv", model.classes)
@@ -152,7 +152,7 @@ def measure_unknown(model, size, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="measure_forensics.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--ckpt_path", required=True)
     parser.add_argument("--sets", required=True, help="camlit.data.forensic_sets output: splice/ and unknown/")
     parser.add_argument("--tune", required=True, help="a splice folder of another seed, for the thresholds")
     parser.add_argument("--known", required=True, help="the synthetic test set (test_labels.csv beside it)")
@@ -163,8 +163,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("unknown", "splices"), default=None)
     args = parser.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
-    model, size = load_checkpoint(args.ckpt, "cpu")
-    report = {"date": datetime.date.today().isoformat(), "checkpoint": args.ckpt, "tile_size": size}
+    model, size = load_checkpoint(args.ckpt_path, "cpu")
+    report = {"date": datetime.date.today().isoformat(), "checkpoint": args.ckpt_path, "tile_size": size}
     if args.only != "splices":
         report["unknown"] = measure_unknown(model, size, args)
     if args.only != "unknown":

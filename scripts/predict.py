@@ -1,9 +1,10 @@
-"""Kaggle submission from a checkpoint: `python scripts/predict.py --ckpt best.ckpt --input test/ --output sub.csv`.
+"""`camlit predict` from a checkout: `python scripts/predict.py --ckpt_path best.ckpt --input test/ --output sub.csv`.
 
 `--help` lists every option.
 """
 
-from camlit.inference.predict import main
-
 if __name__ == "__main__":
+    # Imported here, not above: a spawned worker re-imports this script and needs none of it.
+    from camlit.inference.predict import main
+
     main()

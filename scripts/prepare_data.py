@@ -1,4 +1,4 @@
-"""Cut the training photos into manipulated crops, the way Kaggle made its test set.
+"""`camlit prepare` from a checkout: cut the training photos into manipulated crops, as Kaggle made its test set.
 
     python scripts/prepare_data.py --input data/train --output data-512 [--tiles center|N]
         [--manipulations a,b,...] [--size 512] [--workers N]
@@ -7,7 +7,8 @@ Writes <output>/<manipulation>/<camera>/<stem>.png (or <stem>_t<k>.png with --ti
 only makes what is missing. See camlit.data.prepare.
 """
 
-from camlit.data.commands import prepare_main
-
 if __name__ == "__main__":
+    # Imported here, not above: a spawned worker re-imports this script and needs none of it.
+    from camlit.data.commands import prepare_main
+
     prepare_main()

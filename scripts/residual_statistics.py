@@ -6,7 +6,7 @@
 neighbour correlations) and a softmax regression, fitted per manipulation on `--crops` random
 even-offset crops of each manipulated training photo and scored on the centre crop of each
 manipulated validation photo (the demo's split: 20% of the photos of each camera, seed 0). This
-is the README's "statistics, per manipulation" column; it is research, not part of camlit.
+is the "statistics, per manipulation" column of docs/experiments.md; it is research, not part of camlit.
 """
 
 from __future__ import annotations

@@ -135,6 +135,14 @@ def make_datamodule(root, **kwargs):
     return datamodule
 
 
+def same_batch(one, other) -> bool:
+    """Whether two training or validation Batches hold the same crops, labels and manipulations."""
+    import torch
+
+    fields = ("images", "labels", "manipulation", "manipulated")
+    return all(torch.equal(getattr(one, name), getattr(other, name)) for name in fields)
+
+
 def epoch_batches(datamodule, epoch):
     loader = datamodule.train_dataloader()
     loader.sampler.set_epoch(epoch)

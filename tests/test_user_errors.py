@@ -34,12 +34,12 @@ def images(tmp_path):
 
 
 def run_predict(ckpt, folder, output, *extra):
-    args = ["--ckpt", str(ckpt), "--input", str(folder), "--output", str(output), "--no-progress"]
-    return predict.main([*args, "--crops", "2", "--num-workers", "0", *extra])
+    args = ["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(output), "--no_progress"]
+    return predict.main([*args, "--crops", "2", "--num_workers", "0", *extra])
 
 
 def run_evaluate(ckpt, folder, *extra):
-    args = ["--ckpt", str(ckpt), "--input", str(folder), "--crops", "2", "--num-workers", "0", "--no-progress"]
+    args = ["--ckpt_path", str(ckpt), "--input", str(folder), "--crops", "2", "--num_workers", "0", "--no_progress"]
     return evaluate.main([*args, *extra])
 
 
@@ -128,7 +128,7 @@ def test_a_dangling_symlink_is_named_in_prediction(ckpt, images, tmp_path, capsy
     (images / "gone.tif").symlink_to(tmp_path / "nowhere.tif")
     line = one_error_line(capsys, lambda: run_predict(ckpt, images, tmp_path / "sub.csv"))
     assert "gone.tif" in line
-    run_predict(ckpt, images, tmp_path / "sub.csv", "--skip-unreadable")
+    run_predict(ckpt, images, tmp_path / "sub.csv", "--skip_unreadable")
     assert "gone.tif: broken symbolic link to" in capsys.readouterr().err
 
 

@@ -4,7 +4,8 @@ In `cache_dir`:
 
 - ``images-<fingerprint>.u8``: the RGB uint8 pixels of every usable image, back to back;
 - ``index-<fingerprint>.npz``: per source file its absolute path, byte offset, height, width and
-  the CRC-32 of its pixels, or why it is unusable (the message samples.check_images gives), and
+  the CRC-32 of its pixels, or why it is unusable (the message samples.check_images gives, and
+  whether it is too small), and
   the fingerprint;
 - ``.camlit-cache.lock``: held by the process that builds, naming it.
 
@@ -37,7 +38,6 @@ import os
 import re
 import zipfile
 import zlib
-from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -45,10 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from camlit.atomic import atomic_write
-from camlit.data.samples import Sample, image_problem
+from camlit.data.samples import Sample
 from camlit.errors import CamlitError, disk_full_as_user_error
-from camlit.imageio import MAX_PIXELS, UnreadableImage, read_rgb
-from camlit.workers import process_pool
+from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb, require_crop_fits
+from camlit.workers import in_parallel
 
 try:
     import fcntl
@@ -61,7 +61,7 @@ FORMAT = 2
 LOCK = ".camlit-cache.lock"
 # Everything the cache writes, temporaries (camlit.atomic) included; nothing else is ever removed.
 OWN_FILE = re.compile(r"\.?(?P<kind>images|index)-(?P<key>[0-9a-f]{16})\.(u8|npz)(?P<temporary>\.tmp\d+)?")
-# Images per pool task; with 2 x workers tasks in flight, at most 8 x workers decoded images are held.
+# Images per pool task; with 2 x workers tasks in flight (in_parallel), at most 8 x workers decoded images are held.
 CHUNK = 4
 
 
@@ -85,7 +85,13 @@ class DamagedCache(CamlitError):
 class DecodedCache:
     """A built cache, read-only: call it with a path for that image as an HxWx3 uint8 view."""
 
-    def __init__(self, data_path: Path, entries: dict[str, tuple[int, int, int, int]], problems: dict[str, str], hold):
+    def __init__(
+        self,
+        data_path: Path,
+        entries: dict[str, tuple[int, int, int, int]],
+        problems: dict[str, UnreadableImage],
+        hold,
+    ):
         self.data_path = data_path
         self.entries = entries  # absolute path -> (offset, height, width, CRC-32)
         self.problems = problems
@@ -115,8 +121,8 @@ class DecodedCache:
         # and checks what it reads itself; its parent keeps the lock.
         return {**self.__dict__, "data": None, "hold": None, "verified": set()}
 
-    def check(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[str]]:
-        """samples.check_images from the index: the usable samples and one message per skipped file."""
+    def check(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[UnreadableImage]]:
+        """samples.check_images from the index: the usable samples and the problem of each skipped file."""
         problems = [self.problems.get(os.path.abspath(s.path)) for s in samples]
         usable = [s for s, problem in zip(samples, problems, strict=True) if problem is None]
         return usable, [p for p in problems if p is not None]
@@ -178,14 +184,15 @@ def load(directory: Path, key: str) -> DecodedCache | None:
             columns = ("offsets", "heights", "widths", "checksums")
             places = zip(*(index[column].tolist() for column in columns), strict=True)
             problems = index["problems"].tolist()
+            too_small = index["too_small"].tolist()
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent or unreadable: build it anew
         if hold is not None:
             hold.close()
         return None
     entries, unusable = {}, {}
-    for path, place, problem in zip(paths, places, problems, strict=True):
+    for path, place, problem, small in zip(paths, places, problems, too_small, strict=True):
         if problem:
-            unusable[path] = problem
+            unusable[path] = (ImageTooSmall if small else UnreadableImage)(problem)
         else:
             entries[path] = place
     return DecodedCache(data_path, entries, unusable, hold)
@@ -193,12 +200,12 @@ def load(directory: Path, key: str) -> DecodedCache | None:
 
 def write_cache(directory: Path, paths: Sequence[str], crop_size: int, max_pixels: int, workers: int, key: str) -> None:
     data_path = directory / data_name(key)
-    offsets, heights, widths, checksums, problems = [], [], [], [], []
+    offsets, heights, widths, checksums, problems, too_small = [], [], [], [], [], []
     offset = 0
     with atomic_write(data_path) as out:
         for result in decoded(paths, crop_size, max_pixels, workers):
-            if isinstance(result, str):
-                place, problem = (0, 0, 0, 0), result
+            if isinstance(result, UnreadableImage):
+                place, problem = (0, 0, 0, 0), str(result)
             else:
                 out.write(result.data)
                 place, problem = (offset, *result.shape[:2], zlib.crc32(result.data)), ""
@@ -206,6 +213,7 @@ def write_cache(directory: Path, paths: Sequence[str], crop_size: int, max_pixel
             for column, value in zip((offsets, heights, widths, checksums), place, strict=True):
                 column.append(value)
             problems.append(problem)
+            too_small.append(isinstance(result, ImageTooSmall))
     write_index(
         directory / index_name(key),
         paths=np.array([os.path.abspath(p) for p in paths], dtype=str),
@@ -214,6 +222,7 @@ def write_cache(directory: Path, paths: Sequence[str], crop_size: int, max_pixel
         widths=np.array(widths, dtype=np.int32),
         checksums=np.array(checksums, dtype=np.uint32),
         problems=np.array(problems, dtype=str),
+        too_small=np.array(too_small, dtype=bool),
         fingerprint=np.array(key),
         data_bytes=np.array(offset, dtype=np.int64),
     )
@@ -226,34 +235,26 @@ def write_index(path: Path, **arrays: np.ndarray) -> None:
         np.savez(out, **arrays)
 
 
-def decoded(paths: Sequence[str], crop_size: int, max_pixels: int, workers: int) -> Iterator[np.ndarray | str]:
+def decoded(
+    paths: Sequence[str], crop_size: int, max_pixels: int, workers: int
+) -> Iterator[np.ndarray | UnreadableImage]:
     """Each path's RGB array, or why it is unusable, in order; decoded by `workers` processes."""
-    chunks = [paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK)]
-    if workers <= 1:
-        for chunk in chunks:
-            yield from decode_chunk(chunk, crop_size, max_pixels)
-        return
-    # The parent only appends to the file, so a bounded window of pending chunks keeps memory flat.
-    with process_pool(workers) as pool:
-        pending: deque = deque()
-        for chunk in chunks:
-            pending.append(pool.submit(decode_chunk, chunk, crop_size, max_pixels))
-            if len(pending) >= 2 * workers:
-                yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
+    chunks = [(paths[start : start + CHUNK], crop_size, max_pixels) for start in range(0, len(paths), CHUNK)]
+    for results in in_parallel(decode_chunk, chunks, workers):
+        yield from results
 
 
-def decode_chunk(paths: Sequence[str], min_size: int, max_pixels: int = MAX_PIXELS) -> list[np.ndarray | str]:
+def decode_chunk(
+    paths: Sequence[str], min_size: int, max_pixels: int = MAX_PIXELS
+) -> list[np.ndarray | UnreadableImage]:
     results = []
     for path in paths:
         try:
             image = read_rgb(path, max_pixels)
-        except UnreadableImage as error:
-            results.append(str(error))
-            continue
-        # image_problem words "too small" exactly as check_images does; decoding that rare file twice is cheap.
-        results.append(image if min(image.shape[:2]) >= min_size else image_problem(path, min_size))
+            require_crop_fits(path, *image.shape[:2], min_size)
+        except UnreadableImage as problem:
+            image = problem
+        results.append(image)
     return results
 
 

@@ -8,25 +8,26 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from camlit.atomic import require_writable
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
-from camlit.data.cache import DecodedCache, build_cache, open_cache
-from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, manipulation_probabilities
+from camlit.data.cache import DecodedCache, build_cache
+from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, collate, manipulation_probabilities
 from camlit.data.kaggle_layout import PREPARED
 from camlit.data.pseudo import pseudo_label_samples
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
 from camlit.data.unaltered_share import log_unaltered_share, require_pools
 from camlit.errors import CamlitError
-from camlit.imageio import MAX_PIXELS, is_too_small, read_rgb
+from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb
 
 log = logging.getLogger(__name__)
 
 HOW_TO_GET_DATA = (
-    "run the demo on generated data with `python scripts/fit.py --config scripts/configs/demo.yaml`, "
+    "run the demo on generated data with `camlit fit --config scripts/configs/demo.yaml`, "
     "or point --data.train_dir at Kaggle's train/ or a prepared data-512/"
 )
 
@@ -69,7 +70,7 @@ class CameraDataModule(L.LightningDataModule):
         pseudo_labels_share: how much of a class's fair share of each group (group size / classes)
             to take, the most confident first.
         cache_dir: keep the decoded images here in one memory-mapped file (camlit.data.cache), built by
-            `prepare_data` and rebuilt when the files change; training then crops without decoding.
+            `setup` and rebuilt when the files change; training then crops without decoding.
         max_pixels: an image whose header claims more pixels is skipped as unusable, unread (the
             default is Pillow's decompression-bomb limit, about 89 MP; Kaggle's photos have 24 MP at most).
     """
@@ -147,6 +148,7 @@ class CameraDataModule(L.LightningDataModule):
         return root is not None and Path(self.hparams.train_dir).resolve() == (Path(root) / PREPARED).resolve()
 
     def prepare_data(self) -> None:
+        """Only what writes to disk once per machine, and no state: the synthetic set, when asked for."""
         if self.generates_synthetic:
             from camlit.data.synthetic import is_complete, make_synthetic
 
@@ -157,18 +159,6 @@ class CameraDataModule(L.LightningDataModule):
             from camlit.data.kaggle_layout import prepared_download
 
             prepared_download(self.hparams.synthetic_root, self.hparams.synthetic_images_per_camera)
-        if not Path(self.hparams.train_dir).is_dir():
-            raise CamlitError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
-        if self.hparams.cache_dir:
-            paths = [s.path for found in (*self.scan_sources(), self.pseudo_label_samples()) for s in found]
-            # Kept: its lock stops a run with other files from removing it before setup maps it.
-            hp = self.hparams
-            self.cache = build_cache(hp.cache_dir, paths, hp.crop_size, hp.num_workers, hp.max_pixels)
-
-    def scan_sources(self) -> tuple[list[Sample], list[Sample]]:
-        """The samples in train_dir, and those in val_dir (none without one)."""
-        hp = self.hparams
-        return scan(hp.train_dir, self.classes), scan(hp.val_dir, self.classes) if hp.val_dir else []
 
     def pseudo_label_samples(self) -> list[Sample]:
         """The test images chosen by `pseudo_labels` (none without it), read once."""
@@ -186,9 +176,15 @@ class CameraDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         hp = self.hparams
-        found, found_val = self.scan_sources()
+        if not Path(hp.train_dir).is_dir():
+            raise CamlitError(f"{hp.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
+        found = scan(hp.train_dir, self.classes)
+        found_val = scan(hp.val_dir, self.classes) if hp.val_dir else []
         pseudo = self.pseudo_label_samples()
-        self.cache = self.cache or self.open_cache([*found, *found_val, *pseudo])
+        if hp.cache_dir:
+            # Under DDP every rank asks; the build lock lets one build while the others wait, then load it.
+            paths = [s.path for s in [*found, *found_val, *pseudo]]
+            self.cache = build_cache(hp.cache_dir, paths, hp.crop_size, hp.num_workers, hp.max_pixels)
         samples = self.usable(found, hp.train_dir)
         if hp.val_dir:
             train, val = samples, self.usable(found_val, hp.val_dir)
@@ -220,16 +216,6 @@ class CameraDataModule(L.LightningDataModule):
                 "only (manipulated whole, then cropped), not also on manipulated copies of the unaltered images"
             )
 
-    def open_cache(self, samples: list[Sample]) -> DecodedCache | None:
-        if not self.hparams.cache_dir:
-            return None
-        hp = self.hparams
-        cache = open_cache(hp.cache_dir, [s.path for s in samples], hp.crop_size, hp.max_pixels)
-        if cache is None:
-            # prepare_data was skipped, or files changed since it ran: decode as without a cache.
-            log_warning(f"{self.hparams.cache_dir}: no cache of these files; run prepare_data to build it")
-        return cache
-
     def usable(self, samples, where) -> list:
         if self.cache is not None:
             usable, problems = self.cache.check(samples)
@@ -240,7 +226,7 @@ class CameraDataModule(L.LightningDataModule):
             report_skipped(problems)
             return usable
         size = self.hparams.crop_size
-        too_small = sum(map(is_too_small, problems))
+        too_small = sum(isinstance(problem, ImageTooSmall) for problem in problems)
         if too_small == len(samples):
             # One line says it all; naming every image would bury it.
             raise CamlitError(f"--data.crop_size {size} is larger than every image in {where}")
@@ -254,7 +240,9 @@ class CameraDataModule(L.LightningDataModule):
 
     @property
     def val_group_names(self) -> list[str]:
-        return self.val_set.group_names if self.val_set is not None else []
+        """The manipulations validation scores apart (`val/acc/<name>`): those of Kaggle's present."""
+        names = self.val_set.group_names if self.val_set is not None else []
+        return [name for name in names if name in manipulations.MANIPULATIONS]
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
@@ -270,12 +258,18 @@ class CameraDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader(self.val_set, batch_size=self.hparams.batch_size, shuffle=False)
+        sampler = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Each item on exactly one rank. Lightning's own DistributedSampler would pad a short share
+            # with repeats, which the metrics, summed over the ranks, would count twice.
+            sampler = UnrepeatedDistributedSampler(self.val_set, shuffle=False)
+        return self.loader(self.val_set, batch_size=self.hparams.batch_size, sampler=sampler, shuffle=False)
 
     def loader(self, dataset, **kwargs) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,
+            collate_fn=collate,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
@@ -284,7 +278,7 @@ class CameraDataModule(L.LightningDataModule):
 
 
 @rank_zero_only
-def report_skipped(problems: list[str]) -> None:
+def report_skipped(problems: list[UnreadableImage]) -> None:
     for problem in problems:
         log.warning("skipped %s", problem)
     if problems:

@@ -9,26 +9,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from camlit.data import manipulations
-from camlit.data.batch import UNKNOWN, Batch
+from camlit.data.batch import Batch
 from camlit.data.crops import center_crop, crop, random_offset
-from camlit.data.manipulations import UNALTERED
+from camlit.data.manipulations import UNALTERED, Manipulation
 from camlit.data.samples import Sample
 from camlit.imageio import read_rgb
 
 
 def to_chw_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-
-
-# JPEG's grid (8 px for luma, 16 px for subsampled chroma) starts at a random even phase within
-# the final crop, as it does in a tile or random crop of a test image re-compressed whole.
-JPEG_PHASE_MARGIN = 14
 
 
 def random_train_crop(
@@ -39,7 +35,7 @@ def random_train_crop(
     manipulation_p: float = 0.0,
     weights: Sequence[float] | None = None,
     patch_scale: float = 1.0,
-) -> tuple[np.ndarray, str | None]:
+) -> tuple[np.ndarray, Manipulation | None]:
     """A random `size` crop and the manipulation applied to it (None for none).
 
     With probability `manipulation_p` the crop is of a manipulated patch, the manipulation drawn
@@ -52,12 +48,13 @@ def random_train_crop(
     height, width = image.shape[:2]
     if manipulation_p > 0 and rng.random() < manipulation_p:
         name = manipulations.MANIPULATED[int(rng.choice(len(manipulations.MANIPULATED), p=weights))]
-        source = manipulations.source_size(name, size) + (JPEG_PHASE_MARGIN if name.startswith("jpeg") else 0)
-        if name in manipulations.RESIZE_FACTORS:
+        manipulation = manipulations.MANIPULATIONS[name]
+        source = manipulation.source_size(size)
+        if manipulation.kind is manipulations.Kind.RESIZE:
             source = max(source, min(int(source * patch_scale), height, width))
         if source <= min(height, width):
-            patch = manipulations.apply(name, crop(image, *random_offset(height, width, source, rng, even), source))
-            return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size), name
+            patch = manipulation(crop(image, *random_offset(height, width, source, rng, even), source))
+            return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size), manipulation
     return crop(image, *random_offset(height, width, size, rng, even), size), None
 
 
@@ -72,6 +69,25 @@ def manipulation_probabilities(weights: dict[str, float] | None) -> list[float] 
     if min(values) < 0 or sum(values) <= 0:
         raise ValueError("weights must be 0 or more, and not all 0")
     return [value / sum(values) for value in values]
+
+
+class Item(NamedTuple):
+    """One crop as a dataset yields it; `collate` stacks a list of them into a Batch."""
+
+    image: torch.Tensor  # (3, H, W) uint8
+    label: int
+    manipulation: int
+    manipulated: bool
+
+
+def collate(items: list[Item]) -> Batch:
+    images, labels, manipulation, manipulated = zip(*items, strict=True)
+    return Batch(
+        torch.stack(images),
+        torch.tensor(labels, dtype=torch.long),
+        torch.tensor(manipulation, dtype=torch.long),
+        torch.tensor(manipulated, dtype=torch.bool),
+    )
 
 
 class EpochSampler(Sampler):
@@ -157,16 +173,9 @@ def spread(rng: np.random.Generator, indices: Sequence[int], count: int) -> list
     return [(int(index), position // len(indices)) for position, index in enumerate(order.tolist())]
 
 
-def manipulation_index(name: str | None) -> int:
-    """A manipulation's index in MANIPULATIONS (None: unaltered), UNKNOWN for another folder name."""
-    names = list(manipulations.MANIPULATIONS)
-    return names.index(name or UNALTERED) if (name or UNALTERED) in names else UNKNOWN
-
-
 class TrainCrops(Dataset):
-    """Item (index, epoch, crop number) -> one random crop of that image as a one-crop Batch: its
-    label, the index of the manipulation it went through, and whether it is manipulated (the flag
-    a manipulation-aware model is given).
+    """Item (index, epoch, crop number) -> one random crop of that image, its label, and its
+    manipulation (its number, and whether it is manipulated: the flag a manipulation-aware model is given).
 
     `manipulation_p` applies to unaltered images only; over the first `ramp_epochs` epochs it
     rises linearly to its full value, so a model first learns the cameras' plain traces.
@@ -204,7 +213,7 @@ class TrainCrops(Dataset):
             return self.manipulation_p
         return self.manipulation_p * min(1.0, (epoch + 1) / self.ramp_epochs)
 
-    def __getitem__(self, key: tuple[int, int, int]) -> Batch:
+    def __getitem__(self, key: tuple[int, int, int]) -> Item:
         index, epoch, crop_number = key
         sample = self.samples[index]
         rng = np.random.default_rng((self.seed, epoch, index, crop_number))
@@ -212,7 +221,7 @@ class TrainCrops(Dataset):
         if sample.manipulation != UNALTERED:
             # A prepared manipulation folder's images are manipulated already; Kaggle never stacked two.
             crop, _ = random_train_crop(image, self.crop_size, rng, self.even_offsets)
-            return Batch(to_chw_tensor(crop), sample.label, manipulation_index(sample.manipulation), True)
+            return Item(to_chw_tensor(crop), sample.label, manipulations.index(sample.manipulation), True)
         crop, applied = random_train_crop(
             image,
             self.crop_size,
@@ -222,15 +231,16 @@ class TrainCrops(Dataset):
             self.manipulation_weights,
             self.patch_scale,
         )
-        return Batch(to_chw_tensor(crop), sample.label, manipulation_index(applied), applied is not None)
+        name = UNALTERED if applied is None else applied.name
+        return Item(to_chw_tensor(crop), sample.label, manipulations.index(name), applied is not None)
 
 
 class CenterCrops(Dataset):
     """Validation: the exact centre crop of each image, optionally of a manipulated copy.
 
     Unaltered images are expanded into one item per name in `expand_with`; the manipulation runs
-    on the whole image before the crop, as Kaggle made its test set. Each item carries the index of
-    its manipulation in `group_names`, for per-manipulation accuracy.
+    on the whole image before the crop, as Kaggle made its test set. Each item carries its
+    manipulation's number (Batch.manipulation), by which the model scores each manipulation.
 
     A manipulation that has images of its own among `samples` (a prepared folder: manipulated on
     the full frame, then cropped) is not expanded too, so that each group is scored by one
@@ -241,27 +251,32 @@ class CenterCrops(Dataset):
         prepared = {sample.manipulation for sample in samples}
         self.not_expanded = [name for name in expand_with if name != UNALTERED and name in prepared]
         expand_with = [name for name in expand_with if name != UNALTERED and name not in prepared]
-        self.items: list[tuple[Sample, str | None, str]] = []
+        self.items: list[tuple[Sample, str]] = []
         for sample in samples:
-            self.items.append((sample, None, sample.manipulation))
+            self.items.append((sample, sample.manipulation))
             if sample.manipulation == UNALTERED:
-                self.items.extend((sample, name, name) for name in expand_with)
-        self.group_names = sorted({group for _, _, group in self.items}, key=group_order)
+                self.items.extend((sample, name) for name in expand_with)
         self.crop_size = crop_size
         self.reader = reader
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        sample, manipulation, group = self.items[index]
+    def __getitem__(self, index: int) -> Item:
+        sample, manipulation = self.items[index]
         image = self.reader(sample.path)
-        if manipulation is not None:
+        if manipulation != sample.manipulation:
             image = manipulations.apply(manipulation, image)
-        return to_chw_tensor(center_crop(image, self.crop_size)), sample.label, self.group_names.index(group)
+        crop = to_chw_tensor(center_crop(image, self.crop_size))
+        return Item(crop, sample.label, manipulations.index(manipulation), manipulation != UNALTERED)
+
+    @property
+    def group_names(self) -> list[str]:
+        """The manipulations present, in their order, then any other folder names."""
+        return sorted({name for _, name in self.items}, key=group_order)
 
 
 def group_order(name: str) -> tuple[int, str]:
     """`unaltered` first, then Kaggle's manipulations in their order, then any other folder names."""
-    known = list(manipulations.MANIPULATIONS)
-    return (known.index(name), "") if name in known else (len(known), name)
+    number = manipulations.index(name)
+    return (number, "") if number >= 0 else (len(manipulations.NAMES), name)

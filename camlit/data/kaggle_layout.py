@@ -10,7 +10,7 @@
 - ``sample_submission.csv``: ``fname,camera``, one row per test image, every camera the same
   placeholder, as Kaggle's is;
 - ``test_labels.csv`` (fname,camera) and ``test_manipulations.csv`` (fname,manipulation): the truth,
-  for `scripts/evaluate.py --labels ... --manipulations ...`;
+  for `camlit evaluate --labels ... --manipulations ...`;
 - ``.kaggle_layout.json`` (the settings) first and ``.complete`` last.
 
 A rerun makes only what is missing; a folder made with other settings is refused.
@@ -30,15 +30,11 @@ from camlit.atomic import require_writable, write_bytes_atomic, write_csv_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.manipulations import MANIPULATED, UNALTERED
 from camlit.data.prepare import prepare_dataset
-from camlit.data.synthetic import Job, _run, _scene_seed, kaggle_crop_size
+from camlit.data.synthetic import Job, _scene_seed, kaggle_crop_size, make_file
 from camlit.errors import CamlitError
+from camlit.workers import in_parallel
 
 log = logging.getLogger(__name__)
-
-try:
-    from tqdm import tqdm
-except ImportError:  # tqdm comes with lightning; without it there is just no progress bar
-    tqdm = None
 
 # 4:3 as most of Kaggle's cameras shoot, and the least height whose resize0.5 still holds a 512 crop.
 KAGGLE_WIDTH, KAGGLE_HEIGHT = 1368, 1024
@@ -86,7 +82,7 @@ def plan_kaggle(output: Path, photos_per_camera: int, test_images: int, width: i
 def check_sizes(photos_per_camera: int, test_images: int, width: int, height: int, seed: int) -> None:
     cameras = len(KAGGLE_CAMERAS)
     if photos_per_camera < 1:
-        raise CamlitError(f"--images-per-camera must be at least 1, got {photos_per_camera}")
+        raise CamlitError(f"--images_per_camera must be at least 1, got {photos_per_camera}")
     if test_images < 0 or test_images % (2 * cameras):
         raise CamlitError(
             f"--test_images must be a multiple of {2 * cameras} (each camera as many, half of them "
@@ -122,10 +118,8 @@ def make_kaggle_layout(
         folder.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(settings_path, settings)
     (output / ".complete").unlink(missing_ok=True)
-    done = _run(todo, min(workers or os.cpu_count() or 1, len(todo)))
-    if progress and tqdm is not None:
-        done = tqdm(done, total=len(todo), desc="Kaggle-shaped photos", unit="photo")
-    for _ in done:
+    progress_name = "Kaggle-shaped photos" if progress else None
+    for _ in in_parallel(make_file, [(job,) for job in todo], workers or os.cpu_count() or 1, progress_name):
         pass
     header = ("fname", "camera", "manipulation")
     write_csv_atomic(output / "sample_submission.csv", [header[:2], *((row[0], PLACEHOLDER_CAMERA) for row in rows)])

@@ -1,7 +1,7 @@
 """Kaggle's eight test-set manipulations, written once for data preparation and for augmentation.
 
-Each is a pure function from an HxWx3 uint8 RGB array to a new one. The exact formulas, because
-public solutions disagree on them:
+Each is a record (kind, parameter, margin) that applies itself as a pure function from an HxWx3
+uint8 RGB array to a new one. The exact formulas, because public solutions disagree on them:
 
 - ``jpeg70`` / ``jpeg90``: OpenCV (libjpeg) encode at that quality with its default 4:2:0 chroma
   subsampling, then decode. The result is the decoded pixels.
@@ -14,20 +14,69 @@ public solutions disagree on them:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache, partial
+import math
+from dataclasses import dataclass
+from enum import Enum
+from functools import cache
 
 import cv2
 import numpy as np
 
-Manipulation = Callable[[np.ndarray], np.ndarray]
+from camlit.data.batch import UNKNOWN
 
 # The name of the untouched image, as a prepared folder, a validation group and a test-set group.
 UNALTERED = "unaltered"
+# libjpeg's 4:2:0 layout (8x8 blocks, 2x2 chroma subsampling, edge padding) repeats every 16
+# pixels, and decoding reads at most one chroma sample across a block edge.
+JPEG_PERIOD = 16
+# Source pixels a resize reads beyond its output: the cubic kernel reaches two source pixels, four
+# output pixels at 2x; 32 (96 bytes) also clears a SIMD loop's tail of up to 64.
+RESIZE_MARGIN = 32
 
 
-def unaltered(image: np.ndarray) -> np.ndarray:
-    return image.copy()
+class Kind(Enum):
+    UNALTERED = "unaltered"
+    JPEG = "jpeg"  # parameter: quality
+    RESIZE = "resize"  # parameter: scale factor
+    GAMMA = "gamma"  # parameter: exponent
+
+
+@dataclass(frozen=True)
+class Manipulation:
+    """One manipulation: what it is, its parameter, and how far beyond a pixel its result reads.
+
+    `margin` is in source pixels: 0 for per-pixel tables, the JPEG block period, the resize kernel's reach.
+    """
+
+    name: str
+    kind: Kind
+    parameter: float = 0.0
+    margin: int = 0
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self.kind is Kind.JPEG:
+            return jpeg(image, int(self.parameter))
+        if self.kind is Kind.RESIZE:
+            return resize(image, self.parameter)
+        if self.kind is Kind.GAMMA:
+            return cv2.LUT(image, gamma_table(self.parameter))
+        return image.copy()
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the manipulated frame."""
+        return resized_shape(height, width, self.parameter) if self.kind is Kind.RESIZE else (height, width)
+
+    def source_size(self, size: int) -> int:
+        """The side of a source patch that still yields a `size` crop after this manipulation, at any
+        even phase of JPEG's block grid within it."""
+        if self.kind is Kind.RESIZE:
+            # +2 keeps an even-offset crop possible after rounding.
+            return math.ceil(size / self.parameter) + 2
+        if self.kind is Kind.JPEG:
+            # The grid starts at a random even phase within the crop, as in a tile of a test image
+            # re-compressed whole: the largest even phase below the period.
+            return size + self.margin - 2
+        return size
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -51,36 +100,36 @@ def gamma_table(gamma: float) -> np.ndarray:
     return np.round(255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
 
 
-def gamma(image: np.ndarray, gamma: float) -> np.ndarray:
-    return cv2.LUT(image, gamma_table(gamma))
-
-
 MANIPULATIONS: dict[str, Manipulation] = {
-    UNALTERED: unaltered,
-    "jpeg70": partial(jpeg, quality=70),
-    "jpeg90": partial(jpeg, quality=90),
-    "resize0.5": partial(resize, factor=0.5),
-    "resize0.8": partial(resize, factor=0.8),
-    "resize1.5": partial(resize, factor=1.5),
-    "resize2.0": partial(resize, factor=2.0),
-    "gamma0.8": partial(gamma, gamma=0.8),
-    "gamma1.2": partial(gamma, gamma=1.2),
+    m.name: m
+    for m in (
+        Manipulation(UNALTERED, Kind.UNALTERED),
+        Manipulation("jpeg70", Kind.JPEG, 70, JPEG_PERIOD),
+        Manipulation("jpeg90", Kind.JPEG, 90, JPEG_PERIOD),
+        Manipulation("resize0.5", Kind.RESIZE, 0.5, RESIZE_MARGIN),
+        Manipulation("resize0.8", Kind.RESIZE, 0.8, RESIZE_MARGIN),
+        Manipulation("resize1.5", Kind.RESIZE, 1.5, RESIZE_MARGIN),
+        Manipulation("resize2.0", Kind.RESIZE, 2.0, RESIZE_MARGIN),
+        Manipulation("gamma0.8", Kind.GAMMA, 0.8),
+        Manipulation("gamma1.2", Kind.GAMMA, 1.2),
+    )
 }
-MANIPULATED: tuple[str, ...] = tuple(name for name in MANIPULATIONS if name != UNALTERED)
-RESIZE_FACTORS: dict[str, float] = {
-    name: float(name.removeprefix("resize")) for name in MANIPULATIONS if name.startswith("resize")
-}
+# A manipulation's index here is its number in camlit.data.batch.Batch.manipulation; 0 is unaltered.
+NAMES: tuple[str, ...] = tuple(MANIPULATIONS)
+MANIPULATED: tuple[str, ...] = NAMES[1:]
 
 
-def apply(name: str, image: np.ndarray) -> np.ndarray:
+def get(name: str) -> Manipulation:
     try:
-        return MANIPULATIONS[name](image)
+        return MANIPULATIONS[name]
     except KeyError:
         raise ValueError(f"unknown manipulation {name!r}; choose from {', '.join(MANIPULATIONS)}") from None
 
 
-def source_size(name: str, size: int) -> int:
-    """The side of a source patch that still yields a `size` crop after manipulation `name`."""
-    factor = RESIZE_FACTORS.get(name, 1.0)
-    # +2 keeps an even-offset crop possible after rounding; JPEG's 8x8 grid needs no margin.
-    return int(np.ceil(size / factor)) + 2 if factor != 1.0 else size
+def apply(name: str, image: np.ndarray) -> np.ndarray:
+    return get(name)(image)
+
+
+def index(name: str) -> int:
+    """`name`'s number in Batch.manipulation; UNKNOWN for a name that is not Kaggle's (a folder's own)."""
+    return NAMES.index(name) if name in MANIPULATIONS else UNKNOWN

@@ -16,27 +16,18 @@ folder belongs to one (size, tiles) setting; do not run two preparations into it
 from __future__ import annotations
 
 import os
-from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from camlit.atomic import require_writable
 from camlit.data import manipulations as manip
 from camlit.data.crops import center_offset, tile_offsets
 from camlit.errors import CamlitError
 from camlit.imageio import MAX_PIXELS, UnreadableImage, header_shape, list_images, read_rgb, write_image_atomic
-from camlit.workers import process_pool
-
-# libjpeg's 4:2:0 layout (8x8 blocks, 2x2 chroma subsampling, edge padding) repeats every 16
-# pixels, and decoding reads at most one chroma sample across a block edge.
-JPEG_PERIOD = 16
-# Manipulated pixels kept beyond the crops for a resize: the cubic kernel reaches two source
-# pixels, four output pixels at 2x; 32 (96 bytes) also clears a SIMD loop's tail of up to 64.
-RESIZE_MARGIN = 32
+from camlit.workers import in_parallel
 
 
 @dataclass(frozen=True)
@@ -80,46 +71,47 @@ class PrepareSummary:
         return "\n".join(lines)
 
 
-def _axis_window(name: str, extent: int, lo: int, hi: int) -> tuple[int, int, int]:
+def _axis_window(manipulation: manip.Manipulation, extent: int, lo: int, hi: int) -> tuple[int, int, int]:
     """Source span [start, stop) of one axis whose manipulation, placed at `placed` in the
     manipulated frame, equals the full frame's pixels over [lo, hi): (start, stop, placed)."""
-    function = manip.MANIPULATIONS.get(name)
-    kind = getattr(function, "func", function)
-    if kind in (manip.unaltered, manip.gamma):
+    kind, margin = manipulation.kind, manipulation.margin
+    if kind in (manip.Kind.UNALTERED, manip.Kind.GAMMA):
         return lo, hi, lo  # per-pixel tables
-    if kind is manip.jpeg:
-        start = max(0, (lo - JPEG_PERIOD) // JPEG_PERIOD * JPEG_PERIOD)
-        stop = min(extent, -(-(hi + JPEG_PERIOD) // JPEG_PERIOD) * JPEG_PERIOD)
+    if kind is manip.Kind.JPEG:
+        # The margin is the block grid's period: the window starts and ends on the grid.
+        start = max(0, (lo - margin) // margin * margin)
+        stop = min(extent, -(-(hi + margin) // margin) * margin)
         return start, stop, start
-    if kind is manip.resize:
-        factor = manip.RESIZE_FACTORS[name]
+    if kind is manip.Kind.RESIZE:
+        factor = manipulation.parameter
         ratio = Fraction(extent, manip.resized_shape(extent, extent, factor)[0])
         # Whole blocks (p source pixels -> q output pixels) keep the frame's exact scale. OpenCV
         # maps output pixels to source positions in float: exact for a power-of-two q, but for 1.5
         # (q = 3) the rounding varies with the coordinate, so there the window keeps the origin.
         p, q = ratio.numerator, ratio.denominator
-        first = max(0, (lo - RESIZE_MARGIN) // q) if q & (q - 1) == 0 else 0
-        last = min(extent // p, -(-(hi + RESIZE_MARGIN) // q))
+        first = max(0, (lo - margin) // q) if q & (q - 1) == 0 else 0
+        last = min(extent // p, -(-(hi + margin) // q))
         if manip.resized_shape((last - first) * p, 1, factor)[0] == (last - first) * q:
             return first * p, last * p, first * q
     return 0, extent, 0
 
 
 def source_window(
-    name: str, height: int, width: int, offsets: list[tuple[int, int]], size: int
+    manipulation: manip.Manipulation, height: int, width: int, offsets: list[tuple[int, int]], size: int
 ) -> tuple[slice, slice, int, int]:
     """The source region to manipulate for crops at `offsets` of the manipulated frame, and the
-    region's top-left corner in that frame. Unknown kinds of manipulation get the full frame."""
+    region's top-left corner in that frame."""
     tops, lefts = [t for t, _ in offsets], [x for _, x in offsets]
-    top, bottom, dy = _axis_window(name, height, min(tops), max(tops) + size)
-    left, right, dx = _axis_window(name, width, min(lefts), max(lefts) + size)
+    top, bottom, dy = _axis_window(manipulation, height, min(tops), max(tops) + size)
+    left, right, dx = _axis_window(manipulation, width, min(lefts), max(lefts) + size)
     return slice(top, bottom), slice(left, right), dy, dx
 
 
 def manipulated_crops(name: str, image: np.ndarray, offsets: list[tuple[int, int]], size: int) -> list[np.ndarray]:
     """The `size` crops at `offsets` of manipulation `name` of the full `image`."""
-    rows, cols, dy, dx = source_window(name, image.shape[0], image.shape[1], offsets, size)
-    region = manip.apply(name, image[rows, cols])
+    manipulation = manip.get(name)
+    rows, cols, dy, dx = source_window(manipulation, image.shape[0], image.shape[1], offsets, size)
+    region = manipulation(image[rows, cols])
     return [region[t - dy : t - dy + size, x - dx : x - dx + size] for t, x in offsets]
 
 
@@ -133,8 +125,7 @@ def _plan(task: Task, height: int, width: int) -> tuple[dict, list[str]]:
     """Each manipulation's output paths with their crop offsets, and messages for those too small."""
     plan, too_small = {}, []
     for name in task.manipulations:
-        factor = manip.RESIZE_FACTORS.get(name)
-        h, w = (height, width) if factor is None else manip.resized_shape(height, width, factor)
+        h, w = manip.MANIPULATIONS[name].output_shape(height, width)
         if h < task.size or w < task.size:
             too_small.append(f"{task.path} {name}: {w}x{h} is smaller than {task.size}x{task.size}")
             continue
@@ -214,21 +205,7 @@ def _find_photos(
 def _results(tasks: list[Task], workers: int | None, progress: bool):
     # The cores this process may use, which a container or job scheduler can limit.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(workers or cores, len(tasks))
-    with tqdm(total=len(tasks), unit="photo", disable=not progress) as bar:
-        if workers <= 1:
-            for task in tasks:
-                yield prepare_photo(task)
-                bar.update()
-            return
-        pool = process_pool(workers)
-        try:
-            for future in as_completed([pool.submit(prepare_photo, task) for task in tasks]):
-                yield future.result()
-                bar.update()
-        finally:
-            # On an error or Ctrl-C, finish only the photos in progress, not the whole queue.
-            pool.shutdown(cancel_futures=True)
+    return in_parallel(prepare_photo, [(task,) for task in tasks], workers or cores, "photos" if progress else None)
 
 
 def prepare_dataset(

@@ -19,8 +19,8 @@ import numpy as np
 
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
-from camlit.imageio import MAX_PIXELS, UnreadableImage, list_images, read_rgb, too_small_problem
-from camlit.workers import process_pool
+from camlit.imageio import MAX_PIXELS, UnreadableImage, list_images, read_rgb, require_crop_fits
+from camlit.workers import in_parallel
 
 # prepare_data names tiles <stem>_t<k>; they are pieces of one photo.
 TILE_SUFFIX = re.compile(r"_t\d+$")
@@ -120,25 +120,19 @@ def split_by_photo(samples: Sequence[Sample], val_fraction: float, seed: int) ->
     return train, val
 
 
-def image_problem(path: str, min_size: int, max_pixels: int = MAX_PIXELS) -> str | None:
-    """Why `path` cannot give a `min_size` crop, or None when it can."""
+def image_problem(path: str, min_size: int, max_pixels: int = MAX_PIXELS) -> UnreadableImage | None:
+    """Why `path` cannot give a `min_size` crop (ImageTooSmall when it is readable), or None when it can."""
     try:
-        image = read_rgb(path, max_pixels)
-    except UnreadableImage as error:
-        return str(error)
-    return too_small_problem(path, *image.shape[:2], min_size)
+        require_crop_fits(path, *read_rgb(path, max_pixels).shape[:2], min_size)
+    except UnreadableImage as problem:
+        return problem
+    return None
 
 
 def check_images(
     samples: Sequence[Sample], min_size: int, workers: int = 0, max_pixels: int = MAX_PIXELS
-) -> tuple[list[Sample], list[str]]:
-    """Decode every sample once; return the usable ones and one message per skipped file."""
-    paths = [s.path for s in samples]
-    if workers > 1 and len(paths) > 1:
-        with process_pool(workers) as pool:
-            sizes, limits = [min_size] * len(paths), [max_pixels] * len(paths)
-            problems = list(pool.map(image_problem, paths, sizes, limits, chunksize=16))
-    else:
-        problems = [image_problem(path, min_size, max_pixels) for path in paths]
+) -> tuple[list[Sample], list[UnreadableImage]]:
+    """Decode every sample once; return the usable ones and the problem of each skipped file."""
+    problems = list(in_parallel(image_problem, [(s.path, min_size, max_pixels) for s in samples], workers))
     usable = [s for s, problem in zip(samples, problems, strict=True) if problem is None]
     return usable, [p for p in problems if p is not None]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections import namedtuple
-from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +19,10 @@ import numpy as np
 from camlit.atomic import require_writable, write_bytes_atomic, write_csv_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop
-from camlit.data.manipulations import MANIPULATED, RESIZE_FACTORS, UNALTERED, apply, resized_shape
+from camlit.data.manipulations import MANIPULATED, MANIPULATIONS, UNALTERED, Kind, apply
 from camlit.errors import CamlitError
 from camlit.imageio import to_rgb8, write_image_atomic
-from camlit.workers import process_pool
-
-try:
-    from tqdm import tqdm
-except ImportError:  # tqdm comes with lightning; without it there is just no progress bar
-    tqdm = None
+from camlit.workers import in_parallel
 
 SCENE_STREAM, NOISE_STREAM = 0, 1
 CHROMA = {name: getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{name}") for name in ("420", "422", "444")}
@@ -194,7 +188,8 @@ def _scene_seed(seed: int, split: int, camera: int, index: int) -> int:
 def kaggle_crop_size(width: int, height: int) -> int:
     """512, or less: all test crops share one size, as in Kaggle, so it must fit the smallest
     manipulated frame (after resize0.5). 384 for 1024x768 frames; 512 needs a short side of 1024."""
-    small_height, small_width = resized_shape(height, width, min(RESIZE_FACTORS.values()))
+    smallest = min((m for m in MANIPULATIONS.values() if m.kind is Kind.RESIZE), key=lambda m: m.parameter)
+    small_height, small_width = smallest.output_shape(height, width)
     return min(512, min(small_height, small_width) // 2 * 2)
 
 
@@ -231,15 +226,6 @@ def make_file(job: Job) -> None:
         # Kaggle's order: manipulate the whole decoded photo, then take the centre crop.
         photo = apply(job.manipulation, render_photo(job.camera, job.scene_seed, *job.size))
         write_image_atomic(job.path, center_crop(photo, kaggle_crop_size(*job.size)))
-
-
-def _run(jobs: list[Job], workers: int):
-    if workers <= 1:
-        yield from map(make_file, jobs)
-        return
-    with process_pool(workers) as pool:
-        for done in as_completed([pool.submit(make_file, job) for job in jobs]):
-            yield done.result()
 
 
 def is_complete(output: str | os.PathLike) -> bool:
@@ -282,10 +268,8 @@ def make_synthetic(
         folder.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(settings_path, settings)
     (output / ".complete").unlink(missing_ok=True)
-    done = _run(todo, min(workers or os.cpu_count() or 1, len(todo)))
-    if progress and tqdm is not None:
-        done = tqdm(done, total=len(todo), desc="synthetic photos", unit="photo")
-    for _ in done:
+    progress_name = "synthetic photos" if progress else None
+    for _ in in_parallel(make_file, [(job,) for job in todo], workers or os.cpu_count() or 1, progress_name):
         pass
     for column, name in enumerate(("labels", "manipulations"), start=1):
         write_csv_atomic(

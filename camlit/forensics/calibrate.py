@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit the unknown-camera score on a run's training photos and set the threshold that accepts "
         "95% of its validation photos; predict.py --unknown reads the file written beside the checkpoint.",
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by scripts/fit.py")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by scripts/fit.py")
     parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
     parser.add_argument("--score", choices=openset.SCORES, default=DEFAULT_SCORE, help=f"default {DEFAULT_SCORE}")
     parser.add_argument("--crops", type=at_least(1), default=DEFAULT_CROPS, help="crops per photo, as predict's")
@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> openset.OpenSetModel:
     args = build_parser().parse_args(argv)
     try:
-        model, size = load_checkpoint(args.ckpt, args.device)
-        train, val = run_split(args.ckpt, model.classes, args.train_dir)
+        model, size = load_checkpoint(args.ckpt_path, args.device)
+        train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops)
         options = {"batch_size": args.batch_size, "device": args.device}
         _, train_features, train_labels = labelled_rows(model, train, plan, **options)
@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
         val_logits, val_features, _ = labelled_rows(model, val, plan, **options)
         fitted.calibrate(fitted.scores(val_logits, val_features), args.crops)
         with disk_full_as_user_error("the calibration file is written whole or not at all"):
-            fitted.save(openset.calibration_path(args.ckpt))
+            fitted.save(openset.calibration_path(args.ckpt_path))
     except CamlitError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"{args.score} threshold {fitted.threshold:.4g} accepts 95% of {len(val)} validation photos; "
-          f"written to {openset.calibration_path(args.ckpt)}")  # fmt: skip
+          f"written to {openset.calibration_path(args.ckpt_path)}")  # fmt: skip
     return fitted

@@ -1,6 +1,6 @@
 """`scripts/inspect_photo.py`: the camera map of one photo, the region judged foreign, and a picture of both.
 
-`python scripts/inspect_photo.py --ckpt best.ckpt --input photo.jpg --output DIR` writes, for photo.jpg:
+`python scripts/inspect_photo.py --ckpt_path best.ckpt --input photo.jpg --output DIR` writes, for photo.jpg:
 
 - ``DIR/photo_tiles.npz``: the tile grid (offsets, per-tile probabilities, logits, pooled
   features, the flat and clipped masks, class names);
@@ -25,7 +25,7 @@ from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.splice import DEFAULT_METHOD, METHODS, PHOTO_THRESHOLDS, localise
-from camlit.imageio import read_rgb, too_small_problem, write_image_atomic
+from camlit.imageio import ImageTooSmall, read_rgb, require_crop_fits, write_image_atomic
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.options import manipulated_from_name
 from camlit.inference.tta import DEFAULT_CROP_SIZE
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The camera map of one photo: per-tile cameras, tiles too flat or clipped to judge, "
         "the region judged spliced from another camera, and a picture of them.",
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by scripts/fit.py")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by scripts/fit.py")
     parser.add_argument("--input", required=True, help="the photo to inspect")
     parser.add_argument("--output", required=True, help="folder for <stem>_tiles.npz, _mask.png, _map.png, .json")
     parser.add_argument(
@@ -67,11 +67,12 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     if output.exists() and not output.is_dir():
         raise CamlitError(f"--output {output}: is a file; name a folder")
     image = read_rgb(source)
-    model, trained_size = load_checkpoint(args.ckpt, args.device)
+    model, trained_size = load_checkpoint(args.ckpt_path, args.device)
     size = args.crop_size or trained_size or DEFAULT_CROP_SIZE
-    problem = too_small_problem(source, *image.shape[:2], size)
-    if problem:
-        raise CamlitError(f"--input {problem}")
+    try:
+        require_crop_fits(source, *image.shape[:2], size)
+    except ImageTooSmall as problem:
+        raise CamlitError(f"--input {problem}") from None
     flag = manipulated_from_name(source) if args.manipulated == "names" else args.manipulated == "yes"
     predictions = predict_tiles(
         model, [source], size, args.batch_size, device=args.device, devices=args.devices,
@@ -85,7 +86,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     stem = source.stem
     summary = {
         "input": str(source),
-        "checkpoint": str(args.ckpt),
+        "checkpoint": str(args.ckpt_path),
         "method": args.method,
         "threshold": threshold,
         "own_camera": model.classes[result.own],

@@ -5,27 +5,28 @@ Labelled images come either from a DataModule-style folder (`--input` alone: `ro
 plus a labels CSV (`--labels`, header `fname,camera`, as the synthetic set's test_labels.csv);
 see camlit.inference.labelled.
 
-Predictions are made exactly as scripts/predict.py makes them, through `Trainer.predict`
+Predictions are made exactly as `camlit predict` makes them, through `Trainer.predict`
 (camlit.inference.running), with the same crop, aggregation, balancing and device options.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import torch
+from jsonargparse import ArgumentParser, Namespace
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from camlit.atomic import write_text_atomic
 from camlit.data.datasets import group_order
 from camlit.data.manipulations import UNALTERED
-from camlit.errors import CamlitError, disk_full_as_user_error
+from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
 from camlit.imageio import write_image_atomic
 from camlit.inference import options
 from camlit.inference.labelled import labelled_csv, labelled_folder
@@ -56,7 +57,7 @@ def score(
         raise ValueError("truth, predicted and groups differ in length")
     correct = truth == predicted
     num_classes = len(classes)
-    matrix = np.bincount(truth * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+    matrix = multiclass_confusion_matrix(torch.from_numpy(predicted), torch.from_numpy(truth), num_classes)
     per_class = {name: accuracy_entry(correct[truth == k].sum(), (truth == k).sum()) for k, name in enumerate(classes)}
     per_group = {
         name: accuracy_entry(correct[groups == name].sum(), (groups == name).sum())
@@ -97,7 +98,7 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def confusion_path(args: argparse.Namespace) -> Path:
+def confusion_path(args: Namespace) -> Path:
     if args.confusion:
         return Path(args.confusion)
     if args.json:
@@ -118,9 +119,9 @@ def write_confusion(path: Path, matrix: Sequence[Sequence[int]], classes: Sequen
 # Command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py",
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="camlit evaluate",
         description="Score a checkpoint on labelled images: overall, per class, per manipulation group and "
         "Kaggle's weighted accuracy (0.7 x unaltered + 0.3 x mean of the manipulated groups).",
     )
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any] | None:
+def evaluate(args: Namespace) -> dict[str, Any] | None:
     """The report; None in the other processes of a several-device run."""
     if args.manipulations and not args.labels:
         raise CamlitError("--manipulations needs --labels")
@@ -166,7 +167,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any] | None:
         [image.label for image in kept], predictions.labels[usable], [image.group for image in kept], classes
     )
     report["skipped"] = [Path(paths[i]).name for i in sorted(predictions.problems)]
-    report["checkpoint"] = str(args.ckpt)
+    report["checkpoint"] = str(args.ckpt_path)
     report["input"] = str(args.input)
     report["labels"] = args.labels
     report["options"] = {
@@ -185,7 +186,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Evaluate; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
-    try:
+    with exit_on_user_error():
         options.require_file_paths(json=args.json, confusion=str(confusion_path(args)))
         report = evaluate(args)
         if report is None:
@@ -198,7 +199,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             if args.json:
                 write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
         print(f"confusion matrix: {picture}" + (f"; figures: {args.json}" if args.json else ""))
-    except CamlitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     return report

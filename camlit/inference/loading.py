@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from camlit.errors import CamlitError
-from camlit.training.checkpointing import SAFE_GLOBALS, load_plain
+from camlit.training.checkpointing import load_plain
 from camlit.training.module import CameraClassifier
 
 
@@ -20,7 +20,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
     """
     path = Path(path)
     if not path.is_file():
-        raise CamlitError(f"--ckpt {path}: no such checkpoint file")
+        raise CamlitError(f"--ckpt_path {path}: no such checkpoint file")
     # The weights come from the checkpoint: a pretrained file named at training time may be gone,
     # and compiling would only add start-up time here. channels_last only pays on a GPU; on a CPU
     # it is never faster and several times slower for small crops.
@@ -32,13 +32,12 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
         # Hash and plain-data check first; then Lightning loads the same file, also weights only.
         checkpoint = load_plain(path, mmap=True)
         require_finite_weights(path, checkpoint)
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            model = CameraClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
+        model = CameraClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     except CamlitError:
         raise
     except Exception as error:  # noqa: BLE001 - a file torch or Lightning cannot load is the user's input
         reason = f"{type(error).__name__}: {error}"
-        raise CamlitError(f"--ckpt {path}: not a loadable camlit checkpoint ({reason})") from None
+        raise CamlitError(f"--ckpt_path {path}: not a loadable camlit checkpoint ({reason})") from None
     model.configure_model()
     return model.eval(), checkpoint_crop_size(checkpoint)
 
@@ -48,7 +47,7 @@ def require_finite_weights(path: Path, checkpoint: Any) -> None:
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     for key, tensor in (state or {}).items():
         if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CamlitError(f"--ckpt {path}: weight {key} is not finite (NaN or infinity); the run diverged")
+            raise CamlitError(f"--ckpt_path {path}: weight {key} is not finite (NaN or infinity); the run diverged")
 
 
 def checkpoint_crop_size(checkpoint: dict[str, Any]) -> int | None:

@@ -134,7 +134,7 @@ def load(checkpoint: str | os.PathLike) -> OpenSetModel:
     if not path.is_file():
         raise CamlitError(
             f"--unknown: no open-set calibration {path} beside the checkpoint; "
-            f"make it with `python scripts/calibrate_unknown.py --ckpt {checkpoint}`"
+            f"make it with `python scripts/calibrate_unknown.py --ckpt_path {checkpoint}`"
         )
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -1,37 +1,38 @@
-"""The options scripts/predict.py and scripts/evaluate.py share, and what they do with them."""
+"""The options `camlit predict` and `camlit evaluate` share, and what they do with them."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from jsonargparse import ArgumentParser, Namespace
+
 from camlit.atomic import require_writable
 from camlit.data.commands import add_max_pixels_argument
 from camlit.data.manipulations import MANIPULATED
 from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError
-from camlit.imageio import is_too_small, read_rgb
+from camlit.imageio import ImageTooSmall, UnreadableImage, read_rgb
 from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
 
 
-def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
-    """Crop, aggregation and loader options, shared with scripts/evaluate.py."""
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by scripts/fit.py")
+def add_prediction_arguments(parser: ArgumentParser) -> None:
+    """Crop, aggregation and loader options, shared by predict and evaluate."""
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `camlit fit`")
     parser.add_argument("--input", required=True, help="folder of images")
     parser.add_argument(
         "--crops", type=int, default=DEFAULT_CROPS,
         help=f"crops per image (default {DEFAULT_CROPS}): the centre crop plus random even-offset crops",
     )  # fmt: skip
-    parser.add_argument("--crop-grid", action="store_true", help="take --crops crops on a deterministic even grid")
+    parser.add_argument("--crop_grid", action="store_true", help="take --crops crops on a deterministic even grid")
     parser.add_argument(
-        "--crop-size", type=int, default=None,
+        "--crop_size", type=int, default=None,
         help=f"crop side; default: the checkpoint's training crop size, else {DEFAULT_CROP_SIZE}",
     )  # fmt: skip
     parser.add_argument(
@@ -56,29 +57,29 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
         "cropped the same way) and combine every crop: a comma list such as jpeg90,gamma0.8, or all",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
-    parser.add_argument("--batch-size", type=int, default=128, help="crops per forward pass (default 128)")
-    parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1), help="loader workers")
+    parser.add_argument("--batch_size", type=int, default=128, help="crops per forward pass (default 128)")
+    parser.add_argument("--num_workers", type=int, default=min(4, os.cpu_count() or 1), help="loader workers")
     parser.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1")
     parser.add_argument(
         "--devices", type=int, default=1,
         help="how many devices of --device's kind (default 1); several share the images, one process each",
     )  # fmt: skip
     parser.add_argument(
-        "--skip-unreadable", action="store_true",
+        "--skip_unreadable", action="store_true",
         help="leave unreadable images out (still reported) instead of ending with exit status 2",
     )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     add_max_pixels_argument(parser)
 
 
-def check_prediction_arguments(args: argparse.Namespace) -> None:
+def check_prediction_arguments(args: Namespace) -> None:
     for name in ("crops", "batch_size"):
         if getattr(args, name) < 1:
-            raise CamlitError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise CamlitError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.crop_size is not None and args.crop_size < 1:
-        raise CamlitError(f"--crop-size must be at least 1, got {args.crop_size}")
+        raise CamlitError(f"--crop_size must be at least 1, got {args.crop_size}")
     if args.num_workers < 0:
-        raise CamlitError(f"--num-workers must be 0 or more, got {args.num_workers}")
+        raise CamlitError(f"--num_workers must be 0 or more, got {args.num_workers}")
     tta_manipulations(args.tta_manipulations)
 
 
@@ -102,17 +103,17 @@ def require_file_paths(**options: str | None) -> None:
             require_writable(path, f"--{option}")
 
 
-def prepare(args: argparse.Namespace):
+def prepare(args: Namespace):
     """(model, crop plan) from the shared options."""
     check_prediction_arguments(args)
-    model, trained_size = load_checkpoint(args.ckpt, args.device)
+    model, trained_size = load_checkpoint(args.ckpt_path, args.device)
     size = args.crop_size or trained_size or DEFAULT_CROP_SIZE
     plan = CropPlan(size, args.crops, args.crop_grid, args.seed, tta_manipulations(args.tta_manipulations))
     return model, plan
 
 
 def manipulated_flags(
-    args: argparse.Namespace, paths: Sequence[str | os.PathLike], known: Sequence[bool | None] | None = None
+    args: Namespace, paths: Sequence[str | os.PathLike], known: Sequence[bool | None] | None = None
 ) -> list[bool | None]:
     """Per path, whether it is manipulated: --manipulated yes/no for all, else `known` (what the
     caller knows, e.g. evaluate's manipulation folders), else the file name."""
@@ -124,7 +125,7 @@ def manipulated_flags(
 
 
 def predict_with(
-    args: argparse.Namespace,
+    args: Namespace,
     model,
     plan: CropPlan,
     paths: Sequence[str | os.PathLike],
@@ -152,11 +153,11 @@ def require_usable(predictions: Predictions) -> None:
     if predictions.usable.any():
         return
     reasons = [predictions.problems[i] for i in sorted(predictions.problems)]
-    hint = "; choose a smaller --crop-size" if all(map(is_too_small, reasons)) else ""
+    hint = "; choose a smaller --crop_size" if all(isinstance(r, ImageTooSmall) for r in reasons) else ""
     raise CamlitError(f"none of the {len(reasons)} images in --input is usable, e.g. {reasons[0]}{hint}")
 
 
-def report_problems(problems: dict[int, str], paths: Sequence[str], skip: bool) -> None:
+def report_problems(problems: dict[int, UnreadableImage], paths: Sequence[str], skip: bool) -> None:
     """Every reason on stderr; unless `skip`, end with one `error:` line naming the files, exit 2."""
     if not problems:
         return
@@ -166,5 +167,5 @@ def report_problems(problems: dict[int, str], paths: Sequence[str], skip: bool) 
         names = [Path(paths[i]).name for i in sorted(problems)]
         raise CamlitError(
             f"{len(names)} unusable image(s) (unreadable, or smaller than the crop): {few(names, 20)}; "
-            "rerun with --skip-unreadable to accept that"
+            "rerun with --skip_unreadable to accept that"
         )

@@ -1,6 +1,6 @@
 """Predict the camera of every image in a folder, in Kaggle's submission format.
 
-`python scripts/predict.py --ckpt best.ckpt --input test/ --output submission.csv`
+`camlit predict --ckpt_path best.ckpt --input test/ --output submission.csv`
 
 The options are shared with evaluate (camlit.inference.options); the model runs under
 Lightning's `Trainer.predict` (camlit.inference.running); the CSVs come from
@@ -9,12 +9,12 @@ camlit.inference.submission.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 
-from camlit.errors import CamlitError, disk_full_as_user_error
+from jsonargparse import ArgumentParser, Namespace
+
+from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
 from camlit.imageio import list_images
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures
@@ -41,9 +41,9 @@ def list_input_images(folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="predict.py",
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="camlit predict",
         description="Predict the camera of every image in --input; write Kaggle's submission CSV (fname,camera).",
     )
     add_prediction_arguments(parser)
@@ -64,22 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> Predictions:
     """Predict; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
-    try:
-        with on_sigterm():
-            return run_prediction(args)
-    except CamlitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except Terminated:
-        # The outputs are written whole at the end, so none is there half-written.
-        exit_terminated(f"{args.output} not written (any older file there is as it was)")
+    with exit_on_user_error():
+        try:
+            with on_sigterm():
+                return run_prediction(args)
+        except Terminated:
+            # The outputs are written whole at the end, so none is there half-written.
+            exit_terminated(f"{args.output} not written (any older file there is as it was)")
 
 
-def run_prediction(args: argparse.Namespace) -> Predictions:
+def run_prediction(args: Namespace) -> Predictions:
     """The work of main(), whose outputs are written only once every image is predicted."""
     require_file_paths(output=args.output, probs=args.probs)
     paths = list_input_images(args.input)
-    calibration = openset.load(args.ckpt) if args.unknown else None
+    calibration = openset.load(args.ckpt_path) if args.unknown else None
     model, plan = prepare(args)
     predictions = predict_with(args, WithFeatures(model) if calibration else model, plan, paths)
     if not predictions.primary:

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback
 
+from camlit.data.batch import Batch
 from camlit.errors import CamlitError
-from camlit.imageio import read_rgb
+from camlit.imageio import UnreadableImage, read_rgb
 from camlit.inference.aggregate import AGGREGATES, aggregate
 from camlit.inference.balance import balanced_labels
-from camlit.inference.tta import CropBatch, CropPlan, crop_loader
+from camlit.inference.tta import CropPlan, crop_loader
 from camlit.training.precision import default_precision
 
 
@@ -37,7 +38,7 @@ class Predictions:
     classes: list[str]
     probabilities: np.ndarray
     labels: np.ndarray
-    problems: dict[int, str] = field(default_factory=dict)
+    problems: dict[int, UnreadableImage] = field(default_factory=dict)
     # Per image, the (crops, k) extra rows of a model whose predict_step also returns them
     # (camlit.inference.features: logits and pooled features); empty otherwise.
     extras: dict[int, np.ndarray] = field(default_factory=dict)
@@ -62,14 +63,14 @@ class CropRows(Callback):
     def __init__(self):
         self.by_image: dict[int, torch.Tensor] = {}
         self.extras: dict[int, torch.Tensor] = {}
-        self.problems: dict[int, str] = {}
+        self.problems: dict[int, UnreadableImage] = {}
 
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch: CropBatch, batch_idx, dataloader_idx=0):
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch: Batch, batch_idx, dataloader_idx=0):
         self.problems.update(batch.problems)
-        if not len(batch.indices):
+        if not len(batch.image_index):
             return
         probabilities, extras = outputs if isinstance(outputs, tuple) else (outputs, None)
-        indices, counts = torch.unique_consecutive(batch.indices.cpu(), return_counts=True)
+        indices, counts = torch.unique_consecutive(batch.image_index.cpu(), return_counts=True)
         for index, rows in zip(indices.tolist(), probabilities.float().cpu().split(counts.tolist()), strict=True):
             self.by_image[index] = rows
         if extras is not None:

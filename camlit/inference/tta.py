@@ -13,15 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from camlit.data import manipulations
+from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.crops import center_offset, crop, grid_offsets, random_offset
-from camlit.imageio import UnreadableImage, read_rgb, too_small_problem
+from camlit.imageio import UnreadableImage, read_rgb, require_crop_fits
 
 DEFAULT_CROP_SIZE = 224
 DEFAULT_CROPS = 10
@@ -76,17 +76,6 @@ def augmented_crops(image: np.ndarray, plan: CropPlan, index: int) -> tuple[np.n
     return np.concatenate(crops), np.concatenate(applied)
 
 
-class CropBatch(NamedTuple):
-    """What the loader yields: crops of several images, the image index of each crop, the
-    (image index, reason) of each image in the batch that could not be used, and whether each
-    crop's image is manipulated (None when that is not known)."""
-
-    images: torch.Tensor
-    indices: torch.Tensor
-    problems: list[tuple[int, str]]
-    manipulated: torch.Tensor | None = None
-
-
 class PredictCrops(Dataset):
     """Item i -> (the crops of image i as uint8 (n, 3, size, size), n copies of i, problem, and
     whether each crop is of a manipulated version of the image).
@@ -95,48 +84,47 @@ class PredictCrops(Dataset):
     file neither kills a loader worker nor stops the run.
     """
 
-    def __init__(
-        self,
-        paths: Sequence[str | os.PathLike],
-        plan: CropPlan,
-        reader: Callable = read_rgb,
-        manipulated: Sequence[bool] | None = None,
-    ):
+    def __init__(self, paths: Sequence[str | os.PathLike], plan: CropPlan, reader: Callable = read_rgb):
         self.paths = [str(p) for p in paths]
         self.plan = plan
         self.reader = reader
-        self.manipulated = None if manipulated is None else torch.tensor(list(manipulated), dtype=torch.bool)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None, torch.Tensor]:
+    def __getitem__(
+        self, index: int
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, UnreadableImage] | None, torch.Tensor]:
         path = self.paths[index]
         size = self.plan.size
         try:
             image = self.reader(path)
-            problem = too_small_problem(path, *image.shape[:2], size)
-            if problem:
-                raise UnreadableImage(problem)
+            require_crop_fits(path, *image.shape[:2], size)
             crops, applied = map(torch.from_numpy, augmented_crops(image, self.plan, index))
-        except UnreadableImage as error:
+        except UnreadableImage as problem:
             empty = torch.empty((0, 3, size, size), dtype=torch.uint8)
-            return empty, torch.empty(0, dtype=torch.long), (index, str(error)), torch.empty(0, dtype=torch.bool)
+            return empty, torch.empty(0, dtype=torch.long), (index, problem), torch.empty(0, dtype=torch.bool)
         return crops, torch.full((len(crops),), index, dtype=torch.long), None, applied
 
 
 class CollateCrops:
-    """Concatenate the per-image crop stacks; keep the problems aside; look up each crop's flag
-    (a crop of a manipulated version of an unaltered image is manipulated)."""
+    """One Batch of the per-image crop stacks: no labels, the images that gave no crops aside, and
+    each crop's flag where its image's is known (a crop of a manipulated version of an image is
+    manipulated); False otherwise, for a model that does not read it."""
 
-    def __init__(self, manipulated: torch.Tensor | None = None):
-        self.manipulated = manipulated
+    def __init__(self, manipulated: Sequence[bool] | None = None):
+        self.manipulated = None if manipulated is None else torch.tensor(list(manipulated), dtype=torch.bool)
 
-    def __call__(self, batch: list) -> CropBatch:
-        images, indices, problems, applied = zip(*batch, strict=True)
+    def __call__(self, items: list) -> Batch:
+        images, indices, problems, applied = zip(*items, strict=True)
         indices = torch.cat(indices)
-        flags = None if self.manipulated is None else self.manipulated[indices] | torch.cat(applied)
-        return CropBatch(torch.cat(images), indices, [p for p in problems if p is not None], flags)
+        unknown = torch.full_like(indices, UNKNOWN)
+        if self.manipulated is None:
+            flags = torch.zeros_like(indices, dtype=torch.bool)
+        else:
+            flags = self.manipulated[indices] | torch.cat(applied)
+        known_problems = tuple(p for p in problems if p is not None)
+        return Batch(torch.cat(images), unknown, unknown, flags, image_index=indices, problems=known_problems)
 
 
 def crop_loader(
@@ -152,12 +140,11 @@ def crop_loader(
     For `Trainer.predict(model, dataloaders=...)`, whose CameraClassifier.predict_step returns the
     softmax of each crop.
     """
-    dataset = PredictCrops(paths, plan, reader, manipulated)
     return DataLoader(
-        dataset,
+        PredictCrops(paths, plan, reader),
         batch_size=max(1, batch_size // max(1, plan.most_crops)),
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=CollateCrops(dataset.manipulated),
+        collate_fn=CollateCrops(manipulated),
         pin_memory=torch.cuda.is_available(),
     )

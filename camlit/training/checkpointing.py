@@ -24,10 +24,6 @@ from camlit.errors import CamlitError
 
 log = logging.getLogger(__name__)
 
-# camlit's own checkpoints hold only tensors, numbers, strings, lists and dicts, which
-# weights_only=True accepts without an allow-list; anything else could run code when unpickled.
-SAFE_GLOBALS: list = []
-
 
 def hash_path(path: str | os.PathLike) -> Path:
     path = Path(path)
@@ -106,8 +102,9 @@ def load_plain(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = 
     # is read whole instead of refused with torch's message about mmap.
     mmap = mmap and zipfile.is_zipfile(path)
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        # camlit's checkpoints hold only tensors, numbers, strings, lists and dicts, which weights_only
+        # accepts without an allow-list; anything else could run code when unpickled.
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         # torch's message: a paragraph on weights_only, then the line naming the refused object.
         lines = [line for line in str(error).splitlines() if "GLOBAL" in line]

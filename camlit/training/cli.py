@@ -1,4 +1,4 @@
-"""`python scripts/fit.py`: LightningCLI around CameraClassifier and CameraDataModule.
+"""`camlit fit`: LightningCLI around CameraClassifier and CameraDataModule.
 
 A new run claims its own version folder under `--trainer.default_root_dir` (default: here); a run
 that fails before training leaves the folder as it was. One process at a time runs in a run folder
@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
-from camlit.errors import CamlitError, disk_full_as_user_error
+from camlit.errors import disk_full_as_user_error, exit_on_user_error
 from camlit.termination import SigtermWatch, Terminated, exit_terminated, on_sigterm
 from camlit.training.callbacks import CheckpointOnSigterm, NonFiniteLossGuard, RequireMonitoredMetric
 from camlit.training.checkpointing import AtomicCheckpointIO
@@ -245,17 +245,17 @@ def main(args: list[str] | None = None) -> CamlitCLI:
     cli: CamlitCLI | None = None
     with on_sigterm() as sigterm:
         try:
-            with disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"):
+            # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
+            with (
+                exit_on_user_error(MisconfigurationException),
+                disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"),
+            ):
                 cli = CamlitCLI(args=expand_config_bases(args), sigterm=sigterm)
                 try:
                     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
                 except BaseException:
                     cli.undo_run_folder()
                     raise
-        # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
-        except (CamlitError, MisconfigurationException) as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
         except (Terminated, SIGTERMException):
             exit_terminated(cli.stopped() if cli is not None else STOPPED_BEFORE_TRAINING)
         finally:

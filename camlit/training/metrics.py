@@ -50,9 +50,11 @@ class GroupedAccuracy(Metric):
         self.add_state("total", torch.zeros(num_groups, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, predictions: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor) -> None:
+        """`groups` (N,) int64 in [0, num_groups), or negative (UNKNOWN) for an item of no group."""
         count = len(self.total)
-        self.correct += torch.bincount(groups[predictions == targets], minlength=count)
-        self.total += torch.bincount(groups, minlength=count)
+        known = groups >= 0
+        self.correct += torch.bincount(groups[known & (predictions == targets)], minlength=count)
+        self.total += torch.bincount(groups[known], minlength=count)
 
     def compute(self) -> torch.Tensor:
         """Per-group accuracy; NaN for a group with no samples."""

@@ -15,11 +15,10 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.batch import UNKNOWN, Batch
-from camlit.data.datasets import manipulation_index
-from camlit.data.manipulations import MANIPULATIONS, UNALTERED
+from camlit.data.manipulations import NAMES
 from camlit.errors import CamlitError
 from camlit.models.filters import InputFilter, build_input_filter
-from camlit.models.resnet import STAGE_TABLES, build_resnet, load_pretrained
+from camlit.models.resnet import build_resnet, load_pretrained
 from camlit.training.callbacks import record_nonfinite
 from camlit.training.metrics import GroupedAccuracy, kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
@@ -47,7 +46,8 @@ class CameraClassifier(L.LightningModule):
         manipulation_head_weight: above 0, an auxiliary linear head on the pooled features learns
             which of the nine manipulations (unaltered included) each training crop went through,
             its cross-entropy added at this weight (Torrubia's Kaggle solution). 0: no head.
-        optimizer: `adam` (the seed's) or `sgd` (with `momentum`, Nesterov).
+        optimizer: `adam` (the seed's; `weight_decay` is Adam's own L2 term, added to the gradient),
+            `adamw` (decay decoupled from the gradient, Loshchilov & Hutter) or `sgd` (with `momentum`, Nesterov).
         schedule: `none`, `cosine` (with linear warmup) or `onecycle`; stepped every iteration.
         warmup_epochs: linear warmup length for `cosine`, in epochs (fractions allowed).
         pretrained: path to a torchvision ResNet state_dict, e.g. resnet50-11ad3fa6.pth.
@@ -61,7 +61,7 @@ class CameraClassifier(L.LightningModule):
         input_filter: InputFilter = "none",
         manipulation_flag: bool = False,
         manipulation_head_weight: float = 0.0,
-        optimizer: Literal["adam", "sgd"] = "adam",
+        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
@@ -76,8 +76,6 @@ class CameraClassifier(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if arch not in STAGE_TABLES:
-            raise CamlitError(f"--model.arch: unknown {arch!r}; choose from {', '.join(STAGE_TABLES)}")
         if not classes:
             raise CamlitError("--model.classes (set from --data.classes): empty class list")
         if len(classes) == 1:
@@ -101,9 +99,7 @@ class CameraClassifier(L.LightningModule):
         # Concatenating a 0/1 flag to the pooled features before one linear layer would only shift
         # the logits; a head per flag lets each group weigh the shared features its own way.
         self.manipulated_fc = nn.Linear(self.net.fc.in_features, num_classes) if manipulation_flag else None
-        self.manipulation_fc = (
-            nn.Linear(self.net.fc.in_features, len(MANIPULATIONS)) if manipulation_head_weight > 0 else None
-        )
+        self.manipulation_fc = nn.Linear(self.net.fc.in_features, len(NAMES)) if manipulation_head_weight > 0 else None
         if pretrained:
             load_pretrained(self.net, pretrained)
         if compile:
@@ -116,16 +112,12 @@ class CameraClassifier(L.LightningModule):
         self.val_class_acc = MulticlassAccuracy(num_classes, average="none", validate_args=False)
         self.val_loss = MeanMetric()
         self.val_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
-        self.val_group_acc: GroupedAccuracy | None = None
-        self.val_manipulation_acc = MulticlassAccuracy(
-            len(MANIPULATIONS), average="micro", ignore_index=UNKNOWN, validate_args=False
-        )
+        # One group per manipulation, by Batch.manipulation; those without validation items are not logged.
+        self.val_group_acc = GroupedAccuracy(len(NAMES))
         self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
-        self.val_group_names: list[str] = []
-        # Whether each validation group (camlit.data.datasets.CenterCrops.group_names) is manipulated.
-        self.register_buffer("group_manipulated", torch.zeros(1, dtype=torch.bool), persistent=False)
-        # Each validation group's index in MANIPULATIONS (UNKNOWN for other folder names), for the auxiliary head.
-        self.register_buffer("group_manipulation", torch.zeros(1, dtype=torch.long), persistent=False)
+        self.val_manipulation_acc = MulticlassAccuracy(
+            len(NAMES), average="micro", ignore_index=UNKNOWN, validate_args=False
+        )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Before Lightning loads the weights, so that a mismatch is named rather than a shape error.
@@ -134,15 +126,6 @@ class CameraClassifier(L.LightningModule):
     def configure_model(self) -> None:
         if self.hparams.channels_last:
             self.to(memory_format=torch.channels_last)
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        names = list(getattr(datamodule, "val_group_names", []))
-        if names and names != self.val_group_names:
-            self.val_group_names = names
-            self.val_group_acc = GroupedAccuracy(len(names)).to(self.device)
-            self.group_manipulated = torch.tensor([name != UNALTERED for name in names], device=self.device)
-            self.group_manipulation = torch.tensor([manipulation_index(name) for name in names], device=self.device)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW on the device -> normalised float, in channels_last when asked."""
@@ -182,49 +165,47 @@ class CameraClassifier(L.LightningModule):
         logits, manipulation_logits = self.logits_and_manipulation(batch.images, batch.manipulated)
         loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.hparams.label_smoothing)
         self.train_acc(logits, batch.labels)
+        size = len(batch.labels)
         # train/loss stays the camera loss, comparable with runs without the auxiliary head.
-        self.log("train/loss", loss, on_step=True, on_epoch=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
         if manipulation_logits is not None:
             manipulation_loss = masked_cross_entropy(manipulation_logits, batch.manipulation)
-            self.log("train/loss_manipulation", manipulation_loss, on_step=True, on_epoch=True)
+            self.log("train/loss_manipulation", manipulation_loss, on_step=True, on_epoch=True, batch_size=size)
             loss = loss + self.hparams.manipulation_head_weight * manipulation_loss
         record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        images, labels, groups = batch
-        logits, manipulation_logits = self.logits_and_manipulation(images, self.group_manipulated[groups])
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        labels = batch.labels
+        logits, manipulation_logits = self.logits_and_manipulation(batch.images, batch.manipulated)
         if manipulation_logits is not None:
-            self.val_manipulation_acc(manipulation_logits, self.group_manipulation[groups])
-            self.log("val/acc_manipulation", self.val_manipulation_acc, on_epoch=True)
+            self.val_manipulation_acc(manipulation_logits, batch.manipulation)
+            self.log("val/acc_manipulation", self.val_manipulation_acc, on_epoch=True, batch_size=len(labels))
         self.val_loss(F.cross_entropy(logits, labels), weight=len(labels))
         predictions = logits.argmax(dim=1)
         self.val_acc(predictions, labels)
         self.val_class_acc(predictions, labels)
         self.val_confusion(predictions, labels)
-        if self.val_group_acc is not None:
-            self.val_group_acc(predictions, labels, groups)
-        self.log("val/loss", self.val_loss, on_epoch=True)
-        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.val_group_acc(predictions, labels, batch.manipulation)
+        self.log("val/loss", self.val_loss, on_epoch=True, batch_size=len(labels))
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(labels))
 
     def on_validation_epoch_end(self) -> None:
         per_class = self.val_class_acc.compute()
         self.log_dict({f"val/acc_class/{name}": acc for name, acc in zip(self.classes, per_class, strict=True)})
         self.val_class_acc.reset()
-        if self.val_group_acc is not None:
-            per_group = {
-                name: float(acc)
-                # torchmetrics squeezes a one-group result to 0-d.
-                for name, acc in zip(self.val_group_names, self.val_group_acc.compute().reshape(-1), strict=True)
-                if not math.isnan(acc)
-            }
-            self.val_group_acc.reset()
-            if len(self.val_group_names) > 1:
-                self.log_dict({f"val/acc/{name}": acc for name, acc in per_group.items()})
-            weighted = kaggle_weighted_accuracy(per_group)
-            if weighted is not None:
-                self.log("val/acc_weighted", weighted)
+        per_group = {
+            name: float(acc)
+            for name, acc in zip(NAMES, self.val_group_acc.compute(), strict=True)
+            if not math.isnan(acc)
+        }
+        self.val_group_acc.reset()
+        if len(per_group) > 1:
+            self.log_dict({f"val/acc/{name}": acc for name, acc in per_group.items()})
+        weighted = kaggle_weighted_accuracy(per_group)
+        if weighted is not None:
+            self.log("val/acc_weighted", weighted)
         matrix = self.val_confusion.compute().cpu().numpy()
         self.val_confusion.reset()
         experiment = self.tensorboard()
@@ -232,12 +213,9 @@ class CameraClassifier(L.LightningModule):
             picture = confusion_matrix_image(matrix, self.classes)
             experiment.add_image("val/confusion_matrix", picture, self.global_step, dataformats="HWC")
 
-    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        """Softmax per crop; a batch is camlit.inference.tta's CropBatch (crops, image index, problems, flags)."""
-        if isinstance(batch, torch.Tensor):
-            return self(batch).float().softmax(dim=1)
-        manipulated = getattr(batch, "manipulated", None)
-        return self(batch[0], manipulated).float().softmax(dim=1)
+    def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """Softmax per crop, in float32 whatever the precision."""
+        return self(batch.images, batch.manipulated).float().softmax(dim=1)
 
     def log_crop_grid(self, images: torch.Tensor, count: int = 16) -> None:
         experiment = self.tensorboard()
@@ -264,12 +242,10 @@ class CameraClassifier(L.LightningModule):
             # Weight decay on batch-norm scales and biases only hurts (timm, torchvision references).
             (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
         groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        if hp.optimizer == "adam":
-            optimizer = torch.optim.AdamW(groups, lr=hp.lr) if hp.weight_decay else torch.optim.Adam(groups, lr=hp.lr)
-        elif hp.optimizer == "sgd":
+        if hp.optimizer == "sgd":
             optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
         else:
-            raise CamlitError(f"--model.optimizer: unknown {hp.optimizer!r}; choose adam or sgd")
+            optimizer = (torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam)(groups, lr=hp.lr)
         if hp.schedule == "none":
             return optimizer
         scheduler = self.build_scheduler(optimizer, int(self.trainer.estimated_stepping_batches))
@@ -281,9 +257,7 @@ class CameraClassifier(L.LightningModule):
             steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
             warmup = min(total - 1, int(hp.warmup_epochs * steps_per_epoch))
             return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(total, warmup))
-        if hp.schedule == "onecycle":
-            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
-        raise CamlitError(f"--model.schedule: unknown {hp.schedule!r}; choose none, cosine or onecycle")
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
 
 
 def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

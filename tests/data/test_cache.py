@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, add_unusable_files, epoch_batches, random_image, write_image
+from conftest import CLASSES, add_unusable_files, epoch_batches, random_image, same_batch, write_image
 from conftest import make_datamodule as make
 
 import camlit.data.cache
@@ -31,11 +31,11 @@ def test_cache_gives_the_same_crops_as_decoding(flat_tree, tmp_path, workers):
     assert cached.cache is not None and decoding.cache is None
     for epoch in (0, 1):
         for one, other in zip(epoch_batches(decoding, epoch), epoch_batches(cached, epoch), strict=True):
-            assert all(torch.equal(a, b) for a, b in zip(one, other, strict=True))
+            assert same_batch(one, other)
     assert len(decoding.val_set) == len(cached.val_set) > 0
     for index in range(len(decoding.val_set)):
-        (a, label_a, group_a), (b, label_b, group_b) = decoding.val_set[index], cached.val_set[index]
-        assert torch.equal(a, b) and (label_a, group_a) == (label_b, group_b)
+        (a, *labels_a), (b, *labels_b) = decoding.val_set[index], cached.val_set[index]
+        assert torch.equal(a, b) and labels_a == labels_b
 
 
 def test_reader_gives_a_read_only_view_of_the_decoded_pixels(flat_tree, tmp_path):
@@ -83,7 +83,7 @@ def test_a_full_disk_during_the_build_names_the_cache_file(flat_tree, small_disk
         str(flat_tree), classes=CLASSES, crop_size=32, num_workers=0, synthetic_root=None, cache_dir=str(small_disk)
     )
     with pytest.raises(CamlitError) as raised:
-        datamodule.prepare_data()  # 18 images of 15 KiB do not fit in 256 KiB
+        datamodule.setup("fit")  # 18 images of 15 KiB do not fit in 256 KiB
     message = str(raised.value)
     assert message.startswith(f"{small_disk}/images-") and ".u8: no space left on device; the cache in" in message
     assert "checkpoint" not in message
@@ -168,12 +168,14 @@ def test_unusable_files_reported_from_the_cache(flat_tree, tmp_path, caplog, mon
     assert len(datamodule.train_set) + len({i[0] for i in datamodule.val_set.items}) == 18
 
 
-def test_setup_without_prepare_data_decodes_and_says_so(flat_tree, tmp_path, caplog):
+def test_prepare_data_sets_no_state_and_setup_builds_the_cache(flat_tree, tmp_path):
     datamodule = CameraDataModule(
         str(flat_tree), classes=CLASSES, crop_size=32, num_workers=0, synthetic_root=None, cache_dir=str(tmp_path / "c")
     )
-    with caplog.at_level(logging.WARNING):
-        datamodule.setup("fit")
-    assert datamodule.cache is None and "run prepare_data" in caplog.text
-    crop, *_ = datamodule.train_set[(0, 0, 0)]
-    assert crop.shape == (3, 32, 32)
+    before = dict(vars(datamodule))
+    datamodule.prepare_data()
+    assert vars(datamodule) == before and not list(tmp_path.rglob("images-*.u8"))
+    datamodule.setup("fit")
+    assert datamodule.cache is not None
+    path = datamodule.train_set.samples[0].path
+    assert np.array_equal(datamodule.cache(path), read_rgb(path))

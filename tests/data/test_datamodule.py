@@ -3,24 +3,26 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, add_unusable_files, bomb_png, epoch_batches, random_image
+from conftest import CLASSES, add_unusable_files, bomb_png, epoch_batches, random_image, same_batch
 from conftest import make_datamodule as make
 
-from camlit.data import manipulations
+from camlit.data.batch import Batch
 from camlit.data.crops import center_crop
 from camlit.data.datamodule import CameraDataModule
 from camlit.data.datasets import EpochSampler, random_train_crop
-from camlit.data.manipulations import MANIPULATIONS
+from camlit.data.manipulations import MANIPULATED, NAMES, Manipulation
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
 
 def test_train_batches_are_uint8_chw_crops(flat_tree):
     datamodule = make(flat_tree, crops_per_image=2, batch_size=4)
-    images, labels, _, manipulated = next(iter(datamodule.train_dataloader()))
-    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
-    assert labels.dtype == torch.long
-    assert manipulated.dtype == torch.bool and not manipulated.any()
+    batch = next(iter(datamodule.train_dataloader()))
+    assert isinstance(batch, Batch)
+    assert batch.images.shape == (4, 3, 32, 32) and batch.images.dtype == torch.uint8
+    assert batch.labels.dtype == torch.long
+    assert batch.manipulated.dtype == torch.bool and not batch.manipulated.any()
+    assert batch.manipulation.tolist() == [0] * 4
 
 
 def test_crops_per_image_and_load_ratio_counts(flat_tree):
@@ -28,7 +30,7 @@ def test_crops_per_image_and_load_ratio_counts(flat_tree):
     train_images = len(datamodule.train_set)
     assert train_images == 12  # 4 of 6 photos per class
     batches = epoch_batches(datamodule, 0)
-    labels = torch.cat([b[1] for b in batches])
+    labels = torch.cat([b.labels for b in batches])
     assert len(labels) == 3 * 2 * 2  # 3 classes x round(0.5 x 4) images x 2 crops
     assert torch.bincount(labels).tolist() == [4, 4, 4]
 
@@ -63,9 +65,9 @@ def test_same_samples_for_any_worker_count(flat_tree):
     parallel = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=2), 1)
     assert len(serial) == len(parallel)
     for first, second in zip(serial, parallel, strict=True):
-        assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+        assert same_batch(first, second)
     other_epoch = epoch_batches(make(flat_tree, crops_per_image=2, num_workers=0), 2)
-    assert not all(torch.equal(a[0], b[0]) for a, b in zip(serial, other_epoch, strict=False))
+    assert not all(torch.equal(a.images, b.images) for a, b in zip(serial, other_epoch, strict=False))
 
 
 def test_train_crops_come_from_the_image_on_even_offsets(flat_tree):
@@ -86,23 +88,25 @@ def test_train_crops_come_from_the_image_on_even_offsets(flat_tree):
 
 def test_validation_is_the_exact_centre_crop(flat_tree):
     datamodule = make(flat_tree)
-    image, label, group = datamodule.val_set[0]
+    image, label, manipulation, manipulated = datamodule.val_set[0]
     sample = datamodule.val_set.items[0][0]
     assert np.array_equal(image.permute(1, 2, 0).numpy(), center_crop(read_rgb(sample.path), 32))
-    assert label == sample.label and datamodule.val_group_names[group] == "unaltered"
+    assert label == sample.label and manipulation == 0 and not manipulated
 
 
 def test_validation_expanded_with_manipulations(flat_tree):
     datamodule = make(flat_tree, val_manipulations=["jpeg70", "resize0.5"], crop_size=16)
-    assert datamodule.val_group_names == ["unaltered", "jpeg70", "resize0.5"]
+    assert datamodule.val_set.group_names == ["unaltered", "jpeg70", "resize0.5"]
     assert len(datamodule.val_set) == 3 * len({item[0] for item in datamodule.val_set.items})
-    groups = [datamodule.val_set[i][2] for i in range(3)]
-    assert groups == [0, 1, 2]
+    batch = next(iter(datamodule.val_dataloader()))
+    assert isinstance(batch, Batch)
+    assert batch.manipulation[:3].tolist() == [NAMES.index(n) for n in ("unaltered", "jpeg70", "resize0.5")]
+    assert batch.manipulated[:3].tolist() == [False, True, True]
 
 
 def test_manipulation_layout_groups_in_validation(manipulation_tree):
     datamodule = make(manipulation_tree, val_fraction=0.25)
-    assert datamodule.val_group_names == ["unaltered", "jpeg70", "gamma0.8"]
+    assert datamodule.val_set.group_names == ["unaltered", "jpeg70", "gamma0.8"]
     val_photos = {item[0].photo for item in datamodule.val_set.items}
     assert val_photos.isdisjoint({s.photo for s in datamodule.train_set.samples})
 
@@ -138,18 +142,18 @@ def test_a_training_crops_flag_matches_its_manipulation(manipulation_tree):
         for crop in range(4):
             image, label, manipulation, manipulated = train_set[index, 0, crop]
             assert label == sample.label and manipulated == (manipulation != 0)
-            if sample.manipulation != "unaltered":
-                assert list(MANIPULATIONS)[manipulation] == sample.manipulation
             if sample.manipulation == "unaltered":
                 untouched = (windows == image[:, None, None]).flatten(3).all(3).all(0).any()
                 assert manipulated != bool(untouched)
+            else:
+                assert NAMES[manipulation] == sample.manipulation
             flags[sample.manipulation].append(manipulated)
     assert all(flags["jpeg70"]) and all(flags["gamma0.8"])
     assert 0 < sum(flags["unaltered"]) < len(flags["unaltered"])
     rng = np.random.default_rng(0)
     image = random_image(rng, 160, 160)
     only = [random_train_crop(image, 32, rng, manipulation_p=1.0, weights=[1.0] + [0.0] * 7)[1] for _ in range(20)]
-    assert only == ["jpeg70"] * 20
+    assert [m.name for m in only] == ["jpeg70"] * 20
 
 
 def test_manipulation_ramp_and_weights_are_checked(flat_tree):
@@ -199,25 +203,23 @@ def test_configuration_errors(flat_tree, tmp_path, caplog):
 
 @pytest.mark.parametrize("scale", [1.0, 2.0, 10.0])
 def test_patch_scale_resizes_a_larger_patch_then_crops_on_even_offsets(monkeypatch, scale):
-    from camlit.data import datasets
+    patches, apply = [], Manipulation.__call__
 
-    patches, apply = [], manipulations.apply
-
-    def recording_apply(name, image):
-        patches.append((name, image.shape[:2], result := apply(name, image)))
+    def recording_apply(manipulation, image):
+        patches.append((manipulation.name, image.shape[:2], result := apply(manipulation, image)))
         return result
 
-    monkeypatch.setattr(datasets.manipulations, "apply", recording_apply)
+    monkeypatch.setattr(Manipulation, "__call__", recording_apply)
     image = random_image(np.random.default_rng(0), 160, 200)
     rng = np.random.default_rng(1)
-    only = {name: [float(name == other) for other in manipulations.MANIPULATED] for name in manipulations.MANIPULATED}
+    only = {name: [float(name == other) for other in MANIPULATED] for name in MANIPULATED}
     for weights in (only["resize0.5"], only["resize2.0"], only["jpeg70"]):
         for _ in range(3):
-            crop, name = random_train_crop(image, 32, rng, manipulation_p=1.0, weights=weights, patch_scale=scale)
-            least = manipulations.source_size(name, 32) + (datasets.JPEG_PHASE_MARGIN if name == "jpeg70" else 0)
-            side = min(int(least * scale), 160) if name.startswith("resize") else least
+            crop, applied = random_train_crop(image, 32, rng, manipulation_p=1.0, weights=weights, patch_scale=scale)
+            least = applied.source_size(32)
+            side = min(int(least * scale), 160) if applied.name.startswith("resize") else least
             recorded, shape, manipulated = patches.pop()
-            assert recorded == name and shape == (side, side) and crop.shape == (32, 32, 3)
+            assert recorded == applied.name and shape == (side, side) and crop.shape == (32, 32, 3)
             corners = 2 * np.argwhere((manipulated[::2, ::2] == crop[0, 0]).all(-1))  # even offsets only
             assert any(np.array_equal(manipulated[t : t + 32, x : x + 32], crop) for t, x in corners)
 

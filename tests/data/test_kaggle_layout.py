@@ -100,7 +100,7 @@ def test_command_writes_a_download_and_refuses_unbalanced_sizes(tmp_path, capsys
         synthetic_main(["--kaggle_layout", str(tmp_path / "bad"), "--test_images", "30"])
     assert "--test_images must be a multiple of 20" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
-    sizes = ["--images-per-camera", "1", "--test_images", "0", "--width", "64", "--height", "64"]
+    sizes = ["--images_per_camera", "1", "--test_images", "0", "--width", "64", "--height", "64"]
     synthetic_main(["--kaggle_layout", str(tmp_path / "set"), *sizes, "--workers", "1"])
     assert is_complete(tmp_path / "set") and read_csv(tmp_path / "set" / "sample_submission.csv") == [
         ["fname", "camera"]

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from camlit.data import manipulations
-from camlit.data.manipulations import MANIPULATIONS, RESIZE_FACTORS, apply, source_size
+from camlit.data.manipulations import MANIPULATIONS, Kind, apply
+
+RESIZE_FACTORS = {name: m.parameter for name, m in MANIPULATIONS.items() if m.kind is Kind.RESIZE}
 
 
 def photo_like(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
@@ -98,16 +100,29 @@ def test_unknown_name():
 
 
 def test_shape_change_only_for_resize():
-    for name in MANIPULATIONS:
+    for name, manipulation in MANIPULATIONS.items():
         if name not in RESIZE_FACTORS:
             assert apply(name, photo_like(45, 61)).shape == (45, 61, 3)
-            assert source_size(name, 512) == 512
+            assert manipulation.output_shape(45, 61) == (45, 61)
+
+
+@pytest.mark.parametrize("name", ["jpeg70", "jpeg90"])
+def test_jpeg_source_leaves_room_for_every_even_grid_phase(name):
+    # Phases 0, 2, .., 14 of the 16 px grid: a 512 crop from a 526 patch.
+    assert MANIPULATIONS[name].source_size(512) == 512 + 14
+    assert MANIPULATIONS["gamma0.8"].source_size(512) == MANIPULATIONS["unaltered"].source_size(512) == 512
+
+
+def test_manipulation_numbers_start_with_unaltered():
+    assert manipulations.index("unaltered") == 0
+    assert [manipulations.index(name) for name in manipulations.MANIPULATED] == list(range(1, 9))
+    assert manipulations.index("my-own-folder") == -1
 
 
 @pytest.mark.parametrize("name", list(RESIZE_FACTORS))
 @pytest.mark.parametrize("size", [1, 17, 64, 100, 255, 511, 512])
 def test_source_size_fits_a_crop_after_resize(name, size):
-    side = source_size(name, size)
+    side = MANIPULATIONS[name].source_size(size)
     height, width = manipulations.resized_shape(side, side, RESIZE_FACTORS[name])
     assert height >= size and width >= size
     if size <= 64:

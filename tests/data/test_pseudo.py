@@ -42,8 +42,8 @@ def test_folder_and_probs(tmp_path):
         write_image(folder / f"img_{k}_{'manip' if k % 2 else 'unalt'}.tif", random_image(rng, 48, 48))
     ckpt = save_checkpoint(tmp_path / "model.ckpt")
     probs = tmp_path / "probs.csv"
-    options = ["--crops", "1", "--num-workers", "0", "--no-progress", "--probs", str(probs)]
-    predict(["--ckpt", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "s.csv"), *options])
+    options = ["--crops", "1", "--num_workers", "0", "--no_progress", "--probs", str(probs)]
+    predict(["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "s.csv"), *options])
     return folder, probs
 
 

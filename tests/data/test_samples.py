@@ -4,7 +4,7 @@ from conftest import CLASSES, random_image, write_image
 
 from camlit.data.samples import check_images, scan, split_by_photo
 from camlit.errors import CamlitError
-from camlit.imageio import UnreadableImage, read_rgb
+from camlit.imageio import ImageTooSmall, UnreadableImage, read_rgb
 
 
 def test_flat_layout_labels_follow_class_list_not_folder_order(flat_tree):
@@ -82,7 +82,8 @@ def test_bad_files_are_named(tmp_path):
     usable, problems = check_images(scan(tmp_path, CLASSES), min_size=112)
     usable_names = {s.path.rsplit("/", 1)[1] for s in usable}
     assert {"good.png", "full.jpg"} <= usable_names
-    text = "\n".join(problems)
+    messages = [str(p) for p in problems]
+    text = "\n".join(messages)
     for name, reason in [
         ("small.png", "smaller than"),
         ("gray.png", "grayscale"),
@@ -90,7 +91,11 @@ def test_bad_files_are_named(tmp_path):
         ("text.jpg", "not a decodable"),
         ("truncated.jpg", "truncated"),
     ]:
-        assert any(name in p and reason in p for p in problems), (name, text)
+        assert any(name in m and reason in m for m in messages), (name, text)
+    # Only the readable image that is too small is ImageTooSmall; the others are just unreadable.
+    assert [m for p, m in zip(problems, messages, strict=True) if isinstance(p, ImageTooSmall)] == [
+        m for m in messages if "small.png" in m
+    ]
     assert "good.png" not in text
     assert read_rgb(good).shape == (128, 128, 3)
 

@@ -150,12 +150,12 @@ def test_same_seed_same_bytes_other_seed_other_bytes_and_resume(synthetic_set, t
 
 def test_command_writes_a_set_and_refuses_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        synthetic_main(["--output", str(tmp_path / "bad"), "--test-per-camera", "-2"])
-    assert "must be 0 or more" in capsys.readouterr().err
+        synthetic_main(["--output", str(tmp_path / "bad"), "--test_per_camera", "-2"])
+    assert "must not be negative" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         synthetic_main(["--output", str(tmp_path / "bad"), "--width", "2", "--height", "2"])
     assert "4x4" in capsys.readouterr().err
-    counts = ["--images-per-camera", "1", "--test-per-camera", "0", "--workers", "1"]
+    counts = ["--images_per_camera", "1", "--test_per_camera", "0", "--workers", "1"]
     synthetic_main(["--output", str(tmp_path / "set"), "--width", "64", "--height", "48", *counts])
     assert is_complete(tmp_path / "set") and capsys.readouterr().out.strip() == str(tmp_path / "set")
     assert len(list((tmp_path / "set" / "train").rglob("*.jpg"))) == len(KAGGLE_CAMERAS)
@@ -198,13 +198,13 @@ def test_only_camera_traces_carry_the_label():
 
 def test_an_unwritable_output_is_one_line_before_any_work(read_only_folder, capsys):
     output = read_only_folder / "synthetic"
-    line = one_error_line(capsys, lambda: synthetic_main(["--output", str(output), "--test-per-camera", "0"]))
+    line = one_error_line(capsys, lambda: synthetic_main(["--output", str(output), "--test_per_camera", "0"]))
     assert line.startswith(f"error: --output {output}: cannot write in {read_only_folder}")
 
 
 def test_a_full_disk_is_one_line(small_disk, capsys):
     output = small_disk / "synthetic"
-    args = ["--output", str(output), "--images-per-camera", "2", "--test-per-camera", "0", "--workers", "1"]
+    args = ["--output", str(output), "--images_per_camera", "2", "--test_per_camera", "0", "--workers", "1"]
     line = one_error_line(capsys, lambda: synthetic_main(args))
     assert f"{output}/" in line and "no space left on device" in line
     assert not is_complete(output)

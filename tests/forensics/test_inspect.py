@@ -9,7 +9,7 @@ from camlit.forensics.inspect_command import main
 
 
 def run(ckpt, source, output, *extra):
-    return main(["--ckpt", str(ckpt), "--input", str(source), "--output", str(output), "--device", "cpu", *extra])
+    return main(["--ckpt_path", str(ckpt), "--input", str(source), "--output", str(output), "--device", "cpu", *extra])
 
 
 def test_inspect_writes_the_grid_the_mask_the_picture_and_a_summary(ckpt, tmp_path):

@@ -67,8 +67,8 @@ def test_folder(tmp_path):
 
 
 def evaluate(ckpt, folder, *extra):
-    args = ["--ckpt", str(ckpt), "--input", str(folder), "--crop-size", "32", "--crops", "2"]
-    return main([*args, "--num-workers", "0", "--no-progress", *extra])
+    args = ["--ckpt_path", str(ckpt), "--input", str(folder), "--crop_size", "32", "--crops", "2"]
+    return main([*args, "--num_workers", "0", "--no_progress", *extra])
 
 
 def test_score_on_known_answers():
@@ -142,7 +142,7 @@ def test_datamodule_style_folder(ckpt, tmp_path, stub_model):
     for k, camera in enumerate(CLASSES):
         write_image(root / "unaltered" / camera / "p0.png", solid(k))
         write_image(root / "jpeg70" / camera / "p0.png", solid(0))
-    report = evaluate(ckpt, root, "--json", str(tmp_path / "eval.json"), "--crop-grid")
+    report = evaluate(ckpt, root, "--json", str(tmp_path / "eval.json"), "--crop_grid")
     assert report["per_group"]["unaltered"]["accuracy"] == 1.0
     assert report["per_group"]["jpeg70"]["accuracy"] == pytest.approx(1 / 3)
     assert report["accuracy"] == pytest.approx(4 / 6)
@@ -158,7 +158,7 @@ def test_unreadable_image_fails_unless_skipped(ckpt, test_folder, tmp_path, stub
         evaluate(ckpt, test_folder, "--labels", labels, "--json", str(tmp_path / "e.json"))
     assert exit_info.value.code == 2 and "img_a3_unalt.tif" in capsys.readouterr().err
     assert not (tmp_path / "e.json").exists()
-    report = evaluate(ckpt, test_folder, "--labels", labels, "--json", str(tmp_path / "e.json"), "--skip-unreadable")
+    report = evaluate(ckpt, test_folder, "--labels", labels, "--json", str(tmp_path / "e.json"), "--skip_unreadable")
     assert report["images"] == 7 and report["skipped"] == ["img_a3_unalt.tif"]
     assert report["per_group"]["unaltered"]["accuracy"] == 1.0
 
@@ -172,8 +172,8 @@ def one_line_error(capsys, call) -> str:
 
 
 def test_an_unwritable_json_is_refused_before_any_work(ckpt, test_folder, tmp_path, read_only_folder, capsys):
-    args = ["--ckpt", str(ckpt), "--input", str(test_folder), "--labels", str(tmp_path / "test_labels.csv")]
-    args += ["--json", str(read_only_folder / "eval.json"), "--confusion", str(tmp_path / "c.png"), "--no-progress"]
+    args = ["--ckpt_path", str(ckpt), "--input", str(test_folder), "--labels", str(tmp_path / "test_labels.csv")]
+    args += ["--json", str(read_only_folder / "eval.json"), "--confusion", str(tmp_path / "c.png"), "--no_progress"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
         line = one_error_line(capsys, lambda: main(args))

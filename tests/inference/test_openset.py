@@ -63,8 +63,8 @@ def test_unknown_names_photos_above_the_threshold_and_leaves_the_submission_alon
         write_image(folder / name, random_image(rng, 48, 48))
 
     def run(checkpoint, name, *extra):
-        args = ["--ckpt", str(checkpoint), "--input", str(folder), "--output", str(tmp_path / name)]
-        predict([*args, "--no-progress", "--crops", "3", "--num-workers", "0", *extra])
+        args = ["--ckpt_path", str(checkpoint), "--input", str(folder), "--output", str(tmp_path / name)]
+        predict([*args, "--no_progress", "--crops", "3", "--num_workers", "0", *extra])
         return (tmp_path / name).read_bytes()
 
     plain = run(ckpt, "plain.csv", "--probs", str(tmp_path / "plain_probs.csv"))
@@ -87,6 +87,6 @@ def test_unknown_without_a_calibration_is_one_error_line(ckpt, tmp_path, capsys)
 
     folder = tmp_path / "test"
     write_image(folder / "img.png", random_image(np.random.default_rng(0), 48, 48))
-    args = ["--ckpt", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "s.csv"), "--unknown"]
+    args = ["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "s.csv"), "--unknown"]
     line = one_error_line(capsys, lambda: predict(args))
     assert "calibrate_unknown.py" in line and not (tmp_path / "s.csv").exists()

@@ -31,8 +31,8 @@ def images(tmp_path):
 
 
 def run(ckpt, folder, output, *extra):
-    args = ["--ckpt", str(ckpt), "--input", str(folder), "--output", str(output), "--no-progress"]
-    return main([*args, "--crops", "3", "--num-workers", "0", *extra])
+    args = ["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(output), "--no_progress"]
+    return main([*args, "--crops", "3", "--num_workers", "0", *extra])
 
 
 # --- checkpoint ------------------------------------------------------------------------------
@@ -70,7 +70,7 @@ def test_writes_kaggle_csv_sorted_atomically(ckpt, images, tmp_path, capsys):
 
 def test_two_runs_give_identical_files(ckpt, images, tmp_path):
     run(ckpt, images, tmp_path / "a.csv", "--probs", str(tmp_path / "pa.csv"))
-    run(ckpt, images, tmp_path / "b.csv", "--probs", str(tmp_path / "pb.csv"), "--num-workers", "1")
+    run(ckpt, images, tmp_path / "b.csv", "--probs", str(tmp_path / "pb.csv"), "--num_workers", "1")
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     assert (tmp_path / "pa.csv").read_bytes() == (tmp_path / "pb.csv").read_bytes()
 
@@ -78,7 +78,7 @@ def test_two_runs_give_identical_files(ckpt, images, tmp_path):
 def test_balance_and_grid_from_the_command_line(ckpt, images, tmp_path):
     rng = np.random.default_rng(5)
     write_image(images / "img_f.tif", random_image(rng, 48, 48))
-    run(ckpt, images, tmp_path / "sub.csv", "--balance", "--crop-grid", "--aggregate", "geomean")
+    run(ckpt, images, tmp_path / "sub.csv", "--balance", "--crop_grid", "--aggregate", "geomean")
     cameras = [line.split(",")[1] for line in (tmp_path / "sub.csv").read_text().splitlines()[1:]]
     assert sorted(cameras) == sorted(CLASSES * 2)
 
@@ -89,7 +89,7 @@ def test_unreadable_images(ckpt, images, tmp_path, capsys):
     write_image(images / "small.png", random_image(np.random.default_rng(0), 20, 20))
     output = tmp_path / "sub.csv"
     with pytest.raises(SystemExit) as exit_info:
-        run(ckpt, images, output, "--num-workers", "1")
+        run(ckpt, images, output, "--num_workers", "1")
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     error_lines = [line for line in err.splitlines() if line.startswith("error:")]
@@ -99,7 +99,7 @@ def test_unreadable_images(ckpt, images, tmp_path, capsys):
     names = [line.split(",")[0] for line in output.read_text().splitlines()[1:]]
     assert names == ["img_a.tif", "img_b.tif", "img_c.tif", "img_d.tif", "img_e.png"]
     # Accepted: the same rows, exit status 0, the files still reported.
-    predictions = run(ckpt, images, tmp_path / "skip.csv", "--skip-unreadable")
+    predictions = run(ckpt, images, tmp_path / "skip.csv", "--skip_unreadable")
     assert (tmp_path / "skip.csv").read_bytes() == output.read_bytes()
     assert len(predictions.problems) == 3
     assert "broken.jpg" in capsys.readouterr().err
@@ -110,7 +110,7 @@ def test_an_unwritable_output_is_refused_before_any_work(ckpt, images, tmp_path,
     import camlit.inference.options
 
     outputs = {"--output": str(tmp_path / "s.csv"), "--probs": None, option: str(read_only_folder / "x" / "s.csv")}
-    args = ["--ckpt", str(ckpt), "--input", str(images), "--no-progress"]
+    args = ["--ckpt_path", str(ckpt), "--input", str(images), "--no_progress"]
     args += [item for name, path in outputs.items() if path for item in (name, path)]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
@@ -124,7 +124,7 @@ def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tm
     assert "1 unusable image(s)" in line and "bomb.png" in line
     assert len((tmp_path / "s.csv").read_text().splitlines()) == 1 + 5
     # Raised far enough, the limit lets a smaller image through.
-    assert len(run(ckpt, images, tmp_path / "t.csv", "--skip-unreadable", "--max_pixels", "2304").problems) == 1
+    assert len(run(ckpt, images, tmp_path / "t.csv", "--skip_unreadable", "--max_pixels", "2304").problems) == 1
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tm
         (lambda args, tmp: args.__setitem__(3, str(tmp / "nowhere")), "no such folder"),
         (lambda args, tmp: args.__setitem__(3, str(tmp / "out")), "no images"),
         (lambda args, tmp: args.extend(["--crops", "0"]), "--crops must be at least 1"),
-        (lambda args, tmp: args.extend(["--crop-size", "64"]), "smaller than the 64x64 crop; choose a smaller"),
+        (lambda args, tmp: args.extend(["--crop_size", "64"]), "smaller than the 64x64 crop; choose a smaller"),
         (
             lambda args, tmp: args.extend(["--tta_manipulations", "jpeg90,jpeg50"]),
             "--tta_manipulations: unknown 'jpeg50'",
@@ -143,7 +143,8 @@ def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tm
 )
 def test_input_mistakes_are_one_line(ckpt, images, tmp_path, capsys, change, message):
     (tmp_path / "out").mkdir()
-    args = ["--ckpt", str(ckpt), "--input", str(images), "--output", str(tmp_path / "out" / "s.csv"), "--no-progress"]
+    output = str(tmp_path / "out" / "s.csv")
+    args = ["--ckpt_path", str(ckpt), "--input", str(images), "--output", output, "--no_progress"]
     change(args, tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         main(args)
@@ -155,7 +156,7 @@ def test_input_mistakes_are_one_line(ckpt, images, tmp_path, capsys, change, mes
 def test_corrupt_checkpoint(images, tmp_path, capsys):
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit):
-        main(["--ckpt", str(tmp_path / "bad.ckpt"), "--input", str(images), "--output", str(tmp_path / "s.csv")])
+        main(["--ckpt_path", str(tmp_path / "bad.ckpt"), "--input", str(images), "--output", str(tmp_path / "s.csv")])
     assert "not a loadable camlit checkpoint" in capsys.readouterr().err
 
 
@@ -221,7 +222,7 @@ def test_two_processes_give_the_same_files_as_one(ckpt, images, tmp_path):
     """--devices 2 on the CPU: DDP with gloo, each process predicting its share of the images."""
     one = tmp_path / "one.csv"
     run(ckpt, images, one, "--probs", str(tmp_path / "one_probs.csv"), "--device", "cpu")
-    args = ["--ckpt", str(ckpt), "--input", str(images), "--crops", "3", "--num-workers", "0", "--no-progress"]
+    args = ["--ckpt_path", str(ckpt), "--input", str(images), "--crops", "3", "--num_workers", "0", "--no_progress"]
     two = tmp_path / "two.csv"
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "predict.py"), *args, "--output", str(two),

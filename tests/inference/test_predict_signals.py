@@ -14,8 +14,8 @@ def test_sigterm_during_predict_stops_without_an_output_file(tmp_path, ckpt):
     rng = np.random.default_rng(0)
     for k in range(4):
         write_image(tmp_path / "test" / f"img_{k}.png", random_image(rng, 48, 48))
-    args = ["--ckpt", str(ckpt), "--input", "test", "--output", "out/submission.csv", "--probs", "out/probs.csv"]
-    args += ["--crops", "4", "--batch-size", "1", "--num-workers", "0", "--device", "cpu", "--no-progress"]
+    args = ["--ckpt_path", str(ckpt), "--input", "test", "--output", "out/submission.csv", "--probs", "out/probs.csv"]
+    args += ["--crops", "4", "--batch_size", "1", "--num_workers", "0", "--device", "cpu", "--no_progress"]
     (tmp_path / "out").mkdir()
     process, predicting = start_paused(
         tmp_path, "camlit.training.module.CameraClassifier.predict_step", "camlit.inference.predict", args, 0.5

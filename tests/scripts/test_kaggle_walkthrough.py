@@ -24,7 +24,7 @@ def run(script: str, *args: str, cwd) -> None:
 def test_download_prepare_fit_predict_gives_a_kaggle_submission(tmp_path):
     data = tmp_path / "data"
     # 1. The download: Kaggle's archive unpacked into data/ (here its synthetic stand-in, 64 px test crops).
-    sizes = ["--images-per-camera", "2", "--test_images", "20", "--width", "160", "--height", "128"]
+    sizes = ["--images_per_camera", "2", "--test_images", "20", "--width", "160", "--height", "128"]
     run("make_synthetic.py", "--kaggle_layout", str(data), *sizes, "--workers", "2", cwd=tmp_path)
     # 2. Prepare: every manipulation of every training photo, manipulated whole, then the centre tile.
     run("prepare_data.py", "--input", str(data / "train"), "--output", "data-512", "--size", "64", cwd=tmp_path)
@@ -39,7 +39,16 @@ def test_download_prepare_fit_predict_gives_a_kaggle_submission(tmp_path):
     best = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt"
     assert best.is_file()
     # 4. Predict the test folder into the submission file.
-    run("predict.py", "--ckpt", str(best), "--input", str(data / "test"), "--output", "submission.csv", cwd=tmp_path)
+    run(
+        "predict.py",
+        "--ckpt_path",
+        str(best),
+        "--input",
+        str(data / "test"),
+        "--output",
+        "submission.csv",
+        cwd=tmp_path,
+    )
     # 5. What Kaggle takes: fname,camera, one row per test image, every one of them, cameras from the ten.
     with open(tmp_path / "submission.csv", newline="") as file:
         rows = list(csv.reader(file))

@@ -50,8 +50,8 @@ def test_a_checkpoint_that_runs_code_is_refused_before_it_can(entry, tmp_path, c
     folder = tmp_path / "images" / CLASSES[0]
     write_image(folder / "a.png", random_image(__import__("numpy").random.default_rng(0), 48, 48))
     calls = {
-        "predict": lambda: predict.main(["--ckpt", str(evil), "--input", str(folder), "--output", "s.csv"]),
-        "evaluate": lambda: evaluate.main(["--ckpt", str(evil), "--input", str(tmp_path / "images")]),
+        "predict": lambda: predict.main(["--ckpt_path", str(evil), "--input", str(folder), "--output", "s.csv"]),
+        "evaluate": lambda: evaluate.main(["--ckpt_path", str(evil), "--input", str(tmp_path / "images")]),
         "resume": lambda: cli.main(["--resume", str(evil)]),
         "ckpt_path": lambda: cli.main(fit_args(tmp_path / "images", "--ckpt_path", str(evil))),
     }

@@ -82,7 +82,7 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
     ("flag", "value", "message"),
     [
         # Rejected by the parser: its usage text, then one error line.
-        ("--model.optimizer", "adamw", '"model.optimizer"'),
+        ("--model.optimizer", "rmsprop", '"model.optimizer"'),
         ("--model.schedule", "step", '"model.schedule"'),
         ("--data.crop_size", "big", '"data.crop_size"'),
         # Rejected by camlit or Lightning: just the error line.

@@ -1,4 +1,8 @@
-"""DDP on the CPU with gloo: distinct training shards, whole-set validation, one set of logs."""
+"""DDP on the CPU with gloo: distinct training shards, whole-set validation, one set of logs.
+
+Validation has an odd number of items, so two ranks cannot share it evenly: each item must be
+scored on exactly one rank, and the reduced accuracy must be that of the whole set.
+"""
 
 import json
 import os
@@ -32,10 +36,19 @@ class Probe(Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         self.write(trainer, "train", [list(item) for item in trainer.train_dataloader.sampler])
 
+    def on_validation_epoch_start(self, trainer, pl_module):
+        self.correct = []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        predictions = pl_module(batch.images, batch.manipulated).argmax(dim=1)
+        self.correct += (predictions == batch.labels).tolist()
+
     def on_validation_epoch_end(self, trainer, pl_module):
         if not trainer.sanity_checking:
             self.write(trainer, "val", {"counted": int(pl_module.val_confusion.compute().sum()),
-                                        "acc": float(pl_module.val_acc.compute())})
+                                        "acc": float(pl_module.val_acc.compute()),
+                                        "items": list(trainer.val_dataloaders.sampler),
+                                        "correct": self.correct})
 '''
 
 
@@ -56,7 +69,9 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
         "--trainer.max_epochs",
         "2",
         "--data.val_fraction",
-        "0.34",
+        "0.17",
+        "--data.load_ratio",
+        "0.8",
         "--trainer.callbacks",
         callbacks,
     )
@@ -68,7 +83,8 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    sampler = EpochSampler([0] * 4 + [1] * 4 + [2] * 4, seed=0)  # 4 training photos per class
+    # 5 training photos per class, 4 of them drawn each epoch: 12, which two ranks share evenly.
+    sampler = EpochSampler([0] * 5 + [1] * 5 + [2] * 5, load_ratio=0.8, seed=0)
     for epoch in range(2):
         shards = [json.loads((probe_dir / f"train-rank{rank}-epoch{epoch}.json").read_text()) for rank in (0, 1)]
         seen = [{tuple(item) for item in shard} for shard in shards]
@@ -77,8 +93,13 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
         assert len(seen[0] | seen[1]) == len(sampler) == 12
         assert all(e == epoch for _, e, _ in seen[0] | seen[1])
         validation = [json.loads((probe_dir / f"val-rank{rank}-epoch{epoch}.json").read_text()) for rank in (0, 1)]
-        assert validation[0] == validation[1]
-        assert validation[0]["counted"] == 6  # 2 held-out photos x 3 classes, over both ranks
+        # 1 held-out photo per class: 3 items, each on exactly one rank, none repeated to even the shares.
+        items = validation[0]["items"] + validation[1]["items"]
+        assert sorted(items) == [0, 1, 2]
+        correct = validation[0]["correct"] + validation[1]["correct"]
+        for rank in (0, 1):
+            assert validation[rank]["counted"] == 3
+            assert validation[rank]["acc"] == pytest.approx(sum(correct) / 3)
 
     runs = list((tmp_path / "lightning_logs").iterdir())
     assert [p.name for p in runs] == ["version_0"]

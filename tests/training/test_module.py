@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from camlit.data.batch import UNKNOWN, Batch
 from camlit.errors import CamlitError
 from camlit.models.filters import ConstrainedConv, HighPass, build_input_filter
+from camlit.training.metrics import GroupedAccuracy
 from camlit.training.module import CameraClassifier, CosineWithWarmup, masked_cross_entropy
 
 CLASSES = ["a", "b", "c"]
@@ -98,6 +99,19 @@ def test_cosine_with_warmup_shape():
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
 
 
+@pytest.mark.parametrize(("name", "kind"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_the_optimizer_is_the_one_named(name, kind):
+    optimizer = CameraClassifier(CLASSES, arch="resnet_tiny", optimizer=name, weight_decay=0.01).configure_optimizers()
+    assert type(optimizer) is kind and optimizer.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_grouped_accuracy_leaves_unknown_groups_out():
+    metric = GroupedAccuracy(3)
+    metric.update(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 0, 2]), torch.tensor([0, 2, 2, UNKNOWN]))
+    accuracy = metric.compute()
+    assert accuracy[0] == 1.0 and torch.isnan(accuracy[1]) and accuracy[2] == 0.5
+
+
 def test_weight_decay_spares_norms_and_biases():
     model = CameraClassifier(CLASSES, arch="resnet_tiny", optimizer="sgd", weight_decay=0.05)
     optimizer = model.configure_optimizers()
@@ -110,7 +124,9 @@ def test_weight_decay_spares_norms_and_biases():
 def test_predict_step_gives_probabilities():
     model = CameraClassifier(CLASSES, arch="resnet_tiny").eval()
     with torch.no_grad():
-        probabilities = model.predict_step((torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), None), 0)
+        unknown = torch.full((2,), UNKNOWN)
+        images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+        probabilities = model.predict_step(Batch(images, unknown, unknown, torch.zeros(2, dtype=torch.bool)), 0)
     assert probabilities.shape == (2, 3)
     assert torch.allclose(probabilities.sum(1), torch.ones(2))
 

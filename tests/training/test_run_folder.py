@@ -216,7 +216,7 @@ def test_a_checkpoint_naming_code_in_its_hyperparameters_is_refused(tmp_path, mo
     checkpoint["hyper_parameters"]["_instantiator"] = "probe_module.run"
     torch.save(checkpoint, tmp_path / "named.ckpt")
     write_image(tmp_path / "images" / "a.png", random_image(np.random.default_rng(0), 48, 48))
-    args = ["--ckpt", str(tmp_path / "named.ckpt"), "--input", str(tmp_path / "images"), "--output", "s.csv"]
+    args = ["--ckpt_path", str(tmp_path / "named.ckpt"), "--input", str(tmp_path / "images"), "--output", "s.csv"]
     line = one_error_line(capsys, lambda: predict.main(args))
     assert "hyper_parameters._instantiator names code to run (probe_module.run)" in line
     assert not (tmp_path / "imported").exists()

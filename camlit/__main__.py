@@ -1,0 +1,5 @@
+"""`python -m camlit`: the `camlit` command."""
+
+from camlit.console import main
+
+main()

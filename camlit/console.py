@@ -1,0 +1,58 @@
+"""The `camlit` command: one front door to fit, predict, evaluate, prepare, synthetic and benchmark.
+
+Each subcommand is the module's own `main`, which parses the rest of the command line (with
+jsonargparse: `--option_name value`) and ends a user's mistake as one `error:` line, status 2.
+`scripts/*.py` run the same mains from a checkout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from camlit.errors import CamlitError, exit_on_user_error
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+# name -> (module, function, one-line summary)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "fit": ("camlit.training.cli", "main", "train, or resume a run (LightningCLI: --config, --data.*, --model.*)"),
+    "predict": ("camlit.inference.predict", "main", "write a Kaggle submission CSV for a folder of images"),
+    "evaluate": ("camlit.inference.evaluate", "main", "score a checkpoint on labelled images"),
+    "prepare": ("camlit.data.commands", "prepare_main", "cut photos into Kaggle's manipulated crops"),
+    "synthetic": ("camlit.data.commands", "synthetic_main", "write the synthetic ten-camera data set"),
+    "benchmark": ("benchmark", "main", "speed, overhead and memory ratios (from a checkout only: scripts/)"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: camlit <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {summary}" for name, (_, _, summary) in COMMANDS.items()]
+    lines += ["", "`camlit <command> --help` lists every option of that command."]
+    return "\n".join(lines)
+
+
+def command(name: str) -> Callable:
+    module, function, _ = COMMANDS[name]
+    if name == "benchmark":
+        if not (SCRIPTS / "benchmark.py").is_file():
+            raise CamlitError(f"benchmark: runs from a checkout of camlit, whose scripts/ folder is not at {SCRIPTS}")
+        sys.path.insert(0, str(SCRIPTS))  # benchmark.py imports its sections from beside it
+    return getattr(importlib.import_module(module), function)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    name, rest = argv[0], argv[1:]
+    with exit_on_user_error():
+        if name not in COMMANDS:
+            raise CamlitError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+        run = command(name)
+    # LightningCLI and the benchmark read sys.argv for their usage lines and warnings.
+    sys.argv = [f"camlit {name}", *rest]
+    run(rest)

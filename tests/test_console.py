@@ -1,0 +1,61 @@
+"""The `camlit` front door: every command behind it, one flag style, one way to fail."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from camlit import console
+from camlit.data.commands import prepare_parser, synthetic_parser
+from camlit.inference.evaluate import build_parser as evaluate_parser
+from camlit.inference.predict import build_parser as predict_parser
+
+
+def test_help_names_every_command(capsys):
+    console.main(["--help"])
+    out = capsys.readouterr().out
+    for name in ("fit", "predict", "evaluate", "prepare", "synthetic", "benchmark"):
+        assert re.search(rf"^  {name} ", out, re.MULTILINE), name
+
+
+def test_an_unknown_command_is_one_error_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        console.main(["trian"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: unknown command 'trian'; choose from fit, predict, evaluate, prepare, synthetic, benchmark"
+    ]
+
+
+@pytest.mark.parametrize("parser", [predict_parser, evaluate_parser, prepare_parser, synthetic_parser])
+def test_every_flag_is_jsonargparse_style(parser):
+    flags = [flag for action in parser()._actions for flag in action.option_strings if flag.startswith("--")]
+    assert flags and all(re.fullmatch(r"--[a-z0-9_]+", flag) for flag in flags), flags
+
+
+def test_the_console_runs_the_same_mains_as_the_scripts(capsys):
+    for name in ("predict", "evaluate", "prepare", "synthetic"):
+        with pytest.raises(SystemExit) as exit_info:
+            console.main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert f"usage: camlit {name}" in capsys.readouterr().out
+
+
+def test_fit_help_through_python_m_camlit_lists_the_trainer_data_and_model_options():
+    result = subprocess.run(
+        [sys.executable, "-m", "camlit", "fit", "--help"], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    options = ("--data.crop_size", "--model.optimizer", "--trainer.max_epochs", "--ckpt_path", "--resume", "--config")
+    assert all(option in result.stdout for option in options), result.stdout
+
+
+def test_the_installed_command_is_this_main():
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["camlit"].partition(":")
+    assert getattr(importlib.import_module(module), function) is console.main
