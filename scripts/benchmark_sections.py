@@ -52,6 +52,7 @@ class Sizes:
     e2e_images: int = 64
     workers: int = 2  # loader workers end to end
     round_seconds: int = 1  # least length of a loader projection round, in whole epochs
+    balance_images: int = 10_000  # N of the balanced assignment's N against 10N images
 
 
 def interleaved(variants: dict[str, Callable[[], float]], repeats: int, warmup: int, notes: dict) -> dict[str, float]:
@@ -159,6 +160,8 @@ def data_section(jpeg_root: Path, png_root: Path, cache_dir: Path, sizes: Sizes,
     paths = [str(p) for p in sorted(jpeg_root.rglob("*.jpg"))]
     loaders = {"jpeg": datamodule(jpeg_root, sizes), "png": datamodule(png_root, sizes)}
     loaders["cache"] = datamodule(jpeg_root, sizes, cache_dir=str(cache_dir))
+    # The same cache read as in a process's first epoch: every image's checksum checked at its first read.
+    loaders["cache_first_read"] = datamodule(jpeg_root, sizes, cache_dir=str(cache_dir))
     start = time.perf_counter()
     loaders["cache"].prepare_data()
     figures["data/cache_build"] = len(paths) / (time.perf_counter() - start)
@@ -174,6 +177,8 @@ def data_section(jpeg_root: Path, png_root: Path, cache_dir: Path, sizes: Sizes,
 
     def epoch(loader: CameraDataModule) -> Callable[[], float]:
         def measure() -> float:
+            if loader is loaders["cache_first_read"]:
+                loader.cache.verified.clear()
             start = time.perf_counter()
             count = sum(len(labels) for _, labels, *_ in loader.train_dataloader())
             return count / (time.perf_counter() - start)

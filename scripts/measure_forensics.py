@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from camlit.atomic import write_text_atomic
-from camlit.forensics import openset
 from camlit.forensics.calibrate import labelled_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
-from camlit.forensics.reports import read_mask, splice_folder, splice_report, unknown_report
+from camlit.forensics.reports import read_mask, splice_folder, splice_report
 from camlit.forensics.splice import SpliceResult, clustering, disagreement, foreign_mask
 from camlit.imageio import list_images, read_rgb
+from camlit.inference import openset
 from camlit.inference.labelled import labelled_csv
 from camlit.inference.loading import load_checkpoint
+from camlit.inference.openset import unknown_report
 from camlit.inference.options import manipulated_from_name
 from camlit.inference.tta import CropPlan
 

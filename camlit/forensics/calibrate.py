@@ -18,8 +18,8 @@ import numpy as np
 from camlit.data.commands import at_least
 from camlit.data.samples import Sample, scan, split_by_photo
 from camlit.errors import CamlitError, disk_full_as_user_error
-from camlit.forensics import openset
-from camlit.forensics.features import WithFeatures, split_extras
+from camlit.inference import openset
+from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan

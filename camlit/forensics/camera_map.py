@@ -2,7 +2,7 @@
 
 Tiles lie on even offsets (the CFA phase of training crops) and run through `Trainer.predict`
 (camlit.inference.running) with the classifier's logits and pooled features beside the softmax
-(camlit.forensics.features), batched, on the usual device options.
+(camlit.inference.features), batched, on the usual device options.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 
 from camlit.atomic import atomic_write
 from camlit.data.crops import check_fits
-from camlit.forensics.features import WithFeatures, softmax, split_extras
 from camlit.forensics.reliability import reliability
+from camlit.inference.features import WithFeatures, softmax, split_extras
 from camlit.inference.running import Predictions, predict_paths
 from camlit.inference.tta import CropPlan
 

@@ -16,9 +16,10 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from camlit.atomic import write_text_atomic
+from camlit.atomic import write_bytes_atomic, write_text_atomic
 from camlit.data.commands import at_least
 from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
@@ -100,7 +101,8 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     with disk_full_as_user_error("each output file is written whole or not at all"):
         output.mkdir(parents=True, exist_ok=True)
         camera_map.save(output / f"{stem}_tiles.npz")
-        write_image_atomic(output / f"{stem}_mask.png", np.where(result.mask, 255, 0).astype(np.uint8)[..., None])
+        mask = cv2.imencode(".png", np.where(result.mask, 255, 0).astype(np.uint8))[1]
+        write_bytes_atomic(output / f"{stem}_mask.png", mask.tobytes())
         write_image_atomic(output / f"{stem}_map.png", camera_map_picture(image, camera_map, result))
         write_text_atomic(output / f"{stem}.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -31,10 +31,13 @@ def tile_sums(values: np.ndarray, tops: Sequence[int], lefts: Sequence[int], siz
 
 
 def residual_energy(image: np.ndarray, tops: Sequence[int], lefts: Sequence[int], size: int) -> np.ndarray:
-    """(rows, cols) standard deviation of the luma minus its 3x3 Gaussian blur, per tile."""
+    """(rows, cols) standard deviation of the luma minus its 3x3 Gaussian blur, per tile, inside a
+    one-pixel margin: the blur reaches across the tile's edge, where a textured neighbour would leak in."""
     luma = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
     residual = luma - cv2.GaussianBlur(luma, (3, 3), 0)
-    return np.sqrt(tile_sums(residual * residual, tops, lefts, size) / (size * size))
+    inner = size - 2
+    sums = tile_sums(residual * residual, np.asarray(tops) + 1, np.asarray(lefts) + 1, inner)
+    return np.sqrt(sums / (inner * inner))
 
 
 def clipped_share(image: np.ndarray, tops: Sequence[int], lefts: Sequence[int], size: int) -> np.ndarray:

@@ -17,9 +17,9 @@ import numpy as np
 
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
-from camlit.forensics.openset import ACCEPT, auroc
 from camlit.forensics.splice import SpliceResult
 from camlit.imageio import list_images
+from camlit.inference.openset import auroc
 
 # A clean photo with a foreign region larger than this share of it counts as a false alarm.
 FALSE_REGION = 0.05
@@ -80,27 +80,5 @@ def splice_report(groups: Sequence[str], truths: Sequence[np.ndarray], results: 
             "clean_with_foreign_region": float(np.mean([results[i].mask.mean() > FALSE_REGION for i in clean]))
             if clean
             else None,
-        }
-    return report
-
-
-def unknown_report(
-    known: np.ndarray, known_manipulated: np.ndarray, unknown: np.ndarray, unknown_manipulated: np.ndarray, threshold
-) -> dict:
-    """Open-set figures, unaltered and manipulated photos apart: AUROC of unknown against known
-    cameras; at the calibrated threshold, the share of known photos rejected (false alarms) and of
-    unknown photos accepted; and the share of unknown photos accepted where 95% of these known
-    photos would be (FPR at 95% acceptance)."""
-    report = {}
-    for name, flag in (("unaltered", False), ("manipulated", True)):
-        k, u = known[known_manipulated == flag], unknown[unknown_manipulated == flag]
-        at_95 = np.quantile(k, ACCEPT, method="higher") if len(k) else float("nan")
-        report[name] = {
-            "known": int(len(k)),
-            "unknown": int(len(u)),
-            "auroc": auroc(k, u),
-            "known_rejected": float(np.mean(k > threshold)) if len(k) else None,
-            "unknown_accepted": float(np.mean(u <= threshold)) if len(u) else None,
-            "unknown_accepted_at_95": float(np.mean(u <= at_95)) if len(u) else None,
         }
     return report

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.imageio import list_images
+from camlit.inference import openset
+from camlit.inference.features import WithFeatures
 from camlit.inference.options import (
     add_prediction_arguments,
     predict_with,
@@ -51,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write the aggregated class probabilities (before --balance): fname,<class1>,...",
     )
+    parser.add_argument(
+        "--unknown", action="store_true",
+        help="name a photo `unknown` when its open-set score is above the threshold calibrated beside the "
+        "checkpoint (scripts/calibrate_unknown.py); --probs gains an unknown_score column",
+    )  # fmt: skip
     return parser
 
 
@@ -72,15 +79,18 @@ def run_prediction(args: argparse.Namespace) -> Predictions:
     """The work of main(), whose outputs are written only once every image is predicted."""
     require_file_paths(output=args.output, probs=args.probs)
     paths = list_input_images(args.input)
+    calibration = openset.load(args.ckpt) if args.unknown else None
     model, plan = prepare(args)
-    predictions = predict_with(args, model, plan, paths)
+    predictions = predict_with(args, WithFeatures(model) if calibration else model, plan, paths)
     if not predictions.primary:
         return predictions
     require_usable(predictions)
+    scores = openset.prediction_scores(calibration, predictions) if calibration else None
+    unknown = calibration.is_unknown(scores) if calibration else None
     with disk_full_as_user_error("each output file is written whole or not at all"):
-        write_submission(args.output, predictions)
+        write_submission(args.output, predictions, unknown)
         if args.probs:
-            write_probabilities(args.probs, predictions)
+            write_probabilities(args.probs, predictions, scores)
     print(predictions.rate_line())
     report_problems(predictions.problems, predictions.paths, args.skip_unreadable)
     return predictions

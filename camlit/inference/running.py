@@ -39,7 +39,7 @@ class Predictions:
     labels: np.ndarray
     problems: dict[int, str] = field(default_factory=dict)
     # Per image, the (crops, k) extra rows of a model whose predict_step also returns them
-    # (camlit.forensics.features: logits and pooled features); empty otherwise.
+    # (camlit.inference.features: logits and pooled features); empty otherwise.
     extras: dict[int, np.ndarray] = field(default_factory=dict)
     crops: int = 0
     seconds: float = 0.0

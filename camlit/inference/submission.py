@@ -5,34 +5,44 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from camlit.atomic import write_csv_atomic
 from camlit.inference.running import Predictions
 
 CSV_HEADER = ("fname", "camera")
+UNKNOWN_CAMERA = "unknown"  # predict --unknown's name for a photo above the open-set threshold
 
 
-def submission_rows(predictions: Predictions) -> list[tuple[str, str]]:
-    """(fname, camera) for every usable image, sorted by file name."""
+def submission_rows(predictions: Predictions, unknown: np.ndarray | None = None) -> list[tuple[str, str]]:
+    """(fname, camera) for every usable image, sorted by file name; `unknown` marks images to name
+    UNKNOWN_CAMERA instead."""
+    flags = np.zeros(len(predictions.paths), bool) if unknown is None else unknown
     rows = [
-        (Path(path).name, predictions.classes[label])
-        for path, label in zip(predictions.paths, predictions.labels, strict=True)
+        (Path(path).name, UNKNOWN_CAMERA if flag else predictions.classes[label])
+        for path, label, flag in zip(predictions.paths, predictions.labels, flags, strict=True)
         if label >= 0
     ]
     return sorted(rows)
 
 
-def probability_rows(predictions: Predictions) -> list[tuple[str, ...]]:
+def probability_rows(predictions: Predictions, scores: np.ndarray | None = None) -> list[tuple[str, ...]]:
+    """fname and the class probabilities, and the open-set score when `scores` are given."""
+    extra = [()] * len(predictions.paths) if scores is None else [(f"{score:.6g}",) for score in scores]
     rows = [
-        (Path(path).name, *(f"{p:.6g}" for p in row))
-        for path, row, label in zip(predictions.paths, predictions.probabilities, predictions.labels, strict=True)
+        (Path(path).name, *(f"{p:.6g}" for p in row), *more)
+        for path, row, label, more in zip(
+            predictions.paths, predictions.probabilities, predictions.labels, extra, strict=True
+        )
         if label >= 0
     ]
     return sorted(rows)
 
 
-def write_submission(path: str | os.PathLike, predictions: Predictions) -> None:
-    write_csv_atomic(path, [CSV_HEADER, *submission_rows(predictions)])
+def write_submission(path: str | os.PathLike, predictions: Predictions, unknown: np.ndarray | None = None) -> None:
+    write_csv_atomic(path, [CSV_HEADER, *submission_rows(predictions, unknown)])
 
 
-def write_probabilities(path: str | os.PathLike, predictions: Predictions) -> None:
-    write_csv_atomic(path, [("fname", *predictions.classes), *probability_rows(predictions)])
+def write_probabilities(path: str | os.PathLike, predictions: Predictions, scores: np.ndarray | None = None) -> None:
+    header = ("fname", *predictions.classes, *(() if scores is None else ("unknown_score",)))
+    write_csv_atomic(path, [header, *probability_rows(predictions, scores)])

@@ -1,4 +1,5 @@
-"""Stopping a run: when its loss turns non-finite, and when SIGTERM asks it to."""
+"""Stopping a run: when its loss turns non-finite, when SIGTERM asks it to, and before it trains
+for a checkpoint monitor that can never be logged."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from camlit.errors import CamlitError
 from camlit.termination import SigtermWatch
+from camlit.training.metrics import require_group_metric
 from camlit.training.resume import LatestCheckpoint
 
 
@@ -75,3 +77,13 @@ class CheckpointOnSigterm(Callback):
             path = latest[0].format_checkpoint_name({})
             trainer.save_checkpoint(path)
             self.saved = path
+
+
+class RequireMonitoredMetric(Callback):
+    """Refuses, once the data is set up and before training, a checkpoint monitor that validation
+    cannot log under these options (Lightning would only say so after a whole epoch)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        groups = list(getattr(trainer.datamodule, "val_group_names", []))
+        for callback in trainer.checkpoint_callbacks:
+            require_group_metric(getattr(callback, "monitor", None), groups)

@@ -107,13 +107,33 @@ def load_plain(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = 
     mmap = mmap and zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         # torch's message: a paragraph on weights_only, then the line naming the refused object.
-        lines = [line for line in str(error).splitlines() if "GLOBAL" in line] or ["an object torch refused"]
+        lines = [line for line in str(error).splitlines() if "GLOBAL" in line]
+        if not lines:
+            raise  # not a refused object but bytes that are no pickle: the caller's "corrupt"
         raise CamlitError(
             f"{path}: holds objects other than plain data, refusing to load it (loading it could run code): {lines[0]}"
         ) from None
+    refuse_named_code(checkpoint, path)
+    return checkpoint
+
+
+# Lightning's load_from_checkpoint imports and calls the function a checkpoint's `_instantiator`
+# names, which imports the class `_class_path` names: in a shared file, strings that run code.
+NAMED_CODE = {
+    "_instantiator": "lightning.pytorch.cli.instantiate_module",
+    "_class_path": "camlit.training.module.CameraClassifier",
+}
+
+
+def refuse_named_code(checkpoint: Any, path: str | os.PathLike) -> None:
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    for key, allowed in NAMED_CODE.items():
+        named = hparams.get(key, allowed) if isinstance(hparams, dict) else allowed
+        if named != allowed:
+            raise CamlitError(f"{path}: hyper_parameters.{key} names code to run ({named}); refusing to load it")
 
 
 def verify_hash(path: str | os.PathLike) -> None:

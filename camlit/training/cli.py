@@ -25,13 +25,15 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from camlit.data.datamodule import CameraDataModule
 from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.termination import SigtermWatch, Terminated, exit_terminated, on_sigterm
-from camlit.training.callbacks import CheckpointOnSigterm, NonFiniteLossGuard
+from camlit.training.callbacks import CheckpointOnSigterm, NonFiniteLossGuard, RequireMonitoredMetric
 from camlit.training.checkpointing import AtomicCheckpointIO
 from camlit.training.config_base import expand_config_bases
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
-from camlit.training.runfolder import RunLock, claim_version
+from camlit.training.runfolder import RunLock, claim_version, writable
+
+STOPPED_BEFORE_TRAINING = "before training began; the run folder is as it was (a new one is removed)"
 
 
 class SaveConfigOnceTraining(SaveConfigCallback):
@@ -137,7 +139,8 @@ class CamlitCLI(LightningCLI):
             self.claimed = True
         version = init.version if isinstance(init.version, str) else f"version_{init.version}"
         self.run_dir = root / version
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with writable(root, "--trainer.default_root_dir"):
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # a version named on the command line
         self.lock = RunLock(self.run_dir)
         self.files_before = set(self.run_dir.rglob("*"))
 
@@ -153,7 +156,12 @@ class CamlitCLI(LightningCLI):
         """The Trainer with camlit's callbacks and its atomic, hashed checkpoint writer."""
         trainer = self.config_init["trainer"]
         callbacks = as_list(trainer.get("callbacks"))
-        callbacks += [NonFiniteLossGuard(), ReplanSchedule(), CheckpointOnSigterm(self.sigterm)]
+        callbacks += [
+            NonFiniteLossGuard(),
+            ReplanSchedule(),
+            CheckpointOnSigterm(self.sigterm),
+            RequireMonitoredMetric(),
+        ]
         # Switching checkpoints or logging off switches off the callbacks that need them.
         if trainer.get("enable_checkpointing") is not False:
             callbacks += [self.config_init["best_checkpoint"], self.config_init["periodic_checkpoint"]]
@@ -176,7 +184,7 @@ class CamlitCLI(LightningCLI):
             return f"saved {saved[0]} at step {step}; continue with --resume {Path(saved[0]).parent.parent}"
         if self.training_began():
             return "no checkpoint saved (checkpointing is off)"
-        return "before training began; the run folder is as it was"
+        return STOPPED_BEFORE_TRAINING
 
     def callbacks(self) -> list:
         trainer = getattr(self, "trainer", None)
@@ -206,11 +214,24 @@ def as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at each message, not the one there when it was made
+    (an embedding program, or a test's capture, may replace it between runs)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def show_camlit_messages() -> None:
     """camlit's own progress and skip messages on stderr, as Lightning shows its own."""
     logger = logging.getLogger("camlit")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -236,7 +257,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         except (Terminated, SIGTERMException):
-            exit_terminated(cli.stopped() if cli is not None else "before training began; the run folder is as it was")
+            exit_terminated(cli.stopped() if cli is not None else STOPPED_BEFORE_TRAINING)
         finally:
             if cli is not None:
                 cli.release()

@@ -21,7 +21,7 @@ from camlit.errors import CamlitError
 from camlit.models.filters import InputFilter, build_input_filter
 from camlit.models.resnet import STAGE_TABLES, build_resnet, load_pretrained
 from camlit.training.callbacks import record_nonfinite
-from camlit.training.metrics import GroupedAccuracy, kaggle_weighted_accuracy, require_group_metric
+from camlit.training.metrics import GroupedAccuracy, kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
 from camlit.training.resume import require_same_network
 
@@ -143,10 +143,6 @@ class CameraClassifier(L.LightningModule):
             self.val_group_acc = GroupedAccuracy(len(names)).to(self.device)
             self.group_manipulated = torch.tensor([name != UNALTERED for name in names], device=self.device)
             self.group_manipulation = torch.tensor([manipulation_index(name) for name in names], device=self.device)
-        if stage == "fit" and datamodule is not None and hasattr(datamodule, "val_group_names"):
-            # Before the first step: otherwise the run would end at its first validation.
-            for callback in self.trainer.checkpoint_callbacks:
-                require_group_metric(getattr(callback, "monitor", None), names)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW on the device -> normalised float, in channels_last when asked."""

@@ -10,10 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, fit_args, one_error_line, save_checkpoint
+from conftest import ROOT, fit_args, one_error_line, random_image, save_checkpoint, write_image
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from camlit.errors import CamlitError
@@ -203,3 +204,37 @@ def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_old_ones
         assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == before
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_checkpoint_naming_code_in_its_hyperparameters_is_refused(tmp_path, monkeypatch, capsys):
+    """Lightning's loader would import (and call) what `_instantiator` names; plain data can still run code."""
+    from camlit.inference import predict
+
+    (tmp_path / "probe_module.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\ndef run(*a): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    checkpoint = torch.load(save_checkpoint(tmp_path / "model.ckpt"), weights_only=True)
+    checkpoint["hyper_parameters"]["_instantiator"] = "probe_module.run"
+    torch.save(checkpoint, tmp_path / "named.ckpt")
+    write_image(tmp_path / "images" / "a.png", random_image(np.random.default_rng(0), 48, 48))
+    args = ["--ckpt", str(tmp_path / "named.ckpt"), "--input", str(tmp_path / "images"), "--output", "s.csv"]
+    line = one_error_line(capsys, lambda: predict.main(args))
+    assert "hyper_parameters._instantiator names code to run (probe_module.run)" in line
+    assert not (tmp_path / "imported").exists()
+
+
+def test_a_monitor_that_validation_cannot_log_is_refused_before_training(flat_tree, tmp_path, monkeypatch, capsys):
+    """kaggle_gpu.yaml monitors val/acc_weighted; without manipulated validation copies it never exists."""
+    monkeypatch.chdir(tmp_path)
+    args = fit_args(
+        flat_tree, *SHORT, "--best_checkpoint.monitor", "val/acc_weighted", "--data.val_manipulations", "[]"
+    )
+    line = one_error_line(capsys, lambda: main(args))
+    assert "--best_checkpoint.monitor val/acc_weighted needs" in line and "--data.val_manipulations" in line
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_resume_is_an_option_that_help_shows(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert re.search(r"^  --resume RESUME\s+continue a run", capsys.readouterr().out, re.MULTILINE)

@@ -1,7 +1,7 @@
 """Unknown-camera rejection: an open-set score per photo, and its threshold calibrated beside the model.
 
 Every score is larger for photos less like the training cameras, from the photo's crops' logits
-and pooled features (camlit.forensics.features):
+and pooled features (camlit.inference.features):
 
 - ``msp``: 1 - the largest mean softmax probability;
 - ``energy``: -logsumexp of the mean logits (Liu et al. 2020);
@@ -26,7 +26,7 @@ import numpy as np
 
 from camlit.atomic import atomic_write
 from camlit.errors import CamlitError
-from camlit.forensics.features import softmax
+from camlit.inference.features import softmax, split_extras
 
 SCORES = ("msp", "energy", "mahalanobis", "knn")
 ACCEPT = 0.95
@@ -107,6 +107,22 @@ def fit(method: str, features: Sequence[np.ndarray], labels: Sequence[int], num_
     return OpenSetModel(method, arrays={**arrays, "precision": np.linalg.inv(covariance)})
 
 
+def prediction_scores(model: OpenSetModel, predictions) -> np.ndarray:
+    """One score per image of a `Predictions` made with `WithFeatures`; NaN for unusable images."""
+    scores = np.full(len(predictions.paths), np.nan)
+    usable = np.flatnonzero(predictions.usable)
+    if len(usable):
+        num_classes = len(predictions.classes)
+        rows = [split_extras(predictions.extras[i], num_classes) for i in usable]
+        try:
+            scores[usable] = model.scores([logits for logits, _ in rows], [features for _, features in rows])
+        except ValueError as error:
+            raise CamlitError(
+                f"--unknown: the calibration beside the checkpoint is for another model ({error})"
+            ) from None
+    return scores
+
+
 def calibration_path(checkpoint: str | os.PathLike) -> Path:
     """Where the open-set calibration of a checkpoint lives: `<stem>.unknown.npz` beside it."""
     checkpoint = Path(checkpoint)
@@ -143,3 +159,25 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
         return float("nan")
     above = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
     return float(above / (len(negatives) * len(positives)))
+
+
+def unknown_report(
+    known: np.ndarray, known_manipulated: np.ndarray, unknown: np.ndarray, unknown_manipulated: np.ndarray, threshold
+) -> dict:
+    """Open-set figures, unaltered and manipulated photos apart: AUROC of unknown against known
+    cameras; at the calibrated threshold, the share of known photos rejected (false alarms) and of
+    unknown photos accepted; and the share of unknown photos accepted where 95% of these known
+    photos would be (FPR at 95% acceptance)."""
+    report = {}
+    for name, flag in (("unaltered", False), ("manipulated", True)):
+        k, u = known[known_manipulated == flag], unknown[unknown_manipulated == flag]
+        at_95 = np.quantile(k, ACCEPT, method="higher") if len(k) else float("nan")
+        report[name] = {
+            "known": int(len(k)),
+            "unknown": int(len(u)),
+            "auroc": auroc(k, u),
+            "known_rejected": float(np.mean(k > threshold)) if len(k) else None,
+            "unknown_accepted": float(np.mean(u <= threshold)) if len(u) else None,
+            "unknown_accepted_at_95": float(np.mean(u <= at_95)) if len(u) else None,
+        }
+    return report

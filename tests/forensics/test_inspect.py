@@ -1,0 +1,39 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+from conftest import add_unusable_files, one_error_line, random_image, write_image
+
+from camlit.forensics.inspect_command import main
+
+
+def run(ckpt, source, output, *extra):
+    return main(["--ckpt", str(ckpt), "--input", str(source), "--output", str(output), "--device", "cpu", *extra])
+
+
+def test_inspect_writes_the_grid_the_mask_the_picture_and_a_summary(ckpt, tmp_path):
+    photo = write_image(tmp_path / "photo.png", random_image(np.random.default_rng(0), 80, 112))
+    summary = run(ckpt, photo, tmp_path / "out")
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["photo.json", "photo_map.png", "photo_mask.png", "photo_tiles.npz"]
+    with np.load(out / "photo_tiles.npz") as grid:
+        # 32 px tiles on a stride of 16: 4 rows x 6 columns, on even offsets.
+        assert grid["probabilities"].shape == (4, 6, 3) and grid["tops"].tolist() == [0, 16, 32, 48]
+        np.testing.assert_allclose(grid["probabilities"].sum(axis=-1), 1, rtol=1e-5)
+        assert grid["flat"].shape == grid["clipped"].shape == (4, 6)
+    assert cv2.imread(str(out / "photo_mask.png"), cv2.IMREAD_UNCHANGED).shape == (80, 112)
+    assert json.loads((out / "photo.json").read_text()) == summary and summary["tiles"] == 24
+
+
+@pytest.mark.parametrize("case", ["missing", "zero.jpg", "text.jpg", "tiny.png", "gray.png", "output_is_a_file"])
+def test_inspect_refuses_bad_input_with_one_error_line(ckpt, tmp_path, capsys, case):
+    add_unusable_files(tmp_path)
+    output = tmp_path / "out"
+    source = tmp_path / ("nothing.png" if case == "missing" else case)
+    if case == "output_is_a_file":
+        source = write_image(tmp_path / "photo.png", random_image(np.random.default_rng(0), 64, 64))
+        output.write_text("a file")
+    line = one_error_line(capsys, lambda: run(ckpt, source, output))
+    assert str(output if case == "output_is_a_file" else source) in line
+    assert not output.is_dir()

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from camlit.forensics.camera_map import CameraMap, tile_axis, tile_stride
+from camlit.forensics.splice import foreign_mask, localise
+
+SIZE, SIDE, CLASSES = 32, 128, ["A", "B", "C"]
+CENTRES = np.arange(16, 113, 16)  # of the 7 x 7 tiles; the middle 3 x 3 are foreign
+
+
+def known_mask() -> np.ndarray:
+    """Worked out by hand: along each side the share of foreign tile centres rises linearly from 0
+    at 32 to 1 at 48 and falls from 1 at 80 to 0 at 96; bilinear interpolation of the +-1 scores
+    is 2 x (the product of the two sides' shares) - 1, above 0 where the product is above 1/2.
+    So the edges lie at 40 and 88, and the corners are rounded."""
+    pixels = np.arange(SIDE) + 0.5
+    share = np.interp(pixels, CENTRES, [0, 0, 1, 1, 1, 0, 0])
+    return np.outer(share, share) > 0.5
+
+
+def hand_made_map(foreign: np.ndarray, flat: np.ndarray | None = None) -> CameraMap:
+    """Tiles of camera A, except `foreign` ones of camera B; features two points, one per camera."""
+    axis = tile_axis(SIDE, SIZE)
+    grid = (len(axis), len(axis))
+    probabilities = np.where(foreign[..., None], [0.1, 0.8, 0.1], [0.8, 0.1, 0.1])
+    features = np.where(foreign[..., None], [0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0])
+    flat = np.zeros(grid, bool) if flat is None else flat
+    return CameraMap(
+        CLASSES, (SIDE, SIDE), SIZE, axis, axis, probabilities, np.log(probabilities), features, flat,
+        np.zeros(grid, bool),
+    )  # fmt: skip
+
+
+def block() -> np.ndarray:
+    foreign = np.zeros((7, 7), bool)
+    foreign[2:5, 2:5] = True
+    return foreign
+
+
+def test_tiles_are_half_a_crop_apart_on_even_offsets():
+    assert tile_stride(64) == 32 and tile_stride(30) == 14
+    assert tile_axis(128, 32).tolist() == [0, 16, 32, 48, 64, 80, 96]
+    assert tile_axis(410, 64).tolist()[-1] == 320
+
+
+def test_a_hand_made_tile_grid_gives_the_known_mask():
+    truth = known_mask()
+    assert truth[48:80, 40:88].all() and truth[40:88, 48:80].all() and truth.sum() < 48 * 48
+    assert not truth[:40].any() and not truth[88:].any() and not truth[40, 40]
+    scores = np.where(block(), 1.0, -1.0)
+    np.testing.assert_array_equal(foreign_mask(hand_made_map(block()), scores), truth)
+
+
+@pytest.mark.parametrize("method", ["disagreement", "clustering"])
+def test_both_methods_find_the_pasted_block(method):
+    camera_map = hand_made_map(block())
+    result = localise(camera_map, method, threshold=0.0)
+    truth = known_mask()
+    assert result.spliced and (CLASSES[result.own], CLASSES[result.foreign]) == ("A", "B")
+    # Smoothing moves the disagreement's edges by a little; the clustering's are exact.
+    assert (result.mask ^ truth).mean() < 0.02
+
+
+@pytest.mark.parametrize("method", ["disagreement", "clustering"])
+def test_a_photo_of_one_camera_gets_no_mask(method):
+    result = localise(hand_made_map(np.zeros((7, 7), bool)), method, threshold=0.0)
+    assert not result.spliced and not result.mask.any()
+
+
+def test_unjudged_tiles_are_left_out_of_the_decision():
+    # Every foreign tile is flat: nothing reliable says "B", so nothing is marked.
+    result = localise(hand_made_map(block(), flat=block()), "disagreement", threshold=0.0)
+    assert np.isnan(result.tile_scores[block()]).all() and not result.mask.any()

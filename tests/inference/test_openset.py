@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+from conftest import random_image, write_image
+
+from camlit.inference import openset
+from camlit.inference.predict import main as predict
+
+
+def test_a_threshold_calibrated_on_known_scores_accepts_95_percent_of_them():
+    rng = np.random.default_rng(0)
+    for count in (20, 200, 1001):
+        known = rng.normal(size=count)
+        model = openset.OpenSetModel("msp")
+        model.calibrate(known, crops=10)
+        accepted = np.mean(~model.is_unknown(known))
+        assert 0.95 <= accepted < 0.95 + 1 / count + 1e-9
+        assert model.is_unknown(np.array([known.max() + 1]))[0]
+
+
+@pytest.mark.parametrize("method", openset.SCORES)
+def test_every_score_ranks_photos_far_from_the_training_cameras_higher(method, tmp_path):
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(3, 16)) * 4
+    labels = np.repeat(np.arange(3), 20)
+
+    def photos(points):
+        # 5 crops per photo around each point; the logits favour the nearest training camera.
+        features = [point + 0.3 * rng.normal(size=(5, 16)) for point in points]
+        logits = [-((f.mean(axis=0) - centres) ** 2).sum(axis=1)[None].repeat(5, 0) / 8 for f in features]
+        return logits, features
+
+    _, train_features = photos(centres[labels])
+    model = openset.fit(method, train_features, labels, 3)
+    known = model.scores(*photos(centres[rng.integers(0, 3, 30)]))
+    unknown = model.scores(*photos(centres.mean(axis=0) + rng.normal(size=(30, 16)) * 0.5))
+    assert openset.auroc(known, unknown) > 0.9
+    model.calibrate(known, crops=5)
+    model.save(openset.calibration_path(tmp_path / "model.ckpt"))
+    loaded = openset.load(tmp_path / "model.ckpt")
+    assert (loaded.method, loaded.threshold, loaded.crops) == (method, model.threshold, 5)
+    np.testing.assert_allclose(loaded.scores(*photos(centres[:2])).shape, (2,))
+
+
+def test_auroc_counts_ties_as_half():
+    assert openset.auroc([0, 1], [2, 3]) == 1.0 and openset.auroc([1], [1]) == 0.5
+    assert openset.auroc([2, 3], [0, 1]) == 0.0
+
+
+def calibrated(ckpt, tmp_path, threshold: float):
+    """A copy of the test checkpoint with a k-NN calibration of the given threshold beside it."""
+    copy = tmp_path / f"t{threshold}" / "model.ckpt"
+    copy.parent.mkdir()
+    copy.write_bytes(ckpt.read_bytes())
+    model = openset.OpenSetModel("knn", threshold, 3, {"bank": np.eye(256)[:4]})  # resnet_tiny pools 256 features
+    model.save(openset.calibration_path(copy))
+    return copy
+
+
+def test_unknown_names_photos_above_the_threshold_and_leaves_the_submission_alone_without_it(ckpt, tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "test"
+    for name in ("img_b.tif", "img_a.tif", "img_c.png"):
+        write_image(folder / name, random_image(rng, 48, 48))
+
+    def run(checkpoint, name, *extra):
+        args = ["--ckpt", str(checkpoint), "--input", str(folder), "--output", str(tmp_path / name)]
+        predict([*args, "--no-progress", "--crops", "3", "--num-workers", "0", *extra])
+        return (tmp_path / name).read_bytes()
+
+    plain = run(ckpt, "plain.csv", "--probs", str(tmp_path / "plain_probs.csv"))
+    accept_all = calibrated(ckpt, tmp_path, float("inf"))
+    reject_all = calibrated(ckpt, tmp_path, float("-inf"))
+    # Without --unknown a calibration beside the checkpoint changes nothing, byte for byte.
+    assert run(accept_all, "off.csv", "--probs", str(tmp_path / "off_probs.csv")) == plain
+    assert (tmp_path / "off_probs.csv").read_bytes() == (tmp_path / "plain_probs.csv").read_bytes()
+    assert run(accept_all, "on.csv", "--unknown") == plain
+    rows = run(reject_all, "all.csv", "--unknown", "--probs", str(tmp_path / "probs.csv")).decode().splitlines()
+    assert rows == ["fname,camera", "img_a.tif,unknown", "img_b.tif,unknown", "img_c.png,unknown"]
+    probs = (tmp_path / "probs.csv").read_text().splitlines()
+    assert probs[0].endswith(",unknown_score") and len(probs[1].split(",")) == len(probs[0].split(","))
+    plain_rows = (tmp_path / "plain_probs.csv").read_text().splitlines()
+    assert [row.rsplit(",", 1)[0] for row in probs[1:]] == plain_rows[1:]
+
+
+def test_unknown_without_a_calibration_is_one_error_line(ckpt, tmp_path, capsys):
+    from conftest import one_error_line
+
+    folder = tmp_path / "test"
+    write_image(folder / "img.png", random_image(np.random.default_rng(0), 48, 48))
+    args = ["--ckpt", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "s.csv"), "--unknown"]
+    line = one_error_line(capsys, lambda: predict(args))
+    assert "calibrate_unknown.py" in line and not (tmp_path / "s.csv").exists()
