@@ -48,8 +48,9 @@ def score(
     truth: Sequence[int], predicted: Sequence[int], groups: Sequence[str], classes: Sequence[str]
 ) -> dict[str, Any]:
     """Every figure of an evaluation, JSON-ready: accuracy overall, per class (of the true class),
-    per group, Kaggle's weighted accuracy (None unless `unaltered` and another group are present),
-    and the confusion matrix (rows true, columns predicted)."""
+    per group, the mean over the manipulated groups and Kaggle's weighted accuracy (each None
+    without a manipulated group; weighted also without `unaltered`), and the confusion matrix
+    (rows true, columns predicted)."""
     truth = np.asarray(truth, dtype=np.int64)
     predicted = np.asarray(predicted, dtype=np.int64)
     groups = np.asarray(list(groups), dtype=object)
@@ -64,10 +65,12 @@ def score(
         for name in sorted(set(groups.tolist()), key=group_order)
     }
     weighted = kaggle_weighted_accuracy({name: entry["accuracy"] for name, entry in per_group.items()})
+    manipulated = [entry["accuracy"] for name, entry in per_group.items() if name != UNALTERED]
     return {
         "images": int(len(truth)),
         "correct": int(correct.sum()),
         "accuracy": float(correct.mean()) if len(truth) else None,
+        "manipulated_mean": sum(manipulated) / len(manipulated) if manipulated else None,
         "weighted_accuracy": weighted,
         "per_class": per_class,
         "per_group": per_group,
@@ -90,6 +93,8 @@ def format_report(report: dict[str, Any]) -> str:
     weighted = report["weighted_accuracy"]
     others = [name for name in report["per_group"] if name != UNALTERED]
     rule = f"0.7 x unaltered + 0.3 x mean of {len(others)} other group(s)"
+    mean = report["manipulated_mean"]
+    lines.append(f"{'manipulated':{width}}{'':17}{percent(mean):>10}   mean of {len(others)} manipulated group(s)")
     lines.append(f"{'weighted':{width}}{'':17}{percent(weighted):>10}   {rule if weighted is not None else 'n/a'}")
     for title, section in (("per class", report["per_class"]), ("per group", report["per_group"])):
         lines.append(f"{title}:")

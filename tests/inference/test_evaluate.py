@@ -89,6 +89,17 @@ def test_score_without_a_class_or_manipulated_images():
     report = score([0, 0], [0, 1], ["unaltered", "unaltered"], CLASSES)
     assert report["per_class"][CLASSES[2]] == {"images": 0, "correct": 0, "accuracy": None}
     assert report["weighted_accuracy"] is None and report["accuracy"] == 0.5
+    assert report["manipulated_mean"] is None
+
+
+def test_score_per_manipulation_with_the_manipulated_mean():
+    # unaltered 2/2; jpeg70 1/2; resize0.5 0/1: the mean of the two manipulations, not of their 3 images.
+    truth, predicted = [0, 1, 0, 1, 2], [0, 1, 0, 2, 0]
+    groups = ["unaltered", "unaltered", "jpeg70", "jpeg70", "resize0.5"]
+    report = score(truth, predicted, groups, CLASSES)
+    assert list(report["per_group"]) == ["unaltered", "jpeg70", "resize0.5"]
+    assert report["manipulated_mean"] == pytest.approx(0.25)
+    assert report["weighted_accuracy"] == pytest.approx(0.7 * 1 + 0.3 * 0.25)
 
 
 def test_group_from_kaggle_names():

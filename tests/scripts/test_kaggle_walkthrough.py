@@ -2,6 +2,7 @@
 prepare, fit with the rehearsal recipe shrunk to seconds, predict, and a submission in Kaggle's format."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 from conftest import CONFIGS, ROOT
 
 from camlit.cameras import KAGGLE_CAMERAS
+from camlit.data.manipulations import MANIPULATIONS
 
 SCRIPTS = ROOT / "scripts"
 
@@ -59,3 +61,11 @@ def test_download_prepare_fit_predict_gives_a_kaggle_submission(tmp_path):
     assert len(names) == len(set(names)) == 20
     assert sorted(names) == sorted(p.name for p in (data / "test").iterdir()) == sorted(row[0] for row in sample[1:])
     assert all(len(row) == 2 and row[1] in KAGGLE_CAMERAS for row in rows[1:])
+    # The synthetic download keeps the truth: per-manipulation accuracy from its two CSVs.
+    truth = ["--labels", str(data / "test_labels.csv"), "--manipulations", str(data / "test_manipulations.csv")]
+    run(
+        "evaluate.py", "--ckpt", str(best), "--input", str(data / "test"), *truth, "--json", "report.json", cwd=tmp_path
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert list(report["per_group"]) == list(MANIPULATIONS) and report["images"] == 20
+    assert report["manipulated_mean"] is not None and report["weighted_accuracy"] is not None
