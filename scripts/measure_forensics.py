@@ -40,8 +40,12 @@ def cached_rows(path: Path, compute):
         return list(data["logits"]), list(data["features"]), data["labels"]
 
 
-def cached_maps(model, size: int, root: Path, work: Path) -> tuple[list[str], list[np.ndarray], list[CameraMap]]:
+def cached_maps(
+    model, size: int, root: Path, work: Path, limit: int | None
+) -> tuple[list[str], list[np.ndarray], list[CameraMap]]:
     entries = splice_folder(root)
+    if limit:  # the first photos of each group: spliced and clean alternate
+        entries = [e for i, e in enumerate(entries) if sum(g == e[0] for g, _, _ in entries[:i]) < limit]
     work.mkdir(parents=True, exist_ok=True)
     todo = [(i, photo) for i, (_, photo, _) in enumerate(entries) if not (work / f"{i}.npz").is_file()]
     if todo:
@@ -97,9 +101,13 @@ def scored(method, maps):
 
 
 def measure_splices(model, size, args) -> dict:
-    _, tune_truths, tune_maps = cached_maps(model, size, Path(args.tune), Path(args.work) / "tune_maps")
-    groups, truths, maps = cached_maps(model, size, Path(args.sets) / "splice", Path(args.work) / "test_maps")
-    figures = {}
+    groups, truths, maps = cached_maps(
+        model, size, Path(args.sets) / "splice", Path(args.work) / "test_maps", args.limit
+    )
+    tune_truths, tune_maps = truths, maps
+    if args.tune:
+        _, tune_truths, tune_maps = cached_maps(model, size, Path(args.tune), Path(args.work) / "tune_maps", args.limit)
+    figures = {"thresholds_chosen_on": "tune set" if args.tune else "the measured set itself (optimistic)"}
     for name, method in SPLICE_METHODS.items():
         threshold = choose_threshold(tune_truths, *scored(method, tune_maps))
         decided = [decide(r, m, threshold) for r, m in zip(*scored(method, maps), strict=True)]
@@ -154,7 +162,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="measure_forensics.py", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--sets", required=True, help="camlit.data.forensic_sets output: splice/ and unknown/")
-    parser.add_argument("--tune", required=True, help="a splice folder of another seed, for the thresholds")
+    parser.add_argument("--tune", default=None, help="a splice folder of another seed, for the thresholds")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos of each splice group")
     parser.add_argument("--known", required=True, help="the synthetic test set (test_labels.csv beside it)")
     parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
     parser.add_argument("--crops", type=int, default=10)
