@@ -8,10 +8,32 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from camlit.errors import CamlitError
+
+
+def require_writable(path: str | os.PathLike, option: str, folder: bool = False) -> None:
+    """Refuse, before any work, an output that could not be written, in one line naming `option`.
+
+    A file is made in the nearest existing folder on the way and removed: permissions, a read-only
+    mount and root's exemptions all answer as they will for the real write.
+    """
+    path = Path(path)
+    target = path if folder else path.parent
+    existing = next(p for p in [target, *target.parents] if p.exists())
+    if not existing.is_dir():
+        raise CamlitError(f"{option} {path}: {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".camlit-probe-")
+    except OSError as error:
+        raise CamlitError(f"{option} {path}: cannot write in {existing} ({error.strerror})") from None
+    os.close(handle)
+    os.unlink(probe)
 
 
 def temporary_name(path: Path) -> Path:

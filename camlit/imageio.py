@@ -2,7 +2,8 @@
 
 EXIF orientation is ignored, because rotating the pixels would move the CFA phase. Alpha is
 dropped; 16-bit images are reduced to their high byte; grayscale images carry no colour-filter
-trace and are refused.
+trace and are refused. The size in the header is read first, and an image over `max_pixels` is
+refused before it is decoded: a 1 MB PNG can claim 20000x20000 pixels, 1.2 GB once decoded.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 # IMREAD_UNCHANGED keeps the channel count and bit depth visible and, like
 # IMREAD_IGNORE_ORIENTATION, never applies EXIF rotation.
 READ_FLAGS = cv2.IMREAD_UNCHANGED
+# Pillow's decompression-bomb limit (about 89 MP); Kaggle's largest photos are about 24 MP.
+MAX_PIXELS = 89_478_485
+# JPEG start-of-frame markers, which carry the size; C4, C8 and CC are other segments.
+JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 class UnreadableImage(CamlitError):
@@ -56,11 +61,14 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if (p.is_file() or p.is_symlink()) and is_image_file(p))
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
+def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode `path` to an HxWx3 uint8 RGB array, or raise UnreadableImage saying why."""
     try:
         if os.path.getsize(path) == 0:
             raise UnreadableImage(f"{path}: empty file")
+        shape = header_shape(path)
+        if shape is not None:
+            require_pixels_within(path, *shape, max_pixels)
         # imdecode from bytes, because imread cannot open non-ASCII paths on every platform.
         data = np.fromfile(path, dtype=np.uint8)
         if is_truncated_jpeg(data):
@@ -74,7 +82,64 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         image = None
     if image is None:
         raise UnreadableImage(f"{path}: not a decodable image")
+    require_pixels_within(path, *image.shape[:2], max_pixels)  # a format whose header is not read here
     return to_rgb8(image, path)
+
+
+def require_pixels_within(path: str | os.PathLike, height: int, width: int, max_pixels: int) -> None:
+    if height * width > max_pixels:
+        raise UnreadableImage(
+            f"{path}: {width}x{height} is {height * width:,} pixels, over the limit of {max_pixels:,} "
+            "(max_pixels raises it)"
+        )
+
+
+def header_shape(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(height, width) from a PNG, JPEG, TIFF or BMP header, without decoding; None when not found."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(26)
+            if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+                shape = int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+            elif head.startswith(b"\xff\xd8"):
+                shape = jpeg_shape(file)
+            elif head[:4] in (b"II*\x00", b"MM\x00*"):
+                shape = tiff_shape(file, "little" if head[:2] == b"II" else "big")
+            elif head.startswith(b"BM") and len(head) == 26:
+                shape = abs(int.from_bytes(head[22:26], "little", signed=True)), int.from_bytes(head[18:22], "little")
+            else:
+                shape = None
+    except OSError:
+        return None
+    return shape if shape is not None and min(shape) > 0 else None
+
+
+def jpeg_shape(file) -> tuple[int, int] | None:
+    file.seek(2)
+    while (segment := file.read(4))[:1] == b"\xff" and len(segment) == 4:
+        if segment[1] in JPEG_SOF:
+            sof = file.read(5)
+            return (int.from_bytes(sof[1:3], "big"), int.from_bytes(sof[3:5], "big")) if len(sof) == 5 else None
+        length = int.from_bytes(segment[2:4], "big")
+        if length < 2:
+            return None
+        file.seek(length - 2, os.SEEK_CUR)
+    return None
+
+
+def tiff_shape(file, order: str) -> tuple[int, int] | None:
+    """ImageLength and ImageWidth (tags 257, 256) of the first image in a classic TIFF."""
+    file.seek(4)
+    file.seek(int.from_bytes(file.read(4), order))
+    found = {}
+    for _ in range(int.from_bytes(file.read(2), order)):
+        entry = file.read(12)
+        if len(entry) < 12:
+            break
+        tag, kind = int.from_bytes(entry[:2], order), int.from_bytes(entry[2:4], order)
+        if tag in (256, 257) and kind in (3, 4):
+            found[tag] = int.from_bytes(entry[8:10] if kind == 3 else entry[8:12], order)
+    return (found[257], found[256]) if len(found) == 2 else None
 
 
 def is_truncated_jpeg(data: np.ndarray) -> bool:

@@ -21,11 +21,43 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+class ParentBoundName(str):
+    """A process name whose unpickling binds the process to `parent`'s life.
+
+    The name travels in the preparation data, the first thing a spawned child unpickles, before
+    it imports its parent's main module (a script's imports take seconds: torch, Lightning). A
+    child whose parent dies meanwhile exits at once instead of after those imports.
+    """
+
+    def __new__(cls, name: str, parent: int):
+        bound = super().__new__(cls, name)
+        bound.parent = parent
+        return bound
+
+    def __reduce__(self):
+        return bound_name, (str(self), self.parent)
+
+
+def bound_name(name: str, parent: int) -> str:
+    die_with_parent(parent)
+    return name
+
+
+class ParentBoundProcess(multiprocessing.context.SpawnProcess):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.name = ParentBoundName(self.name, os.getpid())
+
+
+class ParentBoundContext(multiprocessing.context.SpawnContext):
+    Process = ParentBoundProcess
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of `workers` spawned processes that exit when this process dies, even by kill -9.
+    """A pool of `workers` spawned processes that exit when this process dies, even by kill -9,
+    from their first moment on (ParentBoundName).
 
     spawn, not fork: a forked worker would inherit this process's open files, such as a held
     cache lock, and forking a parent that runs torch or OpenCV threads can deadlock the child.
     """
-    context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(workers, mp_context=ParentBoundContext())

@@ -39,7 +39,10 @@ MAX_WORKERS = 14
 
 
 class ConfigReader(CamlitCLI):
-    """The CLI's parse of a config stack, building nothing: no model, trainer or data."""
+    """The CLI's parse of a config stack, building nothing: no run folder, model, trainer or data."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
 
     def instantiate_classes(self) -> None:
         pass

@@ -1,8 +1,10 @@
 import logging
 import os
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -16,6 +18,30 @@ PREPARE = ROOT / "scripts" / "prepare_data.py"
 CONFIGS = ROOT / "scripts" / "configs"
 # Scripts that tests start in subprocesses import this checkout's camlit too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
+SCRATCH = {".git", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+def checkout_paths() -> set[str]:
+    """Every file and folder of the checkout (caches left out), empty folders included."""
+    found = set()
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [name for name in subfolders if name not in SCRATCH and not name.endswith(".egg-info")]
+        found.update(os.path.relpath(os.path.join(folder, name), ROOT) for name in [*subfolders, *files])
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_unchanged(tmp_path_factory):
+    """Tests write only under temporary folders: the session runs in one, and the checkout must be
+    as it was after the suite (a Trainer left to its defaults would add lightning_logs/ here)."""
+    before = checkout_paths()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(ROOT)
+    added, removed = sorted(checkout_paths() - before), sorted(before - checkout_paths())
+    assert not added and not removed, f"the tests changed the checkout: added {added[:10]}, removed {removed[:10]}"
 
 
 def fit_args(root, *extra):
@@ -60,6 +86,28 @@ def photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
     base = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
     return cv2.add(base, rng.integers(0, 40, (height, width, 3), dtype=np.uint8))
+
+
+def bomb_png(path: Path, side: int = 20000) -> Path:
+    """A valid PNG of side x side black pixels (1.2 GB decoded at 20000) in about 1.6 MB, written fast:
+    after a full flush the compressor starts afresh, so every row after the first compresses to the
+    same bytes, and only the checksum is computed over all of them."""
+    row = bytes(1 + 3 * side)  # filter byte 0, then the row's RGB bytes
+    packer = zlib.compressobj(9)
+    first = packer.compress(row) + packer.flush(zlib.Z_FULL_FLUSH)
+    again = packer.compress(row) + packer.flush(zlib.Z_FULL_FLUSH)
+    checksum = 1
+    for _ in range(side):
+        checksum = zlib.adler32(row, checksum)
+    pixels = first + again * (side - 1) + b"\x03\x00" + checksum.to_bytes(4, "big")  # an empty final block
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
 
 
 def random_image(rng: np.random.Generator, height: int = 64, width: int = 80) -> np.ndarray:
@@ -136,6 +184,41 @@ def start_prepare_data(
     return process, args, out
 
 
+def mount_tmpfs(folder: Path, options: str) -> None:
+    """A real tmpfs at `folder`, which must exist: as root only (skipped otherwise); unmounted by the caller."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nothing can be written in: a read-only tmpfs as root (whom permissions do not stop),
+    else a folder of mode 0o555."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mount_tmpfs(folder, "ro,size=64k")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system (a tmpfs, as root; skipped otherwise), for full-disk tests."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mount_tmpfs(folder, "size=256k")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A checkpoint of the tiny network, as save_checkpoint writes it."""
@@ -174,3 +257,36 @@ def events(version_dir):
     accumulator = EventAccumulator(str(version_dir), size_guidance={"images": 0, "scalars": 0})
     accumulator.Reload()
     return accumulator
+
+
+PAUSED = """
+import sys, time
+from pathlib import Path
+
+import {module} as target
+from {entry} import main
+
+original = target.{owner}.{method}
+
+
+def paused(*args, **kwargs):
+    Path({marker!r}).touch()
+    time.sleep({seconds})
+    return original(*args, **kwargs)
+
+
+setattr(target.{owner}, {method!r}, paused)
+main(sys.argv[1:])
+"""
+
+
+def start_paused(tmp_path: Path, where: str, entry: str, args: list[str], seconds: float) -> tuple:
+    """`entry`.main(args) in a real process, with `where` (module.Class.method) sleeping `seconds`
+    at each call, after touching a marker: (the process, the marker). Signals land in that pause."""
+    module, owner, method = where.rsplit(".", 2)
+    marker = tmp_path / f"in-{method}"
+    code = PAUSED.format(module=module, owner=owner, method=method, entry=entry, marker=str(marker), seconds=seconds)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return process, marker

@@ -1,13 +1,14 @@
 """Reading photos as stored: whatever the bytes, an RGB array or one UnreadableImage naming the file."""
 
+import resource
 import signal
 
 import cv2
 import numpy as np
 import pytest
-from conftest import random_image
+from conftest import bomb_png, photo, random_image, write_image
 
-from camlit.imageio import UnreadableImage, read_rgb
+from camlit.imageio import UnreadableImage, header_shape, read_rgb
 
 
 def test_reader_survives_fuzzing(tmp_path):
@@ -46,3 +47,29 @@ def test_cmyk_jpeg_is_read_as_rgb(tmp_path):
     rgb = read_rgb(tmp_path / "cmyk.jpg")
     assert rgb.shape == (40, 40, 3)
     assert rgb[..., 0].mean() > 200 and rgb[..., 1].mean() < 60
+
+
+def test_header_shape_of_each_format(tmp_path):
+    image = photo(np.random.default_rng(5), 37, 53)
+    for suffix in (".jpg", ".png", ".tif", ".bmp"):
+        assert header_shape(write_image(tmp_path / f"x{suffix}", image)) == (37, 53), suffix
+    (tmp_path / "zero.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x00")  # a segment length of 0
+    assert header_shape(tmp_path / "zero.jpg") is None
+    assert header_shape(bomb_png(tmp_path / "bomb.png")) == (20000, 20000)
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(tmp_path):
+    bomb = bomb_png(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 2_000_000
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    with pytest.raises(UnreadableImage, match=r"bomb.png: 20000x20000 is 400,000,000 pixels, over the limit"):
+        read_rgb(bomb)
+    # Decoding it would have taken 1.2 GB.
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200_000
+
+
+def test_max_pixels_is_the_limit(tmp_path):
+    path = write_image(tmp_path / "x.png", random_image(np.random.default_rng(0), 40, 50))
+    assert read_rgb(path, max_pixels=2000).shape == (40, 50, 3)
+    with pytest.raises(UnreadableImage, match="50x40 is 2,000 pixels, over the limit of 1,999"):
+        read_rgb(path, max_pixels=1999)

@@ -59,9 +59,9 @@ SLOW_DECODE = textwrap.dedent(
     import time
     from camlit.data.cache import decode_chunk as decode
 
-    def decode_chunk(paths, size):
+    def decode_chunk(paths, size, max_pixels):
         time.sleep(1)
-        return decode(paths, size)
+        return decode(paths, size, max_pixels)
     """
 )
 
@@ -120,3 +120,27 @@ def test_kill_of_prepare_data_stops_its_workers(tmp_path):
         end_session(process.pid)
     rerun = subprocess.run([sys.executable, str(PREPARE), *args, "--workers", "1"], capture_output=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
+
+
+SLOW_MAIN = textwrap.dedent(
+    """
+    import os, sys, time
+    if __name__ == "__mp_main__":  # a worker importing its parent's script, as fit.py's imports take seconds
+        time.sleep(60)
+    from camlit.workers import process_pool
+    if __name__ == "__main__":
+        with process_pool(2) as pool:
+            print(pool.submit(os.getpid).result())
+    """
+)
+
+
+def test_workers_killed_at_their_start_do_not_outlive_the_parent(tmp_path):
+    """Before the fix a worker noticed its dead parent only after importing the parent's script."""
+    (tmp_path / "slow_main.py").write_text(SLOW_MAIN)
+    process = subprocess.Popen([sys.executable, str(tmp_path / "slow_main.py")], start_new_session=True)
+    try:
+        assert wait_for(lambda: len(live_members(process.pid)) == 3, 60), "the workers never started"
+        assert kill_parent(process, grace=5) == []
+    finally:
+        end_session(process.pid)

@@ -3,8 +3,9 @@
 In `cache_dir`:
 
 - ``images-<fingerprint>.u8``: the RGB uint8 pixels of every usable image, back to back;
-- ``index-<fingerprint>.npz``: per source file its absolute path, byte offset, height and width,
-  or why it is unusable (the message samples.check_images gives), and the fingerprint;
+- ``index-<fingerprint>.npz``: per source file its absolute path, byte offset, height, width and
+  the CRC-32 of its pixels, or why it is unusable (the message samples.check_images gives), and
+  the fingerprint;
 - ``.camlit-cache.lock``: held by the process that builds, naming it.
 
 The cache removes only files of exactly these names (and their temporaries), never others in the
@@ -15,10 +16,16 @@ Reading an image gives an HxWx3 view into the memory map; a crop slices it, so o
 rows are touched and copied, and nothing is decoded in the training loop. The price is disk:
 height x width x 3 bytes per image.
 
-The fingerprint covers every source file's path, size and mtime_ns and the crop size (which
-decides what is too small), so an edited, added or removed file rebuilds the cache. The index is
-written last, by rename, and names the data file of its own fingerprint: a build that dies half
-way leaves the previous complete cache or none, never a mixture. The decode workers inherit no
+Damage in place (a data file overwritten with zeros keeps its size) is found by the CRC-32: the
+first time a process reads an image, all of that image's bytes are checked, once; a mismatch is
+an error naming the data file. The cost is one pass over each image per process (see the
+benchmark's "checked / unchecked cache loader" ratio), then nothing.
+
+The fingerprint covers every source file's path, size and mtime_ns, the crop size (which
+decides what is too small) and the pixel limit (what is too large), so an edited, added or
+removed file rebuilds the cache. The index is written last, by rename, and names the data file of
+its own fingerprint: a build that dies half way leaves the previous complete cache or none, never
+a mixture. The decode workers inherit no
 open file, such as the lock, and die with their parent (camlit.workers): a killed build holds none.
 """
 
@@ -29,6 +36,7 @@ import logging
 import os
 import re
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -38,7 +46,8 @@ import numpy as np
 
 from camlit.atomic import atomic_write
 from camlit.data.samples import Sample, image_problem
-from camlit.imageio import UnreadableImage, read_rgb
+from camlit.errors import CamlitError, disk_full_as_user_error
+from camlit.imageio import MAX_PIXELS, UnreadableImage, read_rgb
 from camlit.workers import process_pool
 
 try:
@@ -48,7 +57,7 @@ except ImportError:  # Windows: builders there are not serialised
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 LOCK = ".camlit-cache.lock"
 # Everything the cache writes, temporaries (camlit.atomic) included; nothing else is ever removed.
 OWN_FILE = re.compile(r"\.?(?P<kind>images|index)-(?P<key>[0-9a-f]{16})\.(u8|npz)(?P<temporary>\.tmp\d+)?")
@@ -56,9 +65,9 @@ OWN_FILE = re.compile(r"\.?(?P<kind>images|index)-(?P<key>[0-9a-f]{16})\.(u8|npz
 CHUNK = 4
 
 
-def fingerprint(paths: Sequence[str], crop_size: int) -> str:
-    """Hash of the sorted (absolute path, size, mtime_ns) of `paths` and of the crop size."""
-    digest = hashlib.sha256(f"camlit cache format {FORMAT}, crop {crop_size}\n".encode())
+def fingerprint(paths: Sequence[str], crop_size: int, max_pixels: int = MAX_PIXELS) -> str:
+    """Hash of the sorted (absolute path, size, mtime_ns) of `paths`, the crop size and the pixel limit."""
+    digest = hashlib.sha256(f"camlit cache format {FORMAT}, crop {crop_size}, limit {max_pixels}\n".encode())
     for path in sorted({os.path.abspath(p) for p in paths}):
         try:
             stat = os.stat(path)
@@ -69,28 +78,42 @@ def fingerprint(paths: Sequence[str], crop_size: int) -> str:
     return digest.hexdigest()
 
 
+class DamagedCache(CamlitError):
+    """A cache data file whose bytes no longer match its index."""
+
+
 class DecodedCache:
     """A built cache, read-only: call it with a path for that image as an HxWx3 uint8 view."""
 
-    def __init__(self, data_path: Path, entries: dict[str, tuple[int, int, int]], problems: dict[str, str], hold):
+    def __init__(self, data_path: Path, entries: dict[str, tuple[int, int, int, int]], problems: dict[str, str], hold):
         self.data_path = data_path
-        self.entries = entries
+        self.entries = entries  # absolute path -> (offset, height, width, CRC-32)
         self.problems = problems
         self.data: np.ndarray | None = None
+        self.verified: set[str] = set()  # images whose checksum this process has checked
         # The data file, open with a shared lock: no other builder removes it while this lives.
         self.hold = hold
 
     def __call__(self, path: str) -> np.ndarray:
-        offset, height, width = self.entries[os.path.abspath(path)]
+        key = os.path.abspath(path)
+        offset, height, width, checksum = self.entries[key]
         if self.data is None:
             # Mapped on first use in each process, as a plain ndarray: slicing a np.memmap costs more.
             self.data = np.memmap(self.data_path, dtype=np.uint8, mode="r").view(np.ndarray)
-        return self.data[offset : offset + height * width * 3].reshape(height, width, 3)
+        pixels = self.data[offset : offset + height * width * 3]
+        if key not in self.verified:
+            if zlib.crc32(pixels) != checksum:
+                raise DamagedCache(
+                    f"{self.data_path}: damaged, the pixels of {path} do not match their checksum; "
+                    "delete this file and its index to rebuild the cache"
+                )
+            self.verified.add(key)
+        return pixels.reshape(height, width, 3)
 
     def __getstate__(self) -> dict:
-        # A loader worker started by spawn maps the file itself rather than receive its bytes;
-        # its parent keeps the lock.
-        return {**self.__dict__, "data": None, "hold": None}
+        # A loader worker started by spawn maps the file itself rather than receive its bytes,
+        # and checks what it reads itself; its parent keeps the lock.
+        return {**self.__dict__, "data": None, "hold": None, "verified": set()}
 
     def check(self, samples: Sequence[Sample]) -> tuple[list[Sample], list[str]]:
         """samples.check_images from the index: the usable samples and one message per skipped file."""
@@ -99,24 +122,29 @@ class DecodedCache:
         return usable, [p for p in problems if p is not None]
 
 
-def open_cache(directory: str | Path, paths: Sequence[str], crop_size: int) -> DecodedCache | None:
+def open_cache(
+    directory: str | Path, paths: Sequence[str], crop_size: int, max_pixels: int = MAX_PIXELS
+) -> DecodedCache | None:
     """The cache of exactly these files at this crop size, or None when it is missing or stale."""
-    return load(Path(directory), fingerprint(paths, crop_size))
+    return load(Path(directory), fingerprint(paths, crop_size, max_pixels))
 
 
-def build_cache(directory: str | Path, paths: Sequence[str], crop_size: int, workers: int = 0) -> DecodedCache:
+def build_cache(
+    directory: str | Path, paths: Sequence[str], crop_size: int, workers: int = 0, max_pixels: int = MAX_PIXELS
+) -> DecodedCache:
     """Make `directory` hold the cache of `paths`, decoding them only when it does not already."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # A file listed twice (train_dir also given as val_dir) is decoded and stored once.
     paths = list({os.path.abspath(p): p for p in paths}.values())
-    key = fingerprint(paths, crop_size)
-    with build_lock(directory):
+    key = fingerprint(paths, crop_size, max_pixels)
+    intact = f"the cache in {directory} is as it was; free space there or choose another cache_dir, and rerun"
+    with disk_full_as_user_error(intact, directory / LOCK), build_lock(directory):
         # Another builder may have finished while this one waited for the lock.
         cache = load(directory, key)
         if cache is None:
             log.info("decoding %d images into the cache in %s", len(paths), directory)
-            write_cache(directory, paths, crop_size, workers, key)
+            write_cache(directory, paths, crop_size, max_pixels, workers, key)
             cache = load(directory, key)
         # Also when nothing was built: an older cache a finished run was reading may be free now.
         remove_stale(directory, key)
@@ -147,7 +175,8 @@ def load(directory: Path, key: str) -> DecodedCache | None:
                 hold.close()
                 return None
             paths = index["paths"].tolist()
-            places = zip(index["offsets"].tolist(), index["heights"].tolist(), index["widths"].tolist(), strict=True)
+            columns = ("offsets", "heights", "widths", "checksums")
+            places = zip(*(index[column].tolist() for column in columns), strict=True)
             problems = index["problems"].tolist()
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent or unreadable: build it anew
         if hold is not None:
@@ -162,19 +191,19 @@ def load(directory: Path, key: str) -> DecodedCache | None:
     return DecodedCache(data_path, entries, unusable, hold)
 
 
-def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: int, key: str) -> None:
+def write_cache(directory: Path, paths: Sequence[str], crop_size: int, max_pixels: int, workers: int, key: str) -> None:
     data_path = directory / data_name(key)
-    offsets, heights, widths, problems = [], [], [], []
+    offsets, heights, widths, checksums, problems = [], [], [], [], []
     offset = 0
     with atomic_write(data_path) as out:
-        for result in decoded(paths, crop_size, workers):
+        for result in decoded(paths, crop_size, max_pixels, workers):
             if isinstance(result, str):
-                place, problem = (0, 0, 0), result
+                place, problem = (0, 0, 0, 0), result
             else:
                 out.write(result.data)
-                place, problem = (offset, *result.shape[:2]), ""
+                place, problem = (offset, *result.shape[:2], zlib.crc32(result.data)), ""
                 offset += result.nbytes
-            for column, value in zip((offsets, heights, widths), place, strict=True):
+            for column, value in zip((offsets, heights, widths, checksums), place, strict=True):
                 column.append(value)
             problems.append(problem)
     write_index(
@@ -183,6 +212,7 @@ def write_cache(directory: Path, paths: Sequence[str], crop_size: int, workers: 
         offsets=np.array(offsets, dtype=np.int64),
         heights=np.array(heights, dtype=np.int32),
         widths=np.array(widths, dtype=np.int32),
+        checksums=np.array(checksums, dtype=np.uint32),
         problems=np.array(problems, dtype=str),
         fingerprint=np.array(key),
         data_bytes=np.array(offset, dtype=np.int64),
@@ -196,29 +226,29 @@ def write_index(path: Path, **arrays: np.ndarray) -> None:
         np.savez(out, **arrays)
 
 
-def decoded(paths: Sequence[str], crop_size: int, workers: int) -> Iterator[np.ndarray | str]:
+def decoded(paths: Sequence[str], crop_size: int, max_pixels: int, workers: int) -> Iterator[np.ndarray | str]:
     """Each path's RGB array, or why it is unusable, in order; decoded by `workers` processes."""
     chunks = [paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK)]
     if workers <= 1:
         for chunk in chunks:
-            yield from decode_chunk(chunk, crop_size)
+            yield from decode_chunk(chunk, crop_size, max_pixels)
         return
     # The parent only appends to the file, so a bounded window of pending chunks keeps memory flat.
     with process_pool(workers) as pool:
         pending: deque = deque()
         for chunk in chunks:
-            pending.append(pool.submit(decode_chunk, chunk, crop_size))
+            pending.append(pool.submit(decode_chunk, chunk, crop_size, max_pixels))
             if len(pending) >= 2 * workers:
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
 
 
-def decode_chunk(paths: Sequence[str], min_size: int) -> list[np.ndarray | str]:
+def decode_chunk(paths: Sequence[str], min_size: int, max_pixels: int = MAX_PIXELS) -> list[np.ndarray | str]:
     results = []
     for path in paths:
         try:
-            image = read_rgb(path)
+            image = read_rgb(path, max_pixels)
         except UnreadableImage as error:
             results.append(str(error))
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -10,13 +11,17 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
+from camlit.atomic import require_writable
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache, open_cache
 from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, manipulation_probabilities
+from camlit.data.kaggle_layout import PREPARED
+from camlit.data.pseudo import pseudo_label_samples
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
+from camlit.data.unaltered_share import log_unaltered_share, require_pools
 from camlit.errors import CamlitError
-from camlit.imageio import is_too_small, read_rgb
+from camlit.imageio import MAX_PIXELS, is_too_small, read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +44,34 @@ class CameraDataModule(L.LightningDataModule):
         load_ratio: random fraction of each class's images used in each epoch, drawn afresh.
         batch_size: crops per training step and device.
         even_offsets: keep training crops on even offsets, which preserves the CFA phase.
+        unaltered_share: on a prepared tree (`root/<manipulation>/<camera>/*`), the share of each
+            epoch's training crops drawn from the unaltered folder; the rest come from the
+            manipulation folders. None: images are drawn as they come (a ninth unaltered on a
+            nine-folder tree). `manipulation_p` then manipulates some of the unaltered share.
         manipulation_p: chance of applying a random Kaggle manipulation to a training crop of an
             unaltered image; images from a prepared manipulation folder are not manipulated again.
         manipulation_weights: relative frequency of each manipulation, e.g. `{jpeg70: 2}` (missing
             ones weigh 0); uniform when not given.
         manipulation_ramp_epochs: raise `manipulation_p` linearly from the first epoch to its full
             value at this epoch (0: full from the start).
-        val_manipulations: also score every unaltered validation image under these manipulations.
+        manipulation_patch_scale: run an on-the-fly resize on a patch this many times larger than the
+            least it needs (at most the image), then crop; 1: the least (see datasets.random_train_crop).
+        val_manipulations: also score every unaltered validation image under these manipulations,
+            manipulated whole, then cropped. A manipulation with a prepared folder is scored on
+            that folder alone, so that no group mixes two ways of making it.
         synthetic_root: where the built-in synthetic set lives; it is generated on first use when
-            `train_dir` is its `train/` folder.
+            `train_dir` is its `train/` folder (the demo's set), or when `train_dir` is its
+            `data-512/` folder: a Kaggle-shaped download (camlit.data.kaggle_layout), prepared.
+        pseudo_labels: predict.py's `--probs` CSV of test images: their most confident predictions,
+            per class and separately for `_unalt` and `_manip` names, are added to training with the
+            predicted camera (camlit.data.pseudo gives the rule).
+        pseudo_labels_dir: the folder of the test images that `pseudo_labels` names.
+        pseudo_labels_share: how much of a class's fair share of each group (group size / classes)
+            to take, the most confident first.
         cache_dir: keep the decoded images here in one memory-mapped file (camlit.data.cache), built by
             `prepare_data` and rebuilt when the files change; training then crops without decoding.
+        max_pixels: an image whose header claims more pixels is skipped as unusable, unread (the
+            default is Pillow's decompression-bomb limit, about 89 MP; Kaggle's photos have 24 MP at most).
     """
 
     def __init__(
@@ -65,13 +87,19 @@ class CameraDataModule(L.LightningDataModule):
         num_workers: int = 4,
         seed: int = 0,
         even_offsets: bool = True,
+        unaltered_share: float | None = None,
         manipulation_p: float = 0.0,
         manipulation_weights: dict[str, float] | None = None,
         manipulation_ramp_epochs: int = 0,
+        manipulation_patch_scale: float = 1.0,
         val_manipulations: list[str] = [],
         synthetic_root: str | None = "data/synthetic",
         synthetic_images_per_camera: int = 30,
+        pseudo_labels: str | None = None,
+        pseudo_labels_dir: str | None = None,
+        pseudo_labels_share: float = 0.5,
         cache_dir: str | None = None,
+        max_pixels: int = MAX_PIXELS,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -88,7 +116,11 @@ class CameraDataModule(L.LightningDataModule):
             ("num_workers", num_workers, num_workers >= 0, "0 or more"),
             ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),
+            ("unaltered_share", unaltered_share, unaltered_share is None or 0 <= unaltered_share <= 1, "in [0, 1]"),
             ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
+            ("max_pixels", max_pixels, max_pixels >= 1, "at least 1"),
+            ("manipulation_patch_scale", manipulation_patch_scale, manipulation_patch_scale >= 1, "1 or more"),
+            ("pseudo_labels_share", pseudo_labels_share, 0 < pseudo_labels_share <= 1, "in (0, 1]"),
         ):
             if not valid:
                 raise CamlitError(f"--data.{name} must be {rule}, got {value}")
@@ -96,15 +128,23 @@ class CameraDataModule(L.LightningDataModule):
             self.manipulation_probabilities = manipulation_probabilities(manipulation_weights)
         except ValueError as error:
             raise CamlitError(f"--data.manipulation_weights: {error}") from None
+        if cache_dir:
+            require_writable(cache_dir, "--data.cache_dir", folder=True)
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
         self.val_set: CenterCrops | None = None
         self.cache: DecodedCache | None = None
+        self.pseudo_labelled: list[Sample] | None = None
 
     @property
     def generates_synthetic(self) -> bool:
         root = self.hparams.synthetic_root
         return root is not None and Path(self.hparams.train_dir).resolve() == (Path(root) / "train").resolve()
+
+    @property
+    def generates_kaggle_layout(self) -> bool:
+        root = self.hparams.synthetic_root
+        return root is not None and Path(self.hparams.train_dir).resolve() == (Path(root) / PREPARED).resolve()
 
     def prepare_data(self) -> None:
         if self.generates_synthetic:
@@ -113,31 +153,53 @@ class CameraDataModule(L.LightningDataModule):
             if not is_complete(self.hparams.synthetic_root):
                 log.info("generating the synthetic camera data set in %s", self.hparams.synthetic_root)
                 make_synthetic(Path(self.hparams.synthetic_root), self.hparams.synthetic_images_per_camera)
+        if self.generates_kaggle_layout:
+            from camlit.data.kaggle_layout import prepared_download
+
+            prepared_download(self.hparams.synthetic_root, self.hparams.synthetic_images_per_camera)
         if not Path(self.hparams.train_dir).is_dir():
             raise CamlitError(f"{self.hparams.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
         if self.hparams.cache_dir:
-            paths = [s.path for found in self.scan_sources() for s in found]
+            paths = [s.path for found in (*self.scan_sources(), self.pseudo_label_samples()) for s in found]
             # Kept: its lock stops a run with other files from removing it before setup maps it.
-            self.cache = build_cache(self.hparams.cache_dir, paths, self.hparams.crop_size, self.hparams.num_workers)
+            hp = self.hparams
+            self.cache = build_cache(hp.cache_dir, paths, hp.crop_size, hp.num_workers, hp.max_pixels)
 
     def scan_sources(self) -> tuple[list[Sample], list[Sample]]:
         """The samples in train_dir, and those in val_dir (none without one)."""
         hp = self.hparams
         return scan(hp.train_dir, self.classes), scan(hp.val_dir, self.classes) if hp.val_dir else []
 
+    def pseudo_label_samples(self) -> list[Sample]:
+        """The test images chosen by `pseudo_labels` (none without it), read once."""
+        hp = self.hparams
+        if self.pseudo_labelled is None:
+            self.pseudo_labelled = []
+            if hp.pseudo_labels:
+                self.pseudo_labelled = pseudo_label_samples(
+                    hp.pseudo_labels, hp.pseudo_labels_dir, self.classes, hp.pseudo_labels_share
+                )
+                log_pseudo_labels(self.pseudo_labelled, hp.pseudo_labels)
+        return self.pseudo_labelled
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         hp = self.hparams
         found, found_val = self.scan_sources()
-        self.cache = self.cache or self.open_cache([*found, *found_val])
+        pseudo = self.pseudo_label_samples()
+        self.cache = self.cache or self.open_cache([*found, *found_val, *pseudo])
         samples = self.usable(found, hp.train_dir)
         if hp.val_dir:
             train, val = samples, self.usable(found_val, hp.val_dir)
         else:
             train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
         require_every_class(train, self.classes, hp.train_dir)
-        reader = read_rgb if self.cache is None else self.cache
+        require_pools(train, self.classes, hp.unaltered_share, hp.train_dir)
+        if pseudo:
+            # Training only: the test images have no true label to validate against.
+            train = train + self.usable(pseudo, hp.pseudo_labels)
+        reader = partial(read_rgb, max_pixels=hp.max_pixels) if self.cache is None else self.cache
         self.train_set = TrainCrops(
             train,
             hp.crop_size,
@@ -147,14 +209,22 @@ class CameraDataModule(L.LightningDataModule):
             reader,
             self.manipulation_probabilities,
             hp.manipulation_ramp_epochs,
+            hp.manipulation_patch_scale,
         )
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))
+        log_unaltered_share(train, hp.unaltered_share, hp.manipulation_p)
+        if self.val_set.not_expanded:
+            log_warning(
+                f"--data.val_manipulations: {', '.join(self.val_set.not_expanded)} scored on their prepared folders "
+                "only (manipulated whole, then cropped), not also on manipulated copies of the unaltered images"
+            )
 
     def open_cache(self, samples: list[Sample]) -> DecodedCache | None:
         if not self.hparams.cache_dir:
             return None
-        cache = open_cache(self.hparams.cache_dir, [s.path for s in samples], self.hparams.crop_size)
+        hp = self.hparams
+        cache = open_cache(hp.cache_dir, [s.path for s in samples], hp.crop_size, hp.max_pixels)
         if cache is None:
             # prepare_data was skipped, or files changed since it ran: decode as without a cache.
             log_warning(f"{self.hparams.cache_dir}: no cache of these files; run prepare_data to build it")
@@ -164,7 +234,8 @@ class CameraDataModule(L.LightningDataModule):
         if self.cache is not None:
             usable, problems = self.cache.check(samples)
         else:
-            usable, problems = check_images(samples, self.hparams.crop_size, self.hparams.num_workers)
+            hp = self.hparams
+            usable, problems = check_images(samples, hp.crop_size, hp.num_workers, hp.max_pixels)
         if usable:
             report_skipped(problems)
             return usable
@@ -188,7 +259,8 @@ class CameraDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         labels = [s.label for s in self.train_set.samples]
-        sampler = EpochSampler(labels, hp.load_ratio, hp.seed, hp.crops_per_image)
+        unaltered = [s.manipulation == manipulations.UNALTERED for s in self.train_set.samples]
+        sampler = EpochSampler(labels, hp.load_ratio, hp.seed, hp.crops_per_image, unaltered, hp.unaltered_share)
         return self.loader(
             self.train_set,
             batch_size=hp.batch_size,
@@ -222,6 +294,12 @@ def report_skipped(problems: list[str]) -> None:
 @rank_zero_only
 def log_warning(message: str) -> None:
     log.warning(message)
+
+
+@rank_zero_only
+def log_pseudo_labels(samples: list[Sample], source: str) -> None:
+    manipulated = sum(sample.manipulation != manipulations.UNALTERED for sample in samples)
+    log.info("%d pseudo-labelled test images from %s (%d manipulated)", len(samples), source, manipulated)
 
 
 @rank_zero_only

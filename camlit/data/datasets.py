@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from camlit.data import manipulations
+from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.crops import center_crop, crop, random_offset
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import Sample
@@ -37,18 +38,23 @@ def random_train_crop(
     even: bool = True,
     manipulation_p: float = 0.0,
     weights: Sequence[float] | None = None,
+    patch_scale: float = 1.0,
 ) -> tuple[np.ndarray, str | None]:
     """A random `size` crop and the manipulation applied to it (None for none).
 
     With probability `manipulation_p` the crop is of a manipulated patch, the manipulation drawn
     from MANIPULATED with `weights` (uniform without). The manipulation runs on a local pre-crop
     just large enough for the final crop to fit after a resize, not on the whole image, which
-    keeps augmentation cheap.
+    keeps augmentation cheap. For a resize, `patch_scale` above 1 makes that pre-crop so many
+    times larger (at most the image), as the 2nd place's 2x patch did: the final crop then lies
+    mostly away from the resize's border, as it does in a frame resized whole.
     """
     height, width = image.shape[:2]
     if manipulation_p > 0 and rng.random() < manipulation_p:
         name = manipulations.MANIPULATED[int(rng.choice(len(manipulations.MANIPULATED), p=weights))]
         source = manipulations.source_size(name, size) + (JPEG_PHASE_MARGIN if name.startswith("jpeg") else 0)
+        if name in manipulations.RESIZE_FACTORS:
+            source = max(source, min(int(source * patch_scale), height, width))
         if source <= min(height, width):
             patch = manipulations.apply(name, crop(image, *random_offset(height, width, source, rng, even), source))
             return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size), name
@@ -72,16 +78,40 @@ class EpochSampler(Sampler):
     """Yields (sample index, epoch, crop number): `crops_per_image` crops of a fresh random
     `load_ratio` of each class's images every epoch, all shuffled together as the seed notebook did.
 
+    With `unaltered_share`, each class's crops of the epoch (as many as without it) are drawn that
+    share from its unaltered images and the rest from its manipulated ones (`unaltered` says which
+    is which), each pool's images as evenly as possible: a prepared tree holds eight manipulated
+    copies of every photo, and the share would otherwise be a ninth.
+
     Lightning calls `set_epoch`, also through its DistributedSamplerWrapper under DDP, so every
     rank draws the same subset and the wrapper gives each rank a distinct share of it.
     """
 
-    def __init__(self, labels: Sequence[int], load_ratio: float = 1.0, seed: int = 0, crops_per_image: int = 1):
+    def __init__(
+        self,
+        labels: Sequence[int],
+        load_ratio: float = 1.0,
+        seed: int = 0,
+        crops_per_image: int = 1,
+        unaltered: Sequence[bool] | None = None,
+        unaltered_share: float | None = None,
+    ):
         if not 0 < load_ratio <= 1:
             raise ValueError(f"load_ratio must be in (0, 1], got {load_ratio}")
         self.by_class: dict[int, list[int]] = defaultdict(list)
+        # Per class: (unaltered indices, manipulated indices).
+        self.pools: dict[int, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
         for index, label in enumerate(labels):
             self.by_class[label].append(index)
+            if unaltered is not None:
+                self.pools[label][0 if unaltered[index] else 1].append(index)
+        if unaltered_share is not None:
+            if unaltered is None or not 0 <= unaltered_share <= 1:
+                raise ValueError("unaltered_share needs `unaltered` and must be in [0, 1]")
+            for label, (plain, manipulated) in self.pools.items():
+                if (unaltered_share > 0 and not plain) or (unaltered_share < 1 and not manipulated):
+                    raise ValueError(f"class {label} has no {'unaltered' if not plain else 'manipulated'} images")
+        self.unaltered_share = unaltered_share
         if crops_per_image < 1:
             raise ValueError(f"crops_per_image must be at least 1, got {crops_per_image}")
         self.load_ratio = load_ratio
@@ -101,18 +131,42 @@ class EpochSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         rng = np.random.default_rng((self.seed, self.epoch))
-        chosen = []
+        items = []
         for label in sorted(self.by_class):
             indices = self.by_class[label]
-            chosen.extend(rng.choice(indices, self.per_class_count(len(indices)), replace=False).tolist())
-        items = [(index, self.epoch, crop) for index in chosen for crop in range(self.crops_per_image)]
+            count = self.per_class_count(len(indices))
+            if self.unaltered_share is None:
+                chosen = rng.choice(indices, count, replace=False).tolist()
+                items.extend((index, self.epoch, crop) for index in chosen for crop in range(self.crops_per_image))
+                continue
+            crops = count * self.crops_per_image
+            plain = round(self.unaltered_share * crops)
+            for pool, share in zip(self.pools[label], (plain, crops - plain), strict=True):
+                items.extend((index, self.epoch, crop) for index, crop in spread(rng, pool, share))
         for position in rng.permutation(len(items)).tolist():
             yield items[position]
 
 
+def spread(rng: np.random.Generator, indices: Sequence[int], count: int) -> list[tuple[int, int]]:
+    """`count` (index, crop number) pairs over `indices`, in random rounds that each use every
+    index once, so that no image gets two crops more than another; the crop number is the round."""
+    if count == 0:
+        return []
+    rounds = -(-count // len(indices))
+    order = np.concatenate([rng.permutation(indices) for _ in range(rounds)])[:count]
+    return [(int(index), position // len(indices)) for position, index in enumerate(order.tolist())]
+
+
+def manipulation_index(name: str | None) -> int:
+    """A manipulation's index in MANIPULATIONS (None: unaltered), UNKNOWN for another folder name."""
+    names = list(manipulations.MANIPULATIONS)
+    return names.index(name or UNALTERED) if (name or UNALTERED) in names else UNKNOWN
+
+
 class TrainCrops(Dataset):
-    """Item (index, epoch, crop number) -> one random crop of that image, its label, and whether
-    the crop is manipulated (the flag a manipulation-aware model is given).
+    """Item (index, epoch, crop number) -> one random crop of that image as a one-crop Batch: its
+    label, the index of the manipulation it went through, and whether it is manipulated (the flag
+    a manipulation-aware model is given).
 
     `manipulation_p` applies to unaltered images only; over the first `ramp_epochs` epochs it
     rises linearly to its full value, so a model first learns the cameras' plain traces.
@@ -130,6 +184,7 @@ class TrainCrops(Dataset):
         reader=read_rgb,
         manipulation_weights: Sequence[float] | None = None,
         ramp_epochs: int = 0,
+        patch_scale: float = 1.0,
     ):
         self.samples = list(samples)
         self.crop_size = crop_size
@@ -139,6 +194,7 @@ class TrainCrops(Dataset):
         self.reader = reader
         self.manipulation_weights = manipulation_weights
         self.ramp_epochs = ramp_epochs
+        self.patch_scale = patch_scale
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -148,7 +204,7 @@ class TrainCrops(Dataset):
             return self.manipulation_p
         return self.manipulation_p * min(1.0, (epoch + 1) / self.ramp_epochs)
 
-    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int, bool]:
+    def __getitem__(self, key: tuple[int, int, int]) -> Batch:
         index, epoch, crop_number = key
         sample = self.samples[index]
         rng = np.random.default_rng((self.seed, epoch, index, crop_number))
@@ -156,11 +212,17 @@ class TrainCrops(Dataset):
         if sample.manipulation != UNALTERED:
             # A prepared manipulation folder's images are manipulated already; Kaggle never stacked two.
             crop, _ = random_train_crop(image, self.crop_size, rng, self.even_offsets)
-            return to_chw_tensor(crop), sample.label, True
+            return Batch(to_chw_tensor(crop), sample.label, manipulation_index(sample.manipulation), True)
         crop, applied = random_train_crop(
-            image, self.crop_size, rng, self.even_offsets, self.manipulation_p_at(epoch), self.manipulation_weights
+            image,
+            self.crop_size,
+            rng,
+            self.even_offsets,
+            self.manipulation_p_at(epoch),
+            self.manipulation_weights,
+            self.patch_scale,
         )
-        return to_chw_tensor(crop), sample.label, applied is not None
+        return Batch(to_chw_tensor(crop), sample.label, manipulation_index(applied), applied is not None)
 
 
 class CenterCrops(Dataset):
@@ -169,14 +231,21 @@ class CenterCrops(Dataset):
     Unaltered images are expanded into one item per name in `expand_with`; the manipulation runs
     on the whole image before the crop, as Kaggle made its test set. Each item carries the index of
     its manipulation in `group_names`, for per-manipulation accuracy.
+
+    A manipulation that has images of its own among `samples` (a prepared folder: manipulated on
+    the full frame, then cropped) is not expanded too, so that each group is scored by one
+    protocol; `not_expanded` lists those names.
     """
 
     def __init__(self, samples: Sequence[Sample], crop_size: int, expand_with: Sequence[str] = (), reader=read_rgb):
+        prepared = {sample.manipulation for sample in samples}
+        self.not_expanded = [name for name in expand_with if name != UNALTERED and name in prepared]
+        expand_with = [name for name in expand_with if name != UNALTERED and name not in prepared]
         self.items: list[tuple[Sample, str | None, str]] = []
         for sample in samples:
             self.items.append((sample, None, sample.manipulation))
             if sample.manipulation == UNALTERED:
-                self.items.extend((sample, name, name) for name in expand_with if name != UNALTERED)
+                self.items.extend((sample, name, name) for name in expand_with)
         self.group_names = sorted({group for _, _, group in self.items}, key=group_order)
         self.crop_size = crop_size
         self.reader = reader

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from camlit.atomic import require_writable
 from camlit.data import manipulations as manip
 from camlit.data.crops import center_offset, tile_offsets
 from camlit.errors import CamlitError
-from camlit.imageio import UnreadableImage, list_images, read_rgb, write_image_atomic
+from camlit.imageio import MAX_PIXELS, UnreadableImage, header_shape, list_images, read_rgb, write_image_atomic
 from camlit.workers import process_pool
 
 # libjpeg's 4:2:0 layout (8x8 blocks, 2x2 chroma subsampling, edge padding) repeats every 16
@@ -36,8 +37,6 @@ JPEG_PERIOD = 16
 # Manipulated pixels kept beyond the crops for a resize: the cubic kernel reaches two source
 # pixels, four output pixels at 2x; 32 (96 bytes) also clears a SIMD loop's tail of up to 64.
 RESIZE_MARGIN = 32
-# Start-of-frame markers, which carry the size; C4, C8 and CC are other segments.
-JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,7 @@ class Task:
     manipulations: tuple[str, ...]
     size: int
     tiles: str | int
+    max_pixels: int = MAX_PIXELS
 
 
 @dataclass
@@ -148,40 +148,15 @@ def _plan(task: Task, height: int, width: int) -> tuple[dict, list[str]]:
     return plan, too_small
 
 
-def header_shape(path: Path) -> tuple[int, int] | None:
-    """(height, width) from a PNG or JPEG header, without decoding; None when not found."""
-    try:
-        with open(path, "rb") as file:
-            head = file.read(24)
-            if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-                shape = int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
-                return shape if min(shape) > 0 else None
-            if not head.startswith(b"\xff\xd8"):
-                return None
-            file.seek(2)
-            while (segment := file.read(4))[:1] == b"\xff" and len(segment) == 4:
-                if segment[1] in JPEG_SOF:
-                    sof = file.read(5)
-                    shape = int.from_bytes(sof[1:3], "big"), int.from_bytes(sof[3:5], "big")
-                    return shape if len(sof) == 5 and min(shape) > 0 else None
-                length = int.from_bytes(segment[2:4], "big")
-                if length < 2:
-                    return None
-                file.seek(length - 2, os.SEEK_CUR)
-    except OSError:
-        pass
-    return None
-
-
 def prepare_photo(task: Task) -> PhotoResult:
     """Write the missing outputs of one photo, decoding it once and only if something is missing."""
     shape = header_shape(task.path)
-    if shape is not None:
+    if shape is not None and shape[0] * shape[1] <= task.max_pixels:
         plan, too_small = _plan(task, *shape)
         if all(path.exists() for outputs in plan.values() for path, _ in outputs):
             return PhotoResult(skipped=True, too_small=too_small)
     try:
-        image = read_rgb(task.path)
+        image = read_rgb(task.path, task.max_pixels)
     except UnreadableImage as error:
         return PhotoResult(failure=str(error))
     plan, too_small = _plan(task, *image.shape[:2])
@@ -214,7 +189,9 @@ def _check_arguments(tiles, names, size) -> tuple[str | int, tuple[str, ...]]:
     return tiles, names
 
 
-def _find_photos(source: Path, output: Path, names, size, tiles) -> tuple[list[Task], list[str], list[str]]:
+def _find_photos(
+    source: Path, output: Path, names, size, tiles, max_pixels: int
+) -> tuple[list[Task], list[str], list[str]]:
     """Tasks, camera folder names, and failures for photos whose output names collide."""
     if not source.is_dir():
         raise CamlitError(f"--input {source}: no such folder")
@@ -226,7 +203,7 @@ def _find_photos(source: Path, output: Path, names, size, tiles) -> tuple[list[T
                 failures.append(f"{path}: same output name as {stems[path.stem].name}, skipped")
                 continue
             stems[path.stem] = path
-            tasks.append(Task(path, folder.name, output, names, size, tiles))
+            tasks.append(Task(path, folder.name, output, names, size, tiles, max_pixels))
         if stems:
             cameras.append(folder.name)
     if not tasks:
@@ -262,6 +239,7 @@ def prepare_dataset(
     size: int = 512,
     workers: int | None = None,
     progress: bool = True,
+    max_pixels: int = MAX_PIXELS,
 ) -> PrepareSummary:
     """Write `output_dir/<manipulation>/<camera>/` crops for every photo under `input_dir/<camera>/`.
 
@@ -270,7 +248,8 @@ def prepare_dataset(
     """
     tiles, names = _check_arguments(tiles, manipulations, size)
     output = Path(output_dir)
-    tasks, cameras, failures = _find_photos(Path(input_dir), output, names, size, tiles)
+    require_writable(output, "--output", folder=True)
+    tasks, cameras, failures = _find_photos(Path(input_dir), output, names, size, tiles, max_pixels)
     if output.is_dir():
         # Left by a killed run; write_image_atomic names them .<name>.tmp<pid>.
         for leftover in output.rglob(".*.tmp*"):

@@ -8,6 +8,7 @@ Two layouts are read:
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import numpy as np
 
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
-from camlit.imageio import UnreadableImage, list_images, read_rgb, too_small_problem
+from camlit.imageio import MAX_PIXELS, UnreadableImage, list_images, read_rgb, too_small_problem
 from camlit.workers import process_pool
 
 # prepare_data names tiles <stem>_t<k>; they are pieces of one photo.
@@ -31,6 +32,17 @@ class Sample:
     label: int
     manipulation: str
     photo: str  # what ties the manipulated copies and tiles of one photo together
+
+
+def manipulated_from_name(path: str | os.PathLike[str]) -> bool | None:
+    """Kaggle's test naming: `img_<id>_manip.tif` is manipulated, `img_<id>_unalt.tif` is not;
+    None when the name says neither."""
+    stem = Path(path).stem
+    if "_manip" in stem:
+        return True
+    if "_unalt" in stem:
+        return False
+    return None
 
 
 def subfolders(folder: Path) -> list[Path]:
@@ -108,22 +120,25 @@ def split_by_photo(samples: Sequence[Sample], val_fraction: float, seed: int) ->
     return train, val
 
 
-def image_problem(path: str, min_size: int) -> str | None:
+def image_problem(path: str, min_size: int, max_pixels: int = MAX_PIXELS) -> str | None:
     """Why `path` cannot give a `min_size` crop, or None when it can."""
     try:
-        image = read_rgb(path)
+        image = read_rgb(path, max_pixels)
     except UnreadableImage as error:
         return str(error)
     return too_small_problem(path, *image.shape[:2], min_size)
 
 
-def check_images(samples: Sequence[Sample], min_size: int, workers: int = 0) -> tuple[list[Sample], list[str]]:
+def check_images(
+    samples: Sequence[Sample], min_size: int, workers: int = 0, max_pixels: int = MAX_PIXELS
+) -> tuple[list[Sample], list[str]]:
     """Decode every sample once; return the usable ones and one message per skipped file."""
     paths = [s.path for s in samples]
     if workers > 1 and len(paths) > 1:
         with process_pool(workers) as pool:
-            problems = list(pool.map(image_problem, paths, [min_size] * len(paths), chunksize=16))
+            sizes, limits = [min_size] * len(paths), [max_pixels] * len(paths)
+            problems = list(pool.map(image_problem, paths, sizes, limits, chunksize=16))
     else:
-        problems = [image_problem(path, min_size) for path in paths]
+        problems = [image_problem(path, min_size, max_pixels) for path in paths]
     usable = [s for s, problem in zip(samples, problems, strict=True) if problem is None]
     return usable, [p for p in problems if p is not None]

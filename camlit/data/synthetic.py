@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camlit.atomic import write_bytes_atomic, write_csv_atomic
+from camlit.atomic import require_writable, write_bytes_atomic, write_csv_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop
 from camlit.data.manipulations import MANIPULATED, RESIZE_FACTORS, UNALTERED, apply, resized_shape
@@ -275,6 +275,7 @@ def make_synthetic(
     settings_path = output / ".synthetic.json"
     if settings_path.is_file() and settings_path.read_bytes() != settings:
         raise CamlitError(f"{output} holds a synthetic set made with other settings")
+    require_writable(output, "--output", folder=True)
     jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)
     todo = [job for job in jobs if not job.path.exists()]
     for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:

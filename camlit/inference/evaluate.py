@@ -191,6 +191,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any] | None:
         "balance": args.balance,
         "manipulated": args.manipulated,
         "seed": plan.seed,
+        "tta_manipulations": list(plan.manipulations),
     }
     if calibration:
         known_flags = np.array([image.group != UNALTERED for image in images])

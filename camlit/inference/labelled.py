@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camlit.data.manipulations import UNALTERED
-from camlit.data.samples import camera_folders, scan, unknown_cameras
+from camlit.data.samples import camera_folders, manipulated_from_name, scan, unknown_cameras
 from camlit.errors import CamlitError
-from camlit.inference.options import manipulated_from_name
 from camlit.inference.running import few
 
 MANIPULATED = "manipulated"
@@ -67,10 +66,10 @@ def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) ->
         raise CamlitError(f"{option} {path}: no such file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as file:
-            rows = [[value.strip() for value in row] for row in csv.reader(file) if any(v.strip() for v in row)]
+            rows = [row for row in csv.reader(file) if any(v.strip() for v in row)]
     except (UnicodeDecodeError, csv.Error) as error:
         raise CamlitError(f"{option} {path}: not a UTF-8 CSV file ({error})") from None
-    if not rows or tuple(rows[0]) != header:
+    if not rows or tuple(v.strip() for v in rows[0]) != header:
         found = ",".join(rows[0]) if rows else "nothing"
         raise CamlitError(f"{option} {path}: the header must be {','.join(header)}, found {found}")
     table: dict[str, str] = {}
@@ -79,7 +78,7 @@ def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) ->
             raise CamlitError(f"{option} {path}: line {number} has {len(row)} fields, expected 2")
         if row[0] in table:
             raise CamlitError(f"{option} {path}: {row[0]} is listed twice (line {number})")
-        table[row[0]] = row[1]
+        table[row[0]] = row[1].strip()  # a file name keeps its spaces, as predict wrote it
     if not table:
         raise CamlitError(f"{option} {path}: no rows")
     return table

@@ -31,6 +31,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
     try:
         # Hash and plain-data check first; then Lightning loads the same file, also weights only.
         checkpoint = load_plain(path, mmap=True)
+        require_finite_weights(path, checkpoint)
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             model = CameraClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     except CamlitError:
@@ -40,6 +41,14 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
         raise CamlitError(f"--ckpt {path}: not a loadable camlit checkpoint ({reason})") from None
     model.configure_model()
     return model.eval(), checkpoint_crop_size(checkpoint)
+
+
+def require_finite_weights(path: Path, checkpoint: Any) -> None:
+    """NaN or infinite weights (a diverged run saved elsewhere) would give one class for every image."""
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    for key, tensor in (state or {}).items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CamlitError(f"--ckpt {path}: weight {key} is not finite (NaN or infinity); the run diverged")
 
 
 def checkpoint_crop_size(checkpoint: dict[str, Any]) -> int | None:

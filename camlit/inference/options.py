@@ -6,10 +6,15 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
+from camlit.atomic import require_writable
+from camlit.data.commands import add_max_pixels_argument
+from camlit.data.manipulations import MANIPULATED
+from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError
-from camlit.imageio import is_too_small
+from camlit.imageio import is_too_small, read_rgb
 from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
@@ -45,6 +50,11 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
         "or yes/no for all of them. A model trained with the manipulation flag needs it; --balance uses it "
         "to balance each group on its own",
     )  # fmt: skip
+    parser.add_argument(
+        "--tta_manipulations", default="",
+        help="also predict on these manipulated versions of each image (the whole image manipulated, then "
+        "cropped the same way) and combine every crop: a comma list such as jpeg90,gamma0.8, or all",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
     parser.add_argument("--batch-size", type=int, default=128, help="crops per forward pass (default 128)")
     parser.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1), help="loader workers")
@@ -58,6 +68,7 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave unreadable images out (still reported) instead of ending with exit status 2",
     )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_max_pixels_argument(parser)
 
 
 def check_prediction_arguments(args: argparse.Namespace) -> None:
@@ -68,13 +79,27 @@ def check_prediction_arguments(args: argparse.Namespace) -> None:
         raise CamlitError(f"--crop-size must be at least 1, got {args.crop_size}")
     if args.num_workers < 0:
         raise CamlitError(f"--num-workers must be 0 or more, got {args.num_workers}")
+    tta_manipulations(args.tta_manipulations)
+
+
+def tta_manipulations(value: str) -> tuple[str, ...]:
+    """`--tta_manipulations` as names: `all` is Kaggle's eight; empty is none."""
+    if value.strip() == "all":
+        return MANIPULATED
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in MANIPULATED]
+    if unknown:
+        raise CamlitError(f"--tta_manipulations: unknown {unknown[0]!r}; choose from all, {', '.join(MANIPULATED)}")
+    return tuple(dict.fromkeys(names))
 
 
 def require_file_paths(**options: str | None) -> None:
-    """Output options must name files; refused before any work when one names a folder."""
+    """Output options must name files that can be written; refused before any work otherwise."""
     for option, path in options.items():
         if path is not None and Path(path).is_dir():
             raise CamlitError(f"--{option} {path}: is a folder; name a file to write")
+        if path is not None:
+            require_writable(path, f"--{option}")
 
 
 def prepare(args: argparse.Namespace):
@@ -82,18 +107,8 @@ def prepare(args: argparse.Namespace):
     check_prediction_arguments(args)
     model, trained_size = load_checkpoint(args.ckpt, args.device)
     size = args.crop_size or trained_size or DEFAULT_CROP_SIZE
-    return model, CropPlan(size=size, count=args.crops, grid=args.crop_grid, seed=args.seed)
-
-
-def manipulated_from_name(path: str | os.PathLike) -> bool | None:
-    """Kaggle's test naming: `img_<id>_manip.tif` is manipulated, `img_<id>_unalt.tif` is not;
-    None when the name says neither."""
-    stem = Path(path).stem
-    if "_manip" in stem:
-        return True
-    if "_unalt" in stem:
-        return False
-    return None
+    plan = CropPlan(size, args.crops, args.crop_grid, args.seed, tta_manipulations(args.tta_manipulations))
+    return model, plan
 
 
 def manipulated_flags(
@@ -127,6 +142,7 @@ def predict_with(
         device=args.device,
         devices=args.devices,
         progress=not args.no_progress,
+        reader=partial(read_rgb, max_pixels=args.max_pixels),
         manipulated=manipulated_flags(args, paths, known),
     )
 

@@ -28,6 +28,7 @@ from camlit.inference.options import (
 )
 from camlit.inference.running import Predictions
 from camlit.inference.submission import write_probabilities, write_submission
+from camlit.termination import Terminated, exit_terminated, on_sigterm
 
 
 def list_input_images(folder: str | os.PathLike) -> list[Path]:
@@ -64,23 +65,32 @@ def main(argv: list[str] | None = None) -> Predictions:
     """Predict; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     try:
-        require_file_paths(output=args.output, probs=args.probs)
-        paths = list_input_images(args.input)
-        calibration = openset.load(args.ckpt) if args.unknown else None
-        model, plan = prepare(args)
-        predictions = predict_with(args, WithFeatures(model) if calibration else model, plan, paths)
-        if not predictions.primary:
-            return predictions
-        require_usable(predictions)
-        scores = openset.prediction_scores(calibration, predictions) if calibration else None
-        unknown = calibration.is_unknown(scores) if calibration else None
-        with disk_full_as_user_error("each output file is written whole or not at all"):
-            write_submission(args.output, predictions, unknown)
-            if args.probs:
-                write_probabilities(args.probs, predictions, scores)
-        print(predictions.rate_line())
-        report_problems(predictions.problems, predictions.paths, args.skip_unreadable)
+        with on_sigterm():
+            return run_prediction(args)
     except CamlitError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Terminated:
+        # The outputs are written whole at the end, so none is there half-written.
+        exit_terminated(f"{args.output} not written (any older file there is as it was)")
+
+
+def run_prediction(args: argparse.Namespace) -> Predictions:
+    """The work of main(), whose outputs are written only once every image is predicted."""
+    require_file_paths(output=args.output, probs=args.probs)
+    paths = list_input_images(args.input)
+    calibration = openset.load(args.ckpt) if args.unknown else None
+    model, plan = prepare(args)
+    predictions = predict_with(args, WithFeatures(model) if calibration else model, plan, paths)
+    if not predictions.primary:
+        return predictions
+    require_usable(predictions)
+    scores = openset.prediction_scores(calibration, predictions) if calibration else None
+    unknown = calibration.is_unknown(scores) if calibration else None
+    with disk_full_as_user_error("each output file is written whole or not at all"):
+        write_submission(args.output, predictions, unknown)
+        if args.probs:
+            write_probabilities(args.probs, predictions, scores)
+    print(predictions.rate_line())
+    report_problems(predictions.problems, predictions.paths, args.skip_unreadable)
     return predictions

@@ -1,5 +1,9 @@
 """Test-time augmentation: the crops taken of each test image, and the loader that yields them.
 
+Besides crops of the image, a plan can take the same crops of manipulated versions of it (each
+manipulation applied to the whole image, as Kaggle made its test set), as the 5th place averaged
+its predictions over the manipulations.
+
 Crops come from camlit.data.crops, on the image as camlit.imageio reads it for training. The loader
 feeds Lightning's `Trainer.predict` (camlit.inference.running).
 """
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from camlit.data import manipulations
 from camlit.data.crops import center_offset, crop, grid_offsets, random_offset
 from camlit.imageio import UnreadableImage, read_rgb, too_small_problem
 
@@ -29,12 +34,19 @@ class CropPlan:
     Random (default): the centre crop, then `count - 1` crops at random even offsets drawn from a
     generator seeded by (`seed`, image index), so a rerun gives the same crops. Grid: a
     deterministic even grid of about `count` crops (fewer when the image is too small for them).
+    `manipulations`: names from camlit.data.manipulations whose versions of the image are cropped
+    the same way too (a version too small for a crop, such as a small image halved, is left out).
     """
 
     size: int = DEFAULT_CROP_SIZE
     count: int = DEFAULT_CROPS
     grid: bool = False
     seed: int = 0
+    manipulations: tuple[str, ...] = ()
+
+    @property
+    def most_crops(self) -> int:
+        return self.count * (1 + len(self.manipulations))
 
     def offsets(self, height: int, width: int, index: int) -> list[tuple[int, int]]:
         if self.grid:
@@ -52,6 +64,18 @@ def image_crops(image: np.ndarray, plan: CropPlan, index: int) -> np.ndarray:
     return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))
 
 
+def augmented_crops(image: np.ndarray, plan: CropPlan, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The crops of the image and of its manipulated versions, and whether each is of a version."""
+    plain = image_crops(image, plan, index)
+    crops, applied = [plain], [np.zeros(len(plain), dtype=bool)]
+    for name in plan.manipulations:
+        version = manipulations.apply(name, image)
+        if min(version.shape[:2]) >= plan.size:
+            crops.append(image_crops(version, plan, index))
+            applied.append(np.ones(len(crops[-1]), dtype=bool))
+    return np.concatenate(crops), np.concatenate(applied)
+
+
 class CropBatch(NamedTuple):
     """What the loader yields: crops of several images, the image index of each crop, the
     (image index, reason) of each image in the batch that could not be used, and whether each
@@ -64,7 +88,8 @@ class CropBatch(NamedTuple):
 
 
 class PredictCrops(Dataset):
-    """Item i -> (the crops of image i as uint8 (n, 3, size, size), n copies of i, problem).
+    """Item i -> (the crops of image i as uint8 (n, 3, size, size), n copies of i, problem, and
+    whether each crop is of a manipulated version of the image).
 
     An unreadable (or too small) image gives no crops and the reason instead of raising, so one bad
     file neither kills a loader worker nor stops the run.
@@ -85,7 +110,7 @@ class PredictCrops(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None, torch.Tensor]:
         path = self.paths[index]
         size = self.plan.size
         try:
@@ -93,23 +118,24 @@ class PredictCrops(Dataset):
             problem = too_small_problem(path, *image.shape[:2], size)
             if problem:
                 raise UnreadableImage(problem)
-            crops = torch.from_numpy(image_crops(image, self.plan, index))
+            crops, applied = map(torch.from_numpy, augmented_crops(image, self.plan, index))
         except UnreadableImage as error:
             empty = torch.empty((0, 3, size, size), dtype=torch.uint8)
-            return empty, torch.empty(0, dtype=torch.long), (index, str(error))
-        return crops, torch.full((len(crops),), index, dtype=torch.long), None
+            return empty, torch.empty(0, dtype=torch.long), (index, str(error)), torch.empty(0, dtype=torch.bool)
+        return crops, torch.full((len(crops),), index, dtype=torch.long), None, applied
 
 
 class CollateCrops:
-    """Concatenate the per-image crop stacks; keep the problems aside; look up each crop's flag."""
+    """Concatenate the per-image crop stacks; keep the problems aside; look up each crop's flag
+    (a crop of a manipulated version of an unaltered image is manipulated)."""
 
     def __init__(self, manipulated: torch.Tensor | None = None):
         self.manipulated = manipulated
 
-    def __call__(self, batch: list[tuple[torch.Tensor, torch.Tensor, tuple[int, str] | None]]) -> CropBatch:
-        images, indices, problems = zip(*batch, strict=True)
+    def __call__(self, batch: list) -> CropBatch:
+        images, indices, problems, applied = zip(*batch, strict=True)
         indices = torch.cat(indices)
-        flags = None if self.manipulated is None else self.manipulated[indices]
+        flags = None if self.manipulated is None else self.manipulated[indices] | torch.cat(applied)
         return CropBatch(torch.cat(images), indices, [p for p in problems if p is not None], flags)
 
 
@@ -129,7 +155,7 @@ def crop_loader(
     dataset = PredictCrops(paths, plan, reader, manipulated)
     return DataLoader(
         dataset,
-        batch_size=max(1, batch_size // max(1, plan.count)),
+        batch_size=max(1, batch_size // max(1, plan.most_crops)),
         shuffle=False,
         num_workers=num_workers,
         collate_fn=CollateCrops(dataset.manipulated),

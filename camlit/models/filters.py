@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-InputFilter = Literal["none", "highpass", "srm", "constrained"]
+InputFilter = Literal["none", "highpass", "srm", "constrained", "highpass_dct"]
 
 
 class HighPass(nn.Module):
@@ -58,6 +58,51 @@ class SRMLuma(nn.Module):
         return F.conv2d(x, self.weight.to(x.dtype), padding=2)
 
 
+def luma_weights(channel_std: tuple[float, float, float]) -> torch.Tensor:
+    """(1, 3, 1, 1) weights giving luma in 0..255 pixel units from channels normalised by `channel_std`
+    (the mean only shifts the DC term, which no residual here uses)."""
+    return (255 * torch.tensor(LUMA) * torch.tensor(channel_std)).view(1, 3, 1, 1)
+
+
+def dct_basis(block: int = 8) -> torch.Tensor:
+    """(block*block, block, block): JPEG's orthonormal 2-D DCT-II basis, DC first, row-major by frequency."""
+    n = torch.arange(block, dtype=torch.float64)
+    k = n.view(-1, 1)
+    basis_1d = torch.cos(torch.pi * (2 * n + 1) * k / (2 * block)) * torch.sqrt(torch.tensor(2.0 / block))
+    basis_1d[0] /= torch.sqrt(torch.tensor(2.0))
+    return torch.einsum("ux,vy->uvxy", basis_1d, basis_1d).reshape(block * block, block, block).float()
+
+
+class HighPassDCT(nn.Module):
+    """The HighPass residual plus a learned mix of luma's 8x8 DCT coefficient magnitudes.
+
+    A camera's JPEG quantises each 8x8 block's DCT coefficients, zeroing most high frequencies;
+    that pattern outlives a second compression (double-compression statistics, as CAT-Net reads
+    them), where pixel residuals and chroma do not. The DCT runs at every offset (stride 1), so the
+    block grid of the photo, at any phase within a crop, is among the channels. The 63 AC
+    magnitudes, log1p-compressed so that a zeroed coefficient stands out, are mixed into the three
+    residual channels by a 1x1 convolution that starts at zero: at initialisation the front end is
+    `highpass` exactly, and the ResNet behind it is unchanged.
+    """
+
+    def __init__(self, channel_std: tuple[float, float, float], block: int = 8):
+        super().__init__()
+        self.highpass = HighPass()
+        self.register_buffer("luma", luma_weights(channel_std), persistent=False)
+        self.register_buffer("basis", dct_basis(block)[1:, None], persistent=False)  # AC only
+        self.mix = nn.Conv2d(block * block - 1, 3, kernel_size=1, bias=False)
+        nn.init.zeros_(self.mix.weight)
+
+    def coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 63, H, W): at (i, j), the AC coefficients of the block whose top-left is (i - 3, j - 3)."""
+        luma = F.conv2d(x, self.luma.to(x.dtype))
+        before, after = (self.basis.shape[-1] - 1) // 2, self.basis.shape[-1] // 2
+        return F.conv2d(F.pad(luma, (before, after, before, after), mode="replicate"), self.basis.to(x.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.highpass(x) + self.mix(torch.log1p(self.coefficients(x).abs()))
+
+
 class ConstrainedConv(nn.Module):
     """Bayar & Stamm (2018): a learnable prediction-error filter per output channel.
 
@@ -91,4 +136,6 @@ def build_input_filter(name: InputFilter, channel_std: tuple[float, float, float
         return SRMLuma(channel_std)
     if name == "constrained":
         return ConstrainedConv()
-    raise ValueError(f"unknown input_filter {name!r}; choose none, highpass, srm or constrained")
+    if name == "highpass_dct":
+        return HighPassDCT(channel_std)
+    raise ValueError(f"unknown input_filter {name!r}; choose none, highpass, srm, constrained or highpass_dct")

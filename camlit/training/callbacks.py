@@ -1,11 +1,15 @@
-"""Stopping a run whose loss turned non-finite before a checkpoint can store the damage."""
+"""Stopping a run: when its loss turns non-finite, when SIGTERM asks it to, and before it trains
+for a checkpoint monitor that can never be logged."""
 
 from __future__ import annotations
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from camlit.errors import CamlitError
+from camlit.termination import SigtermWatch
+from camlit.training.metrics import require_group_metric
 from camlit.training.resume import LatestCheckpoint
 
 
@@ -48,3 +52,38 @@ class NonFiniteLossGuard(Callback):
 def record_nonfinite(first_step: torch.Tensor, loss: torch.Tensor, step: int) -> None:
     """Keep the first step whose loss is not finite in `first_step` (-1 while all are), on device."""
     first_step.copy_(torch.where((first_step < 0) & ~torch.isfinite(loss.detach()), step, first_step))
+
+
+class CheckpointOnSigterm(Callback):
+    """Saves last.ckpt where SIGTERM stopped training, so that `--resume` continues from that step.
+
+    Until training starts, `watch` raises at once (nothing to keep; the run folder is put back as
+    it was). From then on it only notes the signal: Lightning's handler, which runs first, stops
+    its loops after the current batch with SIGTERMException, and this saves the state there.
+    """
+
+    def __init__(self, watch: SigtermWatch):
+        self.watch = watch
+        self.saved: str | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.watch.defer()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return
+        latest = [c for c in trainer.checkpoint_callbacks if isinstance(c, LatestCheckpoint)]
+        if latest and latest[0].dirpath:
+            path = latest[0].format_checkpoint_name({})
+            trainer.save_checkpoint(path)
+            self.saved = path
+
+
+class RequireMonitoredMetric(Callback):
+    """Refuses, once the data is set up and before training, a checkpoint monitor that validation
+    cannot log under these options (Lightning would only say so after a whole epoch)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        groups = list(getattr(trainer.datamodule, "val_group_names", []))
+        for callback in trainer.checkpoint_callbacks:
+            require_group_metric(getattr(callback, "monitor", None), groups)

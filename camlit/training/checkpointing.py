@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if get_filesystem(path).protocol not in ("file", ("file", "local")):
             return super().save_checkpoint(checkpoint, path, storage_options)
         with atomic_write(path) as file:
-            torch.save(checkpoint, file)
+            writer = ErrorKeepingWriter(file)
+            try:
+                torch.save(checkpoint, writer)
+            except RuntimeError:
+                # torch's zip writer reports a failed write as "unexpected pos"; the cause (a full
+                # disk, say) is the OSError the file raised, which names the file once re-raised.
+                if writer.error is None:
+                    raise
+                raise writer.error from None
             file.flush()
             new = file_hash(file.name)
             old = stored_hashes(path) or []
@@ -72,18 +81,59 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         hash_path(path).unlink(missing_ok=True)
 
 
+class ErrorKeepingWriter:
+    """The file torch.save writes through, keeping the OSError that torch would turn into a RuntimeError."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def load_plain(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False) -> dict:
     """torch.load that refuses any object but plain data, and any file that fails its hash."""
     verify_hash(path)
+    # torch maps only its zip format; a legacy-format file (torch.save(..., _use_new_zipfile_serialization=False))
+    # is read whole instead of refused with torch's message about mmap.
+    mmap = mmap and zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         # torch's message: a paragraph on weights_only, then the line naming the refused object.
-        lines = [line for line in str(error).splitlines() if "GLOBAL" in line] or ["an object torch refused"]
+        lines = [line for line in str(error).splitlines() if "GLOBAL" in line]
+        if not lines:
+            raise  # not a refused object but bytes that are no pickle: the caller's "corrupt"
         raise CamlitError(
             f"{path}: holds objects other than plain data, refusing to load it (loading it could run code): {lines[0]}"
         ) from None
+    refuse_named_code(checkpoint, path)
+    return checkpoint
+
+
+# Lightning's load_from_checkpoint imports and calls the function a checkpoint's `_instantiator`
+# names, which imports the class `_class_path` names: in a shared file, strings that run code.
+NAMED_CODE = {
+    "_instantiator": "lightning.pytorch.cli.instantiate_module",
+    "_class_path": "camlit.training.module.CameraClassifier",
+}
+
+
+def refuse_named_code(checkpoint: Any, path: str | os.PathLike) -> None:
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    for key, allowed in NAMED_CODE.items():
+        named = hparams.get(key, allowed) if isinstance(hparams, dict) else allowed
+        if named != allowed:
+            raise CamlitError(f"{path}: hyper_parameters.{key} names code to run ({named}); refusing to load it")
 
 
 def verify_hash(path: str | os.PathLike) -> None:

@@ -1,7 +1,9 @@
 """`python scripts/fit.py`: LightningCLI around CameraClassifier and CameraDataModule.
 
-A new run claims its own version folder; a run that fails before training leaves the folder as it
-was. `--resume lightning_logs/version_N` continues a run: see camlit.training.resume.
+A new run claims its own version folder under `--trainer.default_root_dir` (default: here); a run
+that fails before training leaves the folder as it was. One process at a time runs in a run folder
+(camlit.training.runfolder). `--resume lightning_logs/version_N` continues a run: see
+camlit.training.resume. SIGTERM saves where training stopped and exits 143 (camlit.termination).
 """
 
 from __future__ import annotations
@@ -14,18 +16,24 @@ from pathlib import Path
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.trainer.trainer import Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
 from camlit.errors import CamlitError, disk_full_as_user_error
-from camlit.training.callbacks import NonFiniteLossGuard
+from camlit.termination import SigtermWatch, Terminated, exit_terminated, on_sigterm
+from camlit.training.callbacks import CheckpointOnSigterm, NonFiniteLossGuard, RequireMonitoredMetric
 from camlit.training.checkpointing import AtomicCheckpointIO
+from camlit.training.config_base import expand_config_bases
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
+from camlit.training.runfolder import RunLock, claim_version, writable
+
+STOPPED_BEFORE_TRAINING = "before training began; the run folder is as it was (a new one is removed)"
 
 
 class SaveConfigOnceTraining(SaveConfigCallback):
@@ -41,14 +49,19 @@ class SaveConfigOnceTraining(SaveConfigCallback):
 
     def on_train_start(self, trainer: Trainer, pl_module) -> None:
         self.training_began = True
+        # `--resume` is how this run was started, not one of its options.
+        self.config = self.config.clone()
+        self.config.resume = None
         super().setup(trainer, pl_module, self.stage)
 
 
 class CamlitCLI(LightningCLI):
-    def __init__(self, args: list[str] | None = None, **kwargs):
+    def __init__(self, args: list[str] | None = None, sigterm: SigtermWatch | None = None, **kwargs):
         self.run_dir: Path | None = None
         self.files_before: set[Path] = set()
         self.claimed = self.created_root = False
+        self.lock: RunLock | None = None
+        self.sigterm = sigterm or SigtermWatch()
         super().__init__(
             CameraClassifier,
             CameraDataModule,
@@ -64,7 +77,8 @@ class CamlitCLI(LightningCLI):
                 "log_every_n_steps": 10,
                 "logger": {
                     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    # No placeholder hp_metric of -1 on TensorBoard's HPARAMS tab.
+                    # save_dir "." means --trainer.default_root_dir when that is given. No
+                    # placeholder hp_metric of -1 on TensorBoard's HPARAMS tab.
                     "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
                 },
             },
@@ -72,14 +86,21 @@ class CamlitCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
-        # main() passes the whole command line, rewritten for --resume, so there is no mix of
-        # `args` and sys.argv for LightningCLI to warn about.
-        self.config = parser.parse_args(args)
+        # main() passes the whole command line, so there is no mix of `args` and sys.argv for
+        # LightningCLI to warn about.
+        self.config = parser.parse_args(resume_arguments(args))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--resume", type=str | None, default=None,
+            help="continue a run: its folder (lightning_logs/version_N), or one of its checkpoints; the run's "
+            "config.yaml (plain values only) gives the options, and the options given here override them",
+        )  # fmt: skip
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="checkpoint to continue from")
         parser.link_arguments("data.classes", "model.classes")
-        parser.add_lightning_class_args(RunCheckpoint, "best_checkpoint")
+        # Plain argument groups, not Lightning callback arguments: instantiate_trainer decides
+        # which of them the run gets.
+        parser.add_class_arguments(RunCheckpoint, "best_checkpoint", fail_untyped=False, sub_configs=True)
         parser.set_defaults(
             {
                 "best_checkpoint.monitor": "val/acc",
@@ -89,7 +110,7 @@ class CamlitCLI(LightningCLI):
             }
         )
         # The seed notebook saved the model every 5 epochs; keep every one of those.
-        parser.add_lightning_class_args(RunCheckpoint, "periodic_checkpoint")
+        parser.add_class_arguments(RunCheckpoint, "periodic_checkpoint", fail_untyped=False, sub_configs=True)
         parser.set_defaults(
             {
                 "periodic_checkpoint.every_n_epochs": 5,
@@ -98,24 +119,29 @@ class CamlitCLI(LightningCLI):
                 "periodic_checkpoint.auto_insert_metric_name": False,
             }
         )
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_class_arguments(LearningRateMonitor, "lr_monitor", fail_untyped=False, sub_configs=True)
 
     def before_instantiate_classes(self) -> None:
-        """Give a new run a version folder of its own (TensorBoardLogger's own choice races), and
-        note what a resumed run's folder holds, so that a failed start can leave it as it was."""
+        """Give a new run a version folder of its own (TensorBoardLogger's own choice races), lock
+        the run's folder, and note what it holds, so that a failed start can leave it as it was."""
         logger = self.config.trainer.logger
         init = getattr(logger, "init_args", None)
         if init is None or not str(logger.class_path).endswith("TensorBoardLogger"):
             return
-        root = Path(init.save_dir or ".") / (init.name or "")
+        if init.save_dir in (None, ".") and self.config.trainer.default_root_dir:
+            init.save_dir = self.config.trainer.default_root_dir
+        if rank_zero_only.rank != 0:
+            return  # rank 0 claims and locks; Lightning gives every rank its log and checkpoint folder
+        root = Path(init.save_dir) / (init.name or "")
         if init.version is None:
-            if rank_zero_only.rank != 0:
-                return  # rank 0 claims; Lightning gives every rank its log and checkpoint folder
             self.created_root = not root.exists()
             init.version = claim_version(root)
             self.claimed = True
         version = init.version if isinstance(init.version, str) else f"version_{init.version}"
         self.run_dir = root / version
+        with writable(root, "--trainer.default_root_dir"):
+            self.run_dir.mkdir(parents=True, exist_ok=True)  # a version named on the command line
+        self.lock = RunLock(self.run_dir)
         self.files_before = set(self.run_dir.rglob("*"))
 
     def instantiate_classes(self) -> None:
@@ -123,13 +149,53 @@ class CamlitCLI(LightningCLI):
             super().instantiate_classes()
         except BaseException:
             self.undo_run_folder()
+            self.release()
             raise
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """The Trainer with camlit's callbacks and its atomic, hashed checkpoint writer."""
+        trainer = self.config_init["trainer"]
+        callbacks = as_list(trainer.get("callbacks"))
+        callbacks += [
+            NonFiniteLossGuard(),
+            ReplanSchedule(),
+            CheckpointOnSigterm(self.sigterm),
+            RequireMonitoredMetric(),
+        ]
+        # Switching checkpoints or logging off switches off the callbacks that need them.
+        if trainer.get("enable_checkpointing") is not False:
+            callbacks += [self.config_init["best_checkpoint"], self.config_init["periodic_checkpoint"]]
+            callbacks.append(LatestCheckpoint())
+        if trainer.get("logger") not in (False, None):
+            callbacks.append(self.config_init["lr_monitor"])
+        plugins = [*as_list(trainer.get("plugins")), AtomicCheckpointIO()]
+        return super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def stopped(self) -> str:
+        """What a SIGTERM left behind, for the line printed as the run exits."""
+        saved = [c.saved for c in self.callbacks() if isinstance(c, CheckpointOnSigterm) and c.saved]
+        if saved:
+            step = self.trainer.global_step
+            return f"saved {saved[0]} at step {step}; continue with --resume {Path(saved[0]).parent.parent}"
+        if self.training_began():
+            return "no checkpoint saved (checkpointing is off)"
+        return STOPPED_BEFORE_TRAINING
+
+    def callbacks(self) -> list:
+        trainer = getattr(self, "trainer", None)
+        return trainer.callbacks if trainer is not None else []
+
+    def training_began(self) -> bool:
+        return any(getattr(c, "training_began", False) for c in self.callbacks())
 
     def undo_run_folder(self) -> None:
         """After a failure before training began: the run folder as it was before, or none if new."""
-        trainer = getattr(self, "trainer", None)
-        began = trainer is not None and any(getattr(c, "training_began", False) for c in trainer.callbacks)
-        if self.run_dir is None or began:
+        if self.run_dir is None or self.training_began():
             return
         if self.claimed:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -143,55 +209,56 @@ class CamlitCLI(LightningCLI):
                     path.rmdir() if path.is_dir() else path.unlink()
         self.run_dir = None
 
-    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
-        callbacks = [*callbacks, NonFiniteLossGuard(), LatestCheckpoint(), ReplanSchedule()]
-        # Switching checkpoints or logging off switches off the callbacks that need them.
-        if config.get("enable_checkpointing") is False:
-            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        if config.get("logger") in (False, None):
-            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-        trainer = super()._instantiate_trainer(config, callbacks)
-        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        return trainer
+
+def as_list(value) -> list:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
-def claim_version(root: Path) -> int:
-    """The next free N for `root`/version_N, created here: mkdir fails when another run took it first."""
-    root.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
-    version = max(taken, default=-1) + 1
-    while True:
-        try:
-            (root / f"version_{version}").mkdir()
-            return version
-        except FileExistsError:
-            version += 1
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at each message, not the one there when it was made
+    (an embedding program, or a test's capture, may replace it between runs)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def show_camlit_messages() -> None:
     """camlit's own progress and skip messages on stderr, as Lightning shows its own."""
     logger = logging.getLogger("camlit")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 
 
 def main(args: list[str] | None = None) -> CamlitCLI:
-    """Train; `args` as on the command line. Input mistakes exit with one line, status 2."""
+    """Train; `args` as on the command line. Input mistakes exit with one line, status 2; SIGTERM
+    with one line and status 143."""
     args = list(sys.argv[1:] if args is None else args)
     show_camlit_messages()
-    try:
-        with disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"):
-            cli = CamlitCLI(args=resume_arguments(args))
-            try:
-                cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
-            except BaseException:
-                cli.undo_run_folder()
-                raise
-    # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
-    except (CamlitError, MisconfigurationException) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    cli: CamlitCLI | None = None
+    with on_sigterm() as sigterm:
+        try:
+            with disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"):
+                cli = CamlitCLI(args=expand_config_bases(args), sigterm=sigterm)
+                try:
+                    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+                except BaseException:
+                    cli.undo_run_folder()
+                    raise
+        # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
+        except (CamlitError, MisconfigurationException) as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except (Terminated, SIGTERMException):
+            exit_terminated(cli.stopped() if cli is not None else STOPPED_BEFORE_TRAINING)
+        finally:
+            if cli is not None:
+                cli.release()
     return cli

@@ -8,6 +8,7 @@ import torch
 from torchmetrics import Metric
 
 from camlit.data.manipulations import UNALTERED
+from camlit.errors import CamlitError
 
 UNALTERED_WEIGHT = 0.7
 
@@ -18,6 +19,24 @@ def kaggle_weighted_accuracy(per_group: Mapping[str, float]) -> float | None:
     if UNALTERED not in per_group or not manipulated:
         return None
     return UNALTERED_WEIGHT * per_group[UNALTERED] + (1 - UNALTERED_WEIGHT) * sum(manipulated) / len(manipulated)
+
+
+def require_group_metric(monitor: str | None, group_names: list[str]) -> None:
+    """Refuse a best-checkpoint monitor that validation over `group_names` can never log."""
+    if monitor == "val/acc_weighted":
+        missing = UNALTERED not in group_names or not set(group_names) - {UNALTERED}
+        needs = "an unaltered and at least one manipulated validation group"
+    elif monitor is not None and monitor.startswith("val/acc/"):
+        missing = monitor.removeprefix("val/acc/") not in group_names or len(group_names) < 2
+        needs = f"a validation group {monitor.removeprefix('val/acc/')!r} beside another"
+    else:
+        return
+    if missing:
+        raise CamlitError(
+            f"--best_checkpoint.monitor {monitor} needs {needs}, and validation has {', '.join(group_names)}: "
+            "list manipulations in --data.val_manipulations, train on a prepared tree with manipulation "
+            "folders, or choose --best_checkpoint.monitor val/acc"
+        )
 
 
 class GroupedAccuracy(Metric):

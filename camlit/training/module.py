@@ -14,7 +14,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from camlit.cameras import KAGGLE_CAMERAS
-from camlit.data.manipulations import UNALTERED
+from camlit.data.batch import UNKNOWN, Batch
+from camlit.data.datasets import manipulation_index
+from camlit.data.manipulations import MANIPULATIONS, UNALTERED
 from camlit.errors import CamlitError
 from camlit.models.filters import InputFilter, build_input_filter
 from camlit.models.resnet import STAGE_TABLES, build_resnet, load_pretrained
@@ -37,10 +39,14 @@ class CameraClassifier(L.LightningModule):
         classes: class names in label order; set from the data's class list by the CLI.
         arch: resnet50 (default), resnet101, resnet152, or resnet_tiny for tests and smoke runs.
         input_filter: `none`, `highpass` (fixed RGB noise residual), `srm` (fixed SRM bank on luma,
-            which JPEG's chroma subsampling leaves intact) or `constrained` (Bayar & Stamm).
+            which JPEG's chroma subsampling leaves intact), `constrained` (Bayar & Stamm) or
+            `highpass_dct` (highpass plus luma's 8x8 DCT magnitudes, which survive re-compression).
         manipulation_flag: the head is told whether each crop is manipulated, as strong Kaggle
             solutions fed the test file names' `_manip`/`_unalt`: manipulated crops are classified
             by a head of their own on the shared features. Prediction then needs the flag.
+        manipulation_head_weight: above 0, an auxiliary linear head on the pooled features learns
+            which of the nine manipulations (unaltered included) each training crop went through,
+            its cross-entropy added at this weight (Torrubia's Kaggle solution). 0: no head.
         optimizer: `adam` (the seed's) or `sgd` (with `momentum`, Nesterov).
         schedule: `none`, `cosine` (with linear warmup) or `onecycle`; stepped every iteration.
         warmup_epochs: linear warmup length for `cosine`, in epochs (fractions allowed).
@@ -54,6 +60,7 @@ class CameraClassifier(L.LightningModule):
         arch: Literal["resnet50", "resnet101", "resnet152", "resnet_tiny"] = "resnet50",
         input_filter: InputFilter = "none",
         manipulation_flag: bool = False,
+        manipulation_head_weight: float = 0.0,
         optimizer: Literal["adam", "sgd"] = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -81,6 +88,7 @@ class CameraClassifier(L.LightningModule):
             ("momentum", momentum, 0 <= momentum < 1, "in [0, 1)"),
             ("warmup_epochs", warmup_epochs, warmup_epochs >= 0, "0 or more"),
             ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
+            ("manipulation_head_weight", manipulation_head_weight, manipulation_head_weight >= 0, "0 or more"),
         ):
             if not valid:
                 raise CamlitError(f"--model.{name} must be {rule}, got {value}")
@@ -93,6 +101,9 @@ class CameraClassifier(L.LightningModule):
         # Concatenating a 0/1 flag to the pooled features before one linear layer would only shift
         # the logits; a head per flag lets each group weigh the shared features its own way.
         self.manipulated_fc = nn.Linear(self.net.fc.in_features, num_classes) if manipulation_flag else None
+        self.manipulation_fc = (
+            nn.Linear(self.net.fc.in_features, len(MANIPULATIONS)) if manipulation_head_weight > 0 else None
+        )
         if pretrained:
             load_pretrained(self.net, pretrained)
         if compile:
@@ -106,10 +117,15 @@ class CameraClassifier(L.LightningModule):
         self.val_loss = MeanMetric()
         self.val_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
         self.val_group_acc: GroupedAccuracy | None = None
+        self.val_manipulation_acc = MulticlassAccuracy(
+            len(MANIPULATIONS), average="micro", ignore_index=UNKNOWN, validate_args=False
+        )
         self.register_buffer("first_nonfinite_step", torch.tensor(-1), persistent=False)
         self.val_group_names: list[str] = []
         # Whether each validation group (camlit.data.datasets.CenterCrops.group_names) is manipulated.
         self.register_buffer("group_manipulated", torch.zeros(1, dtype=torch.bool), persistent=False)
+        # Each validation group's index in MANIPULATIONS (UNKNOWN for other folder names), for the auxiliary head.
+        self.register_buffer("group_manipulation", torch.zeros(1, dtype=torch.long), persistent=False)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Before Lightning loads the weights, so that a mismatch is named rather than a shape error.
@@ -126,6 +142,7 @@ class CameraClassifier(L.LightningModule):
             self.val_group_names = names
             self.val_group_acc = GroupedAccuracy(len(names)).to(self.device)
             self.group_manipulated = torch.tensor([name != UNALTERED for name in names], device=self.device)
+            self.group_manipulation = torch.tensor([manipulation_index(name) for name in names], device=self.device)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW on the device -> normalised float, in channels_last when asked."""
@@ -138,29 +155,49 @@ class CameraClassifier(L.LightningModule):
         """Logits; `manipulated` (bool per image) is required by a manipulation-aware model."""
         if self.manipulated_fc is None:
             return self.net(self.preprocess(images))
+        return self.camera_logits(self.net.forward_features(self.preprocess(images)), manipulated)
+
+    def camera_logits(self, features: torch.Tensor, manipulated: torch.Tensor | None) -> torch.Tensor:
+        if self.manipulated_fc is None:
+            return self.net.fc(features)
         if manipulated is None:
             raise CamlitError(
                 "this model was trained with --model.manipulation_flag and needs to know "
                 "whether each image is manipulated"
             )
-        features = self.net.forward_features(self.preprocess(images))
         return torch.where(manipulated.view(-1, 1), self.manipulated_fc(features), self.net.fc(features))
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, labels, manipulated = batch
+    def logits_and_manipulation(
+        self, images: torch.Tensor, manipulated: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Camera logits, and the auxiliary head's manipulation logits (None without the head)."""
+        if self.manipulation_fc is None:
+            return self(images, manipulated), None
+        features = self.net.forward_features(self.preprocess(images))
+        return self.camera_logits(features, manipulated), self.manipulation_fc(features)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         if self.global_step == 0 and batch_idx == 0:
-            self.log_crop_grid(images)
-        logits = self(images, manipulated)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
-        self.train_acc(logits, labels)
+            self.log_crop_grid(batch.images)
+        logits, manipulation_logits = self.logits_and_manipulation(batch.images, batch.manipulated)
+        loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.hparams.label_smoothing)
+        self.train_acc(logits, batch.labels)
+        # train/loss stays the camera loss, comparable with runs without the auxiliary head.
         self.log("train/loss", loss, on_step=True, on_epoch=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        if manipulation_logits is not None:
+            manipulation_loss = masked_cross_entropy(manipulation_logits, batch.manipulation)
+            self.log("train/loss_manipulation", manipulation_loss, on_step=True, on_epoch=True)
+            loss = loss + self.hparams.manipulation_head_weight * manipulation_loss
+        record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels, groups = batch
-        logits = self(images, self.group_manipulated[groups])
+        logits, manipulation_logits = self.logits_and_manipulation(images, self.group_manipulated[groups])
+        if manipulation_logits is not None:
+            self.val_manipulation_acc(manipulation_logits, self.group_manipulation[groups])
+            self.log("val/acc_manipulation", self.val_manipulation_acc, on_epoch=True)
         self.val_loss(F.cross_entropy(logits, labels), weight=len(labels))
         predictions = logits.argmax(dim=1)
         self.val_acc(predictions, labels)
@@ -247,6 +284,13 @@ class CameraClassifier(L.LightningModule):
         if hp.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
         raise CamlitError(f"--model.schedule: unknown {hp.schedule!r}; choose none, cosine or onecycle")
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the targets that are known; 0 when none is (no NaN, no host sync)."""
+    known = targets != UNKNOWN
+    losses = F.cross_entropy(logits, targets.clamp(min=0), reduction="none")
+    return (losses * known).sum() / known.sum().clamp(min=1)
 
 
 class CosineWithWarmup:

@@ -1,7 +1,8 @@
 """Resuming a run, from the command line to the first step, in the order it happens.
 
 1. `--resume lightning_logs/version_N` (or `--ckpt_path` to a file in such a run) becomes the
-   run's saved config.yaml, its checkpoint, and its version folder for the logs (resume_arguments).
+   run's saved config.yaml (plain values only: camlit.training.runconfig), its checkpoint, and its
+   version folder for the logs (resume_arguments).
 2. The checkpoint: the newest one that loads and matches its hash, preferring last.ckpt, with a
    warning when falling back; none at all is an error, never a silent fresh start.
 3. The network built from the config must be the one saved: same classes, same shapes
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -22,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from camlit.errors import CamlitError
 from camlit.training.checkpointing import is_lightning_checkpoint, is_valid_checkpoint, load_plain
+from camlit.training.runconfig import read_run_config
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,19 @@ log = logging.getLogger(__name__)
 # 1. The command line
 
 
+def resume_target(args: list[str]) -> str | None:
+    """The value of `--resume`, else of `--ckpt_path`, as the full parser will read them."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--resume")
+    options.add_argument("--ckpt_path")
+    known, _ = options.parse_known_args(args)
+    return known.resume or known.ckpt_path
+
+
 def resume_arguments(args: list[str]) -> list[str]:
-    """Turn `--resume DIR` or `--ckpt_path FILE` into the saved config, checkpoint and log version."""
-    target = pop_option(args, "--resume") or pop_option(args, "--ckpt_path")
+    """`args` with the run's saved config (read once, plain values only), checkpoint and log folder
+    added when `--resume DIR` or `--ckpt_path FILE` names a run; the options given win."""
+    target = resume_target(args)
     if target is None:
         return args
     target_path = Path(target)
@@ -47,12 +59,13 @@ def resume_arguments(args: list[str]) -> list[str]:
         version_dir, checkpoint = target_path.parent.parent, checked_checkpoint(target_path)
     else:
         raise CamlitError(f"--resume {target}: no such run folder or checkpoint file")
-    config = version_dir / "config.yaml"
-    if not config.is_file():
+    config_file = version_dir / "config.yaml"
+    if not config_file.is_file():
         # A checkpoint from elsewhere: continue its state under the config given here.
         return [*args, "--ckpt_path", str(checkpoint)]
+    text, config = read_run_config(config_file, args)
     return [
-        "--config", str(config),
+        "--config", text,
         *args,
         "--ckpt_path", str(checkpoint),
         *log_dir_arguments(config, version_dir),
@@ -61,34 +74,24 @@ def resume_arguments(args: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
-def log_dir_arguments(config: Path, version_dir: Path) -> list[str]:
-    """Point the logger at `version_dir`, keeping the saved paths when they already lead there.
+def log_dir_arguments(config: dict, version_dir: Path) -> list[str]:
+    """Point the logger, and the run's root, at `version_dir`, keeping the saved paths when they
+    already lead there.
 
     Keeping them matters: ModelCheckpoint restores its best-k scores only when its folder path
     is the same string as when it saved them.
     """
-    logger = (yaml.safe_load(config.read_text()).get("trainer") or {}).get("logger") or {}
-    saved = logger.get("init_args", {}) if isinstance(logger, dict) else {}
-    arguments = ["--trainer.logger.init_args.version", version_dir.name]
+    logger = (config.get("trainer") or {}).get("logger") or {}
+    saved = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
+    root = version_dir.parent.parent
+    arguments = ["--trainer.logger.init_args.version", version_dir.name, "--trainer.default_root_dir", str(root)]
     saved_dir = Path(saved.get("save_dir") or ".") / (saved.get("name") or "") / version_dir.name
     if saved_dir.resolve() != version_dir.resolve():
         arguments += [
-            "--trainer.logger.init_args.save_dir", str(version_dir.parent.parent),
+            "--trainer.logger.init_args.save_dir", str(root),
             "--trainer.logger.init_args.name", version_dir.parent.name,
         ]  # fmt: skip
     return arguments
-
-
-def pop_option(args: list[str], name: str) -> str | None:
-    for index, arg in enumerate(args):
-        if arg == name and index + 1 < len(args):
-            value = args[index + 1]
-            del args[index : index + 2]
-            return value
-        if arg.startswith(name + "="):
-            del args[index]
-            return arg.split("=", 1)[1]
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +192,26 @@ class RunCheckpoint(ModelCheckpoint):
     def here(self, path: str | None) -> str | None:
         return os.path.join(self.dirpath, os.path.basename(path)) if path else path
 
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.forget_deleted()
+        super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.forget_deleted()
+        super().on_train_epoch_end(trainer, pl_module)
+
+    def forget_deleted(self) -> None:
+        """Checkpoints deleted during the run (their folder removed, say) stop counting as the best
+        ones, so that the next check saves again instead of waiting for a better score."""
+        gone = [path for path in self.best_k_models if not os.path.exists(path)]
+        if not gone:
+            return
+        log.warning("%s deleted during the run; saving anew from the next check on", ", ".join(gone))
+        for path in gone:
+            del self.best_k_models[path]
+        if not self.best_k_models:
+            self.best_model_path, self.kth_best_model_path, self.best_model_score = "", "", None
+
 
 class LatestCheckpoint(RunCheckpoint):
     """`last.ckpt`, rewritten at every epoch end whatever the monitored metrics did.
@@ -202,7 +225,8 @@ class LatestCheckpoint(RunCheckpoint):
     @property
     def state_key(self) -> str:
         # Distinct from a periodic checkpoint that also saves every epoch with no monitor.
-        return self._generate_state_key(role="latest")
+        # The key Lightning's ModelCheckpoint would build, so that older checkpoints still match.
+        return f"{type(self).__qualname__}{{'role': 'latest'}}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import gc
 import logging
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,10 @@ from conftest import make_datamodule as make
 
 import camlit.data.cache
 import camlit.data.datamodule
-from camlit.data.cache import build_cache, open_cache
+from camlit.data.cache import DamagedCache, build_cache, open_cache
 from camlit.data.datamodule import CameraDataModule
 from camlit.data.samples import scan
+from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
 
@@ -44,6 +46,53 @@ def test_reader_gives_a_read_only_view_of_the_decoded_pixels(flat_tree, tmp_path
         assert np.array_equal(image, read_rgb(path)) and not image.flags.writeable
         # A crop shares the mapped memory: nothing beyond it is copied until the batch is stacked.
         assert np.shares_memory(image[2:10, 4:12], cache.data)
+
+
+def test_a_data_file_zeroed_in_place_is_refused_at_the_first_read(flat_tree, tmp_path, monkeypatch):
+    paths = paths_of(flat_tree)
+    build_cache(tmp_path / "cache", paths, 32)
+    [data_file] = (tmp_path / "cache").glob("images-*.u8")
+    data_file.write_bytes(bytes(data_file.stat().st_size))  # same size: truncation checks cannot see it
+    cache = open_cache(tmp_path / "cache", paths, 32)
+    with pytest.raises(DamagedCache, match=f"{data_file}: damaged, the pixels of {paths[0]} do not match"):
+        cache(paths[0])
+    # Checked once per image and process: the cost is one pass over what is read.
+    intact = build_cache(tmp_path / "rebuilt", paths, 32)
+    checked, crc32 = [], zlib.crc32
+    monkeypatch.setattr(camlit.data.cache.zlib, "crc32", lambda data: checked.append(1) or crc32(data))
+    for _ in range(3):
+        intact(paths[0])
+    assert len(checked) == 1
+
+
+def test_damage_found_in_a_loader_worker_is_one_line(flat_tree, tmp_path):
+    datamodule = make(flat_tree, cache_dir=str(tmp_path / "cache"), num_workers=1)
+    [data_file] = (tmp_path / "cache").glob("images-*.u8")
+    with open(data_file, "r+b") as file:  # zeros over every image's first bytes, in place
+        for offset, *_ in datamodule.cache.entries.values():
+            file.seek(offset)
+            file.write(bytes(64))
+    with pytest.raises(CamlitError) as raised:
+        next(iter(datamodule.train_dataloader()))
+    message = str(raised.value)
+    assert message.startswith(f"{data_file}: damaged") and "\n" not in message, message
+
+
+def test_a_full_disk_during_the_build_names_the_cache_file(flat_tree, small_disk):
+    datamodule = CameraDataModule(
+        str(flat_tree), classes=CLASSES, crop_size=32, num_workers=0, synthetic_root=None, cache_dir=str(small_disk)
+    )
+    with pytest.raises(CamlitError) as raised:
+        datamodule.prepare_data()  # 18 images of 15 KiB do not fit in 256 KiB
+    message = str(raised.value)
+    assert message.startswith(f"{small_disk}/images-") and ".u8: no space left on device; the cache in" in message
+    assert "checkpoint" not in message
+    assert not list(small_disk.glob("*.u8*")) and not list(small_disk.glob(".images-*"))
+
+
+def test_an_unwritable_cache_dir_is_refused_at_once(flat_tree, read_only_folder):
+    with pytest.raises(CamlitError, match=f"--data.cache_dir {read_only_folder}/cache: cannot write in"):
+        CameraDataModule(str(flat_tree), cache_dir=str(read_only_folder / "cache"))
 
 
 def test_an_unchanged_cache_is_not_rebuilt(flat_tree, tmp_path, monkeypatch):

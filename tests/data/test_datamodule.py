@@ -3,19 +3,21 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, add_unusable_files, epoch_batches, random_image
+from conftest import CLASSES, add_unusable_files, bomb_png, epoch_batches, random_image
 from conftest import make_datamodule as make
 
+from camlit.data import manipulations
 from camlit.data.crops import center_crop
 from camlit.data.datamodule import CameraDataModule
 from camlit.data.datasets import EpochSampler, random_train_crop
+from camlit.data.manipulations import MANIPULATIONS
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
 
 def test_train_batches_are_uint8_chw_crops(flat_tree):
     datamodule = make(flat_tree, crops_per_image=2, batch_size=4)
-    images, labels, manipulated = next(iter(datamodule.train_dataloader()))
+    images, labels, _, manipulated = next(iter(datamodule.train_dataloader()))
     assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
     assert labels.dtype == torch.long
     assert manipulated.dtype == torch.bool and not manipulated.any()
@@ -134,8 +136,10 @@ def test_a_training_crops_flag_matches_its_manipulation(manipulation_tree):
         photo = torch.from_numpy(read_rgb(sample.path)).permute(2, 0, 1)
         windows = photo.unfold(1, 32, 2).unfold(2, 32, 2)  # every even-offset 32 px crop
         for crop in range(4):
-            image, label, manipulated = train_set[index, 0, crop]
-            assert label == sample.label
+            image, label, manipulation, manipulated = train_set[index, 0, crop]
+            assert label == sample.label and manipulated == (manipulation != 0)
+            if sample.manipulation != "unaltered":
+                assert list(MANIPULATIONS)[manipulation] == sample.manipulation
             if sample.manipulation == "unaltered":
                 untouched = (windows == image[:, None, None]).flatten(3).all(3).all(0).any()
                 assert manipulated != bool(untouched)
@@ -167,6 +171,17 @@ def test_unusable_files_skipped_and_named(flat_tree, caplog):
     assert len(datamodule.train_set) + len({i[0] for i in datamodule.val_set.items}) == 18
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_decompression_bomb_is_skipped_unread(flat_tree, tmp_path, caplog, cached):
+    bomb_png(flat_tree / "HTC-1-M7" / "bomb.png")
+    with caplog.at_level(logging.WARNING):
+        datamodule = make(flat_tree, cache_dir=str(tmp_path / "cache") if cached else None)
+    assert "bomb.png: 20000x20000 is 400,000,000 pixels, over the limit" in caplog.text
+    assert len(datamodule.train_set) + len({i[0] for i in datamodule.val_set.items}) == 18
+    with pytest.raises(CamlitError, match="--data.max_pixels must be at least 1"):
+        CameraDataModule(str(flat_tree), max_pixels=0)
+
+
 def test_configuration_errors(flat_tree, tmp_path, caplog):
     with pytest.raises(CamlitError, match="unknown 'jpeg50'"):
         CameraDataModule(str(flat_tree), val_manipulations=["jpeg50"])
@@ -180,3 +195,33 @@ def test_configuration_errors(flat_tree, tmp_path, caplog):
     ):
         make(flat_tree, crop_size=100)
     assert not [r for r in caplog.records if "skipped" in r.getMessage()]
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0, 10.0])
+def test_patch_scale_resizes_a_larger_patch_then_crops_on_even_offsets(monkeypatch, scale):
+    from camlit.data import datasets
+
+    patches, apply = [], manipulations.apply
+
+    def recording_apply(name, image):
+        patches.append((name, image.shape[:2], result := apply(name, image)))
+        return result
+
+    monkeypatch.setattr(datasets.manipulations, "apply", recording_apply)
+    image = random_image(np.random.default_rng(0), 160, 200)
+    rng = np.random.default_rng(1)
+    only = {name: [float(name == other) for other in manipulations.MANIPULATED] for name in manipulations.MANIPULATED}
+    for weights in (only["resize0.5"], only["resize2.0"], only["jpeg70"]):
+        for _ in range(3):
+            crop, name = random_train_crop(image, 32, rng, manipulation_p=1.0, weights=weights, patch_scale=scale)
+            least = manipulations.source_size(name, 32) + (datasets.JPEG_PHASE_MARGIN if name == "jpeg70" else 0)
+            side = min(int(least * scale), 160) if name.startswith("resize") else least
+            recorded, shape, manipulated = patches.pop()
+            assert recorded == name and shape == (side, side) and crop.shape == (32, 32, 3)
+            corners = 2 * np.argwhere((manipulated[::2, ::2] == crop[0, 0]).all(-1))  # even offsets only
+            assert any(np.array_equal(manipulated[t : t + 32, x : x + 32], crop) for t, x in corners)
+
+
+def test_patch_scale_is_checked(flat_tree):
+    with pytest.raises(CamlitError, match="manipulation_patch_scale must be 1 or more, got 0.5"):
+        CameraDataModule(str(flat_tree), manipulation_patch_scale=0.5)

@@ -10,13 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import PREPARE, photo, start_prepare_data, write_image
+from conftest import PREPARE, bomb_png, one_error_line, photo, start_prepare_data, write_image
 
 import camlit.data.prepare
-from camlit.data.commands import prepare_main
+from camlit.data.commands import prepare_main, prepare_parser
 from camlit.data.crops import center_offset, tile_offsets
 from camlit.data.manipulations import MANIPULATIONS, apply
-from camlit.data.prepare import header_shape, manipulated_crops, prepare_dataset
+from camlit.data.prepare import manipulated_crops, prepare_dataset
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
@@ -132,7 +132,9 @@ def test_resume_after_partial_output(photos, tmp_path, monkeypatch):
     (out / "resize1.5" / "Cam-B" / "b1_t0.png").unlink()
     (out / "unaltered" / "Cam-B" / ".b0_t0.png.tmp4242").write_bytes(b"half a png")
     decoded = []
-    monkeypatch.setattr(camlit.data.prepare, "read_rgb", lambda path: decoded.append(path) or read_rgb(path))
+    monkeypatch.setattr(
+        camlit.data.prepare, "read_rgb", lambda path, *limit: decoded.append(path) or read_rgb(path, *limit)
+    )
     summary = prepare_dataset(photos, out, tiles=2, manipulations=SUBSET, size=256, workers=1, progress=False)
     assert files(out) == complete
     assert (summary.written, summary.skipped) == (2, 2)
@@ -194,17 +196,26 @@ def test_too_small_outputs_are_listed_and_not_retried(tmp_path, monkeypatch):
     kwargs = dict(manipulations=["unaltered", "resize0.5"], size=256, workers=1, progress=False)
     summary = prepare_dataset(source, tmp_path / "out", **kwargs)
     assert summary.written == 1 and len(summary.too_small) == 1 and "resize0.5" in summary.too_small[0]
-    monkeypatch.setattr(camlit.data.prepare, "read_rgb", lambda path: pytest.fail(f"{path} decoded again"))
+    monkeypatch.setattr(camlit.data.prepare, "read_rgb", lambda path, *_: pytest.fail(f"{path} decoded again"))
     assert prepare_dataset(source, tmp_path / "out", **kwargs).skipped == 1
 
 
-def test_header_shape(tmp_path):
-    image = photo(np.random.default_rng(5), 37, 53)
-    for suffix in (".jpg", ".png"):
-        assert header_shape(write_image(tmp_path / f"x{suffix}", image)) == (37, 53)
-    assert header_shape(write_image(tmp_path / "x.bmp", image)) is None
-    (tmp_path / "zero.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x00")  # a segment length of 0
-    assert header_shape(tmp_path / "zero.jpg") is None
+def test_a_decompression_bomb_is_listed_unread(tmp_path):
+    source = tmp_path / "train"
+    write_image(source / "Cam-0" / "p0.jpg", photo(np.random.default_rng(5), 300, 400))
+    bomb_png(source / "Cam-0" / "bomb.png")
+    summary = prepare_dataset(source, tmp_path / "out", manipulations=["unaltered"], size=128, workers=1)
+    assert summary.written == 1 and len(summary.failures) == 1
+    assert "bomb.png: 20000x20000" in summary.failures[0] and "over the limit of 89,478,485" in summary.failures[0]
+    raised = prepare_parser().parse_args(["--input", "a", "--output", "b", "--max_pixels", "400000000"])
+    assert raised.max_pixels == 400_000_000
+
+
+def test_an_unwritable_output_is_refused_before_any_work(photos, read_only_folder, capsys, monkeypatch):
+    monkeypatch.setattr(camlit.data.prepare, "_results", lambda *args: pytest.fail("prepared first"))
+    output = read_only_folder / "data-512"
+    line = one_error_line(capsys, lambda: prepare_main(["--input", str(photos), "--output", str(output)]))
+    assert line.startswith(f"error: --output {output}: cannot write in {read_only_folder}")
 
 
 def test_bad_manipulation_name_exits_2_with_one_line(photos, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_error_line
 from residual_statistics import held_out_accuracy, residual_features
 
 from camlit.cameras import KAGGLE_CAMERAS
@@ -193,3 +194,17 @@ def test_only_camera_traces_carry_the_label():
     print(f"residual features: {real:.3f} real labels, {chance:.3f} shuffled; mean colour: {colour:.3f}")
     assert real >= 0.6
     assert chance <= 0.3 and colour <= 0.3
+
+
+def test_an_unwritable_output_is_one_line_before_any_work(read_only_folder, capsys):
+    output = read_only_folder / "synthetic"
+    line = one_error_line(capsys, lambda: synthetic_main(["--output", str(output), "--test-per-camera", "0"]))
+    assert line.startswith(f"error: --output {output}: cannot write in {read_only_folder}")
+
+
+def test_a_full_disk_is_one_line(small_disk, capsys):
+    output = small_disk / "synthetic"
+    args = ["--output", str(output), "--images-per-camera", "2", "--test-per-camera", "0", "--workers", "1"]
+    line = one_error_line(capsys, lambda: synthetic_main(args))
+    assert f"{output}/" in line and "no space left on device" in line
+    assert not is_complete(output)

@@ -5,10 +5,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, write_image
+from conftest import CLASSES, one_error_line, write_image
 
+import camlit.inference.options
+from camlit.atomic import write_csv_atomic
 from camlit.inference.evaluate import main, score
-from camlit.inference.labelled import group_from_name
+from camlit.inference.labelled import group_from_name, labelled_csv
 from camlit.training.module import CameraClassifier
 from camlit.training.plots import CELL
 
@@ -167,6 +169,25 @@ def one_line_error(capsys, call) -> str:
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error:") and len(err.splitlines()) == 1, err
     return err
+
+
+def test_an_unwritable_json_is_refused_before_any_work(ckpt, test_folder, tmp_path, read_only_folder, capsys):
+    args = ["--ckpt", str(ckpt), "--input", str(test_folder), "--labels", str(tmp_path / "test_labels.csv")]
+    args += ["--json", str(read_only_folder / "eval.json"), "--confusion", str(tmp_path / "c.png"), "--no-progress"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
+        line = one_error_line(capsys, lambda: main(args))
+    assert line.startswith(f"error: --json {read_only_folder}/eval.json: cannot write in {read_only_folder}")
+
+
+def test_labels_keep_the_spaces_of_file_names(tmp_path):
+    """predict writes `fname,camera` with csv.writer, which leaves a leading space unquoted."""
+    names = [" lead space.tif", "trail space .tif", "plain.tif"]
+    for name in names:
+        write_image(tmp_path / "test" / name, solid(0))
+    write_csv_atomic(tmp_path / "labels.csv", [("fname", "camera"), *((name, CLASSES[0]) for name in names)])
+    images = labelled_csv(tmp_path / "test", tmp_path / "labels.csv", CLASSES)
+    assert sorted(image.path for image in images) == sorted(str(tmp_path / "test" / name) for name in names)
 
 
 def test_unknown_camera_in_labels(ckpt, test_folder, tmp_path, capsys):

@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, ROOT, random_image, save_checkpoint, write_image
+from conftest import CLASSES, ROOT, bomb_png, one_error_line, random_image, save_checkpoint, write_image
 
+from camlit.data import manipulations
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 from camlit.inference.loading import checkpoint_crop_size, load_checkpoint
-from camlit.inference.options import manipulated_from_name
+from camlit.inference.options import manipulated_from_name, tta_manipulations
 from camlit.inference.predict import main
 from camlit.inference.running import predict_paths, trainer_devices
 from camlit.inference.tta import CropPlan, image_crops
@@ -104,6 +105,28 @@ def test_unreadable_images(ckpt, images, tmp_path, capsys):
     assert "broken.jpg" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--output", "--probs"])
+def test_an_unwritable_output_is_refused_before_any_work(ckpt, images, tmp_path, read_only_folder, capsys, option):
+    import camlit.inference.options
+
+    outputs = {"--output": str(tmp_path / "s.csv"), "--probs": None, option: str(read_only_folder / "x" / "s.csv")}
+    args = ["--ckpt", str(ckpt), "--input", str(images), "--no-progress"]
+    args += [item for name, path in outputs.items() if path for item in (name, path)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
+        line = one_error_line(capsys, lambda: main(args))
+    assert line.startswith(f"error: {option} {read_only_folder}/x/s.csv: cannot write in {read_only_folder}")
+
+
+def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tmp_path, capsys):
+    bomb_png(images / "bomb.png")
+    line = one_error_line(capsys, lambda: run(ckpt, images, tmp_path / "s.csv"))
+    assert "1 unusable image(s)" in line and "bomb.png" in line
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 1 + 5
+    # Raised far enough, the limit lets a smaller image through.
+    assert len(run(ckpt, images, tmp_path / "t.csv", "--skip-unreadable", "--max_pixels", "2304").problems) == 1
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -112,6 +135,10 @@ def test_unreadable_images(ckpt, images, tmp_path, capsys):
         (lambda args, tmp: args.__setitem__(3, str(tmp / "out")), "no images"),
         (lambda args, tmp: args.extend(["--crops", "0"]), "--crops must be at least 1"),
         (lambda args, tmp: args.extend(["--crop-size", "64"]), "smaller than the 64x64 crop; choose a smaller"),
+        (
+            lambda args, tmp: args.extend(["--tta_manipulations", "jpeg90,jpeg50"]),
+            "--tta_manipulations: unknown 'jpeg50'",
+        ),
     ],
 )
 def test_input_mistakes_are_one_line(ckpt, images, tmp_path, capsys, change, message):
@@ -132,6 +159,17 @@ def test_corrupt_checkpoint(images, tmp_path, capsys):
     assert "not a loadable camlit checkpoint" in capsys.readouterr().err
 
 
+def test_a_checkpoint_with_nan_weights_is_refused_before_any_work(images, tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "nan.ckpt")
+    checkpoint = torch.load(path, weights_only=False)
+    key = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and "fc" in k)
+    checkpoint["state_dict"][key][0] = float("nan")
+    torch.save(checkpoint, path)
+    line = one_error_line(capsys, lambda: run(path, images, tmp_path / "s.csv"))
+    assert str(path) in line and key in line and "not finite" in line
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, images):
     """The Trainer's answer for each image is the mean softmax of the network on that image's crops."""
     model, size = load_checkpoint(ckpt)
@@ -145,6 +183,24 @@ def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, im
         with torch.no_grad():
             expected = model(crops).softmax(dim=1).mean(dim=0).double().numpy()
         assert np.allclose(predictions.probabilities[index], expected, atol=1e-6)
+
+
+def test_tta_manipulations_average_the_image_and_its_manipulated_versions(ckpt, images):
+    """Each image's answer is the mean softmax over its crops and the same crops of each version
+    manipulated whole; a version too small for the crop (48 px halved) is left out."""
+    model, size = load_checkpoint(ckpt)
+    paths = sorted(images.iterdir())
+    plan = CropPlan(size=size, count=2, seed=0, manipulations=tta_manipulations("jpeg90, resize0.5,gamma0.8"))
+    predictions = predict_paths(model, paths, plan, batch_size=7, device="cpu")
+    assert not predictions.problems and predictions.crops == 5 * 2 * 3
+    for index, path in enumerate(paths):
+        image = read_rgb(path)
+        versions = [image, manipulations.apply("jpeg90", image), manipulations.apply("gamma0.8", image)]
+        crops = torch.from_numpy(np.concatenate([image_crops(version, plan, index) for version in versions]))
+        with torch.no_grad():
+            expected = model(crops).softmax(dim=1).mean(dim=0).double().numpy()
+        assert np.allclose(predictions.probabilities[index], expected, atol=1e-6)
+    assert tta_manipulations("all") == manipulations.MANIPULATED and tta_manipulations("") == ()
 
 
 def test_device_names_become_the_trainers_accelerator():

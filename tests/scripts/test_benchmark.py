@@ -18,6 +18,7 @@ FIGURES = [
     "data/loader_jpeg",
     "data/loader_png",
     "data/loader_cache",
+    "data/loader_cache_first_read",
     "framework/lightning",
     "framework/plain",
     "memory/peak_rss_n_mb",
@@ -28,6 +29,11 @@ FIGURES = [
     "ratio/cache_vs_jpeg",
     "ratio/rss_10n_vs_n",
     "ratio/e2e_vs_step",
+    "ratio/cache_first_read_vs_checked",
+    "balance/even_n",
+    "balance/skewed_10n_peak_mb",
+    "ratio/balance_even_10n_vs_n",
+    "ratio/balance_skewed_10n_vs_n",
 ]
 KAGGLE_GPU = CONFIGS / "kaggle_gpu.yaml"
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
@@ -62,7 +68,7 @@ def test_projection_reads_each_stack_through_the_cli(capsys):
     cached, uncached = report["projections"]
     # The config's own data settings, apart from the tiny crop.
     assert {k: cached[k] for k in ("crop_size", "crops_per_image", "manipulation_p", "cache", "workers")} == {
-        "crop_size": 32, "crops_per_image": 4, "manipulation_p": 0.5, "cache": True, "workers": 8,
+        "crop_size": 32, "crops_per_image": 4, "manipulation_p": 0.0, "cache": True, "workers": 8,
     }  # fmt: skip
     assert (uncached["cache"], uncached["workers"]) == (False, 20)
     for row in report["projections"]:
@@ -78,9 +84,7 @@ def test_projection_reads_each_stack_through_the_cli(capsys):
 def test_projection_of_a_stack_that_cannot_load_is_one_error_line(capsys):
     # 224 px crops of 64 px tiles.
     with pytest.raises(SystemExit) as exit_info:
-        main(
-            ["--threads", "1", "--side", "64", "--images", "4", "--project", "--config scripts/configs/kaggle_gpu.yaml"]
-        )
+        main(["--threads", "1", "--side", "64", "--images", "4", "--project", f"--config {KAGGLE_GPU}"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --data.crop_size 224 ")

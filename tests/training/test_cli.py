@@ -106,3 +106,12 @@ def test_bad_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, 
     assert exit_info.value.code == 2 and "Traceback" not in stderr
     assert len(errors) == 1 and message in errors[0]
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_fit_with_the_manipulation_head_logs_its_loss_and_accuracy(manipulation_tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    options = ["--model.manipulation_head_weight", "0.1", "--data.manipulation_p", "0.5", "--data.val_fraction", "0.25"]
+    cli = main(fit_args(manipulation_tree, "--trainer.max_epochs", "1", *options))
+    assert cli.model.manipulation_fc.out_features == 9
+    logged = set(events(tmp_path / "lightning_logs" / "version_0").Tags()["scalars"])
+    assert {"train/loss_manipulation_step", "val/acc_manipulation", "val/acc/jpeg70"} <= logged

@@ -37,7 +37,7 @@ def test_batches_go_to_the_gpu_as_uint8_without_blocking(flat_tree, monkeypatch)
     for batch in (train, val):
         model.transfer_batch_to_device(batch, gpu, 0)
     # Images as uint8, a quarter of float32's bytes; the module normalises them on the device (test_module).
-    train_moves = [torch.uint8, torch.int64, torch.bool]  # crops, labels, manipulation flags
+    train_moves = [torch.uint8, torch.int64, torch.int64, torch.bool]  # Batch: crops, labels, manipulation, flags
     assert [dtype for dtype, _, _ in moves] == [*train_moves, torch.uint8, torch.int64, torch.int64]
     assert all(args == (gpu,) and kwargs == {"non_blocking": True} for _, args, kwargs in moves)
 

@@ -1,12 +1,14 @@
 import math
+import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from camlit.data.batch import UNKNOWN, Batch
 from camlit.errors import CamlitError
 from camlit.models.filters import ConstrainedConv, HighPass, build_input_filter
-from camlit.training.module import CameraClassifier, CosineWithWarmup
+from camlit.training.module import CameraClassifier, CosineWithWarmup, masked_cross_entropy
 
 CLASSES = ["a", "b", "c"]
 
@@ -42,7 +44,7 @@ def test_unknown_filter():
 
 
 def test_resnet_stays_torchvision_shaped_behind_any_filter():
-    for name in ("none", "highpass", "constrained"):
+    for name in ("none", "highpass", "constrained", "highpass_dct"):
         model = CameraClassifier(CLASSES, arch="resnet_tiny", input_filter=name)
         assert "fc.weight" in model.net.state_dict() and model.net.fc.out_features == 3
 
@@ -111,3 +113,31 @@ def test_predict_step_gives_probabilities():
         probabilities = model.predict_step((torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), None), 0)
     assert probabilities.shape == (2, 3)
     assert torch.allclose(probabilities.sum(1), torch.ones(2))
+
+
+def test_manipulation_head_is_off_by_default_and_adds_its_weighted_loss():
+    plain = CameraClassifier(CLASSES, arch="resnet_tiny", channels_last=False)
+    assert plain.manipulation_fc is None and not any("manipulation_fc" in key for key in plain.state_dict())
+    torch.manual_seed(0)
+    model = CameraClassifier(CLASSES, arch="resnet_tiny", manipulation_head_weight=0.5, channels_last=False)
+    assert model.manipulation_fc.out_features == 9
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0])
+    manipulation = torch.tensor([0, 3, UNKNOWN, 8])
+    batch = Batch(images, labels, manipulation, manipulation != 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a Trainer
+        loss = model.training_step(batch, 1)
+    features = model.net.forward_features(model.preprocess(images))
+    expected_aux = F.cross_entropy(model.manipulation_fc(features)[[0, 1, 3]], manipulation[[0, 1, 3]])
+    expected = F.cross_entropy(model.net.fc(features), labels) + 0.5 * expected_aux
+    assert torch.allclose(loss, expected, atol=1e-5)
+    loss.backward()
+    assert model.manipulation_fc.weight.grad.abs().sum() > 0
+    none_known = masked_cross_entropy(torch.randn(2, 9), torch.tensor([UNKNOWN, UNKNOWN]))
+    assert none_known.item() == 0.0
+
+
+def test_manipulation_head_weight_is_checked():
+    with pytest.raises(CamlitError, match="manipulation_head_weight must be 0 or more"):
+        CameraClassifier(CLASSES, arch="resnet_tiny", manipulation_head_weight=-0.1)

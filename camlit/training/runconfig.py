@@ -1,0 +1,116 @@
+"""A run's saved config.yaml, restored by `--resume` as plain values only.
+
+Run folders get shared like checkpoints, so the file is untrusted input. LightningCLI would import
+and call any `class_path` it names, and a checkpoint `dirpath` or a profiler would write wherever
+it says. So before the parser sees the file, every entry that names code, and every path that
+would lead a write out of the run folder, is refused by its key:
+
+- `class_path`/`init_args` anywhere, except camlit's own logger (TensorBoardLogger, plain options);
+- `trainer.callbacks` and `trainer.plugins` other than empty (a bare name there is a class too);
+- a checkpoint `dirpath`, or a checkpoint `filename` that is a path;
+- `data.cache_dir` and `data.synthetic_root` (written by the cache build and the demo's data
+  generation) outside the working directory, unless this command line gives them.
+
+The log folder and `trainer.default_root_dir` are set from the run folder named on the command
+line (camlit.training.resume). camlit never reads the run's hparams.yaml; the logger rewrites it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from camlit.errors import CamlitError
+
+TENSORBOARD = ("lightning.pytorch.loggers.TensorBoardLogger", "lightning.pytorch.loggers.tensorboard.TensorBoardLogger")
+# TensorBoardLogger's and SummaryWriter's plain options; save_dir, name and version are set on resume.
+LOGGER_OPTIONS = {"save_dir", "name", "version", "log_graph", "default_hp_metric", "prefix", "sub_dir", "comment"}
+LOGGER_OPTIONS |= {"purge_step", "max_queue", "flush_secs", "filename_suffix"}
+EMPTY_ONLY = ("trainer.callbacks", "trainer.plugins")
+CHECKPOINTS = ("best_checkpoint", "periodic_checkpoint")
+WRITTEN_DATA = ("data.cache_dir", "data.synthetic_root")
+
+
+def read_run_config(path: Path, args: list[str]) -> tuple[str, dict]:
+    """(the text of `path`, its values), once no entry in it names code or a place to write outside
+    the run; `args` is the command line, whose own data folders are the user's choice."""
+    text = path.read_text()
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise CamlitError(f"{path}: not a readable config ({type(error).__name__})") from None
+    if not isinstance(config, dict):
+        raise CamlitError(f"{path}: not a config (expected a mapping of options)")
+    problem = first_problem(config, given={a.split("=", 1)[0] for a in args if a.startswith("--")})
+    if problem:
+        key, reason = problem
+        raise CamlitError(
+            f"{path}: {key} {reason}; --resume restores plain values only, so this run folder is refused "
+            "(if you trust the file, remove the entry and give the option on the command line)"
+        )
+    return text, config
+
+
+def first_problem(config: dict, given: set[str]) -> tuple[str, str] | None:
+    for key, value in entries(config):
+        reason = entry_problem(key, value, given)
+        if reason:
+            return key, reason
+    return None
+
+
+def entries(value: Any, key: str = ""):
+    """Every (dotted key, value) in the config, parents before their children; the logger whole."""
+    yield key, value
+    if key == "trainer.logger":
+        return
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from entries(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from entries(item, f"{key}[{index}]")
+
+
+def entry_problem(key: str, value: Any, given: set[str]) -> str | None:
+    if key == "trainer.logger":
+        return logger_problem(value)
+    if key in EMPTY_ONLY and value not in (None, []):
+        return "names objects to create"
+    if isinstance(value, dict) and ({"class_path", "init_args"} & value.keys()):
+        return f"names code to run ({value.get('class_path', 'init_args')})"
+    group, _, option = key.partition(".")
+    if group in CHECKPOINTS and option == "dirpath" and value is not None:
+        return f"sends checkpoints to {value}, outside the run folder"
+    if group in CHECKPOINTS and option == "filename" and value is not None and not is_plain_name(str(value)):
+        return f"is a path ({value}), not a file name in the run folder"
+    if key in WRITTEN_DATA and value is not None and f"--{key}" not in given and not inside_working_dir(value):
+        return f"names {value}, outside the working directory, to write into"
+    return None
+
+
+def logger_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if not isinstance(value, dict) or value.get("class_path") not in TENSORBOARD:
+        return f"names code to run ({value.get('class_path') if isinstance(value, dict) else value})"
+    options = value.get("init_args") or {}
+    unknown = sorted(set(options) - LOGGER_OPTIONS)
+    if unknown:
+        return f"has options other than camlit's ({', '.join(map(str, unknown))})"
+    if any(isinstance(v, dict | list) for v in options.values()):
+        return "has options that are not plain values"
+    if options.get("sub_dir") is not None or not is_plain_name(str(options.get("filename_suffix") or "x")):
+        return "puts log files in other folders (sub_dir or filename_suffix)"
+    return None
+
+
+def is_plain_name(name: str) -> bool:
+    return "/" not in name and "\\" not in name and name not in ("", ".", "..")
+
+
+def inside_working_dir(path: Any) -> bool:
+    path = Path(str(path))
+    return not path.is_absolute() and ".." not in path.parts

@@ -1,0 +1,72 @@
+"""A run's version folder: claimed by one new run, locked by the one process that runs in it.
+
+The lock is an flock on `.camlit.lock` in the folder, held from before the run changes anything
+until the process ends, however it ends (the kernel drops it with the process). It works between
+processes on one machine and on network file systems that support flock; the file names the
+holder so that a refused second run can say who has the folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from camlit.errors import CamlitError
+
+LOCK_NAME = ".camlit.lock"
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+@contextmanager
+def writable(folder: Path, option: str) -> Iterator[None]:
+    """A folder that cannot be written ends as one line naming it, before any work."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in NOT_WRITABLE:
+            raise
+        raise CamlitError(f"{folder}: cannot write the run there ({error.strerror}); choose another {option}") from None
+
+
+def claim_version(root: Path) -> int:
+    """The next free N for `root`/version_N, created here: mkdir fails when another run took it first."""
+    with writable(root, "--trainer.default_root_dir"):
+        root.mkdir(parents=True, exist_ok=True)
+        taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
+        version = max(taken, default=-1) + 1
+        while True:
+            try:
+                (root / f"version_{version}").mkdir()
+                return version
+            except FileExistsError:
+                version += 1
+
+
+class RunLock:
+    """Holds `folder`'s lock from construction to `release()` (or the end of the process)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / LOCK_NAME
+        with writable(folder, "run folder"):
+            self.descriptor: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self.descriptor, 200).decode(errors="replace").strip() or "unknown"
+            self.release()
+            raise CamlitError(
+                f"{folder}: the run is in use by process {holder} (it holds {self.path}); "
+                "wait for that process to end, or stop it"
+            ) from None
+        os.ftruncate(self.descriptor, 0)
+        os.write(self.descriptor, f"{os.getpid()} on {socket.gethostname()}\n".encode())
+
+    def release(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)  # closing drops the flock
+            self.descriptor = None

@@ -1,0 +1,68 @@
+"""The share of unaltered training crops on a prepared tree, and one protocol per validation group."""
+
+from collections import Counter
+
+import pytest
+from conftest import make_datamodule as make
+
+from camlit.data.datasets import EpochSampler
+from camlit.data.unaltered_share import unaltered_crop_share
+from camlit.errors import CamlitError
+
+# Two classes of 4 photos in nine folders: unaltered first, then 8 manipulated copies of each.
+LABELS = [label for _ in range(9) for label in (0,) * 4 + (1,) * 4]
+UNALTERED = [folder == 0 for folder in range(9) for _ in range(8)]
+
+
+@pytest.mark.parametrize("share", [0.5, 0.3, 1.0])
+def test_sampler_draws_the_share_from_unaltered_images_evenly(share):
+    sampler = EpochSampler(LABELS, 0.25, 0, 4, UNALTERED, share)
+    items = list(sampler)
+    assert len(items) == len(sampler) == 2 * 9 * 4  # as many crops as without a share: 9 of 36 images x 4
+    for label in (0, 1):
+        mine = [index for index, _, _ in items if LABELS[index] == label]
+        assert sum(UNALTERED[index] for index in mine) == round(share * 36)
+        # Every unaltered image of the class gets as many crops as another, within one.
+        counts = Counter(index for index in mine if UNALTERED[index])
+        assert set(counts) == {i for i in range(72) if UNALTERED[i] and LABELS[i] == label}
+        assert max(counts.values()) - min(counts.values()) <= 1
+    # No crop of an image is drawn twice in an epoch, and the epoch decides the draw.
+    assert len(set(items)) == len(items)
+    assert items == list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) != items
+
+
+def test_sampler_without_a_share_draws_images_as_they_come():
+    items = list(EpochSampler(LABELS, 1.0, 0, 1, UNALTERED, None))
+    assert sum(UNALTERED[index] for index, _, _ in items) == 8  # a ninth
+    with pytest.raises(ValueError, match="no manipulated"):
+        EpochSampler([0, 0], 1.0, 0, 1, [True, True], 0.5)
+
+
+def test_datamodule_honours_the_share_and_refuses_a_tree_without_its_pools(manipulation_tree, flat_tree):
+    datamodule = make(manipulation_tree, unaltered_share=0.5, crops_per_image=2)
+    train = datamodule.train_set
+    flags = [train[item].manipulated for item in datamodule.train_dataloader().sampler]
+    assert len(flags) == 3 * 9 * 2 and sum(not flag for flag in flags) == len(flags) // 2
+    assert unaltered_crop_share(train.samples, 0.5, 0.0) == 0.5
+    assert unaltered_crop_share(train.samples, None, 0.5) == pytest.approx(1 / 6)
+    with pytest.raises(CamlitError, match=r"--data.unaltered_share 0.5: .* no manipulated training images"):
+        make(flat_tree, unaltered_share=0.5)
+    assert make(flat_tree, unaltered_share=1.0).train_set is not None
+
+
+def test_no_validation_group_mixes_prepared_and_expanded_items(manipulation_tree, caplog):
+    datamodule = make(manipulation_tree, val_manipulations=["jpeg70", "resize0.5"])
+    made_by = {}
+    for _, manipulation, group in datamodule.val_set.items:
+        # A prepared item is manipulated already (None); an expanded one is manipulated here.
+        made_by.setdefault(group, set()).add("prepared" if manipulation is None else "expanded")
+    assert made_by == {
+        "unaltered": {"prepared"},
+        "jpeg70": {"prepared"},
+        "gamma0.8": {"prepared"},
+        "resize0.5": {"expanded"},
+    }
+    assert datamodule.val_set.not_expanded == ["jpeg70"]
+    assert "jpeg70 scored on their prepared folders only" in caplog.text

@@ -1,0 +1,55 @@
+"""`base:` in a config file layers it on another; a monitor that validation cannot log is refused early."""
+
+import pytest
+import yaml
+from conftest import fit_args, one_error_line
+
+from camlit.training.cli import main
+from camlit.training.config_base import expand_config_bases
+
+
+def write(path, settings):
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_a_base_comes_first_and_the_file_overrides_it(tmp_path):
+    write(tmp_path / "gpu.yaml", {"data": {"crop_size": 224, "batch_size": 64, "load_ratio": 0.25}})
+    (tmp_path / "sub").mkdir()
+    cpu = write(tmp_path / "sub" / "cpu.yaml", {"base": "../gpu.yaml", "data": {"crop_size": 64}})
+    args = expand_config_bases(["--config", str(cpu), "--data.batch_size", "8"])
+    assert args[:2] == ["--config", str(tmp_path / "sub" / "../gpu.yaml")]
+    assert args[2] == "--config" and yaml.safe_load(args[3]) == {"data": {"crop_size": 64}}
+    assert args[4:] == ["--data.batch_size", "8"]
+    assert expand_config_bases([f"--config={cpu}"]) == args[:4]
+    # A file without a base, or not a file at all, is left to the CLI.
+    assert expand_config_bases(["--config", str(tmp_path / "gpu.yaml")]) == ["--config", str(tmp_path / "gpu.yaml")]
+    assert expand_config_bases(["--config", "{data: {crop_size: 8}}"]) == ["--config", "{data: {crop_size: 8}}"]
+
+
+def test_the_layered_config_parses_as_two_files_would(tmp_path, flat_tree, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "base.yaml", {"data": {"crop_size": 16, "load_ratio": 0.5}, "trainer": {"max_epochs": 7}})
+    top = write(tmp_path / "top.yaml", {"base": "base.yaml", "data": {"load_ratio": 0.75}})
+    cli = main(["--config", str(top), *fit_args(flat_tree, "--trainer.fast_dev_run", "true")])
+    data = cli.datamodule.hparams
+    # crop_size comes from fit_args (later on the line), load_ratio from top over base, max_epochs from base.
+    assert (data.crop_size, data.load_ratio, cli.config.trainer.max_epochs) == (32, 0.75, 7)
+
+
+def test_a_missing_or_circular_base_is_one_error_line(tmp_path, capsys):
+    lost = write(tmp_path / "lost.yaml", {"base": "nowhere.yaml"})
+    line = one_error_line(capsys, lambda: main(["--config", str(lost)]))
+    assert "lost.yaml" in line and "nowhere.yaml is not a file" in line
+    write(tmp_path / "a.yaml", {"base": "b.yaml"})
+    write(tmp_path / "b.yaml", {"base": "a.yaml"})
+    assert "leads back to itself" in one_error_line(capsys, lambda: main(["--config", str(tmp_path / "a.yaml")]))
+
+
+@pytest.mark.parametrize("monitor", ["val/acc_weighted", "val/acc/jpeg70"])
+def test_a_monitor_validation_cannot_log_is_refused_before_training(monitor, flat_tree, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = fit_args(flat_tree, "--trainer.max_epochs", "1", "--best_checkpoint.monitor", monitor)
+    line = one_error_line(capsys, lambda: main([*args, "--data.val_manipulations", "[]"]))
+    assert f"--best_checkpoint.monitor {monitor}" in line and "--data.val_manipulations" in line
+    assert not (tmp_path / "lightning_logs").exists()

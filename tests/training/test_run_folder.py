@@ -1,0 +1,240 @@
+"""What a run folder promises: a shared one cannot make `--resume` run code or write elsewhere, one
+process at a time runs in it, it can be placed, and what cannot be written is said before any work."""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import ROOT, fit_args, one_error_line, random_image, save_checkpoint, write_image
+from lightning.pytorch.demos.boring_classes import BoringModel
+
+from camlit.errors import CamlitError
+from camlit.inference.loading import load_checkpoint
+from camlit.training.cli import main
+from camlit.training.resume import RunCheckpoint
+from camlit.training.runfolder import RunLock
+
+pytestmark = pytest.mark.usefixtures("camlit_messages_on_stderr")
+
+SHORT = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1")
+LAMBDA = "lightning.pytorch.callbacks.LambdaCallback"
+
+
+def payloads(elsewhere: Path) -> dict[str, dict]:
+    """The entries of a shared config.yaml that would run code or write outside the run, by key."""
+    return {
+        "trainer.callbacks": {
+            "trainer": {"callbacks": [{"class_path": LAMBDA, "init_args": {"on_fit_start": "os.system"}}]}
+        },
+        "best_checkpoint.dirpath": {"best_checkpoint": {"dirpath": str(elsewhere)}},
+        "trainer.profiler": {
+            "trainer": {
+                "profiler": {
+                    "class_path": "lightning.pytorch.profilers.SimpleProfiler",
+                    "init_args": {"dirpath": str(elsewhere), "filename": "profile"},
+                }
+            }
+        },
+        "trainer.logger": {
+            "trainer": {
+                "logger": {
+                    "class_path": "lightning.pytorch.loggers.CSVLogger",
+                    "init_args": {"save_dir": str(elsewhere)},
+                }
+            }
+        },
+        "periodic_checkpoint.filename": {"periodic_checkpoint": {"filename": "../../../../escaped{epoch}"}},
+        "data.cache_dir": {"data": {"cache_dir": str(elsewhere)}},
+        "model.arch": {"model": {"arch": {"class_path": "os.system", "init_args": {"command": "touch pwned"}}}},
+    }
+
+
+@pytest.mark.parametrize("key", list(payloads(Path("x"))))
+def test_resume_refuses_a_config_that_names_code_or_writes_elsewhere(flat_tree, tmp_path, monkeypatch, capsys, key):
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    version = tmp_path / "lightning_logs" / "version_0"
+    save_checkpoint(version / "checkpoints" / "last.ckpt")
+    config = {"data": {"train_dir": str(flat_tree)}, "model": {"arch": "resnet_tiny"}}
+    for group, values in payloads(elsewhere)[key].items():
+        config[group] = {**config.get(group, {}), **values}
+    (version / "config.yaml").write_text(yaml.safe_dump(config))
+    before = sorted(version.rglob("*"))
+    line = one_error_line(capsys, lambda: main(["--resume", str(version), *SHORT]))
+    assert f"{version / 'config.yaml'}: {key} " in line and "plain values only" in line
+    assert not elsewhere.exists() and not (tmp_path / "pwned").exists()
+    assert sorted(version.rglob("*")) == before
+
+
+def test_a_run_folder_in_use_is_refused_naming_the_process(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from camlit.training.runfolder import RunLock; "
+         "lock = RunLock(Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()", str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(CamlitError, match=f"{tmp_path}: the run is in use by process {holder.pid} on "):
+            RunLock(tmp_path)
+    finally:
+        holder.communicate(timeout=60)  # its end drops the lock, however it ends
+    RunLock(tmp_path).release()
+
+
+@contextmanager
+def read_only(folder: Path):
+    """`folder`, unwritable even by root: a read-only tmpfs mounted there, else mode 555."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("where", ["lightning_logs", "--trainer.default_root_dir"])
+def test_an_unwritable_log_folder_is_one_line_before_any_work(flat_tree, tmp_path, monkeypatch, capsys, where):
+    monkeypatch.chdir(tmp_path)
+    extra = ("--trainer.default_root_dir", "runs") if where != "lightning_logs" else ()
+    folder = tmp_path / ("runs" if extra else "lightning_logs")
+    with read_only(folder):
+        line = one_error_line(capsys, lambda: main(fit_args(flat_tree, *SHORT, *extra)))
+    assert "cannot write the run there" in line and str(folder.name) in line
+    assert "--trainer.default_root_dir" in line
+
+
+def test_default_root_dir_places_the_run(flat_tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT, "--trainer.default_root_dir", "runs"))
+    version = tmp_path / "runs" / "lightning_logs" / "version_0"
+    assert (version / "config.yaml").is_file() and list(version.glob("events.out.tfevents.*"))
+    assert (version / "checkpoints" / "last.ckpt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat", "runs"]
+
+
+class FallingScore(BoringModel):
+    """A score that is best at epoch 0, so best.ckpt is never improved upon."""
+
+    def on_validation_epoch_end(self):
+        self.log("score", -float(self.current_epoch))
+
+
+class DeletesTheFolder(L.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            for path in sorted(Path(trainer.checkpoint_callback.dirpath).iterdir()):
+                path.unlink()
+
+
+def test_a_best_checkpoint_deleted_during_the_run_is_saved_again(tmp_path, caplog):
+    best = RunCheckpoint(dirpath=tmp_path / "checkpoints", filename="best", monitor="score", mode="max")
+    trainer = L.Trainer(
+        max_epochs=3, limit_train_batches=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[best, DeletesTheFolder()],
+    )  # fmt: skip
+    trainer.fit(FallingScore())
+    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    assert "best.ckpt deleted during the run" in caplog.text
+
+
+def test_a_legacy_format_checkpoint_loads(tmp_path):
+    modern = save_checkpoint(tmp_path / "modern.ckpt")
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save(torch.load(modern, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    model, crop_size = load_checkpoint(legacy, device="cpu")
+    assert crop_size == 32 and model.net.fc.out_features == 3
+
+
+PRIVATE = re.compile(r"^_[a-z]")
+
+
+def test_no_private_lightning_api_is_overridden_or_called():
+    """camlit defines no `_name` methods (an override of Lightning's private ones would be one)
+    and touches no `obj._name` attribute; os._exit is the one private name it may use."""
+    found = []
+    for path in sorted((ROOT / "camlit").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                found += [
+                    f"{path.name}: def {f.name}"
+                    for f in node.body
+                    if isinstance(f, ast.FunctionDef) and PRIVATE.match(f.name)
+                ]
+            if isinstance(node, ast.Attribute) and PRIVATE.match(node.attr):
+                if not (isinstance(node.value, ast.Name) and node.value.id == "os" and node.attr == "_exit"):
+                    found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    assert not found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_old_ones(
+    flat_tree, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], check=True)
+    try:
+        main(fit_args(flat_tree, *SHORT, "--trainer.default_root_dir", str(disk)))
+        version = disk / "lightning_logs" / "version_0"
+        checkpoints = version / "checkpoints"
+        before = {p.name: p.read_bytes() for p in checkpoints.iterdir()}
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(b"\0" * (free - 200_000))  # room for logs, not for a checkpoint
+        line = one_error_line(capsys, lambda: main(["--resume", str(version), "--trainer.max_epochs", "2"]))
+        assert re.search(
+            rf"error: {checkpoints}/\w+\.ckpt: no space left on device; the run's checkpoints are whole", line
+        )
+        assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == before
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_checkpoint_naming_code_in_its_hyperparameters_is_refused(tmp_path, monkeypatch, capsys):
+    """Lightning's loader would import (and call) what `_instantiator` names; plain data can still run code."""
+    from camlit.inference import predict
+
+    (tmp_path / "probe_module.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\ndef run(*a): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    checkpoint = torch.load(save_checkpoint(tmp_path / "model.ckpt"), weights_only=True)
+    checkpoint["hyper_parameters"]["_instantiator"] = "probe_module.run"
+    torch.save(checkpoint, tmp_path / "named.ckpt")
+    write_image(tmp_path / "images" / "a.png", random_image(np.random.default_rng(0), 48, 48))
+    args = ["--ckpt", str(tmp_path / "named.ckpt"), "--input", str(tmp_path / "images"), "--output", "s.csv"]
+    line = one_error_line(capsys, lambda: predict.main(args))
+    assert "hyper_parameters._instantiator names code to run (probe_module.run)" in line
+    assert not (tmp_path / "imported").exists()
+
+
+def test_a_monitor_that_validation_cannot_log_is_refused_before_training(flat_tree, tmp_path, monkeypatch, capsys):
+    """kaggle_gpu.yaml monitors val/acc_weighted; without manipulated validation copies it never exists."""
+    monkeypatch.chdir(tmp_path)
+    args = fit_args(
+        flat_tree, *SHORT, "--best_checkpoint.monitor", "val/acc_weighted", "--data.val_manipulations", "[]"
+    )
+    line = one_error_line(capsys, lambda: main(args))
+    assert "--best_checkpoint.monitor val/acc_weighted needs" in line and "--data.val_manipulations" in line
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_resume_is_an_option_that_help_shows(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert re.search(r"^  --resume RESUME\s+continue a run", capsys.readouterr().out, re.MULTILINE)

@@ -1,0 +1,64 @@
+"""SIGTERM, as SLURM and Kubernetes send it: a fit saves where it stopped and exits 143, a second
+process cannot run in the same run folder, and a stop before training leaves no run folder."""
+
+import signal
+
+import pytest
+import torch
+from conftest import CLASSES, fit_args, one_error_line, start_paused, wait_for
+
+from camlit.termination import EXIT_STATUS
+from camlit.training.checkpointing import is_valid_checkpoint
+from camlit.training.cli import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("camlit_messages_on_stderr")]
+
+# Kept from a shared run folder's hparams.yaml, it would run code if anything loaded it unsafely.
+HOSTILE_HPARAMS = "classes: !!python/object/apply:os.system ['touch {marker}']\n"
+
+
+def test_sigterm_saves_the_step_and_resume_finishes_the_run(flat_tree, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    version = tmp_path / "lightning_logs" / "version_0"
+    last = version / "checkpoints" / "last.ckpt"
+    args = fit_args(flat_tree, "--trainer.max_epochs", "3", "--trainer.limit_val_batches", "1")
+    process, training = start_paused(
+        tmp_path, "camlit.training.module.CameraClassifier.training_step", "camlit.training.cli", args, 0.3
+    )
+    assert wait_for(last.exists, timeout=240), process.communicate()[1][-2000:]
+
+    # The run folder is taken: a second process is refused, naming the one that holds it.
+    line = one_error_line(capsys, lambda: main(["--resume", str(version)]))
+    assert f"in use by process {process.pid}" in line
+
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == EXIT_STATUS, stderr[-2000:]
+    assert "Traceback" not in stderr and "lightning_logs/version_0/checkpoints/last.ckpt at step" in stderr
+    assert is_valid_checkpoint(last)
+    stopped_at = torch.load(last, weights_only=True)["global_step"]
+    assert stopped_at > 0
+
+    marker = tmp_path / "pwned"
+    (version / "hparams.yaml").write_text(HOSTILE_HPARAMS.format(marker=marker))
+    resumed = main(["--resume", str(version)])
+    steps_per_epoch = 3  # 15 training images in batches of 4, the last part batch dropped
+    assert resumed.trainer.global_step == 3 * steps_per_epoch > stopped_at
+    assert resumed.model.classes == CLASSES
+    assert not marker.exists()
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+
+
+def test_sigterm_before_training_leaves_no_run_folder(flat_tree, tmp_path):
+    """A stop while the data is prepared (the cache is built there) undoes the claimed folder."""
+    args = fit_args(flat_tree, "--trainer.max_epochs", "1")
+    process, preparing = start_paused(
+        tmp_path, "camlit.data.datamodule.CameraDataModule.prepare_data", "camlit.training.cli", args, 60
+    )
+    assert wait_for(preparing.exists, timeout=240), process.communicate()[1][-2000:]
+    assert (tmp_path / "lightning_logs" / "version_0").is_dir()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_STATUS, stderr[-2000:]
+    assert "Traceback" not in stderr and "before training began" in stderr
+    assert not (tmp_path / "lightning_logs").exists()
