@@ -25,6 +25,7 @@ import numpy as np
 from camlit.atomic import write_text_atomic
 from camlit.data.datasets import group_order
 from camlit.data.manipulations import UNALTERED
+from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.imageio import list_images, write_image_atomic
 from camlit.inference import openset, options
@@ -214,7 +215,7 @@ def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndar
     if not paths:
         raise CamlitError(f"--unknown_input {folder}: no such folder, or no images in it")
     unknown = options.predict_with(args, scored, plan, paths)
-    unknown_flags = np.array([bool(options.manipulated_from_name(path)) for path in paths])
+    unknown_flags = np.array([bool(manipulated_from_name(path)) for path in paths])
     known_scores = openset.prediction_scores(calibration, known)[known.usable]
     unknown_scores = openset.prediction_scores(calibration, unknown)[unknown.usable]
     figures = openset.unknown_report(
