@@ -19,16 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from camlit.atomic import write_text_atomic
+from camlit.data.samples import manipulated_from_name
 from camlit.forensics.calibrate import labelled_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
+from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
-from camlit.forensics.splice import SpliceResult, clustering, disagreement, foreign_mask
-from camlit.imageio import list_images, read_rgb
+from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, clustering, disagreement, foreign_mask
+from camlit.imageio import list_images, read_rgb, write_image_atomic
 from camlit.inference import openset
 from camlit.inference.labelled import labelled_csv
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.openset import unknown_report
-from camlit.inference.options import manipulated_from_name
 from camlit.inference.tta import CropPlan
 
 
@@ -40,8 +41,11 @@ def cached_rows(path: Path, compute):
         return list(data["logits"]), list(data["features"]), data["labels"]
 
 
-def cached_maps(model, size: int, root: Path, work: Path) -> tuple[list[str], list[np.ndarray], list[CameraMap]]:
+def cached_maps(model, size: int, root: Path, work: Path, limit: int | None):
+    """(entries (group, photo, mask), true masks, camera maps) of a splice folder."""
     entries = splice_folder(root)
+    if limit:  # the first photos of each group: spliced and clean alternate
+        entries = [e for i, e in enumerate(entries) if sum(g == e[0] for g, _, _ in entries[:i]) < limit]
     work.mkdir(parents=True, exist_ok=True)
     todo = [(i, photo) for i, (_, photo, _) in enumerate(entries) if not (work / f"{i}.npz").is_file()]
     if todo:
@@ -54,7 +58,7 @@ def cached_maps(model, size: int, root: Path, work: Path) -> tuple[list[str], li
     for i, (_, _, mask) in enumerate(entries):
         maps.append(CameraMap.load(work / f"{i}.npz"))
         truths.append(read_mask(mask, maps[-1].shape))
-    return [group for group, _, _ in entries], truths, maps
+    return entries, truths, maps
 
 
 def naive(camera_map: CameraMap) -> SpliceResult:
@@ -97,18 +101,38 @@ def scored(method, maps):
 
 
 def measure_splices(model, size, args) -> dict:
-    _, tune_truths, tune_maps = cached_maps(model, size, Path(args.tune), Path(args.work) / "tune_maps")
-    groups, truths, maps = cached_maps(model, size, Path(args.sets) / "splice", Path(args.work) / "test_maps")
-    figures = {}
+    entries, truths, maps = cached_maps(
+        model, size, Path(args.sets) / "splice", Path(args.work) / "test_maps", args.limit
+    )
+    groups = [group for group, _, _ in entries]
+    tune_truths, tune_maps = truths, maps
+    if args.tune:
+        _, tune_truths, tune_maps = cached_maps(model, size, Path(args.tune), Path(args.work) / "tune_maps", args.limit)
+    figures = {"thresholds_chosen_on": "tune set" if args.tune else "the measured set itself (optimistic)"}
     for name, method in SPLICE_METHODS.items():
         threshold = choose_threshold(tune_truths, *scored(method, tune_maps))
         decided = [decide(r, m, threshold) for r, m in zip(*scored(method, maps), strict=True)]
         figures[name] = {"photo_threshold": threshold, **splice_report(groups, truths, decided)}
+    if args.examples:
+        write_examples(Path(args.examples), entries, truths, maps, figures[DEFAULT_METHOD]["photo_threshold"])
     figures["unjudged_tiles"] = {
         "flat": float(np.mean([m.flat.mean() for m in maps])),
         "clipped": float(np.mean([m.clipped.mean() for m in maps])),
     }
     return figures
+
+
+def write_examples(folder: Path, entries, truths, maps, threshold: float) -> None:
+    """forensics_clean.png and forensics_spliced.png: the first unaltered clean and spliced photos,
+    by the default method at its chosen threshold, the spliced one with its true mask beside."""
+    for name, spliced in (("clean", False), ("spliced", True)):
+        index = next(i for i, (g, _, _) in enumerate(entries) if g == "unaltered" and truths[i].any() == spliced)
+        raw = SPLICE_METHODS[DEFAULT_METHOD](maps[index])
+        result = decide(raw, foreign_mask(maps[index], raw.tile_scores), threshold)
+        picture = camera_map_picture(
+            read_rgb(entries[index][1]), maps[index], result, truths[index] if spliced else None
+        )
+        write_image_atomic(folder / f"forensics_{name}.png", picture)
 
 
 def measure_unknown(model, size, args) -> dict:
@@ -154,7 +178,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="measure_forensics.py", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt_path", required=True)
     parser.add_argument("--sets", required=True, help="camlit.data.forensic_sets output: splice/ and unknown/")
-    parser.add_argument("--tune", required=True, help="a splice folder of another seed, for the thresholds")
+    parser.add_argument("--tune", default=None, help="a splice folder of another seed, for the thresholds")
+    parser.add_argument("--examples", default=None, help="write the two example pictures into this folder")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos of each splice group")
     parser.add_argument("--known", required=True, help="the synthetic test set (test_labels.csv beside it)")
     parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
     parser.add_argument("--crops", type=int, default=10)

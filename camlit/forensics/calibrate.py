@@ -25,7 +25,7 @@ from camlit.inference.running import predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
 from camlit.training.checkpointing import load_plain
 
-DEFAULT_SCORE = "knn"
+DEFAULT_SCORE = "mahalanobis"  # the best of the four on the demo model (docs/forensics.md)
 
 
 def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: str | None = None):

@@ -21,13 +21,13 @@ import numpy as np
 
 from camlit.atomic import write_bytes_atomic, write_text_atomic
 from camlit.data.commands import at_least
+from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.splice import DEFAULT_METHOD, METHODS, PHOTO_THRESHOLDS, localise
 from camlit.imageio import ImageTooSmall, read_rgb, require_crop_fits, write_image_atomic
 from camlit.inference.loading import load_checkpoint
-from camlit.inference.options import manipulated_from_name
 from camlit.inference.tta import DEFAULT_CROP_SIZE
 
 

@@ -17,8 +17,9 @@ import numpy as np
 
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
-from camlit.forensics.splice import SpliceResult
-from camlit.imageio import list_images
+from camlit.forensics.camera_map import map_from_rows, predict_tiles
+from camlit.forensics.splice import DEFAULT_METHOD, PHOTO_THRESHOLDS, SpliceResult, localise
+from camlit.imageio import list_images, read_rgb
 from camlit.inference.openset import auroc
 
 # A clean photo with a foreign region larger than this share of it counts as a false alarm.
@@ -82,3 +83,26 @@ def splice_report(groups: Sequence[str], truths: Sequence[np.ndarray], results: 
             else None,
         }
     return report
+
+
+def evaluate_splices(
+    model, root: str | os.PathLike, size: int, method: str = DEFAULT_METHOD, threshold: float | None = None, **options
+) -> dict:
+    """evaluate's `--splices` report: every photo with a mask under `root` mapped, localised and scored,
+    by `method` and its measured photo threshold unless `threshold` is given.
+
+    `options` are predict_paths' (device, devices, num_workers, progress, batch_size)."""
+    threshold = PHOTO_THRESHOLDS[method] if threshold is None else threshold
+    entries = splice_folder(root)
+    flags = [group != UNALTERED for group, _, _ in entries]
+    predictions = predict_tiles(model, [photo for _, photo, _ in entries], size, manipulated=flags, **options)
+    if not predictions.usable.all():
+        names = [str(entries[i][1]) for i in np.flatnonzero(~predictions.usable)]
+        raise CamlitError(f"--splices: unusable photo(s) (unreadable, or smaller than {size} px): {', '.join(names)}")
+    truths, results = [], []
+    for index, (_, photo, mask) in enumerate(entries):
+        camera_map = map_from_rows(read_rgb(photo), model.classes, size, predictions.extras[index])
+        truths.append(read_mask(mask, camera_map.shape))
+        results.append(localise(camera_map, method, threshold))
+    report = splice_report([group for group, _, _ in entries], truths, results)
+    return {"method": method, "photo_threshold": threshold, "groups": report}

@@ -26,9 +26,11 @@ from torchmetrics.functional.classification import multiclass_confusion_matrix
 from camlit.atomic import write_text_atomic
 from camlit.data.datasets import group_order
 from camlit.data.manipulations import UNALTERED
+from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
-from camlit.imageio import write_image_atomic
-from camlit.inference import options
+from camlit.imageio import list_images, write_image_atomic
+from camlit.inference import openset, options
+from camlit.inference.features import WithFeatures
 from camlit.inference.labelled import labelled_csv, labelled_folder
 from camlit.training.metrics import kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
@@ -140,6 +142,16 @@ def build_parser() -> ArgumentParser:
         "--manipulations", default=None,
         help="with --labels: CSV fname,manipulation giving finer groups than _unalt/_manip in the file names",
     )  # fmt: skip
+    parser.add_argument(
+        "--unknown_input", default=None,
+        help="folder of photos from cameras outside the class list: report the open-set AUROC and rates, "
+        "unaltered and manipulated apart, with the calibration beside the checkpoint (scripts/calibrate_unknown.py)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--splices", default=None,
+        help="folder of photos with true masks in <group>/masks/ (camlit.data.forensic_sets): report pixel F1 "
+        "and MCC of the found regions, photo-level AUROC, and clean photos given a foreign region",
+    )  # fmt: skip
     parser.add_argument("--json", default=None, help="write every figure to this JSON file (atomically)")
     parser.add_argument(
         "--confusion", default=None,
@@ -152,6 +164,7 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
     """The report; None in the other processes of a several-device run."""
     if args.manipulations and not args.labels:
         raise CamlitError("--manipulations needs --labels")
+    calibration = openset.load(args.ckpt) if args.unknown_input else None
     model, plan = options.prepare(args)
     classes = list(model.classes)
     if args.labels:
@@ -159,7 +172,9 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
     else:
         images = labelled_folder(args.input, classes)
     paths = [image.path for image in images]
-    predictions = options.predict_with(args, model, plan, paths, [image.manipulated for image in images])
+    # With features beside the softmax when the open-set score needs them; the probabilities are the same.
+    scored = WithFeatures(model) if calibration else model
+    predictions = options.predict_with(args, scored, plan, paths, [image.manipulated for image in images])
     if not predictions.primary:
         return None
     print(predictions.rate_line())
@@ -185,7 +200,54 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
         "seed": plan.seed,
         "tta_manipulations": list(plan.manipulations),
     }
+    if calibration:
+        known_flags = np.array([image.group != UNALTERED for image in images])
+        report["unknown_cameras"] = unknown_cameras(args, scored, plan, calibration, predictions, known_flags)
+    if args.splices:
+        # camlit.forensics builds on this package; it is imported only when its report is asked for.
+        from camlit.forensics.reports import evaluate_splices
+
+        report["splices"] = evaluate_splices(
+            model, args.splices, plan.size, device=args.device, devices=args.devices,
+            num_workers=args.num_workers, progress=not args.no_progress,
+        )  # fmt: skip
     return report
+
+
+def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndarray) -> dict[str, Any]:
+    """The open-set figures of the known photos just predicted against those of --unknown_input."""
+    folder = Path(args.unknown_input)
+    paths = list_images(folder) if folder.is_dir() else []
+    if not paths:
+        raise CamlitError(f"--unknown_input {folder}: no such folder, or no images in it")
+    unknown = options.predict_with(args, scored, plan, paths)
+    unknown_flags = np.array([bool(manipulated_from_name(path)) for path in paths])
+    known_scores = openset.prediction_scores(calibration, known)[known.usable]
+    unknown_scores = openset.prediction_scores(calibration, unknown)[unknown.usable]
+    figures = openset.unknown_report(
+        known_scores, known_flags[known.usable], unknown_scores, unknown_flags[unknown.usable], calibration.threshold
+    )
+    return {"score": calibration.method, "threshold": calibration.threshold, "input": str(folder), **figures}
+
+
+def format_forensics(report: dict[str, Any]) -> list[str]:
+    """The open-set and splice figures, when asked for, as text lines."""
+    lines = []
+    for group, figures in (report.get("unknown_cameras") or {}).items():
+        if isinstance(figures, dict):
+            lines.append(
+                f"unknown cameras, {group}: AUROC {figures['auroc']:.3f}; known rejected "
+                f"{percent(figures['known_rejected'])}, unknown accepted {percent(figures['unknown_accepted'])}"
+            )
+    for group, figures in ((report.get("splices") or {}).get("groups") or {}).items():
+        f1, mcc = (
+            f"{value:.3f}" if value is not None else "-" for value in (figures["pixel_f1"], figures["pixel_mcc"])
+        )
+        lines.append(
+            f"splices, {group}: pixel F1 {f1}, MCC {mcc}, photo AUROC {figures['photo_auroc']:.3f}, "
+            f"clean photos given a foreign region {percent(figures['clean_with_foreign_region'])}"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
@@ -196,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         report = evaluate(args)
         if report is None:
             return None
-        print(format_report(report))
+        print("\n".join([format_report(report), *format_forensics(report)]))
         picture = confusion_path(args)
         with disk_full_as_user_error("each output file is written whole or not at all"):
             write_confusion(picture, report["confusion_matrix"], report["classes"])

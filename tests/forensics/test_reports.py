@@ -1,0 +1,62 @@
+import cv2
+import numpy as np
+from conftest import random_image, write_image
+
+from camlit.forensics.reports import pixel_f1_mcc, splice_report
+from camlit.forensics.splice import SpliceResult
+from camlit.inference import openset
+from camlit.inference.evaluate import main as evaluate
+
+
+def result(mask: np.ndarray, score: float) -> SpliceResult:
+    return SpliceResult("disagreement", np.zeros((1, 1)), score, 0, 1, bool(mask.any()), mask)
+
+
+def test_pixel_f1_and_mcc():
+    truth = np.zeros((10, 10), bool)
+    truth[:5] = True
+    assert pixel_f1_mcc(truth, truth) == (1.0, 1.0)
+    half = np.zeros_like(truth)
+    half[:5, :5] = True  # 25 of 50 found, nothing false: precision 1, recall 1/2
+    f1, mcc = pixel_f1_mcc(half, truth)
+    assert np.isclose(f1, 2 / 3) and np.isclose(mcc, 25 * 50 / np.sqrt(25 * 50 * 50 * 75))
+
+
+def test_splice_report_counts_clean_photos_given_a_foreign_region():
+    truth, clean = np.zeros((10, 10), bool), np.zeros((10, 10), bool)
+    truth[:5] = True
+    small, large = clean.copy(), clean.copy()
+    small[0, :5] = True  # 5% of the photo: not a false alarm
+    large[:2] = True  # 20%: a false alarm
+    results = [result(truth, 3.0), result(small, 1.0), result(large, 2.0), result(clean, 0.0)]
+    report = splice_report(["a", "a", "a", "a"], [truth, clean, clean, clean], results)["all"]
+    assert report["pixel_f1"] == 1.0 and report["photo_auroc"] == 1.0
+    assert np.isclose(report["clean_with_foreign_region"], 1 / 3)
+
+
+def test_evaluate_reports_unknown_cameras_and_splices(ckpt, flat_tree, tmp_path):
+    rng = np.random.default_rng(0)
+    unknown = tmp_path / "unknown"
+    for name in ("u1_unalt.png", "u2_manip.png"):
+        write_image(unknown / name, random_image(rng, 64, 80))
+    splices = tmp_path / "splices" / "unaltered"
+    for name, region in (("spliced.png", np.s_[16:48, 16:48]), ("clean.png", np.s_[0:0])):
+        write_image(splices / name, random_image(rng, 64, 64))
+        mask = np.zeros((64, 64), np.uint8)
+        mask[region] = 255
+        (splices / "masks").mkdir(exist_ok=True)
+        cv2.imwrite(str(splices / "masks" / name), mask)
+    checkpoint = tmp_path / "model" / "model.ckpt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(ckpt.read_bytes())
+    openset.OpenSetModel("msp", 0.5, 3).save(openset.calibration_path(checkpoint))
+    report = evaluate([
+        "--ckpt", str(checkpoint), "--input", str(flat_tree), "--crops", "3", "--num-workers", "0", "--no-progress",
+        "--unknown_input", str(unknown), "--splices", str(tmp_path / "splices"),
+        "--confusion", str(tmp_path / "confusion.png"),
+    ])  # fmt: skip
+    figures = report["unknown_cameras"]
+    assert figures["score"] == "msp" and figures["unaltered"]["known"] == 18 and figures["unaltered"]["unknown"] == 1
+    assert 0 <= figures["unaltered"]["auroc"] <= 1 and figures["manipulated"]["unknown"] == 1
+    groups = report["splices"]["groups"]
+    assert (groups["unaltered"]["spliced"], groups["unaltered"]["clean"]) == (1, 1)
