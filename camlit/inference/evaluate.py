@@ -164,7 +164,7 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
     """The report; None in the other processes of a several-device run."""
     if args.manipulations and not args.labels:
         raise CamlitError("--manipulations needs --labels")
-    calibration = openset.load(args.ckpt) if args.unknown_input else None
+    calibration = openset.load(args.ckpt_path) if args.unknown_input else None
     model, plan = options.prepare(args)
     classes = list(model.classes)
     if args.labels:
