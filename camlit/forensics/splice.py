@@ -24,9 +24,9 @@ import numpy as np
 from camlit.forensics.camera_map import CameraMap
 
 METHODS = ("disagreement", "clustering")
-DEFAULT_METHOD = "disagreement"
+DEFAULT_METHOD = "clustering"
 # Photo-level scores from which a mask is drawn, measured on the demo model (docs/forensics.md).
-PHOTO_THRESHOLDS = {"disagreement": 0.0, "clustering": 0.0}
+PHOTO_THRESHOLDS = {"disagreement": 1.3, "clustering": 2.1}
 # A splice covers 10% of the photo or more; this share of the reliable tiles scores the photo.
 TOP_SHARE = 0.05
 # Foreign regions smaller than this share of the photo are dropped as noise.
