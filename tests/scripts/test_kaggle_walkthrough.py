@@ -64,7 +64,15 @@ def test_download_prepare_fit_predict_gives_a_kaggle_submission(tmp_path):
     # The synthetic download keeps the truth: per-manipulation accuracy from its two CSVs.
     truth = ["--labels", str(data / "test_labels.csv"), "--manipulations", str(data / "test_manipulations.csv")]
     run(
-        "evaluate.py", "--ckpt", str(best), "--input", str(data / "test"), *truth, "--json", "report.json", cwd=tmp_path
+        "evaluate.py",
+        "--ckpt_path",
+        str(best),
+        "--input",
+        str(data / "test"),
+        *truth,
+        "--json",
+        "report.json",
+        cwd=tmp_path,
     )
     report = json.loads((tmp_path / "report.json").read_text())
     assert list(report["per_group"]) == list(MANIPULATIONS) and report["images"] == 20
