@@ -51,7 +51,8 @@ def test_evaluate_reports_unknown_cameras_and_splices(ckpt, flat_tree, tmp_path)
     checkpoint.write_bytes(ckpt.read_bytes())
     openset.OpenSetModel("msp", 0.5, 3).save(openset.calibration_path(checkpoint))
     report = evaluate([
-        "--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--crops", "3", "--num_workers", "0", "--no_progress",
+        "--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--crops", "3",
+        "--num_workers", "0", "--no_progress",
         "--unknown_input", str(unknown), "--splices", str(tmp_path / "splices"),
         "--confusion", str(tmp_path / "confusion.png"),
     ])  # fmt: skip

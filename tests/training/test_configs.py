@@ -113,6 +113,6 @@ def check_shares_and_protocols(datamodule, data: dict) -> None:
     assert unaltered == pytest.approx(0.5, abs=0.01)
     # Each validation group is made one way only: manipulated whole, then cropped, as Kaggle's test set.
     made_by: dict[str, set[str]] = {}
-    for _, manipulation, group in datamodule.val_set.items:
-        made_by.setdefault(group, set()).add("prepared" if manipulation is None else "expanded")
+    for sample, group in datamodule.val_set.items:
+        made_by.setdefault(group, set()).add("prepared" if group == sample.manipulation else "expanded")
     assert made_by == {name: {"prepared"} for name in MANIPULATIONS}
