@@ -1,4 +1,5 @@
-"""The `camlit` command: one front door to fit, predict, evaluate, prepare, synthetic and benchmark.
+"""The `camlit` command: one front door to fit, predict, evaluate, prepare, synthetic, inspect,
+calibrate and benchmark.
 
 Each subcommand is the module's own `main`, which parses the rest of the command line (with
 jsonargparse: `--option_name value`) and ends a user's mistake as one `error:` line, status 2.
@@ -23,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("camlit.inference.evaluate", "main", "score a checkpoint on labelled images"),
     "prepare": ("camlit.data.commands", "prepare_main", "cut photos into Kaggle's manipulated crops"),
     "synthetic": ("camlit.data.commands", "synthetic_main", "write the synthetic ten-camera data set"),
+    "inspect": ("camlit.forensics.inspect_command", "main", "camera map of one photo: tiles, reliability, splice mask"),
+    "calibrate": ("camlit.forensics.calibrate", "main", "calibrate unknown-camera rejection beside a checkpoint"),
     "benchmark": ("benchmark", "main", "speed, overhead and memory ratios (from a checkout only: scripts/)"),
 }
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from camlit.data.commands import at_least
 from camlit.data.samples import Sample, scan, split_by_photo
-from camlit.errors import CamlitError, disk_full_as_user_error
+from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
@@ -72,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> openset.OpenSetModel:
     args = build_parser().parse_args(argv)
-    try:
+    with exit_on_user_error():
         model, size = load_checkpoint(args.ckpt_path, args.device)
         train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops)
@@ -83,9 +82,6 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
         fitted.calibrate(fitted.scores(val_logits, val_features), args.crops)
         with disk_full_as_user_error("the calibration file is written whole or not at all"):
             fitted.save(openset.calibration_path(args.ckpt_path))
-    except CamlitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     print(f"{args.score} threshold {fitted.threshold:.4g} accepts 95% of {len(val)} validation photos; "
           f"written to {openset.calibration_path(args.ckpt_path)}")  # fmt: skip
     return fitted

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -22,7 +21,7 @@ import numpy as np
 from camlit.atomic import write_bytes_atomic, write_text_atomic
 from camlit.data.commands import at_least
 from camlit.data.samples import manipulated_from_name
-from camlit.errors import CamlitError, disk_full_as_user_error
+from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.splice import DEFAULT_METHOD, METHODS, PHOTO_THRESHOLDS, localise
@@ -112,11 +111,8 @@ def inspect_photo(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Inspect; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
-    try:
+    with exit_on_user_error():
         summary = inspect_photo(args)
-    except CamlitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     if summary:
         verdict = f"spliced ({100 * summary['foreign_share']:.1f}% foreign)" if summary["spliced"] else "not spliced"
         print(f"{summary['input']}: {summary['own_camera']}, {verdict}; outputs in {args.output}")
