@@ -43,6 +43,7 @@ from benchmark_sections import (
 
 from camlit.errors import exit_on_user_error
 from camlit.imageio import write_image_atomic
+from camlit.provenance import provenance
 
 TINY = Sizes(
     crop=32, batch=4, steps=1, repeats=2, images=8, side=64, memory_images=4, e2e_images=16, workers=1, round_seconds=0,
@@ -229,7 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
             report = project(stacks, sizes)
         print("\n".join([format_projection(report["projections"], report["sizes"]), *notes_lines(report)]))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        stamped = {**report, "provenance": provenance()}
+        Path(args.json).write_text(json.dumps(stamped, indent=2, allow_nan=False) + "\n")
     return report
 
 

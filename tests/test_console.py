@@ -25,7 +25,8 @@ def test_an_unknown_command_is_one_error_line(capsys):
         console.main(["trian"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: unknown command 'trian'; choose from fit, predict, evaluate, prepare, synthetic, inspect, calibrate, benchmark"
+        "error: unknown command 'trian'; "
+        "choose from fit, predict, evaluate, prepare, synthetic, inspect, calibrate, benchmark"
     ]
 
 

@@ -32,6 +32,7 @@ from camlit.imageio import list_images, write_image_atomic
 from camlit.inference import openset, options
 from camlit.inference.features import WithFeatures
 from camlit.inference.labelled import labelled_csv, labelled_folder
+from camlit.provenance import provenance
 from camlit.training.metrics import kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
 
@@ -264,6 +265,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             write_confusion(picture, report["confusion_matrix"], report["classes"])
             report["confusion_png"] = str(picture)
             if args.json:
-                write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+                write_text_atomic(args.json, json.dumps({**report, "provenance": provenance()}, indent=2) + "\n")
         print(f"confusion matrix: {picture}" + (f"; figures: {args.json}" if args.json else ""))
     return report
