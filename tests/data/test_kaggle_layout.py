@@ -125,7 +125,9 @@ def test_the_datamodule_makes_the_download_when_training_on_its_data_512(tmp_pat
     monkeypatch.setattr("camlit.data.kaggle_layout.prepared_download", lambda *args: made.append(args))
     root = tmp_path / "kaggle-synthetic"
     options = dict(synthetic_root=str(root), synthetic_images_per_camera=7)
-    with pytest.raises(CamlitError, match="no such data folder"):  # the stand-in made nothing
-        CameraDataModule(str(root / PREPARED), **options).prepare_data()
+    datamodule = CameraDataModule(str(root / PREPARED), **options)
+    datamodule.prepare_data()
     assert made == [(str(root), 7)]
+    with pytest.raises(CamlitError, match="no such data folder"):  # the stand-in made nothing
+        datamodule.setup("fit")
     assert not CameraDataModule(str(tmp_path / "elsewhere"), **options).generates_kaggle_layout

@@ -55,9 +55,9 @@ def test_datamodule_honours_the_share_and_refuses_a_tree_without_its_pools(manip
 def test_no_validation_group_mixes_prepared_and_expanded_items(manipulation_tree, caplog):
     datamodule = make(manipulation_tree, val_manipulations=["jpeg70", "resize0.5"])
     made_by = {}
-    for _, manipulation, group in datamodule.val_set.items:
-        # A prepared item is manipulated already (None); an expanded one is manipulated here.
-        made_by.setdefault(group, set()).add("prepared" if manipulation is None else "expanded")
+    for sample, group in datamodule.val_set.items:
+        # A prepared item is manipulated already (its folder's group); an expanded one is manipulated here.
+        made_by.setdefault(group, set()).add("prepared" if group == sample.manipulation else "expanded")
     assert made_by == {
         "unaltered": {"prepared"},
         "jpeg70": {"prepared"},
