@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import require_writable, write_bytes_atomic, write_csv_atomic
+from camlit.atomic import write_bytes_atomic, write_csv_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.manipulations import MANIPULATED, UNALTERED
 from camlit.data.prepare import prepare_dataset
-from camlit.data.synthetic import Job, _scene_seed, kaggle_crop_size, make_file
+from camlit.data.synthetic import Job, kaggle_crop_size, scene_seed, write_missing
 from camlit.errors import CamlitError
-from camlit.workers import in_parallel
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +68,12 @@ def plan_kaggle(output: Path, photos_per_camera: int, test_images: int, width: i
     for camera, name in enumerate(KAGGLE_CAMERAS):
         for k in range(photos_per_camera):
             path = output / "train" / name / f"{name}_{k}.jpg"
-            jobs.append(Job(path, camera, _scene_seed(seed, TRAIN_SPLIT, camera, k), size))
+            jobs.append(Job(path, camera, scene_seed(seed, TRAIN_SPLIT, camera, k), size))
         manipulations = [UNALTERED] * (per_camera // 2) + manipulations_of_camera(camera, per_camera // 2)
         for k, manipulation in enumerate(manipulations):
             kind = "unalt" if manipulation == UNALTERED else "manip"
             path = output / "test" / f"img_{next(ids):07x}_{kind}.tif"
-            jobs.append(Job(path, camera, _scene_seed(seed, TEST_SPLIT, camera, k), size, manipulation))
+            jobs.append(Job(path, camera, scene_seed(seed, TEST_SPLIT, camera, k), size, manipulation))
             rows.append((path.name, name, manipulation))
     return jobs, sorted(rows)
 
@@ -107,20 +106,11 @@ def make_kaggle_layout(
     """Write (or finish) a Kaggle-shaped synthetic download in `output` and return it."""
     output = Path(output)
     check_sizes(photos_per_camera, test_images, width, height, seed)
-    settings = json.dumps([photos_per_camera, test_images, width, height, seed]).encode()
-    settings_path = output / ".kaggle_layout.json"
-    if settings_path.is_file() and settings_path.read_bytes() != settings:
-        raise CamlitError(f"{output} holds a Kaggle-shaped download made with other settings")
-    require_writable(output, "--kaggle_layout", folder=True)
     jobs, rows = plan_kaggle(output, photos_per_camera, test_images, width, height, seed)
-    todo = [job for job in jobs if not job.path.exists()]
-    for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:
-        folder.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(settings_path, settings)
-    (output / ".complete").unlink(missing_ok=True)
-    progress_name = "Kaggle-shaped photos" if progress else None
-    for _ in in_parallel(make_file, [(job,) for job in todo], workers or os.cpu_count() or 1, progress_name):
-        pass
+    settings = [photos_per_camera, test_images, width, height, seed]
+    write_missing(
+        output, settings, ".kaggle_layout.json", "a Kaggle-shaped download", "--kaggle_layout", jobs, workers, progress
+    )
     header = ("fname", "camera", "manipulation")
     write_csv_atomic(output / "sample_submission.csv", [header[:2], *((row[0], PLACEHOLDER_CAMERA) for row in rows)])
     write_csv_atomic(output / "test_labels.csv", [header[:2], *(row[:2] for row in rows)])

@@ -15,7 +15,6 @@ manipulated); the others as unaltered photos.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections import defaultdict
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from camlit.csvio import read_csv_rows
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import Sample, manipulated_from_name
 from camlit.errors import CamlitError
@@ -36,13 +36,7 @@ UNKNOWN_MANIPULATION = "manipulated"
 def read_probabilities(path: str | os.PathLike, classes: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """File names and their (images, classes) probabilities, columns in `classes` order."""
     path = Path(path)
-    if not path.is_file():
-        raise CamlitError(f"{OPTION} {path}: no such file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            rows = [row for row in csv.reader(file) if any(value.strip() for value in row)]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise CamlitError(f"{OPTION} {path}: not a UTF-8 CSV file ({error})") from None
+    rows = read_csv_rows(path, OPTION)
     header = [value.strip() for value in rows[0]] if rows else []
     missing = [name for name in classes if name not in header[1:]]
     if not header or header[0] != "fname" or missing:

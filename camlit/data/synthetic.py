@@ -180,7 +180,7 @@ def render_photo(camera: Camera, scene_seed: int, width: int = 1024, height: int
     return to_rgb8(cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
 
 
-def _scene_seed(seed: int, split: int, camera: int, index: int) -> int:
+def scene_seed(seed: int, split: int, camera: int, index: int) -> int:
     # Hashed, so a photo keeps its scene when the counts change; the camera only picks a stream.
     return int(np.random.SeedSequence([seed, split, camera, index]).generate_state(1, np.uint64)[0])
 
@@ -207,14 +207,14 @@ def plan(output: Path, images_per_camera: int, test_per_camera: int, width: int,
     for camera, name in enumerate(KAGGLE_CAMERAS):
         for k in range(images_per_camera):
             path = output / "train" / name / f"{name}_{k}.jpg"
-            jobs.append(Job(path, camera, _scene_seed(seed, 0, camera, k), size))
+            jobs.append(Job(path, camera, scene_seed(seed, 0, camera, k), size))
         # Every other photo is manipulated, each camera's cycling through the eight manipulations,
         # so every manipulation is used equally often (exactly, when 16 divides test_per_camera).
         manipulations = iter(rng.permutation(np.resize(MANIPULATED, test_per_camera // 2)))
         for k in range(test_per_camera):
             manipulation = str(next(manipulations)) if k % 2 else UNALTERED
             path = output / "test" / f"img_{next(ids):07x}_{'manip' if k % 2 else 'unalt'}.tif"
-            jobs.append(Job(path, camera, _scene_seed(seed, 1, camera, k), size, manipulation))
+            jobs.append(Job(path, camera, scene_seed(seed, 1, camera, k), size, manipulation))
             rows.append((path.name, name, manipulation))
     return jobs, sorted(rows)
 
@@ -231,6 +231,33 @@ def make_file(job: Job) -> None:
 def is_complete(output: str | os.PathLike) -> bool:
     """Whether `make_synthetic` finished writing the set in `output`."""
     return (Path(output) / ".complete").is_file()
+
+
+def write_missing(
+    output: Path,
+    settings: list,
+    marker: str,
+    what: str,
+    option: str,
+    jobs: list[Job],
+    workers: int | None,
+    progress: bool,
+) -> None:
+    """Write the photos of `jobs` not yet in `output`, after checking that the set was started with
+    these `settings` (kept in `marker`), so that an interrupted run can be finished, never mixed."""
+    encoded = json.dumps(settings).encode()
+    settings_path = output / marker
+    if settings_path.is_file() and settings_path.read_bytes() != encoded:
+        raise CamlitError(f"{output} holds {what} made with other settings")
+    require_writable(output, option, folder=True)
+    for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:
+        folder.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(settings_path, encoded)
+    (output / ".complete").unlink(missing_ok=True)
+    todo = [(job,) for job in jobs if not job.path.exists()]
+    progress_name = f"{what.removeprefix('a ')} photos" if progress else None
+    for _ in in_parallel(make_file, todo, workers or os.cpu_count() or 1, progress_name):
+        pass
 
 
 def make_synthetic(
@@ -257,20 +284,9 @@ def make_synthetic(
     output = Path(output)
     if min(images_per_camera, test_per_camera, seed) < 0 or kaggle_crop_size(width, height) < 2:
         raise CamlitError("counts and seed must not be negative, and frames must be at least 4x4")
-    settings = json.dumps([images_per_camera, test_per_camera, width, height, seed]).encode()
-    settings_path = output / ".synthetic.json"
-    if settings_path.is_file() and settings_path.read_bytes() != settings:
-        raise CamlitError(f"{output} holds a synthetic set made with other settings")
-    require_writable(output, "--output", folder=True)
     jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)
-    todo = [job for job in jobs if not job.path.exists()]
-    for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:
-        folder.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(settings_path, settings)
-    (output / ".complete").unlink(missing_ok=True)
-    progress_name = "synthetic photos" if progress else None
-    for _ in in_parallel(make_file, [(job,) for job in todo], workers or os.cpu_count() or 1, progress_name):
-        pass
+    settings = [images_per_camera, test_per_camera, width, height, seed]
+    write_missing(output, settings, ".synthetic.json", "a synthetic set", "--output", jobs, workers, progress)
     for column, name in enumerate(("labels", "manipulations"), start=1):
         write_csv_atomic(
             output / f"test_{name}.csv", [(row[0], row[column]) for row in [("fname", "camera", "manipulation"), *rows]]

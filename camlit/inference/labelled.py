@@ -7,12 +7,12 @@ In the second case an image's group is `manipulated` when its name contains `_ma
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from camlit.csvio import read_csv_rows
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import camera_folders, manipulated_from_name, scan, unknown_cameras
 from camlit.errors import CamlitError
@@ -62,13 +62,7 @@ def labelled_folder(root: str | os.PathLike, classes: Sequence[str]) -> list[Lab
 def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) -> dict[str, str]:
     """A two-column CSV with exactly `header`, as {first column: second column}; duplicates refused."""
     path = Path(path)
-    if not path.is_file():
-        raise CamlitError(f"{option} {path}: no such file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            rows = [row for row in csv.reader(file) if any(v.strip() for v in row)]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise CamlitError(f"{option} {path}: not a UTF-8 CSV file ({error})") from None
+    rows = read_csv_rows(path, option)
     if not rows or tuple(v.strip() for v in rows[0]) != header:
         found = ",".join(rows[0]) if rows else "nothing"
         raise CamlitError(f"{option} {path}: the header must be {','.join(header)}, found {found}")
