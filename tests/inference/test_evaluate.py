@@ -120,6 +120,7 @@ def test_labels_csv(ckpt, test_folder, tmp_path, stub_model, capsys):
     assert [written["per_class"][name]["accuracy"] for name in CLASSES] == pytest.approx([1, 1 / 3, 2 / 3])
     assert written["confusion_matrix"] == CONFUSION and written["classes"] == CLASSES
     assert written["options"]["crop_size"] == 32 and written["options"]["aggregate"] == "mean"
+    assert written["provenance"]["versions"]["torch"] == torch.__version__
     # The PNG goes next to the JSON, a decodable picture of the 3x3 grid; no temporary files left.
     picture = json_path.with_name("eval_confusion.png")
     assert sorted(p.name for p in json_path.parent.iterdir()) == ["eval.json", "eval_confusion.png"]
