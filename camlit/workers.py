@@ -28,14 +28,6 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def leave_sigterm_to_parent(worker_id: int) -> None:
-    """A DataLoader worker's init: ignore SIGTERM and die with the parent. SLURM and `timeout`
-    signal the whole process group; a worker killed by it would make torch raise in the parent
-    before the parent's own SIGTERM handling saves a checkpoint. The parent stops its workers."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    die_with_parent(os.getppid())
-
-
 class ParentBoundName(str):
     """A process name whose unpickling binds the process to `parent`'s life.
 

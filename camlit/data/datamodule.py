@@ -23,7 +23,6 @@ from camlit.data.samples import Sample, check_images, require_every_class, scan,
 from camlit.data.unaltered_share import log_unaltered_share, require_pools
 from camlit.errors import CamlitError
 from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb
-from camlit.workers import leave_sigterm_to_parent
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +271,6 @@ class CameraDataModule(L.LightningDataModule):
             dataset,
             collate_fn=collate,
             num_workers=workers,
-            worker_init_fn=leave_sigterm_to_parent,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             **kwargs,

@@ -22,7 +22,6 @@ from camlit.data import manipulations
 from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.crops import center_offset, crop, grid_offsets, random_offset
 from camlit.imageio import UnreadableImage, read_rgb, require_crop_fits
-from camlit.workers import leave_sigterm_to_parent
 
 DEFAULT_CROP_SIZE = 224
 DEFAULT_CROPS = 10
@@ -146,7 +145,6 @@ def crop_loader(
         batch_size=max(1, batch_size // max(1, plan.most_crops)),
         shuffle=False,
         num_workers=num_workers,
-        worker_init_fn=leave_sigterm_to_parent,
         collate_fn=CollateCrops(manipulated),
         pin_memory=torch.cuda.is_available(),
     )
