@@ -4,6 +4,11 @@
 `finally` and every atomic write cleans up behind it. A training run defers it instead
 (`watch.defer()`): Lightning's own handler, composed with this one, stops the loops after the
 current batch, and camlit.training.cli saves a checkpoint there before it exits.
+
+SLURM's scancel and `timeout` signal the whole process group, the loader workers too. torch's
+SIGCHLD handler would then raise "DataLoader worker is killed" from wherever the main thread is,
+mid-step. A deferred watch quiets SIGCHLD instead, so the step finishes; a loader that is waited
+on finds its workers gone and raises at a batch boundary, which `stopped_by_sigterm` recognises.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ class Terminated(BaseException):
 
 
 class SigtermWatch:
-    """The handler: raises Terminated at once until `defer()`, after that only notes the signal."""
+    """The handler: raises Terminated at once until `defer()`, after that only notes the signal
+    (and quiets SIGCHLD until the watch ends, see above)."""
 
     def __init__(self) -> None:
         self.received = False
         self.deferred = False
+        self.sigchld_before = None
 
     def defer(self) -> None:
         self.deferred = True
@@ -37,6 +44,13 @@ class SigtermWatch:
         self.received = True
         if first and not self.deferred:
             raise Terminated
+        if first:
+            self.sigchld_before = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+    def restore(self) -> None:
+        if self.sigchld_before is not None:
+            signal.signal(signal.SIGCHLD, self.sigchld_before)
+            self.sigchld_before = None
 
 
 @contextmanager
@@ -51,6 +65,7 @@ def on_sigterm() -> Iterator[SigtermWatch]:
         yield watch
     finally:
         signal.signal(signal.SIGTERM, previous)
+        watch.restore()
 
 
 def exit_terminated(what: str) -> None:

@@ -288,13 +288,16 @@ main(sys.argv[1:])
 """
 
 
-def start_paused(tmp_path: Path, where: str, entry: str, args: list[str], seconds: float) -> tuple:
+def start_paused(
+    tmp_path: Path, where: str, entry: str, args: list[str], seconds: float, new_session: bool = False
+) -> tuple:
     """`entry`.main(args) in a real process, with `where` (module.Class.method) sleeping `seconds`
     at each call, after touching a marker: (the process, the marker). Signals land in that pause."""
     module, owner, method = where.rsplit(".", 2)
     marker = tmp_path / f"in-{method}"
     code = PAUSED.format(module=module, owner=owner, method=method, entry=entry, marker=str(marker), seconds=seconds)
     process = subprocess.Popen(
-        [sys.executable, "-c", code, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-c", code, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=new_session,
+    )  # fmt: skip
     return process, marker

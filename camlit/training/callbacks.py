@@ -8,7 +8,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from camlit.errors import CamlitError
-from camlit.termination import SigtermWatch
+from camlit.termination import SigtermWatch, Terminated
 from camlit.training.metrics import require_group_metric
 from camlit.training.resume import LatestCheckpoint
 
@@ -54,12 +54,24 @@ def record_nonfinite(first_step: torch.Tensor, loss: torch.Tensor, step: int) ->
     first_step.copy_(torch.where((first_step < 0) & ~torch.isfinite(loss.detach()), step, first_step))
 
 
+def stopped_by_sigterm(watch: SigtermWatch, exception: BaseException) -> bool:
+    """Whether `exception` is how SIGTERM ended the run: at once before training, Lightning's stop at
+    a batch end, or a loader finding its workers gone because the signal reached them too."""
+    if isinstance(exception, Terminated):
+        return True
+    if not watch.received:
+        return False
+    loader_workers_gone = isinstance(exception, RuntimeError) and "DataLoader worker" in str(exception)
+    return isinstance(exception, SIGTERMException) or loader_workers_gone
+
+
 class CheckpointOnSigterm(Callback):
     """Saves last.ckpt where SIGTERM stopped training, so that `--resume` continues from that step.
 
     Until training starts, `watch` raises at once (nothing to keep; the run folder is put back as
     it was). From then on it only notes the signal: Lightning's handler, which runs first, stops
-    its loops after the current batch with SIGTERMException, and this saves the state there.
+    its loops after the current batch with SIGTERMException, and this saves the state there. When
+    the signal reached the loader workers too, the loader's error at the next batch saves it instead.
     """
 
     def __init__(self, watch: SigtermWatch):
@@ -70,7 +82,7 @@ class CheckpointOnSigterm(Callback):
         self.watch.defer()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException):
+        if isinstance(exception, Terminated) or not stopped_by_sigterm(self.watch, exception):
             return
         latest = [c for c in trainer.checkpoint_callbacks if isinstance(c, LatestCheckpoint)]
         if latest and latest[0].dirpath:

@@ -19,13 +19,17 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.trainer.trainer import Trainer
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
 from camlit.errors import disk_full_as_user_error, exit_on_user_error
-from camlit.termination import SigtermWatch, Terminated, exit_terminated, on_sigterm
-from camlit.training.callbacks import CheckpointOnSigterm, NonFiniteLossGuard, RequireMonitoredMetric
+from camlit.termination import SigtermWatch, exit_terminated, on_sigterm
+from camlit.training.callbacks import (
+    CheckpointOnSigterm,
+    NonFiniteLossGuard,
+    RequireMonitoredMetric,
+    stopped_by_sigterm,
+)
 from camlit.training.checkpointing import AtomicCheckpointIO
 from camlit.training.config_base import expand_config_bases
 from camlit.training.module import CameraClassifier
@@ -256,7 +260,9 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 except BaseException:
                     cli.undo_run_folder()
                     raise
-        except (Terminated, SIGTERMException):
+        except BaseException as exception:
+            if not stopped_by_sigterm(sigterm, exception):
+                raise
             exit_terminated(cli.stopped() if cli is not None else STOPPED_BEFORE_TRAINING)
         finally:
             if cli is not None:

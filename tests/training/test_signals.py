@@ -1,6 +1,7 @@
 """SIGTERM, as SLURM and Kubernetes send it: a fit saves where it stopped and exits 143, a second
 process cannot run in the same run folder, and a stop before training leaves no run folder."""
 
+import os
 import signal
 
 import pytest
@@ -62,3 +63,19 @@ def test_sigterm_before_training_leaves_no_run_folder(flat_tree, tmp_path):
     assert process.returncode == EXIT_STATUS, stderr[-2000:]
     assert "Traceback" not in stderr and "before training began" in stderr
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_sigterm_to_the_whole_process_group_still_saves_the_step(flat_tree, tmp_path):
+    """SLURM and `timeout` signal every process of the job, the loader workers too."""
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    args = fit_args(flat_tree, "--trainer.max_epochs", "3", "--trainer.limit_val_batches", "1")
+    args[args.index("--data.num_workers") + 1] = "2"
+    process, training = start_paused(
+        tmp_path, "camlit.training.module.CameraClassifier.training_step", "camlit.training.cli", args, 0.3, True
+    )
+    assert wait_for(last.exists, timeout=240), process.communicate()[1][-2000:]
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == EXIT_STATUS, stderr[-2000:]
+    assert "Traceback" not in stderr and "last.ckpt at step" in stderr
+    assert torch.load(last, weights_only=True)["global_step"] > 0
