@@ -20,7 +20,7 @@ import numpy as np
 
 from camlit.atomic import write_text_atomic
 from camlit.data.samples import manipulated_from_name
-from camlit.forensics.calibrate import labelled_rows, photo_rows, run_split
+from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
@@ -34,11 +34,15 @@ from camlit.inference.tta import CropPlan
 
 
 def cached_rows(path: Path, compute):
+    """(logits, features, labels, manipulated flags) per photo, computed once into `path`."""
     if not path.is_file():
-        logits, features, labels = compute()
-        np.savez(path, logits=np.stack(logits), features=np.stack(features), labels=np.asarray(labels))
+        logits, features, labels, flags = compute()
+        np.savez(
+            path, logits=np.stack(logits), features=np.stack(features), labels=np.asarray(labels),
+            manipulated=np.asarray(flags, bool),
+        )  # fmt: skip
     with np.load(path) as data:
-        return list(data["logits"]), list(data["features"]), data["labels"]
+        return list(data["logits"]), list(data["features"]), data["labels"], data["manipulated"]
 
 
 def cached_maps(model, size: int, root: Path, work: Path, limit: int | None):
@@ -139,22 +143,24 @@ def measure_unknown(model, size, args) -> dict:
     work = Path(args.work)
     plan = CropPlan(size=size, count=args.crops)
     train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
-    _, train_features, train_labels = cached_rows(work / "train.npz", lambda: labelled_rows(model, train, plan))
-    val_logits, val_features, _ = cached_rows(work / "val.npz", lambda: labelled_rows(model, val, plan))
+    _, train_features, train_labels, _ = cached_rows(work / "train.npz", lambda: calibration_rows(model, train, plan))
+    val_logits, val_features, _, val_flags = cached_rows(work / "val.npz", lambda: calibration_rows(model, val, plan))
     images = labelled_csv(args.known, Path(args.known).parent / "test_labels.csv", model.classes)
     known_flags = np.array([image.manipulated for image in images])
 
     def known_rows():
         logits, features, usable = photo_rows(model, [i.path for i in images], plan, manipulated=list(known_flags))
-        return logits, features, np.array([i.label for i in images])[usable]
+        return logits, features, np.array([i.label for i in images])[usable], known_flags[usable]
 
-    known_logits, known_features, known_labels = cached_rows(work / "known.npz", known_rows)
+    known_logits, known_features, known_labels, known_flags = cached_rows(work / "known.npz", known_rows)
     unknown_paths = list_images(Path(args.sets) / "unknown")
-    unknown_flags = np.array([manipulated_from_name(p) for p in unknown_paths])
-    unknown_logits, unknown_features, _ = cached_rows(
-        work / "unknown.npz",
-        lambda: (*photo_rows(model, unknown_paths, plan, manipulated=list(unknown_flags))[:2], []),
-    )
+
+    def unknown_rows():
+        flags = np.array([manipulated_from_name(p) for p in unknown_paths])
+        logits, features, usable = photo_rows(model, unknown_paths, plan, manipulated=list(flags))
+        return logits, features, [], flags[usable]
+
+    unknown_logits, unknown_features, _, unknown_flags = cached_rows(work / "unknown.npz", unknown_rows)
     correct = np.array([rows.mean(axis=0).argmax() for rows in known_logits]) == known_labels
     figures = {
         "closed_set_accuracy": {
@@ -164,13 +170,10 @@ def measure_unknown(model, size, args) -> dict:
     }
     for score in openset.SCORES:
         fitted = openset.fit(score, train_features, train_labels, len(model.classes))
-        fitted.calibrate(fitted.scores(val_logits, val_features), args.crops)
+        fitted.calibrate(fitted.scores(val_logits, val_features), args.crops, val_flags)
         known = fitted.scores(known_logits, known_features)
         unknown = fitted.scores(unknown_logits, unknown_features)
-        figures[score] = {
-            "threshold": fitted.threshold,
-            **unknown_report(known, known_flags, unknown, unknown_flags, fitted.threshold),
-        }
+        figures[score] = unknown_report(known, known_flags, unknown, unknown_flags, fitted)
     return figures
 
 

@@ -1,8 +1,11 @@
 """`scripts/calibrate_unknown.py`: fit the open-set score on a run's training photos and set its
-threshold on the run's validation photos, into `<checkpoint stem>.unknown.npz` beside the checkpoint.
+thresholds on the run's validation photos, into `<checkpoint stem>.unknown.npz` beside the checkpoint.
 
 The split is the run's own: the checkpoint's DataModule settings (train_dir, val_fraction, seed)
-through camlit.data.samples, so the validation photos are exactly those the run held out.
+through camlit.data.samples, so the validation photos are exactly those the run held out. Both the
+fit and the thresholds see manipulated photos as well as unaltered ones: a prepared tree's
+manipulation folders, or else each photo also under one of Kaggle's manipulations in turn,
+applied whole before cropping, as Kaggle made its test set.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from camlit.data import manipulations
 from camlit.data.commands import at_least
 from camlit.data.samples import Sample, scan, split_by_photo
 from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
+from camlit.imageio import read_rgb
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
@@ -47,11 +52,45 @@ def photo_rows(model, paths: Sequence[str | os.PathLike], plan: CropPlan, **opti
     return [logits for logits, _ in rows], [features for _, features in rows], usable
 
 
-def labelled_rows(model, samples: Sequence[Sample], plan: CropPlan, **options):
-    logits, features, usable = photo_rows(
-        model, [s.path for s in samples], plan, manipulated=[s.manipulation != "unaltered" for s in samples], **options
+class ReadManipulated:
+    """A reader that gives each photo under its manipulation (`names`: path -> manipulation)."""
+
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+
+    def __call__(self, path: str | os.PathLike):
+        return manipulations.apply(self.names[str(path)], read_rgb(path))
+
+
+def calibration_rows(model, samples: Sequence[Sample], plan: CropPlan, **options):
+    """(logits, features, labels, manipulated) per usable photo: the samples as they are and, when
+    none of them is manipulated, each also under one of Kaggle's manipulations in turn."""
+    flags = np.array([s.manipulation != manipulations.UNALTERED for s in samples], bool)
+    labels = np.array([s.label for s in samples])
+    logits, features, usable = photo_rows(model, [s.path for s in samples], plan, manipulated=list(flags), **options)
+    if flags.any() or not len(samples):
+        return logits, features, labels[usable], flags[usable]
+    kinds = manipulations.MANIPULATED
+    names = {str(s.path): kinds[i % len(kinds)] for i, s in enumerate(samples)}
+    more_logits, more_features, more_usable = photo_rows(
+        model, list(names), plan, reader=ReadManipulated(names), manipulated=[True] * len(names), **options
     )
-    return logits, features, np.array([s.label for s in samples])[usable]
+    more_flags = np.ones(int(more_usable.sum()), bool)
+    return (
+        logits + more_logits,
+        features + more_features,
+        np.r_[labels[usable], labels[more_usable]],
+        np.r_[flags[usable], more_flags],
+    )
+
+
+def calibrated(score: str, model, train, val, plan: CropPlan, crops: int, **options) -> openset.OpenSetModel:
+    """The open-set score fitted on the training photos, its thresholds set on the validation photos."""
+    _, train_features, train_labels, _ = calibration_rows(model, train, plan, **options)
+    fitted = openset.fit(score, train_features, train_labels, len(model.classes))
+    val_logits, val_features, _, val_flags = calibration_rows(model, val, plan, **options)
+    fitted.calibrate(fitted.scores(val_logits, val_features), crops, val_flags)
+    return fitted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,12 +115,10 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
         train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops)
         options = {"batch_size": args.batch_size, "device": args.device}
-        _, train_features, train_labels = labelled_rows(model, train, plan, **options)
-        fitted = openset.fit(args.score, train_features, train_labels, len(model.classes))
-        val_logits, val_features, _ = labelled_rows(model, val, plan, **options)
-        fitted.calibrate(fitted.scores(val_logits, val_features), args.crops)
+        fitted = calibrated(args.score, model, train, val, plan, args.crops, **options)
         with disk_full_as_user_error("the calibration file is written whole or not at all"):
             fitted.save(openset.calibration_path(args.ckpt_path))
-    print(f"{args.score} threshold {fitted.threshold:.4g} accepts 95% of {len(val)} validation photos; "
+    print(f"{args.score} thresholds {fitted.threshold:.4g} (unaltered) and {fitted.threshold_manipulated:.4g} "
+          f"(manipulated) accept 95% of the {len(val)} validation photos of each kind; "
           f"written to {openset.calibration_path(args.ckpt_path)}")  # fmt: skip
     return fitted

@@ -226,9 +226,9 @@ def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndar
     known_scores = openset.prediction_scores(calibration, known)[known.usable]
     unknown_scores = openset.prediction_scores(calibration, unknown)[unknown.usable]
     figures = openset.unknown_report(
-        known_scores, known_flags[known.usable], unknown_scores, unknown_flags[unknown.usable], calibration.threshold
+        known_scores, known_flags[known.usable], unknown_scores, unknown_flags[unknown.usable], calibration
     )
-    return {"score": calibration.method, "threshold": calibration.threshold, "input": str(folder), **figures}
+    return {"score": calibration.method, "input": str(folder), **figures}
 
 
 def format_forensics(report: dict[str, Any]) -> list[str]:

@@ -11,8 +11,10 @@ and pooled features (camlit.inference.features):
 - ``knn``: the cosine distance of the photo's L2-normalised mean feature to its k-th nearest
   training photo (Sun et al. 2022).
 
-The threshold accepts 95% of the run's validation photos; it is stored, with what the distance
-scores need, in `<checkpoint stem>.unknown.npz` beside the checkpoint.
+Two thresholds, each accepting 95% of the run's validation photos of its kind: one for unaltered
+photos, one for manipulated ones (every manipulation moves every score, so one threshold set on
+unaltered photos rejects far more than 5% of manipulated known photos). They are stored, with what
+the distance scores need, in `<checkpoint stem>.unknown.npz` beside the checkpoint.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ class OpenSetModel:
     """What a score needs of the training photos, and the calibrated threshold."""
 
     method: str
-    threshold: float = float("nan")
+    threshold: float = float("nan")  # for unaltered photos, and for all when the other is NaN
     crops: int = 0  # crops per photo at calibration; scores shift with it
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    threshold_manipulated: float = float("nan")
 
     def scores(self, logits: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> np.ndarray:
         """One score per photo from its crops' (crops, classes) logits and (crops, F) features."""
@@ -68,19 +71,34 @@ class OpenSetModel:
         k = min(NEIGHBOUR, similarity.shape[1])
         return 1 - np.sort(similarity, axis=1)[:, -k]
 
-    def calibrate(self, known_scores: np.ndarray, crops: int) -> None:
-        """The threshold below which ACCEPT of `known_scores` lie (at or below it: accepted)."""
-        self.threshold = float(np.quantile(np.asarray(known_scores, dtype=np.float64), ACCEPT, method="higher"))
+    def calibrate(self, known_scores: np.ndarray, crops: int, manipulated: Sequence[bool] | None = None) -> None:
+        """The thresholds below which ACCEPT of `known_scores` lie (at or below: accepted), one per
+        kind of photo when `manipulated` says which are which and both kinds are there."""
+        scores = np.asarray(known_scores, dtype=np.float64)
+        flags = np.zeros(len(scores), bool) if manipulated is None else np.asarray(manipulated, bool)
+        plain = scores[~flags] if (~flags).any() else scores
+        self.threshold = float(np.quantile(plain, ACCEPT, method="higher"))
+        both = flags.any() and (~flags).any()
+        manipulated_threshold = np.quantile(scores[flags], ACCEPT, method="higher") if both else np.nan
+        self.threshold_manipulated = float(manipulated_threshold)
         self.crops = crops
 
-    def is_unknown(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) > self.threshold
+    def thresholds(self, manipulated: Sequence[bool | None] | None, count: int) -> np.ndarray:
+        """Each photo's threshold: the manipulated one for photos known to be manipulated."""
+        flags = np.zeros(count, bool) if manipulated is None else np.array([bool(f) for f in manipulated])
+        if np.isnan(self.threshold_manipulated):
+            return np.full(count, self.threshold)
+        return np.where(flags, self.threshold_manipulated, self.threshold)
+
+    def is_unknown(self, scores: np.ndarray, manipulated: Sequence[bool | None] | None = None) -> np.ndarray:
+        scores = np.asarray(scores)
+        return scores > self.thresholds(manipulated, len(scores))
 
     def save(self, path: str | os.PathLike) -> None:
         with atomic_write(path) as file:
             np.savez(
                 file, method=np.array(self.method), threshold=np.array(self.threshold),
-                crops=np.array(self.crops), **self.arrays,
+                threshold_manipulated=np.array(self.threshold_manipulated), crops=np.array(self.crops), **self.arrays,
             )  # fmt: skip
 
 
@@ -140,11 +158,12 @@ def load(checkpoint: str | os.PathLike) -> OpenSetModel:
         with np.load(path, allow_pickle=False) as data:
             stored = {name: data[name] for name in data.files}
         method, threshold, crops = str(stored.pop("method")), float(stored.pop("threshold")), int(stored.pop("crops"))
+        threshold_manipulated = float(stored.pop("threshold_manipulated", np.nan))
     except (OSError, ValueError, KeyError) as error:
         raise CamlitError(f"--unknown: {path} is not an open-set calibration ({error})") from None
     if method not in SCORES:
         raise CamlitError(f"--unknown: {path} names an unknown score {method!r}")
-    return OpenSetModel(method, threshold, crops, stored)
+    return OpenSetModel(method, threshold, crops, stored, threshold_manipulated)
 
 
 def logsumexp(values: np.ndarray) -> float:
@@ -162,19 +181,25 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
 
 
 def unknown_report(
-    known: np.ndarray, known_manipulated: np.ndarray, unknown: np.ndarray, unknown_manipulated: np.ndarray, threshold
+    known: np.ndarray,
+    known_manipulated: np.ndarray,
+    unknown: np.ndarray,
+    unknown_manipulated: np.ndarray,
+    model: OpenSetModel,
 ) -> dict:
     """Open-set figures, unaltered and manipulated photos apart: AUROC of unknown against known
-    cameras; at the calibrated threshold, the share of known photos rejected (false alarms) and of
-    unknown photos accepted; and the share of unknown photos accepted where 95% of these known
-    photos would be (FPR at 95% acceptance)."""
+    cameras; at the calibrated threshold of the group, the share of known photos rejected (false
+    alarms) and of unknown photos accepted; and the share of unknown photos accepted where 95% of
+    these known photos would be (FPR at 95% acceptance)."""
     report = {}
     for name, flag in (("unaltered", False), ("manipulated", True)):
         k, u = known[known_manipulated == flag], unknown[unknown_manipulated == flag]
         at_95 = np.quantile(k, ACCEPT, method="higher") if len(k) else float("nan")
+        threshold = float(model.thresholds([flag], 1)[0])
         report[name] = {
             "known": int(len(k)),
             "unknown": int(len(u)),
+            "threshold": threshold,
             "auroc": auroc(k, u),
             "known_rejected": float(np.mean(k > threshold)) if len(k) else None,
             "unknown_accepted": float(np.mean(u <= threshold)) if len(u) else None,

@@ -20,6 +20,7 @@ from camlit.inference import openset
 from camlit.inference.features import WithFeatures
 from camlit.inference.options import (
     add_prediction_arguments,
+    manipulated_flags,
     predict_with,
     prepare,
     report_problems,
@@ -84,7 +85,7 @@ def run_prediction(args: Namespace) -> Predictions:
         return predictions
     require_usable(predictions)
     scores = openset.prediction_scores(calibration, predictions) if calibration else None
-    unknown = calibration.is_unknown(scores) if calibration else None
+    unknown = calibration.is_unknown(scores, manipulated_flags(args, paths)) if calibration else None
     with disk_full_as_user_error("each output file is written whole or not at all"):
         write_submission(args.output, predictions, unknown)
         if args.probs:

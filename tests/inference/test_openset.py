@@ -90,3 +90,40 @@ def test_unknown_without_a_calibration_is_one_error_line(ckpt, tmp_path, capsys)
     args = ["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "s.csv"), "--unknown"]
     line = one_error_line(capsys, lambda: predict(args))
     assert "calibrate_unknown.py" in line and not (tmp_path / "s.csv").exists()
+
+
+def test_each_kind_of_photo_gets_its_own_threshold_and_the_file_keeps_both(tmp_path):
+    rng = np.random.default_rng(2)
+    plain, manipulated = rng.normal(size=400), rng.normal(size=400) + 3  # manipulations move every score
+    flags = np.r_[np.zeros(400, bool), np.ones(400, bool)]
+    model = openset.OpenSetModel("msp")
+    model.calibrate(np.r_[plain, manipulated], crops=10, manipulated=flags)
+    assert 0.95 <= np.mean(~model.is_unknown(plain, [False] * 400)) < 0.96
+    assert 0.95 <= np.mean(~model.is_unknown(manipulated, [True] * 400)) < 0.96
+    # One threshold for both would reject most manipulated known photos.
+    assert np.mean(model.is_unknown(manipulated, [False] * 400)) > 0.5
+    model.save(openset.calibration_path(tmp_path / "m.ckpt"))
+    loaded = openset.load(tmp_path / "m.ckpt")
+    assert (loaded.threshold, loaded.threshold_manipulated) == (model.threshold, model.threshold_manipulated)
+
+
+def test_a_calibration_of_unaltered_photos_only_applies_its_threshold_to_all():
+    model = openset.OpenSetModel("msp")
+    model.calibrate(np.arange(100.0), crops=10)
+    assert np.isnan(model.threshold_manipulated)
+    assert model.is_unknown([96.0, 96.0], [False, True]).tolist() == [True, True]
+
+
+def test_unknown_uses_the_manipulated_threshold_for_manip_names(ckpt, tmp_path):
+    folder = tmp_path / "test"
+    rng = np.random.default_rng(0)
+    for name in ("img_a_unalt.tif", "img_b_manip.tif"):
+        write_image(folder / name, random_image(rng, 48, 48))
+    copy = calibrated(ckpt, tmp_path, float("-inf"))  # rejects every unaltered photo
+    model = openset.load(copy)
+    model.threshold_manipulated = float("inf")  # accepts every manipulated one
+    model.save(openset.calibration_path(copy))
+    args = ["--ckpt_path", str(copy), "--input", str(folder), "--output", str(tmp_path / "s.csv")]
+    predict([*args, "--no_progress", "--crops", "2", "--num_workers", "0", "--unknown"])
+    rows = dict(line.split(",") for line in (tmp_path / "s.csv").read_text().splitlines()[1:])
+    assert rows["img_a_unalt.tif"] == "unknown" and rows["img_b_manip.tif"] != "unknown"

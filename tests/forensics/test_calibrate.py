@@ -1,0 +1,32 @@
+"""Calibration of the unknown-camera score on a run's own split, unaltered and manipulated apart."""
+
+import numpy as np
+import torch
+from conftest import CLASSES, save_checkpoint
+
+from camlit.data.samples import scan
+from camlit.forensics.calibrate import calibration_rows, main
+from camlit.inference import openset
+from camlit.inference.loading import load_checkpoint
+from camlit.inference.tta import CropPlan
+
+
+def test_photos_of_a_flat_tree_are_also_measured_under_kaggles_manipulations(ckpt, flat_tree):
+    model, size = load_checkpoint(ckpt, "cpu")
+    samples = scan(flat_tree, CLASSES)[:10]
+    logits, features, labels, flags = calibration_rows(model, samples, CropPlan(size=size, count=2))
+    assert len(logits) == len(features) == 20 and flags.tolist() == [False] * 10 + [True] * 10
+    assert labels.tolist() == [s.label for s in samples] * 2
+    # The manipulated versions are other pixels, so other features.
+    assert not np.allclose(features[0], features[10])
+
+
+def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_path, flat_tree, capsys):
+    path = save_checkpoint(tmp_path / "run.ckpt")
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["datamodule_hyper_parameters"].update(train_dir=str(flat_tree), val_fraction=0.34, seed=0)
+    torch.save(checkpoint, path)
+    main(["--ckpt_path", str(path), "--crops", "2", "--score", "knn", "--device", "cpu"])
+    model = openset.load(path)
+    assert np.isfinite(model.threshold) and np.isfinite(model.threshold_manipulated)
+    assert "(manipulated)" in capsys.readouterr().out
