@@ -23,6 +23,7 @@ from camlit.data.samples import manipulated_from_name
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
+from camlit.forensics.reliability import clipped_share, residual_energy
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, clustering, disagreement, foreign_mask
 from camlit.imageio import list_images, read_rgb, write_image_atomic
@@ -123,7 +124,44 @@ def measure_splices(model, size, args) -> dict:
         "flat": float(np.mean([m.flat.mean() for m in maps])),
         "clipped": float(np.mean([m.clipped.mean() for m in maps])),
     }
+    figures["reliability"] = measure_reliability(entries, truths, maps)
     return figures
+
+
+RESIDUAL_BINS = (0.0, 0.4, 0.8, 1.6, 3.2, float("inf"))
+CLIPPED_BINS = (0.0, 0.25, 0.5, 0.75, 1.01)
+
+
+def measure_reliability(entries, truths, maps) -> dict:
+    """How often a tile of a clean photo agrees with the photo's own camera (the most frequent
+    argmax over all its tiles), by the tile's residual energy and clipped share: what the
+    reliability thresholds (camlit.forensics.reliability) leave out should agree less."""
+    energy, clipped, agrees = [], [], []
+    for (_, photo, _), truth, camera_map in zip(entries, truths, maps, strict=True):
+        if truth.any():
+            continue
+        image = read_rgb(photo)
+        labels = camera_map.probabilities.argmax(axis=-1)
+        agrees.append((labels == np.bincount(labels.ravel()).argmax()).ravel())
+        energy.append(residual_energy(image, camera_map.tops, camera_map.lefts, camera_map.size).ravel())
+        clipped.append(clipped_share(image, camera_map.tops, camera_map.lefts, camera_map.size).ravel())
+    energy, clipped, agrees = map(np.concatenate, (energy, clipped, agrees))
+
+    def binned(values, edges):
+        rows = {}
+        for low, high in zip(edges[:-1], edges[1:], strict=True):
+            inside = (values >= low) & (values < high)
+            rows[f"{low:g}-{high:g}"] = {
+                "tiles": int(inside.sum()),
+                "agree": float(agrees[inside].mean()) if inside.any() else None,
+            }
+        return rows
+
+    return {
+        "clean_photos": len([t for t in truths if not t.any()]),
+        "by_residual_std": binned(energy, RESIDUAL_BINS),
+        "by_clipped_share": binned(clipped, CLIPPED_BINS),
+    }
 
 
 def write_examples(folder: Path, entries, truths, maps, threshold: float) -> None:
