@@ -77,7 +77,7 @@ def naive(camera_map: CameraMap) -> SpliceResult:
 SPLICE_METHODS = {
     "naive": naive,
     "disagreement": disagreement,
-    "disagreement_unsmoothed": lambda m: disagreement(m, smooth=False),
+    "disagreement_smoothed": lambda m: disagreement(m, smooth=True),
     "clustering": clustering,
 }
 

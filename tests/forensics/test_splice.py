@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from camlit.forensics.camera_map import CameraMap, tile_axis, tile_stride
-from camlit.forensics.splice import foreign_mask, localise
+from camlit.forensics.splice import disagreement, foreign_mask, localise
 
 SIZE, SIDE, CLASSES = 32, 128, ["A", "B", "C"]
 CENTRES = np.arange(16, 113, 16)  # of the 7 x 7 tiles; the middle 3 x 3 are foreign
@@ -57,11 +57,13 @@ def test_both_methods_find_the_pasted_block(method):
     result = localise(camera_map, method, threshold=0.0)
     truth = known_mask()
     assert result.spliced and (CLASSES[result.own], CLASSES[result.foreign]) == ("A", "B")
-    # The clustering's edges are exact; the disagreement's smoothing over neighbours rounds the
-    # block, but keeps its core and stays within a tile stride of it.
-    if method == "clustering":
-        np.testing.assert_array_equal(result.mask, truth)
-    assert result.mask[52:76, 52:76].all() and not result.mask[:32].any() and not result.mask[96:].any()
+    np.testing.assert_array_equal(result.mask, truth)
+
+
+def test_smoothing_the_disagreement_rounds_the_block_but_keeps_its_core():
+    camera_map = hand_made_map(block())
+    mask = foreign_mask(camera_map, disagreement(camera_map, smooth=True).tile_scores)
+    assert mask[52:76, 52:76].all() and not mask[:32].any() and not mask[96:].any()
 
 
 @pytest.mark.parametrize("method", ["disagreement", "clustering"])
