@@ -20,6 +20,7 @@ import numpy as np
 
 from camlit.atomic import write_text_atomic
 from camlit.data.samples import manipulated_from_name
+from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
@@ -114,10 +115,16 @@ def measure_splices(model, size, args) -> dict:
     if args.tune:
         _, tune_truths, tune_maps = cached_maps(model, size, Path(args.tune), Path(args.work) / "tune_maps", args.limit)
     figures = {"thresholds_chosen_on": "tune set" if args.tune else "the measured set itself (optimistic)"}
+    calibrated = splice.calibration_path(args.ckpt_path).is_file()
     for name, method in SPLICE_METHODS.items():
         threshold = choose_threshold(tune_truths, *scored(method, tune_maps))
         decided = [decide(r, m, threshold) for r, m in zip(*scored(method, maps), strict=True)]
         figures[name] = {"photo_threshold": threshold, **splice_report(groups, truths, decided)}
+        if calibrated and name in splice.METHODS:
+            # The threshold `camlit calibrate` set on the run's own clean validation photos.
+            own = splice.photo_threshold(name, args.ckpt_path)
+            decided = [decide(r, m, own) for r, m in zip(*scored(method, maps), strict=True)]
+            figures[name]["calibrated"] = {"photo_threshold": own, **splice_report(groups, truths, decided)}
     if args.examples:
         write_examples(Path(args.examples), entries, truths, maps, figures[DEFAULT_METHOD]["photo_threshold"])
     figures["unjudged_tiles"] = {

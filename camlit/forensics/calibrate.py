@@ -11,16 +11,21 @@ applied whole before cropping, as Kaggle made its test set.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from camlit.atomic import write_text_atomic
 from camlit.data import manipulations
 from camlit.data.commands import at_least
+from camlit.data.crops import center_crop
 from camlit.data.samples import Sample, scan, split_by_photo
 from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
+from camlit.forensics import splice
+from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.imageio import read_rgb
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures, split_extras
@@ -29,6 +34,8 @@ from camlit.inference.running import predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
 from camlit.training.checkpointing import load_plain
 
+SPLICE_PHOTOS = 100
+KAGGLE_SIDE = 512  # the side of Kaggle's test images
 DEFAULT_SCORE = "mahalanobis"  # the best of the four on the demo model (docs/forensics.md)
 
 
@@ -53,13 +60,18 @@ def photo_rows(model, paths: Sequence[str | os.PathLike], plan: CropPlan, **opti
 
 
 class ReadManipulated:
-    """A reader that gives each photo under its manipulation (`names`: path -> manipulation)."""
+    """A reader that gives each photo under its manipulation (`names`: path -> manipulation), whole,
+    then its centre `side` x `side` crop when `side` is given (Kaggle's test images are such crops)."""
 
-    def __init__(self, names: dict[str, str]):
+    def __init__(self, names: dict[str, str], side: int | None = None):
         self.names = names
+        self.side = side
 
     def __call__(self, path: str | os.PathLike):
-        return manipulations.apply(self.names[str(path)], read_rgb(path))
+        image = manipulations.apply(self.names[str(path)], read_rgb(path))
+        if self.side is None or min(image.shape[:2]) <= self.side:
+            return image
+        return center_crop(image, self.side)
 
 
 def calibration_rows(model, samples: Sequence[Sample], plan: CropPlan, **options):
@@ -93,6 +105,36 @@ def calibrated(score: str, model, train, val, plan: CropPlan, crops: int, **opti
     return fitted
 
 
+def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, **options) -> dict:
+    """Each splice method's photo threshold, set so that at most 5% of the run's clean validation
+    photos get a foreign region: up to `photos` of them (a seeded draw), each taken unaltered or, on
+    a flat tree, every other one under one of Kaggle's manipulations, as a 512 px centre crop."""
+    rng = np.random.default_rng(0)
+    chosen = [samples[i] for i in sorted(rng.permutation(len(samples))[:photos])]
+    kinds = manipulations.MANIPULATED
+    flat = all(s.manipulation == manipulations.UNALTERED for s in chosen)
+    names = {
+        str(s.path): kinds[(i // 2) % len(kinds)] if flat and i % 2 else s.manipulation for i, s in enumerate(chosen)
+    }
+    reader = ReadManipulated(names, side=KAGGLE_SIDE)
+    flags = [name != manipulations.UNALTERED for name in names.values()]
+    predictions = predict_tiles(model, list(names), size, manipulated=flags, reader=reader, **options)
+    scores = {method: [] for method in splice.METHODS}
+    for index in np.flatnonzero(predictions.usable):
+        path = predictions.paths[index]
+        camera_map = map_from_rows(reader(path), model.classes, size, predictions.extras[index])
+        for method in splice.METHODS:
+            scores[method].append(splice.SCORERS[method](camera_map).photo_score)
+    if not scores[splice.DEFAULT_METHOD]:
+        raise CamlitError(f"no validation photo is large enough for {size} px tiles")
+    # Strictly above the 95th percentile: a photo scoring at a threshold gets a region.
+    thresholds = {
+        method: float(np.nextafter(np.quantile(values, openset.ACCEPT, method="higher"), np.inf))
+        for method, values in scores.items()
+    }
+    return {"photo_thresholds": thresholds, "clean_photos": len(scores[splice.DEFAULT_METHOD])}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="calibrate_unknown.py",
@@ -103,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
     parser.add_argument("--score", choices=openset.SCORES, default=DEFAULT_SCORE, help=f"default {DEFAULT_SCORE}")
     parser.add_argument("--crops", type=at_least(1), default=DEFAULT_CROPS, help="crops per photo, as predict's")
+    parser.add_argument(
+        "--splice_photos", type=at_least(0), default=SPLICE_PHOTOS,
+        help=f"validation photos mapped tile by tile to set the splice photo thresholds (default {SPLICE_PHOTOS}; "
+        "0: leave the splice thresholds as they are)",
+    )  # fmt: skip
     parser.add_argument("--batch_size", type=at_least(1), default=128, help="crops per forward pass")
     parser.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1")
     return parser
@@ -116,9 +163,17 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops)
         options = {"batch_size": args.batch_size, "device": args.device}
         fitted = calibrated(args.score, model, train, val, plan, args.crops, **options)
-        with disk_full_as_user_error("the calibration file is written whole or not at all"):
+        splices = (
+            splice_thresholds(model, val, plan.size, args.splice_photos, **options) if args.splice_photos else None
+        )
+        with disk_full_as_user_error("each calibration file is written whole or not at all"):
             fitted.save(openset.calibration_path(args.ckpt_path))
+            if splices:
+                write_text_atomic(splice.calibration_path(args.ckpt_path), json.dumps(splices, indent=2) + "\n")
     print(f"{args.score} thresholds {fitted.threshold:.4g} (unaltered) and {fitted.threshold_manipulated:.4g} "
           f"(manipulated) accept 95% of the {len(val)} validation photos of each kind; "
           f"written to {openset.calibration_path(args.ckpt_path)}")  # fmt: skip
+    if splices:
+        print(f"splice photo thresholds give a region to at most 5% of {splices['clean_photos']} clean validation "
+              f"photos; written to {splice.calibration_path(args.ckpt_path)}")  # fmt: skip
     return fitted

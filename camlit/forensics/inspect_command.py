@@ -24,7 +24,7 @@ from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
-from camlit.forensics.splice import DEFAULT_METHOD, METHODS, PHOTO_THRESHOLDS, localise
+from camlit.forensics.splice import DEFAULT_METHOD, METHODS, localise, photo_threshold
 from camlit.imageio import ImageTooSmall, read_rgb, require_crop_fits, write_image_atomic
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.tta import DEFAULT_CROP_SIZE
@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--threshold", type=float, default=None,
-        help="photo-level score from which a foreign region is drawn (default: the method's measured one)",
+        help="photo-level score from which a foreign region is drawn (default: the one `camlit calibrate` set "
+        "beside the checkpoint, else the method's measured one for the demo model)",
     )  # fmt: skip
     parser.add_argument("--crop_size", type=at_least(2), default=None, help="tile side; default: the training crop")
     parser.add_argument(
@@ -80,7 +81,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     if not predictions.primary:
         return {}
     camera_map = map_from_rows(image, model.classes, size, predictions.extras[0])
-    threshold = PHOTO_THRESHOLDS[args.method] if args.threshold is None else args.threshold
+    threshold = photo_threshold(args.method, args.ckpt_path) if args.threshold is None else args.threshold
     result = localise(camera_map, args.method, threshold)
     stem = source.stem
     summary = {

@@ -18,7 +18,7 @@ import numpy as np
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
-from camlit.forensics.splice import DEFAULT_METHOD, PHOTO_THRESHOLDS, SpliceResult, localise
+from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, localise, photo_threshold
 from camlit.imageio import list_images, read_rgb
 from camlit.inference.openset import auroc
 
@@ -86,13 +86,18 @@ def splice_report(groups: Sequence[str], truths: Sequence[np.ndarray], results: 
 
 
 def evaluate_splices(
-    model, root: str | os.PathLike, size: int, method: str = DEFAULT_METHOD, threshold: float | None = None, **options
+    model,
+    root: str | os.PathLike,
+    size: int,
+    checkpoint: str | os.PathLike | None = None,
+    method: str = DEFAULT_METHOD,
+    **options,
 ) -> dict:
     """evaluate's `--splices` report: every photo with a mask under `root` mapped, localised and scored,
-    by `method` and its measured photo threshold unless `threshold` is given.
+    by `method` at the photo threshold calibrated beside `checkpoint` (else the measured one).
 
     `options` are predict_paths' (device, devices, num_workers, progress, batch_size)."""
-    threshold = PHOTO_THRESHOLDS[method] if threshold is None else threshold
+    threshold = photo_threshold(method, checkpoint)
     entries = splice_folder(root)
     flags = [group != UNALTERED for group, _, _ in entries]
     predictions = predict_tiles(model, [photo for _, photo, _ in entries], size, manipulated=flags, **options)

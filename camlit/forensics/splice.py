@@ -17,17 +17,22 @@ drawn at all (a clean photo always has a rival camera and a second cluster, only
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from camlit.errors import CamlitError
 from camlit.forensics.camera_map import CameraMap
 
 METHODS = ("disagreement", "clustering")
 DEFAULT_METHOD = "disagreement"
-# Photo-level scores from which a mask is drawn: for the demo model, chosen on a tune set of
-# spliced and clean photos so that at most 5% of clean ones get a region (docs/forensics.md).
+# Photo-level scores from which a mask is drawn, for a checkpoint that `camlit calibrate` has not
+# calibrated: the demo model's, chosen on a tune set of spliced and clean photos so that at most
+# 5% of clean ones get a region (docs/forensics.md).
 PHOTO_THRESHOLDS = {"disagreement": 7.96, "clustering": 2.7}
 # A splice covers 10% of the photo or more; this share of the reliable tiles scores the photo.
 TOP_SHARE = 0.05
@@ -115,6 +120,26 @@ def clustering(camera_map: CameraMap) -> SpliceResult:
     return SpliceResult("clustering", scores, separation, own_class, other_class)
 
 
+SCORERS = {"disagreement": disagreement, "clustering": clustering}
+
+
+def calibration_path(checkpoint: str | os.PathLike) -> Path:
+    """Where `camlit calibrate` keeps a checkpoint's photo thresholds: `<stem>.splice.json` beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.splice.json")
+
+
+def photo_threshold(method: str, checkpoint: str | os.PathLike | None = None) -> float:
+    """The checkpoint's calibrated photo threshold for `method`, else the demo model's measured one."""
+    path = calibration_path(checkpoint) if checkpoint is not None else None
+    if path is None or not path.is_file():
+        return PHOTO_THRESHOLDS[method]
+    try:
+        return float(json.loads(path.read_text())["photo_thresholds"][method])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CamlitError(f"{path}: not a splice calibration ({error}); remake it with `camlit calibrate`") from None
+
+
 def interpolation_weights(centres: np.ndarray, extent: int) -> np.ndarray:
     """(extent, len(centres)) linear interpolation weights from tile centres to pixel centres,
     held constant beyond the outer centres."""
@@ -149,7 +174,7 @@ def localise(camera_map: CameraMap, method: str = "disagreement", threshold: flo
     """Tile scores, photo score and, when the photo score reaches `threshold`, the foreign mask."""
     if method not in METHODS:
         raise ValueError(f"unknown splice method {method!r}; choose from {', '.join(METHODS)}")
-    result = disagreement(camera_map) if method == "disagreement" else clustering(camera_map)
+    result = SCORERS[method](camera_map)
     result.spliced = result.photo_score >= threshold
     result.mask = foreign_mask(camera_map, result.tile_scores) if result.spliced else np.zeros(camera_map.shape, bool)
     result.spliced = bool(result.mask.any())

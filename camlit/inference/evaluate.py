@@ -209,7 +209,7 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
         from camlit.forensics.reports import evaluate_splices
 
         report["splices"] = evaluate_splices(
-            model, args.splices, plan.size, device=args.device, devices=args.devices,
+            model, args.splices, plan.size, args.ckpt_path, device=args.device, devices=args.devices,
             num_workers=args.num_workers, progress=not args.no_progress,
         )  # fmt: skip
     return report

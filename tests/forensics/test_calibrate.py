@@ -1,10 +1,15 @@
 """Calibration of the unknown-camera score on a run's own split, unaltered and manipulated apart."""
 
+import json
+
 import numpy as np
+import pytest
 import torch
 from conftest import CLASSES, save_checkpoint
 
 from camlit.data.samples import scan
+from camlit.errors import CamlitError
+from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, main
 from camlit.inference import openset
 from camlit.inference.loading import load_checkpoint
@@ -26,7 +31,17 @@ def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_pa
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["datamodule_hyper_parameters"].update(train_dir=str(flat_tree), val_fraction=0.34, seed=0)
     torch.save(checkpoint, path)
-    main(["--ckpt_path", str(path), "--crops", "2", "--score", "knn", "--device", "cpu"])
+    main(["--ckpt_path", str(path), "--crops", "2", "--score", "knn", "--device", "cpu", "--splice_photos", "4"])
     model = openset.load(path)
     assert np.isfinite(model.threshold) and np.isfinite(model.threshold_manipulated)
     assert "(manipulated)" in capsys.readouterr().out
+    splices = json.loads(splice.calibration_path(path).read_text())
+    assert splices["clean_photos"] == 4 and set(splices["photo_thresholds"]) == set(splice.METHODS)
+    assert splice.photo_threshold("disagreement", path) == splices["photo_thresholds"]["disagreement"]
+
+
+def test_a_checkpoint_without_a_splice_calibration_gets_the_measured_threshold(tmp_path):
+    assert splice.photo_threshold("clustering", tmp_path / "a.ckpt") == splice.PHOTO_THRESHOLDS["clustering"]
+    splice.calibration_path(tmp_path / "a.ckpt").write_text("{}")
+    with pytest.raises(CamlitError, match="a.splice.json"):
+        splice.photo_threshold("clustering", tmp_path / "a.ckpt")
