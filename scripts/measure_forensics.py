@@ -24,7 +24,7 @@ from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
-from camlit.forensics.reliability import clipped_share, residual_energy
+from camlit.forensics.reliability import clipped_share, reliability, residual_energy
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, clustering, disagreement, foreign_mask
 from camlit.imageio import list_images, read_rgb, write_image_atomic
@@ -61,9 +61,14 @@ def cached_maps(model, size: int, root: Path, work: Path, limit: int | None):
             camera_map = map_from_rows(read_rgb(photo), model.classes, size, predictions.extras[k])
             camera_map.save(work / f"{i}.npz")
     maps, truths = [], []
-    for i, (_, _, mask) in enumerate(entries):
-        maps.append(CameraMap.load(work / f"{i}.npz"))
-        truths.append(read_mask(mask, maps[-1].shape))
+    for i, (_, photo, mask) in enumerate(entries):
+        camera_map = CameraMap.load(work / f"{i}.npz")
+        # The reliability masks as the current thresholds draw them, not as when the map was kept.
+        camera_map.flat, camera_map.clipped = reliability(
+            read_rgb(photo), camera_map.tops, camera_map.lefts, camera_map.size
+        )
+        maps.append(camera_map)
+        truths.append(read_mask(mask, camera_map.shape))
     return entries, truths, maps
 
 
