@@ -193,7 +193,12 @@ def measure_unknown(model, size, args) -> dict:
     work = Path(args.work)
     plan = CropPlan(size=size, count=args.crops)
     train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
-    _, train_features, train_labels, _ = cached_rows(work / "train.npz", lambda: calibration_rows(model, train, plan))
+    _, train_features, train_labels, train_flags = cached_rows(
+        work / "train.npz", lambda: calibration_rows(model, train, plan)
+    )
+    # Fitted on the unaltered training photos, as calibrate.calibrated does.
+    train_features = [rows for rows, flag in zip(train_features, train_flags, strict=True) if not flag]
+    train_labels = train_labels[~train_flags]
     val_logits, val_features, _, val_flags = cached_rows(work / "val.npz", lambda: calibration_rows(model, val, plan))
     images = labelled_csv(args.known, Path(args.known).parent / "test_labels.csv", model.classes)
     known_flags = np.array([image.manipulated for image in images])

@@ -2,10 +2,10 @@
 thresholds on the run's validation photos, into `<checkpoint stem>.unknown.npz` beside the checkpoint.
 
 The split is the run's own: the checkpoint's DataModule settings (train_dir, val_fraction, seed)
-through camlit.data.samples, so the validation photos are exactly those the run held out. Both the
-fit and the thresholds see manipulated photos as well as unaltered ones: a prepared tree's
-manipulation folders, or else each photo also under one of Kaggle's manipulations in turn,
-applied whole before cropping, as Kaggle made its test set.
+through camlit.data.samples, so the validation photos are exactly those the run held out. The
+score is fitted on unaltered training photos; the thresholds are set on validation photos of both
+kinds: a prepared tree's manipulation folders, or else each photo also under one of Kaggle's
+manipulations in turn, applied whole before cropping, as Kaggle made its test set.
 """
 
 from __future__ import annotations
@@ -74,13 +74,14 @@ class ReadManipulated:
         return center_crop(image, self.side)
 
 
-def calibration_rows(model, samples: Sequence[Sample], plan: CropPlan, **options):
+def calibration_rows(model, samples: Sequence[Sample], plan: CropPlan, only_as_they_are: bool = False, **options):
     """(logits, features, labels, manipulated) per usable photo: the samples as they are and, when
-    none of them is manipulated, each also under one of Kaggle's manipulations in turn."""
+    none of them is manipulated (and not `only_as_they_are`), each also under one of Kaggle's
+    manipulations in turn."""
     flags = np.array([s.manipulation != manipulations.UNALTERED for s in samples], bool)
     labels = np.array([s.label for s in samples])
     logits, features, usable = photo_rows(model, [s.path for s in samples], plan, manipulated=list(flags), **options)
-    if flags.any() or not len(samples):
+    if flags.any() or only_as_they_are or not len(samples):
         return logits, features, labels[usable], flags[usable]
     kinds = manipulations.MANIPULATED
     names = {str(s.path): kinds[i % len(kinds)] for i, s in enumerate(samples)}
@@ -97,8 +98,11 @@ def calibration_rows(model, samples: Sequence[Sample], plan: CropPlan, **options
 
 
 def calibrated(score: str, model, train, val, plan: CropPlan, crops: int, **options) -> openset.OpenSetModel:
-    """The open-set score fitted on the training photos, its thresholds set on the validation photos."""
-    _, train_features, train_labels, _ = calibration_rows(model, train, plan, **options)
+    """The open-set score fitted on the unaltered training photos (fitted on manipulated ones too, the
+    demo model's Mahalanobis AUROC fell from 0.703 to 0.650), its two thresholds set on the
+    validation photos of each kind."""
+    unaltered = [s for s in train if s.manipulation == manipulations.UNALTERED]
+    _, train_features, train_labels, _ = calibration_rows(model, unaltered, plan, only_as_they_are=True, **options)
     fitted = openset.fit(score, train_features, train_labels, len(model.classes))
     val_logits, val_features, _, val_flags = calibration_rows(model, val, plan, **options)
     fitted.calibrate(fitted.scores(val_logits, val_features), crops, val_flags)
