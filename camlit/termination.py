@@ -8,7 +8,8 @@ current batch, and camlit.training.cli saves a checkpoint there before it exits.
 SLURM's scancel and `timeout` signal the whole process group, the loader workers too. torch's
 SIGCHLD handler would then raise "DataLoader worker is killed" from wherever the main thread is,
 mid-step. A deferred watch quiets SIGCHLD instead, so the step finishes; a loader that is waited
-on finds its workers gone and raises at a batch boundary, which `stopped_by_sigterm` recognises.
+on finds its workers gone and raises at a batch boundary, which
+camlit.training.callbacks.stopped_by_sigterm recognises.
 """
 
 from __future__ import annotations

@@ -101,7 +101,8 @@ def calibrated(score: str, model, train, val, plan: CropPlan, crops: int, **opti
     """The open-set score fitted on the unaltered training photos (fitted on manipulated ones too, the
     demo model's Mahalanobis AUROC fell from 0.703 to 0.650), its two thresholds set on the
     validation photos of each kind."""
-    unaltered = [s for s in train if s.manipulation == manipulations.UNALTERED]
+    # A prepared tree without an unaltered folder: fitted on what there is.
+    unaltered = [s for s in train if s.manipulation == manipulations.UNALTERED] or list(train)
     _, train_features, train_labels, _ = calibration_rows(model, unaltered, plan, only_as_they_are=True, **options)
     fitted = openset.fit(score, train_features, train_labels, len(model.classes))
     val_logits, val_features, _, val_flags = calibration_rows(model, val, plan, **options)

@@ -10,7 +10,7 @@ from conftest import CLASSES, save_checkpoint
 from camlit.data.samples import scan
 from camlit.errors import CamlitError
 from camlit.forensics import splice
-from camlit.forensics.calibrate import calibration_rows, main
+from camlit.forensics.calibrate import calibrated, calibration_rows, main
 from camlit.inference import openset
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.tta import CropPlan
@@ -45,3 +45,14 @@ def test_a_checkpoint_without_a_splice_calibration_gets_the_measured_threshold(t
     splice.calibration_path(tmp_path / "a.ckpt").write_text("{}")
     with pytest.raises(CamlitError, match="a.splice.json"):
         splice.photo_threshold("clustering", tmp_path / "a.ckpt")
+
+
+def test_a_prepared_tree_without_an_unaltered_folder_still_calibrates(ckpt, flat_tree, tmp_path):
+    import shutil
+
+    shutil.copytree(flat_tree, tmp_path / "prepared" / "jpeg90")
+    model, size = load_checkpoint(ckpt, "cpu")
+    samples = scan(tmp_path / "prepared", CLASSES)
+    assert {s.manipulation for s in samples} == {"jpeg90"}
+    fitted = calibrated("knn", model, samples[:12], samples[12:], CropPlan(size=size, count=2), crops=2)
+    assert np.isfinite(fitted.threshold)
