@@ -6,7 +6,7 @@ python scripts/make_synthetic.py --output data/synthetic [--images_per_camera 30
 A download shaped like Kaggle's archive (camlit.data.kaggle_layout.make_kaggle_layout):
 
 python scripts/make_synthetic.py --kaggle_layout data/kaggle-synthetic [--images_per_camera 30]
-    [--test_images 480] [--width 1368 --height 1024] [--seed 0] [--workers N]
+    [--test_images 1760] [--width 1368 --height 1024] [--seed 0] [--workers N]
 """
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ class CameraDataModule(L.LightningDataModule):
         manipulation_p: chance of applying a random Kaggle manipulation to a training crop of an
             unaltered image; images from a prepared manipulation folder are not manipulated again.
         manipulation_weights: relative frequency of each manipulation, e.g. `{jpeg70: 2}` (missing
-            ones weigh 0); uniform when not given.
+            ones weigh 0); uniform when not given. It weighs the on-the-fly manipulations and, with
+            `unaltered_share` on a prepared tree, the manipulation folders' shares of the crops.
         manipulation_ramp_epochs: raise `manipulation_p` linearly from the first epoch to its full
             value at this epoch (0: full from the start).
         manipulation_patch_scale: run an on-the-fly resize on a patch this many times larger than the
@@ -191,7 +192,7 @@ class CameraDataModule(L.LightningDataModule):
         else:
             train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
         require_every_class(train, self.classes, hp.train_dir)
-        require_pools(train, self.classes, hp.unaltered_share, hp.train_dir)
+        require_pools(train, self.classes, hp.unaltered_share, hp.train_dir, hp.manipulation_weights)
         if pseudo:
             # Training only: the test images have no true label to validate against.
             train = train + self.usable(pseudo, hp.pseudo_labels)
@@ -248,7 +249,12 @@ class CameraDataModule(L.LightningDataModule):
         hp = self.hparams
         labels = [s.label for s in self.train_set.samples]
         unaltered = [s.manipulation == manipulations.UNALTERED for s in self.train_set.samples]
-        sampler = EpochSampler(labels, hp.load_ratio, hp.seed, hp.crops_per_image, unaltered, hp.unaltered_share)
+        kinds = [s.manipulation for s in self.train_set.samples]
+        # Without a share, images are drawn as they come and the weights act on the fly only.
+        weights = self.manipulation_probabilities if hp.unaltered_share is not None else None
+        sampler = EpochSampler(
+            labels, hp.load_ratio, hp.seed, hp.crops_per_image, unaltered, hp.unaltered_share, kinds, weights
+        )
         return self.loader(
             self.train_set,
             batch_size=hp.batch_size,

@@ -97,7 +97,9 @@ class EpochSampler(Sampler):
     With `unaltered_share`, each class's crops of the epoch (as many as without it) are drawn that
     share from its unaltered images and the rest from its manipulated ones (`unaltered` says which
     is which), each pool's images as evenly as possible: a prepared tree holds eight manipulated
-    copies of every photo, and the share would otherwise be a ninth.
+    copies of every photo, and the share would otherwise be a ninth. `manipulation_weights`
+    (probabilities in MANIPULATED order) then splits the manipulated crops between the folders
+    (`kinds`: each image's manipulation), by largest remainder over the ones the class has.
 
     Lightning calls `set_epoch`, also through its DistributedSamplerWrapper under DDP, so every
     rank draws the same subset and the wrapper gives each rank a distinct share of it.
@@ -111,6 +113,8 @@ class EpochSampler(Sampler):
         crops_per_image: int = 1,
         unaltered: Sequence[bool] | None = None,
         unaltered_share: float | None = None,
+        kinds: Sequence[str] | None = None,
+        manipulation_weights: Sequence[float] | None = None,
     ):
         if not 0 < load_ratio <= 1:
             raise ValueError(f"load_ratio must be in (0, 1], got {load_ratio}")
@@ -128,6 +132,19 @@ class EpochSampler(Sampler):
                 if (unaltered_share > 0 and not plain) or (unaltered_share < 1 and not manipulated):
                     raise ValueError(f"class {label} has no {'unaltered' if not plain else 'manipulated'} images")
         self.unaltered_share = unaltered_share
+        # Per class: the manipulated images of each manipulation, and its weight.
+        self.folders: dict[int, list[tuple[list[int], float]]] = {}
+        if manipulation_weights is not None:
+            if unaltered_share is None or kinds is None:
+                raise ValueError("manipulation_weights needs unaltered_share and kinds")
+            weight = dict(zip(manipulations.MANIPULATED, manipulation_weights, strict=True))
+            for label, (_, manipulated) in self.pools.items():
+                by_kind = defaultdict(list)
+                for index in manipulated:
+                    by_kind[kinds[index]].append(index)
+                self.folders[label] = [(indices, weight[kind]) for kind, indices in sorted(by_kind.items())]
+                if unaltered_share < 1 and not any(w > 0 for _, w in self.folders[label]):
+                    raise ValueError(f"class {label} has no manipulated images of a manipulation weighing more than 0")
         if crops_per_image < 1:
             raise ValueError(f"crops_per_image must be at least 1, got {crops_per_image}")
         self.load_ratio = load_ratio
@@ -157,10 +174,23 @@ class EpochSampler(Sampler):
                 continue
             crops = count * self.crops_per_image
             plain = round(self.unaltered_share * crops)
-            for pool, share in zip(self.pools[label], (plain, crops - plain), strict=True):
+            draws = [(self.pools[label][0], plain), *self.manipulated_draws(label, crops - plain)]
+            for pool, share in draws:
                 items.extend((index, self.epoch, crop) for index, crop in spread(rng, pool, share))
         for position in rng.permutation(len(items)).tolist():
             yield items[position]
+
+    def manipulated_draws(self, label: int, count: int) -> list[tuple[list[int], int]]:
+        """(pool, crops) pairs that share `count` manipulated crops of a class by the weights."""
+        if label not in self.folders:
+            return [(self.pools[label][1], count)]
+        pools, weights = zip(*self.folders[label], strict=True)
+        exact = count * np.asarray(weights) / sum(weights)
+        counts = np.floor(exact).astype(int)
+        # Largest remainders first; a stable sort keeps ties in folder order, so the split is fixed.
+        for position in np.argsort(counts - exact, kind="stable")[: count - counts.sum()]:
+            counts[position] += 1
+        return list(zip(pools, counts.tolist(), strict=True))
 
 
 def spread(rng: np.random.Generator, indices: Sequence[int], count: int) -> list[tuple[int, int]]:

@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 KAGGLE_WIDTH, KAGGLE_HEIGHT = 1368, 1024
 # Every test row of sample_submission.csv names this camera, a placeholder to be replaced.
 PLACEHOLDER_CAMERA = KAGGLE_CAMERAS[0]
-# 480 test images: 240 unaltered (one image is 0.4 points) and 30 per manipulation (3.3 points).
-DEFAULT_TEST_IMAGES = 480
+# 1,760 test images: 880 unaltered and 110 per manipulation, so that one image is less than a
+# point in every group (0.11 and 0.91 points); Kaggle's test set has 2,640, 165 per manipulation.
+DEFAULT_TEST_IMAGES = 1760
 # The prepared folder's name in a download, as the seed notebook named it.
 PREPARED = "data-512"
 # Split numbers of the scene seeds: new numbers, so no scene is one of the demo set's.

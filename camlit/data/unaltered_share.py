@@ -25,12 +25,24 @@ def unaltered_crop_share(samples: list[Sample], unaltered_share: float | None, m
     return drawn * (1 - manipulation_p)
 
 
-def require_pools(samples: list[Sample], classes: list[str], unaltered_share: float | None, where: str) -> None:
-    """With `unaltered_share`, every class needs the unaltered and the manipulated images it draws from."""
+def require_pools(
+    samples: list[Sample],
+    classes: list[str],
+    unaltered_share: float | None,
+    where: str,
+    weights: dict[str, float] | None = None,
+) -> None:
+    """With `unaltered_share`, every class needs the unaltered and the manipulated images it draws
+    from; with `weights` too, manipulated images of a manipulation that weighs more than 0."""
     if unaltered_share is None:
         return
+    weighed = {name for name, weight in (weights or {}).items() if weight > 0}
     for kind, needed in (("unaltered", unaltered_share > 0), ("manipulated", unaltered_share < 1)):
-        present = {s.label for s in samples if (s.manipulation == UNALTERED) == (kind == "unaltered")}
+        if kind == "manipulated" and weights:
+            kind = f"{', '.join(sorted(weighed))} (--data.manipulation_weights)"
+            present = {s.label for s in samples if s.manipulation in weighed}
+        else:
+            present = {s.label for s in samples if (s.manipulation == UNALTERED) == (kind == "unaltered")}
         absent = [name for label, name in enumerate(classes) if label not in present]
         if needed and absent:
             raise CamlitError(

@@ -6,6 +6,8 @@ import pytest
 from conftest import make_datamodule as make
 
 from camlit.data.datasets import EpochSampler
+from camlit.data.manipulations import MANIPULATED, MANIPULATIONS
+from camlit.data.manipulations import UNALTERED as UNALTERED_NAME
 from camlit.data.unaltered_share import unaltered_crop_share
 from camlit.errors import CamlitError
 
@@ -33,6 +35,30 @@ def test_sampler_draws_the_share_from_unaltered_images_evenly(share):
     assert list(sampler) != items
 
 
+def test_manipulation_weights_split_the_manipulated_crops_between_the_folders():
+    kinds = [name for name in MANIPULATIONS for _ in range(8)]
+    weights = [3.0 if name.startswith("jpeg") else 0.0 if name == "gamma0.8" else 1.0 for name in MANIPULATED]
+    probabilities = [w / sum(weights) for w in weights]
+    sampler = EpochSampler(LABELS, 1.0, 0, 4, UNALTERED, 0.5, kinds, probabilities)
+    items = list(sampler)
+    assert len(items) == len(sampler) == 2 * 36 * 4
+    for label in (0, 1):
+        drawn = Counter(kinds[index] for index, _, _ in items if LABELS[index] == label)
+        # 72 manipulated crops by weights 3:3:1:1:1:1:0:1 over 11: 19.6 -> 20 (largest remainders), 6.5 -> 6 or 7.
+        assert drawn["unaltered"] == 72 and "gamma0.8" not in drawn
+        assert drawn["jpeg70"] == drawn["jpeg90"] == 20
+        assert sorted(drawn[name] for name in ("resize0.5", "resize0.8", "resize1.5", "resize2.0", "gamma1.2")) == [
+            6,
+            6,
+            6,
+            7,
+            7,
+        ]
+    assert items == list(sampler)
+    with pytest.raises(ValueError, match="weighing more than 0"):
+        EpochSampler(LABELS, 1.0, 0, 4, UNALTERED, 0.5, [UNALTERED_NAME] * 8 + ["gamma0.8"] * 64, probabilities)
+
+
 def test_sampler_without_a_share_draws_images_as_they_come():
     items = list(EpochSampler(LABELS, 1.0, 0, 1, UNALTERED, None))
     assert sum(UNALTERED[index] for index, _, _ in items) == 8  # a ninth
@@ -49,6 +75,8 @@ def test_datamodule_honours_the_share_and_refuses_a_tree_without_its_pools(manip
     assert unaltered_crop_share(train.samples, None, 0.5) == pytest.approx(1 / 6)
     with pytest.raises(CamlitError, match=r"--data.unaltered_share 0.5: .* no manipulated training images"):
         make(flat_tree, unaltered_share=0.5)
+    with pytest.raises(CamlitError, match=r"no resize2.0 \(--data.manipulation_weights\) training images"):
+        make(manipulation_tree, unaltered_share=0.5, manipulation_weights={"resize2.0": 1})
     assert make(flat_tree, unaltered_share=1.0).train_set is not None
 
 
