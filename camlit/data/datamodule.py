@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from camlit.errors import CamlitError
 from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb
 
 log = logging.getLogger(__name__)
+# The training loader resumes mid-epoch (CameraDataModule.resume_draw), though not through the
+# state_dict interface that Lightning looks for; under DDP, resume_draw says what it cannot do.
+warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
 
 HOW_TO_GET_DATA = (
     "run the demo on generated data with `camlit fit --config scripts/configs/demo.yaml`, "
@@ -255,6 +259,7 @@ class CameraDataModule(L.LightningDataModule):
         sampler = EpochSampler(
             labels, hp.load_ratio, hp.seed, hp.crops_per_image, unaltered, hp.unaltered_share, kinds, weights
         )
+        self.resume_draw(sampler)
         return self.loader(
             self.train_set,
             batch_size=hp.batch_size,
@@ -262,6 +267,26 @@ class CameraDataModule(L.LightningDataModule):
             # A last batch of a single crop would break batch norm; keep it only on tiny sets.
             drop_last=len(sampler) > hp.batch_size,
         )
+
+    def resume_draw(self, sampler: EpochSampler) -> None:
+        """Start the draw at the epoch the fit is at, and a run resumed mid-epoch where it stopped.
+
+        Lightning builds the loader, and its workers start drawing, before it sets the sampler's
+        epoch, so a resumed run would otherwise train its first epoch on epoch 0's crops. Stopped
+        mid-epoch (SIGTERM), it runs only the epoch's remaining batches: on one device these skip
+        the ones done; under DDP each rank's share is cut from the whole order, so the epoch's
+        remaining batches are drawn from its start.
+        """
+        trainer = self.trainer
+        if trainer is None:
+            return
+        loop = trainer.fit_loop.epoch_loop
+        done = loop.batch_progress.current.completed if loop.restarting else 0
+        if done and trainer.world_size > 1:
+            epoch = trainer.current_epoch
+            log_warning(f"resumed in the middle of epoch {epoch} under DDP: its last batches are drawn from its start")
+            done = 0
+        sampler.resume(trainer.current_epoch, done * self.hparams.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         sampler = None

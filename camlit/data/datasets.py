@@ -151,9 +151,16 @@ class EpochSampler(Sampler):
         self.seed = seed
         self.crops_per_image = crops_per_image
         self.epoch = 0
+        self.resume_at: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume(self, epoch: int, items: int) -> None:
+        """Draw `epoch`'s own order, and leave out its first `items` in the next pass: a run
+        resumed mid-epoch then trains on the rest of the epoch it stopped in, as if never stopped."""
+        self.epoch = epoch
+        self.resume_at = (epoch, items)
 
     def per_class_count(self, available: int) -> int:
         return max(1, round(self.load_ratio * available))
@@ -177,7 +184,9 @@ class EpochSampler(Sampler):
             draws = [(self.pools[label][0], plain), *self.manipulated_draws(label, crops - plain)]
             for pool, share in draws:
                 items.extend((index, self.epoch, crop) for index, crop in spread(rng, pool, share))
-        for position in rng.permutation(len(items)).tolist():
+        start = self.resume_at[1] if self.resume_at and self.resume_at[0] == self.epoch else 0
+        self.resume_at = None
+        for position in rng.permutation(len(items)).tolist()[start:]:
             yield items[position]
 
     def manipulated_draws(self, label: int, count: int) -> list[tuple[list[int], int]]:

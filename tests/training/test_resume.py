@@ -1,6 +1,7 @@
 """Resuming a run (camlit.training.resume): the checkpoint chosen, the network checked, the run's
 folder, its best-k tracking and its schedule carried on."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -11,10 +12,14 @@ import warnings
 import pytest
 import torch
 from conftest import CLASSES, FIT, events, fit_args, one_error_line, wait_for
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from camlit.data.datamodule import CameraDataModule
 from camlit.errors import CamlitError
 from camlit.training.checkpointing import is_valid_checkpoint
 from camlit.training.cli import main
+from camlit.training.module import CameraClassifier
 from camlit.training.resume import find_resume_checkpoint
 
 pytestmark = pytest.mark.usefixtures("camlit_messages_on_stderr")
@@ -152,3 +157,53 @@ def test_resume_from_another_folder_keeps_best_checkpoint_tracking(flat_tree, tm
     assert [os.path.basename(p) for p in tracked.best_k_models] == ["best.ckpt"]
     assert all(os.path.isfile(p) for p in tracked.best_k_models)
     assert not (elsewhere / "lightning_logs").exists()
+
+
+class CropLog(Callback):
+    """Records each training batch's epoch and crops; at `stop_at` steps it stops the fit as
+    SIGTERM does (Lightning's flag, its exception after the batch) and saves there as camlit does."""
+
+    def __init__(self, stop_at: int | None = None, path: str | None = None):
+        self.batches: list[tuple[int, str]] = []
+        self.stop_at, self.path = stop_at, path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches.append((trainer.current_epoch, hashlib.sha1(batch.images.numpy().tobytes()).hexdigest()[:12]))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.stop_at:
+            trainer._signal_connector.received_sigterm = True
+
+    def on_exception(self, trainer, pl_module, exception):
+        if self.path:
+            trainer.save_checkpoint(self.path)
+
+
+def logged_fit(root, log: CropLog, ckpt_path=None) -> None:
+    trainer = Trainer(
+        max_epochs=2, callbacks=[log], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    datamodule = CameraDataModule(
+        str(root), classes=CLASSES, crop_size=32, batch_size=4, num_workers=1, synthetic_root=None
+    )
+    try:
+        trainer.fit(CameraClassifier(CLASSES, arch="resnet_tiny"), datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        pass
+
+
+def test_a_resumed_fit_trains_on_the_crops_of_an_uninterrupted_one(flat_tree, tmp_path):
+    """Lightning's loader workers start drawing before it sets the sampler's epoch: a resumed
+    epoch drew epoch 0's crops, and from its start when stopped mid-epoch."""
+    whole = CropLog()
+    logged_fit(flat_tree, whole)
+    steps_per_epoch = sum(epoch == 0 for epoch, _ in whole.batches)
+    assert len(whole.batches) == 2 * steps_per_epoch >= 4
+    for stop_at in (steps_per_epoch + 1, steps_per_epoch):  # in the middle of epoch 1, at the end of epoch 0
+        first = CropLog(stop_at, str(tmp_path / "stopped.ckpt"))
+        logged_fit(flat_tree, first)
+        assert len(first.batches) == stop_at
+        rest = CropLog()
+        logged_fit(flat_tree, rest, ckpt_path=tmp_path / "stopped.ckpt")
+        assert first.batches + rest.batches == whole.batches
