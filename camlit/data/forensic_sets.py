@@ -111,7 +111,7 @@ def forensic_jobs(output: Path, splices_per_group: int, unknown_per_camera: int,
 def make_forensic_sets(
     output: str | os.PathLike,
     splices_per_group: int = 20,
-    unknown_per_camera: int = 24,
+    unknown_per_camera: int = 120,
     seed: int = 0,
     workers: int | None = None,
 ) -> Path:

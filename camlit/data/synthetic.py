@@ -248,7 +248,10 @@ def write_missing(
     encoded = json.dumps(settings).encode()
     settings_path = output / marker
     if settings_path.is_file() and settings_path.read_bytes() != encoded:
-        raise CamlitError(f"{output} holds {what} made with other settings")
+        raise CamlitError(
+            f"{output} holds {what} made with other settings ({marker} says {settings_path.read_text()}, "
+            f"not {encoded.decode()}); write it into another folder"
+        )
     require_writable(output, option, folder=True)
     for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:
         folder.mkdir(parents=True, exist_ok=True)
