@@ -191,7 +191,7 @@ class EpochSampler(Sampler):
 
     def manipulated_draws(self, label: int, count: int) -> list[tuple[list[int], int]]:
         """(pool, crops) pairs that share `count` manipulated crops of a class by the weights."""
-        if label not in self.folders:
+        if label not in self.folders or count == 0:
             return [(self.pools[label][1], count)]
         pools, weights = zip(*self.folders[label], strict=True)
         exact = count * np.asarray(weights) / sum(weights)

@@ -55,8 +55,13 @@ def test_manipulation_weights_split_the_manipulated_crops_between_the_folders():
             7,
         ]
     assert items == list(sampler)
+    only_gamma = [UNALTERED_NAME] * 8 + ["gamma0.8"] * 64
     with pytest.raises(ValueError, match="weighing more than 0"):
-        EpochSampler(LABELS, 1.0, 0, 4, UNALTERED, 0.5, [UNALTERED_NAME] * 8 + ["gamma0.8"] * 64, probabilities)
+        EpochSampler(LABELS, 1.0, 0, 4, UNALTERED, 0.5, only_gamma, probabilities)
+    # All crops unaltered: no manipulated folder is drawn from, whatever the weights.
+    assert all(
+        UNALTERED[index] for index, _, _ in EpochSampler(LABELS, 1.0, 0, 4, UNALTERED, 1.0, only_gamma, probabilities)
+    )
 
 
 def test_sampler_without_a_share_draws_images_as_they_come():
