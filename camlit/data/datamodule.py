@@ -26,9 +26,6 @@ from camlit.errors import CamlitError
 from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb
 
 log = logging.getLogger(__name__)
-# The training loader resumes mid-epoch (CameraDataModule.resume_draw), though not through the
-# state_dict interface that Lightning looks for; under DDP, resume_draw says what it cannot do.
-warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
 
 HOW_TO_GET_DATA = (
     "run the demo on generated data with `camlit fit --config scripts/configs/demo.yaml`, "
@@ -286,6 +283,10 @@ class CameraDataModule(L.LightningDataModule):
             epoch = trainer.current_epoch
             log_warning(f"resumed in the middle of epoch {epoch} under DDP: its last batches are drawn from its start")
             done = 0
+        elif done:
+            # Lightning warns that the loader cannot resume, as it lacks the state_dict interface
+            # Lightning looks for; this skip is the resume.
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
         sampler.resume(trainer.current_epoch, done * self.hparams.batch_size)
 
     def val_dataloader(self) -> DataLoader:

@@ -193,7 +193,7 @@ def logged_fit(root, log: CropLog, ckpt_path=None) -> None:
         pass
 
 
-def test_a_resumed_fit_trains_on_the_crops_of_an_uninterrupted_one(flat_tree, tmp_path):
+def test_a_resumed_fit_trains_on_the_crops_of_an_uninterrupted_one(flat_tree, tmp_path, recwarn):
     """Lightning's loader workers start drawing before it sets the sampler's epoch: a resumed
     epoch drew epoch 0's crops, and from its start when stopped mid-epoch."""
     whole = CropLog()
@@ -207,3 +207,4 @@ def test_a_resumed_fit_trains_on_the_crops_of_an_uninterrupted_one(flat_tree, tm
         rest = CropLog()
         logged_fit(flat_tree, rest, ckpt_path=tmp_path / "stopped.ckpt")
         assert first.batches + rest.batches == whole.batches
+    assert not [w for w in recwarn if "your dataloader is not resumable" in str(w.message)]
