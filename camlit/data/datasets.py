@@ -138,11 +138,16 @@ class EpochSampler(Sampler):
             if unaltered_share is None or kinds is None:
                 raise ValueError("manipulation_weights needs unaltered_share and kinds")
             weight = dict(zip(manipulations.MANIPULATED, manipulation_weights, strict=True))
+            # A manipulation of unknown kind (a pseudo-labelled `_manip` test image) could be any of
+            # them, so it weighs their mean.
+            unknown_kind = float(np.mean(manipulation_weights))
             for label, (_, manipulated) in self.pools.items():
                 by_kind = defaultdict(list)
                 for index in manipulated:
                     by_kind[kinds[index]].append(index)
-                self.folders[label] = [(indices, weight[kind]) for kind, indices in sorted(by_kind.items())]
+                self.folders[label] = [
+                    (indices, weight.get(kind, unknown_kind)) for kind, indices in sorted(by_kind.items())
+                ]
                 if unaltered_share < 1 and not any(w > 0 for _, w in self.folders[label]):
                     raise ValueError(f"class {label} has no manipulated images of a manipulation weighing more than 0")
         if crops_per_image < 1:

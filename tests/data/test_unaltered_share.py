@@ -8,6 +8,7 @@ from conftest import make_datamodule as make
 from camlit.data.datasets import EpochSampler
 from camlit.data.manipulations import MANIPULATED, MANIPULATIONS
 from camlit.data.manipulations import UNALTERED as UNALTERED_NAME
+from camlit.data.pseudo import UNKNOWN_MANIPULATION
 from camlit.data.unaltered_share import unaltered_crop_share
 from camlit.errors import CamlitError
 
@@ -58,6 +59,10 @@ def test_manipulation_weights_split_the_manipulated_crops_between_the_folders():
     only_gamma = [UNALTERED_NAME] * 8 + ["gamma0.8"] * 64
     with pytest.raises(ValueError, match="weighing more than 0"):
         EpochSampler(LABELS, 1.0, 0, 4, UNALTERED, 0.5, only_gamma, probabilities)
+    # A pseudo-labelled `_manip` image's kind is unknown: it weighs the mean weight (1/8 here).
+    pseudo = [*kinds[:-8], *[UNKNOWN_MANIPULATION] * 8]
+    drawn = Counter(pseudo[i] for i, _, _ in EpochSampler(LABELS, 1.0, 0, 4, UNALTERED, 0.5, pseudo, probabilities))
+    assert drawn[UNKNOWN_MANIPULATION] == 2 * 9 and drawn["gamma1.2"] == 0
     # All crops unaltered: no manipulated folder is drawn from, whatever the weights.
     assert all(
         UNALTERED[index] for index, _, _ in EpochSampler(LABELS, 1.0, 0, 4, UNALTERED, 1.0, only_gamma, probabilities)
