@@ -73,3 +73,14 @@ def exit_terminated(what: str) -> None:
     """One line saying what the signal stopped and what is kept, then exit status 143."""
     print(f"stopped by SIGTERM: {what}", file=sys.stderr)
     raise SystemExit(EXIT_STATUS)
+
+
+@contextmanager
+def exit_on_sigterm(kept: str) -> Iterator[None]:
+    """A command's ending for SIGTERM in the block: its `finally`s and atomic writes clean up, then
+    one line saying what is `kept`, and exit status 143. Training defers the signal instead."""
+    try:
+        with on_sigterm():
+            yield
+    except Terminated:
+        exit_terminated(kept)

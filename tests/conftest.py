@@ -173,7 +173,7 @@ def manipulation_tree(tmp_path) -> Path:
 
 
 def start_prepare_data(
-    tmp_path: Path, photos: int, height: int, width: int
+    tmp_path: Path, photos: int, height: int, width: int, stderr: int = subprocess.DEVNULL
 ) -> tuple[subprocess.Popen, list[str], Path]:
     """scripts/prepare_data.py with 2 workers on `photos` JPEGs of two cameras, in a session of its
     own so that a kill reaches its workers: (the process, its arguments without --workers, output)."""
@@ -186,7 +186,7 @@ def start_prepare_data(
     process = subprocess.Popen(
         [sys.executable, str(PREPARE), *args, "--workers", "2"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         start_new_session=True,
     )
     return process, args, out

@@ -14,6 +14,7 @@ from camlit.data.prepare import PrepareSummary, prepare_dataset
 from camlit.data.synthetic import make_synthetic
 from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
 from camlit.imageio import MAX_PIXELS
+from camlit.termination import exit_on_sigterm
 
 
 def prepare_parser() -> ArgumentParser:
@@ -65,6 +66,7 @@ def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
     names = None if args.manipulations is None else [n for n in args.manipulations.split(",") if n.strip()]
     with (
         exit_on_user_error(),
+        exit_on_sigterm("every image written is whole; rerun to make the rest"),
         disk_full_as_user_error("every image written is whole; free space and rerun to make the rest"),
     ):
         summary = prepare_dataset(
@@ -107,6 +109,7 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
     args = synthetic_parser().parse_args(argv)
     with (
         exit_on_user_error(),
+        exit_on_sigterm("every file written is whole; rerun to make the rest"),
         disk_full_as_user_error("every file written is whole; free space and rerun to make the rest"),
     ):
         if (args.output is None) == (args.kaggle_layout is None):

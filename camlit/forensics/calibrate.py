@@ -32,6 +32,7 @@ from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
+from camlit.termination import exit_on_sigterm
 from camlit.training.checkpointing import load_plain
 
 SPLICE_PHOTOS = 100
@@ -162,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> openset.OpenSetModel:
     args = build_parser().parse_args(argv)
-    with exit_on_user_error():
+    kept = "each calibration file beside the checkpoint is whole or as it was"
+    with exit_on_user_error(), exit_on_sigterm(kept):
         model, size = load_checkpoint(args.ckpt_path, args.device)
         train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops)

@@ -28,6 +28,7 @@ from camlit.forensics.splice import DEFAULT_METHOD, METHODS, localise, photo_thr
 from camlit.imageio import ImageTooSmall, read_rgb, require_crop_fits, write_image_atomic
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.tta import DEFAULT_CROP_SIZE
+from camlit.termination import exit_on_sigterm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +113,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Inspect; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
-    with exit_on_user_error():
+    with exit_on_user_error(), exit_on_sigterm(f"each file in {args.output} is whole; rerun to write them all"):
         summary = inspect_photo(args)
     if summary:
         verdict = f"spliced ({100 * summary['foreign_share']:.1f}% foreign)" if summary["spliced"] else "not spliced"

@@ -33,6 +33,7 @@ from camlit.inference import openset, options
 from camlit.inference.features import WithFeatures
 from camlit.inference.labelled import labelled_csv, labelled_folder
 from camlit.provenance import provenance
+from camlit.termination import exit_on_sigterm
 from camlit.training.metrics import kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
 
@@ -254,7 +255,8 @@ def format_forensics(report: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Evaluate; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
-    with exit_on_user_error():
+    # The figures and the picture are written whole at the end, so a SIGTERM leaves none half-written.
+    with exit_on_user_error(), exit_on_sigterm("no figures written (any older files there are as they were)"):
         options.require_file_paths(json=args.json, confusion=str(confusion_path(args)))
         report = evaluate(args)
         if report is None:

@@ -29,7 +29,7 @@ from camlit.inference.options import (
 )
 from camlit.inference.running import Predictions
 from camlit.inference.submission import write_probabilities, write_submission
-from camlit.termination import Terminated, exit_terminated, on_sigterm
+from camlit.termination import exit_on_sigterm
 
 
 def list_input_images(folder: str | os.PathLike) -> list[Path]:
@@ -65,13 +65,9 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> Predictions:
     """Predict; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
-    with exit_on_user_error():
-        try:
-            with on_sigterm():
-                return run_prediction(args)
-        except Terminated:
-            # The outputs are written whole at the end, so none is there half-written.
-            exit_terminated(f"{args.output} not written (any older file there is as it was)")
+    # The outputs are written whole at the end, so a SIGTERM leaves none half-written.
+    with exit_on_user_error(), exit_on_sigterm(f"{args.output} not written (any older file there is as it was)"):
+        return run_prediction(args)
 
 
 def run_prediction(args: Namespace) -> Predictions:

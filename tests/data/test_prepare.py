@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import PREPARE, bomb_png, one_error_line, photo, start_prepare_data, write_image
+from conftest import PREPARE, bomb_png, one_error_line, photo, start_prepare_data, wait_for, write_image
 
 import camlit.data.prepare
 from camlit.data.commands import prepare_main, prepare_parser
@@ -19,6 +19,7 @@ from camlit.data.manipulations import MANIPULATIONS, apply
 from camlit.data.prepare import manipulated_crops, prepare_dataset
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
+from camlit.termination import EXIT_STATUS
 
 SUBSET = ["unaltered", "jpeg70", "resize0.5", "resize1.5", "gamma1.2"]
 
@@ -160,6 +161,26 @@ def test_killed_run_resumes(tmp_path):
     prepare_dataset(tmp_path / "train", reference, tiles=4, size=128, workers=1, progress=False)
     assert len(files(reference)) == expected
     assert files(out) == files(reference)  # same names and bytes, no temporary files
+
+
+def test_sigterm_to_the_process_group_stops_with_whole_images_and_a_rerun_finishes(tmp_path):
+    """As a scheduler stops a job: every process of the group gets SIGTERM. The run says so in one
+    line, exits 143, and leaves only whole images, no temporary file; a rerun makes the rest."""
+    process, args, out = start_prepare_data(tmp_path, photos=12, height=600, width=800, stderr=subprocess.PIPE)
+    assert wait_for(lambda: any(out.rglob("*.png")), timeout=60)
+    assert process.poll() is None, "the run ended before it could be stopped"
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    stderr = stderr.decode()
+    assert process.returncode == EXIT_STATUS, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("stopped by SIGTERM: every image written is whole")]
+    written = list(out.rglob("*.png"))
+    assert 0 < len(written) < 9 * 12 * 4
+    assert all(read_rgb(path).shape == (128, 128, 3) for path in written)
+    assert not [path for path in out.rglob("*") if ".tmp" in path.name]
+    assert run_script(*args, "--workers", "1").returncode == 0
+    assert len(list(out.rglob("*.png"))) == 9 * 12 * 4
 
 
 def test_unreadable_and_colliding_inputs_are_listed(photos, tmp_path, capsys):

@@ -1,0 +1,37 @@
+"""SIGTERM during predict or evaluate: it stops, writes nothing, and says so (exit status 143)."""
+
+import signal
+
+import numpy as np
+import pytest
+from conftest import CLASSES, random_image, start_paused, wait_for, write_image
+
+from camlit.termination import EXIT_STATUS
+
+OUTPUTS = {
+    "camlit.inference.predict": ["--output", "out/submission.csv", "--probs", "out/probs.csv"],
+    "camlit.inference.evaluate": ["--json", "out/figures.json", "--confusion", "out/confusion.png"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", OUTPUTS)
+def test_sigterm_stops_without_an_output_file(tmp_path, ckpt, entry):
+    rng = np.random.default_rng(0)
+    for k in range(4):  # predict reads a flat folder, evaluate without --labels a DataModule-style one
+        folder = tmp_path / "test" / (CLASSES[k % 3] if entry.endswith("evaluate") else "")
+        write_image(folder / f"img_{k}.png", random_image(rng, 48, 48))
+    args = ["--ckpt_path", str(ckpt), "--input", "test", *OUTPUTS[entry]]
+    args += ["--crops", "4", "--batch_size", "1", "--num_workers", "0", "--device", "cpu", "--no_progress"]
+    (tmp_path / "out").mkdir()
+    process, predicting = start_paused(
+        tmp_path, "camlit.training.module.CameraClassifier.predict_step", entry, args, 0.5
+    )
+    assert wait_for(lambda: predicting.exists() or process.poll() is not None, timeout=120)
+    assert process.poll() is None, process.communicate()[1][-2000:]
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_STATUS, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("stopped by SIGTERM")]
+    assert list((tmp_path / "out").iterdir()) == []
