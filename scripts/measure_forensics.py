@@ -31,7 +31,7 @@ from camlit.imageio import list_images, read_rgb, write_image_atomic
 from camlit.inference import openset
 from camlit.inference.labelled import labelled_csv
 from camlit.inference.loading import load_checkpoint
-from camlit.inference.openset import unknown_report
+from camlit.inference.openset import SCORES, feature_layer, unknown_report
 from camlit.inference.tta import CropPlan
 
 
@@ -189,46 +189,61 @@ def write_examples(folder: Path, entries, truths, maps, threshold: float) -> Non
         write_image_atomic(folder / f"forensics_{name}.png", picture)
 
 
-def measure_unknown(model, size, args) -> dict:
+def unknown_rows(model, size, args, layer: str) -> dict:
+    """Logits, `layer`'s features and manipulated flags per photo of the run's training (unaltered)
+    and validation photos, the known test set and the unknown photos, each computed once into --work."""
     work = Path(args.work)
+    suffix = "" if layer == "pooled" else f"_{layer}"
     plan = CropPlan(size=size, count=args.crops)
     train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
-    _, train_features, train_labels, train_flags = cached_rows(
-        work / "train.npz", lambda: calibration_rows(model, train, plan)
+    rows = {}
+    _, features, labels, flags = cached_rows(
+        work / f"train{suffix}.npz", lambda: calibration_rows(model, train, plan, layer=layer)
     )
     # Fitted on the unaltered training photos, as calibrate.calibrated does.
-    train_features = [rows for rows, flag in zip(train_features, train_flags, strict=True) if not flag]
-    train_labels = train_labels[~train_flags]
-    val_logits, val_features, _, val_flags = cached_rows(work / "val.npz", lambda: calibration_rows(model, val, plan))
+    rows["train"] = ([f for f, flag in zip(features, flags, strict=True) if not flag], labels[~flags])
+    rows["val"] = cached_rows(work / f"val{suffix}.npz", lambda: calibration_rows(model, val, plan, layer=layer))
     images = labelled_csv(args.known, Path(args.known).parent / "test_labels.csv", model.classes)
     known_flags = np.array([image.manipulated for image in images])
 
     def known_rows():
-        logits, features, usable = photo_rows(model, [i.path for i in images], plan, manipulated=list(known_flags))
+        logits, features, usable = photo_rows(
+            model, [i.path for i in images], plan, layer=layer, manipulated=list(known_flags)
+        )
         return logits, features, np.array([i.label for i in images])[usable], known_flags[usable]
 
-    known_logits, known_features, known_labels, known_flags = cached_rows(work / "known.npz", known_rows)
+    rows["known"] = cached_rows(work / f"known{suffix}.npz", known_rows)
     unknown_paths = list_images(Path(args.sets) / "unknown")
 
-    def unknown_rows():
+    def unknown_photo_rows():
         flags = np.array([manipulated_from_name(p) for p in unknown_paths])
-        logits, features, usable = photo_rows(model, unknown_paths, plan, manipulated=list(flags))
+        logits, features, usable = photo_rows(model, unknown_paths, plan, layer=layer, manipulated=list(flags))
         return logits, features, [], flags[usable]
 
-    unknown_logits, unknown_features, _, unknown_flags = cached_rows(work / "unknown.npz", unknown_rows)
-    correct = np.array([rows.mean(axis=0).argmax() for rows in known_logits]) == known_labels
+    rows["unknown"] = cached_rows(work / f"unknown{suffix}.npz", unknown_photo_rows)
+    return rows
+
+
+def measure_unknown(model, size, args) -> dict:
+    rows = {layer: unknown_rows(model, size, args, layer) for layer in sorted({feature_layer(s) for s in SCORES})}
+    known_logits, _, known_labels, known_flags = rows["pooled"]["known"]
+    correct = np.array([logits.mean(axis=0).argmax() for logits in known_logits]) == known_labels
     figures = {
         "closed_set_accuracy": {
             "unaltered": float(correct[~known_flags].mean()),
             "manipulated": float(correct[known_flags].mean()),
         }
     }
-    for score in openset.SCORES:
+    for score in SCORES:
+        layer = rows[feature_layer(score)]
+        (train_features, train_labels), (val_logits, val_features, _, val_flags) = layer["train"], layer["val"]
         fitted = openset.fit(score, train_features, train_labels, len(model.classes))
         fitted.calibrate(fitted.scores(val_logits, val_features), args.crops, val_flags)
-        known = fitted.scores(known_logits, known_features)
-        unknown = fitted.scores(unknown_logits, unknown_features)
-        figures[score] = unknown_report(known, known_flags, unknown, unknown_flags, fitted)
+        known = fitted.scores(*layer["known"][:2])
+        unknown_logits, unknown_features, _, unknown_flags = layer["unknown"]
+        figures[score] = unknown_report(
+            known, layer["known"][3], fitted.scores(unknown_logits, unknown_features), unknown_flags, fitted
+        )
     return figures
 
 

@@ -37,7 +37,7 @@ from camlit.training.checkpointing import load_plain
 
 SPLICE_PHOTOS = 100
 KAGGLE_SIDE = 512  # the side of Kaggle's test images
-DEFAULT_SCORE = "mahalanobis"  # the best of the four on the demo model (docs/forensics.md)
+DEFAULT_SCORE = "mahalanobis_stem"  # the best of the five on the demo and the rehearsal models (docs/forensics.md)
 
 
 def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: str | None = None):
@@ -52,9 +52,9 @@ def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: 
     return split_by_photo(samples, hparams.get("val_fraction", 0.2), hparams.get("seed", 0))
 
 
-def photo_rows(model, paths: Sequence[str | os.PathLike], plan: CropPlan, **options):
-    """Per usable photo, its crops' (logits, pooled features); and which paths were usable."""
-    predictions = predict_paths(WithFeatures(model), paths, plan, **options)
+def photo_rows(model, paths: Sequence[str | os.PathLike], plan: CropPlan, layer: str = "pooled", **options):
+    """Per usable photo, its crops' (logits, `layer`'s features); and which paths were usable."""
+    predictions = predict_paths(WithFeatures(model, layer), paths, plan, **options)
     usable = predictions.usable
     rows = [split_extras(predictions.extras[i], len(model.classes)) for i in np.flatnonzero(usable)]
     return [logits for logits, _ in rows], [features for _, features in rows], usable
@@ -104,6 +104,7 @@ def calibrated(score: str, model, train, val, plan: CropPlan, crops: int, **opti
     validation photos of each kind."""
     # A prepared tree without an unaltered folder: fitted on what there is.
     unaltered = [s for s in train if s.manipulation == manipulations.UNALTERED] or list(train)
+    options = {**options, "layer": openset.feature_layer(score)}
     _, train_features, train_labels, _ = calibration_rows(model, unaltered, plan, only_as_they_are=True, **options)
     fitted = openset.fit(score, train_features, train_labels, len(model.classes))
     val_logits, val_features, _, val_flags = calibration_rows(model, val, plan, **options)

@@ -175,7 +175,7 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
         images = labelled_folder(args.input, classes)
     paths = [image.path for image in images]
     # With features beside the softmax when the open-set score needs them; the probabilities are the same.
-    scored = WithFeatures(model) if calibration else model
+    scored = WithFeatures(model, calibration.layer) if calibration else model
     predictions = options.predict_with(args, scored, plan, paths, [image.manipulated for image in images])
     if not predictions.primary:
         return None

@@ -1,9 +1,13 @@
-"""The classifier's predict step, also giving each crop's logits and pooled features.
+"""The classifier's predict step, also giving each crop's logits and features of one layer.
 
 Tile maps, splice clustering and the open-set scores need more than the softmax: `WithFeatures`
 wraps a trained CameraClassifier so that `Trainer.predict` (camlit.inference.running) returns
-(softmax, [logits | pooled features]) per crop, which running's CropRows files under each image
-as `Predictions.extras`.
+(softmax, [logits | features]) per crop, which running's CropRows files under each image as
+`Predictions.extras`. The features are those of one `layer`:
+
+- ``pooled``: the last stage's pooled features, what the classifier's head reads;
+- ``stem``: the stem's channel means, low-level statistics (noise, demosaicing, JPEG) that a
+  ten-way head need not keep apart for cameras it was not trained on.
 """
 
 from __future__ import annotations
@@ -14,29 +18,33 @@ import torch
 
 from camlit.training.module import CameraClassifier
 
+LAYERS = ("pooled", "stem")
+
 
 class WithFeatures(L.LightningModule):
-    """A CameraClassifier whose predict step returns (softmax, logits and pooled features side by side)."""
+    """A CameraClassifier whose predict step returns (softmax, logits and `layer`'s features side by side)."""
 
-    def __init__(self, classifier: CameraClassifier):
+    def __init__(self, classifier: CameraClassifier, layer: str = "pooled"):
         super().__init__()
+        if layer not in LAYERS:
+            raise ValueError(f"unknown feature layer {layer!r}; choose one of {', '.join(LAYERS)}")
         self.classifier = classifier
+        self.layer = layer
         # What camlit.inference.running reads of the model it predicts with.
         self.classes = classifier.classes
         self.manipulated_fc = classifier.manipulated_fc
 
     def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         classifier = self.classifier
-        features = classifier.net.forward_features(classifier.preprocess(batch.images))
-        logits = classifier.net.fc(features)
-        if classifier.manipulated_fc is not None:
-            logits = torch.where(batch.manipulated.view(-1, 1), classifier.manipulated_fc(features), logits)
-        logits = logits.float()
+        stem = classifier.net.stem(classifier.preprocess(batch.images))
+        pooled = classifier.net.stages(stem)
+        logits = classifier.camera_logits(pooled, batch.manipulated).float()
+        features = pooled if self.layer == "pooled" else stem.mean(dim=(2, 3))
         return logits.softmax(dim=1), torch.cat([logits, features.float()], dim=1)
 
 
 def split_extras(extras: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """A (crops, classes + features) block of `WithFeatures` rows as (logits, pooled features)."""
+    """A (crops, classes + features) block of `WithFeatures` rows as (logits, features)."""
     return extras[:, :num_classes], extras[:, num_classes:]
 
 

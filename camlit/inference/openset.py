@@ -9,7 +9,10 @@ and pooled features (camlit.inference.features):
   camera's mean, with one shared covariance, in the training features' leading principal
   components (Lee et al. 2018);
 - ``knn``: the cosine distance of the photo's L2-normalised mean feature to its k-th nearest
-  training photo (Sun et al. 2022).
+  training photo (Sun et al. 2022);
+- ``mahalanobis_stem``: ``mahalanobis`` on the stem's channel means instead of the pooled
+  features (Lee et al. 2018 score every stage): low-level statistics that the ten-way head need
+  not keep apart for a camera it was not trained on.
 
 Two thresholds, each accepting 95% of the run's validation photos of its kind: one for unaltered
 photos, one for manipulated ones (every manipulation moves every score, so one threshold set on
@@ -30,10 +33,15 @@ from camlit.atomic import atomic_write
 from camlit.errors import CamlitError
 from camlit.inference.features import softmax, split_extras
 
-SCORES = ("msp", "energy", "mahalanobis", "knn")
+SCORES = ("msp", "energy", "mahalanobis", "knn", "mahalanobis_stem")
 ACCEPT = 0.95
 COMPONENTS = 32
 NEIGHBOUR = 5
+
+
+def feature_layer(method: str) -> str:
+    """The WithFeatures layer that a score reads."""
+    return "stem" if method.endswith("_stem") else "pooled"
 
 
 def photo_features(features: np.ndarray) -> np.ndarray:
@@ -55,6 +63,10 @@ class OpenSetModel:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     threshold_manipulated: float = float("nan")
 
+    @property
+    def layer(self) -> str:
+        return feature_layer(self.method)
+
     def scores(self, logits: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> np.ndarray:
         """One score per photo from its crops' (crops, classes) logits and (crops, F) features."""
         if self.method == "msp":
@@ -62,7 +74,7 @@ class OpenSetModel:
         if self.method == "energy":
             return np.array([-logsumexp(rows.mean(axis=0)) for rows in logits])
         means = np.stack([photo_features(rows) for rows in features])
-        if self.method == "mahalanobis":
+        if self.method.startswith("mahalanobis"):
             projected = (means - self.arrays["centre"]) @ self.arrays["components"]
             gaps = projected[:, None, :] - self.arrays["class_means"][None]
             distances = np.einsum("nkd,de,nke->nk", gaps, self.arrays["precision"], gaps)

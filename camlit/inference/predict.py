@@ -76,7 +76,7 @@ def run_prediction(args: Namespace) -> Predictions:
     paths = list_input_images(args.input)
     calibration = openset.load(args.ckpt_path) if args.unknown else None
     model, plan = prepare(args)
-    predictions = predict_with(args, WithFeatures(model) if calibration else model, plan, paths)
+    predictions = predict_with(args, WithFeatures(model, calibration.layer) if calibration else model, plan, paths)
     if not predictions.primary:
         return predictions
     require_usable(predictions)

@@ -40,7 +40,7 @@ class Predictions:
     labels: np.ndarray
     problems: dict[int, UnreadableImage] = field(default_factory=dict)
     # Per image, the (crops, k) extra rows of a model whose predict_step also returns them
-    # (camlit.inference.features: logits and pooled features); empty otherwise.
+    # (camlit.inference.features: logits and one layer's features); empty otherwise.
     extras: dict[int, np.ndarray] = field(default_factory=dict)
     crops: int = 0
     seconds: float = 0.0

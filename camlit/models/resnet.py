@@ -106,10 +106,16 @@ class ResNet(nn.Module):
                 if isinstance(module, Bottleneck):
                     nn.init.zeros_(module.bn3.weight)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
+    def stages(self, stem: torch.Tensor) -> torch.Tensor:
+        """The stem's output -> the pooled features of the last stage."""
+        x = self.layer4(self.layer3(self.layer2(self.layer1(stem))))
         return torch.flatten(self.avgpool(x), 1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.forward_features(x))

@@ -12,7 +12,10 @@ from camlit.errors import CamlitError
 from camlit.forensics import splice
 from camlit.forensics.calibrate import calibrated, calibration_rows, main
 from camlit.inference import openset
+from camlit.inference.features import WithFeatures
 from camlit.inference.loading import load_checkpoint
+from camlit.inference.predict import main as predict
+from camlit.inference.running import predict_paths
 from camlit.inference.tta import CropPlan
 
 
@@ -26,11 +29,17 @@ def test_photos_of_a_flat_tree_are_also_measured_under_kaggles_manipulations(ckp
     assert not np.allclose(features[0], features[10])
 
 
-def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_path, flat_tree, capsys):
+def run_checkpoint(tmp_path, flat_tree):
+    """A tiny checkpoint whose run trained on `flat_tree`, a third of it held out."""
     path = save_checkpoint(tmp_path / "run.ckpt")
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["datamodule_hyper_parameters"].update(train_dir=str(flat_tree), val_fraction=0.34, seed=0)
     torch.save(checkpoint, path)
+    return path
+
+
+def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_path, flat_tree, capsys):
+    path = run_checkpoint(tmp_path, flat_tree)
     main(["--ckpt_path", str(path), "--crops", "2", "--score", "knn", "--device", "cpu", "--splice_photos", "4"])
     model = openset.load(path)
     assert np.isfinite(model.threshold) and np.isfinite(model.threshold_manipulated)
@@ -56,3 +65,29 @@ def test_a_prepared_tree_without_an_unaltered_folder_still_calibrates(ckpt, flat
     assert {s.manipulation for s in samples} == {"jpeg90"}
     fitted = calibrated("knn", model, samples[:12], samples[12:], CropPlan(size=size, count=2), crops=2)
     assert np.isfinite(fitted.threshold)
+
+
+def test_the_stem_score_is_fitted_on_the_stem_and_predict_reads_the_stem(tmp_path, flat_tree):
+    path = run_checkpoint(tmp_path, flat_tree)
+    main(["--ckpt_path", str(path), "--crops", "2", "--score", "mahalanobis_stem", "--device", "cpu",
+          "--splice_photos", "0"])  # fmt: skip
+    fitted = openset.load(path)
+    model, _ = load_checkpoint(path, "cpu")
+    assert fitted.layer == "stem"
+    assert fitted.arrays["centre"].shape == (model.net.conv1.out_channels,)
+    args = ["--ckpt_path", str(path), "--input", str(flat_tree / CLASSES[0]), "--output", str(tmp_path / "s.csv")]
+    predictions = predict([*args, "--unknown", "--crops", "2", "--num_workers", "0", "--no_progress"])
+    assert np.isfinite(openset.prediction_scores(fitted, predictions)).all()
+
+
+def test_the_stem_layer_gives_the_same_probabilities_and_the_stem_channel_means(ckpt, flat_tree):
+    model, size = load_checkpoint(ckpt, "cpu")
+    paths = [s.path for s in scan(flat_tree, CLASSES)[:3]]
+    plan = CropPlan(size=size, count=2)
+    pooled = predict_paths(WithFeatures(model), paths, plan)
+    stem = predict_paths(WithFeatures(model, "stem"), paths, plan)
+    assert np.array_equal(pooled.primary, stem.primary)
+    widths = {
+        name: rows.shape[1] - len(CLASSES) for name, rows in (("pooled", pooled.extras[0]), ("stem", stem.extras[0]))
+    }
+    assert widths == {"pooled": model.net.fc.in_features, "stem": model.net.conv1.out_channels}
