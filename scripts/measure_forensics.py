@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from camlit.atomic import write_text_atomic
+from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import manipulated_from_name
 from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
@@ -196,12 +197,13 @@ def unknown_rows(model, size, args, layer: str) -> dict:
     suffix = "" if layer == "pooled" else f"_{layer}"
     plan = CropPlan(size=size, count=args.crops)
     train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
-    rows = {}
-    _, features, labels, flags = cached_rows(
-        work / f"train{suffix}.npz", lambda: calibration_rows(model, train, plan, layer=layer)
-    )
     # Fitted on the unaltered training photos, as calibrate.calibrated does.
-    rows["train"] = ([f for f, flag in zip(features, flags, strict=True) if not flag], labels[~flags])
+    unaltered = [s for s in train if s.manipulation == UNALTERED] or list(train)
+    _, features, labels, _ = cached_rows(
+        work / f"train{suffix}.npz",
+        lambda: calibration_rows(model, unaltered, plan, only_as_they_are=True, layer=layer),
+    )
+    rows = {"train": (features, labels)}
     rows["val"] = cached_rows(work / f"val{suffix}.npz", lambda: calibration_rows(model, val, plan, layer=layer))
     images = labelled_csv(args.known, Path(args.known).parent / "test_labels.csv", model.classes)
     known_flags = np.array([image.manipulated for image in images])
