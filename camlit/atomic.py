@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,8 +37,32 @@ def require_writable(path: str | os.PathLike, option: str, folder: bool = False)
     os.unlink(probe)
 
 
+TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.tmp(?P<pid>\d+)")
+
+
 def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or a pid out of range: not ours to judge
+    return True
+
+
+def stale_temporaries(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The temporary files `temporary_name` gave in `folder` for files ending in `suffixes`, whose
+    writer is gone: a kill interrupted them. Others' files, and a live writer's, are left alone."""
+    stale = []
+    for path in folder.glob(".*.tmp*"):
+        match = TEMPORARY_NAME.fullmatch(path.name)
+        if match and match["name"].endswith(suffixes) and path.is_file() and not is_running(int(match["pid"])):
+            stale.append(path)
+    return stale
 
 
 @contextmanager

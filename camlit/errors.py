@@ -1,10 +1,14 @@
-"""The one error type that entry points print as a single line instead of a traceback."""
+"""The one error type that entry points print as a single line instead of a traceback, and the
+command-line parsers that end a mistake the same way."""
 
+import argparse
 import errno
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import jsonargparse
 
 
 class CamlitError(ValueError):
@@ -38,3 +42,23 @@ def exit_on_user_error(*also: type[Exception]) -> Iterator[None]:
     except (CamlitError, *also) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class OneLineErrors:
+    """A parser whose mistakes end as one `error:` line and exit status 2, without the usage block
+    (`--help` shows that). A parser told to raise instead (jsonargparse does so internally) still raises."""
+
+    def error(self, message: str, *args, **kwargs):
+        if not getattr(self, "exit_on_error", True):
+            return super().error(message, *args, **kwargs)
+        # jsonargparse's messages span several lines: the key, then the reason.
+        print("error: " + " ".join(line.strip() for line in str(message).splitlines() if line.strip()), file=sys.stderr)
+        raise SystemExit(2)
+
+
+class CommandParser(OneLineErrors, jsonargparse.ArgumentParser):
+    """The parser of camlit's commands: `--option_name value`, configs and types as jsonargparse reads them."""
+
+
+class PlainParser(OneLineErrors, argparse.ArgumentParser):
+    """The same command style and errors for commands whose options are plain argparse ones."""

@@ -1,4 +1,5 @@
 """SIGTERM, as SLURM and Kubernetes send it before they stop a job: stop, keep what is whole, exit 143.
+Ctrl-C (SIGINT) ends the commands other than fit the same way, with exit status 130.
 
 `on_sigterm()` turns the signal into a `Terminated` exception where it lands, so that every
 `finally` and every atomic write cleans up behind it. A training run defers it instead
@@ -22,10 +23,19 @@ from contextlib import contextmanager
 
 # 128 + SIGTERM, the status a shell reports for a process ended by it; schedulers read it as preempted.
 EXIT_STATUS = 128 + signal.SIGTERM
+INTERRUPT_STATUS = 128 + signal.SIGINT
 
 
 class Terminated(BaseException):
     """SIGTERM arrived. A BaseException, so that no `except Exception` swallows it."""
+
+
+class Interrupted(BaseException):
+    """SIGINT arrived. Not a KeyboardInterrupt: Lightning ends those itself with a bare exit status 1."""
+
+
+def interrupt(signum, frame) -> None:
+    raise Interrupted
 
 
 class SigtermWatch:
@@ -76,11 +86,20 @@ def exit_terminated(what: str) -> None:
 
 
 @contextmanager
-def exit_on_sigterm(kept: str) -> Iterator[None]:
-    """A command's ending for SIGTERM in the block: its `finally`s and atomic writes clean up, then
-    one line saying what is `kept`, and exit status 143. Training defers the signal instead."""
+def exit_on_signal(kept: str) -> Iterator[None]:
+    """A command's ending for SIGTERM or SIGINT in the block: its `finally`s and atomic writes clean
+    up, then one line saying what is `kept`, and exit status 143 or 130. Training defers SIGTERM
+    instead (camlit.training.cli)."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupt) if in_main else None
     try:
         with on_sigterm():
             yield
     except Terminated:
         exit_terminated(kept)
+    except (Interrupted, KeyboardInterrupt):
+        print(f"stopped by SIGINT: {kept}", file=sys.stderr)
+        raise SystemExit(INTERRUPT_STATUS) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)

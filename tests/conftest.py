@@ -249,6 +249,13 @@ def one_error_line(capsys, call) -> str:
     return errors[0]
 
 
+def dead_pid() -> int:
+    """The pid of a process that has ended: a temporary file named after it is a killed writer's."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.005) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

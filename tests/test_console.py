@@ -9,6 +9,8 @@ from conftest import ROOT
 
 from camlit import console
 from camlit.data.commands import prepare_parser, synthetic_parser
+from camlit.forensics.calibrate import build_parser as calibrate_parser
+from camlit.forensics.inspect_command import build_parser as inspect_parser
 from camlit.inference.evaluate import build_parser as evaluate_parser
 from camlit.inference.predict import build_parser as predict_parser
 
@@ -30,14 +32,16 @@ def test_an_unknown_command_is_one_error_line(capsys):
     ]
 
 
-@pytest.mark.parametrize("parser", [predict_parser, evaluate_parser, prepare_parser, synthetic_parser])
+@pytest.mark.parametrize(
+    "parser", [predict_parser, evaluate_parser, prepare_parser, synthetic_parser, calibrate_parser, inspect_parser]
+)
 def test_every_flag_is_jsonargparse_style(parser):
     flags = [flag for action in parser()._actions for flag in action.option_strings if flag.startswith("--")]
     assert flags and all(re.fullmatch(r"--[a-z0-9_]+", flag) for flag in flags), flags
 
 
 def test_the_console_runs_the_same_mains_as_the_scripts(capsys):
-    for name in ("predict", "evaluate", "prepare", "synthetic"):
+    for name in ("predict", "evaluate", "prepare", "synthetic", "inspect", "calibrate"):
         with pytest.raises(SystemExit) as exit_info:
             console.main([name, "--help"])
         assert exit_info.value.code == 0
@@ -60,3 +64,23 @@ def test_the_installed_command_is_this_main():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, function = scripts["camlit"].partition(":")
     assert getattr(importlib.import_module(module), function) is console.main
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "--config", "nope.yaml"], "nope.yaml"),
+        (["fit", "--model.arch", "resnet7"], "model.arch"),
+        (["fit", "--model.input_filter", "nosuch"], "model.input_filter"),
+        (["predict", "--max_pixels", "0"], "max_pixels"),
+        (["prepare", "--size", "abc"], "size"),
+        (["calibrate", "--ckpt_path", "m.ckpt", "--crops", "0"], "--crops: must be 1 or more, not 0"),
+        (["inspect", "--batch_size", "abc"], "--batch_size"),
+    ],
+)
+def test_a_parser_mistake_is_one_error_line_without_the_usage(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        console.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: ") and message in err, err

@@ -5,20 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jsonargparse import ArgumentParser
 from jsonargparse.typing import PositiveInt
 
 from camlit.data.kaggle_layout import DEFAULT_TEST_IMAGES, KAGGLE_HEIGHT, KAGGLE_WIDTH, make_kaggle_layout
 from camlit.data.manipulations import MANIPULATIONS
 from camlit.data.prepare import PrepareSummary, prepare_dataset
 from camlit.data.synthetic import make_synthetic
-from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error
 from camlit.imageio import MAX_PIXELS
-from camlit.termination import exit_on_sigterm
+from camlit.termination import exit_on_signal
 
 
-def prepare_parser() -> ArgumentParser:
-    parser = ArgumentParser(
+def prepare_parser() -> CommandParser:
+    parser = CommandParser(
         prog="camlit prepare",
         description="Cut the training photos into manipulated crops, as Kaggle made its test set.",
     )
@@ -53,7 +52,7 @@ def tiles_value(text: str) -> str | int:
     return int(text) if text.isdigit() else text
 
 
-def add_max_pixels_argument(parser: ArgumentParser) -> None:
+def add_max_pixels_argument(parser: CommandParser) -> None:
     """--max_pixels, for every command that reads photos."""
     parser.add_argument(
         "--max_pixels", type=PositiveInt, default=MAX_PIXELS,
@@ -66,7 +65,7 @@ def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
     names = None if args.manipulations is None else [n for n in args.manipulations.split(",") if n.strip()]
     with (
         exit_on_user_error(),
-        exit_on_sigterm("every image written is whole; rerun to make the rest"),
+        exit_on_signal("every image written is whole; rerun to make the rest"),
         disk_full_as_user_error("every image written is whole; free space and rerun to make the rest"),
     ):
         summary = prepare_dataset(
@@ -76,8 +75,8 @@ def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
     return summary
 
 
-def synthetic_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="camlit synthetic", description="Write the synthetic Kaggle-shaped camera data set.")
+def synthetic_parser() -> CommandParser:
+    parser = CommandParser(prog="camlit synthetic", description="Write the synthetic Kaggle-shaped camera data set.")
     parser.add_argument(
         "--output", type=Path | None, default=None, help="folder to write the demo's set into, or to finish"
     )
@@ -109,7 +108,7 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
     args = synthetic_parser().parse_args(argv)
     with (
         exit_on_user_error(),
-        exit_on_sigterm("every file written is whole; rerun to make the rest"),
+        exit_on_signal("every file written is whole; rerun to make the rest"),
         disk_full_as_user_error("every file written is whole; free space and rerun to make the rest"),
     ):
         if (args.output is None) == (args.kaggle_layout is None):

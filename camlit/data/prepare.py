@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import require_writable
+from camlit.atomic import require_writable, stale_temporaries
 from camlit.data import manipulations as manip
 from camlit.data.crops import center_offset, tile_offsets
 from camlit.errors import CamlitError
@@ -144,8 +144,10 @@ def prepare_photo(task: Task) -> PhotoResult:
     shape = header_shape(task.path)
     if shape is not None and shape[0] * shape[1] <= task.max_pixels:
         plan, too_small = _plan(task, *shape)
-        if all(path.exists() for outputs in plan.values() for path, _ in outputs):
+        if plan and all(path.exists() for outputs in plan.values() for path, _ in outputs):
             return PhotoResult(skipped=True, too_small=too_small)
+        if not plan:  # every output too small: nothing to decode for
+            return PhotoResult(too_small=too_small)
     try:
         image = read_rgb(task.path, task.max_pixels)
     except UnreadableImage as error:
@@ -225,13 +227,16 @@ def prepare_dataset(
     """
     tiles, names = _check_arguments(tiles, manipulations, size)
     output = Path(output_dir)
+    if output.resolve().is_relative_to(Path(input_dir).resolve()):
+        # Its manipulation folders would become camera folders of the input.
+        raise CamlitError(f"--output {output_dir}: inside --input {input_dir}; write the prepared set elsewhere")
     require_writable(output, "--output", folder=True)
     tasks, cameras, failures = _find_photos(Path(input_dir), output, names, size, tiles, max_pixels)
-    if output.is_dir():
-        # Left by a killed run; write_image_atomic names them .<name>.tmp<pid>.
-        for leftover in output.rglob(".*.tmp*"):
-            if leftover.is_file():
-                leftover.unlink()
+    for folder in (output / name / camera for name in names for camera in cameras):
+        # Left by a killed run (write_image_atomic names them .<name>.png.tmp<pid>); only its own.
+        if folder.is_dir():
+            for leftover in stale_temporaries(folder, (".png",)):
+                leftover.unlink(missing_ok=True)
     for name in names:
         for camera in cameras:
             (output / name / camera).mkdir(parents=True, exist_ok=True)
@@ -244,4 +249,10 @@ def prepare_dataset(
             summary.failures.append(result.failure)
     summary.failures.sort()
     summary.too_small.sort()
+    if not summary.written and not summary.skipped:
+        first = f"; the first: {summary.failures[0]}" if summary.failures else ""
+        raise CamlitError(
+            f"--input {input_dir}: no crop made: {summary.failed} photo(s) failed and {len(summary.too_small)} "
+            f"output(s) are smaller than --size {size}{first}"
+        )
     return summary

@@ -10,7 +10,6 @@ manipulations in turn, applied whole before cropping, as Kaggle made its test se
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from camlit.data import manipulations
 from camlit.data.commands import at_least
 from camlit.data.crops import center_crop
 from camlit.data.samples import Sample, scan, split_by_photo
-from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error
 from camlit.forensics import splice
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.imageio import read_rgb
@@ -32,7 +31,7 @@ from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
-from camlit.termination import exit_on_sigterm
+from camlit.termination import exit_on_signal
 from camlit.training.checkpointing import load_plain
 
 SPLICE_PHOTOS = 100
@@ -44,7 +43,9 @@ def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: 
     """(training samples, validation samples) as the run split them."""
     hparams = load_plain(Path(checkpoint), mmap=True).get("datamodule_hyper_parameters") or {}
     train_dir = train_dir or hparams.get("train_dir")
-    if not train_dir or not Path(train_dir).is_dir():
+    if not train_dir:
+        raise CamlitError(f"{checkpoint}: it names no training folder; give the run's with --train_dir")
+    if not Path(train_dir).is_dir():
         raise CamlitError(f"--train_dir {train_dir}: no such folder; name the run's training folder")
     samples = scan(train_dir, classes)
     if hparams.get("val_dir"):
@@ -142,9 +143,9 @@ def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, 
     return {"photo_thresholds": thresholds, "clean_photos": len(scores[splice.DEFAULT_METHOD])}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="calibrate_unknown.py",
+def build_parser() -> PlainParser:
+    parser = PlainParser(
+        prog="camlit calibrate",
         description="Fit the unknown-camera score on a run's training photos and set the threshold that accepts "
         "95% of its validation photos; predict.py --unknown reads the file written beside the checkpoint.",
     )
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> openset.OpenSetModel:
     args = build_parser().parse_args(argv)
     kept = "each calibration file beside the checkpoint is whole or as it was"
-    with exit_on_user_error(), exit_on_sigterm(kept):
+    with exit_on_user_error(), exit_on_signal(kept):
         model, size = load_checkpoint(args.ckpt_path, args.device)
         train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops)

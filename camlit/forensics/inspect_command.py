@@ -21,19 +21,19 @@ import numpy as np
 from camlit.atomic import write_bytes_atomic, write_text_atomic
 from camlit.data.commands import at_least
 from camlit.data.samples import manipulated_from_name
-from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.splice import DEFAULT_METHOD, METHODS, localise, photo_threshold
 from camlit.imageio import ImageTooSmall, read_rgb, require_crop_fits, write_image_atomic
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.tta import DEFAULT_CROP_SIZE
-from camlit.termination import exit_on_sigterm
+from camlit.termination import exit_on_signal
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="inspect_photo.py",
+def build_parser() -> PlainParser:
+    parser = PlainParser(
+        prog="camlit inspect",
         description="The camera map of one photo: per-tile cameras, tiles too flat or clipped to judge, "
         "the region judged spliced from another camera, and a picture of them.",
     )
@@ -113,7 +113,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Inspect; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
-    with exit_on_user_error(), exit_on_sigterm(f"each file in {args.output} is whole; rerun to write them all"):
+    with exit_on_user_error(), exit_on_signal(f"each file in {args.output} is whole; rerun to write them all"):
         summary = inspect_photo(args)
     if summary:
         verdict = f"spliced ({100 * summary['foreign_share']:.1f}% foreign)" if summary["spliced"] else "not spliced"

@@ -20,20 +20,20 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse import Namespace
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from camlit.atomic import write_text_atomic
 from camlit.data.datasets import group_order
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import manipulated_from_name
-from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error
 from camlit.imageio import list_images, write_image_atomic
 from camlit.inference import openset, options
 from camlit.inference.features import WithFeatures
 from camlit.inference.labelled import labelled_csv, labelled_folder
 from camlit.provenance import provenance
-from camlit.termination import exit_on_sigterm
+from camlit.termination import exit_on_signal
 from camlit.training.metrics import kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
 
@@ -128,8 +128,8 @@ def write_confusion(path: Path, matrix: Sequence[Sequence[int]], classes: Sequen
 # Command line
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="camlit evaluate",
         description="Score a checkpoint on labelled images: overall, per class, per manipulation group and "
         "Kaggle's weighted accuracy (0.7 x unaltered + 0.3 x mean of the manipulated groups).",
@@ -256,13 +256,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Evaluate; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     # The figures and the picture are written whole at the end, so a SIGTERM leaves none half-written.
-    with exit_on_user_error(), exit_on_sigterm("no figures written (any older files there are as they were)"):
-        options.require_file_paths(json=args.json, confusion=str(confusion_path(args)))
+    with exit_on_user_error(), exit_on_signal("no figures written (any older files there are as they were)"):
+        picture = confusion_path(args)
+        if picture.suffix.lower() != ".png":
+            raise CamlitError(f"--confusion {picture}: the picture is a PNG; use a .png name")
+        options.require_file_paths(json=args.json, confusion=str(picture))
+        options.require_no_overwrite(
+            {"json": args.json, "confusion": str(picture)},
+            {"ckpt_path": args.ckpt_path, "labels": args.labels, "manipulations": args.manipulations},
+            [folder for folder in (args.input, args.unknown_input, args.splices) if folder],
+        )
         report = evaluate(args)
         if report is None:
             return None
         print("\n".join([format_report(report), *format_forensics(report)]))
-        picture = confusion_path(args)
         with disk_full_as_user_error("each output file is written whole or not at all"):
             write_confusion(picture, report["confusion_matrix"], report["classes"])
             report["confusion_png"] = str(picture)

@@ -8,21 +8,21 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse import Namespace
 
 from camlit.atomic import require_writable
 from camlit.data.commands import add_max_pixels_argument
 from camlit.data.manipulations import MANIPULATED
 from camlit.data.samples import manipulated_from_name
-from camlit.errors import CamlitError
-from camlit.imageio import ImageTooSmall, UnreadableImage, read_rgb
+from camlit.errors import CamlitError, CommandParser
+from camlit.imageio import ImageTooSmall, UnreadableImage, is_image_file, read_rgb
 from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
 
 
-def add_prediction_arguments(parser: ArgumentParser) -> None:
+def add_prediction_arguments(parser: CommandParser) -> None:
     """Crop, aggregation and loader options, shared by predict and evaluate."""
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `camlit fit`")
     parser.add_argument("--input", required=True, help="folder of images")
@@ -101,6 +101,24 @@ def require_file_paths(**options: str | None) -> None:
             raise CamlitError(f"--{option} {path}: is a folder; name a file to write")
         if path is not None:
             require_writable(path, f"--{option}")
+
+
+def require_no_overwrite(outputs: dict[str, str | None], inputs: dict[str, str | None], folders: Sequence[str]) -> None:
+    """Refuse, before any work, an output that would replace an input file, another output, or an
+    image under an input folder (a later run would read it as one)."""
+    taken = {Path(path).resolve(): f"--{option}" for option, path in inputs.items() if path}
+    for option, path in outputs.items():
+        if not path:
+            continue
+        where = Path(path).resolve()
+        if where in taken:
+            raise CamlitError(f"--{option} {path}: is also {taken[where]}; name another file")
+        for folder in folders:
+            if is_image_file(where) and where.is_relative_to(Path(folder).resolve()):
+                raise CamlitError(
+                    f"--{option} {path}: an image name inside the input folder {folder}; name another file"
+                )
+        taken[where] = f"--{option}"
 
 
 def prepare(args: Namespace):

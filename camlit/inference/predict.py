@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse import Namespace
 
-from camlit.errors import CamlitError, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error
 from camlit.imageio import list_images
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures
@@ -25,11 +25,12 @@ from camlit.inference.options import (
     prepare,
     report_problems,
     require_file_paths,
+    require_no_overwrite,
     require_usable,
 )
 from camlit.inference.running import Predictions
 from camlit.inference.submission import write_probabilities, write_submission
-from camlit.termination import exit_on_sigterm
+from camlit.termination import exit_on_signal
 
 
 def list_input_images(folder: str | os.PathLike) -> list[Path]:
@@ -42,8 +43,8 @@ def list_input_images(folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="camlit predict",
         description="Predict the camera of every image in --input; write Kaggle's submission CSV (fname,camera).",
     )
@@ -66,13 +67,14 @@ def main(argv: list[str] | None = None) -> Predictions:
     """Predict; `argv` as on the command line. Input mistakes exit with one `error:` line, status 2."""
     args = build_parser().parse_args(argv)
     # The outputs are written whole at the end, so a SIGTERM leaves none half-written.
-    with exit_on_user_error(), exit_on_sigterm(f"{args.output} not written (any older file there is as it was)"):
+    with exit_on_user_error(), exit_on_signal(f"{args.output} not written (any older file there is as it was)"):
         return run_prediction(args)
 
 
 def run_prediction(args: Namespace) -> Predictions:
     """The work of main(), whose outputs are written only once every image is predicted."""
     require_file_paths(output=args.output, probs=args.probs)
+    require_no_overwrite({"output": args.output, "probs": args.probs}, {"ckpt_path": args.ckpt_path}, [args.input])
     paths = list_input_images(args.input)
     calibration = openset.load(args.ckpt_path) if args.unknown else None
     model, plan = prepare(args)

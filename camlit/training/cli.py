@@ -22,7 +22,7 @@ from lightning.pytorch.trainer.trainer import Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
-from camlit.errors import disk_full_as_user_error, exit_on_user_error
+from camlit.errors import OneLineErrors, disk_full_as_user_error, exit_on_user_error
 from camlit.termination import SigtermWatch, exit_terminated, on_sigterm
 from camlit.training.callbacks import (
     CheckpointOnSigterm,
@@ -59,6 +59,10 @@ class SaveConfigOnceTraining(SaveConfigCallback):
         super().setup(trainer, pl_module, self.stage)
 
 
+class CamlitArgumentParser(OneLineErrors, LightningArgumentParser):
+    """Lightning's parser, ending a mistake in one `error:` line as every camlit command does."""
+
+
 class CamlitCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, sigterm: SigtermWatch | None = None, **kwargs):
         self.run_dir: Path | None = None
@@ -69,6 +73,7 @@ class CamlitCLI(LightningCLI):
         super().__init__(
             CameraClassifier,
             CameraDataModule,
+            parser_class=CamlitArgumentParser,
             run=False,
             args=args,
             seed_everything_default=0,

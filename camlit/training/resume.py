@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from camlit.atomic import stale_temporaries
 from camlit.errors import CamlitError
 from camlit.training.checkpointing import is_lightning_checkpoint, is_valid_checkpoint, load_plain
 from camlit.training.runconfig import read_run_config
@@ -37,30 +38,44 @@ log = logging.getLogger(__name__)
 # 1. The command line
 
 
-def resume_target(args: list[str]) -> str | None:
-    """The value of `--resume`, else of `--ckpt_path`, as the full parser will read them."""
+def resume_target(args: list[str]) -> tuple[str, str] | None:
+    """(option, value) of `--resume` or `--ckpt_path`, as the full parser will read them; both at
+    once is refused, as the run's own checkpoint would silently replace the one named."""
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--resume")
     options.add_argument("--ckpt_path")
     known, _ = options.parse_known_args(args)
-    return known.resume or known.ckpt_path
+    if known.resume and known.ckpt_path:
+        raise CamlitError(
+            f"--resume {known.resume} --ckpt_path {known.ckpt_path}: give one; --resume takes the run's own checkpoint"
+        )
+    if known.resume:
+        return "--resume", known.resume
+    return ("--ckpt_path", known.ckpt_path) if known.ckpt_path else None
 
 
 def resume_arguments(args: list[str]) -> list[str]:
     """`args` with the run's saved config (read once, plain values only), checkpoint and log folder
     added when `--resume DIR` or `--ckpt_path FILE` names a run; the options given win."""
-    target = resume_target(args)
-    if target is None:
+    found = resume_target(args)
+    if found is None:
         return args
+    option, target = found
     target_path = Path(target)
     if target_path.is_dir():
         version_dir, checkpoint = target_path, find_resume_checkpoint(target_path)
     elif target_path.is_file():
         version_dir, checkpoint = target_path.parent.parent, checked_checkpoint(target_path)
     else:
-        raise CamlitError(f"--resume {target}: no such run folder or checkpoint file")
+        raise CamlitError(f"{option} {target}: no such run folder or checkpoint file")
     config_file = version_dir / "config.yaml"
     if not config_file.is_file():
+        if target_path.is_dir():
+            # A run folder without its options would start on the defaults, not continue the run.
+            raise CamlitError(
+                f"{option} {target}: no config.yaml in the run folder, so its options are unknown; "
+                "give them with --config and its checkpoint with --ckpt_path"
+            )
         # A checkpoint from elsewhere: continue its state under the config given here.
         return [*args, "--ckpt_path", str(checkpoint)]
     text, config = read_run_config(config_file, args)
@@ -130,13 +145,17 @@ def checked_checkpoint(path: str | Path) -> Path:
 
 
 def remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files of saves that a kill interrupted; the checkpoints beside them are whole."""
-    for temporary in [*folder.glob(".*.ckpt.tmp*"), *folder.glob(".*.ckpt.sha256.tmp*")]:
+    """Temporary files of saves that a kill interrupted; the checkpoints beside them are whole.
+    A live run's save in progress is not stale (a second --resume is refused only later, at the lock)."""
+    for temporary in stale_temporaries(folder, (".ckpt", ".ckpt.sha256")):
         temporary.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # 3. The same network
+
+# The model options that decide what the saved weights compute.
+NETWORK_OPTIONS = ("arch", "input_filter", "manipulation_flag", "stride_on_3x3")
 
 
 def require_same_network(model: LightningModule, checkpoint: dict) -> None:
@@ -147,7 +166,15 @@ def require_same_network(model: LightningModule, checkpoint: dict) -> None:
         raise CamlitError(
             f"the checkpoint was trained on classes {', '.join(saved)}; the data has {', '.join(model.classes)}"
         )
-    # A network of another shape (e.g. another --model.input_filter) cannot take these weights.
+    # Another input filter or stride placement computes something else with weights of the same
+    # shapes (the filters are fixed, non-persistent buffers); another shape cannot take them at all.
+    computes = [
+        f"{k}={saved_hparams[k]} (here {model.hparams[k]})"
+        for k in NETWORK_OPTIONS
+        if k in saved_hparams and k in model.hparams and saved_hparams[k] != model.hparams[k]
+    ]
+    if computes:
+        raise CamlitError("the checkpoint's network is not this one; it was trained with " + ", ".join(computes))
     mine = {name: tuple(value.shape) for name, value in model.state_dict().items()}
     theirs = {name: tuple(value.shape) for name, value in checkpoint.get("state_dict", {}).items()}
     if mine != theirs:

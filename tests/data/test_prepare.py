@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import PREPARE, bomb_png, one_error_line, photo, start_prepare_data, wait_for, write_image
+from conftest import PREPARE, bomb_png, dead_pid, one_error_line, photo, start_prepare_data, wait_for, write_image
 
 import camlit.data.prepare
 from camlit.data.commands import prepare_main, prepare_parser
@@ -131,12 +131,20 @@ def test_resume_after_partial_output(photos, tmp_path, monkeypatch):
     complete = files(out)
     (out / "jpeg70" / "Cam-A" / "a0_t1.png").unlink()
     (out / "resize1.5" / "Cam-B" / "b1_t0.png").unlink()
-    (out / "unaltered" / "Cam-B" / ".b0_t0.png.tmp4242").write_bytes(b"half a png")
+    (out / "unaltered" / "Cam-B" / f".b0_t0.png.tmp{dead_pid()}").write_bytes(b"half a png")
+    # Not prepare's to delete: the user's hidden files, and a live writer's temporary file.
+    kept = [out / ".notes.tmp.txt", out / ".settings.tmpl", out / "unaltered" / ".draft.tmp"]
+    kept.append(out / "jpeg70" / "Cam-A" / f".a1_t0.png.tmp{os.getpid()}")
+    for path in kept:
+        path.write_text("keep")
     decoded = []
     monkeypatch.setattr(
         camlit.data.prepare, "read_rgb", lambda path, *limit: decoded.append(path) or read_rgb(path, *limit)
     )
     summary = prepare_dataset(photos, out, tiles=2, manipulations=SUBSET, size=256, workers=1, progress=False)
+    assert all(path.read_text() == "keep" for path in kept)
+    for path in kept:
+        path.unlink()
     assert files(out) == complete
     assert (summary.written, summary.skipped) == (2, 2)
     assert sorted(p.name for p in decoded) == ["a0.jpg", "b1.png"]  # complete photos are not decoded
@@ -220,6 +228,21 @@ def test_too_small_outputs_are_listed_and_not_retried(tmp_path, monkeypatch):
     assert summary.written == 1 and len(summary.too_small) == 1 and "resize0.5" in summary.too_small[0]
     monkeypatch.setattr(camlit.data.prepare, "read_rgb", lambda path, *_: pytest.fail(f"{path} decoded again"))
     assert prepare_dataset(source, tmp_path / "out", **kwargs).skipped == 1
+
+
+def test_a_run_that_makes_nothing_or_writes_into_its_input_is_refused(tmp_path, capsys):
+    source = tmp_path / "train"
+    write_image(source / "Cam" / "small.jpg", photo(np.random.default_rng(4), 100, 150))
+    (source / "Cam" / "broken.jpg").write_bytes(b"not a jpeg")
+    line = one_error_line(capsys, lambda: prepare_main(["--input", str(source), "--output", str(tmp_path / "out"),
+                                                        "--size", "256", "--workers", "1"]))  # fmt: skip
+    assert "no crop made: 1 photo(s) failed and 9 output(s) are smaller than --size 256" in line
+    assert "broken.jpg" in line
+    for inside in (source, source / "prepared"):
+        args = ["--input", str(source), "--output", str(inside)]
+        line = one_error_line(capsys, lambda args=args: prepare_main(args))
+        assert f"--output {inside}: inside --input {source}" in line
+    assert sorted(p.name for p in source.rglob("*")) == ["Cam", "broken.jpg", "small.jpg"]
 
 
 def test_a_decompression_bomb_is_listed_unread(tmp_path):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, save_checkpoint
+from conftest import CLASSES, one_error_line, save_checkpoint
 
 from camlit.data.samples import scan
 from camlit.errors import CamlitError
@@ -91,3 +91,10 @@ def test_the_stem_layer_gives_the_same_probabilities_and_the_stem_channel_means(
         name: rows.shape[1] - len(CLASSES) for name, rows in (("pooled", pooled.extras[0]), ("stem", stem.extras[0]))
     }
     assert widths == {"pooled": model.net.fc.in_features, "stem": model.net.conv1.out_channels}
+
+
+def test_a_checkpoint_that_names_no_training_folder_asks_for_one(ckpt, tmp_path, capsys):
+    line = one_error_line(capsys, lambda: main(["--ckpt_path", str(ckpt)]))
+    assert f"{ckpt}: it names no training folder; give the run's with --train_dir" in line
+    line = one_error_line(capsys, lambda: main(["--ckpt_path", str(ckpt), "--train_dir", str(tmp_path / "no")]))
+    assert f"--train_dir {tmp_path / 'no'}: no such folder" in line

@@ -192,6 +192,28 @@ def test_an_unwritable_json_is_refused_before_any_work(ckpt, test_folder, tmp_pa
     assert line.startswith(f"error: --json {read_only_folder}/eval.json: cannot write in {read_only_folder}")
 
 
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        (("--json", "{labels}"), "--json {labels}: is also --labels"),
+        (("--json", "{ckpt}"), "--json {ckpt}: is also --ckpt_path"),
+        (("--json", "{tmp}/e.png", "--confusion", "{tmp}/e.png"), "--confusion {tmp}/e.png: is also --json"),
+        (("--confusion", "{input}/img_new.png"), "an image name inside the input folder"),
+        (("--confusion", "{tmp}/c.jpg"), "--confusion {tmp}/c.jpg: the picture is a PNG"),
+    ],
+)
+def test_an_output_that_would_replace_an_input_is_refused(ckpt, test_folder, tmp_path, capsys, outputs, message):
+    names = {"labels": tmp_path / "test_labels.csv", "ckpt": ckpt, "tmp": tmp_path, "input": test_folder}
+    before = {path: path.read_bytes() for path in (names["labels"], ckpt)}
+    args = ["--ckpt_path", str(ckpt), "--input", str(test_folder), "--labels", str(names["labels"]), "--no_progress"]
+    args += [value.format(**names) for value in outputs]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
+        line = one_error_line(capsys, lambda: main(args))
+    assert message.format(**names) in line
+    assert {path: path.read_bytes() for path in before} == before
+
+
 def test_labels_keep_the_spaces_of_file_names(tmp_path):
     """predict writes `fname,camera` with csv.writer, which leaves a leading space unquoted."""
     names = [" lead space.tif", "trail space .tif", "plain.tif"]

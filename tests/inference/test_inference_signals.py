@@ -1,4 +1,4 @@
-"""SIGTERM during predict or evaluate: it stops, writes nothing, and says so (exit status 143)."""
+"""SIGTERM or Ctrl-C during predict or evaluate: it stops, writes nothing, and says so (exit status 143 or 130)."""
 
 import signal
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import CLASSES, random_image, start_paused, wait_for, write_image
 
-from camlit.termination import EXIT_STATUS
+from camlit.termination import EXIT_STATUS, INTERRUPT_STATUS
 
 OUTPUTS = {
     "camlit.inference.predict": ["--output", "out/submission.csv", "--probs", "out/probs.csv"],
@@ -16,7 +16,8 @@ OUTPUTS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", OUTPUTS)
-def test_sigterm_stops_without_an_output_file(tmp_path, ckpt, entry):
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGTERM, EXIT_STATUS), (signal.SIGINT, INTERRUPT_STATUS)])
+def test_a_signal_stops_without_an_output_file(tmp_path, ckpt, entry, stop, status):
     rng = np.random.default_rng(0)
     for k in range(4):  # predict reads a flat folder, evaluate without --labels a DataModule-style one
         folder = tmp_path / "test" / (CLASSES[k % 3] if entry.endswith("evaluate") else "")
@@ -29,9 +30,9 @@ def test_sigterm_stops_without_an_output_file(tmp_path, ckpt, entry):
     )
     assert wait_for(lambda: predicting.exists() or process.poll() is not None, timeout=120)
     assert process.poll() is None, process.communicate()[1][-2000:]
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == EXIT_STATUS, stderr[-2000:]
+    assert process.returncode == status, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert [line for line in stderr.splitlines() if line.startswith("stopped by SIGTERM")]
+    assert [line for line in stderr.splitlines() if line.startswith(f"stopped by {signal.Signals(stop).name}")]
     assert list((tmp_path / "out").iterdir()) == []

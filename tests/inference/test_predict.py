@@ -118,6 +118,29 @@ def test_an_unwritable_output_is_refused_before_any_work(ckpt, images, tmp_path,
     assert line.startswith(f"error: {option} {read_only_folder}/x/s.csv: cannot write in {read_only_folder}")
 
 
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        (("--output", "{tmp}/s.csv", "--probs", "{ckpt}"), "--probs {ckpt}: is also --ckpt_path"),
+        (("--output", "{tmp}/s.csv", "--probs", "{tmp}/s.csv"), "--probs {tmp}/s.csv: is also --output"),
+        (("--output", "{input}/img_a.tif"), "--output {input}/img_a.tif: an image name inside the input folder"),
+    ],
+)
+def test_an_output_that_would_replace_an_input_is_refused(ckpt, images, tmp_path, capsys, outputs, message):
+    import camlit.inference.options
+
+    names = {"tmp": tmp_path, "ckpt": ckpt, "input": images}
+    before = {path: path.read_bytes() for path in (ckpt, images / "img_a.tif")}
+    args = ["--ckpt_path", str(ckpt), "--input", str(images), "--no_progress"]
+    args += [value.format(**names) for value in outputs]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
+        line = one_error_line(capsys, lambda: main(args))
+    assert message.format(**names) in line
+    assert {path: path.read_bytes() for path in before} == before
+    assert not (tmp_path / "s.csv").exists()
+
+
 def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tmp_path, capsys):
     bomb_png(images / "bomb.png")
     line = one_error_line(capsys, lambda: run(ckpt, images, tmp_path / "s.csv"))

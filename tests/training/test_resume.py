@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import CLASSES, FIT, events, fit_args, one_error_line, wait_for
+from conftest import CLASSES, FIT, dead_pid, events, fit_args, one_error_line, wait_for
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -20,7 +20,7 @@ from camlit.errors import CamlitError
 from camlit.training.checkpointing import is_valid_checkpoint
 from camlit.training.cli import main
 from camlit.training.module import CameraClassifier
-from camlit.training.resume import find_resume_checkpoint
+from camlit.training.resume import find_resume_checkpoint, resume_arguments
 
 pytestmark = pytest.mark.usefixtures("camlit_messages_on_stderr")
 
@@ -61,10 +61,14 @@ def test_resume_falls_back_from_a_corrupt_last_checkpoint(tmp_path, caplog):
     torch.save({"state_dict": {}, "global_step": 5}, folder / "epoch004.ckpt")
     time.sleep(0.01)
     (folder / "last.ckpt").write_bytes(b"\x80\x02 truncated")
-    (folder / ".last.ckpt.tmp123").write_bytes(b"left by a kill")
+    killed = folder / f".last.ckpt.tmp{dead_pid()}"
+    killed.write_bytes(b"left by a kill")
+    # A live run's save in progress: a second --resume is refused at the run's lock, later.
+    saving = folder / f".epoch009.ckpt.tmp{os.getpid()}"
+    saving.write_bytes(b"being written")
     assert find_resume_checkpoint(tmp_path / "version_0") == folder / "epoch004.ckpt"
     assert "last.ckpt is corrupt; resuming from" in caplog.text
-    assert not (folder / ".last.ckpt.tmp123").exists()
+    assert not killed.exists() and saving.exists()
     (folder / "epoch004.ckpt").write_bytes(b"")
     with pytest.raises(CamlitError, match="every checkpoint .* is corrupt"):
         find_resume_checkpoint(tmp_path / "version_0")
@@ -127,6 +131,9 @@ def test_sigkill_at_any_moment_then_resume_finishes_the_same_run(flat_tree, tmp_
     [
         (("--data.classes", str(CLASSES[::-1]).replace("'", "")), "the checkpoint was trained on classes"),
         (("--model.input_filter", "constrained"), "input_filter=highpass (here constrained)"),
+        # Same shapes, another computation: the filters are fixed buffers outside the state_dict.
+        (("--model.input_filter", "srm"), "input_filter=highpass (here srm)"),
+        (("--model.stride_on_3x3", "false"), "stride_on_3x3=True (here False)"),
     ],
 )
 def test_a_failed_resume_leaves_the_run_as_it_was(flat_tree, tmp_path, monkeypatch, capsys, override, message):
@@ -208,3 +215,19 @@ def test_a_resumed_fit_trains_on_the_crops_of_an_uninterrupted_one(flat_tree, tm
         logged_fit(flat_tree, rest, ckpt_path=tmp_path / "stopped.ckpt")
         assert first.batches + rest.batches == whole.batches
     assert not [w for w in recwarn if "your dataloader is not resumable" in str(w.message)]
+
+
+def test_resume_names_one_target_and_a_run_folder_must_hold_its_options(tmp_path):
+    folder = tmp_path / "version_0" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": {}, "global_step": 5}, folder / "last.ckpt")
+    # Without config.yaml, a run folder would start on the defaults instead of continuing.
+    with pytest.raises(CamlitError, match="no config.yaml in the run folder"):
+        resume_arguments(["--resume", str(tmp_path / "version_0")])
+    # Its checkpoint file, named, continues under the options given.
+    given = ["--config", "mine.yaml", "--ckpt_path", str(folder / "last.ckpt")]
+    assert resume_arguments(given) == [*given, "--ckpt_path", str(folder / "last.ckpt")]
+    with pytest.raises(CamlitError, match="give one; --resume takes the run's own checkpoint"):
+        resume_arguments(["--resume", str(tmp_path / "version_0"), "--ckpt_path", str(folder / "last.ckpt")])
+    with pytest.raises(CamlitError, match="^--ckpt_path nope.ckpt: no such run folder"):
+        resume_arguments(["--ckpt_path", "nope.ckpt"])
