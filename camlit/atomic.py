@@ -51,7 +51,12 @@ def is_running(pid: int) -> bool:
         return False
     except (PermissionError, OverflowError):
         return True  # another user's process, or a pid out of range: not ours to judge
-    return True
+    # A killed worker stays a zombie until it is reaped; it writes nothing more.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def stale_temporaries(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -66,8 +66,15 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
 
     spawn, not fork: a forked worker would inherit this process's open files, such as a held
     cache lock, and forking a parent that runs torch or OpenCV threads can deadlock the child.
+    Its workers ignore Ctrl-C (leave_interrupts_to_parent).
     """
-    return ProcessPoolExecutor(workers, mp_context=ParentBoundContext())
+    return ProcessPoolExecutor(workers, mp_context=ParentBoundContext(), initializer=leave_interrupts_to_parent)
+
+
+def leave_interrupts_to_parent() -> None:
+    """Ctrl-C reaches the whole process group; the parent stops the pool and says so in one line,
+    where each worker would print a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def in_parallel(

@@ -27,7 +27,7 @@ from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.reliability import clipped_share, reliability, residual_energy
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
-from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, clustering, disagreement, foreign_mask
+from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, foreign_mask
 from camlit.imageio import list_images, read_rgb, write_image_atomic
 from camlit.inference import openset
 from camlit.inference.labelled import labelled_csv
@@ -81,12 +81,7 @@ def naive(camera_map: CameraMap) -> SpliceResult:
     return SpliceResult("naive", scores, float((labels != own).mean()), own, own)
 
 
-SPLICE_METHODS = {
-    "naive": naive,
-    "disagreement": disagreement,
-    "disagreement_smoothed": lambda m: disagreement(m, smooth=True),
-    "clustering": clustering,
-}
+SPLICE_METHODS = {"naive": naive, **splice.SCORERS}
 
 
 def decide(raw: SpliceResult, full_mask: np.ndarray, threshold: float) -> SpliceResult:

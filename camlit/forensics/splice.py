@@ -1,11 +1,12 @@
 """Splice localisation from a camera map: which tiles come from another camera, as a pixel mask.
 
-Two methods, compared in docs/forensics.md:
+Three methods, compared in docs/forensics.md:
 
 - ``disagreement``: the photo's own camera is the one with the highest summed log-probability
   over the reliable tiles; the strongest rival is the camera that beats it on most tiles, by the
-  most. A tile's score is log p(rival) - log p(own) (optionally averaged with its reliable
-  neighbours, which measured worse).
+  most. A tile's score is log p(rival) - log p(own).
+- ``disagreement_smoothed``: the same, each tile's score averaged with its reliable neighbours
+  (worse with the demo model, better with the rehearsal's).
 - ``clustering`` (Bondi et al. 2017): two-means of the reliable tiles' L2-normalised pooled
   features; the larger cluster is the photo's own. A tile's score is how much nearer it lies to
   the smaller cluster's centre than to the larger's.
@@ -28,12 +29,12 @@ import numpy as np
 from camlit.errors import CamlitError
 from camlit.forensics.camera_map import CameraMap
 
-METHODS = ("disagreement", "clustering")
+METHODS = ("disagreement", "disagreement_smoothed", "clustering")
 DEFAULT_METHOD = "disagreement"
 # Photo-level scores from which a mask is drawn, for a checkpoint that `camlit calibrate` has not
 # calibrated: the demo model's, chosen on a tune set of spliced and clean photos so that at most
 # 5% of clean ones get a region (docs/forensics.md).
-PHOTO_THRESHOLDS = {"disagreement": 7.96, "clustering": 2.7}
+PHOTO_THRESHOLDS = {"disagreement": 7.96, "disagreement_smoothed": 4.88, "clustering": 2.7}
 # A splice covers 10% of the photo or more; this share of the reliable tiles scores the photo.
 TOP_SHARE = 0.05
 # Foreign regions smaller than this share of the photo are dropped as noise.
@@ -77,7 +78,7 @@ def disagreement(camera_map: CameraMap, smooth: bool = False) -> SpliceResult:
     scores = np.where(reliable, against[..., rival], np.nan)
     if smooth:
         scores = neighbour_mean(np.nan_to_num(scores), reliable)
-    return SpliceResult("disagreement", scores, top_mean(scores), own, rival)
+    return SpliceResult("disagreement_smoothed" if smooth else "disagreement", scores, top_mean(scores), own, rival)
 
 
 def two_means(points: np.ndarray, iterations: int = 20) -> np.ndarray:
@@ -120,7 +121,11 @@ def clustering(camera_map: CameraMap) -> SpliceResult:
     return SpliceResult("clustering", scores, separation, own_class, other_class)
 
 
-SCORERS = {"disagreement": disagreement, "clustering": clustering}
+SCORERS = {
+    "disagreement": disagreement,
+    "disagreement_smoothed": lambda camera_map: disagreement(camera_map, smooth=True),
+    "clustering": clustering,
+}
 
 
 def calibration_path(checkpoint: str | os.PathLike) -> Path:

@@ -154,6 +154,11 @@ def build_parser() -> CommandParser:
         help="folder of photos with true masks in <group>/masks/ (camlit.data.forensic_sets): report pixel F1 "
         "and MCC of the found regions, photo-level AUROC, and clean photos given a foreign region",
     )  # fmt: skip
+    parser.add_argument(
+        "--splice_method", default=None,
+        help="with --splices: how foreign regions are found, disagreement (the default), disagreement_smoothed "
+        "or clustering (docs/forensics.md)",
+    )  # fmt: skip
     parser.add_argument("--json", default=None, help="write every figure to this JSON file (atomically)")
     parser.add_argument(
         "--confusion", default=None,
@@ -210,10 +215,20 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
         from camlit.forensics.reports import evaluate_splices
 
         report["splices"] = evaluate_splices(
-            model, args.splices, plan.size, args.ckpt_path, device=args.device, devices=args.devices,
-            num_workers=args.num_workers, progress=not args.no_progress,
+            model, args.splices, plan.size, args.ckpt_path, splice_method(args.splice_method), device=args.device,
+            devices=args.devices, num_workers=args.num_workers, progress=not args.no_progress,
         )  # fmt: skip
     return report
+
+
+def splice_method(name: str | None) -> str:
+    """--splice_method, checked; the default method when not given."""
+    # camlit.forensics builds on this package; it is imported only when its report is asked for.
+    from camlit.forensics.splice import DEFAULT_METHOD, METHODS
+
+    if name is not None and name not in METHODS:
+        raise CamlitError(f"--splice_method: unknown {name!r}; choose from {', '.join(METHODS)}")
+    return name or DEFAULT_METHOD
 
 
 def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndarray) -> dict[str, Any]:
@@ -261,6 +276,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         if picture.suffix.lower() != ".png":
             raise CamlitError(f"--confusion {picture}: the picture is a PNG; use a .png name")
         options.require_file_paths(json=args.json, confusion=str(picture))
+        if args.splice_method is not None:
+            if not args.splices:
+                raise CamlitError("--splice_method: only with --splices")
+            splice_method(args.splice_method)
         options.require_no_overwrite(
             {"json": args.json, "confusion": str(picture)},
             {"ckpt_path": args.ckpt_path, "labels": args.labels, "manipulations": args.manipulations},

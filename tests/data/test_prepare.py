@@ -19,7 +19,7 @@ from camlit.data.manipulations import MANIPULATIONS, apply
 from camlit.data.prepare import manipulated_crops, prepare_dataset
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
-from camlit.termination import EXIT_STATUS
+from camlit.termination import EXIT_STATUS, INTERRUPT_STATUS
 
 SUBSET = ["unaltered", "jpeg70", "resize0.5", "resize1.5", "gamma1.2"]
 
@@ -171,19 +171,21 @@ def test_killed_run_resumes(tmp_path):
     assert files(out) == files(reference)  # same names and bytes, no temporary files
 
 
-def test_sigterm_to_the_process_group_stops_with_whole_images_and_a_rerun_finishes(tmp_path):
-    """As a scheduler stops a job: every process of the group gets SIGTERM. The run says so in one
-    line, exits 143, and leaves only whole images; a rerun makes the rest and removes the temporary
-    file a worker stopped mid-write may leave."""
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGTERM, EXIT_STATUS), (signal.SIGINT, INTERRUPT_STATUS)])
+def test_a_signal_to_the_process_group_stops_with_whole_images_and_a_rerun_finishes(tmp_path, stop, status):
+    """As a scheduler stops a job (SIGTERM), or Ctrl-C in a terminal (SIGINT): every process of the
+    group gets it. The run says so in one line, exits 143 or 130, and leaves only whole images; a
+    rerun makes the rest and removes the temporary file a worker stopped mid-write may leave."""
     process, args, out = start_prepare_data(tmp_path, photos=12, height=600, width=800, stderr=subprocess.PIPE)
     assert wait_for(lambda: any(out.rglob("*.png")), timeout=60)
     assert process.poll() is None, "the run ended before it could be stopped"
-    os.killpg(process.pid, signal.SIGTERM)
+    os.killpg(process.pid, stop)
     _, stderr = process.communicate(timeout=60)
     stderr = stderr.decode()
-    assert process.returncode == EXIT_STATUS, stderr[-2000:]
+    assert process.returncode == status, stderr[-2000:]
     assert "Traceback" not in stderr
-    assert [line for line in stderr.splitlines() if line.startswith("stopped by SIGTERM: every image written is whole")]
+    name = signal.Signals(stop).name
+    assert [line for line in stderr.splitlines() if line.startswith(f"stopped by {name}: every image written is whole")]
     written = list(out.rglob("*.png"))
     assert 0 < len(written) < 9 * 12 * 4
     assert all(read_rgb(path).shape == (128, 128, 3) for path in written)
@@ -297,3 +299,15 @@ def test_unknown_manipulation_is_one_line(photos, tmp_path, capsys):
         "resize1.5, resize2.0, gamma0.8, gamma1.2"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_zombie_writer_is_not_running(tmp_path):
+    """A worker killed with its group stays a zombie until reaped; its temporary files are stale."""
+    from camlit.atomic import is_running, stale_temporaries
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert wait_for(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 60)
+    (tmp_path / f".a.png.tmp{child.pid}").write_bytes(b"half")
+    assert not is_running(child.pid) and stale_temporaries(tmp_path, (".png",)) == [tmp_path / f".a.png.tmp{child.pid}"]
+    child.wait()
+    assert is_running(os.getpid())

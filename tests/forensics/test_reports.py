@@ -1,6 +1,6 @@
 import cv2
 import numpy as np
-from conftest import random_image, write_image
+from conftest import one_error_line, random_image, write_image
 
 from camlit.forensics.reports import pixel_f1_mcc, splice_report
 from camlit.forensics.splice import SpliceResult
@@ -61,3 +61,18 @@ def test_evaluate_reports_unknown_cameras_and_splices(ckpt, flat_tree, tmp_path)
     assert 0 <= figures["unaltered"]["auroc"] <= 1 and figures["manipulated"]["unknown"] == 1
     groups = report["splices"]["groups"]
     assert (groups["unaltered"]["spliced"], groups["unaltered"]["clean"]) == (1, 1)
+    assert report["splices"]["method"] == "disagreement"
+    report = evaluate([
+        "--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--crops", "1", "--num_workers", "0",
+        "--no_progress", "--splices", str(tmp_path / "splices"), "--splice_method", "disagreement_smoothed",
+        "--confusion", str(tmp_path / "confusion.png"),
+    ])  # fmt: skip
+    assert report["splices"]["method"] == "disagreement_smoothed"
+    assert report["splices"]["photo_threshold"] == 4.88  # no calibration beside it: the measured one
+
+
+def test_an_unknown_splice_method_is_refused_before_any_work(ckpt, flat_tree, tmp_path, capsys):
+    args = ["--ckpt_path", str(ckpt), "--input", str(flat_tree), "--splice_method", "nearest"]
+    assert "--splice_method: only with --splices" in one_error_line(capsys, lambda: evaluate(args))
+    args += ["--splices", str(tmp_path)]
+    assert "--splice_method: unknown 'nearest'" in one_error_line(capsys, lambda: evaluate(args))

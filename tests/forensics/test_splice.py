@@ -64,9 +64,11 @@ def test_smoothing_the_disagreement_rounds_the_block_but_keeps_its_core():
     camera_map = hand_made_map(block())
     mask = foreign_mask(camera_map, disagreement(camera_map, smooth=True).tile_scores)
     assert mask[52:76, 52:76].all() and not mask[:32].any() and not mask[96:].any()
+    result = localise(camera_map, "disagreement_smoothed", threshold=0.0)
+    assert result.method == "disagreement_smoothed" and (result.mask == mask).all()
 
 
-@pytest.mark.parametrize("method", ["disagreement", "clustering"])
+@pytest.mark.parametrize("method", ["disagreement", "disagreement_smoothed", "clustering"])
 def test_a_photo_of_one_camera_gets_no_mask(method):
     result = localise(hand_made_map(np.zeros((7, 7), bool)), method, threshold=0.0)
     assert not result.spliced and not result.mask.any()
