@@ -249,6 +249,19 @@ def one_error_line(capsys, call) -> str:
     return errors[0]
 
 
+def refused_before_predicting(capsys, main, args: list[str], untouched: tuple[Path, ...] = ()) -> str:
+    """main(args) ends with one `error:` line before any image is predicted, and leaves the
+    `untouched` files as they were; that line."""
+    import camlit.inference.options
+
+    before = {path: path.read_bytes() for path in untouched}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
+        line = one_error_line(capsys, lambda: main(args))
+    assert {path: path.read_bytes() for path in before} == before
+    return line
+
+
 def dead_pid() -> int:
     """The pid of a process that has ended: a temporary file named after it is a killed writer's."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -5,7 +5,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, one_error_line, write_image
+from conftest import CLASSES, one_error_line, refused_before_predicting, write_image
 
 import camlit.inference.options
 from camlit.atomic import write_csv_atomic
@@ -204,14 +204,10 @@ def test_an_unwritable_json_is_refused_before_any_work(ckpt, test_folder, tmp_pa
 )
 def test_an_output_that_would_replace_an_input_is_refused(ckpt, test_folder, tmp_path, capsys, outputs, message):
     names = {"labels": tmp_path / "test_labels.csv", "ckpt": ckpt, "tmp": tmp_path, "input": test_folder}
-    before = {path: path.read_bytes() for path in (names["labels"], ckpt)}
     args = ["--ckpt_path", str(ckpt), "--input", str(test_folder), "--labels", str(names["labels"]), "--no_progress"]
     args += [value.format(**names) for value in outputs]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
-        line = one_error_line(capsys, lambda: main(args))
+    line = refused_before_predicting(capsys, main, args, untouched=(names["labels"], ckpt))
     assert message.format(**names) in line
-    assert {path: path.read_bytes() for path in before} == before
 
 
 def test_labels_keep_the_spaces_of_file_names(tmp_path):

@@ -6,7 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, ROOT, bomb_png, one_error_line, random_image, save_checkpoint, write_image
+from conftest import (
+    CLASSES,
+    ROOT,
+    bomb_png,
+    one_error_line,
+    random_image,
+    refused_before_predicting,
+    save_checkpoint,
+    write_image,
+)
 
 from camlit.data import manipulations
 from camlit.errors import CamlitError
@@ -127,17 +136,11 @@ def test_an_unwritable_output_is_refused_before_any_work(ckpt, images, tmp_path,
     ],
 )
 def test_an_output_that_would_replace_an_input_is_refused(ckpt, images, tmp_path, capsys, outputs, message):
-    import camlit.inference.options
-
     names = {"tmp": tmp_path, "ckpt": ckpt, "input": images}
-    before = {path: path.read_bytes() for path in (ckpt, images / "img_a.tif")}
     args = ["--ckpt_path", str(ckpt), "--input", str(images), "--no_progress"]
     args += [value.format(**names) for value in outputs]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(camlit.inference.options, "predict_paths", lambda *a, **k: pytest.fail("predicted first"))
-        line = one_error_line(capsys, lambda: main(args))
+    line = refused_before_predicting(capsys, main, args, untouched=(ckpt, images / "img_a.tif"))
     assert message.format(**names) in line
-    assert {path: path.read_bytes() for path in before} == before
     assert not (tmp_path / "s.csv").exists()
 
 
