@@ -287,6 +287,8 @@ def make_synthetic(
     output = Path(output)
     if min(images_per_camera, test_per_camera, seed) < 0 or kaggle_crop_size(width, height) < 2:
         raise CamlitError("counts and seed must not be negative, and frames must be at least 4x4")
+    if not images_per_camera and not test_per_camera:
+        raise CamlitError("--images_per_camera and --test_per_camera are both 0: nothing to write")
     jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)
     settings = [images_per_camera, test_per_camera, width, height, seed]
     write_missing(output, settings, ".synthetic.json", "a synthetic set", "--output", jobs, workers, progress)

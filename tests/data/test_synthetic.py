@@ -155,6 +155,10 @@ def test_command_writes_a_set_and_refuses_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         synthetic_main(["--output", str(tmp_path / "bad"), "--width", "2", "--height", "2"])
     assert "4x4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        synthetic_main(["--output", str(tmp_path / "bad"), "--images_per_camera", "0", "--test_per_camera", "0"])
+    assert "both 0: nothing to write" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
     counts = ["--images_per_camera", "1", "--test_per_camera", "0", "--workers", "1"]
     synthetic_main(["--output", str(tmp_path / "set"), "--width", "64", "--height", "48", *counts])
     assert is_complete(tmp_path / "set") and capsys.readouterr().out.strip() == str(tmp_path / "set")
