@@ -15,6 +15,7 @@ camlit.training.callbacks.stopped_by_sigterm recognises.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -34,8 +35,25 @@ class Interrupted(BaseException):
     """SIGINT arrived. Not a KeyboardInterrupt: Lightning ends those itself with a bare exit status 1."""
 
 
-def interrupt(signum, frame) -> None:
-    raise Interrupted
+def interrupt_in(owner: int):
+    """A SIGINT handler for process `owner`. A loader worker forked from it inherits the handler;
+    there it raises KeyboardInterrupt, on which torch's workers end quietly and leave the one line
+    to the parent."""
+
+    def handler(signum, frame) -> None:
+        if os.getpid() != owner:
+            raise KeyboardInterrupt
+        quiet_sigchld()
+        raise Interrupted
+
+    return handler
+
+
+def quiet_sigchld():
+    """SIGCHLD at its default, returning the handler before: a signal to the whole group stops the
+    loader workers too, and torch's handler would raise "DataLoader worker is killed" from wherever
+    the main thread is (a second traceback while the stop unwinds, or mid-step in training)."""
+    return signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 class SigtermWatch:
@@ -53,10 +71,10 @@ class SigtermWatch:
     def __call__(self, signum, frame) -> None:
         first = not self.received
         self.received = True
-        if first and not self.deferred:
-            raise Terminated
         if first:
-            self.sigchld_before = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            self.sigchld_before = quiet_sigchld()
+            if not self.deferred:
+                raise Terminated
 
     def restore(self) -> None:
         if self.sigchld_before is not None:
@@ -91,7 +109,8 @@ def exit_on_signal(kept: str) -> Iterator[None]:
     up, then one line saying what is `kept`, and exit status 143 or 130. Training defers SIGTERM
     instead (camlit.training.cli)."""
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, interrupt) if in_main else None
+    previous = signal.signal(signal.SIGINT, interrupt_in(os.getpid())) if in_main else None
+    sigchld = signal.getsignal(signal.SIGCHLD)
     try:
         with on_sigterm():
             yield
@@ -103,3 +122,4 @@ def exit_on_signal(kept: str) -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGCHLD, sigchld)
