@@ -190,7 +190,7 @@ def unknown_rows(model, size, args, layer: str) -> dict:
     and validation photos, the known test set and the unknown photos, each computed once into --work."""
     work = Path(args.work)
     suffix = "" if layer == "pooled" else f"_{layer}"
-    plan = CropPlan(size=size, count=args.crops)
+    plan = CropPlan(size=size, count=args.crops, grid=args.crop_grid)
     train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
     # Fitted on the unaltered training photos, as calibrate.calibrated does.
     unaltered = [s for s in train if s.manipulation == UNALTERED] or list(train)
@@ -222,8 +222,10 @@ def unknown_rows(model, size, args, layer: str) -> dict:
 
 
 def measure_unknown(model, size, args) -> dict:
-    rows = {layer: unknown_rows(model, size, args, layer) for layer in sorted({feature_layer(s) for s in SCORES})}
-    known_logits, _, known_labels, known_flags = rows["pooled"]["known"]
+    scores = args.scores.split(",")
+    rows = {layer: unknown_rows(model, size, args, layer) for layer in sorted({feature_layer(s) for s in scores})}
+    # Every layer's rows carry the same logits.
+    known_logits, _, known_labels, known_flags = next(iter(rows.values()))["known"]
     correct = np.array([logits.mean(axis=0).argmax() for logits in known_logits]) == known_labels
     figures = {
         "closed_set_accuracy": {
@@ -231,11 +233,12 @@ def measure_unknown(model, size, args) -> dict:
             "manipulated": float(correct[known_flags].mean()),
         }
     }
-    for score in SCORES:
+    for score in scores:
         layer = rows[feature_layer(score)]
         (train_features, train_labels), (val_logits, val_features, _, val_flags) = layer["train"], layer["val"]
         fitted = openset.fit(score, train_features, train_labels, len(model.classes))
-        fitted.calibrate(fitted.scores(val_logits, val_features), args.crops, val_flags)
+        plan = CropPlan(size=size, count=args.crops, grid=args.crop_grid)
+        fitted.calibrate(fitted.scores(val_logits, val_features), plan, val_flags)
         known = fitted.scores(*layer["known"][:2])
         unknown_logits, unknown_features, _, unknown_flags = layer["unknown"]
         figures[score] = unknown_report(
@@ -254,6 +257,8 @@ def main() -> None:
     parser.add_argument("--known", required=True, help="the synthetic test set (test_labels.csv beside it)")
     parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
     parser.add_argument("--crops", type=int, default=10)
+    parser.add_argument("--crop_grid", action="store_true", help="the crops on an even grid, not at random")
+    parser.add_argument("--scores", default=",".join(SCORES), help="the open-set scores to compare, comma-separated")
     parser.add_argument("--work", required=True)
     parser.add_argument("--json", required=True)
     parser.add_argument("--only", choices=("unknown", "splices"), default=None)

@@ -36,7 +36,7 @@ from camlit.training.checkpointing import load_plain
 
 SPLICE_PHOTOS = 100
 KAGGLE_SIDE = 512  # the side of Kaggle's test images
-DEFAULT_SCORE = "mahalanobis_stem"  # the best of the five on the demo and the rehearsal models (docs/forensics.md)
+DEFAULT_SCORE = "relative_stem"  # the best of the six on the demo model and the recipe's (docs/forensics.md)
 
 
 def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: str | None = None):
@@ -99,7 +99,7 @@ def calibration_rows(model, samples: Sequence[Sample], plan: CropPlan, only_as_t
     )
 
 
-def calibrated(score: str, model, train, val, plan: CropPlan, crops: int, **options) -> openset.OpenSetModel:
+def calibrated(score: str, model, train, val, plan: CropPlan, **options) -> openset.OpenSetModel:
     """The open-set score fitted on the unaltered training photos (fitted on manipulated ones too, the
     demo model's Mahalanobis AUROC fell from 0.703 to 0.650), its two thresholds set on the
     validation photos of each kind."""
@@ -109,7 +109,7 @@ def calibrated(score: str, model, train, val, plan: CropPlan, crops: int, **opti
     _, train_features, train_labels, _ = calibration_rows(model, unaltered, plan, only_as_they_are=True, **options)
     fitted = openset.fit(score, train_features, train_labels, len(model.classes))
     val_logits, val_features, _, val_flags = calibration_rows(model, val, plan, **options)
-    fitted.calibrate(fitted.scores(val_logits, val_features), crops, val_flags)
+    fitted.calibrate(fitted.scores(val_logits, val_features), plan, val_flags)
     return fitted
 
 
@@ -153,6 +153,7 @@ def build_parser() -> PlainParser:
     parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
     parser.add_argument("--score", choices=openset.SCORES, default=DEFAULT_SCORE, help=f"default {DEFAULT_SCORE}")
     parser.add_argument("--crops", type=at_least(1), default=DEFAULT_CROPS, help="crops per photo, as predict's")
+    parser.add_argument("--crop_grid", action="store_true", help="take --crops crops on an even grid, as predict's")
     parser.add_argument(
         "--splice_photos", type=at_least(0), default=SPLICE_PHOTOS,
         help=f"validation photos mapped tile by tile to set the splice photo thresholds (default {SPLICE_PHOTOS}; "
@@ -169,9 +170,9 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
     with exit_on_user_error(), exit_on_signal(kept):
         model, size = load_checkpoint(args.ckpt_path, args.device)
         train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
-        plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops)
+        plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops, grid=args.crop_grid)
         options = {"batch_size": args.batch_size, "device": args.device}
-        fitted = calibrated(args.score, model, train, val, plan, args.crops, **options)
+        fitted = calibrated(args.score, model, train, val, plan, **options)
         splices = (
             splice_thresholds(model, val, plan.size, args.splice_photos, **options) if args.splice_photos else None
         )

@@ -173,6 +173,8 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
         raise CamlitError("--manipulations needs --labels")
     calibration = openset.load(args.ckpt_path) if args.unknown_input else None
     model, plan = options.prepare(args)
+    if calibration:
+        calibration.require_plan(plan)
     classes = list(model.classes)
     if args.labels:
         images = labelled_csv(args.input, args.labels, classes, args.manipulations)

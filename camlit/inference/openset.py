@@ -12,7 +12,11 @@ and pooled features (camlit.inference.features):
   training photo (Sun et al. 2022);
 - ``mahalanobis_stem``: ``mahalanobis`` on the stem's channel means instead of the pooled
   features (Lee et al. 2018 score every stage): low-level statistics that the ten-way head need
-  not keep apart for a camera it was not trained on.
+  not keep apart for a camera it was not trained on;
+- ``relative_stem``: ``mahalanobis_stem`` less the photo's Mahalanobis distance to one Gaussian of
+  all training photos (Ren et al. 2021). What every camera shares (the scene's content, its
+  exposure) moves both distances alike and cancels; what sets a camera apart from all of them
+  does not.
 
 Two thresholds, each accepting 95% of the run's validation photos of its kind: one for unaltered
 photos, one for manipulated ones (every manipulation moves every score, so one threshold set on
@@ -32,8 +36,9 @@ import numpy as np
 from camlit.atomic import atomic_write
 from camlit.errors import CamlitError
 from camlit.inference.features import softmax, split_extras
+from camlit.inference.tta import CropPlan
 
-SCORES = ("msp", "energy", "mahalanobis", "knn", "mahalanobis_stem")
+SCORES = ("msp", "energy", "mahalanobis", "knn", "mahalanobis_stem", "relative_stem")
 ACCEPT = 0.95
 COMPONENTS = 32
 NEIGHBOUR = 5
@@ -62,6 +67,20 @@ class OpenSetModel:
     crops: int = 0  # crops per photo at calibration; scores shift with it
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     threshold_manipulated: float = float("nan")
+    grid: bool = False  # the crops on an even grid, not at random
+    crop_size: int = 0  # 0: not recorded
+
+    def require_plan(self, plan: CropPlan) -> None:
+        """Refuse scoring with other crops than the thresholds were set on: a mean over more crops,
+        or over a grid, is less spread, so a threshold set on 10 random crops would accept more."""
+        wanted = (self.crops, self.grid, self.crop_size or plan.size, ())
+        if (plan.count, plan.grid, plan.size, plan.manipulations) != wanted:
+            calibrated_on = describe(self.crops, self.grid, self.crop_size)
+            asked = f"--crops {plan.count}{' --crop_grid' if plan.grid else ''}"
+            raise CamlitError(
+                f"--unknown: the calibration beside the checkpoint was set on {calibrated_on} per photo, "
+                f"without --tta_manipulations; predict with those, or calibrate again with {asked}"
+            )
 
     @property
     def layer(self) -> str:
@@ -74,18 +93,21 @@ class OpenSetModel:
         if self.method == "energy":
             return np.array([-logsumexp(rows.mean(axis=0)) for rows in logits])
         means = np.stack([photo_features(rows) for rows in features])
-        if self.method.startswith("mahalanobis"):
-            projected = (means - self.arrays["centre"]) @ self.arrays["components"]
-            gaps = projected[:, None, :] - self.arrays["class_means"][None]
-            distances = np.einsum("nkd,de,nke->nk", gaps, self.arrays["precision"], gaps)
-            return np.sqrt(np.maximum(distances.min(axis=1), 0))
-        similarity = normalised(means) @ self.arrays["bank"].T
-        k = min(NEIGHBOUR, similarity.shape[1])
-        return 1 - np.sort(similarity, axis=1)[:, -k]
+        if self.method == "knn":
+            similarity = normalised(means) @ self.arrays["bank"].T
+            k = min(NEIGHBOUR, similarity.shape[1])
+            return 1 - np.sort(similarity, axis=1)[:, -k]
+        projected = (means - self.arrays["centre"]) @ self.arrays["components"]
+        gaps = projected[:, None, :] - self.arrays["class_means"][None]
+        distances = np.einsum("nkd,de,nke->nk", gaps, self.arrays["precision"], gaps).min(axis=1)
+        if self.method.startswith("relative"):
+            # Squared distances, as Ren et al. subtract them; the global mean is 0 after centring.
+            return distances - np.einsum("nd,de,ne->n", projected, self.arrays["global_precision"], projected)
+        return np.sqrt(np.maximum(distances, 0))
 
-    def calibrate(self, known_scores: np.ndarray, crops: int, manipulated: Sequence[bool] | None = None) -> None:
-        """The thresholds below which ACCEPT of `known_scores` lie (at or below: accepted), one per
-        kind of photo when `manipulated` says which are which and both kinds are there."""
+    def calibrate(self, known_scores: np.ndarray, plan: CropPlan, manipulated: Sequence[bool] | None = None) -> None:
+        """The thresholds below which ACCEPT of `known_scores` (taken with `plan`) lie (at or below:
+        accepted), one per kind of photo when `manipulated` says which are which and both kinds are there."""
         scores = np.asarray(known_scores, dtype=np.float64)
         flags = np.zeros(len(scores), bool) if manipulated is None else np.asarray(manipulated, bool)
         plain = scores[~flags] if (~flags).any() else scores
@@ -93,7 +115,7 @@ class OpenSetModel:
         both = flags.any() and (~flags).any()
         manipulated_threshold = np.quantile(scores[flags], ACCEPT, method="higher") if both else np.nan
         self.threshold_manipulated = float(manipulated_threshold)
-        self.crops = crops
+        self.crops, self.grid, self.crop_size = plan.count, plan.grid, plan.size
 
     def thresholds(self, manipulated: Sequence[bool | None] | None, count: int) -> np.ndarray:
         """Each photo's threshold: the manipulated one for photos known to be manipulated."""
@@ -110,7 +132,8 @@ class OpenSetModel:
         with atomic_write(path) as file:
             np.savez(
                 file, method=np.array(self.method), threshold=np.array(self.threshold),
-                threshold_manipulated=np.array(self.threshold_manipulated), crops=np.array(self.crops), **self.arrays,
+                threshold_manipulated=np.array(self.threshold_manipulated), crops=np.array(self.crops),
+                grid=np.array(self.grid), crop_size=np.array(self.crop_size), **self.arrays,
             )  # fmt: skip
 
 
@@ -132,9 +155,16 @@ def fit(method: str, features: Sequence[np.ndarray], labels: Sequence[int], num_
     class_means = np.stack([projected[labels == k].mean(axis=0) for k in range(num_classes)])
     residuals = projected - class_means[labels]
     covariance = residuals.T @ residuals / max(1, len(projected) - num_classes)
-    covariance += 1e-6 * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
-    arrays = {"centre": centre, "components": components, "class_means": class_means}
-    return OpenSetModel(method, arrays={**arrays, "precision": np.linalg.inv(covariance)})
+    arrays = {"centre": centre, "components": components, "class_means": class_means, "precision": inverse(covariance)}
+    if method.startswith("relative"):
+        arrays["global_precision"] = inverse(projected.T @ projected / max(1, len(projected) - 1))
+    return OpenSetModel(method, arrays=arrays)
+
+
+def inverse(covariance: np.ndarray) -> np.ndarray:
+    """The precision of a covariance, a little ridge keeping it finite when a direction is flat."""
+    ridge = 1e-6 * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
+    return np.linalg.inv(covariance + ridge)
 
 
 def prediction_scores(model: OpenSetModel, predictions) -> np.ndarray:
@@ -171,11 +201,17 @@ def load(checkpoint: str | os.PathLike) -> OpenSetModel:
             stored = {name: data[name] for name in data.files}
         method, threshold, crops = str(stored.pop("method")), float(stored.pop("threshold")), int(stored.pop("crops"))
         threshold_manipulated = float(stored.pop("threshold_manipulated", np.nan))
+        grid, crop_size = bool(stored.pop("grid", False)), int(stored.pop("crop_size", 0))
     except (OSError, ValueError, KeyError) as error:
         raise CamlitError(f"--unknown: {path} is not an open-set calibration ({error})") from None
     if method not in SCORES:
         raise CamlitError(f"--unknown: {path} names an unknown score {method!r}")
-    return OpenSetModel(method, threshold, crops, stored, threshold_manipulated)
+    return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size)
+
+
+def describe(crops: int, grid: bool, crop_size: int) -> str:
+    size = f" of {crop_size} px" if crop_size else ""
+    return f"{crops} {'grid' if grid else 'random'} crop{'s' if crops != 1 else ''}{size}"
 
 
 def logsumexp(values: np.ndarray) -> float:

@@ -78,6 +78,8 @@ def run_prediction(args: Namespace) -> Predictions:
     paths = list_input_images(args.input)
     calibration = openset.load(args.ckpt_path) if args.unknown else None
     model, plan = prepare(args)
+    if calibration:
+        calibration.require_plan(plan)
     predictions = predict_with(args, WithFeatures(model, calibration.layer) if calibration else model, plan, paths)
     if not predictions.primary:
         return predictions

@@ -63,20 +63,20 @@ def test_a_prepared_tree_without_an_unaltered_folder_still_calibrates(ckpt, flat
     model, size = load_checkpoint(ckpt, "cpu")
     samples = scan(tmp_path / "prepared", CLASSES)
     assert {s.manipulation for s in samples} == {"jpeg90"}
-    fitted = calibrated("knn", model, samples[:12], samples[12:], CropPlan(size=size, count=2), crops=2)
+    fitted = calibrated("knn", model, samples[:12], samples[12:], CropPlan(size=size, count=2))
     assert np.isfinite(fitted.threshold)
 
 
 def test_the_stem_score_is_fitted_on_the_stem_and_predict_reads_the_stem(tmp_path, flat_tree):
     path = run_checkpoint(tmp_path, flat_tree)
-    main(["--ckpt_path", str(path), "--crops", "2", "--score", "mahalanobis_stem", "--device", "cpu",
+    main(["--ckpt_path", str(path), "--crops", "4", "--crop_grid", "--score", "relative_stem", "--device", "cpu",
           "--splice_photos", "0"])  # fmt: skip
     fitted = openset.load(path)
     model, _ = load_checkpoint(path, "cpu")
-    assert fitted.layer == "stem"
+    assert (fitted.layer, fitted.crops, fitted.grid) == ("stem", 4, True)
     assert fitted.arrays["centre"].shape == (model.net.conv1.out_channels,)
     args = ["--ckpt_path", str(path), "--input", str(flat_tree / CLASSES[0]), "--output", str(tmp_path / "s.csv")]
-    predictions = predict([*args, "--unknown", "--crops", "2", "--num_workers", "0", "--no_progress"])
+    predictions = predict([*args, "--unknown", "--crops", "4", "--crop_grid", "--num_workers", "0", "--no_progress"])
     assert np.isfinite(openset.prediction_scores(fitted, predictions)).all()
 
 

@@ -4,6 +4,7 @@ from conftest import random_image, write_image
 
 from camlit.inference import openset
 from camlit.inference.predict import main as predict
+from camlit.inference.tta import CropPlan
 
 
 def test_a_threshold_calibrated_on_known_scores_accepts_95_percent_of_them():
@@ -11,7 +12,7 @@ def test_a_threshold_calibrated_on_known_scores_accepts_95_percent_of_them():
     for count in (20, 200, 1001):
         known = rng.normal(size=count)
         model = openset.OpenSetModel("msp")
-        model.calibrate(known, crops=10)
+        model.calibrate(known, CropPlan(count=10))
         accepted = np.mean(~model.is_unknown(known))
         assert 0.95 <= accepted < 0.95 + 1 / count + 1e-9
         assert model.is_unknown(np.array([known.max() + 1]))[0]
@@ -34,11 +35,28 @@ def test_every_score_ranks_photos_far_from_the_training_cameras_higher(method, t
     known = model.scores(*photos(centres[rng.integers(0, 3, 30)]))
     unknown = model.scores(*photos(centres.mean(axis=0) + rng.normal(size=(30, 16)) * 0.5))
     assert openset.auroc(known, unknown) > 0.9
-    model.calibrate(known, crops=5)
+    model.calibrate(known, CropPlan(count=5))
     model.save(openset.calibration_path(tmp_path / "model.ckpt"))
     loaded = openset.load(tmp_path / "model.ckpt")
-    assert (loaded.method, loaded.threshold, loaded.crops) == (method, model.threshold, 5)
+    assert (loaded.method, loaded.threshold, loaded.crops, loaded.grid) == (method, model.threshold, 5, False)
     np.testing.assert_allclose(loaded.scores(*photos(centres[:2])).shape, (2,))
+
+
+def test_relative_stem_is_the_class_distance_less_the_distance_to_all_training_photos():
+    # Ren et al. 2021, written out in the raw feature space: with every principal component kept,
+    # the projection is a rotation and leaves Mahalanobis distances as they are.
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(3), 40)
+    train = rng.normal(size=(3, 6))[labels] + rng.normal(size=(120, 6)) @ rng.normal(size=(6, 6))
+    model = openset.fit("relative_stem", [row[None] for row in train], labels, 3)
+    photos = rng.normal(size=(5, 6)) * 2
+    means = np.stack([train[labels == k].mean(axis=0) for k in range(3)])
+    within = np.linalg.inv(np.cov((train - means[labels]).T, ddof=3))
+    overall = np.linalg.inv(np.cov(train.T))
+    class_distance = np.min([np.einsum("nd,de,ne->n", photos - m, within, photos - m) for m in means], axis=0)
+    centred = photos - train.mean(axis=0)
+    expected = class_distance - np.einsum("nd,de,ne->n", centred, overall, centred)
+    np.testing.assert_allclose(model.scores([None] * 5, [row[None] for row in photos]), expected, atol=1e-2)
 
 
 def test_auroc_counts_ties_as_half():
@@ -97,7 +115,7 @@ def test_each_kind_of_photo_gets_its_own_threshold_and_the_file_keeps_both(tmp_p
     plain, manipulated = rng.normal(size=400), rng.normal(size=400) + 3  # manipulations move every score
     flags = np.r_[np.zeros(400, bool), np.ones(400, bool)]
     model = openset.OpenSetModel("msp")
-    model.calibrate(np.r_[plain, manipulated], crops=10, manipulated=flags)
+    model.calibrate(np.r_[plain, manipulated], CropPlan(count=10), flags)
     assert 0.95 <= np.mean(~model.is_unknown(plain, [False] * 400)) < 0.96
     assert 0.95 <= np.mean(~model.is_unknown(manipulated, [True] * 400)) < 0.96
     # One threshold for both would reject most manipulated known photos.
@@ -109,7 +127,7 @@ def test_each_kind_of_photo_gets_its_own_threshold_and_the_file_keeps_both(tmp_p
 
 def test_a_calibration_of_unaltered_photos_only_applies_its_threshold_to_all():
     model = openset.OpenSetModel("msp")
-    model.calibrate(np.arange(100.0), crops=10)
+    model.calibrate(np.arange(100.0), CropPlan(count=10))
     assert np.isnan(model.threshold_manipulated)
     assert model.is_unknown([96.0, 96.0], [False, True]).tolist() == [True, True]
 
@@ -124,6 +142,21 @@ def test_unknown_uses_the_manipulated_threshold_for_manip_names(ckpt, tmp_path):
     model.threshold_manipulated = float("inf")  # accepts every manipulated one
     model.save(openset.calibration_path(copy))
     args = ["--ckpt_path", str(copy), "--input", str(folder), "--output", str(tmp_path / "s.csv")]
-    predict([*args, "--no_progress", "--crops", "2", "--num_workers", "0", "--unknown"])
+    predict([*args, "--no_progress", "--crops", "3", "--num_workers", "0", "--unknown"])
     rows = dict(line.split(",") for line in (tmp_path / "s.csv").read_text().splitlines()[1:])
     assert rows["img_a_unalt.tif"] == "unknown" and rows["img_b_manip.tif"] != "unknown"
+
+
+def test_unknown_with_other_crops_than_the_calibration_is_one_error_line(ckpt, tmp_path, capsys):
+    # A mean over more crops, or a grid, spreads the scores less: the thresholds would not hold.
+    from conftest import one_error_line
+
+    folder = tmp_path / "test"
+    write_image(folder / "img.png", random_image(np.random.default_rng(0), 48, 48))
+    copy = calibrated(ckpt, tmp_path, 0.5)  # 3 random crops
+    base = ["--ckpt_path", str(copy), "--input", str(folder), "--output", str(tmp_path / "s.csv"), "--unknown"]
+    for extra in (["--crops", "4"], ["--crops", "3", "--crop_grid"], ["--crops", "3", "--tta_manipulations", "jpeg70"]):
+        line = one_error_line(capsys, lambda extra=extra: predict([*base, *extra, "--num_workers", "0"]))
+        assert "3 random crops" in line and not (tmp_path / "s.csv").exists()
+    predict([*base, "--crops", "3", "--num_workers", "0", "--no_progress"])
+    assert (tmp_path / "s.csv").exists()
