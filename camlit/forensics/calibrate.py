@@ -35,6 +35,7 @@ from camlit.termination import exit_on_signal
 from camlit.training.checkpointing import load_plain
 
 SPLICE_PHOTOS = 100
+STEADY_PHOTOS = 100  # fewer, and the 95th percentile is one of the 5 highest scores
 KAGGLE_SIDE = 512  # the side of Kaggle's test images
 DEFAULT_SCORE = "relative_stem"  # the best of the six on the demo model and the recipe's (docs/forensics.md)
 
@@ -180,9 +181,13 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
             fitted.save(openset.calibration_path(args.ckpt_path))
             if splices:
                 write_text_atomic(splice.calibration_path(args.ckpt_path), json.dumps(splices, indent=2) + "\n")
+    unaltered, manipulated = fitted.photos
     print(f"{args.score} thresholds {fitted.threshold:.4g} (unaltered) and {fitted.threshold_manipulated:.4g} "
-          f"(manipulated) accept 95% of the {len(val)} validation photos of each kind; "
+          f"(manipulated) accept 95% of the {unaltered} unaltered and {manipulated} manipulated validation photos; "
           f"written to {openset.calibration_path(args.ckpt_path)}")  # fmt: skip
+    if min(unaltered, manipulated) < STEADY_PHOTOS:
+        print(f"note: a 95th percentile of fewer than {STEADY_PHOTOS} photos rests on its few highest scores; "
+              "a run holding out more photos (--data.val_fraction) gets steadier thresholds")  # fmt: skip
     if splices:
         print(f"splice photo thresholds give a region to at most 5% of {splices['clean_photos']} clean validation "
               f"photos; written to {splice.calibration_path(args.ckpt_path)}")  # fmt: skip

@@ -69,6 +69,7 @@ class OpenSetModel:
     threshold_manipulated: float = float("nan")
     grid: bool = False  # the crops on an even grid, not at random
     crop_size: int = 0  # 0: not recorded
+    photos: tuple[int, int] = (0, 0)  # known photos the thresholds were set on: unaltered, manipulated
 
     def require_plan(self, plan: CropPlan) -> None:
         """Refuse scoring with other crops than the thresholds were set on: a mean over more crops,
@@ -116,6 +117,7 @@ class OpenSetModel:
         manipulated_threshold = np.quantile(scores[flags], ACCEPT, method="higher") if both else np.nan
         self.threshold_manipulated = float(manipulated_threshold)
         self.crops, self.grid, self.crop_size = plan.count, plan.grid, plan.size
+        self.photos = (int((~flags).sum()), int(flags.sum()))
 
     def thresholds(self, manipulated: Sequence[bool | None] | None, count: int) -> np.ndarray:
         """Each photo's threshold: the manipulated one for photos known to be manipulated."""
@@ -133,7 +135,8 @@ class OpenSetModel:
             np.savez(
                 file, method=np.array(self.method), threshold=np.array(self.threshold),
                 threshold_manipulated=np.array(self.threshold_manipulated), crops=np.array(self.crops),
-                grid=np.array(self.grid), crop_size=np.array(self.crop_size), **self.arrays,
+                grid=np.array(self.grid), crop_size=np.array(self.crop_size), photos=np.array(self.photos),
+                **self.arrays,
             )  # fmt: skip
 
 
@@ -202,14 +205,16 @@ def load(checkpoint: str | os.PathLike) -> OpenSetModel:
         method, threshold, crops = str(stored.pop("method")), float(stored.pop("threshold")), int(stored.pop("crops"))
         threshold_manipulated = float(stored.pop("threshold_manipulated", np.nan))
         grid, crop_size = bool(stored.pop("grid", False)), int(stored.pop("crop_size", 0))
+        photos = tuple(int(n) for n in stored.pop("photos", (0, 0)))
     except (OSError, ValueError, KeyError) as error:
         raise CamlitError(f"--unknown: {path} is not an open-set calibration ({error})") from None
     if method not in SCORES:
         raise CamlitError(f"--unknown: {path} names an unknown score {method!r}")
-    return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size)
+    return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size, photos)
 
 
 def describe(crops: int, grid: bool, crop_size: int) -> str:
+    """A calibration's crops in words: '10 random crops of 64 px'."""
     size = f" of {crop_size} px" if crop_size else ""
     return f"{crops} {'grid' if grid else 'random'} crop{'s' if crops != 1 else ''}{size}"
 

@@ -43,7 +43,12 @@ def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_pa
     main(["--ckpt_path", str(path), "--crops", "2", "--score", "knn", "--device", "cpu", "--splice_photos", "4"])
     model = openset.load(path)
     assert np.isfinite(model.threshold) and np.isfinite(model.threshold_manipulated)
-    assert "(manipulated)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # A flat tree's validation photos count twice: as they are and under one manipulation each.
+    held_out = model.photos[0]
+    assert held_out > 0 and model.photos == (held_out, held_out)
+    assert f"of the {held_out} unaltered and {held_out} manipulated validation photos" in out
+    assert "note: a 95th percentile of fewer than 100 photos" in out
     splices = json.loads(splice.calibration_path(path).read_text())
     assert splices["clean_photos"] == 4 and set(splices["photo_thresholds"]) == set(splice.METHODS)
     assert splice.photo_threshold("disagreement", path) == splices["photo_thresholds"]["disagreement"]
