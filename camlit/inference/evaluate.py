@@ -171,10 +171,10 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
     """The report; None in the other processes of a several-device run."""
     if args.manipulations and not args.labels:
         raise CamlitError("--manipulations needs --labels")
-    calibration = openset.load(args.ckpt_path) if args.unknown_input else None
+    calibration = openset.load(args.ckpt_path, "--unknown_input") if args.unknown_input else None
     model, plan = options.prepare(args)
     if calibration:
-        calibration.require_plan(plan)
+        calibration.require_plan(plan, "--unknown_input")
     classes = list(model.classes)
     if args.labels:
         images = labelled_csv(args.input, args.labels, classes, args.manipulations)
@@ -241,8 +241,8 @@ def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndar
         raise CamlitError(f"--unknown_input {folder}: no such folder, or no images in it")
     unknown = options.predict_with(args, scored, plan, paths)
     unknown_flags = np.array([bool(manipulated_from_name(path)) for path in paths])
-    known_scores = openset.prediction_scores(calibration, known)[known.usable]
-    unknown_scores = openset.prediction_scores(calibration, unknown)[unknown.usable]
+    known_scores = openset.prediction_scores(calibration, known, "--unknown_input")[known.usable]
+    unknown_scores = openset.prediction_scores(calibration, unknown, "--unknown_input")[unknown.usable]
     figures = openset.unknown_report(
         known_scores, known_flags[known.usable], unknown_scores, unknown_flags[unknown.usable], calibration
     )

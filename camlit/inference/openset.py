@@ -71,7 +71,7 @@ class OpenSetModel:
     crop_size: int = 0  # 0: not recorded
     photos: tuple[int, int] = (0, 0)  # known photos the thresholds were set on: unaltered, manipulated
 
-    def require_plan(self, plan: CropPlan) -> None:
+    def require_plan(self, plan: CropPlan, option: str = "--unknown") -> None:
         """Refuse scoring with other crops than the thresholds were set on: a mean over more crops,
         or over a grid, is less spread, so a threshold set on 10 random crops would accept more."""
         wanted = (self.crops, self.grid, self.crop_size or plan.size, ())
@@ -79,8 +79,8 @@ class OpenSetModel:
             calibrated_on = describe(self.crops, self.grid, self.crop_size)
             asked = f"--crops {plan.count}{' --crop_grid' if plan.grid else ''}"
             raise CamlitError(
-                f"--unknown: the calibration beside the checkpoint was set on {calibrated_on} per photo, "
-                f"without --tta_manipulations; predict with those, or calibrate again with {asked}"
+                f"{option}: the calibration beside the checkpoint was set on {calibrated_on} per photo, "
+                f"without --tta_manipulations; take those crops, or calibrate again with {asked}"
             )
 
     @property
@@ -170,7 +170,7 @@ def inverse(covariance: np.ndarray) -> np.ndarray:
     return np.linalg.inv(covariance + ridge)
 
 
-def prediction_scores(model: OpenSetModel, predictions) -> np.ndarray:
+def prediction_scores(model: OpenSetModel, predictions, option: str = "--unknown") -> np.ndarray:
     """One score per image of a `Predictions` made with `WithFeatures`; NaN for unusable images."""
     scores = np.full(len(predictions.paths), np.nan)
     usable = np.flatnonzero(predictions.usable)
@@ -181,7 +181,7 @@ def prediction_scores(model: OpenSetModel, predictions) -> np.ndarray:
             scores[usable] = model.scores([logits for logits, _ in rows], [features for _, features in rows])
         except ValueError as error:
             raise CamlitError(
-                f"--unknown: the calibration beside the checkpoint is for another model ({error})"
+                f"{option}: the calibration beside the checkpoint is for another model ({error})"
             ) from None
     return scores
 
@@ -192,11 +192,12 @@ def calibration_path(checkpoint: str | os.PathLike) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.unknown.npz")
 
 
-def load(checkpoint: str | os.PathLike) -> OpenSetModel:
+def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetModel:
+    """The calibration beside `checkpoint`; `option` is the command's option that asked for it."""
     path = calibration_path(checkpoint)
     if not path.is_file():
         raise CamlitError(
-            f"--unknown: no open-set calibration {path} beside the checkpoint; "
+            f"{option}: no open-set calibration {path} beside the checkpoint; "
             f"make it with `python scripts/calibrate_unknown.py --ckpt_path {checkpoint}`"
         )
     try:
@@ -207,9 +208,9 @@ def load(checkpoint: str | os.PathLike) -> OpenSetModel:
         grid, crop_size = bool(stored.pop("grid", False)), int(stored.pop("crop_size", 0))
         photos = tuple(int(n) for n in stored.pop("photos", (0, 0)))
     except (OSError, ValueError, KeyError) as error:
-        raise CamlitError(f"--unknown: {path} is not an open-set calibration ({error})") from None
+        raise CamlitError(f"{option}: {path} is not an open-set calibration ({error})") from None
     if method not in SCORES:
-        raise CamlitError(f"--unknown: {path} names an unknown score {method!r}")
+        raise CamlitError(f"{option}: {path} names an unknown score {method!r}")
     return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size, photos)
 
 

@@ -76,3 +76,12 @@ def test_an_unknown_splice_method_is_refused_before_any_work(ckpt, flat_tree, tm
     assert "--splice_method: only with --splices" in one_error_line(capsys, lambda: evaluate(args))
     args += ["--splices", str(tmp_path)]
     assert "--splice_method: unknown 'nearest'" in one_error_line(capsys, lambda: evaluate(args))
+
+
+def test_evaluate_refuses_other_crops_than_the_calibration_naming_unknown_input(ckpt, flat_tree, tmp_path, capsys):
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(ckpt.read_bytes())
+    openset.OpenSetModel("msp", 0.5, 3).save(openset.calibration_path(checkpoint))
+    args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", str(tmp_path), "--crops", "2"]
+    line = one_error_line(capsys, lambda: evaluate(args))
+    assert line.startswith("error: --unknown_input:") and "3 random crops" in line
