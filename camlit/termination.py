@@ -1,5 +1,6 @@
 """SIGTERM, as SLURM and Kubernetes send it before they stop a job: stop, keep what is whole, exit 143.
-Ctrl-C (SIGINT) ends the commands other than fit the same way, with exit status 130.
+Ctrl-C (SIGINT) ends every command the same way, with exit status 130; in fit, a second Ctrl-C
+stops at once without saving (`interrupt_as_sigterm`).
 
 `on_sigterm()` turns the signal into a `Terminated` exception where it lands, so that every
 `finally` and every atomic write cleans up behind it. A training run defers it instead
@@ -64,6 +65,7 @@ class SigtermWatch:
         self.received = False
         self.deferred = False
         self.sigchld_before = None
+        self.signum = signal.SIGTERM  # the signal that stopped it: SIGINT when Ctrl-C took this path
 
     def defer(self) -> None:
         self.deferred = True
@@ -72,6 +74,7 @@ class SigtermWatch:
         first = not self.received
         self.received = True
         if first:
+            self.signum = signum
             self.sigchld_before = quiet_sigchld()
             if not self.deferred:
                 raise Terminated
@@ -97,10 +100,27 @@ def on_sigterm() -> Iterator[SigtermWatch]:
         watch.restore()
 
 
-def exit_terminated(what: str) -> None:
-    """One line saying what the signal stopped and what is kept, then exit status 143."""
-    print(f"stopped by SIGTERM: {what}", file=sys.stderr)
-    raise SystemExit(EXIT_STATUS)
+def exit_terminated(what: str, signum: int = signal.SIGTERM) -> None:
+    """One line saying what the signal stopped and what is kept, then exit status 143 (130 for SIGINT)."""
+    print(f"stopped by {signal.Signals(signum).name}: {what}", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+def interrupt_as_sigterm(watch: SigtermWatch):
+    """A SIGINT handler for a training run: the first Ctrl-C takes SIGTERM's path through whatever
+    handles SIGTERM now (Lightning's, composed with `watch`), so the run stops after the current
+    batch and saves there. A second, or one in a loader worker, raises KeyboardInterrupt: at once,
+    Lightning's own stop, no save; a worker ends quietly."""
+    owner = os.getpid()
+
+    def handler(signum, frame) -> None:
+        if os.getpid() != owner or watch.received:
+            raise KeyboardInterrupt
+        sigterm = signal.getsignal(signal.SIGTERM)
+        if callable(sigterm):
+            sigterm(signum, frame)
+
+    return handler
 
 
 @contextmanager

@@ -3,15 +3,19 @@
 A new run claims its own version folder under `--trainer.default_root_dir` (default: here); a run
 that fails before training leaves the folder as it was. One process at a time runs in a run folder
 (camlit.training.runfolder). `--resume lightning_logs/version_N` continues a run: see
-camlit.training.resume. SIGTERM saves where training stopped and exits 143 (camlit.termination).
+camlit.training.resume. SIGTERM or Ctrl-C saves where training stopped and exits 143 or 130
+(camlit.termination).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import sys
-from contextlib import suppress
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
@@ -23,7 +27,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
 from camlit.errors import OneLineErrors, disk_full_as_user_error, exit_on_user_error
-from camlit.termination import SigtermWatch, exit_terminated, on_sigterm
+from camlit.termination import SigtermWatch, exit_terminated, interrupt_as_sigterm, on_sigterm
 from camlit.training.callbacks import (
     CheckpointOnSigterm,
     NonFiniteLossGuard,
@@ -246,13 +250,26 @@ def show_camlit_messages() -> None:
         logger.setLevel(logging.INFO)
 
 
+@contextmanager
+def interrupt_handled(watch: SigtermWatch) -> Iterator[None]:
+    """Ctrl-C stops the run as SIGTERM does while the block runs (only the main thread can handle it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupt_as_sigterm(watch))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(args: list[str] | None = None) -> CamlitCLI:
     """Train; `args` as on the command line. Input mistakes exit with one line, status 2; SIGTERM
-    with one line and status 143."""
+    and Ctrl-C with one line and status 143 or 130."""
     args = list(sys.argv[1:] if args is None else args)
     show_camlit_messages()
     cli: CamlitCLI | None = None
-    with on_sigterm() as sigterm:
+    with on_sigterm() as sigterm, interrupt_handled(sigterm):
         try:
             # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
             with (
@@ -268,7 +285,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
         except BaseException as exception:
             if not stopped_by_sigterm(sigterm, exception):
                 raise
-            exit_terminated(cli.stopped() if cli is not None else STOPPED_BEFORE_TRAINING)
+            exit_terminated(cli.stopped() if cli is not None else STOPPED_BEFORE_TRAINING, sigterm.signum)
         finally:
             if cli is not None:
                 cli.release()

@@ -1,4 +1,4 @@
-"""SIGTERM, as SLURM and Kubernetes send it: a fit saves where it stopped and exits 143, a second
+"""SIGTERM, as SLURM and Kubernetes send it, and Ctrl-C: a fit saves where it stopped and exits 143 (130), a second
 process cannot run in the same run folder, and a stop before training leaves no run folder."""
 
 import os
@@ -65,8 +65,10 @@ def test_sigterm_before_training_leaves_no_run_folder(flat_tree, tmp_path):
     assert not (tmp_path / "lightning_logs").exists()
 
 
-def test_sigterm_to_the_whole_process_group_still_saves_the_step(flat_tree, tmp_path):
-    """SLURM and `timeout` signal every process of the job, the loader workers too."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl_c"])
+def test_a_signal_to_the_whole_process_group_still_saves_the_step(flat_tree, tmp_path, signum):
+    """SLURM and `timeout` signal every process of the job, the loader workers too, and so does a
+    terminal's Ctrl-C: both stop after the batch and save there."""
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     args = fit_args(flat_tree, "--trainer.max_epochs", "3", "--trainer.limit_val_batches", "1")
     args[args.index("--data.num_workers") + 1] = "2"
@@ -74,8 +76,9 @@ def test_sigterm_to_the_whole_process_group_still_saves_the_step(flat_tree, tmp_
         tmp_path, "camlit.training.module.CameraClassifier.training_step", "camlit.training.cli", args, 0.3, True
     )
     assert wait_for(last.exists, timeout=240), process.communicate()[1][-2000:]
-    os.killpg(process.pid, signal.SIGTERM)
+    os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=240)
-    assert process.returncode == EXIT_STATUS, stderr[-2000:]
-    assert "Traceback" not in stderr and "last.ckpt at step" in stderr
+    assert process.returncode == 128 + signum, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert f"stopped by {signal.Signals(signum).name}:" in stderr and "last.ckpt at step" in stderr
     assert torch.load(last, weights_only=True)["global_step"] > 0
