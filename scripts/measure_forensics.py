@@ -30,6 +30,7 @@ from camlit.forensics.reports import read_mask, splice_folder, splice_report
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, foreign_mask
 from camlit.imageio import list_images, read_rgb, write_image_atomic
 from camlit.inference import openset
+from camlit.inference.features import softmax
 from camlit.inference.labelled import labelled_csv
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.openset import SCORES, feature_layer, unknown_report
@@ -226,7 +227,8 @@ def measure_unknown(model, size, args) -> dict:
     rows = {layer: unknown_rows(model, size, args, layer) for layer in sorted({feature_layer(s) for s in scores})}
     # Every layer's rows carry the same logits.
     known_logits, _, known_labels, known_flags = next(iter(rows.values()))["known"]
-    correct = np.array([logits.mean(axis=0).argmax() for logits in known_logits]) == known_labels
+    # As evaluate.py scores by default: the mean softmax of the crops.
+    correct = np.array([softmax(logits).mean(axis=0).argmax() for logits in known_logits]) == known_labels
     figures = {
         "closed_set_accuracy": {
             "unaltered": float(correct[~known_flags].mean()),
