@@ -3,6 +3,7 @@ process cannot run in the same run folder, and a stop before training leaves no 
 
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -82,3 +83,24 @@ def test_a_signal_to_the_whole_process_group_still_saves_the_step(flat_tree, tmp
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     assert f"stopped by {signal.Signals(signum).name}:" in stderr and "last.ckpt at step" in stderr
     assert torch.load(last, weights_only=True)["global_step"] > 0
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_whole_checkpoint(flat_tree, tmp_path):
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    args = fit_args(flat_tree, "--trainer.max_epochs", "3", "--trainer.limit_val_batches", "1")
+    process, training = start_paused(
+        tmp_path, "camlit.training.module.CameraClassifier.training_step", "camlit.training.cli", args, 2.0
+    )
+    assert wait_for(last.exists, timeout=240), process.communicate()[1][-2000:]
+    saved_at = torch.load(last, weights_only=True)["global_step"]
+    # Both land in one paused step, the next to begin: the first asks for a stop after it, the
+    # second stops at once.
+    training.unlink()
+    assert wait_for(training.exists, timeout=240), process.communicate()[1][-2000:]
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 1, stderr[-2000:]
+    assert "Traceback" not in stderr and "stopped by SIGINT" not in stderr
+    assert is_valid_checkpoint(last) and torch.load(last, weights_only=True)["global_step"] == saved_at
