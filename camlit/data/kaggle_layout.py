@@ -146,7 +146,7 @@ def prepared_download(
     if summary.failures or summary.too_small:
         raise CamlitError(
             f"{root / PREPARED}: {summary.failed} photo(s) failed and {len(summary.too_small)} crop(s) were too small; "
-            f"scripts/prepare_data.py --input {root / 'train'} --output {root / PREPARED} lists them"
+            f"camlit prepare --input {root / 'train'} --output {root / PREPARED} lists them"
         )
     write_bytes_atomic(marker, settings)
     return root / PREPARED

@@ -47,7 +47,7 @@ def require_pools(
         if needed and absent:
             raise CamlitError(
                 f"--data.unaltered_share {unaltered_share}: {where} has no {kind} training images of "
-                f"{', '.join(absent)}; prepare it into manipulation folders with scripts/prepare_data.py, "
+                f"{', '.join(absent)}; prepare it into manipulation folders with camlit prepare, "
                 "or set --data.unaltered_share null"
             )
 

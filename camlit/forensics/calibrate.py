@@ -1,4 +1,4 @@
-"""`scripts/calibrate_unknown.py`: fit the open-set score on a run's training photos and set its
+"""`camlit calibrate`: fit the open-set score on a run's training photos and set its
 thresholds on the run's validation photos, into `<checkpoint stem>.unknown.npz` beside the checkpoint.
 
 The split is the run's own: the checkpoint's DataModule settings (train_dir, val_fraction, seed)
@@ -150,7 +150,7 @@ def build_parser() -> PlainParser:
         description="Fit the unknown-camera score on a run's training photos and set the threshold that accepts "
         "95% of its validation photos; predict.py --unknown reads the file written beside the checkpoint.",
     )
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by scripts/fit.py")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by camlit fit")
     parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
     parser.add_argument("--score", choices=openset.SCORES, default=DEFAULT_SCORE, help=f"default {DEFAULT_SCORE}")
     parser.add_argument("--crops", type=at_least(1), default=DEFAULT_CROPS, help="crops per photo, as predict's")

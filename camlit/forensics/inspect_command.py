@@ -37,7 +37,7 @@ def build_parser() -> PlainParser:
         description="The camera map of one photo: per-tile cameras, tiles too flat or clipped to judge, "
         "the region judged spliced from another camera, and a picture of them.",
     )
-    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by scripts/fit.py")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by camlit fit")
     parser.add_argument("--input", required=True, help="the photo to inspect")
     parser.add_argument("--output", required=True, help="folder for <stem>_tiles.npz, _mask.png, _map.png, .json")
     parser.add_argument(

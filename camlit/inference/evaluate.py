@@ -147,7 +147,7 @@ def build_parser() -> CommandParser:
     parser.add_argument(
         "--unknown_input", default=None,
         help="folder of photos from cameras outside the class list: report the open-set AUROC and rates, "
-        "unaltered and manipulated apart, with the calibration beside the checkpoint (scripts/calibrate_unknown.py)",
+        "unaltered and manipulated apart, with the calibration beside the checkpoint (camlit calibrate)",
     )  # fmt: skip
     parser.add_argument(
         "--splices", default=None,

@@ -198,7 +198,7 @@ def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetMod
     if not path.is_file():
         raise CamlitError(
             f"{option}: no open-set calibration {path} beside the checkpoint; "
-            f"make it with `python scripts/calibrate_unknown.py --ckpt_path {checkpoint}`"
+            f"make it with `camlit calibrate --ckpt_path {checkpoint}`"
         )
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -58,7 +58,7 @@ def build_parser() -> CommandParser:
     parser.add_argument(
         "--unknown", action="store_true",
         help="name a photo `unknown` when its open-set score is above the threshold calibrated beside the "
-        "checkpoint (scripts/calibrate_unknown.py); --probs gains an unknown_score column",
+        "checkpoint (camlit calibrate); --probs gains an unknown_score column",
     )  # fmt: skip
     return parser
 

@@ -107,7 +107,7 @@ def test_unknown_without_a_calibration_is_one_error_line(ckpt, tmp_path, capsys)
     write_image(folder / "img.png", random_image(np.random.default_rng(0), 48, 48))
     args = ["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "s.csv"), "--unknown"]
     line = one_error_line(capsys, lambda: predict(args))
-    assert "calibrate_unknown.py" in line and not (tmp_path / "s.csv").exists()
+    assert "camlit calibrate --ckpt_path" in line and not (tmp_path / "s.csv").exists()
 
 
 def test_each_kind_of_photo_gets_its_own_threshold_and_the_file_keeps_both(tmp_path):
