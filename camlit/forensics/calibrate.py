@@ -148,7 +148,7 @@ def build_parser() -> PlainParser:
     parser = PlainParser(
         prog="camlit calibrate",
         description="Fit the unknown-camera score on a run's training photos and set the threshold that accepts "
-        "95% of its validation photos; predict.py --unknown reads the file written beside the checkpoint.",
+        "95% of its validation photos; camlit predict --unknown reads the file written beside the checkpoint.",
     )
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by camlit fit")
     parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
