@@ -117,8 +117,13 @@ def interrupt_as_sigterm(watch: SigtermWatch):
         if os.getpid() != owner or watch.received:
             raise KeyboardInterrupt
         sigterm = signal.getsignal(signal.SIGTERM)
-        if callable(sigterm):
-            sigterm(signum, frame)
+        try:
+            # As SIGTERM itself: Lightning passes the number on to a DDP run's other processes,
+            # where a SIGINT would be their second Ctrl-C.
+            if callable(sigterm):
+                sigterm(signal.SIGTERM, frame)
+        finally:
+            watch.signum = signal.SIGINT
 
     return handler
 

@@ -3,6 +3,9 @@ for a checkpoint monitor that can never be logged."""
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -72,6 +75,7 @@ class CheckpointOnSigterm(Callback):
     it was). From then on it only notes the signal: Lightning's handler, which runs first, stops
     its loops after the current batch with SIGTERMException, and this saves the state there. When
     the signal reached the loader workers too, the loader's error at the next batch saves it instead.
+    Under DDP the ranks decide together at each batch end instead, so that all stop after the same one.
     """
 
     def __init__(self, watch: SigtermWatch):
@@ -80,6 +84,17 @@ class CheckpointOnSigterm(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.watch.defer()
+        if trainer.world_size > 1 and threading.current_thread() is threading.main_thread():
+            # Lightning's handler raises its stop on each rank after that rank's own batch, so the
+            # ranks stop at different steps and the next collective hangs (Lightning #20806). Under
+            # DDP only the watch notes the signal, and the ranks agree at each batch end (below).
+            signal.signal(signal.SIGTERM, self.watch)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        # One scalar all-reduce a step: every rank stops after the same batch, however many got the signal.
+        if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(self.watch.received, all=False):
+            self.watch.received = True
+            raise SIGTERMException
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(exception, Terminated) or not stopped_by_sigterm(self.watch, exception):

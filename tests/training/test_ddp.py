@@ -6,15 +6,19 @@ scored on exactly one rank, and the reduced accuracy must be that of the whole s
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
-from conftest import FIT, fit_args
+import torch
+from conftest import FIT, fit_args, wait_for
 
 from camlit.data.datasets import EpochSampler
+from camlit.training.checkpointing import is_valid_checkpoint
 
 PROBE = '''
 import json
@@ -105,3 +109,34 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
     assert [p.name for p in runs] == ["version_0"]
     assert len(list(runs[0].glob("events.out.tfevents.*"))) == 1
     assert sorted(p.name for p in (runs[0] / "checkpoints").glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [(signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["sigterm", "ctrl_c", "sigterm_to_rank_0"],
+)
+def test_a_signal_to_a_ddp_run_saves_the_step_on_every_rank(flat_tree, tmp_path, signum, group):
+    """scancel, or a terminal's Ctrl-C, signals both ranks at once; `kill` signals rank 0 alone.
+    Either way the ranks stop after the same batch (Lightning's own handling hung here)."""
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    args = fit_args(flat_tree, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+                    "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "1")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(FIT).parents[1]), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, FIT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert wait_for(last.exists, timeout=300), process.communicate(timeout=5)[1][-3000:]
+        saved_at = torch.load(last, weights_only=True)["global_step"]
+        time.sleep(1)
+        os.killpg(process.pid, signum) if group else process.send_signal(signum)
+        _, stderr = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    assert "Traceback" not in stderr and f"stopped by {signal.Signals(signum).name}:" in stderr
+    assert is_valid_checkpoint(last) and torch.load(last, weights_only=True)["global_step"] > saved_at
