@@ -114,6 +114,7 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "group"),
+    # Without loader workers: a signal to the group with them can still hang (docs/reliability.md).
     [(signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGTERM, False)],
     ids=["sigterm", "ctrl_c", "sigterm_to_rank_0"],
 )
