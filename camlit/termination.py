@@ -109,12 +109,15 @@ def exit_terminated(what: str, signum: int = signal.SIGTERM) -> None:
 def interrupt_as_sigterm(watch: SigtermWatch):
     """A SIGINT handler for a training run: the first Ctrl-C takes SIGTERM's path through whatever
     handles SIGTERM now (Lightning's, composed with `watch`), so the run stops after the current
-    batch and saves there. A second, or one in a loader worker, raises KeyboardInterrupt: at once,
-    Lightning's own stop, no save; a worker ends quietly."""
+    batch and saves there. A second raises KeyboardInterrupt: at once, Lightning's own stop, no
+    save. A loader worker, which a terminal's Ctrl-C reaches too, ignores it and is ended by the
+    run as it stops: a worker dying mid-batch could leave the run a half-sent batch and a traceback."""
     owner = os.getpid()
 
     def handler(signum, frame) -> None:
-        if os.getpid() != owner or watch.received:
+        if os.getpid() != owner:
+            return
+        if watch.received:
             raise KeyboardInterrupt
         sigterm = signal.getsignal(signal.SIGTERM)
         try:
