@@ -100,6 +100,19 @@ def on_sigterm() -> Iterator[SigtermWatch]:
         watch.restore()
 
 
+@contextmanager
+def interrupt_handled(watch: SigtermWatch) -> Iterator[None]:
+    """Ctrl-C stops the run as SIGTERM does while the block runs (only the main thread can handle it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupt_as_sigterm(watch))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def exit_terminated(what: str, signum: int = signal.SIGTERM) -> None:
     """One line saying what the signal stopped and what is kept, then exit status 143 (130 for SIGINT)."""
     print(f"stopped by {signal.Signals(signum).name}: {what}", file=sys.stderr)

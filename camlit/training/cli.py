@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import torch
@@ -27,7 +24,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
 from camlit.errors import OneLineErrors, disk_full_as_user_error, exit_on_user_error
-from camlit.termination import SigtermWatch, exit_terminated, interrupt_as_sigterm, on_sigterm
+from camlit.termination import SigtermWatch, exit_terminated, interrupt_handled, on_sigterm
 from camlit.training.callbacks import (
     CheckpointOnSigterm,
     NonFiniteLossGuard,
@@ -248,19 +245,6 @@ def show_camlit_messages() -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-
-
-@contextmanager
-def interrupt_handled(watch: SigtermWatch) -> Iterator[None]:
-    """Ctrl-C stops the run as SIGTERM does while the block runs (only the main thread can handle it)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, interrupt_as_sigterm(watch))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def main(args: list[str] | None = None) -> CamlitCLI:
