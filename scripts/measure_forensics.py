@@ -33,7 +33,7 @@ from camlit.inference import openset
 from camlit.inference.features import softmax
 from camlit.inference.labelled import labelled_csv
 from camlit.inference.loading import load_checkpoint
-from camlit.inference.openset import SCORES, feature_layer, unknown_report
+from camlit.inference.openset import SCORES, feature_layer, reads_quantization, unknown_report
 from camlit.inference.tta import CropPlan
 
 
@@ -186,27 +186,31 @@ def write_examples(folder: Path, entries, truths, maps, threshold: float) -> Non
         write_image_atomic(folder / f"forensics_{name}.png", picture)
 
 
-def unknown_rows(model, size, args, layer: str) -> dict:
-    """Logits, `layer`'s features and manipulated flags per photo of the run's training (unaltered)
-    and validation photos, the known test set and the unknown photos, each computed once into --work."""
+def unknown_rows(model, size, args, reads: tuple[str, bool]) -> dict:
+    """Logits, the (layer, quantization) features and manipulated flags per photo of the run's
+    training (unaltered) and validation photos, the known test set and the unknown photos, each
+    computed once into --work."""
     work = Path(args.work)
-    suffix = "" if layer == "pooled" else f"_{layer}"
+    layer, quantization = reads
+    suffix = ("" if layer == "pooled" else f"_{layer}") + ("_jpeg" if quantization else "")
     plan = CropPlan(size=size, count=args.crops, grid=args.crop_grid)
     train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
     # Fitted on the unaltered training photos, as calibrate.calibrated does.
     unaltered = [s for s in train if s.manipulation == UNALTERED] or list(train)
     _, features, labels, _ = cached_rows(
         work / f"train{suffix}.npz",
-        lambda: calibration_rows(model, unaltered, plan, only_as_they_are=True, layer=layer),
+        lambda: calibration_rows(model, unaltered, plan, only_as_they_are=True, layer=layer, quantization=quantization),
     )
     rows = {"train": (features, labels)}
-    rows["val"] = cached_rows(work / f"val{suffix}.npz", lambda: calibration_rows(model, val, plan, layer=layer))
+    rows["val"] = cached_rows(
+        work / f"val{suffix}.npz", lambda: calibration_rows(model, val, plan, layer=layer, quantization=quantization)
+    )
     images = labelled_csv(args.known, Path(args.known).parent / "test_labels.csv", model.classes)
     known_flags = np.array([image.manipulated for image in images])
 
     def known_rows():
         logits, features, usable = photo_rows(
-            model, [i.path for i in images], plan, layer=layer, manipulated=list(known_flags)
+            model, [i.path for i in images], plan, layer=layer, quantization=quantization, manipulated=list(known_flags)
         )
         return logits, features, np.array([i.label for i in images])[usable], known_flags[usable]
 
@@ -215,7 +219,9 @@ def unknown_rows(model, size, args, layer: str) -> dict:
 
     def unknown_photo_rows():
         flags = np.array([manipulated_from_name(p) for p in unknown_paths])
-        logits, features, usable = photo_rows(model, unknown_paths, plan, layer=layer, manipulated=list(flags))
+        logits, features, usable = photo_rows(
+            model, unknown_paths, plan, layer=layer, quantization=quantization, manipulated=list(flags)
+        )
         return logits, features, [], flags[usable]
 
     rows["unknown"] = cached_rows(work / f"unknown{suffix}.npz", unknown_photo_rows)
@@ -224,7 +230,8 @@ def unknown_rows(model, size, args, layer: str) -> dict:
 
 def measure_unknown(model, size, args) -> dict:
     scores = args.scores.split(",")
-    rows = {layer: unknown_rows(model, size, args, layer) for layer in sorted({feature_layer(s) for s in scores})}
+    reads = {score: (feature_layer(score), reads_quantization(score)) for score in scores}
+    rows = {read: unknown_rows(model, size, args, read) for read in sorted(set(reads.values()))}
     # Every layer's rows carry the same logits.
     known_logits, _, known_labels, known_flags = next(iter(rows.values()))["known"]
     # As evaluate.py scores by default: the mean softmax of the crops.
@@ -236,16 +243,15 @@ def measure_unknown(model, size, args) -> dict:
         }
     }
     for score in scores:
-        layer = rows[feature_layer(score)]
+        layer = rows[reads[score]]
         (train_features, train_labels), (val_logits, val_features, _, val_flags) = layer["train"], layer["val"]
         fitted = openset.fit(score, train_features, train_labels, len(model.classes))
         plan = CropPlan(size=size, count=args.crops, grid=args.crop_grid)
-        fitted.calibrate(fitted.scores(val_logits, val_features), plan, val_flags)
-        known = fitted.scores(*layer["known"][:2])
+        fitted.calibrate(fitted.scores(val_logits, val_features, val_flags), plan, val_flags)
+        known = fitted.scores(*layer["known"][:2], layer["known"][3])
         unknown_logits, unknown_features, _, unknown_flags = layer["unknown"]
-        figures[score] = unknown_report(
-            known, layer["known"][3], fitted.scores(unknown_logits, unknown_features), unknown_flags, fitted
-        )
+        unknown = fitted.scores(unknown_logits, unknown_features, unknown_flags)
+        figures[score] = unknown_report(known, layer["known"][3], unknown, unknown_flags, fitted)
     return figures
 
 

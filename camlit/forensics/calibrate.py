@@ -37,7 +37,7 @@ from camlit.training.checkpointing import load_plain
 SPLICE_PHOTOS = 100
 STEADY_PHOTOS = 100  # fewer, and the 95th percentile is one of the 5 highest scores
 KAGGLE_SIDE = 512  # the side of Kaggle's test images
-DEFAULT_SCORE = "relative_stem"  # the best of the six on the demo model and the recipe's (docs/forensics.md)
+DEFAULT_SCORE = "relative_stem_jpeg"  # the best of the seven on the demo model (docs/forensics.md)
 
 
 def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: str | None = None):
@@ -54,9 +54,17 @@ def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: 
     return split_by_photo(samples, hparams.get("val_fraction", 0.2), hparams.get("seed", 0))
 
 
-def photo_rows(model, paths: Sequence[str | os.PathLike], plan: CropPlan, layer: str = "pooled", **options):
-    """Per usable photo, its crops' (logits, `layer`'s features); and which paths were usable."""
-    predictions = predict_paths(WithFeatures(model, layer), paths, plan, **options)
+def photo_rows(
+    model,
+    paths: Sequence[str | os.PathLike],
+    plan: CropPlan,
+    layer: str = "pooled",
+    quantization: bool = False,
+    **options,
+):
+    """Per usable photo, its crops' (logits, `layer`'s features [, the photo's quantization steps]);
+    and which paths were usable."""
+    predictions = predict_paths(WithFeatures(model, layer, quantization), paths, plan, **options)
     usable = predictions.usable
     rows = [split_extras(predictions.extras[i], len(model.classes)) for i in np.flatnonzero(usable)]
     return [logits for logits, _ in rows], [features for _, features in rows], usable
@@ -106,11 +114,11 @@ def calibrated(score: str, model, train, val, plan: CropPlan, **options) -> open
     validation photos of each kind."""
     # A prepared tree without an unaltered folder: fitted on what there is.
     unaltered = [s for s in train if s.manipulation == manipulations.UNALTERED] or list(train)
-    options = {**options, "layer": openset.feature_layer(score)}
+    options = {**options, "layer": openset.feature_layer(score), "quantization": openset.reads_quantization(score)}
     _, train_features, train_labels, _ = calibration_rows(model, unaltered, plan, only_as_they_are=True, **options)
     fitted = openset.fit(score, train_features, train_labels, len(model.classes))
     val_logits, val_features, _, val_flags = calibration_rows(model, val, plan, **options)
-    fitted.calibrate(fitted.scores(val_logits, val_features), plan, val_flags)
+    fitted.calibrate(fitted.scores(val_logits, val_features, val_flags), plan, val_flags)
     return fitted
 
 

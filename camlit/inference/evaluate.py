@@ -182,7 +182,7 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
         images = labelled_folder(args.input, classes)
     paths = [image.path for image in images]
     # With features beside the softmax when the open-set score needs them; the probabilities are the same.
-    scored = WithFeatures(model, calibration.layer) if calibration else model
+    scored = WithFeatures(model, calibration.layer, calibration.quantization) if calibration else model
     predictions = options.predict_with(args, scored, plan, paths, [image.manipulated for image in images])
     if not predictions.primary:
         return None
@@ -241,8 +241,8 @@ def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndar
         raise CamlitError(f"--unknown_input {folder}: no such folder, or no images in it")
     unknown = options.predict_with(args, scored, plan, paths)
     unknown_flags = np.array([bool(manipulated_from_name(path)) for path in paths])
-    known_scores = openset.prediction_scores(calibration, known, "--unknown_input")[known.usable]
-    unknown_scores = openset.prediction_scores(calibration, unknown, "--unknown_input")[unknown.usable]
+    known_scores = openset.prediction_scores(calibration, known, known_flags, "--unknown_input")[known.usable]
+    unknown_scores = openset.prediction_scores(calibration, unknown, unknown_flags, "--unknown_input")[unknown.usable]
     figures = openset.unknown_report(
         known_scores, known_flags[known.usable], unknown_scores, unknown_flags[unknown.usable], calibration
     )

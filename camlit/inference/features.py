@@ -8,6 +8,9 @@ wraps a trained CameraClassifier so that `Trainer.predict` (camlit.inference.run
 - ``pooled``: the last stage's pooled features, what the classifier's head reads;
 - ``stem``: the stem's channel means, low-level statistics (noise, demosaicing, JPEG) that a
   ten-way head need not keep apart for cameras it was not trained on.
+
+With `quantization`, each crop's row ends with its whole photo's JPEG quantization steps
+(camlit.forensics.quantization), estimated in the loader's workers from the photo as read.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import lightning as L
 import numpy as np
 import torch
 
+from camlit.forensics.quantization import quantization_steps
 from camlit.training.module import CameraClassifier
 
 LAYERS = ("pooled", "stem")
 
 
 class WithFeatures(L.LightningModule):
-    """A CameraClassifier whose predict step returns (softmax, logits and `layer`'s features side by side)."""
+    """A CameraClassifier whose predict step returns (softmax, logits and `layer`'s features side by
+    side, then the photo's quantization steps with `quantization`)."""
 
-    def __init__(self, classifier: CameraClassifier, layer: str = "pooled"):
+    def __init__(self, classifier: CameraClassifier, layer: str = "pooled", quantization: bool = False):
         super().__init__()
         if layer not in LAYERS:
             raise ValueError(f"unknown feature layer {layer!r}; choose one of {', '.join(LAYERS)}")
@@ -33,6 +38,7 @@ class WithFeatures(L.LightningModule):
         # What camlit.inference.running reads of the model it predicts with.
         self.classes = classifier.classes
         self.manipulated_fc = classifier.manipulated_fc
+        self.describe_photo = quantization_steps if quantization else None
 
     def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         classifier = self.classifier
@@ -40,7 +46,10 @@ class WithFeatures(L.LightningModule):
         pooled = classifier.net.stages(stem)
         logits = classifier.camera_logits(pooled, batch.manipulated).float()
         features = pooled if self.layer == "pooled" else stem.mean(dim=(2, 3))
-        return logits.softmax(dim=1), torch.cat([logits, features.float()], dim=1)
+        rows = [logits, features.float()]
+        if self.describe_photo is not None:
+            rows.append(batch.photo_features.float())
+        return logits.softmax(dim=1), torch.cat(rows, dim=1)
 
 
 def split_extras(extras: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,11 @@ and pooled features (camlit.inference.features):
   all training photos (Ren et al. 2021). What every camera shares (the scene's content, its
   exposure) moves both distances alike and cancels; what sets a camera apart from all of them
   does not.
+- ``relative_stem_jpeg``: ``relative_stem``, plus, for a photo not known to be manipulated, how
+  far its JPEG quantization steps (camlit.forensics.quantization) are from those of every
+  training photo: the share of the 27 steps that differ from the nearest training photo's, times
+  the spread of the training photos' ``relative_stem`` scores (their 1st to 99th percentile). A
+  camera's own table survives in an unaltered photo and says nothing once it is manipulated.
 
 Two thresholds, each accepting 95% of the run's validation photos of its kind: one for unaltered
 photos, one for manipulated ones (every manipulation moves every score, so one threshold set on
@@ -35,10 +40,11 @@ import numpy as np
 
 from camlit.atomic import atomic_write
 from camlit.errors import CamlitError
+from camlit.forensics.quantization import FREQUENCIES
 from camlit.inference.features import softmax, split_extras
 from camlit.inference.tta import CropPlan
 
-SCORES = ("msp", "energy", "mahalanobis", "knn", "mahalanobis_stem", "relative_stem")
+SCORES = ("msp", "energy", "mahalanobis", "knn", "mahalanobis_stem", "relative_stem", "relative_stem_jpeg")
 ACCEPT = 0.95
 COMPONENTS = 32
 NEIGHBOUR = 5
@@ -46,7 +52,23 @@ NEIGHBOUR = 5
 
 def feature_layer(method: str) -> str:
     """The WithFeatures layer that a score reads."""
-    return "stem" if method.endswith("_stem") else "pooled"
+    return "stem" if "_stem" in method else "pooled"
+
+
+def reads_quantization(method: str) -> bool:
+    """Whether a score reads the photo's JPEG quantization steps (WithFeatures(quantization=True))."""
+    return method.endswith("_jpeg")
+
+
+def split_steps(features: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per photo, (crops, F + 27) rows as its crops' (crops, F) features, and (photos, 27) steps."""
+    steps = len(FREQUENCIES)
+    return [rows[:, :-steps] for rows in features], np.stack([rows[0, -steps:] for rows in features])
+
+
+def step_mismatch(steps: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """(photos,) the share of quantization steps differing from the nearest of the bank's photos."""
+    return (steps[:, None, :] != bank[None]).mean(axis=2).min(axis=1)
 
 
 def photo_features(features: np.ndarray) -> np.ndarray:
@@ -87,17 +109,37 @@ class OpenSetModel:
     def layer(self) -> str:
         return feature_layer(self.method)
 
-    def scores(self, logits: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> np.ndarray:
-        """One score per photo from its crops' (crops, classes) logits and (crops, F) features."""
+    @property
+    def quantization(self) -> bool:
+        return reads_quantization(self.method)
+
+    def scores(
+        self,
+        logits: Sequence[np.ndarray],
+        features: Sequence[np.ndarray],
+        manipulated: Sequence[bool | None] | None = None,
+    ) -> np.ndarray:
+        """One score per photo from its crops' (crops, classes) logits and (crops, F) features;
+        `manipulated` (None: not known, as unaltered) matters to the scores reading JPEG steps."""
+        if self.quantization:
+            features, steps = split_steps(features)
+            mismatch = step_mismatch(steps, self.arrays["steps"]) * float(self.arrays["step_weight"])
+            flags = np.zeros(len(steps), bool) if manipulated is None else np.array([bool(f) for f in manipulated])
+            return self.distance_scores(features) + np.where(flags, 0.0, mismatch)
         if self.method == "msp":
             return np.array([1 - softmax(rows).mean(axis=0).max() for rows in logits])
         if self.method == "energy":
             return np.array([-logsumexp(rows.mean(axis=0)) for rows in logits])
-        means = np.stack([photo_features(rows) for rows in features])
         if self.method == "knn":
+            means = np.stack([photo_features(rows) for rows in features])
             similarity = normalised(means) @ self.arrays["bank"].T
             k = min(NEIGHBOUR, similarity.shape[1])
             return 1 - np.sort(similarity, axis=1)[:, -k]
+        return self.distance_scores(features)
+
+    def distance_scores(self, features: Sequence[np.ndarray]) -> np.ndarray:
+        """The Mahalanobis scores (plain or relative) of the photos' mean features."""
+        means = np.stack([photo_features(rows) for rows in features])
         projected = (means - self.arrays["centre"]) @ self.arrays["components"]
         gaps = projected[:, None, :] - self.arrays["class_means"][None]
         distances = np.einsum("nkd,de,nke->nk", gaps, self.arrays["precision"], gaps).min(axis=1)
@@ -146,6 +188,12 @@ def fit(method: str, features: Sequence[np.ndarray], labels: Sequence[int], num_
         raise CamlitError(f"--score {method}: choose from {', '.join(SCORES)}")
     if method in ("msp", "energy"):
         return OpenSetModel(method)
+    if reads_quantization(method):
+        features, steps = split_steps(features)
+        fitted = fit(method.removesuffix("_jpeg"), features, labels, num_classes)
+        low, high = np.quantile(fitted.distance_scores(features), [0.01, 0.99])
+        fitted.arrays.update(steps=steps, step_weight=np.array(high - low))
+        return OpenSetModel(method, arrays=fitted.arrays)
     means = np.stack([photo_features(rows) for rows in features]).astype(np.float64)
     labels = np.asarray(labels)
     if method == "knn":
@@ -170,15 +218,19 @@ def inverse(covariance: np.ndarray) -> np.ndarray:
     return np.linalg.inv(covariance + ridge)
 
 
-def prediction_scores(model: OpenSetModel, predictions, option: str = "--unknown") -> np.ndarray:
-    """One score per image of a `Predictions` made with `WithFeatures`; NaN for unusable images."""
+def prediction_scores(
+    model: OpenSetModel, predictions, manipulated: Sequence[bool | None] | None = None, option: str = "--unknown"
+) -> np.ndarray:
+    """One score per image of a `Predictions` made with `WithFeatures`; NaN for unusable images.
+    `manipulated`: per image, whether it is (None: not known)."""
     scores = np.full(len(predictions.paths), np.nan)
     usable = np.flatnonzero(predictions.usable)
     if len(usable):
         num_classes = len(predictions.classes)
         rows = [split_extras(predictions.extras[i], num_classes) for i in usable]
         try:
-            scores[usable] = model.scores([logits for logits, _ in rows], [features for _, features in rows])
+            flags = None if manipulated is None else [manipulated[i] for i in usable]
+            scores[usable] = model.scores([logits for logits, _ in rows], [features for _, features in rows], flags)
         except ValueError as error:
             raise CamlitError(
                 f"{option}: the calibration beside the checkpoint is for another model ({error})"

@@ -80,12 +80,14 @@ def run_prediction(args: Namespace) -> Predictions:
     model, plan = prepare(args)
     if calibration:
         calibration.require_plan(plan)
-    predictions = predict_with(args, WithFeatures(model, calibration.layer) if calibration else model, plan, paths)
+    scored = WithFeatures(model, calibration.layer, calibration.quantization) if calibration else model
+    predictions = predict_with(args, scored, plan, paths)
     if not predictions.primary:
         return predictions
     require_usable(predictions)
-    scores = openset.prediction_scores(calibration, predictions) if calibration else None
-    unknown = calibration.is_unknown(scores, manipulated_flags(args, paths)) if calibration else None
+    flags = manipulated_flags(args, paths)
+    scores = openset.prediction_scores(calibration, predictions, flags) if calibration else None
+    unknown = calibration.is_unknown(scores, flags) if calibration else None
     with disk_full_as_user_error("each output file is written whole or not at all"):
         write_submission(args.output, predictions, unknown)
         if args.probs:

@@ -170,7 +170,9 @@ def predict_paths(
             f"image is manipulated, but the name of {few(unknown)} says neither _manip nor _unalt; "
             "pass --manipulated yes or --manipulated no"
         )
-    loader = crop_loader(paths, plan, batch_size, num_workers, reader, flags if known else None)
+    # A model that scores whole photos as well as crops says how to describe one (WithFeatures).
+    describe = getattr(model, "describe_photo", None)
+    loader = crop_loader(paths, plan, batch_size, num_workers, reader, flags if known else None, describe)
     trainer = build_trainer(device, devices, progress)
     collected = CropRows()
     trainer.callbacks.append(collected)

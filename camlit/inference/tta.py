@@ -77,24 +77,30 @@ def augmented_crops(image: np.ndarray, plan: CropPlan, index: int) -> tuple[np.n
 
 
 class PredictCrops(Dataset):
-    """Item i -> (the crops of image i as uint8 (n, 3, size, size), n copies of i, problem, and
-    whether each crop is of a manipulated version of the image).
+    """Item i -> (the crops of image i as uint8 (n, 3, size, size), n copies of i, problem, whether
+    each crop is of a manipulated version of the image, and n copies of `describe(image)`, the
+    whole photo's features, or None without `describe`).
 
     An unreadable (or too small) image gives no crops and the reason instead of raising, so one bad
     file neither kills a loader worker nor stops the run.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], plan: CropPlan, reader: Callable = read_rgb):
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        plan: CropPlan,
+        reader: Callable = read_rgb,
+        describe: Callable[[np.ndarray], np.ndarray] | None = None,
+    ):
         self.paths = [str(p) for p in paths]
         self.plan = plan
         self.reader = reader
+        self.describe = describe
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(
-        self, index: int
-    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, UnreadableImage] | None, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple:
         path = self.paths[index]
         size = self.plan.size
         try:
@@ -103,8 +109,11 @@ class PredictCrops(Dataset):
             crops, applied = map(torch.from_numpy, augmented_crops(image, self.plan, index))
         except UnreadableImage as problem:
             empty = torch.empty((0, 3, size, size), dtype=torch.uint8)
-            return empty, torch.empty(0, dtype=torch.long), (index, problem), torch.empty(0, dtype=torch.bool)
-        return crops, torch.full((len(crops),), index, dtype=torch.long), None, applied
+            return empty, torch.empty(0, dtype=torch.long), (index, problem), torch.empty(0, dtype=torch.bool), None
+        described = None
+        if self.describe is not None:
+            described = torch.from_numpy(np.asarray(self.describe(image), np.float32)).expand(len(crops), -1)
+        return crops, torch.full((len(crops),), index, dtype=torch.long), None, applied, described
 
 
 class CollateCrops:
@@ -116,7 +125,7 @@ class CollateCrops:
         self.manipulated = None if manipulated is None else torch.tensor(list(manipulated), dtype=torch.bool)
 
     def __call__(self, items: list) -> Batch:
-        images, indices, problems, applied = zip(*items, strict=True)
+        images, indices, problems, applied, described = zip(*items, strict=True)
         indices = torch.cat(indices)
         unknown = torch.full_like(indices, UNKNOWN)
         if self.manipulated is None:
@@ -124,7 +133,12 @@ class CollateCrops:
         else:
             flags = self.manipulated[indices] | torch.cat(applied)
         known_problems = tuple(p for p in problems if p is not None)
-        return Batch(torch.cat(images), unknown, unknown, flags, image_index=indices, problems=known_problems)
+        rows = [d for d in described if d is not None]
+        photo_features = torch.cat(rows) if rows else None
+        return Batch(
+            torch.cat(images), unknown, unknown, flags, image_index=indices, problems=known_problems,
+            photo_features=photo_features,
+        )  # fmt: skip
 
 
 def crop_loader(
@@ -134,14 +148,15 @@ def crop_loader(
     num_workers: int = 0,
     reader: Callable = read_rgb,
     manipulated: Sequence[bool] | None = None,
+    describe: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> DataLoader:
     """Batches of about `batch_size` crops (whole images, at least one per batch), in path order.
 
     For `Trainer.predict(model, dataloaders=...)`, whose CameraClassifier.predict_step returns the
-    softmax of each crop.
+    softmax of each crop. `describe` gives each crop its whole photo's features (PredictCrops).
     """
     return DataLoader(
-        PredictCrops(paths, plan, reader),
+        PredictCrops(paths, plan, reader, describe),
         batch_size=max(1, batch_size // max(1, plan.most_crops)),
         shuffle=False,
         num_workers=num_workers,

@@ -10,7 +10,8 @@ from conftest import CLASSES, one_error_line, save_checkpoint
 from camlit.data.samples import scan
 from camlit.errors import CamlitError
 from camlit.forensics import splice
-from camlit.forensics.calibrate import calibrated, calibration_rows, main
+from camlit.forensics.calibrate import calibrated, calibration_rows, main, run_split
+from camlit.forensics.quantization import FREQUENCIES
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures
 from camlit.inference.loading import load_checkpoint
@@ -82,6 +83,22 @@ def test_the_stem_score_is_fitted_on_the_stem_and_predict_reads_the_stem(tmp_pat
     assert fitted.arrays["centre"].shape == (model.net.conv1.out_channels,)
     args = ["--ckpt_path", str(path), "--input", str(flat_tree / CLASSES[0]), "--output", str(tmp_path / "s.csv")]
     predictions = predict([*args, "--unknown", "--crops", "4", "--crop_grid", "--num_workers", "0", "--no_progress"])
+    assert np.isfinite(openset.prediction_scores(fitted, predictions)).all()
+
+
+def test_the_jpeg_score_keeps_the_training_photos_steps_and_predict_reads_each_photos(tmp_path, flat_tree):
+    path = run_checkpoint(tmp_path, flat_tree)
+    main(["--ckpt_path", str(path), "--crops", "2", "--score", "relative_stem_jpeg", "--device", "cpu",
+          "--splice_photos", "0"])  # fmt: skip
+    fitted = openset.load(path)
+    assert fitted.quantization and fitted.layer == "stem" and float(fitted.arrays["step_weight"]) > 0
+    train, _ = run_split(path, CLASSES)
+    assert fitted.arrays["steps"].shape == (len(train), len(FREQUENCIES))
+    assert not fitted.arrays["steps"].any()  # the tree's photos are PNGs of noise: no JPEG step shows
+    args = ["--ckpt_path", str(path), "--input", str(flat_tree / CLASSES[0]), "--output", str(tmp_path / "s.csv")]
+    predictions = predict([*args, "--unknown", "--crops", "2", "--num_workers", "0", "--no_progress"])
+    rows = predictions.extras[0]
+    assert rows.shape[1] == len(CLASSES) + fitted.arrays["centre"].shape[0] + len(FREQUENCIES)
     assert np.isfinite(openset.prediction_scores(fitted, predictions)).all()
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from conftest import random_image, write_image
 
+from camlit.forensics.quantization import FREQUENCIES
 from camlit.inference import openset
 from camlit.inference.predict import main as predict
 from camlit.inference.tta import CropPlan
@@ -28,6 +29,8 @@ def test_every_score_ranks_photos_far_from_the_training_cameras_higher(method, t
         # 5 crops per photo around each point; the logits favour the nearest training camera.
         features = [point + 0.3 * rng.normal(size=(5, 16)) for point in points]
         logits = [-((f.mean(axis=0) - centres) ** 2).sum(axis=1)[None].repeat(5, 0) / 8 for f in features]
+        if openset.reads_quantization(method):  # every photo with the same JPEG steps
+            features = [np.hstack([rows, np.tile(TABLE, (5, 1))]) for rows in features]
         return logits, features
 
     _, train_features = photos(centres[labels])
@@ -40,6 +43,27 @@ def test_every_score_ranks_photos_far_from_the_training_cameras_higher(method, t
     loaded = openset.load(tmp_path / "model.ckpt")
     assert (loaded.method, loaded.threshold, loaded.crops, loaded.grid) == (method, model.threshold, 5, False)
     np.testing.assert_allclose(loaded.scores(*photos(centres[:2])).shape, (2,))
+
+
+TABLE = np.arange(2, 2 + len(FREQUENCIES), dtype=np.float64)
+
+
+def test_jpeg_steps_seen_in_no_training_photo_raise_the_score_of_an_unaltered_photo_only():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(2), 30)
+    stem = rng.normal(size=(2, 8))[labels] + rng.normal(size=(60, 8))
+    tables = np.stack([TABLE, TABLE + 1])[labels]
+    model = openset.fit("relative_stem_jpeg", list(np.hstack([stem, tables])[:, None]), labels, 2)
+    plain = openset.fit("relative_stem", list(stem[:, None]), labels, 2)
+    photo = rng.normal(size=8)
+    other = TABLE.copy()
+    other[:9] = 0  # a third of the steps differ from every training photo's
+    rows = [np.hstack([photo, table])[None] for table in (TABLE, TABLE + 1, other, other)]
+    base = plain.scores([None] * 4, [photo[None]] * 4)
+    scores = model.scores([None] * 4, rows, [False, False, False, True])
+    weight = float(model.arrays["step_weight"])
+    assert weight > 0
+    np.testing.assert_allclose(scores, base + np.array([0, 0, weight / 3, 0]), rtol=1e-6, atol=1e-9)
 
 
 def test_relative_stem_is_the_class_distance_less_the_distance_to_all_training_photos():

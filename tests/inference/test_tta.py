@@ -27,5 +27,5 @@ def test_crops_of_manipulated_versions_are_flagged_manipulated():
     assert crops.shape == (4, 3, 32, 32) and applied.tolist() == [False, False, True, True]
     assert np.array_equal(crops[2:], image_crops(manipulations.apply("gamma1.2", image), plan, 0))
     collate = CollateCrops(torch.tensor([False, True]))
-    items = [(torch.from_numpy(crops), torch.full((4,), i), None, torch.from_numpy(applied)) for i in (0, 1)]
+    items = [(torch.from_numpy(crops), torch.full((4,), i), None, torch.from_numpy(applied), None) for i in (0, 1)]
     assert collate(items).manipulated.tolist() == [False, False, True, True] + [True] * 4

@@ -1,0 +1,132 @@
+"""The JPEG quantization steps of a decoded photo: a trace of the camera's own compression.
+
+A camera compresses with its own quantization table, so the 8x8 block DCT coefficients of a photo
+it saved sit near multiples of that table's steps, even after decoding to pixels (the camera
+ballistics of Farid 2006; Kee, Johnson and Farid 2011 identify camera models by the table). A
+photo whose table none of the training cameras used is a photo of another camera, as long as its
+last compression is the camera's own: an unaltered photo. A manipulation (a recompression, a
+resize, a gamma) replaces or wipes the table, so camlit.inference.openset reads it only for
+photos not known to be manipulated.
+
+The estimate: the luma's block DCT on the JPEG grid (the phase, 0..7 each way, found as the one
+whose coefficients fall closest to a lattice), then for each of the 27 lowest AC frequencies the
+largest step q whose lattice the coefficients follow (`lattice_fit`): the steps that divide the
+camera's fit as well as it does, larger ones worse. 0 where no step shows: a step of 1 (a high
+quality), too few nonzero coefficients, or no JPEG at all.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.special import erf
+
+BLOCK = 8
+# Zig-zag order, as JPEG lists its table; the first 27 AC frequencies, where photos have enough
+# nonzero coefficients to show a step.
+ZIGZAG = sorted(
+    ((u, v) for u in range(BLOCK) for v in range(BLOCK)),
+    key=lambda f: (f[0] + f[1], f[0] if (f[0] + f[1]) % 2 else f[1]),
+)
+FREQUENCIES = ZIGZAG[1:28]
+LARGEST_STEP = 40
+LATTICE = 0.3  # lattice_fit above which the coefficients follow step q (no lattice: about 0 +- 0.05)
+# ... and at least this share of the best step's fit: every multiple of a step q fits as well as q
+# does, but twice q fits at most about half as well (only the even multiples of q are on it).
+NEAR_BEST = 0.7
+# The spread of a decoded coefficient about its multiple of the step, in DCT units: the decoder's
+# rounding of Y and of R, G, B (about 0.35) with room.
+ROUNDING = 0.5
+MIN_COEFFICIENTS = 100  # fewer coefficients off zero, and a lattice shows by chance
+SIDE = 512  # the centre of a larger photo is enough: 4,096 blocks
+PHASE_FREQUENCIES = FREQUENCIES[:3]
+PHASE_STEPS = np.arange(2, 12)
+
+
+def dct_basis() -> np.ndarray:
+    """(8, 8) orthonormal DCT-II matrix, as JPEG's forward transform uses."""
+    k = np.arange(BLOCK)
+    basis = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * BLOCK)) * np.sqrt(2 / BLOCK)
+    basis[0] /= np.sqrt(2)
+    return basis
+
+
+BASIS = dct_basis()
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """JPEG's full-range luma of an RGB uint8 image, as float, less 128 as the encoder shifts it."""
+    rgb = image.astype(np.float64)
+    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2] - 128
+
+
+def centre(image: np.ndarray, side: int = SIDE) -> np.ndarray:
+    """The centre `side` x `side` (at most) of the image, its corner on the photo's 8 px grid."""
+    height, width = image.shape[:2]
+    top = max(0, (height - side) // 2) // BLOCK * BLOCK
+    left = max(0, (width - side) // 2) // BLOCK * BLOCK
+    return image[top : top + side, left : left + side]
+
+
+def block_dct(y: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(blocks, 8, 8) DCT coefficients of the whole 8x8 blocks on the grid of phase (dy, dx)."""
+    height, width = (y.shape[0] - dy) // BLOCK * BLOCK, (y.shape[1] - dx) // BLOCK * BLOCK
+    blocks = y[dy : dy + height, dx : dx + width].reshape(height // BLOCK, BLOCK, width // BLOCK, BLOCK)
+    return BASIS @ blocks.transpose(0, 2, 1, 3).reshape(-1, BLOCK, BLOCK) @ BASIS.T
+
+
+def frequency_responses(y: np.ndarray) -> np.ndarray:
+    """(3, H - 7, W - 7): each of PHASE_FREQUENCIES' DCT coefficient of the 8x8 block whose corner
+    is at every pixel, so every grid phase is a strided slice."""
+    height, width = y.shape
+    image = y.astype(np.float32)
+    responses = []
+    for u, v in PHASE_FREQUENCIES:
+        kernel = np.outer(BASIS[u], BASIS[v]).astype(np.float32)
+        full = cv2.filter2D(image, cv2.CV_32F, kernel, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+        responses.append(full[: height - BLOCK + 1, : width - BLOCK + 1])
+    return np.stack(responses)
+
+
+def lattice_fit(coefficients: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(len(steps),) how closely the coefficients that step q keeps off zero (|c| > q / 4) sit on
+    multiples of q: the mean of exp(-r^2 / 2 s^2) over their distances r to the nearest multiple,
+    rescaled so that 0 is what coefficients spread evenly would give and 1 a perfect lattice; NaN
+    where fewer than MIN_COEFFICIENTS are kept. Absolute distances tell a step of 10 from one of 11
+    where most coefficients are +-10 (mean cos(2 pi c / q) would not)."""
+    steps = np.asarray(steps, np.float64)
+    kept = np.abs(coefficients)[:, None] > np.maximum(steps / 4, 0.75)[None]
+    counts = kept.sum(axis=0)
+    distance = coefficients[:, None] - steps[None] * np.round(coefficients[:, None] / steps[None])
+    closeness = np.where(kept, np.exp(-0.5 * (distance / ROUNDING) ** 2), 0).sum(axis=0) / np.maximum(counts, 1)
+    even = ROUNDING * np.sqrt(2 * np.pi) * erf(steps / (2 * np.sqrt(2) * ROUNDING)) / steps
+    return np.where(counts >= MIN_COEFFICIENTS, (closeness - even) / (1 - even), np.nan)
+
+
+def grid_phase(responses: np.ndarray) -> tuple[int, int]:
+    """The (row, column) phase of the JPEG grid: the one whose low-frequency coefficients follow a
+    lattice best, judged on every other block each way (a quarter of the work); (0, 0) wins ties."""
+    best, phase = -np.inf, (0, 0)
+    for dy in range(BLOCK):
+        for dx in range(BLOCK):
+            fits = [lattice_fit(r[dy :: 2 * BLOCK, dx :: 2 * BLOCK].ravel(), PHASE_STEPS) for r in responses]
+            strength = np.mean([np.nanmax(np.append(f, -1.0)) for f in fits])
+            if strength > best:
+                best, phase = strength, (dy, dx)
+    return phase
+
+
+def quantization_steps(image: np.ndarray) -> np.ndarray:
+    """(27,) float32: the estimated luma quantization step of each of FREQUENCIES, 0 where none shows."""
+    y = luma(centre(image))
+    steps = np.zeros(len(FREQUENCIES), np.float32)
+    if min(y.shape) < 4 * BLOCK:
+        return steps
+    dy, dx = grid_phase(frequency_responses(y))
+    coefficients = block_dct(y, dy, dx)
+    candidates = np.arange(LARGEST_STEP, 1, -1)
+    for k, (u, v) in enumerate(FREQUENCIES):
+        fit = lattice_fit(coefficients[:, u, v], candidates)
+        found = np.flatnonzero(fit > max(LATTICE, NEAR_BEST * np.nanmax(np.append(fit, 0.0))))
+        steps[k] = candidates[found[0]] if len(found) else 0
+    return steps

@@ -1,0 +1,67 @@
+"""The JPEG quantization steps read back from decoded pixels."""
+
+import cv2
+import numpy as np
+import pytest
+from conftest import CLASSES, photo
+
+from camlit.data.samples import scan
+from camlit.forensics.quantization import FREQUENCIES, quantization_steps
+from camlit.imageio import read_rgb
+from camlit.inference.features import WithFeatures
+from camlit.inference.loading import load_checkpoint
+from camlit.inference.running import predict_paths
+from camlit.inference.tta import CropPlan
+
+# ITU-T T.81 Annex K's luminance table, which libjpeg (and so OpenCV) scales by the quality.
+LUMA = np.array([
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55], [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62], [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99],
+])  # fmt: skip
+
+
+def libjpeg_steps(quality: int) -> np.ndarray:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    table = np.clip((LUMA * scale + 50) // 100, 1, 255)
+    return np.array([table[u, v] for u, v in FREQUENCIES])
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+
+
+@pytest.mark.parametrize("quality", [70, 80, 90])
+def test_the_steps_of_the_low_frequencies_are_read_back_after_decoding(quality):
+    image = jpeg(photo(np.random.default_rng(quality), 256, 256), quality)
+    expected = libjpeg_steps(quality)
+    found = quantization_steps(image)
+    low = slice(0, 9)  # a textured photo keeps many nonzero coefficients there
+    assert found[low].tolist() == expected[low].tolist()
+    # Elsewhere a step is found or not, but never a wrong one.
+    assert np.all((found == 0) | (found == expected) | (expected < 2))
+
+
+def test_the_grid_is_found_in_a_photo_cropped_off_it():
+    image = jpeg(photo(np.random.default_rng(0), 256, 256), 80)
+    assert quantization_steps(image[3:, 5:])[:9].tolist() == libjpeg_steps(80)[:9].tolist()
+
+
+def test_a_photo_never_compressed_and_a_tiny_one_show_no_step():
+    image = photo(np.random.default_rng(1), 256, 256)
+    assert not quantization_steps(image).any()
+    assert not quantization_steps(jpeg(image, 80)[:24, :24]).any()
+
+
+def test_every_crop_carries_its_photos_steps_through_the_loader_workers(ckpt, flat_tree):
+    model, size = load_checkpoint(ckpt, "cpu")
+    paths = [s.path for s in scan(flat_tree, CLASSES)[:3]]
+    plan = CropPlan(size=size, count=2)
+    predictions = predict_paths(WithFeatures(model, "stem", quantization=True), paths, plan, num_workers=1)
+    steps = len(FREQUENCIES)
+    for index, path in enumerate(paths):
+        rows = predictions.extras[index]
+        assert rows.shape == (2, len(CLASSES) + model.net.conv1.out_channels + steps)
+        assert (rows[:, -steps:] == quantization_steps(read_rgb(path))).all()
