@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
+from camlit.forensics.quantization import quantization_steps
 from camlit.forensics.reliability import clipped_share, reliability, residual_energy
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, foreign_mask
@@ -252,7 +254,51 @@ def measure_unknown(model, size, args) -> dict:
         unknown_logits, unknown_features, _, unknown_flags = layer["unknown"]
         unknown = fitted.scores(unknown_logits, unknown_features, unknown_flags)
         figures[score] = unknown_report(known, layer["known"][3], unknown, unknown_flags, fitted)
+        if reads_quantization(score):
+            figures[score]["steps"] = step_figures(fitted, layer["known"], layer["unknown"])
+    if any(reads_quantization(score) for score in scores):
+        figures["quantization_seconds_per_photo"] = quantization_seconds(list_images(Path(args.sets) / "unknown"))
     return figures
+
+
+WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def step_figures(fitted, known_rows, unknown_rows) -> dict:
+    """For the unaltered photos: the AUROC of the step mismatch alone, the share of photos with a
+    step differing from the nearest training photo's, and the score's AUROC with the mismatch
+    weighed WEIGHTS times its default weight."""
+    parts = {}
+    for name, (_, features, _, flags) in (("known", known_rows), ("unknown", unknown_rows)):
+        stems, steps = openset.split_steps(features)
+        plain = ~np.asarray(flags, bool)
+        parts[name] = (
+            fitted.distance_scores(stems)[plain],
+            openset.step_mismatch(steps, fitted.arrays["steps"])[plain],
+        )
+    (known_distance, known_mismatch), (unknown_distance, unknown_mismatch) = parts["known"], parts["unknown"]
+    weight = float(fitted.arrays["step_weight"])
+    return {
+        "weight": weight,
+        "mismatch_alone_auroc": openset.auroc(known_mismatch, unknown_mismatch),
+        "known_with_a_differing_step": float(np.mean(known_mismatch > 0)),
+        "unknown_with_a_differing_step": float(np.mean(unknown_mismatch > 0)),
+        "auroc_by_weight": {
+            f"{factor:g}x": openset.auroc(
+                known_distance + factor * weight * known_mismatch, unknown_distance + factor * weight * unknown_mismatch
+            )
+            for factor in WEIGHTS
+        },
+    }
+
+
+def quantization_seconds(paths) -> float:
+    """The mean time of one photo's quantization steps (camlit.forensics.quantization), one core."""
+    images = [read_rgb(path) for path in paths]
+    start = time.perf_counter()
+    for image in images:
+        quantization_steps(image)
+    return (time.perf_counter() - start) / max(1, len(images))
 
 
 def main() -> None:

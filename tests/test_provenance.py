@@ -2,6 +2,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import torch
+
 from camlit.provenance import git_commit, provenance
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -20,3 +22,4 @@ def test_a_stamp_names_date_machine_and_versions():
     stamp = provenance()
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", stamp["date"])
     assert "cores" in stamp["machine"] and stamp["versions"]["torch"] and stamp["versions"]["lightning"]
+    assert stamp["cpu"].endswith(torch.backends.cpu.get_cpu_capability())

@@ -66,9 +66,16 @@ def split_steps(features: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.nd
     return [rows[:, :-steps] for rows in features], np.stack([rows[0, -steps:] for rows in features])
 
 
-def step_mismatch(steps: np.ndarray, bank: np.ndarray) -> np.ndarray:
-    """(photos,) the share of quantization steps differing from the nearest of the bank's photos."""
-    return (steps[:, None, :] != bank[None]).mean(axis=2).min(axis=1)
+def step_mismatch(steps: np.ndarray, bank: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """(photos,) the share of quantization steps differing from the nearest of the bank's tables,
+    `chunk` photos at a time (a bank of thousands of tables)."""
+    return np.concatenate(
+        [
+            (part[:, None, :] != bank[None]).mean(axis=2).min(axis=1)
+            for part in np.split(steps, range(chunk, len(steps), chunk))
+        ]
+        or [np.zeros(0)]
+    )
 
 
 def photo_features(features: np.ndarray) -> np.ndarray:
@@ -192,7 +199,8 @@ def fit(method: str, features: Sequence[np.ndarray], labels: Sequence[int], num_
         features, steps = split_steps(features)
         fitted = fit(method.removesuffix("_jpeg"), features, labels, num_classes)
         low, high = np.quantile(fitted.distance_scores(features), [0.01, 0.99])
-        fitted.arrays.update(steps=steps, step_weight=np.array(high - low))
+        # One row per table: a camera saving with one table gives hundreds of the same row.
+        fitted.arrays.update(steps=np.unique(steps, axis=0), step_weight=np.array(high - low))
         return OpenSetModel(method, arrays=fitted.arrays)
     means = np.stack([photo_features(rows) for rows in features]).astype(np.float64)
     labels = np.asarray(labels)
