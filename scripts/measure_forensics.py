@@ -29,7 +29,7 @@ from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.quantization import quantization_steps
 from camlit.forensics.reliability import clipped_share, reliability, residual_energy
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
-from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, foreign_mask
+from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, foreign_region
 from camlit.imageio import list_images, read_rgb, write_image_atomic
 from camlit.inference import openset
 from camlit.inference.features import softmax
@@ -90,7 +90,9 @@ SPLICE_METHODS = {"naive": naive, **splice.SCORERS}
 def decide(raw: SpliceResult, full_mask: np.ndarray, threshold: float) -> SpliceResult:
     """The result with a mask when its photo score reaches `threshold` (as splice.localise decides)."""
     mask = full_mask if raw.photo_score >= threshold else np.zeros_like(full_mask)
-    return SpliceResult(raw.method, raw.tile_scores, raw.photo_score, raw.own, raw.foreign, bool(mask.any()), mask)
+    return SpliceResult(
+        raw.method, raw.tile_scores, raw.photo_score, raw.own, raw.foreign, bool(mask.any()), mask, raw.block_scores
+    )
 
 
 def choose_threshold(truths, raw, masks) -> float:
@@ -107,7 +109,22 @@ def choose_threshold(truths, raw, masks) -> float:
 
 def scored(method, maps):
     raw = [method(m) for m in maps]
-    return raw, [foreign_mask(m, r.tile_scores) for m, r in zip(maps, raw, strict=True)]
+    return raw, [foreign_region(m, r) for m, r in zip(maps, raw, strict=True)]
+
+
+def either(maps, groups, truths, lattice_threshold: float, disagreement_threshold: float) -> dict:
+    """The lattice method's region where its photo score reaches its threshold, else the
+    disagreement method's where its own does: each at the threshold chosen for it alone."""
+    decided = []
+    lattices = zip(*scored(splice.lattice, maps), strict=True)
+    disagreements = zip(*scored(splice.disagreement, maps), strict=True)
+    for (found, found_mask), (named, named_mask) in zip(lattices, disagreements, strict=True):
+        if found.photo_score >= lattice_threshold:
+            decided.append(decide(found, found_mask, lattice_threshold))
+        else:
+            decided.append(decide(named, named_mask, disagreement_threshold))
+    thresholds = {"lattice": lattice_threshold, "disagreement": disagreement_threshold}
+    return {"photo_thresholds": thresholds, **splice_report(groups, truths, decided)}
 
 
 def measure_splices(model, size, args) -> dict:
@@ -129,6 +146,12 @@ def measure_splices(model, size, args) -> dict:
             own = splice.photo_threshold(name, args.ckpt_path)
             decided = [decide(r, m, own) for r, m in zip(*scored(method, maps), strict=True)]
             figures[name]["calibrated"] = {"photo_threshold": own, **splice_report(groups, truths, decided)}
+    preset = splice.PHOTO_THRESHOLDS["lattice"]
+    decided = [decide(r, m, preset) for r, m in zip(*scored(splice.lattice, maps), strict=True)]
+    figures["lattice"]["preset"] = {"photo_threshold": preset, **splice_report(groups, truths, decided)}
+    figures["lattice_then_disagreement"] = either(
+        maps, groups, truths, figures["lattice"]["photo_threshold"], figures["disagreement"]["photo_threshold"]
+    )
     if args.examples:
         write_examples(Path(args.examples), entries, truths, maps, figures[DEFAULT_METHOD]["photo_threshold"])
     figures["unjudged_tiles"] = {
@@ -181,7 +204,7 @@ def write_examples(folder: Path, entries, truths, maps, threshold: float) -> Non
     for name, spliced in (("clean", False), ("spliced", True)):
         index = next(i for i, (g, _, _) in enumerate(entries) if g == "unaltered" and truths[i].any() == spliced)
         raw = SPLICE_METHODS[DEFAULT_METHOD](maps[index])
-        result = decide(raw, foreign_mask(maps[index], raw.tile_scores), threshold)
+        result = decide(raw, foreign_region(maps[index], raw), threshold)
         picture = camera_map_picture(
             read_rgb(entries[index][1]), maps[index], result, truths[index] if spliced else None
         )

@@ -144,11 +144,15 @@ def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, 
             scores[method].append(splice.SCORERS[method](camera_map).photo_score)
     if not scores[splice.DEFAULT_METHOD]:
         raise CamlitError(f"no validation photo is large enough for {size} px tiles")
-    # Strictly above the 95th percentile: a photo scoring at a threshold gets a region.
-    thresholds = {
-        method: float(np.nextafter(np.quantile(values, openset.ACCEPT, method="higher"), np.inf))
-        for method, values in scores.items()
-    }
+    # Strictly above the 95th percentile: a photo scoring at a threshold gets a region. Of the photos
+    # a method can judge: the lattice method gives no region to a photo showing no JPEG table, and
+    # a threshold set mostly on such photos would give one to every photo that shows a table.
+    thresholds = {}
+    for method, values in scores.items():
+        judged = [value for value in values if np.isfinite(value)]
+        thresholds[method] = splice.PHOTO_THRESHOLDS[method]
+        if judged:
+            thresholds[method] = float(np.nextafter(np.quantile(judged, openset.ACCEPT, method="higher"), np.inf))
     return {"photo_thresholds": thresholds, "clean_photos": len(scores[splice.DEFAULT_METHOD])}
 
 

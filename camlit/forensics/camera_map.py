@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from camlit.atomic import atomic_write
 from camlit.data.crops import check_fits
+from camlit.forensics.quantization import block_lattice
 from camlit.forensics.reliability import reliability
 from camlit.inference.features import WithFeatures, softmax, split_extras
 from camlit.inference.running import Predictions, predict_paths
@@ -54,6 +55,11 @@ class CameraMap:
     features: np.ndarray  # (rows, cols, features) the network's pooled features
     flat: np.ndarray  # (rows, cols) bool: too little residual to judge
     clipped: np.ndarray  # (rows, cols) bool: mostly black or blown
+    # Per 8x8 block of the photo's JPEG grid, at `lattice_phase` (dy, dx): how closely it sits on
+    # the photo's own quantization steps (camlit.forensics.quantization.block_lattice); empty
+    # where the photo shows no table of its own.
+    lattice: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    lattice_phase: tuple[int, int] = (0, 0)
 
     @property
     def reliable(self) -> np.ndarray:
@@ -66,6 +72,7 @@ class CameraMap:
             np.savez_compressed(
                 file, **arrays, logits=self.logits, features=self.features.astype(np.float16),
                 classes=np.array(self.classes), shape=np.array(self.shape), size=np.array(self.size),
+                lattice=self.lattice, lattice_phase=np.array(self.lattice_phase),
             )  # fmt: skip
 
     @classmethod
@@ -76,6 +83,8 @@ class CameraMap:
             [str(name) for name in arrays["classes"]], tuple(int(v) for v in arrays["shape"]), int(arrays["size"]),
             arrays["tops"], arrays["lefts"], arrays["probabilities"], arrays["logits"],
             arrays["features"].astype(np.float32), arrays["flat"], arrays["clipped"],
+            arrays.get("lattice", np.zeros((0, 0), np.float32)),
+            tuple(int(v) for v in arrays.get("lattice_phase", (0, 0))),
         )  # fmt: skip
 
 
@@ -89,7 +98,7 @@ def map_from_rows(image: np.ndarray, classes: Sequence[str], size: int, extras: 
     flat, clipped = reliability(image, tops, lefts, size)
     return CameraMap(
         list(classes), (height, width), size, tops, lefts,
-        softmax(logits), logits, features.reshape(*grid, -1), flat, clipped,
+        softmax(logits), logits, features.reshape(*grid, -1), flat, clipped, *block_lattice(image),
     )  # fmt: skip
 
 

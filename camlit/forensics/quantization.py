@@ -130,3 +130,39 @@ def quantization_steps(image: np.ndarray) -> np.ndarray:
         found = np.flatnonzero(fit > max(LATTICE, NEAR_BEST * np.nanmax(np.append(fit, 0.0))))
         steps[k] = candidates[found[0]] if len(found) else 0
     return steps
+
+
+# A photo shows its own table when at least this many of its 27 steps show (are 2 or more).
+LATTICE_STEPS = 8
+MIN_BLOCK_COEFFICIENTS = 2  # a block with fewer coefficients off zero is not judged
+
+
+def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's JPEG grid (phase dy, dx),
+    how closely its coefficients sit on the photo's own steps (lattice_fit's scale, over the block's
+    frequencies instead of over blocks), averaged with its 3x3 neighbours; NaN where a block has
+    too few coefficients off zero. An empty map where the photo shows no table of its own.
+
+    A region pasted from another camera's photo carries that camera's steps, or its grid at
+    another phase, and falls off the photo's lattice (block artefact grids, Ye, Sun and Chang 2007).
+    """
+    steps = quantization_steps(image)
+    y = luma(image)
+    if (steps >= 2).sum() < LATTICE_STEPS:
+        return np.zeros((0, 0), np.float32), (0, 0)
+    dy, dx = grid_phase(frequency_responses(luma(centre(image))))
+    rows, cols = (y.shape[0] - dy) // BLOCK, (y.shape[1] - dx) // BLOCK
+    shown = [(f, q) for f, q in zip(FREQUENCIES, steps, strict=True) if q >= 2]
+    dct = block_dct(y, dy, dx)
+    coefficients = np.stack([dct[:, u, v] for (u, v), _ in shown], axis=1)
+    q = np.array([step for _, step in shown], np.float64)
+    kept = np.abs(coefficients) > np.maximum(q / 4, 0.75)
+    distance = coefficients - q * np.round(coefficients / q)
+    closeness = np.exp(-0.5 * (distance / ROUNDING) ** 2)
+    even = ROUNDING * np.sqrt(2 * np.pi) * erf(q / (2 * np.sqrt(2) * ROUNDING)) / q
+    fit = np.where(kept, closeness - even, 0).sum(axis=1) / np.maximum(np.where(kept, 1 - even, 0).sum(axis=1), 1e-9)
+    judged = (kept.sum(axis=1) >= MIN_BLOCK_COEFFICIENTS).reshape(rows, cols)
+    fit = np.where(judged, fit.reshape(rows, cols), 0).astype(np.float32)
+    total = cv2.boxFilter(fit, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    count = cv2.boxFilter(judged.astype(np.float32), -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32), (dy, dx)

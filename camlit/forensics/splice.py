@@ -1,6 +1,6 @@
 """Splice localisation from a camera map: which tiles come from another camera, as a pixel mask.
 
-Three methods, compared in docs/forensics.md:
+Four methods, compared in docs/forensics.md:
 
 - ``disagreement``: the photo's own camera is the one with the highest summed log-probability
   over the reliable tiles; the strongest rival is the camera that beats it on most tiles, by the
@@ -10,6 +10,10 @@ Three methods, compared in docs/forensics.md:
 - ``clustering`` (Bondi et al. 2017): two-means of the reliable tiles' L2-normalised pooled
   features; the larger cluster is the photo's own. A tile's score is how much nearer it lies to
   the smaller cluster's centre than to the larger's.
+- ``lattice``: not the classifier but the photo's own JPEG grid (CameraMap.lattice): a block
+  scores half the photo's median fit to its own quantization steps less its fit, so blocks
+  pasted from another camera's photo, off the lattice, score above 0; scored per 8 px block.
+  A photo that shows no table of its own gets no region.
 
 Either way a tile scoring above 0 is foreign. Scores are interpolated between tile centres onto
 the photo's pixels from reliable tiles only; the photo-level score decides whether any mask is
@@ -29,12 +33,14 @@ import numpy as np
 from camlit.errors import CamlitError
 from camlit.forensics.camera_map import CameraMap
 
-METHODS = ("disagreement", "disagreement_smoothed", "clustering")
+METHODS = ("disagreement", "disagreement_smoothed", "clustering", "lattice")
 DEFAULT_METHOD = "disagreement"
 # Photo-level scores from which a mask is drawn, for a checkpoint that `camlit calibrate` has not
 # calibrated: the demo model's, chosen on a tune set of spliced and clean photos so that at most
-# 5% of clean ones get a region (docs/forensics.md).
-PHOTO_THRESHOLDS = {"disagreement": 7.96, "disagreement_smoothed": 4.88, "clustering": 2.7}
+# 5% of clean ones get a region (docs/forensics.md). The lattice method's was set before measuring:
+# its most foreign blocks fit the photo's steps no better than coefficients off any lattice (a
+# clean photo's median block fits about 0.6; 0.6 / 2 - 0 = 0.3).
+PHOTO_THRESHOLDS = {"disagreement": 7.96, "disagreement_smoothed": 4.88, "clustering": 2.7, "lattice": 0.3}
 # A splice covers 10% of the photo or more; this share of the reliable tiles scores the photo.
 TOP_SHARE = 0.05
 # Foreign regions smaller than this share of the photo are dropped as noise.
@@ -50,6 +56,7 @@ class SpliceResult:
     foreign: int  # the camera the foreign tiles look most like
     spliced: bool = False
     mask: np.ndarray | None = None  # (height, width) bool, the region judged foreign
+    block_scores: np.ndarray | None = None  # (block rows, block cols) the lattice method's, above 0: foreign
 
 
 def neighbour_mean(scores: np.ndarray, reliable: np.ndarray) -> np.ndarray:
@@ -121,10 +128,21 @@ def clustering(camera_map: CameraMap) -> SpliceResult:
     return SpliceResult("clustering", scores, separation, own_class, other_class)
 
 
+def lattice(camera_map: CameraMap) -> SpliceResult:
+    named = disagreement(camera_map)  # the cameras it names, for the picture's caption
+    fits = camera_map.lattice
+    untiled = np.full(camera_map.reliable.shape, np.nan)
+    if not np.isfinite(fits).any():
+        return SpliceResult("lattice", untiled, float("-inf"), named.own, named.foreign)
+    scores = np.nanmedian(fits) / 2 - fits
+    return SpliceResult("lattice", untiled, top_mean(scores), named.own, named.foreign, block_scores=scores)
+
+
 SCORERS = {
     "disagreement": disagreement,
     "disagreement_smoothed": lambda camera_map: disagreement(camera_map, smooth=True),
     "clustering": clustering,
+    "lattice": lattice,
 }
 
 
@@ -165,10 +183,34 @@ def pixel_scores(camera_map: CameraMap, tile_scores: np.ndarray) -> np.ndarray:
     return np.where(weight > 1e-6, total / np.maximum(weight, 1e-6), -np.inf)
 
 
+def block_pixels(camera_map: CameraMap, block_scores: np.ndarray) -> np.ndarray:
+    """(height, width) each pixel's 8 px block's score; -inf off the block grid and where unjudged."""
+    height, width = camera_map.shape
+    dy, dx = camera_map.lattice_phase
+    rows, cols = (np.arange(height) - dy) // 8, (np.arange(width) - dx) // 8
+    on_rows = (rows >= 0) & (rows < block_scores.shape[0])
+    on_cols = (cols >= 0) & (cols < block_scores.shape[1])
+    scores = np.full((height, width), -np.inf)
+    scores[np.ix_(on_rows, on_cols)] = block_scores[np.ix_(rows[on_rows], cols[on_cols])]
+    return np.nan_to_num(scores, nan=-np.inf)
+
+
 def foreign_mask(camera_map: CameraMap, tile_scores: np.ndarray) -> np.ndarray:
     """(height, width) bool: pixels whose interpolated score is above 0, in regions of at least
     MIN_REGION of the photo."""
-    mask = (pixel_scores(camera_map, tile_scores) > 0).astype(np.uint8)
+    return large_regions(pixel_scores(camera_map, tile_scores) > 0)
+
+
+def foreign_region(camera_map: CameraMap, result: SpliceResult) -> np.ndarray:
+    """The mask of a result's scores: per block for the lattice method, per tile otherwise."""
+    if result.block_scores is not None:
+        return large_regions(block_pixels(camera_map, result.block_scores) > 0)
+    return foreign_mask(camera_map, result.tile_scores)
+
+
+def large_regions(mask: np.ndarray) -> np.ndarray:
+    """`mask` less its regions smaller than MIN_REGION of the photo."""
+    mask = mask.astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= MIN_REGION * mask.size
     keep[0] = False
@@ -181,6 +223,6 @@ def localise(camera_map: CameraMap, method: str = "disagreement", threshold: flo
         raise ValueError(f"unknown splice method {method!r}; choose from {', '.join(METHODS)}")
     result = SCORERS[method](camera_map)
     result.spliced = result.photo_score >= threshold
-    result.mask = foreign_mask(camera_map, result.tile_scores) if result.spliced else np.zeros(camera_map.shape, bool)
+    result.mask = foreign_region(camera_map, result) if result.spliced else np.zeros(camera_map.shape, bool)
     result.spliced = bool(result.mask.any())
     return result

@@ -53,6 +53,8 @@ def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_pa
     splices = json.loads(splice.calibration_path(path).read_text())
     assert splices["clean_photos"] == 4 and set(splices["photo_thresholds"]) == set(splice.METHODS)
     assert splice.photo_threshold("disagreement", path) == splices["photo_thresholds"]["disagreement"]
+    # The tree's photos are PNGs of noise, with no JPEG table: the lattice method's stays as measured.
+    assert splices["photo_thresholds"]["lattice"] == splice.PHOTO_THRESHOLDS["lattice"]
 
 
 def test_a_checkpoint_without_a_splice_calibration_gets_the_measured_threshold(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from conftest import CLASSES, photo
 
 from camlit.data.samples import scan
-from camlit.forensics.quantization import FREQUENCIES, quantization_steps
+from camlit.forensics.quantization import FREQUENCIES, block_lattice, quantization_steps
 from camlit.imageio import read_rgb
 from camlit.inference.features import WithFeatures
 from camlit.inference.loading import load_checkpoint
@@ -65,3 +65,19 @@ def test_every_crop_carries_its_photos_steps_through_the_loader_workers(ckpt, fl
         rows = predictions.extras[index]
         assert rows.shape == (2, len(CLASSES) + model.net.conv1.out_channels + steps)
         assert (rows[:, -steps:] == quantization_steps(read_rgb(path))).all()
+
+
+def test_a_region_pasted_from_a_photo_of_another_quality_falls_off_the_photos_lattice():
+    rng = np.random.default_rng(5)
+    host, donor = jpeg(photo(rng, 256, 256), 80), jpeg(photo(rng, 256, 256), 92)
+    spliced = host.copy()
+    spliced[64:160, 96:192] = donor[64:160, 96:192]
+    fits, phase = block_lattice(spliced)
+    assert phase == (0, 0) and fits.shape == (32, 32)
+    inside = np.zeros(fits.shape, bool)
+    inside[9:19, 13:23] = True  # the pasted blocks, less a block of the 3 x 3 smoothing at each edge
+    outside = np.ones(fits.shape, bool)
+    outside[7:21, 11:25] = False
+    assert np.nanmax(fits[inside]) < 0.2 < np.nanmin(fits[outside]) and np.nanmedian(fits[outside]) > 0.5
+    # A photo that was never a JPEG shows no table, so no lattice to fall off.
+    assert block_lattice(photo(rng, 256, 256))[0].size == 0

@@ -78,3 +78,20 @@ def test_unjudged_tiles_are_left_out_of_the_decision():
     # Every foreign tile is flat: nothing reliable says "B", so nothing is marked.
     result = localise(hand_made_map(block(), flat=block()), "disagreement", threshold=0.0)
     assert np.isnan(result.tile_scores[block()]).all() and not result.mask.any()
+
+
+def test_blocks_off_the_photos_own_lattice_give_a_mask_at_block_resolution_on_its_grid_phase():
+    # 16 x 16 blocks on a grid of phase (2, 6): those of rows 4-9 and columns 3-8 fit no lattice.
+    camera_map = hand_made_map(np.zeros((7, 7), bool))
+    camera_map.lattice = np.full((15, 15), 0.6, np.float32)
+    camera_map.lattice[4:10, 3:9] = 0.0
+    camera_map.lattice_phase = (2, 6)
+    result = localise(camera_map, "lattice", threshold=0.25)
+    truth = np.zeros((SIDE, SIDE), bool)
+    truth[2 + 8 * 4 : 2 + 8 * 10, 6 + 8 * 3 : 6 + 8 * 9] = True
+    assert result.spliced and result.photo_score == pytest.approx(0.3)
+    np.testing.assert_array_equal(result.mask, truth)
+    # A photo showing no table of its own gets no region from the lattice.
+    camera_map.lattice = np.zeros((0, 0), np.float32)
+    result = localise(camera_map, "lattice", threshold=float("-inf"))
+    assert not result.spliced and result.photo_score == float("-inf")
