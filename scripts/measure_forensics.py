@@ -112,21 +112,6 @@ def scored(method, maps):
     return raw, [foreign_region(m, r) for m, r in zip(maps, raw, strict=True)]
 
 
-def either(maps, groups, truths, lattice_threshold: float, disagreement_threshold: float) -> dict:
-    """The lattice method's region where its photo score reaches its threshold, else the
-    disagreement method's where its own does: each at the threshold chosen for it alone."""
-    decided = []
-    lattices = zip(*scored(splice.lattice, maps), strict=True)
-    disagreements = zip(*scored(splice.disagreement, maps), strict=True)
-    for (found, found_mask), (named, named_mask) in zip(lattices, disagreements, strict=True):
-        if found.photo_score >= lattice_threshold:
-            decided.append(decide(found, found_mask, lattice_threshold))
-        else:
-            decided.append(decide(named, named_mask, disagreement_threshold))
-    thresholds = {"lattice": lattice_threshold, "disagreement": disagreement_threshold}
-    return {"photo_thresholds": thresholds, **splice_report(groups, truths, decided)}
-
-
 def measure_splices(model, size, args) -> dict:
     entries, truths, maps = cached_maps(
         model, size, Path(args.sets) / "splice", Path(args.work) / "test_maps", args.limit
@@ -149,9 +134,10 @@ def measure_splices(model, size, args) -> dict:
     preset = splice.PHOTO_THRESHOLDS["lattice"]
     decided = [decide(r, m, preset) for r, m in zip(*scored(splice.lattice, maps), strict=True)]
     figures["lattice"]["preset"] = {"photo_threshold": preset, **splice_report(groups, truths, decided)}
-    figures["lattice_then_disagreement"] = either(
-        maps, groups, truths, figures["lattice"]["photo_threshold"], figures["disagreement"]["photo_threshold"]
-    )
+    for name, parts in splice.COMBINATIONS.items():  # each part at the threshold chosen for it alone
+        thresholds = {part: figures[part]["photo_threshold"] for part in parts}
+        decided = [splice.localise(camera_map, name, thresholds) for camera_map in maps]
+        figures[name] = {"photo_thresholds": thresholds, **splice_report(groups, truths, decided)}
     if args.examples:
         write_examples(Path(args.examples), entries, truths, maps, figures[DEFAULT_METHOD]["photo_threshold"])
     figures["unjudged_tiles"] = {

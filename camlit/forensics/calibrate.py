@@ -136,12 +136,12 @@ def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, 
     reader = ReadManipulated(names, side=KAGGLE_SIDE)
     flags = [name != manipulations.UNALTERED for name in names.values()]
     predictions = predict_tiles(model, list(names), size, manipulated=flags, reader=reader, **options)
-    scores = {method: [] for method in splice.METHODS}
+    scores = {method: [] for method in splice.SCORERS}
     for index in np.flatnonzero(predictions.usable):
         path = predictions.paths[index]
         camera_map = map_from_rows(reader(path), model.classes, size, predictions.extras[index])
-        for method in splice.METHODS:
-            scores[method].append(splice.SCORERS[method](camera_map).photo_score)
+        for method, scorer in splice.SCORERS.items():
+            scores[method].append(scorer(camera_map).photo_score)
     if not scores[splice.DEFAULT_METHOD]:
         raise CamlitError(f"no validation photo is large enough for {size} px tiles")
     # Strictly above the 95th percentile: a photo scoring at a threshold gets a region. Of the photos

@@ -24,7 +24,7 @@ from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
-from camlit.forensics.splice import DEFAULT_METHOD, METHODS, localise, photo_threshold
+from camlit.forensics.splice import COMBINATIONS, DEFAULT_METHOD, METHODS, localise, photo_thresholds
 from camlit.imageio import ImageTooSmall, read_rgb, require_crop_fits, write_image_atomic
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.tta import DEFAULT_CROP_SIZE
@@ -47,7 +47,7 @@ def build_parser() -> PlainParser:
     parser.add_argument(
         "--threshold", type=float, default=None,
         help="photo-level score from which a foreign region is drawn (default: the one `camlit calibrate` set "
-        "beside the checkpoint, else the method's measured one for the demo model)",
+        "beside the checkpoint, else the method's measured one for the demo model); not for a combination",
     )  # fmt: skip
     parser.add_argument("--crop_size", type=at_least(2), default=None, help="tile side; default: the training crop")
     parser.add_argument(
@@ -67,6 +67,11 @@ def inspect_photo(args: argparse.Namespace) -> dict:
         raise CamlitError(f"--input {source}: no such file")
     if output.exists() and not output.is_dir():
         raise CamlitError(f"--output {output}: is a file; name a folder")
+    if args.threshold is not None and args.method in COMBINATIONS:
+        raise CamlitError(
+            f"--threshold: {args.method} tries {' then '.join(COMBINATIONS[args.method])}, each at its own "
+            "threshold from the calibration; give --threshold with one of them"
+        )
     image = read_rgb(source)
     model, trained_size = load_checkpoint(args.ckpt_path, args.device)
     size = args.crop_size or trained_size or DEFAULT_CROP_SIZE
@@ -82,14 +87,16 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     if not predictions.primary:
         return {}
     camera_map = map_from_rows(image, model.classes, size, predictions.extras[0])
-    threshold = photo_threshold(args.method, args.ckpt_path) if args.threshold is None else args.threshold
-    result = localise(camera_map, args.method, threshold)
+    thresholds = photo_thresholds(args.method, args.ckpt_path)
+    if args.threshold is not None:
+        thresholds = {args.method: args.threshold}
+    result = localise(camera_map, args.method, thresholds)
     stem = source.stem
     summary = {
         "input": str(source),
         "checkpoint": str(args.ckpt_path),
         "method": args.method,
-        "threshold": threshold,
+        "threshold": thresholds.get(args.method, thresholds),  # one number, or one per part of a combination
         "own_camera": model.classes[result.own],
         "photo_score": result.photo_score,
         "spliced": result.spliced,

@@ -18,7 +18,7 @@ import numpy as np
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
-from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, localise, photo_threshold
+from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, localise, photo_thresholds
 from camlit.imageio import list_images, read_rgb
 from camlit.inference.openset import auroc
 
@@ -97,7 +97,7 @@ def evaluate_splices(
     by `method` at the photo threshold calibrated beside `checkpoint` (else the measured one).
 
     `options` are predict_paths' (device, devices, num_workers, progress, batch_size)."""
-    threshold = photo_threshold(method, checkpoint)
+    thresholds = photo_thresholds(method, checkpoint)
     entries = splice_folder(root)
     flags = [group != UNALTERED for group, _, _ in entries]
     predictions = predict_tiles(model, [photo for _, photo, _ in entries], size, manipulated=flags, **options)
@@ -108,6 +108,7 @@ def evaluate_splices(
     for index, (_, photo, mask) in enumerate(entries):
         camera_map = map_from_rows(read_rgb(photo), model.classes, size, predictions.extras[index])
         truths.append(read_mask(mask, camera_map.shape))
-        results.append(localise(camera_map, method, threshold))
+        results.append(localise(camera_map, method, thresholds))
     report = splice_report([group for group, _, _ in entries], truths, results)
+    threshold = thresholds[method] if len(thresholds) == 1 else thresholds
     return {"method": method, "photo_threshold": threshold, "groups": report}

@@ -1,6 +1,6 @@
 """Splice localisation from a camera map: which tiles come from another camera, as a pixel mask.
 
-Four methods, compared in docs/forensics.md:
+Four methods and one combination, compared in docs/forensics.md:
 
 - ``disagreement``: the photo's own camera is the one with the highest summed log-probability
   over the reliable tiles; the strongest rival is the camera that beats it on most tiles, by the
@@ -14,6 +14,8 @@ Four methods, compared in docs/forensics.md:
   scores half the photo's median fit to its own quantization steps less its fit, so blocks
   pasted from another camera's photo, off the lattice, score above 0; scored per 8 px block.
   A photo that shows no table of its own gets no region.
+- ``lattice_then_disagreement``: the lattice's region where its photo score reaches its
+  threshold, else the disagreement's where its own does (each at its own threshold).
 
 Either way a tile scoring above 0 is foreign. Scores are interpolated between tile centres onto
 the photo's pixels from reliable tiles only; the photo-level score decides whether any mask is
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +36,9 @@ import numpy as np
 from camlit.errors import CamlitError
 from camlit.forensics.camera_map import CameraMap
 
-METHODS = ("disagreement", "disagreement_smoothed", "clustering", "lattice")
+METHODS = ("disagreement", "disagreement_smoothed", "clustering", "lattice", "lattice_then_disagreement")
+# A combination tries its methods in turn, each at its own photo threshold.
+COMBINATIONS = {"lattice_then_disagreement": ("lattice", "disagreement")}
 DEFAULT_METHOD = "disagreement"
 # Photo-level scores from which a mask is drawn, for a checkpoint that `camlit calibrate` has not
 # calibrated: the demo model's, chosen on a tune set of spliced and clean photos so that at most
@@ -152,15 +157,27 @@ def calibration_path(checkpoint: str | os.PathLike) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.splice.json")
 
 
-def photo_threshold(method: str, checkpoint: str | os.PathLike | None = None) -> float:
-    """The checkpoint's calibrated photo threshold for `method`, else the demo model's measured one."""
+def parts(method: str) -> tuple[str, ...]:
+    """The methods a method tries: a combination's, or the method itself."""
+    return COMBINATIONS.get(method, (method,))
+
+
+def photo_thresholds(method: str, checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
+    """The checkpoint's calibrated photo threshold of each of `method`'s parts, else the measured
+    one (PHOTO_THRESHOLDS), also for a part that an older calibration lacks."""
     path = calibration_path(checkpoint) if checkpoint is not None else None
     if path is None or not path.is_file():
-        return PHOTO_THRESHOLDS[method]
+        return {part: PHOTO_THRESHOLDS[part] for part in parts(method)}
     try:
-        return float(json.loads(path.read_text())["photo_thresholds"][method])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        stored = json.loads(path.read_text())["photo_thresholds"]
+        return {part: float(stored.get(part, PHOTO_THRESHOLDS[part])) for part in parts(method)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CamlitError(f"{path}: not a splice calibration ({error}); remake it with `camlit calibrate`") from None
+
+
+def photo_threshold(method: str, checkpoint: str | os.PathLike | None = None) -> float:
+    """The photo threshold of a single method (not a combination): see photo_thresholds."""
+    return photo_thresholds(method, checkpoint)[method]
 
 
 def interpolation_weights(centres: np.ndarray, extent: int) -> np.ndarray:
@@ -217,12 +234,20 @@ def large_regions(mask: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def localise(camera_map: CameraMap, method: str = "disagreement", threshold: float = 0.0) -> SpliceResult:
-    """Tile scores, photo score and, when the photo score reaches `threshold`, the foreign mask."""
+def localise(
+    camera_map: CameraMap, method: str = "disagreement", threshold: float | Mapping[str, float] = 0.0
+) -> SpliceResult:
+    """Tile scores, photo score and, when the photo score reaches its threshold, the foreign mask.
+    `threshold`: one number, or one per part of the method (photo_thresholds). A combination
+    gives the first part's result that draws a region, else its last part's."""
     if method not in METHODS:
         raise ValueError(f"unknown splice method {method!r}; choose from {', '.join(METHODS)}")
-    result = SCORERS[method](camera_map)
-    result.spliced = result.photo_score >= threshold
-    result.mask = foreign_region(camera_map, result) if result.spliced else np.zeros(camera_map.shape, bool)
-    result.spliced = bool(result.mask.any())
+    for part in parts(method):
+        result = SCORERS[part](camera_map)
+        limit = threshold[part] if isinstance(threshold, Mapping) else threshold
+        result.spliced = result.photo_score >= limit
+        result.mask = foreign_region(camera_map, result) if result.spliced else np.zeros(camera_map.shape, bool)
+        result.spliced = bool(result.mask.any())
+        if result.spliced:
+            break
     return result

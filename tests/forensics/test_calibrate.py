@@ -51,7 +51,7 @@ def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_pa
     assert f"of the {held_out} unaltered and {held_out} manipulated validation photos" in out
     assert "note: a 95th percentile of fewer than 100 photos" in out
     splices = json.loads(splice.calibration_path(path).read_text())
-    assert splices["clean_photos"] == 4 and set(splices["photo_thresholds"]) == set(splice.METHODS)
+    assert splices["clean_photos"] == 4 and set(splices["photo_thresholds"]) == set(splice.SCORERS)
     assert splice.photo_threshold("disagreement", path) == splices["photo_thresholds"]["disagreement"]
     # The tree's photos are PNGs of noise, with no JPEG table: the lattice method's stays as measured.
     assert splices["photo_thresholds"]["lattice"] == splice.PHOTO_THRESHOLDS["lattice"]

@@ -1,8 +1,10 @@
+import json
+
 import numpy as np
 import pytest
 
 from camlit.forensics.camera_map import CameraMap, tile_axis, tile_stride
-from camlit.forensics.splice import disagreement, foreign_mask, localise
+from camlit.forensics.splice import calibration_path, disagreement, foreign_mask, localise, photo_thresholds
 
 SIZE, SIDE, CLASSES = 32, 128, ["A", "B", "C"]
 CENTRES = np.arange(16, 113, 16)  # of the 7 x 7 tiles; the middle 3 x 3 are foreign
@@ -95,3 +97,22 @@ def test_blocks_off_the_photos_own_lattice_give_a_mask_at_block_resolution_on_it
     camera_map.lattice = np.zeros((0, 0), np.float32)
     result = localise(camera_map, "lattice", threshold=float("-inf"))
     assert not result.spliced and result.photo_score == float("-inf")
+
+
+def test_the_combination_takes_the_lattices_region_where_it_draws_one_else_the_disagreements():
+    camera_map = hand_made_map(block())
+    camera_map.lattice = np.full((15, 15), 0.6, np.float32)
+    camera_map.lattice[4:10, 3:9] = 0.0
+    thresholds = {"lattice": 0.25, "disagreement": 0.0}
+    assert localise(camera_map, "lattice_then_disagreement", thresholds).method == "lattice"
+    # Clean by the lattice: the classifier's tiles decide, at the disagreement's own threshold.
+    camera_map.lattice[:] = 0.6
+    result = localise(camera_map, "lattice_then_disagreement", thresholds)
+    assert result.method == "disagreement" and result.spliced
+    np.testing.assert_array_equal(result.mask, localise(camera_map, "disagreement", 0.0).mask)
+    assert not localise(camera_map, "lattice_then_disagreement", {**thresholds, "disagreement": 1e9}).spliced
+
+
+def test_an_older_calibration_without_a_part_falls_back_to_its_measured_threshold(tmp_path):
+    calibration_path(tmp_path / "a.ckpt").write_text(json.dumps({"photo_thresholds": {"disagreement": 5.0}}))
+    assert photo_thresholds("lattice_then_disagreement", tmp_path / "a.ckpt") == {"lattice": 0.3, "disagreement": 5.0}
