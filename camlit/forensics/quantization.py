@@ -118,10 +118,15 @@ def grid_phase(responses: np.ndarray) -> tuple[int, int]:
 
 def quantization_steps(image: np.ndarray) -> np.ndarray:
     """(27,) float32: the estimated luma quantization step of each of FREQUENCIES, 0 where none shows."""
+    return steps_and_phase(image)[0]
+
+
+def steps_and_phase(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """quantization_steps, and the (row, column) phase of the JPEG grid they were read on."""
     y = luma(centre(image))
     steps = np.zeros(len(FREQUENCIES), np.float32)
     if min(y.shape) < 4 * BLOCK:
-        return steps
+        return steps, (0, 0)
     dy, dx = grid_phase(frequency_responses(y))
     coefficients = block_dct(y, dy, dx)
     candidates = np.arange(LARGEST_STEP, 1, -1)
@@ -129,7 +134,7 @@ def quantization_steps(image: np.ndarray) -> np.ndarray:
         fit = lattice_fit(coefficients[:, u, v], candidates)
         found = np.flatnonzero(fit > max(LATTICE, NEAR_BEST * np.nanmax(np.append(fit, 0.0))))
         steps[k] = candidates[found[0]] if len(found) else 0
-    return steps
+    return steps, (dy, dx)
 
 
 # A photo shows its own table when at least this many of its 27 steps show (are 2 or more).
@@ -146,11 +151,10 @@ def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     A region pasted from another camera's photo carries that camera's steps, or its grid at
     another phase, and falls off the photo's lattice (block artefact grids, Ye, Sun and Chang 2007).
     """
-    steps = quantization_steps(image)
-    y = luma(image)
+    steps, (dy, dx) = steps_and_phase(image)
     if (steps >= 2).sum() < LATTICE_STEPS:
         return np.zeros((0, 0), np.float32), (0, 0)
-    dy, dx = grid_phase(frequency_responses(luma(centre(image))))
+    y = luma(image)
     rows, cols = (y.shape[0] - dy) // BLOCK, (y.shape[1] - dx) // BLOCK
     shown = [(f, q) for f, q in zip(FREQUENCIES, steps, strict=True) if q >= 2]
     dct = block_dct(y, dy, dx)
