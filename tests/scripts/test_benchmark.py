@@ -53,7 +53,7 @@ def test_tiny_benchmark_reports_every_figure(tmp_path, capsys):
         assert report["notes"]["step/torchvision"] == "torchvision not installed: skipped"
     assert report["notes"]["step/camlit/channels_last/fp32/compiled"] == "skipped in --tiny mode"
     written = json.loads(path.read_text())
-    assert set(written.pop("provenance")) == {"commit", "date", "machine", "python", "versions"}
+    assert set(written.pop("provenance")) == {"commit", "date", "machine", "cpu", "python", "versions"}
     assert written == report
     assert {row["result"] for row in report["targets"]} <= {"PASS", "MISS", "skipped", "-"}
     table = capsys.readouterr().out
