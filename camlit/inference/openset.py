@@ -271,7 +271,22 @@ def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetMod
         raise CamlitError(f"{option}: {path} is not an open-set calibration ({error})") from None
     if method not in SCORES:
         raise CamlitError(f"{option}: {path} names an unknown score {method!r}")
+    missing = [name for name in required_arrays(method) if name not in stored]
+    if missing:
+        raise CamlitError(f"{option}: {path} is not a whole {method} calibration (no {', '.join(missing)})")
     return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size, photos)
+
+
+def required_arrays(method: str) -> tuple[str, ...]:
+    """What a score reads of its calibration file's arrays (fit writes them)."""
+    if method in ("msp", "energy"):
+        return ()
+    if method == "knn":
+        return ("bank",)
+    arrays = ("centre", "components", "class_means", "precision")
+    if method.startswith("relative"):
+        arrays += ("global_precision",)
+    return arrays + (("steps", "step_weight") if reads_quantization(method) else ())
 
 
 def describe(crops: int, grid: bool, crop_size: int) -> str:

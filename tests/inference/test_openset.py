@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from conftest import random_image, write_image
 
+from camlit.errors import CamlitError
 from camlit.forensics.quantization import FREQUENCIES
 from camlit.inference import openset
 from camlit.inference.predict import main as predict
@@ -132,6 +133,14 @@ def test_unknown_without_a_calibration_is_one_error_line(ckpt, tmp_path, capsys)
     args = ["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "s.csv"), "--unknown"]
     line = one_error_line(capsys, lambda: predict(args))
     assert "camlit calibrate --ckpt_path" in line and not (tmp_path / "s.csv").exists()
+
+
+def test_a_calibration_missing_what_its_score_reads_is_refused_by_name(tmp_path):
+    # A file from someone else: it names the JPEG score but holds no table bank.
+    model = openset.OpenSetModel("relative_stem_jpeg", 1.0, 10, {"centre": np.zeros(4), "step_weight": np.array(1.0)})
+    model.save(openset.calibration_path(tmp_path / "m.ckpt"))
+    with pytest.raises(CamlitError, match="not a whole relative_stem_jpeg calibration .no components, class_means"):
+        openset.load(tmp_path / "m.ckpt")
 
 
 def test_each_kind_of_photo_gets_its_own_threshold_and_the_file_keeps_both(tmp_path):
