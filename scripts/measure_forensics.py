@@ -275,7 +275,7 @@ WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 def step_figures(fitted, known_rows, unknown_rows) -> dict:
     """For the unaltered photos: the AUROC of the step mismatch alone, the share of photos with a
-    step differing from the nearest training table's, and the score's AUROC with the mismatch
+    step differing from the nearest training photo's, and the score's AUROC with the mismatch
     weighed WEIGHTS times its default weight."""
     parts = {}
     for name, (_, features, _, flags) in (("known", known_rows), ("unknown", unknown_rows)):
@@ -283,7 +283,7 @@ def step_figures(fitted, known_rows, unknown_rows) -> dict:
         plain = ~np.asarray(flags, bool)
         parts[name] = (
             fitted.distance_scores(stems)[plain],
-            openset.step_mismatch(steps, fitted.arrays["step_tables"])[plain],
+            openset.step_mismatch(steps, fitted.arrays["steps"])[plain],
         )
     (known_distance, known_mismatch), (unknown_distance, unknown_mismatch) = parts["known"], parts["unknown"]
     weight = float(fitted.arrays["step_weight"])

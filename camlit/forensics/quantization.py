@@ -13,12 +13,6 @@ whose coefficients fall closest to a lattice), then for each of the 27 lowest AC
 largest step q whose lattice the coefficients follow (`lattice_fit`): the steps that divide the
 camera's fit as well as it does, larger ones worse. 0 where no step shows: a step of 1 (a high
 quality), too few nonzero coefficients, or no JPEG at all.
-
-What the open-set score compares is stricter (`quantization_steps`): a step counts as read only
-where every larger multiple of it could have shown and did not (enough coefficients at each), and
-a 0 only where every step up to LARGEST_STEP could have. Elsewhere it is UNSETTLED: a smooth
-photo's high frequencies keep too few coefficients to tell a step of 20 from its divisor 5, and
-a guess there made 14% of a known camera's photos differ from its own table.
 """
 
 from __future__ import annotations
@@ -47,8 +41,6 @@ MIN_COEFFICIENTS = 100  # fewer coefficients off zero, and a lattice shows by ch
 SIDE = 512  # the centre of a larger photo is enough: 4,096 blocks
 PHASE_FREQUENCIES = FREQUENCIES[:3]
 PHASE_STEPS = np.arange(2, 12)
-CANDIDATES = np.arange(LARGEST_STEP, 1, -1)
-UNSETTLED = -1  # quantization_steps where the coefficients cannot settle the step
 
 
 def dct_basis() -> np.ndarray:
@@ -125,44 +117,24 @@ def grid_phase(responses: np.ndarray) -> tuple[int, int]:
 
 
 def quantization_steps(image: np.ndarray) -> np.ndarray:
-    """(27,) float32: the luma quantization step of each of FREQUENCIES, 0 where none shows, and
-    UNSETTLED where a larger step (or, for 0, any step) could not be judged."""
-    fits = step_fits(image)[0]
-    steps = largest_fitting(fits)
-    judged = ~np.isnan(fits)
-    settled = [
-        judged[k, (CANDIDATES > q) & (CANDIDATES % q == 0)].all() if q else judged[k].all()
-        for k, q in enumerate(steps.astype(int))
-    ]
-    return np.where(settled, steps, UNSETTLED).astype(np.float32)
+    """(27,) float32: the estimated luma quantization step of each of FREQUENCIES, 0 where none shows."""
+    return steps_and_phase(image)[0]
 
 
 def steps_and_phase(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    """Per frequency the largest step that fits, 0 where none does (divisors of a step that could
-    not be judged included: each is a lattice the coefficients do sit on), and the (row, column)
-    phase of the JPEG grid they were read on."""
-    fits, phase = step_fits(image)
-    return largest_fitting(fits), phase
-
-
-def step_fits(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    """((27, len(CANDIDATES)) lattice_fit of each frequency's coefficients to each candidate step,
-    all NaN for a photo under 4 blocks a side; the grid's (row, column) phase)."""
+    """quantization_steps, and the (row, column) phase of the JPEG grid they were read on."""
     y = luma(centre(image))
+    steps = np.zeros(len(FREQUENCIES), np.float32)
     if min(y.shape) < 4 * BLOCK:
-        return np.full((len(FREQUENCIES), len(CANDIDATES)), np.nan), (0, 0)
+        return steps, (0, 0)
     dy, dx = grid_phase(frequency_responses(y))
     coefficients = block_dct(y, dy, dx)
-    return np.stack([lattice_fit(coefficients[:, u, v], CANDIDATES) for u, v in FREQUENCIES]), (dy, dx)
-
-
-def largest_fitting(fits: np.ndarray) -> np.ndarray:
-    """(27,) float32: per row of step_fits, the largest candidate step that fits (see the module)."""
-    steps = np.zeros(len(fits), np.float32)
-    for k, fit in enumerate(fits):
+    candidates = np.arange(LARGEST_STEP, 1, -1)
+    for k, (u, v) in enumerate(FREQUENCIES):
+        fit = lattice_fit(coefficients[:, u, v], candidates)
         found = np.flatnonzero(fit > max(LATTICE, NEAR_BEST * np.nanmax(np.append(fit, 0.0))))
-        steps[k] = CANDIDATES[found[0]] if len(found) else 0
-    return steps
+        steps[k] = candidates[found[0]] if len(found) else 0
+    return steps, (dy, dx)
 
 
 # A photo shows its own table when at least this many of its 27 steps show (are 2 or more).

@@ -18,11 +18,10 @@ and pooled features (camlit.inference.features):
   exposure) moves both distances alike and cancels; what sets a camera apart from all of them
   does not.
 - ``relative_stem_jpeg``: ``relative_stem``, plus, for a photo not known to be manipulated, how
-  far its JPEG quantization steps (camlit.forensics.quantization) are from the training
-  photos' tables: the share of the 27 steps that differ from the nearest table's, where both are
-  settled, times the spread of the training photos' ``relative_stem`` scores (their 1st to 99th
-  percentile). A camera's own table survives in an unaltered photo and says nothing once it is
-  manipulated.
+  far its JPEG quantization steps (camlit.forensics.quantization) are from those of every
+  training photo: the share of the 27 steps that differ from the nearest training photo's, times
+  the spread of the training photos' ``relative_stem`` scores (their 1st to 99th percentile). A
+  camera's own table survives in an unaltered photo and says nothing once it is manipulated.
 
 Two thresholds, each accepting 95% of the run's validation photos of its kind: one for unaltered
 photos, one for manipulated ones (every manipulation moves every score, so one threshold set on
@@ -41,7 +40,7 @@ import numpy as np
 
 from camlit.atomic import atomic_write
 from camlit.errors import CamlitError
-from camlit.forensics.quantization import FREQUENCIES, UNSETTLED
+from camlit.forensics.quantization import FREQUENCIES
 from camlit.inference.features import softmax, split_extras
 from camlit.inference.tta import CropPlan
 
@@ -67,33 +66,16 @@ def split_steps(features: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.nd
     return [rows[:, :-steps] for rows in features], np.stack([rows[0, -steps:] for rows in features])
 
 
-def step_mismatch(steps: np.ndarray, tables: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """(photos,) the share of the 27 quantization steps that differ from the nearest table's where
-    both are settled (an UNSETTLED step is no evidence either way), `chunk` photos at a time."""
-
-    def nearest(part: np.ndarray) -> np.ndarray:
-        compared = (part[:, None, :] != UNSETTLED) & (tables[None] != UNSETTLED)
-        return (compared & (part[:, None, :] != tables[None])).mean(axis=2).min(axis=1)
-
-    return np.concatenate([nearest(part) for part in np.split(steps, range(chunk, len(steps), chunk))] or [np.zeros(0)])
-
-
-def step_tables(steps: np.ndarray) -> np.ndarray:
-    """(tables, 27) the training photos' quantization tables: each photo's steps merged into the
-    first table they agree with wherever both are settled (filling the table's unsettled steps),
-    else a table of their own; the most settled photos first, so that each table starts whole.
-    A camera saving with one table gives one row however many photos it has, and a photo too
-    smooth to settle its high frequencies adds no table with holes for any photo to match."""
-    tables: list[np.ndarray] = []
-    for row in steps[np.argsort(-(steps != UNSETTLED).sum(axis=1), kind="stable")]:
-        for table in tables:
-            both = (table != UNSETTLED) & (row != UNSETTLED)
-            if (table[both] == row[both]).all():
-                table[table == UNSETTLED] = row[table == UNSETTLED]
-                break
-        else:
-            tables.append(row.copy())
-    return np.array(tables, np.float32).reshape(-1, steps.shape[1])
+def step_mismatch(steps: np.ndarray, bank: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """(photos,) the share of quantization steps differing from the nearest of the bank's tables,
+    `chunk` photos at a time (a bank of thousands of tables)."""
+    return np.concatenate(
+        [
+            (part[:, None, :] != bank[None]).mean(axis=2).min(axis=1)
+            for part in np.split(steps, range(chunk, len(steps), chunk))
+        ]
+        or [np.zeros(0)]
+    )
 
 
 def photo_features(features: np.ndarray) -> np.ndarray:
@@ -148,7 +130,7 @@ class OpenSetModel:
         `manipulated` (None: not known, as unaltered) matters to the scores reading JPEG steps."""
         if self.quantization:
             features, steps = split_steps(features)
-            mismatch = step_mismatch(steps, self.arrays["step_tables"]) * float(self.arrays["step_weight"])
+            mismatch = step_mismatch(steps, self.arrays["steps"]) * float(self.arrays["step_weight"])
             flags = np.zeros(len(steps), bool) if manipulated is None else np.array([bool(f) for f in manipulated])
             return self.distance_scores(features) + np.where(flags, 0.0, mismatch)
         if self.method == "msp":
@@ -217,7 +199,8 @@ def fit(method: str, features: Sequence[np.ndarray], labels: Sequence[int], num_
         features, steps = split_steps(features)
         fitted = fit(method.removesuffix("_jpeg"), features, labels, num_classes)
         low, high = np.quantile(fitted.distance_scores(features), [0.01, 0.99])
-        fitted.arrays.update(step_tables=step_tables(steps), step_weight=np.array(high - low))
+        # One row per table: a camera saving with one table gives hundreds of the same row.
+        fitted.arrays.update(steps=np.unique(steps, axis=0), step_weight=np.array(high - low))
         return OpenSetModel(method, arrays=fitted.arrays)
     means = np.stack([photo_features(rows) for rows in features]).astype(np.float64)
     labels = np.asarray(labels)
@@ -290,10 +273,7 @@ def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetMod
         raise CamlitError(f"{option}: {path} names an unknown score {method!r}")
     missing = [name for name in required_arrays(method) if name not in stored]
     if missing:
-        raise CamlitError(
-            f"{option}: {path} is not a whole {method} calibration (no {', '.join(missing)}); "
-            "run camlit calibrate again"
-        )
+        raise CamlitError(f"{option}: {path} is not a whole {method} calibration (no {', '.join(missing)})")
     return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size, photos)
 
 
@@ -306,7 +286,7 @@ def required_arrays(method: str) -> tuple[str, ...]:
     arrays = ("centre", "components", "class_means", "precision")
     if method.startswith("relative"):
         arrays += ("global_precision",)
-    return arrays + (("step_tables", "step_weight") if reads_quantization(method) else ())
+    return arrays + (("steps", "step_weight") if reads_quantization(method) else ())
 
 
 def describe(crops: int, grid: bool, crop_size: int) -> str:

@@ -11,7 +11,7 @@ from camlit.data.samples import scan
 from camlit.errors import CamlitError
 from camlit.forensics import splice
 from camlit.forensics.calibrate import calibrated, calibration_rows, main
-from camlit.forensics.quantization import FREQUENCIES, UNSETTLED
+from camlit.forensics.quantization import FREQUENCIES
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures
 from camlit.inference.loading import load_checkpoint
@@ -94,8 +94,8 @@ def test_the_jpeg_score_keeps_the_training_photos_steps_and_predict_reads_each_p
           "--splice_photos", "0"])  # fmt: skip
     fitted = openset.load(path)
     assert fitted.quantization and fitted.layer == "stem" and float(fitted.arrays["step_weight"]) > 0
-    # The tree's photos are 64 x 80: 80 blocks, too few to settle any step, so one table of none.
-    assert fitted.arrays["step_tables"].tolist() == [[UNSETTLED] * len(FREQUENCIES)]
+    # The tree's photos are PNGs of noise: no JPEG step shows, so the bank holds one table of zeros.
+    assert fitted.arrays["steps"].tolist() == [[0.0] * len(FREQUENCIES)]
     args = ["--ckpt_path", str(path), "--input", str(flat_tree / CLASSES[0]), "--output", str(tmp_path / "s.csv")]
     predictions = predict([*args, "--unknown", "--crops", "2", "--num_workers", "0", "--no_progress"])
     rows = predictions.extras[0]

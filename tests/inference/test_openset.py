@@ -3,7 +3,7 @@ import pytest
 from conftest import random_image, write_image
 
 from camlit.errors import CamlitError
-from camlit.forensics.quantization import FREQUENCIES, UNSETTLED
+from camlit.forensics.quantization import FREQUENCIES
 from camlit.inference import openset
 from camlit.inference.predict import main as predict
 from camlit.inference.tta import CropPlan
@@ -65,17 +65,6 @@ def test_jpeg_steps_seen_in_no_training_photo_raise_the_score_of_an_unaltered_ph
     weight = float(model.arrays["step_weight"])
     assert weight > 0
     np.testing.assert_allclose(scores, base + np.array([0, 0, weight / 3, 0]), rtol=1e-6, atol=1e-9)
-
-
-def test_a_training_photo_with_unsettled_steps_joins_its_cameras_table_and_matches_nothing_else():
-    u = UNSETTLED
-    whole = np.array([[2, 3, 4, 5], [6, 7, 8, 9]], np.float32)
-    partial = np.array([[2, 3, u, u], [u, 7, u, 9], [u, u, u, u]], np.float32)
-    tables = openset.step_tables(np.vstack([partial, whole]))
-    assert tables.tolist() == whole.tolist()
-    # A table with holes of its own would let any photo match it; merged, the holes are filled.
-    photos = np.array([[2, 3, 4, 5], [2, 3, u, 9], [6, 3, 4, 5], [u, u, u, u]], np.float32)
-    np.testing.assert_allclose(openset.step_mismatch(photos, tables), [0, 0.25, 0.25, 0])
 
 
 def test_relative_stem_is_the_class_distance_less_the_distance_to_all_training_photos():
