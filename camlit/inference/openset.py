@@ -273,7 +273,10 @@ def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetMod
         raise CamlitError(f"{option}: {path} names an unknown score {method!r}")
     missing = [name for name in required_arrays(method) if name not in stored]
     if missing:
-        raise CamlitError(f"{option}: {path} is not a whole {method} calibration (no {', '.join(missing)})")
+        raise CamlitError(
+            f"{option}: {path} is not a whole {method} calibration (no {', '.join(missing)}); "
+            "run camlit calibrate again"
+        )
     return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size, photos)
 
 
