@@ -41,6 +41,7 @@ MIN_COEFFICIENTS = 100  # fewer coefficients off zero, and a lattice shows by ch
 SIDE = 512  # the centre of a larger photo is enough: 4,096 blocks
 PHASE_FREQUENCIES = FREQUENCIES[:3]
 PHASE_STEPS = np.arange(2, 12)
+CANDIDATES = np.arange(LARGEST_STEP, 1, -1)  # largest first: the first that fits is the step
 
 
 def dct_basis() -> np.ndarray:
@@ -123,18 +124,41 @@ def quantization_steps(image: np.ndarray) -> np.ndarray:
 
 def steps_and_phase(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """quantization_steps, and the (row, column) phase of the JPEG grid they were read on."""
-    y = luma(centre(image))
-    steps = np.zeros(len(FREQUENCIES), np.float32)
+    fits, phase = step_fits(image)
+    return largest_fitting(fits), phase
+
+
+def step_fits(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """((27, len(CANDIDATES)) lattice_fit of each frequency's coefficients to each candidate step,
+    NaN where it cannot be judged; the (row, column) phase of the JPEG grid).
+
+    Blocks where the decoder clipped (a pixel with two or more channels at 0 or 255) are left out:
+    clipping moves their coefficients off the lattice, and a dark photo's clipped blocks made a
+    known camera's low frequencies read as no step at all."""
+    image = centre(image)
+    y = luma(image)
     if min(y.shape) < 4 * BLOCK:
-        return steps, (0, 0)
+        return np.full((len(FREQUENCIES), len(CANDIDATES)), np.nan), (0, 0)
     dy, dx = grid_phase(frequency_responses(y))
-    coefficients = block_dct(y, dy, dx)
-    candidates = np.arange(LARGEST_STEP, 1, -1)
-    for k, (u, v) in enumerate(FREQUENCIES):
-        fit = lattice_fit(coefficients[:, u, v], candidates)
-        found = np.flatnonzero(fit > max(LATTICE, NEAR_BEST * np.nanmax(np.append(fit, 0.0))))
-        steps[k] = candidates[found[0]] if len(found) else 0
-    return steps, (dy, dx)
+    coefficients = block_dct(y, dy, dx)[~clipped_blocks(image, dy, dx)]
+    return np.stack([lattice_fit(coefficients[:, u, v], CANDIDATES) for u, v in FREQUENCIES]), (dy, dx)
+
+
+def clipped_blocks(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(blocks,) in block_dct's order: whether the block holds a pixel with two or more channels at
+    0 or 255."""
+    height, width = (image.shape[0] - dy) // BLOCK * BLOCK, (image.shape[1] - dx) // BLOCK * BLOCK
+    extreme = (image[dy : dy + height, dx : dx + width] == 0) | (image[dy : dy + height, dx : dx + width] == 255)
+    clipped = extreme.sum(axis=-1) >= 2
+    return clipped.reshape(height // BLOCK, BLOCK, width // BLOCK, BLOCK).any(axis=(1, 3)).ravel()
+
+
+def largest_fitting(fits: np.ndarray) -> np.ndarray:
+    """(..., 27) float32 from (..., 27, len(CANDIDATES)) step_fits: per frequency the largest step
+    whose fit passes LATTICE and NEAR_BEST of the best, 0 where none does."""
+    fit = np.where(np.isnan(fits), -np.inf, fits)
+    passing = fit > np.maximum(LATTICE, NEAR_BEST * np.maximum(fit.max(axis=-1), 0))[..., None]
+    return np.where(passing.any(axis=-1), CANDIDATES[passing.argmax(axis=-1)], 0).astype(np.float32)
 
 
 # A photo shows its own table when at least this many of its 27 steps show (are 2 or more).
@@ -146,7 +170,8 @@ def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's JPEG grid (phase dy, dx),
     how closely its coefficients sit on the photo's own steps (lattice_fit's scale, over the block's
     frequencies instead of over blocks), averaged with its 3x3 neighbours; NaN where a block has
-    too few coefficients off zero. An empty map where the photo shows no table of its own.
+    too few coefficients off zero or was clipped (`step_fits`). An empty map where the photo shows
+    no table of its own.
 
     A region pasted from another camera's photo carries that camera's steps, or its grid at
     another phase, and falls off the photo's lattice (block artefact grids, Ye, Sun and Chang 2007).
@@ -165,7 +190,7 @@ def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     closeness = np.exp(-0.5 * (distance / ROUNDING) ** 2)
     even = ROUNDING * np.sqrt(2 * np.pi) * erf(q / (2 * np.sqrt(2) * ROUNDING)) / q
     fit = np.where(kept, closeness - even, 0).sum(axis=1) / np.maximum(np.where(kept, 1 - even, 0).sum(axis=1), 1e-9)
-    judged = (kept.sum(axis=1) >= MIN_BLOCK_COEFFICIENTS).reshape(rows, cols)
+    judged = ((kept.sum(axis=1) >= MIN_BLOCK_COEFFICIENTS) & ~clipped_blocks(image, dy, dx)).reshape(rows, cols)
     fit = np.where(judged, fit.reshape(rows, cols), 0).astype(np.float32)
     total = cv2.boxFilter(fit, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
     count = cv2.boxFilter(judged.astype(np.float32), -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)

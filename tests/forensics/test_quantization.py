@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 from conftest import CLASSES, photo
 
+from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.samples import scan
-from camlit.forensics.quantization import FREQUENCIES, block_lattice, quantization_steps
+from camlit.data.synthetic import SYNTHETIC_CAMERAS, render_photo, scene_seed
+from camlit.forensics.quantization import (
+    FREQUENCIES,
+    block_lattice,
+    clipped_blocks,
+    quantization_steps,
+)
 from camlit.imageio import read_rgb
 from camlit.inference.features import WithFeatures
 from camlit.inference.loading import load_checkpoint
@@ -49,6 +56,16 @@ def test_the_grid_is_found_in_a_photo_cropped_off_it():
     assert quantization_steps(image[3:, 5:])[:9].tolist() == libjpeg_steps(80)[:9].tolist()
 
 
+def test_blocks_the_decoder_clipped_are_left_out_of_the_estimate():
+    # A synthetic camera's dark photo: over half its blocks hold pixels clipped to 0, whose
+    # coefficients fall off the lattice; read with them, no low-frequency step showed at all.
+    camera = KAGGLE_CAMERAS.index("Samsung-Galaxy-S4")
+    image = render_photo(camera, scene_seed(0, 0, camera, 2), 512, 512)
+    assert clipped_blocks(image, 0, 0).mean() > 0.5
+    expected = libjpeg_steps(SYNTHETIC_CAMERAS[camera].jpeg_quality)
+    assert quantization_steps(image)[:9].tolist() == expected[:9].tolist()
+
+
 def test_a_photo_never_compressed_and_a_tiny_one_show_no_step():
     image = photo(np.random.default_rng(1), 256, 256)
     assert not quantization_steps(image).any()
@@ -81,3 +98,12 @@ def test_a_region_pasted_from_a_photo_of_another_quality_falls_off_the_photos_la
     assert np.nanmax(fits[inside]) < 0.2 < np.nanmin(fits[outside]) and np.nanmedian(fits[outside]) > 0.5
     # A photo that was never a JPEG shows no table, so no lattice to fall off.
     assert block_lattice(photo(rng, 256, 256))[0].size == 0
+
+
+def test_the_lattice_map_leaves_clipped_blocks_unjudged():
+    image = jpeg(photo(np.random.default_rng(6), 256, 256), 80)
+    image[64:104:8, 96:136:8] = [0, 0, 90]  # one pixel clipped in two channels in each of 5 x 5 blocks
+    fits, phase = block_lattice(image)
+    assert phase == (0, 0)
+    assert np.isnan(fits[9:12, 13:16]).all()  # the blocks whose 3 x 3 neighbours are all clipped
+    assert not np.isnan(fits[:8]).any()
