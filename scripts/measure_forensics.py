@@ -226,16 +226,22 @@ def unknown_rows(model, size, args, reads: tuple[str, bool]) -> dict:
         return logits, features, np.array([i.label for i in images])[usable], known_flags[usable]
 
     rows["known"] = cached_rows(work / f"known{suffix}.npz", known_rows)
-    unknown_paths = list_images(Path(args.sets) / "unknown")
 
-    def unknown_photo_rows():
-        flags = np.array([manipulated_from_name(p) for p in unknown_paths])
+    def unknown_photo_rows(folder: Path):
+        paths = list_images(folder)
+        flags = np.array([manipulated_from_name(p) for p in paths])
         logits, features, usable = photo_rows(
-            model, unknown_paths, plan, layer=layer, quantization=quantization, manipulated=list(flags)
+            model, paths, plan, layer=layer, quantization=quantization, manipulated=list(flags)
         )
         return logits, features, [], flags[usable]
 
-    rows["unknown"] = cached_rows(work / f"unknown{suffix}.npz", unknown_photo_rows)
+    rows["unknown"] = cached_rows(
+        work / f"unknown{suffix}.npz", lambda: unknown_photo_rows(Path(args.sets) / "unknown")
+    )
+    if args.tune_unknown:
+        rows["tune_unknown"] = cached_rows(
+            work / f"tune_unknown{suffix}.npz", lambda: unknown_photo_rows(Path(args.tune_unknown))
+        )
     return rows
 
 
@@ -265,12 +271,17 @@ def measure_unknown(model, size, args) -> dict:
         figures[score] = unknown_report(known, layer["known"][3], unknown, unknown_flags, fitted)
         if reads_quantization(score):
             figures[score]["steps"] = step_figures(fitted, layer["known"], layer["unknown"])
+            if "tune_unknown" in layer:
+                # The weight chosen without the test photos: the run's validation photos against
+                # unknown photos of another seed.
+                tune = step_figures(fitted, layer["val"], layer["tune_unknown"])
+                figures[score]["steps"]["tune_auroc_by_weight"] = tune["auroc_by_weight"]
     if any(reads_quantization(score) for score in scores):
         figures["quantization_seconds_per_photo"] = quantization_seconds(list_images(Path(args.sets) / "unknown"))
     return figures
 
 
-WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
+WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def step_figures(fitted, known_rows, unknown_rows) -> dict:
@@ -322,6 +333,9 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=10)
     parser.add_argument("--crop_grid", action="store_true", help="the crops on an even grid, not at random")
     parser.add_argument("--scores", default=",".join(SCORES), help="the open-set scores to compare, comma-separated")
+    parser.add_argument(
+        "--tune_unknown", default=None, help="unknown photos of another seed, to weigh the JPEG steps on"
+    )
     parser.add_argument("--work", required=True)
     parser.add_argument("--json", required=True)
     parser.add_argument("--only", choices=("unknown", "splices"), default=None)

@@ -20,7 +20,7 @@ and pooled features (camlit.inference.features):
 - ``relative_stem_jpeg``: ``relative_stem``, plus, for a photo not known to be manipulated, how
   far its JPEG quantization steps (camlit.forensics.quantization) are from those of every
   training photo: the share of the 27 steps that differ from the nearest training photo's, times
-  the spread of the training photos' ``relative_stem`` scores (their 1st to 99th percentile). A
+  STEP_WEIGHT spreads of the training photos' ``relative_stem`` scores (1st to 99th percentile). A
   camera's own table survives in an unaltered photo and says nothing once it is manipulated.
 
 Two thresholds, each accepting 95% of the run's validation photos of its kind: one for unaltered
@@ -48,6 +48,10 @@ SCORES = ("msp", "energy", "mahalanobis", "knn", "mahalanobis_stem", "relative_s
 ACCEPT = 0.95
 COMPONENTS = 32
 NEIGHBOUR = 5
+# The JPEG-step term's weight, in spreads of the training photos' relative_stem scores: the least
+# that ranked every unknown unaltered photo of another seed above the demo run's validation photos
+# (docs/forensics.md); the steps alone tell them apart almost perfectly, the stem score does not.
+STEP_WEIGHT = 4.0
 
 
 def feature_layer(method: str) -> str:
@@ -200,7 +204,7 @@ def fit(method: str, features: Sequence[np.ndarray], labels: Sequence[int], num_
         fitted = fit(method.removesuffix("_jpeg"), features, labels, num_classes)
         low, high = np.quantile(fitted.distance_scores(features), [0.01, 0.99])
         # One row per table: a camera saving with one table gives hundreds of the same row.
-        fitted.arrays.update(steps=np.unique(steps, axis=0), step_weight=np.array(high - low))
+        fitted.arrays.update(steps=np.unique(steps, axis=0), step_weight=np.array(STEP_WEIGHT * (high - low)))
         return OpenSetModel(method, arrays=fitted.arrays)
     means = np.stack([photo_features(rows) for rows in features]).astype(np.float64)
     labels = np.asarray(labels)
