@@ -26,7 +26,7 @@ from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
-from camlit.forensics.quantization import quantization_steps
+from camlit.forensics.quantization import block_lattice, quantization_steps
 from camlit.forensics.reliability import clipped_share, reliability, residual_energy
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, foreign_region
@@ -67,10 +67,11 @@ def cached_maps(model, size: int, root: Path, work: Path, limit: int | None):
     maps, truths = [], []
     for i, (_, photo, mask) in enumerate(entries):
         camera_map = CameraMap.load(work / f"{i}.npz")
-        # The reliability masks as the current thresholds draw them, not as when the map was kept.
-        camera_map.flat, camera_map.clipped = reliability(
-            read_rgb(photo), camera_map.tops, camera_map.lefts, camera_map.size
-        )
+        # The reliability masks and the lattice as the current code draws them, not as when the
+        # map was kept (neither needs the model).
+        image = read_rgb(photo)
+        camera_map.flat, camera_map.clipped = reliability(image, camera_map.tops, camera_map.lefts, camera_map.size)
+        camera_map.lattice, camera_map.lattice_phase = block_lattice(image)
         maps.append(camera_map)
         truths.append(read_mask(mask, camera_map.shape))
     return entries, truths, maps

@@ -166,23 +166,25 @@ LATTICE_STEPS = 8
 MIN_BLOCK_COEFFICIENTS = 2  # a block with fewer coefficients off zero is not judged
 
 
-def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's JPEG grid (phase dy, dx),
-    how closely its coefficients sit on the photo's own steps (lattice_fit's scale, over the block's
-    frequencies instead of over blocks), averaged with its 3x3 neighbours; NaN where a block has
-    too few coefficients off zero or was clipped (`step_fits`). An empty map where the photo shows
-    no table of its own.
-
-    A region pasted from another camera's photo carries that camera's steps, or its grid at
-    another phase, and falls off the photo's lattice (block artefact grids, Ye, Sun and Chang 2007).
-    """
+def own_steps(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """steps_and_phase, the steps then read again on the half of the photo's blocks that fit them
+    best (where that shows a step): a pasted region dilutes the whole photo's fit, enough that
+    its lowest frequencies can read as no step at all."""
     steps, (dy, dx) = steps_and_phase(image)
     if (steps >= 2).sum() < LATTICE_STEPS:
-        return np.zeros((0, 0), np.float32), (0, 0)
-    y = luma(image)
-    rows, cols = (y.shape[0] - dy) // BLOCK, (y.shape[1] - dx) // BLOCK
+        return steps, (dy, dx)
+    dct = block_dct(luma(image), dy, dx)
+    fit, judged = block_fits(dct, steps, ~clipped_blocks(image, dy, dx))
+    best = judged & (fit >= np.median(fit[judged])) if judged.any() else judged
+    again = largest_fitting(np.stack([lattice_fit(dct[best, u, v], CANDIDATES) for u, v in FREQUENCIES]))
+    return np.where(again >= 2, again, steps).astype(np.float32), (dy, dx)
+
+
+def block_fits(dct: np.ndarray, steps: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((blocks,) fit, (blocks,) judged) of block_dct's (blocks, 8, 8) coefficients: how closely
+    each block's coefficients sit on the steps that show (2 or more), on lattice_fit's scale over
+    the block's frequencies; judged where `usable` and at least MIN_BLOCK_COEFFICIENTS are off zero."""
     shown = [(f, q) for f, q in zip(FREQUENCIES, steps, strict=True) if q >= 2]
-    dct = block_dct(y, dy, dx)
     coefficients = np.stack([dct[:, u, v] for (u, v), _ in shown], axis=1)
     q = np.array([step for _, step in shown], np.float64)
     kept = np.abs(coefficients) > np.maximum(q / 4, 0.75)
@@ -190,8 +192,27 @@ def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     closeness = np.exp(-0.5 * (distance / ROUNDING) ** 2)
     even = ROUNDING * np.sqrt(2 * np.pi) * erf(q / (2 * np.sqrt(2) * ROUNDING)) / q
     fit = np.where(kept, closeness - even, 0).sum(axis=1) / np.maximum(np.where(kept, 1 - even, 0).sum(axis=1), 1e-9)
-    judged = ((kept.sum(axis=1) >= MIN_BLOCK_COEFFICIENTS) & ~clipped_blocks(image, dy, dx)).reshape(rows, cols)
-    fit = np.where(judged, fit.reshape(rows, cols), 0).astype(np.float32)
+    return fit, (kept.sum(axis=1) >= MIN_BLOCK_COEFFICIENTS) & usable
+
+
+def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's JPEG grid (phase dy, dx),
+    how closely its coefficients sit on the photo's own steps (lattice_fit's scale, over the block's
+    frequencies instead of over blocks), averaged with its 3x3 neighbours; NaN where a block has
+    too few coefficients off zero or was clipped (`step_fits`); the steps are `own_steps`. An empty
+    map where the photo shows no table of its own.
+
+    A region pasted from another camera's photo carries that camera's steps, or its grid at
+    another phase, and falls off the photo's lattice (block artefact grids, Ye, Sun and Chang 2007).
+    """
+    steps, (dy, dx) = own_steps(image)
+    if (steps >= 2).sum() < LATTICE_STEPS:
+        return np.zeros((0, 0), np.float32), (0, 0)
+    y = luma(image)
+    fit, judged = block_fits(block_dct(y, dy, dx), steps, ~clipped_blocks(image, dy, dx))
+    rows, cols = (y.shape[0] - dy) // BLOCK, (y.shape[1] - dx) // BLOCK
+    fit = np.where(judged, fit, 0).reshape(rows, cols).astype(np.float32)
+    judged = judged.reshape(rows, cols)
     total = cv2.boxFilter(fit, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
     count = cv2.boxFilter(judged.astype(np.float32), -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
     return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32), (dy, dx)

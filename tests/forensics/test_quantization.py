@@ -12,6 +12,7 @@ from camlit.forensics.quantization import (
     FREQUENCIES,
     block_lattice,
     clipped_blocks,
+    own_steps,
     quantization_steps,
 )
 from camlit.imageio import read_rgb
@@ -107,3 +108,13 @@ def test_the_lattice_map_leaves_clipped_blocks_unjudged():
     assert phase == (0, 0)
     assert np.isnan(fits[9:12, 13:16]).all()  # the blocks whose 3 x 3 neighbours are all clipped
     assert not np.isnan(fits[:8]).any()
+
+
+def test_a_splice_that_dilutes_the_photos_steps_does_not_hide_them_from_the_lattice_map():
+    rng = np.random.default_rng(5)
+    spliced = jpeg(photo(rng, 256, 256), 85)
+    spliced[:, :128] = photo(rng, 256, 128)  # half the photo never compressed
+    expected = libjpeg_steps(85)[:9]
+    assert (quantization_steps(spliced)[:9] != expected).any()  # the whole photo's fit, diluted
+    steps, phase = own_steps(spliced)
+    assert phase == (0, 0) and steps[:9].tolist() == expected.tolist()
