@@ -40,7 +40,8 @@ def exit_on_user_error(*also: type[Exception]) -> Iterator[None]:
     try:
         yield
     except (CamlitError, *also) as error:
-        print(f"error: {error}", file=sys.stderr)
+        # One line even when the message quotes a library's several-line one.
+        print("error: " + " ".join(line.strip() for line in str(error).splitlines() if line.strip()), file=sys.stderr)
         raise SystemExit(2) from None
 
 

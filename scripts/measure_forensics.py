@@ -11,7 +11,6 @@ seed of the same generator) and reported on --sets.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import time
@@ -22,6 +21,7 @@ import numpy as np
 from camlit.atomic import write_text_atomic
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import manipulated_from_name
+from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
@@ -322,8 +322,8 @@ def quantization_seconds(paths) -> float:
     return (time.perf_counter() - start) / max(1, len(images))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="measure_forensics.py", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = PlainParser(prog="measure_forensics.py", description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt_path", required=True)
     parser.add_argument("--sets", required=True, help="camlit.data.forensic_sets output: splice/ and unknown/")
     parser.add_argument("--tune", default=None, help="a splice folder of another seed, for the thresholds")
@@ -340,9 +340,18 @@ def main() -> None:
     parser.add_argument("--work", required=True)
     parser.add_argument("--json", required=True)
     parser.add_argument("--only", choices=("unknown", "splices"), default=None)
-    args = parser.parse_args()
-    Path(args.work).mkdir(parents=True, exist_ok=True)
-    model, size = load_checkpoint(args.ckpt_path, "cpu")
+    args = parser.parse_args(argv)
+    with exit_on_user_error():
+        for option in ("sets", "known", "tune", "tune_unknown"):
+            folder = getattr(args, option)
+            if folder is not None and not Path(folder).is_dir():
+                raise CamlitError(f"--{option} {folder}: no such folder")
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+        model, size = load_checkpoint(args.ckpt_path, "cpu")
+    measure(model, size, args)
+
+
+def measure(model, size: int, args) -> None:
     report = {"date": datetime.date.today().isoformat(), "checkpoint": args.ckpt_path, "tile_size": size}
     if args.only != "splices":
         report["unknown"] = measure_unknown(model, size, args)

@@ -36,7 +36,8 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
     except CamlitError:
         raise
     except Exception as error:  # noqa: BLE001 - a file torch or Lightning cannot load is the user's input
-        reason = f"{type(error).__name__}: {error}"
+        # torch's own messages run to several lines of advice; the first says what failed.
+        reason = f"{type(error).__name__}: {next(iter(str(error).strip().splitlines()), '')}"
         raise CamlitError(f"--ckpt_path {path}: not a loadable camlit checkpoint ({reason})") from None
     model.configure_model()
     return model.eval(), checkpoint_crop_size(checkpoint)
