@@ -170,14 +170,22 @@ def own_steps(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """steps_and_phase, the steps then read again on the half of the photo's blocks that fit them
     best (where that shows a step): a pasted region dilutes the whole photo's fit, enough that
     its lowest frequencies can read as no step at all."""
+    steps, phase, _, _ = own_table(image)
+    return steps, phase
+
+
+def own_table(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], np.ndarray | None, np.ndarray | None]:
+    """own_steps, and the whole photo's block_dct and unclipped blocks they were read on (None
+    where the photo shows no table), for block_lattice to reuse."""
     steps, (dy, dx) = steps_and_phase(image)
     if (steps >= 2).sum() < LATTICE_STEPS:
-        return steps, (dy, dx)
+        return steps, (dy, dx), None, None
     dct = block_dct(luma(image), dy, dx)
-    fit, judged = block_fits(dct, steps, ~clipped_blocks(image, dy, dx))
+    usable = ~clipped_blocks(image, dy, dx)
+    fit, judged = block_fits(dct, steps, usable)
     best = judged & (fit >= np.median(fit[judged])) if judged.any() else judged
     again = largest_fitting(np.stack([lattice_fit(dct[best, u, v], CANDIDATES) for u, v in FREQUENCIES]))
-    return np.where(again >= 2, again, steps).astype(np.float32), (dy, dx)
+    return np.where(again >= 2, again, steps).astype(np.float32), (dy, dx), dct, usable
 
 
 def block_fits(dct: np.ndarray, steps: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,12 +213,11 @@ def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     A region pasted from another camera's photo carries that camera's steps, or its grid at
     another phase, and falls off the photo's lattice (block artefact grids, Ye, Sun and Chang 2007).
     """
-    steps, (dy, dx) = own_steps(image)
-    if (steps >= 2).sum() < LATTICE_STEPS:
+    steps, (dy, dx), dct, usable = own_table(image)
+    if dct is None:
         return np.zeros((0, 0), np.float32), (0, 0)
-    y = luma(image)
-    fit, judged = block_fits(block_dct(y, dy, dx), steps, ~clipped_blocks(image, dy, dx))
-    rows, cols = (y.shape[0] - dy) // BLOCK, (y.shape[1] - dx) // BLOCK
+    fit, judged = block_fits(dct, steps, usable)
+    rows, cols = (image.shape[0] - dy) // BLOCK, (image.shape[1] - dx) // BLOCK
     fit = np.where(judged, fit, 0).reshape(rows, cols).astype(np.float32)
     judged = judged.reshape(rows, cols)
     total = cv2.boxFilter(fit, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
