@@ -24,12 +24,12 @@ from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
-from camlit.forensics.camera_map import CameraMap, map_from_rows, predict_tiles
+from camlit.forensics.camera_map import CameraMap, map_from_rows, photo_lattice, predict_tiles
 from camlit.forensics.picture import camera_map_picture
-from camlit.forensics.quantization import block_lattice, quantization_steps
 from camlit.forensics.reliability import clipped_share, reliability, residual_energy
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, foreign_region
+from camlit.forensics.undo import camera_table
 from camlit.imageio import list_images, read_rgb, write_image_atomic
 from camlit.inference import openset
 from camlit.inference.features import softmax
@@ -71,7 +71,7 @@ def cached_maps(model, size: int, root: Path, work: Path, limit: int | None):
         # map was kept (neither needs the model).
         image = read_rgb(photo)
         camera_map.flat, camera_map.clipped = reliability(image, camera_map.tops, camera_map.lefts, camera_map.size)
-        camera_map.lattice, camera_map.lattice_phase = block_lattice(image)
+        camera_map.lattice, camera_map.lattice_phase = photo_lattice(image)
         maps.append(camera_map)
         truths.append(read_mask(mask, camera_map.shape))
     return entries, truths, maps
@@ -286,39 +286,48 @@ WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def step_figures(fitted, known_rows, unknown_rows) -> dict:
-    """For the unaltered photos: the AUROC of the step mismatch alone, the share of photos with a
-    step differing from the nearest training photo's, and the score's AUROC with the mismatch
-    weighed WEIGHTS times its default weight."""
-    parts = {}
-    for name, (_, features, _, flags) in (("known", known_rows), ("unknown", unknown_rows)):
-        stems, steps = openset.split_steps(features)
-        plain = ~np.asarray(flags, bool)
-        parts[name] = (
-            fitted.distance_scores(stems)[plain],
-            openset.step_mismatch(steps, fitted.arrays["steps"])[plain],
-        )
-    (known_distance, known_mismatch), (unknown_distance, unknown_mismatch) = parts["known"], parts["unknown"]
+    """For the unaltered photos (and under "undone" for the manipulated ones where a manipulation
+    was undone): the AUROC of the step mismatch alone, the share of photos with a step differing
+    from the nearest training photo's, and the score's AUROC with the mismatch weighed WEIGHTS
+    times its default weight; and the share of manipulated photos where one was undone."""
     weight = float(fitted.arrays["step_weight"])
-    return {
-        "weight": weight,
-        "mismatch_alone_auroc": openset.auroc(known_mismatch, unknown_mismatch),
-        "known_with_a_differing_step": float(np.mean(known_mismatch > 0)),
-        "unknown_with_a_differing_step": float(np.mean(unknown_mismatch > 0)),
-        "auroc_by_weight": {
-            f"{factor:g}x": openset.auroc(
-                known_distance + factor * weight * known_mismatch, unknown_distance + factor * weight * unknown_mismatch
-            )
-            for factor in WEIGHTS
-        },
-    }
+    tables = {}
+    for name, (_, features, _, flags) in (("known", known_rows), ("unknown", unknown_rows)):
+        stems, steps, undone = openset.split_steps(features)
+        tables[name] = (
+            fitted.distance_scores(stems), openset.step_mismatch(steps, fitted.arrays["steps"], undone > 0),
+            np.asarray(flags, bool), undone > 0,
+        )  # fmt: skip
+
+    def figures(kind: str) -> dict:
+        parts = {}
+        for name, (distance, mismatch, flags, undone) in tables.items():
+            chosen = ~flags if kind == "unaltered" else flags & undone
+            parts[name] = distance[chosen], mismatch[chosen]
+        (known_distance, known_mismatch), (unknown_distance, unknown_mismatch) = parts["known"], parts["unknown"]
+        return {
+            "mismatch_alone_auroc": openset.auroc(known_mismatch, unknown_mismatch),
+            "known_with_a_differing_step": float(np.mean(known_mismatch > 0)),
+            "unknown_with_a_differing_step": float(np.mean(unknown_mismatch > 0)),
+            "auroc_by_weight": {
+                f"{factor:g}x": openset.auroc(
+                    known_distance + factor * weight * known_mismatch,
+                    unknown_distance + factor * weight * unknown_mismatch,
+                )
+                for factor in WEIGHTS
+            },
+        }
+
+    undone_share = {name: float(undone[flags].mean()) for name, (_, _, flags, undone) in tables.items()}
+    return {"weight": weight, **figures("unaltered"), "undone": figures("undone"), "manipulated_undone": undone_share}
 
 
 def quantization_seconds(paths) -> float:
-    """The mean time of one photo's quantization steps (camlit.forensics.quantization), one core."""
+    """The mean time of one photo's camera_table (camlit.forensics.undo), one core."""
     images = [read_rgb(path) for path in paths]
     start = time.perf_counter()
     for image in images:
-        quantization_steps(image)
+        camera_table(image)
     return (time.perf_counter() - start) / max(1, len(images))
 
 

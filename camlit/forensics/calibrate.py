@@ -62,7 +62,7 @@ def photo_rows(
     quantization: bool = False,
     **options,
 ):
-    """Per usable photo, its crops' (logits, `layer`'s features [, the photo's quantization steps]);
+    """Per usable photo, its crops' (logits, `layer`'s features [, the photo's camera_table]);
     and which paths were usable."""
     predictions = predict_paths(WithFeatures(model, layer, quantization), paths, plan, **options)
     usable = predictions.usable

@@ -17,6 +17,7 @@ from camlit.atomic import atomic_write
 from camlit.data.crops import check_fits
 from camlit.forensics.quantization import block_lattice
 from camlit.forensics.reliability import reliability
+from camlit.forensics.undo import without_gamma
 from camlit.inference.features import WithFeatures, softmax, split_extras
 from camlit.inference.running import Predictions, predict_paths
 from camlit.inference.tta import CropPlan
@@ -56,8 +57,8 @@ class CameraMap:
     flat: np.ndarray  # (rows, cols) bool: too little residual to judge
     clipped: np.ndarray  # (rows, cols) bool: mostly black or blown
     # Per 8x8 block of the photo's JPEG grid, at `lattice_phase` (dy, dx): how closely it sits on
-    # the photo's own quantization steps (camlit.forensics.quantization.block_lattice); empty
-    # where the photo shows no table of its own.
+    # the photo's own quantization steps (camlit.forensics.quantization.block_lattice), read
+    # after undoing a gamma (camlit.forensics.undo); empty where the photo shows no table of its own.
     lattice: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     lattice_phase: tuple[int, int] = (0, 0)
 
@@ -98,8 +99,14 @@ def map_from_rows(image: np.ndarray, classes: Sequence[str], size: int, extras: 
     flat, clipped = reliability(image, tops, lefts, size)
     return CameraMap(
         list(classes), (height, width), size, tops, lefts,
-        softmax(logits), logits, features.reshape(*grid, -1), flat, clipped, *block_lattice(image),
+        softmax(logits), logits, features.reshape(*grid, -1), flat, clipped, *photo_lattice(image),
     )  # fmt: skip
+
+
+def photo_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """CameraMap.lattice and lattice_phase of a photo: block_lattice once a gamma is undone (a
+    gamma bends the coefficients off the lattice, and its table can be undone exactly enough)."""
+    return block_lattice(without_gamma(image))
 
 
 def predict_tiles(

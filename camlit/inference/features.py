@@ -9,8 +9,9 @@ wraps a trained CameraClassifier so that `Trainer.predict` (camlit.inference.run
 - ``stem``: the stem's channel means, low-level statistics (noise, demosaicing, JPEG) that a
   ten-way head need not keep apart for cameras it was not trained on.
 
-With `quantization`, each crop's row ends with its whole photo's JPEG quantization steps
-(camlit.forensics.quantization), estimated in the loader's workers from the photo as read.
+With `quantization`, each crop's row ends with its whole photo's JPEG quantization steps and the
+manipulation undone to read them (camlit.forensics.undo.camera_table), estimated in the loader's
+workers from the photo as read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from camlit.forensics.quantization import quantization_steps
+from camlit.forensics.undo import camera_table
 from camlit.training.module import CameraClassifier
 
 LAYERS = ("pooled", "stem")
@@ -27,7 +28,7 @@ LAYERS = ("pooled", "stem")
 
 class WithFeatures(L.LightningModule):
     """A CameraClassifier whose predict step returns (softmax, logits and `layer`'s features side by
-    side, then the photo's quantization steps with `quantization`)."""
+    side, then the photo's camera_table with `quantization`)."""
 
     def __init__(self, classifier: CameraClassifier, layer: str = "pooled", quantization: bool = False):
         super().__init__()
@@ -38,7 +39,7 @@ class WithFeatures(L.LightningModule):
         # What camlit.inference.running reads of the model it predicts with.
         self.classes = classifier.classes
         self.manipulated_fc = classifier.manipulated_fc
-        self.describe_photo = quantization_steps if quantization else None
+        self.describe_photo = camera_table if quantization else None
 
     def predict_step(self, batch, batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         classifier = self.classifier

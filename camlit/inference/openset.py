@@ -17,11 +17,13 @@ and pooled features (camlit.inference.features):
   all training photos (Ren et al. 2021). What every camera shares (the scene's content, its
   exposure) moves both distances alike and cancels; what sets a camera apart from all of them
   does not.
-- ``relative_stem_jpeg``: ``relative_stem``, plus, for a photo not known to be manipulated, how
-  far its JPEG quantization steps (camlit.forensics.quantization) are from those of every
-  training photo: the share of the 27 steps that differ from the nearest training photo's, times
-  STEP_WEIGHT spreads of the training photos' ``relative_stem`` scores (1st to 99th percentile). A
-  camera's own table survives in an unaltered photo and says nothing once it is manipulated.
+- ``relative_stem_jpeg``: ``relative_stem``, plus how far the photo's JPEG quantization steps
+  (camlit.forensics.quantization) are from those of every training photo: the share of the 27
+  steps that differ from the nearest training photo's, times STEP_WEIGHT spreads of the training
+  photos' ``relative_stem`` scores (1st to 99th percentile). A camera's own table survives in an
+  unaltered photo, and in a manipulated one where the manipulation can be undone (a gamma, an
+  upscale: camlit.forensics.undo); a photo known to be manipulated where none was undone (a
+  recompression replaced the table, a downscale wiped it) has no step term.
 
 Two thresholds, each accepting 95% of the run's validation photos of its kind: one for unaltered
 photos, one for manipulated ones (every manipulation moves every score, so one threshold set on
@@ -41,6 +43,7 @@ import numpy as np
 from camlit.atomic import atomic_write
 from camlit.errors import CamlitError
 from camlit.forensics.quantization import FREQUENCIES
+from camlit.forensics.undo import TABLE_COLUMNS
 from camlit.inference.features import softmax, split_extras
 from camlit.inference.tta import CropPlan
 
@@ -64,19 +67,28 @@ def reads_quantization(method: str) -> bool:
     return method.endswith("_jpeg")
 
 
-def split_steps(features: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per photo, (crops, F + 27) rows as its crops' (crops, F) features, and (photos, 27) steps."""
-    steps = len(FREQUENCIES)
-    return [rows[:, :-steps] for rows in features], np.stack([rows[0, -steps:] for rows in features])
+def split_steps(features: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Per photo, (crops, F + 28) rows (camlit.forensics.undo.camera_table) as its crops' (crops, F)
+    features, (photos, 27) steps and (photos,) the number of the manipulation undone (0: none)."""
+    tables = np.stack([rows[0, -TABLE_COLUMNS:] for rows in features])
+    return [rows[:, :-TABLE_COLUMNS] for rows in features], tables[:, : len(FREQUENCIES)], tables[:, -1]
 
 
-def step_mismatch(steps: np.ndarray, bank: np.ndarray, chunk: int = 256) -> np.ndarray:
+def step_mismatch(
+    steps: np.ndarray, bank: np.ndarray, shown_only: np.ndarray | None = None, chunk: int = 256
+) -> np.ndarray:
     """(photos,) the share of quantization steps differing from the nearest of the bank's tables,
-    `chunk` photos at a time (a bank of thousands of tables)."""
+    `chunk` photos at a time (a bank of thousands of tables). Where `shown_only` (photos,) is set,
+    the share of the steps the photo shows (2 or more): an undone photo has fewer blocks, and a
+    step it does not show is no evidence (0 where it shows none)."""
+    shown_only = np.zeros(len(steps), bool) if shown_only is None else np.asarray(shown_only, bool)
+    counted = np.where(shown_only[:, None], steps >= 2, True)
+    parts = range(chunk, len(steps), chunk)
     return np.concatenate(
         [
-            (part[:, None, :] != bank[None]).mean(axis=2).min(axis=1)
-            for part in np.split(steps, range(chunk, len(steps), chunk))
+            ((part[:, None, :] != bank[None]) & judged[:, None, :]).sum(axis=2).min(axis=1)
+            / np.maximum(judged.sum(axis=1), 1)
+            for part, judged in zip(np.split(steps, parts), np.split(counted, parts), strict=True)
         ]
         or [np.zeros(0)]
     )
@@ -133,10 +145,10 @@ class OpenSetModel:
         """One score per photo from its crops' (crops, classes) logits and (crops, F) features;
         `manipulated` (None: not known, as unaltered) matters to the scores reading JPEG steps."""
         if self.quantization:
-            features, steps = split_steps(features)
-            mismatch = step_mismatch(steps, self.arrays["steps"]) * float(self.arrays["step_weight"])
+            features, steps, undone = split_steps(features)
+            mismatch = step_mismatch(steps, self.arrays["steps"], undone > 0) * float(self.arrays["step_weight"])
             flags = np.zeros(len(steps), bool) if manipulated is None else np.array([bool(f) for f in manipulated])
-            return self.distance_scores(features) + np.where(flags, 0.0, mismatch)
+            return self.distance_scores(features) + np.where(flags & (undone == 0), 0.0, mismatch)
         if self.method == "msp":
             return np.array([1 - softmax(rows).mean(axis=0).max() for rows in logits])
         if self.method == "energy":
@@ -200,7 +212,7 @@ def fit(method: str, features: Sequence[np.ndarray], labels: Sequence[int], num_
     if method in ("msp", "energy"):
         return OpenSetModel(method)
     if reads_quantization(method):
-        features, steps = split_steps(features)
+        features, steps, _ = split_steps(features)
         fitted = fit(method.removesuffix("_jpeg"), features, labels, num_classes)
         low, high = np.quantile(fitted.distance_scores(features), [0.01, 0.99])
         # One row per table: a camera saving with one table gives hundreds of the same row.

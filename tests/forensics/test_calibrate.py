@@ -12,6 +12,7 @@ from camlit.errors import CamlitError
 from camlit.forensics import splice
 from camlit.forensics.calibrate import calibrated, calibration_rows, main
 from camlit.forensics.quantization import FREQUENCIES
+from camlit.forensics.undo import TABLE_COLUMNS
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures
 from camlit.inference.loading import load_checkpoint
@@ -99,7 +100,7 @@ def test_the_jpeg_score_keeps_the_training_photos_steps_and_predict_reads_each_p
     args = ["--ckpt_path", str(path), "--input", str(flat_tree / CLASSES[0]), "--output", str(tmp_path / "s.csv")]
     predictions = predict([*args, "--unknown", "--crops", "2", "--num_workers", "0", "--no_progress"])
     rows = predictions.extras[0]
-    assert rows.shape[1] == len(CLASSES) + fitted.arrays["centre"].shape[0] + len(FREQUENCIES)
+    assert rows.shape[1] == len(CLASSES) + fitted.arrays["centre"].shape[0] + TABLE_COLUMNS
     assert np.isfinite(openset.prediction_scores(fitted, predictions)).all()
 
 

@@ -3,10 +3,9 @@
 import cv2
 import numpy as np
 import pytest
-from conftest import CLASSES, photo
+from conftest import photo
 
 from camlit.cameras import KAGGLE_CAMERAS
-from camlit.data.samples import scan
 from camlit.data.synthetic import SYNTHETIC_CAMERAS, render_photo, scene_seed
 from camlit.forensics.quantization import (
     FREQUENCIES,
@@ -15,11 +14,6 @@ from camlit.forensics.quantization import (
     own_steps,
     quantization_steps,
 )
-from camlit.imageio import read_rgb
-from camlit.inference.features import WithFeatures
-from camlit.inference.loading import load_checkpoint
-from camlit.inference.running import predict_paths
-from camlit.inference.tta import CropPlan
 
 # ITU-T T.81 Annex K's luminance table, which libjpeg (and so OpenCV) scales by the quality.
 LUMA = np.array([
@@ -71,18 +65,6 @@ def test_a_photo_never_compressed_and_a_tiny_one_show_no_step():
     image = photo(np.random.default_rng(1), 256, 256)
     assert not quantization_steps(image).any()
     assert not quantization_steps(jpeg(image, 80)[:24, :24]).any()
-
-
-def test_every_crop_carries_its_photos_steps_through_the_loader_workers(ckpt, flat_tree):
-    model, size = load_checkpoint(ckpt, "cpu")
-    paths = [s.path for s in scan(flat_tree, CLASSES)[:3]]
-    plan = CropPlan(size=size, count=2)
-    predictions = predict_paths(WithFeatures(model, "stem", quantization=True), paths, plan, num_workers=1)
-    steps = len(FREQUENCIES)
-    for index, path in enumerate(paths):
-        rows = predictions.extras[index]
-        assert rows.shape == (2, len(CLASSES) + model.net.conv1.out_channels + steps)
-        assert (rows[:, -steps:] == quantization_steps(read_rgb(path))).all()
 
 
 def test_a_region_pasted_from_a_photo_of_another_quality_falls_off_the_photos_lattice():

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from conftest import random_image, write_image
 
+from camlit.data.manipulations import NAMES
 from camlit.errors import CamlitError
 from camlit.forensics.quantization import FREQUENCIES
 from camlit.inference import openset
@@ -46,25 +47,36 @@ def test_every_score_ranks_photos_far_from_the_training_cameras_higher(method, t
     np.testing.assert_allclose(loaded.scores(*photos(centres[:2])).shape, (2,))
 
 
-TABLE = np.arange(2, 2 + len(FREQUENCIES), dtype=np.float64)
+STEPS = np.arange(2, 2 + len(FREQUENCIES), dtype=np.float64)
+TABLE = np.append(STEPS, 0)  # camlit.forensics.undo.camera_table: the steps, then nothing undone
 
 
-def test_jpeg_steps_seen_in_no_training_photo_raise_the_score_of_an_unaltered_photo_only():
+def test_jpeg_steps_seen_in_no_training_photo_raise_the_score_unless_a_manipulation_hid_them():
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(2), 30)
     stem = rng.normal(size=(2, 8))[labels] + rng.normal(size=(60, 8))
-    tables = np.stack([TABLE, TABLE + 1])[labels]
+    tables = np.stack([TABLE, np.append(STEPS + 1, 0)])[labels]
     model = openset.fit("relative_stem_jpeg", list(np.hstack([stem, tables])[:, None]), labels, 2)
     plain = openset.fit("relative_stem", list(stem[:, None]), labels, 2)
     photo = rng.normal(size=8)
-    other = TABLE.copy()
-    other[:9] = 0  # a third of the steps differ from every training photo's
-    rows = [np.hstack([photo, table])[None] for table in (TABLE, TABLE + 1, other, other)]
-    base = plain.scores([None] * 4, [photo[None]] * 4)
-    scores = model.scores([None] * 4, rows, [False, False, False, True])
+    other, hidden = STEPS.copy(), STEPS.copy()
+    other[:9] += 100  # a third of the steps differ from every training photo's
+    hidden[:9] = 0  # a third of the steps do not show
+    gamma = NAMES.index("gamma0.8")
+    tables = [
+        (TABLE, False), (np.append(STEPS + 1, 0), False), (np.append(other, 0), False), (np.append(hidden, 0), False),
+        # Known manipulated: with nothing undone (its steps are a recompression's, or none), the
+        # step term is left out; with its gamma undone, its steps are the camera's again, and a
+        # step it does not show is no evidence.
+        (np.append(other, 0), True), (np.append(other, gamma), True), (np.append(hidden, gamma), True),
+    ]  # fmt: skip
+    rows = [np.hstack([photo, table])[None] for table, _ in tables]
+    base = plain.scores([None] * len(rows), [photo[None]] * len(rows))
+    scores = model.scores([None] * len(rows), rows, [manipulated for _, manipulated in tables])
     weight = float(model.arrays["step_weight"])
     assert weight > 0
-    np.testing.assert_allclose(scores, base + np.array([0, 0, weight / 3, 0]), rtol=1e-6, atol=1e-9)
+    expected = base + weight * np.array([0, 0, 1 / 3, 1 / 3, 0, 1 / 3, 0])
+    np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-9)
 
 
 def test_relative_stem_is_the_class_distance_less_the_distance_to_all_training_photos():
