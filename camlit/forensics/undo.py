@@ -25,7 +25,7 @@ from functools import cache
 import numpy as np
 
 from camlit.data.manipulations import NAMES, gamma_table, get
-from camlit.forensics.quantization import FREQUENCIES, quantization_steps
+from camlit.forensics.quantization import FREQUENCIES, centre, quantization_steps
 
 GAMMAS = ("gamma0.8", "gamma1.2")
 UPSCALES = ("resize1.5", "resize2.0")
@@ -174,9 +174,10 @@ def without_gamma(image: np.ndarray) -> np.ndarray:
 
 
 def camera_table(image: np.ndarray) -> np.ndarray:
-    """(28,) float32: the quantization steps of FREQUENCIES read after `undo`, then the number of
-    the manipulation undone in camlit.data.manipulations.NAMES (0: none)."""
-    undone, name = undo(image)
+    """(28,) float32: the quantization steps of FREQUENCIES read after `undo` on the photo's
+    centre 512 px (as quantization_steps reads), then the number of the manipulation undone in
+    camlit.data.manipulations.NAMES (0: none)."""
+    undone, name = undo(centre(image))
     return np.append(quantization_steps(undone), NAMES.index(name) if name else 0).astype(np.float32)
 
 
