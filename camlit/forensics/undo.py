@@ -20,7 +20,7 @@ neither is undone.
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -29,9 +29,9 @@ from camlit.forensics.quantization import FREQUENCIES, centre, quantization_step
 
 GAMMAS = ("gamma0.8", "gamma1.2")
 UPSCALES = ("resize1.5", "resize2.0")
-# A photo is taken for one that went through a gamma table when fewer than this share of its
-# samples in the range where the table skips values sit on a skipped value (none would, but for
-# clipping elsewhere) ...
+# A photo is taken for one that went through a gamma table when at most this share of its
+# samples in the range where the table skips values sit on a skipped value (a photo that went
+# through the table has none there; one that did not has about as many as the values skipped) ...
 SKIPPED_SHARE = 0.002
 # ... and at least this share of its samples lie in that range, so that the test can fail.
 IN_RANGE_SHARE = 0.02
@@ -96,7 +96,7 @@ def resize_matrix(length: int, scale: float, phase: float) -> np.ndarray:
     return matrix
 
 
-@cache
+@lru_cache(maxsize=16)  # photos of one size share theirs; each is up to 512 x 350
 def inverse_of(length: int, scale: float, phase: float) -> tuple[np.ndarray, np.ndarray]:
     """resize_matrix and its least-squares inverse (pseudo-inverse), computed once per shape."""
     matrix = resize_matrix(length, scale, phase)
