@@ -42,6 +42,7 @@ WEIGHT_BITS = 11  # ... with its weights in fixed point for 8-bit images
 # Source pixels near the crop's edges are seen by few output pixels, and the inverse multiplies
 # the output's rounding there by up to thousands; kept are those it multiplies by at most this.
 MAX_GAIN = 1.5
+RESIDUAL_COLUMNS = 64
 
 
 @cache
@@ -111,8 +112,10 @@ def phases(scale: float) -> tuple[float, ...]:
 
 
 def phase_residuals(plane: np.ndarray, scale: float) -> np.ndarray:
-    """(len(phases),) the rms residual of the least-squares fit of each column of `plane` by an
-    upscale of `scale` at each phase."""
+    """(len(phases),) the rms residual of the least-squares fit of the columns of `plane` by an
+    upscale of `scale` at each phase; RESIDUAL_COLUMNS columns spread over it tell the phases
+    apart as well as all of them, at a sixth of the work for a 384 px photo."""
+    plane = plane[:, :: max(1, plane.shape[1] // RESIDUAL_COLUMNS)]
     residuals = []
     for phase in phases(scale):
         matrix, inverse = inverse_of(plane.shape[0], scale, phase)
