@@ -5,8 +5,9 @@ it saved sit near multiples of that table's steps, even after decoding to pixels
 ballistics of Farid 2006; Kee, Johnson and Farid 2011 identify camera models by the table). A
 photo whose table none of the training cameras used is a photo of another camera, as long as its
 last compression is the camera's own: an unaltered photo. A manipulation (a recompression, a
-resize, a gamma) replaces or wipes the table, so camlit.inference.openset reads it only for
-photos not known to be manipulated.
+resize, a gamma) replaces the table or bends the coefficients off it; camlit.forensics.undo
+undoes a gamma or an upscale first, and camlit.inference.openset reads no table of a photo known
+to be manipulated where nothing was undone.
 
 The estimate: the luma's block DCT on the JPEG grid (the phase, 0..7 each way, found as the one
 whose coefficients fall closest to a lattice), then for each of the 27 lowest AC frequencies the
