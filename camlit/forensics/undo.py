@@ -33,10 +33,14 @@ UPSCALES = ("resize1.5", "resize2.0")
 # samples in the range where the table skips values sit on a skipped value (a photo that went
 # through the table has none there; one that did not has about as many as the values skipped) ...
 SKIPPED_SHARE = 0.002
-# ... and at least this share of its samples lie in that range, so that the test can fail.
+# ... and at least this share of its samples lie in that range, on at least this share of the
+# values the table keeps there, so that the test can fail (a flat photo holds one value).
 IN_RANGE_SHARE = 0.02
-# An upscaled photo: the best phase's residual under this share of the worst's, along both axes.
+KEPT_VALUES_SHARE = 0.1
+# An upscaled photo: the best phase's residual under this share of the worst's, along both axes,
+# and the worst above the rounding (a flat photo fits every phase exactly).
 PHASE_CONTRAST = 0.6
+MIN_RESIDUAL = 0.15
 KEYS = -0.75  # OpenCV's bicubic kernel (Keys, a = -0.75) ...
 WEIGHT_BITS = 11  # ... with its weights in fixed point for 8-bit images
 # Source pixels near the crop's edges are seen by few output pixels, and the inverse multiplies
@@ -60,10 +64,11 @@ def went_through(image: np.ndarray, name: str) -> bool:
     skipped = np.isnan(gamma_inverse(name))
     span = np.flatnonzero(skipped)
     counts = np.bincount(image.ravel(), minlength=256)
-    in_range = counts[span.min() : span.max() + 1].sum()
-    if in_range < IN_RANGE_SHARE * image.size:
+    in_range = counts[span.min() : span.max() + 1]
+    kept = ~skipped[span.min() : span.max() + 1]
+    if in_range.sum() < IN_RANGE_SHARE * image.size or (in_range[kept] > 0).mean() < KEPT_VALUES_SHARE:
         return False
-    return counts[skipped].sum() <= SKIPPED_SHARE * in_range
+    return counts[skipped].sum() <= SKIPPED_SHARE * in_range.sum()
 
 
 def undo_gamma(image: np.ndarray, name: str) -> np.ndarray:
@@ -131,7 +136,7 @@ def upscale_phase(image: np.ndarray, scale: float) -> tuple[float, tuple[float, 
     contrast, best = 0.0, []
     for along in (plane, plane.T):
         residuals = phase_residuals(along, scale)
-        contrast = max(contrast, residuals.min() / max(residuals.max(), 1e-12))
+        contrast = max(contrast, residuals.min() / residuals.max() if residuals.max() >= MIN_RESIDUAL else 1.0)
         best.append(phases(scale)[int(residuals.argmin())])
     return contrast, (best[0], best[1])
 

@@ -70,6 +70,14 @@ def test_what_cannot_be_undone_is_left_as_it_is(frame, name):
     assert camera_table(image)[-1] == 0
 
 
+@pytest.mark.parametrize("value", [0, 128, 200, 255])
+def test_a_flat_photo_is_not_taken_for_a_manipulated_one(value):
+    rng = np.random.default_rng(value)
+    for image in (np.full((384, 384, 3), value, np.uint8), np.clip(value + rng.normal(0, 0.3, (384, 384, 3)), 0, 255)):
+        undone, found = undo(image.astype(np.uint8))
+        assert found is None
+
+
 def test_every_crop_carries_its_photos_camera_table_through_the_loader_workers(ckpt, flat_tree):
     model, size = load_checkpoint(ckpt, "cpu")
     paths = [s.path for s in scan(flat_tree, CLASSES)[:3]]
