@@ -7,11 +7,13 @@ into place; a failure removes the temporary file and leaves any older file untou
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
@@ -88,7 +90,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         error.filename = str(path)
         raise
     finally:
-        temporary.unlink(missing_ok=True)
+        # A read-only mount answers even this with EROFS; the write's own error is the one to raise.
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -99,6 +103,23 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path, "w") as file:
         file.write(text)
+
+
+def write_json_atomic(path: str | os.PathLike, value) -> None:
+    """`value` as JSON that every parser reads: NaN and the infinities (an AUROC of one kind of
+    photo only, the score of a photo with no tile to judge) written as null."""
+    write_text_atomic(path, json.dumps(finite_or_null(value), indent=2, allow_nan=False) + "\n")
+
+
+def finite_or_null(value):
+    """`value` with every float that is not finite, however deep in dicts and lists, as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Sequence[str]]) -> None:

@@ -56,6 +56,5 @@ def main(argv: list[str] | None = None) -> None:
         if name not in COMMANDS:
             raise CamlitError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
         run = command(name)
-    # LightningCLI and the benchmark read sys.argv for their usage lines and warnings.
-    sys.argv = [f"camlit {name}", *rest]
+    # sys.argv stays as it is: Lightning starts a DDP run's other processes with it.
     run(rest)

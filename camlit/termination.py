@@ -7,10 +7,11 @@ stops at once without saving (`interrupt_as_sigterm`).
 (`watch.defer()`): Lightning's own handler, composed with this one, stops the loops after the
 current batch, and camlit.training.cli saves a checkpoint there before it exits.
 
-SLURM's scancel and `timeout` signal the whole process group, the loader workers too. torch's
-SIGCHLD handler would then raise "DataLoader worker is killed" from wherever the main thread is,
-mid-step. A deferred watch quiets SIGCHLD instead, so the step finishes; a loader that is waited
-on finds its workers gone and raises at a batch boundary, which
+SLURM's scancel and `timeout` signal the whole process group. Training's loader workers leave
+SIGTERM to their process (camlit.workers.LoaderWorkerProcess, on Linux); other loader workers take
+it, and torch's SIGCHLD handler would then raise "DataLoader worker is killed" from wherever the
+main thread is, mid-step. A watch quiets SIGCHLD once the signal came, so a step finishes; a
+loader that is waited on finds its workers gone and raises at a batch boundary, which
 camlit.training.callbacks.stopped_by_sigterm recognises.
 """
 
@@ -51,10 +52,16 @@ def interrupt_in(owner: int):
 
 
 def quiet_sigchld():
-    """SIGCHLD at its default, returning the handler before: a signal to the whole group stops the
-    loader workers too, and torch's handler would raise "DataLoader worker is killed" from wherever
-    the main thread is (a second traceback while the stop unwinds, or mid-step in training)."""
-    return signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    """SIGCHLD to a handler that does nothing, returning the handler before: a signal to the whole
+    group stops the loader workers too, and torch's handler would raise "DataLoader worker is
+    killed" from wherever the main thread is (a second traceback while the stop unwinds, or
+    mid-step in training). Not SIG_DFL: a SIGCHLD already caught but not yet handled would then
+    raise "Signal 17 ignored due to race condition" (an OSError, seen in a DDP barrier)."""
+    return signal.signal(signal.SIGCHLD, ignore_signal)
+
+
+def ignore_signal(signum, frame) -> None:
+    """A handler that does nothing."""
 
 
 class SigtermWatch:

@@ -28,6 +28,29 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+# The process that starts a DDP run's other processes (Lightning's launcher) names itself here;
+# they inherit the variable.
+LAUNCHER = "CAMLIT_LAUNCHER_PID"
+
+
+def mark_launcher() -> None:
+    """Call before a Trainer starts its other processes, so that they die with this one."""
+    os.environ[LAUNCHER] = str(os.getpid())
+
+
+def bind_to_launcher() -> None:
+    """In a DDP process that mark_launcher's process started: die with it, or exit at once where it
+    is already gone. Lightning starts the other ranks with Popen and nothing ties them to it: after
+    a kill -9 of the first, a rank lived on (found waiting alone 54 s later)."""
+    launcher = int(os.environ.get(LAUNCHER, 0))
+    if not launcher or launcher == os.getpid():
+        return
+    if os.getppid() == launcher:
+        die_with_parent(launcher)
+    elif os.getppid() == 1:  # orphaned before it got here
+        os._exit(1)
+
+
 class ParentBoundName(str):
     """A process name whose unpickling binds the process to `parent`'s life.
 
@@ -58,6 +81,42 @@ class ParentBoundProcess(multiprocessing.context.SpawnProcess):
 
 class ParentBoundContext(multiprocessing.context.SpawnContext):
     Process = ParentBoundProcess
+
+
+class LoaderWorkerProcess(multiprocessing.context.ForkProcess):
+    """A DataLoader worker that leaves SIGTERM to its parent and dies with it.
+
+    SLURM's scancel and `timeout` signal the whole process group. A worker that took the signal
+    ran the handler it inherited: Lightning's, which under DDP signals the other ranks and starts a
+    collective from the worker on the rank's own connections, or died, so that its rank failed its
+    next batch alone. Either way the ranks parted and the run hung. The worker is forked with the
+    signal blocked and keeps it blocked (torch's worker loop installs a SIGTERM handler of its own,
+    which a blocked signal never reaches); the parent ends its workers as it stops."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parent = os.getpid()
+
+    def start(self) -> None:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def run(self) -> None:
+        die_with_parent(self.parent)
+        super().run()
+
+
+class LoaderWorkerContext(multiprocessing.context.ForkContext):
+    Process = LoaderWorkerProcess
+
+
+def loader_context() -> multiprocessing.context.BaseContext | None:
+    """The multiprocessing context of training's DataLoader workers: LoaderWorkerProcess where
+    workers are forked (Linux), else the platform's default."""
+    return LoaderWorkerContext() if sys.platform.startswith("linux") else None
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

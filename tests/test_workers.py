@@ -7,7 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import CLASSES, PREPARE, start_prepare_data, wait_for
+import numpy as np
+import pytest
+from conftest import CLASSES, PREPARE, random_image, start_prepare_data, wait_for, write_image
 
 from camlit.data.samples import scan
 
@@ -80,7 +82,7 @@ def test_kill_during_a_parallel_cache_build_leaves_no_workers_and_no_lock(flat_t
             return any(p.stat().st_size > 0 for p in cache.glob(".images-*.tmp*"))
 
         assert wait_for(growing, 120), "the build never started writing"
-        assert kill_parent(process, grace=10) == []
+        assert kill_parent(process, grace=1.5) == []  # torch's own watch takes up to 5 s
     finally:
         end_session(process.pid)
     rerun = subprocess.run([*command, "fast", str(cache), *paths], env=env, capture_output=True, text=True, timeout=120)
@@ -141,6 +143,80 @@ def test_workers_killed_at_their_start_do_not_outlive_the_parent(tmp_path):
     process = subprocess.Popen([sys.executable, str(tmp_path / "slow_main.py")], start_new_session=True)
     try:
         assert wait_for(lambda: len(live_members(process.pid)) == 3, 60), "the workers never started"
+        assert kill_parent(process, grace=5) == []
+    finally:
+        end_session(process.pid)
+
+
+LOADER = textwrap.dedent(
+    """
+    import os, sys, time
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+    from camlit.workers import loader_context
+
+    class Pids(Dataset):
+        def __len__(self):
+            return 10**6
+
+        def __getitem__(self, index):
+            return os.getpid()
+
+    if __name__ == "__main__":
+        loader = DataLoader(Pids(), num_workers=1, multiprocessing_context=loader_context(), persistent_workers=True)
+        items = iter(loader)
+        print(int(next(items)), flush=True)
+        for line in sys.stdin:  # one item per line read, from the same worker
+            print(int(next(items)), flush=True)
+    """
+)
+
+
+def start_loader(tmp_path) -> tuple[subprocess.Popen, int]:
+    (tmp_path / "loader.py").write_text(LOADER)
+    process = subprocess.Popen(
+        [sys.executable, str(tmp_path / "loader.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    return process, int(process.stdout.readline())
+
+
+def test_a_training_loader_worker_leaves_sigterm_to_its_parent(tmp_path):
+    """scancel signals the whole group: the worker must neither die nor run the parent's handler
+    (under DDP, Lightning's starts a collective), and its rank stops it as the run ends."""
+    process, worker = start_loader(tmp_path)
+    try:
+        os.kill(worker, signal.SIGTERM)
+        process.stdin.write("next\n")
+        process.stdin.flush()
+        assert int(process.stdout.readline()) == worker
+        assert worker in live_members(process.pid)
+    finally:
+        end_session(process.pid)
+
+
+def test_a_training_loader_worker_dies_with_its_parent(tmp_path):
+    process, worker = start_loader(tmp_path)
+    try:
+        assert kill_parent(process, grace=1.5) == []  # torch's own watch takes up to 5 s
+    finally:
+        end_session(process.pid)
+
+
+@pytest.mark.slow
+def test_the_ranks_of_a_ddp_prediction_die_with_the_first(ckpt, tmp_path):
+    """Lightning starts the other ranks with Popen; a kill -9 of the first left one waiting alone."""
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        write_image(tmp_path / "photos" / f"p{k}.png", random_image(rng, 64, 64))
+    args = ["--ckpt_path", str(ckpt), "--input", str(tmp_path / "photos"), "--output", str(tmp_path / "s.csv"),
+            "--crops", "3", "--num_workers", "0", "--no_progress", "--device", "cpu", "--devices", "2"]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "camlit", "predict", *args], cwd=tmp_path, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: len(live_members(process.pid)) > 1, timeout=120), "no second rank started"
         assert kill_parent(process, grace=5) == []
     finally:
         end_session(process.pid)

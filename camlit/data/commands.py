@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from jsonargparse.typing import PositiveInt
@@ -34,6 +35,14 @@ def prepare_parser() -> CommandParser:
     parser.add_argument("--workers", type=int | None, default=None, help="processes (default: one per core)")
     add_max_pixels_argument(parser)
     return parser
+
+
+def finite(text: str) -> float:
+    """An argparse type: a float that is a number (not nan or inf)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
 
 
 def at_least(minimum: int):

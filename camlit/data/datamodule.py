@@ -24,6 +24,7 @@ from camlit.data.samples import Sample, check_images, require_every_class, scan,
 from camlit.data.unaltered_share import log_unaltered_share, require_pools
 from camlit.errors import CamlitError
 from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb
+from camlit.workers import loader_context
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +304,7 @@ class CameraDataModule(L.LightningDataModule):
             dataset,
             collate_fn=collate,
             num_workers=workers,
+            multiprocessing_context=loader_context() if workers > 0 else None,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             **kwargs,

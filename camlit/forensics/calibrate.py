@@ -10,14 +10,13 @@ manipulations in turn, applied whole before cropping, as Kaggle made its test se
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import write_text_atomic
+from camlit.atomic import require_writable, write_json_atomic
 from camlit.data import manipulations
 from camlit.data.commands import at_least
 from camlit.data.crops import center_crop
@@ -29,7 +28,7 @@ from camlit.imageio import read_rgb
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
-from camlit.inference.running import predict_paths
+from camlit.inference.running import few, predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
 from camlit.termination import exit_on_signal
 from camlit.training.checkpointing import load_plain
@@ -116,10 +115,29 @@ def calibrated(score: str, model, train, val, plan: CropPlan, **options) -> open
     unaltered = [s for s in train if s.manipulation == manipulations.UNALTERED] or list(train)
     options = {**options, "layer": openset.feature_layer(score), "quantization": openset.reads_quantization(score)}
     _, train_features, train_labels, _ = calibration_rows(model, unaltered, plan, only_as_they_are=True, **options)
+    require_photos_of_every_camera(score, train_labels, model.classes)
     fitted = openset.fit(score, train_features, train_labels, len(model.classes))
     val_logits, val_features, _, val_flags = calibration_rows(model, val, plan, **options)
+    if not len(val_flags):
+        raise CamlitError(
+            f"no usable validation photo to set the threshold on (the run held out {len(val)} of its training "
+            "folder); calibrate a run that holds some out (--data.val_fraction)"
+        )
     fitted.calibrate(fitted.scores(val_logits, val_features, val_flags), plan, val_flags)
     return fitted
+
+
+def require_photos_of_every_camera(score: str, labels: np.ndarray, classes: Sequence[str]) -> None:
+    """A score that models each camera (a mean, and the spread about it) needs two photos of each."""
+    if score in ("msp", "energy", "knn"):
+        return
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=len(classes))
+    short = [f"{name} ({count})" for name, count in zip(classes, counts, strict=True) if count < 2]
+    if short:
+        raise CamlitError(
+            f"--score {score} needs at least 2 usable training photos (unaltered ones, where there are) of every "
+            f"camera of the checkpoint, in the run's training folder (or --train_dir); too few of {few(short)}"
+        )
 
 
 def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, **options) -> dict:
@@ -181,6 +199,8 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
     args = build_parser().parse_args(argv)
     kept = "each calibration file beside the checkpoint is whole or as it was"
     with exit_on_user_error(), exit_on_signal(kept):
+        # Before the work, not after it: the files go beside the checkpoint.
+        require_writable(openset.calibration_path(args.ckpt_path), "--ckpt_path")
         model, size = load_checkpoint(args.ckpt_path, args.device)
         train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops, grid=args.crop_grid)
@@ -192,7 +212,7 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
         with disk_full_as_user_error("each calibration file is written whole or not at all"):
             fitted.save(openset.calibration_path(args.ckpt_path))
             if splices:
-                write_text_atomic(splice.calibration_path(args.ckpt_path), json.dumps(splices, indent=2) + "\n")
+                write_json_atomic(splice.calibration_path(args.ckpt_path), splices)
     unaltered, manipulated = fitted.photos
     print(f"{args.score} thresholds {fitted.threshold:.4g} (unaltered) and {fitted.threshold_manipulated:.4g} "
           f"(manipulated) accept 95% of the {unaltered} unaltered and {manipulated} manipulated validation photos; "

@@ -12,14 +12,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from camlit.atomic import write_bytes_atomic, write_text_atomic
-from camlit.data.commands import at_least
+from camlit.atomic import require_writable, write_bytes_atomic, write_json_atomic
+from camlit.data.commands import at_least, finite
 from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
@@ -45,11 +44,11 @@ def build_parser() -> PlainParser:
         help=f"splice localisation (default {DEFAULT_METHOD}, chosen by measurement; see docs/forensics.md)",
     )  # fmt: skip
     parser.add_argument(
-        "--threshold", type=float, default=None,
+        "--threshold", type=finite, default=None,
         help="photo-level score from which a foreign region is drawn (default: the one `camlit calibrate` set "
         "beside the checkpoint, else the method's measured one for the demo model); not for a combination",
     )  # fmt: skip
-    parser.add_argument("--crop_size", type=at_least(2), default=None, help="tile side; default: the training crop")
+    parser.add_argument("--crop_size", type=at_least(4), default=None, help="tile side; default: the training crop")
     parser.add_argument(
         "--manipulated", choices=("names", "yes", "no"), default="names",
         help="for a model trained with the manipulation flag: whether the photo is manipulated",
@@ -67,6 +66,10 @@ def inspect_photo(args: argparse.Namespace) -> dict:
         raise CamlitError(f"--input {source}: no such file")
     if output.exists() and not output.is_dir():
         raise CamlitError(f"--output {output}: is a file; name a folder")
+    require_writable(output, "--output", folder=True)
+    outputs = output_paths(output, source.stem)
+    if any(path.exists() and path.samefile(source) for path in outputs.values()):
+        raise CamlitError(f"--input {source}: inspect would write over it in --output {output}; name another folder")
     if args.threshold is not None and args.method in COMBINATIONS:
         raise CamlitError(
             f"--threshold: {args.method} tries {' then '.join(COMBINATIONS[args.method])}, each at its own "
@@ -91,13 +94,13 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     if args.threshold is not None:
         thresholds = {args.method: args.threshold}
     result = localise(camera_map, args.method, thresholds)
-    stem = source.stem
+    judged = bool(camera_map.reliable.any())
     summary = {
         "input": str(source),
         "checkpoint": str(args.ckpt_path),
         "method": args.method,
         "threshold": thresholds.get(args.method, thresholds),  # one number, or one per part of a combination
-        "own_camera": model.classes[result.own],
+        "own_camera": model.classes[result.own] if judged else None,  # no tile to judge: no camera
         "photo_score": result.photo_score,
         "spliced": result.spliced,
         "foreign_camera": model.classes[result.foreign] if result.spliced else None,
@@ -109,12 +112,18 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     }
     with disk_full_as_user_error("each output file is written whole or not at all"):
         output.mkdir(parents=True, exist_ok=True)
-        camera_map.save(output / f"{stem}_tiles.npz")
+        camera_map.save(outputs["tiles"])
         mask = cv2.imencode(".png", np.where(result.mask, 255, 0).astype(np.uint8))[1]
-        write_bytes_atomic(output / f"{stem}_mask.png", mask.tobytes())
-        write_image_atomic(output / f"{stem}_map.png", camera_map_picture(image, camera_map, result))
-        write_text_atomic(output / f"{stem}.json", json.dumps(summary, indent=2) + "\n")
+        write_bytes_atomic(outputs["mask"], mask.tobytes())
+        write_image_atomic(outputs["map"], camera_map_picture(image, camera_map, result))
+        write_json_atomic(outputs["summary"], summary)
     return summary
+
+
+def output_paths(output: Path, stem: str) -> dict[str, Path]:
+    """The files inspect writes for a photo named `stem`."""
+    names = {"tiles": "_tiles.npz", "mask": "_mask.png", "map": "_map.png", "summary": ".json"}
+    return {kind: output / f"{stem}{suffix}" for kind, suffix in names.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -124,5 +133,6 @@ def main(argv: list[str] | None = None) -> dict:
         summary = inspect_photo(args)
     if summary:
         verdict = f"spliced ({100 * summary['foreign_share']:.1f}% foreign)" if summary["spliced"] else "not spliced"
-        print(f"{summary['input']}: {summary['own_camera']}, {verdict}; outputs in {args.output}")
+        camera = summary["own_camera"] or "every tile too flat or clipped to judge, no camera"
+        print(f"{summary['input']}: {camera}, {verdict}; outputs in {args.output}")
     return summary

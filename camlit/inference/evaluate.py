@@ -11,7 +11,6 @@ Predictions are made exactly as `camlit predict` makes them, through `Trainer.pr
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from jsonargparse import Namespace
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from camlit.atomic import write_text_atomic
+from camlit.atomic import write_json_atomic
 from camlit.data.datasets import group_order
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import manipulated_from_name
@@ -240,13 +239,16 @@ def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndar
     if not paths:
         raise CamlitError(f"--unknown_input {folder}: no such folder, or no images in it")
     unknown = options.predict_with(args, scored, plan, paths)
+    # As for the known images: figures over a subset only when asked for.
+    options.report_problems(unknown.problems, paths, args.skip_unreadable)
     unknown_flags = np.array([bool(manipulated_from_name(path)) for path in paths])
     known_scores = openset.prediction_scores(calibration, known, known_flags, "--unknown_input")[known.usable]
     unknown_scores = openset.prediction_scores(calibration, unknown, unknown_flags, "--unknown_input")[unknown.usable]
     figures = openset.unknown_report(
         known_scores, known_flags[known.usable], unknown_scores, unknown_flags[unknown.usable], calibration
     )
-    return {"score": calibration.method, "input": str(folder), **figures}
+    skipped = [Path(paths[i]).name for i in sorted(unknown.problems)]
+    return {"score": calibration.method, "input": str(folder), "skipped": skipped, **figures}
 
 
 def format_forensics(report: dict[str, Any]) -> list[str]:
@@ -278,6 +280,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         if picture.suffix.lower() != ".png":
             raise CamlitError(f"--confusion {picture}: the picture is a PNG; use a .png name")
         options.require_file_paths(json=args.json, confusion=str(picture))
+        for option, folder in (("--unknown_input", args.unknown_input), ("--splices", args.splices)):
+            if folder and not Path(folder).is_dir():
+                raise CamlitError(f"{option} {folder}: no such folder")
         if args.splice_method is not None:
             if not args.splices:
                 raise CamlitError("--splice_method: only with --splices")
@@ -295,6 +300,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             write_confusion(picture, report["confusion_matrix"], report["classes"])
             report["confusion_png"] = str(picture)
             if args.json:
-                write_text_atomic(args.json, json.dumps({**report, "provenance": provenance()}, indent=2) + "\n")
+                write_json_atomic(args.json, {**report, "provenance": provenance()})
         print(f"confusion matrix: {picture}" + (f"; figures: {args.json}" if args.json else ""))
     return report

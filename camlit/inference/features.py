@@ -20,7 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from camlit.forensics.undo import camera_table
+from camlit.forensics.undo import TABLE_COLUMNS, camera_table
 from camlit.training.module import CameraClassifier
 
 LAYERS = ("pooled", "stem")
@@ -49,7 +49,9 @@ class WithFeatures(L.LightningModule):
         features = pooled if self.layer == "pooled" else stem.mean(dim=(2, 3))
         rows = [logits, features.float()]
         if self.describe_photo is not None:
-            rows.append(batch.photo_features.float())
+            # None where no image of the batch was usable: no crops, no rows.
+            described = batch.photo_features
+            rows.append(features.new_zeros((0, TABLE_COLUMNS)) if described is None else described.float())
         return logits.softmax(dim=1), torch.cat(rows, dim=1)
 
 

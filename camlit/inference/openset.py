@@ -34,6 +34,7 @@ the distance scores need, in `<checkpoint stem>.unknown.npz` beside the checkpoi
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,7 +284,8 @@ def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetMod
         threshold_manipulated = float(stored.pop("threshold_manipulated", np.nan))
         grid, crop_size = bool(stored.pop("grid", False)), int(stored.pop("crop_size", 0))
         photos = tuple(int(n) for n in stored.pop("photos", (0, 0)))
-    except (OSError, ValueError, KeyError) as error:
+    # A truncated or damaged file: BadZipFile (a bad CRC too), EOFError (empty), TypeError (an array's shape).
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise CamlitError(f"{option}: {path} is not an open-set calibration ({error})") from None
     if method not in SCORES:
         raise CamlitError(f"{option}: {path} names an unknown score {method!r}")

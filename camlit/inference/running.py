@@ -27,6 +27,7 @@ from camlit.inference.aggregate import AGGREGATES, aggregate
 from camlit.inference.balance import balanced_labels
 from camlit.inference.tta import CropPlan, crop_loader
 from camlit.training.precision import default_precision
+from camlit.workers import mark_launcher
 
 
 @dataclass
@@ -124,6 +125,7 @@ def quiet_lightning():
 def build_trainer(device: str = "auto", count: int = 1, progress: bool = False) -> L.Trainer:
     """A Trainer for prediction: one process per device when there are several (DDP)."""
     accelerator, devices = trainer_devices(device, count)
+    mark_launcher()
     precision = default_precision() if accelerator == "gpu" else "32-true"
     with quiet_lightning():
         return L.Trainer(
@@ -173,7 +175,8 @@ def predict_paths(
     # A model that scores whole photos as well as crops says how to describe one (WithFeatures).
     describe = getattr(model, "describe_photo", None)
     loader = crop_loader(paths, plan, batch_size, num_workers, reader, flags if known else None, describe)
-    trainer = build_trainer(device, devices, progress)
+    # Each process needs an image of its own (Lightning's sampler refuses an empty share).
+    trainer = build_trainer(device, min(devices, max(1, len(paths))), progress)
     collected = CropRows()
     trainer.callbacks.append(collected)
     start = time.perf_counter()

@@ -37,6 +37,7 @@ from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
 from camlit.training.runfolder import RunLock, claim_version, writable
+from camlit.workers import mark_launcher
 
 STOPPED_BEFORE_TRAINING = "before training began; the run folder is as it was (a new one is removed)"
 
@@ -75,6 +76,7 @@ class CamlitCLI(LightningCLI):
             CameraClassifier,
             CameraDataModule,
             parser_class=CamlitArgumentParser,
+            parser_kwargs={"prog": "camlit fit"},
             run=False,
             args=args,
             seed_everything_default=0,
@@ -261,6 +263,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"),
             ):
                 cli = CamlitCLI(args=expand_config_bases(args), sigterm=sigterm)
+                mark_launcher()
                 try:
                     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
                 except BaseException:
@@ -269,6 +272,8 @@ def main(args: list[str] | None = None) -> CamlitCLI:
         except BaseException as exception:
             if not stopped_by_sigterm(sigterm, exception):
                 raise
+            if cli is not None and getattr(cli, "trainer", None) is not None and cli.trainer.global_rank > 0:
+                raise SystemExit(128 + sigterm.signum) from None  # rank 0 says it once for the run
             exit_terminated(cli.stopped() if cli is not None else STOPPED_BEFORE_TRAINING, sigterm.signum)
         finally:
             if cli is not None:

@@ -1,11 +1,12 @@
 """Calibration of the unknown-camera score on a run's own split, unaltered and manipulated apart."""
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, one_error_line, save_checkpoint
+from conftest import CLASSES, mount_tmpfs, one_error_line, random_image, save_checkpoint, write_image
 
 from camlit.data.samples import scan
 from camlit.errors import CamlitError
@@ -122,3 +123,47 @@ def test_a_checkpoint_that_names_no_training_folder_asks_for_one(ckpt, tmp_path,
     assert f"{ckpt}: it names no training folder; give the run's with --train_dir" in line
     line = one_error_line(capsys, lambda: main(["--ckpt_path", str(ckpt), "--train_dir", str(tmp_path / "no")]))
     assert f"--train_dir {tmp_path / 'no'}: no such folder" in line
+
+
+def test_too_few_photos_of_a_camera_are_refused_before_a_nan_calibration(tmp_path, flat_tree, capsys):
+    """One camera's folder alone gave every other camera a NaN mean and a file that flags nothing;
+    one photo per camera, a covariance of zeros that could not be inverted."""
+    import shutil
+
+    path = run_checkpoint(tmp_path, flat_tree)
+    shutil.rmtree(flat_tree / CLASSES[1])
+    args = ["--ckpt_path", str(path), "--crops", "2", "--device", "cpu", "--splice_photos", "0"]
+    line = one_error_line(capsys, lambda: main(args))
+    assert "needs at least 2 usable training photos" in line and f"too few of {CLASSES[1]} (0)" in line
+    assert not openset.calibration_path(path).exists()
+
+
+def test_a_run_that_held_out_no_usable_photo_is_refused(tmp_path, flat_tree, capsys):
+    """Validation photos all smaller than the crop left nothing to set the threshold on (a traceback)."""
+    rng = np.random.default_rng(0)
+    for camera in CLASSES:
+        write_image(tmp_path / "small" / camera / "p.png", random_image(rng, 16, 16))
+    path = run_checkpoint(tmp_path, flat_tree)
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["datamodule_hyper_parameters"].update(val_dir=str(tmp_path / "small"))
+    torch.save(checkpoint, path)
+    args = ["--ckpt_path", str(path), "--crops", "2", "--score", "knn", "--device", "cpu", "--splice_photos", "0"]
+    line = one_error_line(capsys, lambda: main(args))
+    assert "no usable validation photo to set the threshold on" in line
+
+
+def test_a_calibration_that_cannot_be_written_is_refused_before_the_work(tmp_path, flat_tree, capsys, monkeypatch):
+    """Beside a checkpoint on a read-only mount: one line before the work (a traceback after it)."""
+    import camlit.forensics.calibrate as calibrate
+
+    folder = tmp_path / "mount"
+    folder.mkdir()
+    mount_tmpfs(folder, "size=4m")
+    try:
+        path = run_checkpoint(folder, flat_tree)
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        monkeypatch.setattr(calibrate, "calibrated", lambda *args, **kwargs: pytest.fail("calibrated before the check"))
+        line = one_error_line(capsys, lambda: main(["--ckpt_path", str(path), "--device", "cpu"]))
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    assert f"--ckpt_path {openset.calibration_path(path)}: cannot write in {folder}" in line

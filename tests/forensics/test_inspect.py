@@ -47,3 +47,39 @@ def test_a_combination_takes_its_parts_thresholds_and_refuses_one_threshold_for_
     line = one_error_line(capsys, lambda: run(ckpt, photo, tmp_path / "again", *both))
     assert line.startswith("error: --threshold: lattice_then_disagreement tries lattice then disagreement")
     assert not (tmp_path / "again").exists()
+
+
+def test_inspect_refuses_an_output_folder_it_cannot_make_before_the_model_runs(ckpt, tmp_path, capsys):
+    photo = write_image(tmp_path / "photo.png", random_image(np.random.default_rng(0), 64, 64))
+    (tmp_path / "afile").write_text("a file")
+    line = one_error_line(capsys, lambda: run(ckpt, photo, tmp_path / "afile" / "sub"))
+    assert line.startswith(f"error: --output {tmp_path / 'afile' / 'sub'}: {tmp_path / 'afile'} is a file")
+
+
+def test_inspect_refuses_to_write_over_its_input(ckpt, tmp_path, capsys):
+    """A PNG named photo.json in the output folder would have become the summary."""
+    photo = write_image(tmp_path / "photo.png", random_image(np.random.default_rng(0), 64, 64))
+    disguised = tmp_path / "photo.json"
+    photo.rename(disguised)
+    before = disguised.read_bytes()
+    line = one_error_line(capsys, lambda: run(ckpt, disguised, tmp_path))
+    assert line.startswith(f"error: --input {disguised}: inspect would write over it")
+    assert disguised.read_bytes() == before
+
+
+def test_a_photo_with_no_tile_to_judge_gets_no_camera_and_strict_json(ckpt, tmp_path, capsys):
+    """A flat photo's score is -inf: JSON has no such number (nor NaN), so the file says null."""
+    photo = write_image(tmp_path / "flat.png", np.full((64, 80, 3), 128, np.uint8))
+    summary = run(ckpt, photo, tmp_path / "out")
+    assert summary["flat_tiles"] == summary["tiles"] and summary["own_camera"] is None
+    text = (tmp_path / "out" / "flat.json").read_text()
+    written = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert written["photo_score"] is None and written["own_camera"] is None
+    assert "every tile too flat or clipped to judge" in capsys.readouterr().out
+
+
+def test_a_threshold_that_is_not_a_number_is_refused(ckpt, tmp_path, capsys):
+    photo = write_image(tmp_path / "photo.png", random_image(np.random.default_rng(0), 64, 64))
+    with pytest.raises(SystemExit) as stopped:
+        run(ckpt, photo, tmp_path / "out", "--threshold", "nan")
+    assert stopped.value.code == 2 and "--threshold: must be a finite number, not nan" in capsys.readouterr().err

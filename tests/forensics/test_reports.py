@@ -1,6 +1,9 @@
+import json
+
 import cv2
 import numpy as np
-from conftest import one_error_line, random_image, write_image
+import pytest
+from conftest import add_unusable_files, one_error_line, random_image, write_image
 
 from camlit.forensics.reports import pixel_f1_mcc, splice_report
 from camlit.forensics.splice import SpliceResult
@@ -85,3 +88,39 @@ def test_evaluate_refuses_other_crops_than_the_calibration_naming_unknown_input(
     args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", str(tmp_path), "--crops", "2"]
     line = one_error_line(capsys, lambda: evaluate(args))
     assert line.startswith("error: --unknown_input:") and "3 random crops" in line
+
+
+def calibrated_copy(ckpt, tmp_path):
+    checkpoint = tmp_path / "model" / "model.ckpt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(ckpt.read_bytes())
+    openset.OpenSetModel("msp", 0.5, 3).save(openset.calibration_path(checkpoint))
+    return checkpoint
+
+
+def test_unusable_unknown_photos_are_reported_as_known_ones_are(ckpt, flat_tree, tmp_path, capsys):
+    """They vanished from the figures without a word; and a group with no unknown photo has an AUROC
+    of NaN, which the JSON file says as null (NaN is not JSON)."""
+    unknown = tmp_path / "unknown"
+    write_image(unknown / "u1_unalt.png", random_image(np.random.default_rng(0), 64, 80))
+    add_unusable_files(unknown)
+    checkpoint = calibrated_copy(ckpt, tmp_path)
+    args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--crops", "3", "--num_workers", "0",
+            "--no_progress", "--unknown_input", str(unknown), "--json", str(tmp_path / "r.json")]  # fmt: skip
+    line = one_error_line(capsys, lambda: evaluate(args))
+    assert "4 unusable image(s)" in line and "--skip_unreadable" in line and not (tmp_path / "r.json").exists()
+    report = evaluate([*args, "--skip_unreadable"])
+    assert report["unknown_cameras"]["skipped"] == ["gray.png", "text.jpg", "tiny.png", "zero.jpg"]
+    assert report["unknown_cameras"]["unaltered"]["unknown"] == 1
+    written = json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert written["unknown_cameras"]["manipulated"]["auroc"] is None
+
+
+def test_missing_forensic_folders_are_refused_before_any_work(ckpt, flat_tree, tmp_path, capsys, monkeypatch):
+    import camlit.inference.options as options
+
+    monkeypatch.setattr(options, "predict_with", lambda *args, **kwargs: pytest.fail("predicted before the check"))
+    checkpoint = calibrated_copy(ckpt, tmp_path)
+    for option in ("--unknown_input", "--splices"):
+        args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), option, str(tmp_path / "none")]
+        assert f"error: {option} {tmp_path / 'none'}: no such folder" in one_error_line(capsys, lambda: evaluate(args))

@@ -205,3 +205,37 @@ def test_unknown_with_other_crops_than_the_calibration_is_one_error_line(ckpt, t
         assert "3 random crops" in line and not (tmp_path / "s.csv").exists()
     predict([*base, "--crops", "3", "--num_workers", "0", "--no_progress"])
     assert (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "flipped_byte", "threshold_of_two"])
+def test_a_damaged_calibration_file_is_refused_in_one_line(tmp_path, damage):
+    checkpoint = tmp_path / "model.ckpt"
+    path = openset.calibration_path(checkpoint)
+    model = openset.OpenSetModel("knn", 0.5, 3, {"bank": np.eye(4)})
+    model.save(path)
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "flipped_byte":
+        offset = data.index(b"method.npy") + 200  # inside the first array's data: its CRC no longer holds
+        path.write_bytes(data[:offset] + bytes([data[offset] ^ 0xFF]) + data[offset + 1 :])
+    else:
+        np.savez(path.with_suffix(""), method="knn", threshold=np.array([0.5, 0.6]), crops=3, bank=np.eye(4))
+    with pytest.raises(CamlitError, match=f"{path} is not an open-set calibration"):
+        openset.load(checkpoint)
+
+
+def test_a_batch_of_unusable_images_alone_gives_no_rows_for_the_jpeg_score(ckpt, tmp_path):
+    """A batch holding only an image smaller than the crop has no photo to describe (a traceback)."""
+    from camlit.inference.features import WithFeatures
+    from camlit.inference.loading import load_checkpoint
+    from camlit.inference.running import predict_paths
+
+    tiny = write_image(tmp_path / "a_tiny.png", random_image(np.random.default_rng(0), 20, 20))
+    good = write_image(tmp_path / "b_good.png", random_image(np.random.default_rng(1), 64, 64))
+    model, size = load_checkpoint(ckpt, "cpu")
+    plan = CropPlan(size=size, count=2)
+    predictions = predict_paths(WithFeatures(model, quantization=True), [tiny, good], plan, batch_size=2, device="cpu")
+    assert predictions.usable.tolist() == [False, True]

@@ -244,20 +244,32 @@ def test_device_names_become_the_trainers_accelerator():
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_same_files_as_one(ckpt, images, tmp_path):
-    """--devices 2 on the CPU: DDP with gloo, each process predicting its share of the images."""
+@pytest.mark.parametrize("entry", [[str(ROOT / "scripts" / "predict.py")], ["-m", "camlit", "predict"]])
+def test_two_processes_give_the_same_files_as_one(ckpt, images, tmp_path, entry):
+    """--devices 2 on the CPU: DDP with gloo, each process predicting its share of the images.
+    Lightning starts the second process with the first's command line, `camlit predict` too."""
     one = tmp_path / "one.csv"
     run(ckpt, images, one, "--probs", str(tmp_path / "one_probs.csv"), "--device", "cpu")
     args = ["--ckpt_path", str(ckpt), "--input", str(images), "--crops", "3", "--num_workers", "0", "--no_progress"]
     two = tmp_path / "two.csv"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "predict.py"), *args, "--output", str(two),
+        [sys.executable, *entry, *args, "--output", str(two),
          "--probs", str(tmp_path / "two_probs.csv"), "--device", "cpu", "--devices", "2"],
         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert two.read_text() == one.read_text()
     assert (tmp_path / "two_probs.csv").read_text() == (tmp_path / "one_probs.csv").read_text()
+
+
+def test_more_devices_than_images_run_on_as_many_as_there_are_images(ckpt, images, tmp_path):
+    """Each DDP process needs an image of its own: one image with --devices 2 runs in one process."""
+    one = tmp_path / "one"
+    one.mkdir()
+    first = sorted(images.iterdir())[0]
+    (one / first.name).write_bytes(first.read_bytes())
+    run(ckpt, one, tmp_path / "one.csv", "--device", "cpu", "--devices", "2")
+    assert len((tmp_path / "one.csv").read_text().splitlines()) == 2
 
 
 # --- the manipulation flag -------------------------------------------------------------------
