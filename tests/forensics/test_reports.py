@@ -123,4 +123,5 @@ def test_missing_forensic_folders_are_refused_before_any_work(ckpt, flat_tree, t
     checkpoint = calibrated_copy(ckpt, tmp_path)
     for option in ("--unknown_input", "--splices"):
         args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), option, str(tmp_path / "none")]
-        assert f"error: {option} {tmp_path / 'none'}: no such folder" in one_error_line(capsys, lambda: evaluate(args))
+        line = one_error_line(capsys, lambda args=args: evaluate(args))
+        assert f"error: {option} {tmp_path / 'none'}: no such folder" in line
