@@ -33,7 +33,10 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
         checkpoint = load_plain(path, mmap=True)
         require_finite_weights(path, checkpoint)
         model = CameraClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
-    except CamlitError:
+    except CamlitError as error:
+        # The model's own checks name training's options; here the checkpoint is what is wrong.
+        if not str(error).startswith("--ckpt_path"):
+            raise CamlitError(f"--ckpt_path {path}: not a usable camlit checkpoint ({error})") from None
         raise
     except Exception as error:  # noqa: BLE001 - a file torch or Lightning cannot load is the user's input
         # torch's own messages run to several lines of advice; the first says what failed.

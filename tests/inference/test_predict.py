@@ -197,6 +197,15 @@ def test_a_checkpoint_with_nan_weights_is_refused_before_any_work(images, tmp_pa
     assert not (tmp_path / "s.csv").exists()
 
 
+def test_a_checkpoint_with_no_classes_is_named_not_trainings_options(images, tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "empty.ckpt")
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["hyper_parameters"]["classes"] = []
+    torch.save(checkpoint, path)
+    line = one_error_line(capsys, lambda: run(path, images, tmp_path / "s.csv"))
+    assert line.startswith(f"error: --ckpt_path {path}: not a usable camlit checkpoint") and "empty class list" in line
+
+
 def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, images):
     """The Trainer's answer for each image is the mean softmax of the network on that image's crops."""
     model, size = load_checkpoint(ckpt)
