@@ -7,11 +7,13 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 T = TypeVar("T")
@@ -49,6 +51,13 @@ def bind_to_launcher() -> None:
         die_with_parent(launcher)
     elif os.getppid() == 1:  # orphaned before it got here
         os._exit(1)
+
+
+def one_blas_thread(worker_id: int) -> None:
+    """A DataLoader worker's init: numpy's BLAS on one thread, as torch puts its own in a worker.
+    Each worker's BLAS would otherwise start a thread per core, and camera_table's matrix products
+    in every worker at once oversubscribe the cores."""
+    threadpool_limits(1, user_api="blas")
 
 
 class ParentBoundName(str):
@@ -91,7 +100,8 @@ class LoaderWorkerProcess(multiprocessing.context.ForkProcess):
     collective from the worker on the rank's own connections, or died, so that its rank failed its
     next batch alone. Either way the ranks parted and the run hung. The worker is forked with the
     signal blocked and keeps it blocked (torch's worker loop installs a SIGTERM handler of its own,
-    which a blocked signal never reaches); the parent ends its workers as it stops."""
+    which a blocked signal never reaches); a thread takes it, and ends the worker only where the
+    parent sent it."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -106,7 +116,16 @@ class LoaderWorkerProcess(multiprocessing.context.ForkProcess):
 
     def run(self) -> None:
         die_with_parent(self.parent)
+        threading.Thread(target=self.end_when_the_parent_asks, daemon=True, name="parent-sigterm").start()
         super().run()
+
+    def end_when_the_parent_asks(self) -> None:
+        """SIGTERM from the parent itself still ends the worker, as torch's own handler does:
+        that is how torch stops a worker that is slow to stop, and multiprocessing its daemonic
+        children at exit (ignored, a process exiting with a loader open waited for ever)."""
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == self.parent:
+                os._exit(0)
 
 
 class LoaderWorkerContext(multiprocessing.context.ForkContext):

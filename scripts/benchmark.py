@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import torch
 from benchmark_balance import balance_section
+from benchmark_forensics import camera_table_section
 from benchmark_projection import SHIPPED_GPU_STACKS, format_projection, projection_section
 from benchmark_sections import (
     CLASSES,
@@ -75,6 +76,9 @@ def targets(device: torch.device) -> list[tuple[str, str, str, str, str, float |
          "balance/even_10n", "balance/even_n", ">=", 0.25),
         ("--balance rate, 10N / N images (skewed)", "ratio/balance_skewed_10n_vs_n",
          "balance/skewed_10n", "balance/skewed_n", ">=", 0.25),
+        # numpy's BLAS on a thread per core in every loader worker oversubscribes the cores.
+        ("camera table in workers, 1 / default BLAS threads", "ratio/camera_table_one_vs_default_blas",
+         "forensics/camera_table_one_blas_thread", "forensics/camera_table_default_blas", ">=", 1.0),
     ]  # fmt: skip
 
 
@@ -98,6 +102,7 @@ def run(device: str = "cpu", tiny: bool = False, compile: bool = True, sizes: Si
         count = sizes.memory_images
         small, large = (linked_copies(jpeg_root, root / f"memory-{n}", n) for n in (count, 10 * count))
         memory_section(small, large, device, sizes, figures, notes)
+        camera_table_section(jpeg_root, sizes.crop, sizes.workers, sizes.repeats, figures, notes)
     balance_section(sizes.balance_images, figures, notes)
     return {
         "device": str(device),

@@ -166,7 +166,9 @@ LOADER = textwrap.dedent(
         loader = DataLoader(Pids(), num_workers=1, multiprocessing_context=loader_context(), persistent_workers=True)
         items = iter(loader)
         print(int(next(items)), flush=True)
-        for line in sys.stdin:  # one item per line read, from the same worker
+        for line in sys.stdin:  # one item per line read, from the same worker; "exit" leaves it open
+            if line.strip() == "exit":
+                sys.exit(0)
             print(int(next(items)), flush=True)
     """
 )
@@ -191,6 +193,19 @@ def test_a_training_loader_worker_leaves_sigterm_to_its_parent(tmp_path):
         process.stdin.flush()
         assert int(process.stdout.readline()) == worker
         assert worker in live_members(process.pid)
+    finally:
+        end_session(process.pid)
+
+
+def test_a_process_that_exits_with_a_loader_open_ends_its_worker(tmp_path):
+    """multiprocessing ends daemonic children at exit with SIGTERM, which the worker never sees:
+    the process waited for it for ever (a test suite's run hung at its end)."""
+    process, worker = start_loader(tmp_path)
+    try:
+        process.stdin.write("exit\n")
+        process.stdin.flush()
+        assert process.wait(timeout=60) == 0
+        assert wait_for(lambda: worker not in live_members(process.pid), timeout=5)
     finally:
         end_session(process.pid)
 

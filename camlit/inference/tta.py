@@ -22,6 +22,7 @@ from camlit.data import manipulations
 from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.crops import center_offset, crop, grid_offsets, random_offset
 from camlit.imageio import UnreadableImage, read_rgb, require_crop_fits
+from camlit.workers import one_blas_thread
 
 DEFAULT_CROP_SIZE = 224
 DEFAULT_CROPS = 10
@@ -160,6 +161,7 @@ def crop_loader(
         batch_size=max(1, batch_size // max(1, plan.most_crops)),
         shuffle=False,
         num_workers=num_workers,
+        worker_init_fn=one_blas_thread,
         collate_fn=CollateCrops(manipulated),
         pin_memory=torch.cuda.is_available(),
     )

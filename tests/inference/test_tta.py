@@ -1,8 +1,11 @@
 import numpy as np
+import pytest
 import torch
+from conftest import random_image, write_image
+from threadpoolctl import threadpool_info
 
 from camlit.data import manipulations
-from camlit.inference.tta import CollateCrops, CropPlan, augmented_crops, image_crops
+from camlit.inference.tta import CollateCrops, CropPlan, augmented_crops, crop_loader, image_crops
 
 
 def test_random_crops_are_centre_plus_even_and_reproducible():
@@ -29,3 +32,18 @@ def test_crops_of_manipulated_versions_are_flagged_manipulated():
     collate = CollateCrops(torch.tensor([False, True]))
     items = [(torch.from_numpy(crops), torch.full((4,), i), None, torch.from_numpy(applied), None) for i in (0, 1)]
     assert collate(items).manipulated.tolist() == [False, False, True, True] + [True] * 4
+
+
+def blas_threads(image: np.ndarray) -> np.ndarray:
+    """A photo's 'description': how many threads numpy's BLAS may use where it is computed."""
+    return np.array([max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")])
+
+
+def test_loader_workers_run_numpys_blas_on_one_thread(tmp_path):
+    """camera_table's matrix products in every worker at once, each on a thread per core, would
+    oversubscribe the cores (torch limits its own threads in a worker; numpy's BLAS is not torch's)."""
+    if not any(pool["user_api"] == "blas" for pool in threadpool_info()):
+        pytest.skip("numpy's BLAS is not one threadpoolctl knows")
+    paths = [write_image(tmp_path / f"p{k}.png", random_image(np.random.default_rng(k), 48, 48)) for k in range(2)]
+    loader = crop_loader(paths, CropPlan(size=32, count=1), num_workers=1, describe=blas_threads)
+    assert [batch.photo_features.flatten().tolist() for batch in loader] == [[1.0, 1.0]]

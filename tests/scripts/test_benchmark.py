@@ -34,6 +34,9 @@ FIGURES = [
     "balance/skewed_10n_peak_mb",
     "ratio/balance_even_10n_vs_n",
     "ratio/balance_skewed_10n_vs_n",
+    "forensics/camera_table_one_blas_thread",
+    "forensics/camera_table_default_blas",
+    "ratio/camera_table_one_vs_default_blas",
 ]
 KAGGLE_GPU = CONFIGS / "kaggle_gpu.yaml"
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
