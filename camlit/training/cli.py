@@ -23,7 +23,7 @@ from lightning.pytorch.trainer.trainer import Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
-from camlit.errors import OneLineErrors, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, OneLineErrors, disk_full_as_user_error, exit_on_user_error
 from camlit.termination import SigtermWatch, exit_terminated, interrupt_handled, on_sigterm
 from camlit.training.callbacks import (
     CheckpointOnSigterm,
@@ -150,7 +150,15 @@ class CamlitCLI(LightningCLI):
             init.version = claim_version(root)
             self.claimed = True
         version = init.version if isinstance(init.version, str) else f"version_{init.version}"
-        self.run_dir = root / version
+        run_dir = root / version
+        if not self.claimed and self.config.ckpt_path is None and any((run_dir / "checkpoints").glob("*.ckpt")):
+            # A new run there would write over the run's checkpoints and config.yaml, and a saved
+            # config.yaml given as --config names its run's version.
+            raise CamlitError(
+                f"--trainer.logger.init_args.version {init.version}: {run_dir} holds a run's checkpoints; "
+                f"continue it with --resume {run_dir}, or leave the version out for a new run folder"
+            )
+        self.run_dir = run_dir
         with writable(root, "--trainer.default_root_dir"):
             self.run_dir.mkdir(parents=True, exist_ok=True)  # a version named on the command line
         self.lock = RunLock(self.run_dir)

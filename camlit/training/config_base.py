@@ -35,9 +35,12 @@ def expand_config_bases(args: list[str]) -> list[str]:
 def layered(value: str, seen: tuple[Path, ...]) -> list[str]:
     path = Path(value)
     try:
-        settings = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        settings = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CamlitError(f"--config {value}: not UTF-8 text, so not a YAML config") from None
+    except (OSError, yaml.YAMLError):
         return ["--config", value]  # not a readable YAML file: the CLI says what is wrong with it
+    require_acyclic(settings, f"--config {value}")
     if not isinstance(settings, dict) or BASE_KEY not in settings:
         return ["--config", value]
     base = settings.pop(BASE_KEY)
@@ -50,3 +53,14 @@ def layered(value: str, seen: tuple[Path, ...]) -> list[str]:
         raise CamlitError(f"--config {value}: its {BASE_KEY} {base_path} leads back to itself")
     # The rest as a YAML string, which jsonargparse's --config takes as it takes a file's contents.
     return [*layered(str(base_path), (*seen, path.resolve())), "--config", yaml.safe_dump(settings, sort_keys=False)]
+
+
+def require_acyclic(value, where: str, ancestors: tuple[int, ...] = ()) -> None:
+    """Refuse a YAML alias that contains itself (`a: &x [*x]`): every reader of the values would
+    recurse for ever (jsonargparse hung, or failed with RecursionError)."""
+    if not isinstance(value, dict | list):
+        return
+    if id(value) in ancestors:
+        raise CamlitError(f"{where}: a YAML alias contains itself")
+    for item in value.values() if isinstance(value, dict) else value:
+        require_acyclic(item, where, (*ancestors, id(value)))

@@ -22,7 +22,7 @@ from camlit.models.resnet import build_resnet, load_pretrained
 from camlit.training.callbacks import record_nonfinite
 from camlit.training.metrics import GroupedAccuracy, kaggle_weighted_accuracy
 from camlit.training.plots import confusion_matrix_image
-from camlit.training.resume import require_same_network
+from camlit.training.resume import require_same_network, require_same_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ class CameraClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Before Lightning loads the weights, so that a mismatch is named rather than a shape error.
         require_same_network(self, checkpoint)
+        require_same_optimizer(self, checkpoint)
 
     def configure_model(self) -> None:
         if self.hparams.channels_last:

@@ -3,10 +3,12 @@
 1. `--resume lightning_logs/version_N` (or `--ckpt_path` to a file in such a run) becomes the
    run's saved config.yaml (plain values only: camlit.training.runconfig), its checkpoint, and its
    version folder for the logs (resume_arguments).
-2. The checkpoint: the newest one that loads and matches its hash, preferring last.ckpt, with a
-   warning when falling back; none at all is an error, never a silent fresh start.
+2. The checkpoint: the furthest trained of those that load and match their hash, last.ckpt at a
+   tie, with a warning when passing over a corrupt one; none at all is an error, never a silent
+   fresh start.
 3. The network built from the config must be the one saved: same classes, same shapes
-   (CameraClassifier.on_load_checkpoint asks require_same_network).
+   (CameraClassifier.on_load_checkpoint asks require_same_network), and so must the optimizer
+   options its saved state holds (require_same_optimizer).
 4. The checkpoints the run goes on writing keep their best-k scores (RunCheckpoint), and
    last.ckpt is rewritten every epoch (LatestCheckpoint).
 5. A run made longer (`--trainer.max_epochs`) gets its learning-rate schedule planned again over
@@ -29,7 +31,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from camlit.atomic import stale_temporaries
 from camlit.errors import CamlitError
-from camlit.training.checkpointing import is_lightning_checkpoint, is_valid_checkpoint, load_plain
+from camlit.training.checkpointing import is_lightning_checkpoint, load_plain
 from camlit.training.runconfig import read_run_config
 
 log = logging.getLogger(__name__)
@@ -114,20 +116,41 @@ def log_dir_arguments(config: dict, version_dir: Path) -> list[str]:
 
 
 def find_resume_checkpoint(version_dir: str | Path) -> Path:
-    """The newest loadable checkpoint of a run, preferring last.ckpt; say so when falling back."""
+    """Of a run's checkpoints that load and match their hash, the furthest trained (its global
+    step, then its epoch), last.ckpt at a tie; say so when a corrupt one is passed over. Not the
+    newest file: a copy or a restore writes files in any order, and a touched best.ckpt of an
+    earlier epoch was resumed from, its later epochs lost when last.ckpt was written again."""
     folder = Path(version_dir) / "checkpoints"
     if folder.is_dir():
         remove_stale_temporaries(folder)
-    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"), reverse=True)
+    candidates = sorted(folder.glob("*.ckpt"))
     if not candidates:
         raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from")
+    progress = {}
     for candidate in candidates:
-        if is_valid_checkpoint(candidate):
-            if candidate != candidates[0]:
-                log.warning("%s is corrupt; resuming from %s instead", candidates[0], candidate)
-            return candidate
-        log.warning("skipping corrupt checkpoint %s", candidate)
-    raise CamlitError(f"{version_dir}: every checkpoint in {folder} is corrupt")
+        reached = training_progress(candidate)
+        if reached is None:
+            log.warning("skipping corrupt checkpoint %s", candidate)
+        else:
+            progress[candidate] = reached
+    if not progress:
+        raise CamlitError(f"{version_dir}: every checkpoint in {folder} is corrupt")
+    chosen = max(progress, key=lambda path: (progress[path], path.name == "last.ckpt"))
+    last = folder / "last.ckpt"
+    if last in candidates and last not in progress:
+        log.warning("%s is corrupt; resuming from %s instead", last, chosen)
+    return chosen
+
+
+def training_progress(path: Path) -> tuple[int, int] | None:
+    """(global step, epoch) of a checkpoint that loads and matches its hash; None otherwise."""
+    try:
+        checkpoint = load_plain(path, mmap=True)
+    except Exception:  # noqa: BLE001 - any failure to load means the file cannot be resumed from
+        return None
+    if not is_lightning_checkpoint(checkpoint):
+        return None
+    return int(checkpoint["global_step"]), int(checkpoint.get("epoch", 0))
 
 
 def checked_checkpoint(path: str | Path) -> Path:
@@ -184,6 +207,27 @@ def require_same_network(model: LightningModule, checkpoint: dict) -> None:
         raise CamlitError(
             "the checkpoint's network has another shape than this one's; it was trained with "
             + (", ".join(differ) or "other model options")
+        )
+
+
+# The model options the optimizer's saved state holds: torch's load_state_dict puts the saved
+# values back (a new --model.lr was ignored), and another optimizer cannot take the state at all
+# (SGD found no 'momentum' in Adam's and failed at the first step).
+OPTIMIZER_OPTIONS = ("optimizer", "lr", "weight_decay", "momentum")
+
+
+def require_same_optimizer(model: LightningModule, checkpoint: dict) -> None:
+    """Refuse, naming each, optimizer options that differ from those the checkpoint's state holds."""
+    saved = checkpoint.get("hyper_parameters", {})
+    differ = [
+        f"--model.{k} {model.hparams[k]} (saved: {saved[k]})"
+        for k in OPTIMIZER_OPTIONS
+        if k in saved and k in model.hparams and saved[k] != model.hparams[k]
+    ]
+    if differ and checkpoint.get("optimizer_states"):
+        raise CamlitError(
+            f"{', '.join(differ)}: a resumed run goes on with its optimizer's saved state, which holds the saved "
+            "values; resume without changing them, or start a new run"
         )
 
 

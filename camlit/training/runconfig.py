@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from camlit.errors import CamlitError
+from camlit.training.config_base import require_acyclic
 
 TENSORBOARD = ("lightning.pytorch.loggers.TensorBoardLogger", "lightning.pytorch.loggers.tensorboard.TensorBoardLogger")
 # TensorBoardLogger's and SummaryWriter's plain options; save_dir, name and version are set on resume.
@@ -36,11 +37,14 @@ WRITTEN_DATA = ("data.cache_dir", "data.synthetic_root")
 def read_run_config(path: Path, args: list[str]) -> tuple[str, dict]:
     """(the text of `path`, its values), once no entry in it names code or a place to write outside
     the run; `args` is the command line, whose own data folders are the user's choice."""
-    text = path.read_text()
     try:
+        text = path.read_bytes().decode("utf-8")
         config = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise CamlitError(f"{path}: not UTF-8 text, so not a readable config") from None
     except yaml.YAMLError as error:
         raise CamlitError(f"{path}: not a readable config ({type(error).__name__})") from None
+    require_acyclic(config, str(path))
     if not isinstance(config, dict):
         raise CamlitError(f"{path}: not a config (expected a mapping of options)")
     problem = first_problem(config, given={a.split("=", 1)[0] for a in args if a.startswith("--")})

@@ -1,6 +1,7 @@
 """`base:` in a config file layers it on another; a monitor that validation cannot log is refused early."""
 
 import pytest
+import torch
 import yaml
 from conftest import fit_args, one_error_line
 
@@ -44,6 +45,30 @@ def test_a_missing_or_circular_base_is_one_error_line(tmp_path, capsys):
     write(tmp_path / "a.yaml", {"base": "b.yaml"})
     write(tmp_path / "b.yaml", {"base": "a.yaml"})
     assert "leads back to itself" in one_error_line(capsys, lambda: main(["--config", str(tmp_path / "a.yaml")]))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [(b"\xe9t\xe9: 1\n", "not UTF-8 text"), (b"a: &x [*x]\n", "a YAML alias contains itself"),
+     (b"model: &x {lr: 0.01, x: *x}\n", "a YAML alias contains itself")],
+    ids=["latin-1", "list_in_itself", "mapping_in_itself"],
+)  # fmt: skip
+def test_a_config_no_reader_can_take_is_one_error_line(tmp_path, flat_tree, monkeypatch, capsys, text, message):
+    """A traceback each (UnicodeDecodeError, RecursionError), or a hang: as --config, as a base, and
+    as a run folder's config.yaml."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_bytes(text)
+    line = one_error_line(capsys, lambda: main(["--config", "bad.yaml", *fit_args(flat_tree)]))
+    assert line.startswith("error: --config bad.yaml: " + message)
+    write(tmp_path / "top.yaml", {"base": "bad.yaml"})
+    assert message in one_error_line(capsys, lambda: main(["--config", "top.yaml", *fit_args(flat_tree)]))
+    run = tmp_path / "lightning_logs" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}, "global_step": 1}, run / "checkpoints" / "last.ckpt")
+    (run / "config.yaml").write_bytes(text)
+    line = one_error_line(capsys, lambda: main(["--resume", str(run)]))
+    assert line.startswith(f"error: {run / 'config.yaml'}: ") and (message in line or "not a readable config" in line)
+    assert (run / "config.yaml").read_bytes() == text
 
 
 @pytest.mark.parametrize("monitor", ["val/acc_weighted", "val/acc/jpeg70"])

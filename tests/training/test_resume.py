@@ -74,6 +74,19 @@ def test_resume_falls_back_from_a_corrupt_last_checkpoint(tmp_path, caplog):
         find_resume_checkpoint(tmp_path / "version_0")
 
 
+def test_resume_takes_the_furthest_trained_checkpoint_not_the_newest_file(tmp_path):
+    """A copy or restore writes files in any order: a touched best.ckpt of epoch 0 was resumed from,
+    and the run's later epochs lost when last.ckpt was written again."""
+    folder = tmp_path / "version_0" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": {}, "global_step": 12, "epoch": 3}, folder / "last.ckpt")
+    torch.save({"state_dict": {}, "global_step": 3, "epoch": 0}, folder / "best.ckpt")
+    os.utime(folder / "last.ckpt", (1, 1))  # the older file
+    assert find_resume_checkpoint(tmp_path / "version_0") == folder / "last.ckpt"
+    torch.save({"state_dict": {}, "global_step": 12, "epoch": 3}, folder / "epoch003.ckpt")
+    assert find_resume_checkpoint(tmp_path / "version_0") == folder / "last.ckpt"  # at a tie
+
+
 def test_resume_refuses_an_explicit_corrupt_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
@@ -134,6 +147,11 @@ def test_sigkill_at_any_moment_then_resume_finishes_the_same_run(flat_tree, tmp_
         # Same shapes, another computation: the filters are fixed buffers outside the state_dict.
         (("--model.input_filter", "srm"), "input_filter=highpass (here srm)"),
         (("--model.stride_on_3x3", "false"), "stride_on_3x3=True (here False)"),
+        # The optimizer's saved state holds these: SGD failed at the first step on Adam's state (and
+        # the config already said sgd), a new lr was silently replaced by the saved one.
+        (("--model.optimizer", "sgd"), "--model.optimizer sgd (saved: adam): a resumed run goes on"),
+        (("--model.lr", "0.5"), "--model.lr 0.5 (saved: 0.001)"),
+        (("--model.weight_decay", "0.1"), "--model.weight_decay 0.1 (saved: 0.0)"),
     ],
 )
 def test_a_failed_resume_leaves_the_run_as_it_was(flat_tree, tmp_path, monkeypatch, capsys, override, message):

@@ -126,6 +126,19 @@ def test_default_root_dir_places_the_run(flat_tree, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flat", "runs"]
 
 
+def test_a_new_run_into_a_folder_holding_a_run_is_refused(flat_tree, tmp_path, monkeypatch, capsys):
+    """A saved config.yaml names its run's version: given as --config, the new run trained in that
+    folder and wrote over its checkpoints and config."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT))
+    version = tmp_path / "lightning_logs" / "version_0"
+    before = {path: path.read_bytes() for path in version.rglob("*") if path.is_file()}
+    line = one_error_line(capsys, lambda: main(["--config", str(version / "config.yaml"), *SHORT]))
+    assert line.startswith("error: --trainer.logger.init_args.version 0: lightning_logs/version_0 holds a run")
+    assert "--resume lightning_logs/version_0" in line
+    assert {path: path.read_bytes() for path in version.rglob("*") if path.is_file()} == before
+
+
 class FallingScore(BoringModel):
     """A score that is best at epoch 0, so best.ckpt is never improved upon."""
 
