@@ -75,7 +75,8 @@ def test_full_disk_in_prepare_data(tmp_path, capsys, full_disk):
     write_image(tmp_path / "train" / "Cam-0" / "p0.jpg", photo(np.random.default_rng(0), 300, 400))
     args = ["--input", str(tmp_path / "train"), "--output", str(tmp_path / "out"), "--size", "128", "--workers", "1"]
     line = one_error_line(capsys, lambda: prepare_main(args))
-    assert "p0.png: no space left on device; every image written is whole" in line
+    # The first file written is the folder's setting, then the crops.
+    assert ".prepare.json: no space left on device; every image written is whole" in line
 
 
 @pytest.mark.parametrize("option", ["--output", "--probs", "--json"])

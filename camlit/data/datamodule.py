@@ -191,6 +191,8 @@ class CameraDataModule(L.LightningDataModule):
         samples = self.usable(found, hp.train_dir)
         if hp.val_dir:
             train, val = samples, self.usable(found_val, hp.val_dir)
+            if Path(hp.val_dir).resolve() == Path(hp.train_dir).resolve():
+                log_warning("--data.val_dir is --data.train_dir: validation scores the photos it trains on")
         else:
             train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
         require_every_class(train, self.classes, hp.train_dir)

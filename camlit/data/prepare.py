@@ -15,6 +15,7 @@ folder belongs to one (size, tiles) setting; do not run two preparations into it
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import require_writable, stale_temporaries
+from camlit.atomic import require_writable, stale_temporaries, write_bytes_atomic
 from camlit.data import manipulations as manip
 from camlit.data.crops import center_offset, tile_offsets
 from camlit.errors import CamlitError
@@ -210,6 +211,36 @@ def _results(tasks: list[Task], workers: int | None, progress: bool):
     return in_parallel(prepare_photo, [(task,) for task in tasks], workers or cores, "photos" if progress else None)
 
 
+# The (size, tiles) an output folder was prepared with: a rerun with others took the crops already
+# there as done (the old size kept, silently), or mixed centre crops with tiles.
+SETTING = ".prepare.json"
+
+
+def require_same_setting(output: Path, size: int, tiles: str | int) -> None:
+    """Refuse to prepare into a folder prepared with another --size or --tiles."""
+    path = output / SETTING
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            before = (saved["size"], saved["tiles"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CamlitError(
+                f"--output {output}: its {SETTING} is not one prepare wrote; prepare into another folder"
+            ) from None
+    else:
+        # A folder prepared before the file was kept: the size of a crop already there.
+        crop = next(output.glob("*/*/*.png"), None)
+        shape = header_shape(crop) if crop is not None else None
+        if shape is None or shape == (size, size):
+            return
+        before = (shape[0], "unknown")
+    if before[0] != size or before[1] not in (tiles, "unknown"):
+        raise CamlitError(
+            f"--output {output}: prepared with --size {before[0]} --tiles {before[1]}, not --size {size} "
+            f"--tiles {tiles}; prepare into another folder (crops already there would count as done)"
+        )
+
+
 def prepare_dataset(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -231,6 +262,7 @@ def prepare_dataset(
         # Its manipulation folders would become camera folders of the input.
         raise CamlitError(f"--output {output_dir}: inside --input {input_dir}; write the prepared set elsewhere")
     require_writable(output, "--output", folder=True)
+    require_same_setting(output, size, tiles)
     tasks, cameras, failures = _find_photos(Path(input_dir), output, names, size, tiles, max_pixels)
     for folder in (output / name / camera for name in names for camera in cameras):
         # Left by a killed run (write_image_atomic names them .<name>.png.tmp<pid>); only its own.
@@ -240,6 +272,7 @@ def prepare_dataset(
     for name in names:
         for camera in cameras:
             (output / name / camera).mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(output / SETTING, json.dumps({"size": size, "tiles": tiles}).encode())
     summary = PrepareSummary(photos=len(tasks) + len(failures), failures=failures)
     for result in _results(tasks, workers, progress):
         summary.written += result.written

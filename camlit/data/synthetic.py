@@ -112,7 +112,8 @@ def _paint_shape(rng: np.random.Generator, image: np.ndarray) -> None:
         axes = radius * rng.uniform(0.4, 1.0, (angles.size, 1))
     else:  # ellipse, down to a line half a pixel wide: sharp edges and thin lines
         angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
-        axes = np.array([radius, np.exp(rng.uniform(np.log(0.5), np.log(radius)))])
+        # min: a frame of a few pixels has shapes under half a pixel (a draw from 0.5 failed there).
+        axes = np.array([radius, np.exp(rng.uniform(np.log(min(0.5, radius)), np.log(radius)))])
     local = axes * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     turn = rng.uniform(0, 2 * np.pi)
     points = centre + local @ np.array([[np.cos(turn), np.sin(turn)], [-np.sin(turn), np.cos(turn)]])

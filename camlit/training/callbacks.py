@@ -112,5 +112,15 @@ class RequireMonitoredMetric(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         groups = list(getattr(trainer.datamodule, "val_group_names", []))
+        val_set = getattr(trainer.datamodule, "val_set", None)
         for callback in trainer.checkpoint_callbacks:
-            require_group_metric(getattr(callback, "monitor", None), groups)
+            monitor = getattr(callback, "monitor", None)
+            if val_set is not None and not len(val_set) and monitor and monitor.startswith("val/"):
+                # The run trained on and wrote no best.ckpt; Lightning only warned, once per epoch.
+                fraction = getattr(trainer.datamodule.hparams, "val_fraction", None)
+                raise CamlitError(
+                    f"--data.val_fraction {fraction} holds out no photo of so few, so --best_checkpoint.monitor "
+                    f"{monitor} could never be logged and no best checkpoint written; add photos of each camera, "
+                    "or name a --data.val_dir"
+                )
+            require_group_metric(monitor, groups)

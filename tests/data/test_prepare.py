@@ -53,7 +53,7 @@ def test_layout_and_counts(photos, tmp_path):
         for m in SUBSET
         for cam, stem in [("Cam-A", "a0"), ("Cam-A", "a1"), ("Cam-B", "b0"), ("Cam-B", "b1")]
     }
-    assert set(files(out)) == expected
+    assert set(files(out)) == expected | {".prepare.json"}
     assert (summary.photos, summary.written, summary.skipped, summary.failed) == (4, 20, 0, 0)
     assert all(read_rgb(out / name).shape == (256, 256, 3) for name in expected)
 
@@ -125,6 +125,26 @@ def test_tile_offsets_inside_even_and_disjoint(height, width, size, count):
     assert covered.max() == 1
 
 
+def test_a_rerun_with_another_size_or_tiling_is_refused(photos, tmp_path, capsys):
+    """The crops already there counted as done: --size 48 after --size 96 left 96 px crops and said
+    nothing; --tiles 2 after centre crops mixed both in one folder."""
+    out = tmp_path / "out"
+    prepare_dataset(photos, out, manipulations=["unaltered"], size=96, workers=1, progress=False)
+    before = files(out)
+    common = ["--input", str(photos), "--output", str(out), "--manipulations", "unaltered", "--workers", "1"]
+    for other in (["--size", "48"], ["--size", "96", "--tiles", "2"]):
+        done = run_script(*common, *other)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"error: --output {out}: prepared with --size 96 --tiles center, not")
+    assert files(out) == before
+    # The same setting resumes, and another manipulation joins the folder.
+    prepare_dataset(photos, out, manipulations=["jpeg70"], size=96, workers=1, progress=False)
+    # A folder prepared before the setting was kept: the size of a crop there decides.
+    (out / ".prepare.json").unlink()
+    with pytest.raises(CamlitError, match="prepared with --size 96 --tiles unknown, not --size 48"):
+        prepare_dataset(photos, out, manipulations=["unaltered"], size=48, workers=1, progress=False)
+
+
 def test_resume_after_partial_output(photos, tmp_path, monkeypatch):
     out = tmp_path / "out"
     prepare_dataset(photos, out, tiles=2, manipulations=SUBSET, size=256, workers=1, progress=False)
@@ -167,7 +187,7 @@ def test_killed_run_resumes(tmp_path):
     assert result.returncode == 0, result.stderr
     reference = tmp_path / "reference"
     prepare_dataset(tmp_path / "train", reference, tiles=4, size=128, workers=1, progress=False)
-    assert len(files(reference)) == expected
+    assert len(files(reference)) == expected + 1  # and .prepare.json
     assert files(out) == files(reference)  # same names and bytes, no temporary files
 
 

@@ -173,6 +173,14 @@ def test_bad_arguments_are_refused(tmp_path):
     assert kaggle_crop_size(1024, 768) == 384 and kaggle_crop_size(2048, 1536) == 512
 
 
+@pytest.mark.parametrize("side", [4, 8, 24])
+def test_the_smallest_frames_accepted_are_made(tmp_path, side):
+    """Frames of a few pixels drew a shape under half a pixel from an empty range (a ValueError),
+    and the settings file left behind refused every other setting."""
+    made = make_synthetic(tmp_path / "set", images_per_camera=1, test_per_camera=1, width=side, height=side, workers=1)
+    assert len(list((made / "train").rglob("*.jpg"))) == len(KAGGLE_CAMERAS)
+
+
 def test_only_camera_traces_carry_the_label():
     """Residual statistics of 64 px even-offset crops tell the cameras apart on unseen photos; the
     same classifier with shuffled labels, or on crop mean colour, stays near chance (0.1)."""

@@ -246,6 +246,18 @@ def test_a_monitor_that_validation_cannot_log_is_refused_before_training(flat_tr
     assert not (tmp_path / "lightning_logs").exists()
 
 
+def test_a_run_with_no_photo_held_out_for_validation_is_refused(tmp_path, monkeypatch, capsys):
+    """One photo per camera: the split held none out, and the run trained without a best.ckpt,
+    Lightning only warning that val/acc was not found."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for camera in ("HTC-1-M7", "LG-Nexus-5x", "Motorola-X"):
+        write_image(tmp_path / "one" / camera / "p.png", random_image(rng))
+    line = one_error_line(capsys, lambda: main(fit_args(tmp_path / "one", *SHORT)))
+    assert line.startswith("error: --data.val_fraction 0.2 holds out no photo of so few")
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 def test_resume_is_an_option_that_help_shows(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
