@@ -277,6 +277,8 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 except BaseException:
                     cli.undo_run_folder()
                     raise
+                # A run that never trained (--trainer.max_epochs 0) leaves no folder without a config.
+                cli.undo_run_folder()
         except BaseException as exception:
             if not stopped_by_sigterm(sigterm, exception):
                 raise

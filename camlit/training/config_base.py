@@ -41,6 +41,8 @@ def layered(value: str, seen: tuple[Path, ...]) -> list[str]:
     except (OSError, yaml.YAMLError):
         return ["--config", value]  # not a readable YAML file: the CLI says what is wrong with it
     require_acyclic(settings, f"--config {value}")
+    if settings is None:
+        raise CamlitError(f"--config {value}: an empty file; give a config's options, or leave --config out")
     if not isinstance(settings, dict) or BASE_KEY not in settings:
         return ["--config", value]
     base = settings.pop(BASE_KEY)

@@ -258,6 +258,25 @@ def test_a_run_with_no_photo_held_out_for_validation_is_refused(tmp_path, monkey
     assert not (tmp_path / "lightning_logs").exists()
 
 
+def test_a_run_that_trains_nothing_leaves_no_run_folder(flat_tree, tmp_path, monkeypatch):
+    """--trainer.max_epochs 0 left a version_0 with neither config.yaml nor a checkpoint, which no
+    --resume could take; resuming a finished run left an empty events file."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, "--trainer.max_epochs", "0"))
+    assert not (tmp_path / "lightning_logs").exists()
+    main(fit_args(flat_tree, *SHORT))
+    version = tmp_path / "lightning_logs" / "version_0"
+    before = sorted(version.rglob("*"))
+    main(["--resume", str(version)])
+    assert sorted(version.rglob("*")) == before
+
+
+def test_an_empty_config_file_is_named(flat_tree, tmp_path, capsys):
+    (tmp_path / "empty.yaml").write_text("")
+    line = one_error_line(capsys, lambda: main(["--config", str(tmp_path / "empty.yaml"), *fit_args(flat_tree)]))
+    assert line.startswith(f"error: --config {tmp_path / 'empty.yaml'}: an empty file")
+
+
 def test_resume_is_an_option_that_help_shows(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
