@@ -11,6 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 from threadpoolctl import threadpool_limits
@@ -35,13 +36,23 @@ def die_with_parent(parent: int) -> None:
 LAUNCHER = "CAMLIT_LAUNCHER_PID"
 
 
-def mark_launcher() -> None:
-    """Call before a Trainer starts its other processes, so that they die with this one."""
+@contextmanager
+def launching_ranks() -> Iterator[None]:
+    """Around a Trainer's run, which starts a DDP run's other processes: they die with this one.
+    Only meanwhile: a process this one starts later for itself (a later job) is left free."""
+    before = os.environ.get(LAUNCHER)
     os.environ[LAUNCHER] = str(os.getpid())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LAUNCHER, None)
+        else:
+            os.environ[LAUNCHER] = before
 
 
 def bind_to_launcher() -> None:
-    """In a DDP process that mark_launcher's process started: die with it, or exit at once where it
+    """In a DDP process that launching_ranks' process started: die with it, or exit at once where it
     is already gone. Lightning starts the other ranks with Popen and nothing ties them to it: after
     a kill -9 of the first, a rank lived on (found waiting alone 54 s later)."""
     launcher = int(os.environ.get(LAUNCHER, 0))

@@ -12,6 +12,7 @@ import pytest
 from conftest import CLASSES, PREPARE, random_image, start_prepare_data, wait_for, write_image
 
 from camlit.data.samples import scan
+from camlit.workers import LAUNCHER, launching_ranks
 
 
 def live_members(session: int) -> list[int]:
@@ -235,3 +236,11 @@ def test_the_ranks_of_a_ddp_prediction_die_with_the_first(ckpt, tmp_path):
         assert kill_parent(process, grace=5) == []
     finally:
         end_session(process.pid)
+
+
+def test_ranks_are_bound_to_this_process_only_while_a_trainer_runs(monkeypatch):
+    """A job this process starts later for itself must not die with it."""
+    monkeypatch.delenv(LAUNCHER, raising=False)
+    with launching_ranks():
+        assert os.environ[LAUNCHER] == str(os.getpid())
+    assert LAUNCHER not in os.environ

@@ -27,7 +27,7 @@ from camlit.inference.aggregate import AGGREGATES, aggregate
 from camlit.inference.balance import balanced_labels
 from camlit.inference.tta import CropPlan, crop_loader
 from camlit.training.precision import default_precision
-from camlit.workers import mark_launcher
+from camlit.workers import launching_ranks
 
 
 @dataclass
@@ -125,7 +125,6 @@ def quiet_lightning():
 def build_trainer(device: str = "auto", count: int = 1, progress: bool = False) -> L.Trainer:
     """A Trainer for prediction: one process per device when there are several (DDP)."""
     accelerator, devices = trainer_devices(device, count)
-    mark_launcher()
     precision = default_precision() if accelerator == "gpu" else "32-true"
     with quiet_lightning():
         return L.Trainer(
@@ -180,7 +179,7 @@ def predict_paths(
     collected = CropRows()
     trainer.callbacks.append(collected)
     start = time.perf_counter()
-    with quiet_lightning():
+    with quiet_lightning(), launching_ranks():
         trainer.predict(model, dataloaders=loader, return_predictions=False)
     seconds = time.perf_counter() - start
     probabilities = np.full((len(paths), len(classes)), np.nan)

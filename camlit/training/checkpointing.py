@@ -140,11 +140,18 @@ def verify_hash(path: str | os.PathLike) -> None:
 
 
 def is_valid_checkpoint(path: Path) -> bool:
+    return training_progress(path) is not None
+
+
+def training_progress(path: Path) -> tuple[int, int] | None:
+    """(global step, epoch) of a checkpoint that loads and matches its hash; None otherwise."""
     try:
         checkpoint = load_plain(path, mmap=True)
     except Exception:  # noqa: BLE001 - any failure to load means the file cannot be resumed from
-        return False
-    return is_lightning_checkpoint(checkpoint)
+        return None
+    if not is_lightning_checkpoint(checkpoint):
+        return None
+    return int(checkpoint["global_step"]), int(checkpoint.get("epoch", 0))
 
 
 def is_lightning_checkpoint(checkpoint: Any) -> bool:

@@ -37,7 +37,7 @@ from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
 from camlit.training.runfolder import RunLock, claim_version, writable
-from camlit.workers import mark_launcher
+from camlit.workers import launching_ranks
 
 STOPPED_BEFORE_TRAINING = "before training began; the run folder is as it was (a new one is removed)"
 
@@ -271,9 +271,9 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"),
             ):
                 cli = CamlitCLI(args=expand_config_bases(args), sigterm=sigterm)
-                mark_launcher()
                 try:
-                    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+                    with launching_ranks():
+                        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
                 except BaseException:
                     cli.undo_run_folder()
                     raise

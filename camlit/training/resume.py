@@ -31,7 +31,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from camlit.atomic import stale_temporaries
 from camlit.errors import CamlitError
-from camlit.training.checkpointing import is_lightning_checkpoint, load_plain
+from camlit.training.checkpointing import is_lightning_checkpoint, load_plain, training_progress
 from camlit.training.runconfig import read_run_config
 
 log = logging.getLogger(__name__)
@@ -140,17 +140,6 @@ def find_resume_checkpoint(version_dir: str | Path) -> Path:
     if last in candidates and last not in progress:
         log.warning("%s is corrupt; resuming from %s instead", last, chosen)
     return chosen
-
-
-def training_progress(path: Path) -> tuple[int, int] | None:
-    """(global step, epoch) of a checkpoint that loads and matches its hash; None otherwise."""
-    try:
-        checkpoint = load_plain(path, mmap=True)
-    except Exception:  # noqa: BLE001 - any failure to load means the file cannot be resumed from
-        return None
-    if not is_lightning_checkpoint(checkpoint):
-        return None
-    return int(checkpoint["global_step"]), int(checkpoint.get("epoch", 0))
 
 
 def checked_checkpoint(path: str | Path) -> Path:
