@@ -1,9 +1,10 @@
 """Reading photos the way camera forensics needs them: pixels exactly as stored, as RGB uint8.
 
 EXIF orientation is ignored, because rotating the pixels would move the CFA phase. Alpha is
-dropped; 16-bit images are reduced to their high byte; grayscale images carry no colour-filter
-trace and are refused. The size in the header is read first, and an image over `max_pixels` is
-refused before it is decoded: a 1 MB PNG can claim 20000x20000 pixels, 1.2 GB once decoded.
+dropped; 16-bit images are reduced to their high byte; grayscale images (with alpha too) carry
+no colour-filter trace and are refused, as are palette PNGs, whose colours are a table's. The
+size in the header is read first, and an image over `max_pixels` is refused before it is decoded:
+a 1 MB PNG can claim 20000x20000 pixels, 1.2 GB once decoded.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
         data = np.fromfile(path, dtype=np.uint8)
         if is_truncated_jpeg(data):
             raise UnreadableImage(f"{path}: truncated JPEG (no end-of-image marker)")
+        require_png_colour(data, path)
         image = cv2.imdecode(data, READ_FLAGS)
     except OSError as error:
         if os.path.islink(path) and not os.path.exists(path):
@@ -137,6 +139,16 @@ def tiff_shape(file, order: str) -> tuple[int, int] | None:
         if tag in (256, 257) and kind in (3, 4):
             found[tag] = int.from_bytes(entry[8:10] if kind == 3 else entry[8:12], order)
     return (found[257], found[256]) if len(found) == 2 else None
+
+
+def require_png_colour(data: np.ndarray, path: str | os.PathLike) -> None:
+    """Refuse a grey PNG that OpenCV would expand to colour (grey with alpha), and a palette PNG."""
+    if data[:8].tobytes() != b"\x89PNG\r\n\x1a\n" or data[12:16].tobytes() != b"IHDR" or len(data) < 26:
+        return
+    if data[25] in (0, 4):
+        raise UnreadableImage(f"{path}: grayscale image, no colour channels")
+    if data[25] == 3:
+        raise UnreadableImage(f"{path}: palette image; its colours are a table's, not a camera's pixels")
 
 
 def is_truncated_jpeg(data: np.ndarray) -> bool:

@@ -1,4 +1,4 @@
-"""The benchmark's forensics section: each photo's camera table (camlit.forensics.undo), read in
+"""The benchmark's forensics section: each photo's camera table (camlit.data.undo), read in
 the prediction loader's workers as `camlit predict --unknown` and `camlit calibrate` read it, with
 numpy's BLAS on one thread per worker (camlit's `one_blas_thread`) and on its default threads (a
 thread per core in every worker)."""
@@ -11,7 +11,7 @@ from pathlib import Path
 from benchmark_sections import interleaved
 from torch.utils.data import DataLoader
 
-from camlit.forensics.undo import camera_table
+from camlit.data.undo import camera_table
 from camlit.inference.tta import CollateCrops, CropPlan, PredictCrops
 from camlit.workers import one_blas_thread
 

@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from camlit.data.batch import Batch
+from camlit.data.cache import build_cache
 from camlit.data.datamodule import CameraDataModule
 from camlit.models.resnet import resnet50
 from camlit.training.module import CameraClassifier
@@ -163,11 +164,11 @@ def data_section(jpeg_root: Path, png_root: Path, cache_dir: Path, sizes: Sizes,
     # The same cache read as in a process's first epoch: every image's checksum checked at its first read.
     loaders["cache_first_read"] = datamodule(jpeg_root, sizes, cache_dir=str(cache_dir))
     start = time.perf_counter()
-    loaders["cache"].prepare_data()
+    build_cache(cache_dir, paths, sizes.crop)  # what the cache DataModules' setup builds, in this process
     figures["data/cache_build"] = len(paths) / (time.perf_counter() - start)
     for loader in loaders.values():
-        loader.prepare_data()  # for the cache, a check that finds it built
-        loader.setup("fit")
+        loader.prepare_data()
+        loader.setup("fit")  # for the cache, a check that finds it built
 
     def raw_imread() -> float:
         start = time.perf_counter()

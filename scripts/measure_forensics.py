@@ -21,6 +21,7 @@ import numpy as np
 from camlit.atomic import write_text_atomic
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import manipulated_from_name
+from camlit.data.undo import camera_table
 from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
@@ -29,7 +30,6 @@ from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.reliability import clipped_share, reliability, residual_energy
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, foreign_region
-from camlit.forensics.undo import camera_table
 from camlit.imageio import list_images, read_rgb, write_image_atomic
 from camlit.inference import openset
 from camlit.inference.features import softmax
@@ -323,7 +323,7 @@ def step_figures(fitted, known_rows, unknown_rows) -> dict:
 
 
 def quantization_seconds(paths) -> float:
-    """The mean time of one photo's camera_table (camlit.forensics.undo), one core."""
+    """The mean time of one photo's camera_table (camlit.data.undo), one core."""
     images = [read_rgb(path) for path in paths]
     start = time.perf_counter()
     for image in images:

@@ -2,6 +2,7 @@
 
 import resource
 import signal
+import zlib
 
 import cv2
 import numpy as np
@@ -73,3 +74,28 @@ def test_max_pixels_is_the_limit(tmp_path):
     assert read_rgb(path, max_pixels=2000).shape == (40, 50, 3)
     with pytest.raises(UnreadableImage, match="50x40 is 2,000 pixels, over the limit of 1,999"):
         read_rgb(path, max_pixels=1999)
+
+
+def png_of(path, colour_type: int, channels: int, palette: bytes = b""):
+    """A 40x40 8-bit PNG of this IHDR colour type, written by hand (OpenCV writes neither kind)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    rows = np.random.default_rng(0).integers(0, 4, (40, 40 * channels), dtype=np.uint8)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    header = (40).to_bytes(4, "big") * 2 + bytes([8, colour_type, 0, 0, 0])
+    body = chunk(b"IHDR", header) + (chunk(b"PLTE", palette) if palette else b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_grey_with_alpha_and_palette_pngs_are_refused(tmp_path):
+    assert cv2.imread(str(png_of(tmp_path / "grey_alpha.png", 4, 2)), cv2.IMREAD_UNCHANGED).shape == (40, 40, 4)
+    with pytest.raises(UnreadableImage, match="grey_alpha.png: grayscale image"):
+        read_rgb(tmp_path / "grey_alpha.png")
+    palette = bytes(range(12))
+    assert cv2.imread(str(png_of(tmp_path / "palette.png", 3, 1, palette)), cv2.IMREAD_UNCHANGED).shape == (40, 40, 3)
+    with pytest.raises(UnreadableImage, match="palette.png: palette image"):
+        read_rgb(tmp_path / "palette.png")
+    assert read_rgb(png_of(tmp_path / "rgb.png", 2, 3)).shape == (40, 40, 3)

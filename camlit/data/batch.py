@@ -22,5 +22,5 @@ class Batch(NamedTuple):
     image_index: torch.Tensor | None = None  # (N,) int64 the input image each crop is of
     problems: tuple[tuple[int, Exception], ...] = ()  # (image index, why) of the images that gave no crops
     # (N, F) float32 features of each crop's whole photo (the JPEG quantization steps that an
-    # open-set score reads: camlit.forensics.undo.camera_table), or None.
+    # open-set score reads: camlit.data.undo.camera_table), or None.
     photo_features: torch.Tensor | None = None

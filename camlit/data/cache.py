@@ -144,6 +144,7 @@ def build_cache(
     # A file listed twice (train_dir also given as val_dir) is decoded and stored once.
     paths = list({os.path.abspath(p): p for p in paths}.values())
     key = fingerprint(paths, crop_size, max_pixels)
+    require_files_or_absent(directory / LOCK, directory / data_name(key), directory / index_name(key))
     intact = f"the cache in {directory} is as it was; free space there or choose another cache_dir, and rerun"
     with disk_full_as_user_error(intact, directory / LOCK), build_lock(directory):
         # Another builder may have finished while this one waited for the lock.
@@ -155,6 +156,15 @@ def build_cache(
         # Also when nothing was built: an older cache a finished run was reading may be free now.
         remove_stale(directory, key)
     return cache
+
+
+def require_files_or_absent(*paths: Path) -> None:
+    """The cache writes these names by rename; something else in their place is the user's, and stays."""
+    for path in paths:
+        if path.exists() and not path.is_file():
+            raise CamlitError(
+                f"{path}: not a file, but the cache writes there; move it away or choose another cache_dir"
+            )
 
 
 def data_name(key: str) -> str:

@@ -129,7 +129,7 @@ def calibrated(score: str, model, train, val, plan: CropPlan, **options) -> open
 
 def require_photos_of_every_camera(score: str, labels: np.ndarray, classes: Sequence[str]) -> None:
     """A score that models each camera (a mean, and the spread about it) needs two photos of each."""
-    if score in ("msp", "energy", "knn"):
+    if not openset.models_each_camera(score):
         return
     counts = np.bincount(np.asarray(labels, np.int64), minlength=len(classes))
     short = [f"{name} ({count})" for name, count in zip(classes, counts, strict=True) if count < 2]

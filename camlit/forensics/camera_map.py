@@ -15,9 +15,9 @@ import numpy as np
 
 from camlit.atomic import atomic_write
 from camlit.data.crops import check_fits
-from camlit.forensics.quantization import block_lattice
+from camlit.data.quantization import block_lattice
+from camlit.data.undo import without_gamma
 from camlit.forensics.reliability import reliability
-from camlit.forensics.undo import without_gamma
 from camlit.inference.features import WithFeatures, softmax, split_extras
 from camlit.inference.running import Predictions, predict_paths
 from camlit.inference.tta import CropPlan
@@ -57,8 +57,8 @@ class CameraMap:
     flat: np.ndarray  # (rows, cols) bool: too little residual to judge
     clipped: np.ndarray  # (rows, cols) bool: mostly black or blown
     # Per 8x8 block of the photo's JPEG grid, at `lattice_phase` (dy, dx): how closely it sits on
-    # the photo's own quantization steps (camlit.forensics.quantization.block_lattice), read
-    # after undoing a gamma (camlit.forensics.undo); empty where the photo shows no table of its own.
+    # the photo's own quantization steps (camlit.data.quantization.block_lattice), read
+    # after undoing a gamma (camlit.data.undo); empty where the photo shows no table of its own.
     lattice: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     lattice_phase: tuple[int, int] = (0, 0)
 

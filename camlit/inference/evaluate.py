@@ -235,9 +235,7 @@ def splice_method(name: str | None) -> str:
 def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndarray) -> dict[str, Any]:
     """The open-set figures of the known photos just predicted against those of --unknown_input."""
     folder = Path(args.unknown_input)
-    paths = list_images(folder) if folder.is_dir() else []
-    if not paths:
-        raise CamlitError(f"--unknown_input {folder}: no such folder, or no images in it")
+    paths = list_images(folder)
     unknown = options.predict_with(args, scored, plan, paths)
     # As for the known images: figures over a subset only when asked for.
     options.report_problems(unknown.problems, paths, args.skip_unreadable)
@@ -283,6 +281,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         for option, folder in (("--unknown_input", args.unknown_input), ("--splices", args.splices)):
             if folder and not Path(folder).is_dir():
                 raise CamlitError(f"{option} {folder}: no such folder")
+        if args.unknown_input and not list_images(args.unknown_input):
+            raise CamlitError(f"--unknown_input {args.unknown_input}: no images in it")
         if args.splice_method is not None:
             if not args.splices:
                 raise CamlitError("--splice_method: only with --splices")

@@ -10,7 +10,7 @@ wraps a trained CameraClassifier so that `Trainer.predict` (camlit.inference.run
   ten-way head need not keep apart for cameras it was not trained on.
 
 With `quantization`, each crop's row ends with its whole photo's JPEG quantization steps and the
-manipulation undone to read them (camlit.forensics.undo.camera_table), estimated in the loader's
+manipulation undone to read them (camlit.data.undo.camera_table), estimated in the loader's
 workers from the photo as read.
 """
 
@@ -20,7 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from camlit.forensics.undo import TABLE_COLUMNS, camera_table
+from camlit.data.undo import TABLE_COLUMNS, camera_table
 from camlit.training.module import CameraClassifier
 
 LAYERS = ("pooled", "stem")

@@ -18,11 +18,11 @@ and pooled features (camlit.inference.features):
   exposure) moves both distances alike and cancels; what sets a camera apart from all of them
   does not.
 - ``relative_stem_jpeg``: ``relative_stem``, plus how far the photo's JPEG quantization steps
-  (camlit.forensics.quantization) are from those of every training photo: the share of the 27
+  (camlit.data.quantization) are from those of every training photo: the share of the 27
   steps that differ from the nearest training photo's, times STEP_WEIGHT spreads of the training
   photos' ``relative_stem`` scores (1st to 99th percentile). A camera's own table survives in an
   unaltered photo, and in a manipulated one where the manipulation can be undone (a gamma, an
-  upscale: camlit.forensics.undo); a photo known to be manipulated where none was undone (a
+  upscale: camlit.data.undo); a photo known to be manipulated where none was undone (a
   recompression replaced the table, a downscale wiped it) has no step term.
 
 Two thresholds, each accepting 95% of the run's validation photos of its kind: one for unaltered
@@ -42,9 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from camlit.atomic import atomic_write
+from camlit.data.quantization import FREQUENCIES
+from camlit.data.undo import TABLE_COLUMNS
 from camlit.errors import CamlitError
-from camlit.forensics.quantization import FREQUENCIES
-from camlit.forensics.undo import TABLE_COLUMNS
 from camlit.inference.features import softmax, split_extras
 from camlit.inference.tta import CropPlan
 
@@ -69,7 +69,7 @@ def reads_quantization(method: str) -> bool:
 
 
 def split_steps(features: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Per photo, (crops, F + 28) rows (camlit.forensics.undo.camera_table) as its crops' (crops, F)
+    """Per photo, (crops, F + 28) rows (camlit.data.undo.camera_table) as its crops' (crops, F)
     features, (photos, 27) steps and (photos,) the number of the manipulation undone (0: none)."""
     tables = np.stack([rows[0, -TABLE_COLUMNS:] for rows in features])
     return [rows[:, :-TABLE_COLUMNS] for rows in features], tables[:, : len(FREQUENCIES)], tables[:, -1]
@@ -296,6 +296,11 @@ def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetMod
             "run camlit calibrate again"
         )
     return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size, photos)
+
+
+def models_each_camera(method: str) -> bool:
+    """Whether a score fits a mean per camera (and the spread about it), which needs photos of each."""
+    return "class_means" in required_arrays(method)
 
 
 def required_arrays(method: str) -> tuple[str, ...]:

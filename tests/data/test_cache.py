@@ -95,6 +95,19 @@ def test_an_unwritable_cache_dir_is_refused_at_once(flat_tree, read_only_folder)
         CameraDataModule(str(flat_tree), cache_dir=str(read_only_folder / "cache"))
 
 
+@pytest.mark.parametrize("name", ["index", "images", "lock"])
+def test_a_folder_in_place_of_a_cache_file_is_refused_and_kept(flat_tree, tmp_path, name):
+    paths = paths_of(flat_tree)
+    build_cache(tmp_path / "cache", paths, 32)
+    (own,) = [p for p in (tmp_path / "cache").iterdir() if name in p.name]
+    own.unlink()
+    own.mkdir()
+    (own / "keep.txt").write_text("the user's")
+    with pytest.raises(CamlitError, match=f"{own}: not a file"):
+        build_cache(tmp_path / "cache", paths, 32)
+    assert (own / "keep.txt").read_text() == "the user's"
+
+
 def test_an_unchanged_cache_is_not_rebuilt(flat_tree, tmp_path, monkeypatch):
     paths = paths_of(flat_tree)
     build_cache(tmp_path / "cache", paths, 32)

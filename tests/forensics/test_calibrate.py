@@ -8,12 +8,12 @@ import pytest
 import torch
 from conftest import CLASSES, mount_tmpfs, one_error_line, random_image, save_checkpoint, write_image
 
+from camlit.data.quantization import FREQUENCIES
 from camlit.data.samples import scan
+from camlit.data.undo import TABLE_COLUMNS
 from camlit.errors import CamlitError
 from camlit.forensics import splice
 from camlit.forensics.calibrate import calibrated, calibration_rows, main
-from camlit.forensics.quantization import FREQUENCIES
-from camlit.forensics.undo import TABLE_COLUMNS
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures
 from camlit.inference.loading import load_checkpoint

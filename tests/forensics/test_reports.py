@@ -85,7 +85,8 @@ def test_evaluate_refuses_other_crops_than_the_calibration_naming_unknown_input(
     checkpoint = tmp_path / "model.ckpt"
     checkpoint.write_bytes(ckpt.read_bytes())
     openset.OpenSetModel("msp", 0.5, 3).save(openset.calibration_path(checkpoint))
-    args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", str(tmp_path), "--crops", "2"]
+    camera = sorted(flat_tree.iterdir())[0]
+    args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", str(camera), "--crops", "2"]
     line = one_error_line(capsys, lambda: evaluate(args))
     assert line.startswith("error: --unknown_input:") and "3 random crops" in line
 
@@ -125,3 +126,7 @@ def test_missing_forensic_folders_are_refused_before_any_work(ckpt, flat_tree, t
         args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), option, str(tmp_path / "none")]
         line = one_error_line(capsys, lambda args=args: evaluate(args))
         assert f"error: {option} {tmp_path / 'none'}: no such folder" in line
+    (tmp_path / "empty").mkdir()
+    args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", str(tmp_path / "empty")]
+    line = one_error_line(capsys, lambda: evaluate(args))
+    assert f"error: --unknown_input {tmp_path / 'empty'}: no images in it" in line

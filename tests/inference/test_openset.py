@@ -3,8 +3,8 @@ import pytest
 from conftest import random_image, write_image
 
 from camlit.data.manipulations import NAMES
+from camlit.data.quantization import FREQUENCIES
 from camlit.errors import CamlitError
-from camlit.forensics.quantization import FREQUENCIES
 from camlit.inference import openset
 from camlit.inference.predict import main as predict
 from camlit.inference.tta import CropPlan
@@ -48,7 +48,7 @@ def test_every_score_ranks_photos_far_from_the_training_cameras_higher(method, t
 
 
 STEPS = np.arange(2, 2 + len(FREQUENCIES), dtype=np.float64)
-TABLE = np.append(STEPS, 0)  # camlit.forensics.undo.camera_table: the steps, then nothing undone
+TABLE = np.append(STEPS, 0)  # camlit.data.undo.camera_table: the steps, then nothing undone
 
 
 def test_jpeg_steps_seen_in_no_training_photo_raise_the_score_unless_a_manipulation_hid_them():

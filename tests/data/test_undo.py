@@ -8,11 +8,11 @@ from conftest import CLASSES, photo
 
 from camlit.data.crops import crop
 from camlit.data.manipulations import NAMES, apply, get, jpeg
+from camlit.data.quantization import quantization_steps
 from camlit.data.samples import scan
 from camlit.data.synthetic import render_photo, scene_seed
+from camlit.data.undo import TABLE_COLUMNS, camera_table, trusted, undo
 from camlit.forensics.camera_map import photo_lattice
-from camlit.forensics.quantization import quantization_steps
-from camlit.forensics.undo import TABLE_COLUMNS, camera_table, trusted, undo
 from camlit.imageio import read_rgb
 from camlit.inference.features import WithFeatures
 from camlit.inference.loading import load_checkpoint

@@ -5,7 +5,7 @@ it saved sit near multiples of that table's steps, even after decoding to pixels
 ballistics of Farid 2006; Kee, Johnson and Farid 2011 identify camera models by the table). A
 photo whose table none of the training cameras used is a photo of another camera, as long as its
 last compression is the camera's own: an unaltered photo. A manipulation (a recompression, a
-resize, a gamma) replaces the table or bends the coefficients off it; camlit.forensics.undo
+resize, a gamma) replaces the table or bends the coefficients off it; camlit.data.undo
 undoes a gamma or an upscale first, and camlit.inference.openset reads no table of a photo known
 to be manipulated where nothing was undone.
 

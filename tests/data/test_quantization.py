@@ -6,14 +6,14 @@ import pytest
 from conftest import photo
 
 from camlit.cameras import KAGGLE_CAMERAS
-from camlit.data.synthetic import SYNTHETIC_CAMERAS, render_photo, scene_seed
-from camlit.forensics.quantization import (
+from camlit.data.quantization import (
     FREQUENCIES,
     block_lattice,
     clipped_blocks,
     own_steps,
     quantization_steps,
 )
+from camlit.data.synthetic import SYNTHETIC_CAMERAS, render_photo, scene_seed
 
 # ITU-T T.81 Annex K's luminance table, which libjpeg (and so OpenCV) scales by the quality.
 LUMA = np.array([

@@ -1,4 +1,4 @@
-"""Undoing a manipulation, to read the camera's own JPEG table again (camlit.forensics.quantization).
+"""Undoing a manipulation, to read the camera's own JPEG table again (camlit.data.quantization).
 
 The camera's quantization steps show in a photo's pixels only while nothing has touched them since
 the camera's JPEG was decoded. Two of Kaggle's manipulations can be undone closely enough to read
@@ -25,7 +25,7 @@ from functools import cache, lru_cache
 import numpy as np
 
 from camlit.data.manipulations import NAMES, gamma_table, get
-from camlit.forensics.quantization import FREQUENCIES, centre, quantization_steps
+from camlit.data.quantization import FREQUENCIES, centre, quantization_steps
 
 GAMMAS = ("gamma0.8", "gamma1.2")
 UPSCALES = ("resize1.5", "resize2.0")
