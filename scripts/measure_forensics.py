@@ -71,7 +71,7 @@ def cached_maps(model, size: int, root: Path, work: Path, limit: int | None):
         # map was kept (neither needs the model).
         image = read_rgb(photo)
         camera_map.flat, camera_map.clipped = reliability(image, camera_map.tops, camera_map.lefts, camera_map.size)
-        camera_map.lattice, camera_map.lattice_phase = photo_lattice(image)
+        camera_map.lattice, camera_map.lattice_phase, camera_map.primary_lattice = photo_lattice(image)
         maps.append(camera_map)
         truths.append(read_mask(mask, camera_map.shape))
     return entries, truths, maps

@@ -88,6 +88,13 @@ def photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return cv2.add(base, rng.integers(0, 40, (height, width, 3), dtype=np.uint8))
 
 
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """RGB `image` saved as a JPEG of this quality and decoded, in memory."""
+    ok, data = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+
+
 def bomb_png(path: Path, side: int = 20000) -> Path:
     """A valid PNG of side x side black pixels (1.2 GB decoded at 20000) in about 1.6 MB, written fast:
     after a full flush the compressor starts afresh, so every row after the first compresses to the

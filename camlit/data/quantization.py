@@ -225,8 +225,14 @@ def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         return np.zeros((0, 0), np.float32), (0, 0)
     fit, judged = block_fits(dct, steps, usable)
     rows, cols = (image.shape[0] - dy) // BLOCK, (image.shape[1] - dx) // BLOCK
+    return neighbour_average(fit, judged, rows, cols), (dy, dx)
+
+
+def neighbour_average(fit: np.ndarray, judged: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """(rows, cols) float32: each block's fit averaged with its judged 3x3 neighbours (block_dct's
+    order in), NaN where none of them is judged."""
     fit = np.where(judged, fit, 0).reshape(rows, cols).astype(np.float32)
-    judged = judged.reshape(rows, cols)
+    judged = judged.reshape(rows, cols).astype(np.float32)
     total = cv2.boxFilter(fit, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-    count = cv2.boxFilter(judged.astype(np.float32), -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32), (dy, dx)
+    count = cv2.boxFilter(judged, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)

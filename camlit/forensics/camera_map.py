@@ -16,6 +16,7 @@ import numpy as np
 from camlit.atomic import atomic_write
 from camlit.data.crops import check_fits
 from camlit.data.quantization import block_lattice
+from camlit.data.recompression import primary_lattice
 from camlit.data.undo import without_gamma
 from camlit.forensics.reliability import reliability
 from camlit.inference.features import WithFeatures, softmax, split_extras
@@ -61,6 +62,9 @@ class CameraMap:
     # after undoing a gamma (camlit.data.undo); empty where the photo shows no table of its own.
     lattice: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     lattice_phase: tuple[int, int] = (0, 0)
+    # The same blocks against the photo's first table, where it was saved again whole
+    # (camlit.data.recompression.primary_lattice); empty where no first table shows.
+    primary_lattice: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     @property
     def reliable(self) -> np.ndarray:
@@ -74,6 +78,7 @@ class CameraMap:
                 file, **arrays, logits=self.logits, features=self.features.astype(np.float16),
                 classes=np.array(self.classes), shape=np.array(self.shape), size=np.array(self.size),
                 lattice=self.lattice, lattice_phase=np.array(self.lattice_phase),
+                primary_lattice=self.primary_lattice,
             )  # fmt: skip
 
     @classmethod
@@ -86,6 +91,7 @@ class CameraMap:
             arrays["features"].astype(np.float32), arrays["flat"], arrays["clipped"],
             arrays.get("lattice", np.zeros((0, 0), np.float32)),
             tuple(int(v) for v in arrays.get("lattice_phase", (0, 0))),
+            arrays.get("primary_lattice", np.zeros((0, 0), np.float32)),
         )  # fmt: skip
 
 
@@ -103,10 +109,14 @@ def map_from_rows(image: np.ndarray, classes: Sequence[str], size: int, extras: 
     )  # fmt: skip
 
 
-def photo_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    """CameraMap.lattice and lattice_phase of a photo: block_lattice once a gamma is undone (a
-    gamma bends the coefficients off the lattice, and its table can be undone exactly enough)."""
-    return block_lattice(without_gamma(image))
+def photo_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
+    """CameraMap.lattice, lattice_phase and primary_lattice of a photo, once a gamma is undone (a
+    gamma bends the coefficients off the lattice, and its table can be undone exactly enough).
+    Both maps are read on the grid steps_and_phase finds, so they share its phase."""
+    image = without_gamma(image)
+    lattice, phase = block_lattice(image)
+    primary, primary_phase = primary_lattice(image)
+    return lattice, phase if lattice.size else primary_phase, primary
 
 
 def predict_tiles(

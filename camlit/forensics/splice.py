@@ -13,7 +13,9 @@ Four methods and one combination, compared in docs/forensics.md:
 - ``lattice``: not the classifier but the photo's own JPEG grid (CameraMap.lattice): a block
   scores half the photo's median fit to its own quantization steps less its fit, so blocks
   pasted from another camera's photo, off the lattice, score above 0; scored per 8 px block.
-  A photo that shows no table of its own gets no region.
+  A photo saved again whole is also read against its first table (CameraMap.primary_lattice),
+  and the map with the stronger region is kept. A photo that shows no table of its own gets no
+  region.
 - ``lattice_then_disagreement``: the lattice's region where its photo score reaches its
   threshold, else the disagreement's where its own does (each at its own threshold).
 
@@ -134,13 +136,17 @@ def clustering(camera_map: CameraMap) -> SpliceResult:
 
 
 def lattice(camera_map: CameraMap) -> SpliceResult:
+    """The blocks' fits to the photo's own steps, or to its first table where it was saved again,
+    whichever finds the stronger region: after a recompression every block fits the last table."""
     named = disagreement(camera_map)  # the cameras it names, for the picture's caption
-    fits = camera_map.lattice
     untiled = np.full(camera_map.reliable.shape, np.nan)
-    if not np.isfinite(fits).any():
-        return SpliceResult("lattice", untiled, float("-inf"), named.own, named.foreign)
-    scores = np.nanmedian(fits) / 2 - fits
-    return SpliceResult("lattice", untiled, top_mean(scores), named.own, named.foreign, block_scores=scores)
+    result = SpliceResult("lattice", untiled, float("-inf"), named.own, named.foreign)
+    for fits in (camera_map.lattice, camera_map.primary_lattice):
+        if np.isfinite(fits).any():
+            scores = np.nanmedian(fits) / 2 - fits
+            if (photo_score := top_mean(scores)) > result.photo_score:
+                result = SpliceResult("lattice", untiled, photo_score, named.own, named.foreign, block_scores=scores)
+    return result
 
 
 SCORERS = {

@@ -1,9 +1,8 @@
 """The JPEG quantization steps read back from decoded pixels."""
 
-import cv2
 import numpy as np
 import pytest
-from conftest import photo
+from conftest import jpeg, photo
 
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.quantization import (
@@ -27,12 +26,6 @@ def libjpeg_steps(quality: int) -> np.ndarray:
     scale = 5000 // quality if quality < 50 else 200 - 2 * quality
     table = np.clip((LUMA * scale + 50) // 100, 1, 255)
     return np.array([table[u, v] for u, v in FREQUENCIES])
-
-
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    ok, data = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
 
 
 @pytest.mark.parametrize("quality", [70, 80, 90])

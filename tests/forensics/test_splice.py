@@ -116,3 +116,31 @@ def test_the_combination_takes_the_lattices_region_where_it_draws_one_else_the_d
 def test_an_older_calibration_without_a_part_falls_back_to_its_measured_threshold(tmp_path):
     calibration_path(tmp_path / "a.ckpt").write_text(json.dumps({"photo_thresholds": {"disagreement": 5.0}}))
     assert photo_thresholds("lattice_then_disagreement", tmp_path / "a.ckpt") == {"lattice": 0.3, "disagreement": 5.0}
+
+
+def test_the_lattice_keeps_the_first_tables_region_where_it_is_the_stronger():
+    # Saved again whole: every block fits the last table, and the pasted blocks fall off the first.
+    camera_map = hand_made_map(np.zeros((7, 7), bool))
+    camera_map.lattice = np.full((15, 15), 0.9, np.float32)
+    camera_map.primary_lattice = np.full((15, 15), 0.8, np.float32)
+    camera_map.primary_lattice[4:10, 3:9] = -0.5
+    result = localise(camera_map, "lattice", threshold=0.25)
+    truth = np.zeros((SIDE, SIDE), bool)
+    truth[8 * 4 : 8 * 10, 8 * 3 : 8 * 9] = True
+    assert result.spliced and result.photo_score == pytest.approx(0.9)
+    np.testing.assert_array_equal(result.mask, truth)
+    # Where the last table's map finds the stronger region, it is kept.
+    camera_map.lattice[4:10, 3:9] = -1.0
+    assert localise(camera_map, "lattice", threshold=0.25).photo_score == pytest.approx(1.45)
+
+
+def test_a_saved_map_keeps_both_lattices_and_their_phase(tmp_path):
+    camera_map = hand_made_map(block())
+    camera_map.lattice = np.full((15, 15), 0.6, np.float32)
+    camera_map.primary_lattice = np.arange(225, dtype=np.float32).reshape(15, 15)
+    camera_map.lattice_phase = (2, 6)
+    camera_map.save(tmp_path / "map.npz")
+    loaded = CameraMap.load(tmp_path / "map.npz")
+    np.testing.assert_array_equal(loaded.primary_lattice, camera_map.primary_lattice)
+    np.testing.assert_array_equal(loaded.lattice, camera_map.lattice)
+    assert loaded.lattice_phase == (2, 6)
