@@ -3,7 +3,7 @@
 `python scripts/inspect_photo.py --ckpt_path best.ckpt --input photo.jpg --output DIR` writes, for photo.jpg:
 
 - ``DIR/photo_tiles.npz``: the tile grid (offsets, per-tile probabilities, logits, pooled
-  features, the flat and clipped masks, class names);
+  features, the flat and clipped masks, class names, the two block lattices);
 - ``DIR/photo_mask.png``: the region judged foreign at the photo's resolution (255) or nothing (0);
 - ``DIR/photo_map.png``: the picture (camlit.forensics.picture);
 - ``DIR/photo.json``: own camera, photo-level splice score and decision, foreign camera, counts.
