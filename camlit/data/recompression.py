@@ -17,6 +17,8 @@ bins, on lattice_fit's scale (1: all in, 0: as a photo saved once).
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from camlit.data.quantization import (
@@ -52,14 +54,16 @@ MIN_SPREAD = 2.0
 MAX_EXPECTED = 0.9
 
 
+@cache
 def reachable(q1: int, q2: int) -> np.ndarray:
     """(2 BINS + 1,) bool over bins -BINS..BINS: reached from a multiple of q1, moved by up to
-    SHIFT, then quantized by q2."""
+    SHIFT, then quantized by q2. Read only: the array is shared between calls."""
     multiples = np.arange(-(BINS * q2 // q1) - 2, BINS * q2 // q1 + 3) * q1
     bins = np.round((multiples[:, None] + np.array([-SHIFT, 0, SHIFT])[None]) / q2).astype(np.int64).ravel()
     reached = np.zeros(2 * BINS + 1, bool)
     reached[bins[np.abs(bins) <= BINS] + BINS] = True
     reached[BINS] = False  # zero is reached by every table: it tells nothing
+    reached.flags.writeable = False
     return reached
 
 
@@ -74,7 +78,7 @@ def last_steps(dct: np.ndarray) -> np.ndarray:
 
 
 def bin_of(coefficients: np.ndarray, q2: int) -> np.ndarray:
-    """Each coefficient's bin of the last table, clipped to +-BINS (beyond: not counted)."""
+    """Each coefficient's bin of the last table, clipped to +-(BINS + 1), where it is not counted."""
     return np.clip(np.round(coefficients / q2).astype(np.int64), -BINS - 1, BINS + 1)
 
 
