@@ -80,7 +80,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     temporary = temporary_name(path)
     text = "b" not in mode
     try:
-        with open(temporary, mode, **({"encoding": "utf-8", "newline": ""} if text else {})) as file:
+        # A file name that is not UTF-8 (the OS's bytes, decoded with surrogates) is written as those bytes.
+        encoding = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
+        with open(temporary, mode, **(encoding if text else {})) as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
@@ -95,6 +97,30 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             temporary.unlink(missing_ok=True)
 
 
+def write_all_atomic(files: dict[Path, bytes]) -> None:
+    """Every file whole, or none replaced: all are written and flushed to their temporaries first,
+    and only then renamed into place, so a full disk leaves the older set as it was."""
+    written: list[tuple[Path, Path]] = []
+    path = None
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            written.append((temporary_name(path), path))
+            with open(written[-1][0], "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+        for temporary, path in written:
+            os.replace(temporary, path)
+    except OSError as error:
+        error.filename = str(path)
+        raise
+    finally:
+        for temporary, _ in written:
+            with suppress(OSError):
+                temporary.unlink(missing_ok=True)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_write(path) as file:
         file.write(data)
@@ -105,10 +131,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         file.write(text)
 
 
+def json_text(value) -> str:
+    """Strict JSON, indented, with every float that is not finite written as null."""
+    return json.dumps(finite_or_null(value), indent=2, allow_nan=False) + "\n"
+
+
 def write_json_atomic(path: str | os.PathLike, value) -> None:
     """`value` as JSON that every parser reads: NaN and the infinities (an AUROC of one kind of
     photo only, the score of a photo with no tile to judge) written as null."""
-    write_text_atomic(path, json.dumps(finite_or_null(value), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, json_text(value))
 
 
 def finite_or_null(value):

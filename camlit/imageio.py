@@ -173,10 +173,16 @@ def to_rgb8(image: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarra
     return cv2.cvtColor(image, code)
 
 
-def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, params: list[int] | None = None) -> None:
-    """Encode RGB `rgb` by the file's extension and write it via a temporary file and a rename."""
+def encoded_image(path: str | os.PathLike, image: np.ndarray, params: list[int] | None = None) -> bytes:
+    """RGB `image` (or a single-channel one) encoded by the file's extension."""
     path = Path(path)
-    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params or [])
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, encoded = cv2.imencode(path.suffix, pixels, params or [])
     if not ok:
         raise ValueError(f"{path}: OpenCV could not encode this image")
-    write_bytes_atomic(path, encoded.tobytes())
+    return encoded.tobytes()
+
+
+def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, params: list[int] | None = None) -> None:
+    """Encode RGB `rgb` by the file's extension and write it via a temporary file and a rename."""
+    write_bytes_atomic(path, encoded_image(path, rgb, params))

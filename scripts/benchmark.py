@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import shlex
@@ -42,7 +41,9 @@ from benchmark_sections import (
     reference_config,
 )
 
-from camlit.errors import exit_on_user_error
+from camlit.atomic import require_writable, write_json_atomic
+from camlit.data.commands import at_least
+from camlit.errors import CamlitError, exit_on_user_error
 from camlit.imageio import write_image_atomic
 from camlit.provenance import provenance
 
@@ -207,7 +208,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tiny", action="store_true", help="a seconds-scale run (32px crops, few images and steps)")
     parser.add_argument("--no_compile", action="store_true", help="skip torch.compile, which takes minutes on a CPU")
     parser.add_argument(
-        "--threads", type=int, help="torch's CPU threads; 1 keeps a machine shared with other work from thrashing"
+        "--threads",
+        type=at_least(1),
+        help="torch's CPU threads; 1 keeps a machine shared with other work from thrashing",
     )
     parser.add_argument(
         "--project", nargs="*", metavar="FIT_ARGS",
@@ -215,8 +218,21 @@ def main(argv: list[str] | None = None) -> dict:
         "e.g. '--config scripts/configs/kaggle_gpu.yaml --data.num_workers 12' (default: the shipped GPU configs)",
     )  # fmt: skip
     for field in dataclasses.fields(Sizes):
-        parser.add_argument(f"--{field.name}", type=int, help=f"override the {field.name} size")
+        parser.add_argument(f"--{field.name}", type=at_least(1), help=f"override the {field.name} size")
     args = parser.parse_args(argv)
+    with exit_on_user_error():
+        if args.json:
+            require_writable(args.json, "--json")
+            if Path(args.json).is_dir():
+                raise CamlitError(f"--json {args.json}: is a folder; name a file")
+        report = measure(args)
+        if args.json:
+            write_json_atomic(args.json, {**report, "provenance": provenance()})
+    return report
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """The figures the arguments ask for, printed as they come."""
     base = TINY if args.tiny else CUDA if args.device == "cuda" else Sizes()
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Sizes) if getattr(args, f.name)}
     for name in ("lightning.pytorch", "lightning.fabric"):  # "Seed set to 0" and the like
@@ -227,16 +243,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.project is None:
         report = run(args.device, args.tiny, not args.no_compile, sizes)
         print(format_report(report))
-    else:
-        stacks = [shlex.split(stack) for stack in args.project or SHIPPED_GPU_STACKS]
-        if args.tiny:  # the configs' crops would not fit the tiny tiles
-            stacks = [[*stack, "--data.crop_size", str(sizes.crop)] for stack in stacks]
-        with exit_on_user_error():
-            report = project(stacks, sizes)
-        print("\n".join([format_projection(report["projections"], report["sizes"]), *notes_lines(report)]))
-    if args.json:
-        stamped = {**report, "provenance": provenance()}
-        Path(args.json).write_text(json.dumps(stamped, indent=2, allow_nan=False) + "\n")
+        return report
+    stacks = [shlex.split(stack) for stack in args.project or SHIPPED_GPU_STACKS]
+    if args.tiny:  # the configs' crops would not fit the tiny tiles
+        stacks = [[*stack, "--data.crop_size", str(sizes.crop)] for stack in stacks]
+    report = project(stacks, sizes)
+    print("\n".join([format_projection(report["projections"], report["sizes"]), *notes_lines(report)]))
     return report
 
 

@@ -7,13 +7,14 @@ Tiles lie on even offsets (the CFA phase of training crops) and run through `Tra
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from camlit.atomic import atomic_write
+from camlit.atomic import write_bytes_atomic
 from camlit.data.crops import check_fits
 from camlit.data.quantization import block_lattice
 from camlit.data.recompression import primary_lattice
@@ -72,14 +73,19 @@ class CameraMap:
 
     def save(self, path: str | os.PathLike) -> None:
         """The grid as a .npz (atomically): every array above, the class names and the photo's shape."""
+        write_bytes_atomic(path, self.npz())
+
+    def npz(self) -> bytes:
+        """save's file, in memory."""
         arrays = {name: getattr(self, name) for name in ("tops", "lefts", "probabilities", "flat", "clipped")}
-        with atomic_write(path) as file:
+        with io.BytesIO() as file:
             np.savez_compressed(
                 file, **arrays, logits=self.logits, features=self.features.astype(np.float16),
                 classes=np.array(self.classes), shape=np.array(self.shape), size=np.array(self.size),
                 lattice=self.lattice, lattice_phase=np.array(self.lattice_phase),
                 primary_lattice=self.primary_lattice,
             )  # fmt: skip
+            return file.getvalue()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CameraMap:

@@ -12,19 +12,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from camlit.atomic import require_writable, write_bytes_atomic, write_json_atomic
+from camlit.atomic import json_text, require_writable, write_all_atomic
 from camlit.data.commands import at_least, finite
 from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.splice import COMBINATIONS, DEFAULT_METHOD, METHODS, localise, photo_thresholds
-from camlit.imageio import ImageTooSmall, read_rgb, require_crop_fits, write_image_atomic
+from camlit.imageio import ImageTooSmall, encoded_image, read_rgb, require_crop_fits
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.tta import DEFAULT_CROP_SIZE
 from camlit.termination import exit_on_signal
@@ -70,6 +70,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     outputs = output_paths(output, source.stem)
     if any(path.exists() and path.samefile(source) for path in outputs.values()):
         raise CamlitError(f"--input {source}: inspect would write over it in --output {output}; name another folder")
+    require_own_outputs(outputs)
     if args.threshold is not None and args.method in COMBINATIONS:
         raise CamlitError(
             f"--threshold: {args.method} tries {' then '.join(COMBINATIONS[args.method])}, each at its own "
@@ -110,14 +111,34 @@ def inspect_photo(args: argparse.Namespace) -> dict:
         "clipped_tiles": int(camera_map.clipped.sum()),
         "tile_size": size,
     }
-    with disk_full_as_user_error("each output file is written whole or not at all"):
-        output.mkdir(parents=True, exist_ok=True)
-        camera_map.save(outputs["tiles"])
-        mask = cv2.imencode(".png", np.where(result.mask, 255, 0).astype(np.uint8))[1]
-        write_bytes_atomic(outputs["mask"], mask.tobytes())
-        write_image_atomic(outputs["map"], camera_map_picture(image, camera_map, result))
-        write_json_atomic(outputs["summary"], summary)
+    files = {
+        outputs["tiles"]: camera_map.npz(),
+        outputs["mask"]: encoded_image(outputs["mask"], np.where(result.mask, 255, 0).astype(np.uint8)),
+        outputs["map"]: encoded_image(outputs["map"], camera_map_picture(image, camera_map, result)),
+        outputs["summary"]: json_text(summary).encode(),
+    }
+    with disk_full_as_user_error("the four output files are written all together or not at all"):
+        write_all_atomic(files)
     return summary
+
+
+def require_own_outputs(outputs: dict[str, Path]) -> None:
+    """Refuse to replace files that an earlier `camlit inspect` of this photo did not write: its
+    summary beside them, naming the same photo's stem, is the sign that they are its own."""
+    present = [path for path in outputs.values() if path.exists()]
+    if present and not is_inspect_summary(outputs["summary"]):
+        raise CamlitError(
+            f"--output: {present[0]} is there and is not an earlier camlit inspect output (no summary "
+            f"{outputs['summary'].name} of one beside it); name another folder or move it"
+        )
+
+
+def is_inspect_summary(path: Path) -> bool:
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"input", "checkpoint", "method", "tile_size"} <= summary.keys()
 
 
 def output_paths(output: Path, stem: str) -> dict[str, Path]:

@@ -27,7 +27,7 @@ FALSE_REGION = 0.05
 
 
 def splice_folder(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
-    """(group, photo, true mask) for every photo with a mask under `root`."""
+    """(group, photo, true mask) for every photo of `root`'s groups (the folders holding masks/)."""
     root = Path(root)
     if not root.is_dir():
         raise CamlitError(f"--splices {root}: no such folder")
@@ -36,8 +36,11 @@ def splice_folder(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
         (group.name if group != root else UNALTERED, photo, group / "masks" / photo.name)
         for group in groups
         for photo in list_images(group)
-        if (group / "masks" / photo.name).is_file()
     ]
+    # A photo without its mask would count as a clean one, or drop out unseen: the figures would be wrong.
+    missing = [mask for _, _, mask in found if not mask.is_file()]
+    if missing:
+        raise CamlitError(f"--splices: {len(missing)} photo(s) without a mask, the first {missing[0]}")
     if not found:
         raise CamlitError(f"--splices {root}: no photo with a mask in <group>/masks/ (or masks/) under it")
     return found

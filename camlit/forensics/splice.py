@@ -37,6 +37,7 @@ import numpy as np
 
 from camlit.errors import CamlitError
 from camlit.forensics.camera_map import CameraMap
+from camlit.training.checkpointing import SPLICE_CALIBRATION, beside
 
 METHODS = ("disagreement", "disagreement_smoothed", "clustering", "lattice", "lattice_then_disagreement")
 # A combination tries its methods in turn, each at its own photo threshold.
@@ -159,8 +160,7 @@ SCORERS = {
 
 def calibration_path(checkpoint: str | os.PathLike) -> Path:
     """Where `camlit calibrate` keeps a checkpoint's photo thresholds: `<stem>.splice.json` beside it."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.stem}.splice.json")
+    return beside(checkpoint, SPLICE_CALIBRATION)
 
 
 def parts(method: str) -> tuple[str, ...]:

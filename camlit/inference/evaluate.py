@@ -287,6 +287,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             if not args.splices:
                 raise CamlitError("--splice_method: only with --splices")
             splice_method(args.splice_method)
+        if args.splices:
+            # camlit.forensics builds on this package; it is imported only when its report is asked for.
+            from camlit.forensics.reports import splice_folder
+
+            splice_folder(args.splices)
         options.require_no_overwrite(
             {"json": args.json, "confusion": str(picture)},
             {"ckpt_path": args.ckpt_path, "labels": args.labels, "manipulations": args.manipulations},

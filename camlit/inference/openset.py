@@ -47,6 +47,7 @@ from camlit.data.undo import TABLE_COLUMNS
 from camlit.errors import CamlitError
 from camlit.inference.features import softmax, split_extras
 from camlit.inference.tta import CropPlan
+from camlit.training.checkpointing import UNKNOWN_CALIBRATION, beside
 
 SCORES = ("msp", "energy", "mahalanobis", "knn", "mahalanobis_stem", "relative_stem", "relative_stem_jpeg")
 ACCEPT = 0.95
@@ -265,8 +266,7 @@ def prediction_scores(
 
 def calibration_path(checkpoint: str | os.PathLike) -> Path:
     """Where the open-set calibration of a checkpoint lives: `<stem>.unknown.npz` beside it."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.stem}.unknown.npz")
+    return beside(checkpoint, UNKNOWN_CALIBRATION)
 
 
 def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetModel:

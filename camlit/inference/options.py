@@ -11,7 +11,7 @@ from pathlib import Path
 from jsonargparse import Namespace
 
 from camlit.atomic import require_writable
-from camlit.data.commands import add_max_pixels_argument
+from camlit.data.commands import add_max_pixels_argument, at_least
 from camlit.data.manipulations import MANIPULATED
 from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, CommandParser
@@ -20,6 +20,7 @@ from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
+from camlit.training.checkpointing import sidecars
 
 
 def add_prediction_arguments(parser: CommandParser) -> None:
@@ -56,7 +57,7 @@ def add_prediction_arguments(parser: CommandParser) -> None:
         help="also predict on these manipulated versions of each image (the whole image manipulated, then "
         "cropped the same way) and combine every crop: a comma list such as jpeg90,gamma0.8, or all",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the random crops (default 0)")
     parser.add_argument("--batch_size", type=int, default=128, help="crops per forward pass (default 128)")
     parser.add_argument("--num_workers", type=int, default=min(4, os.cpu_count() or 1), help="loader workers")
     parser.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1")
@@ -107,6 +108,9 @@ def require_no_overwrite(outputs: dict[str, str | None], inputs: dict[str, str |
     """Refuse, before any work, an output that would replace an input file, another output, or an
     image under an input folder (a later run would read it as one)."""
     taken = {Path(path).resolve(): f"--{option}" for option, path in inputs.items() if path}
+    if inputs.get("ckpt_path"):
+        kept = "a file camlit keeps beside --ckpt_path"
+        taken.update({path.resolve(): kept for path in sidecars(inputs["ckpt_path"])})
     for option, path in outputs.items():
         if not path:
             continue

@@ -30,6 +30,21 @@ def hash_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+# What `camlit calibrate` keeps beside a checkpoint: the open-set and the splice calibrations.
+UNKNOWN_CALIBRATION, SPLICE_CALIBRATION = ".unknown.npz", ".splice.json"
+
+
+def beside(checkpoint: str | os.PathLike, suffix: str) -> Path:
+    """`<checkpoint stem><suffix>` in the checkpoint's folder."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + suffix)
+
+
+def sidecars(checkpoint: str | os.PathLike) -> list[Path]:
+    """The files camlit keeps beside a checkpoint and reads with it."""
+    return [hash_path(checkpoint), beside(checkpoint, UNKNOWN_CALIBRATION), beside(checkpoint, SPLICE_CALIBRATION)]
+
+
 def file_hash(path: str | os.PathLike) -> str:
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()

@@ -1,9 +1,10 @@
 import json
+import subprocess
 
 import cv2
 import numpy as np
 import pytest
-from conftest import add_unusable_files, one_error_line, random_image, write_image
+from conftest import add_unusable_files, mount_tmpfs, one_error_line, random_image, write_image
 
 from camlit.forensics.inspect_command import main
 
@@ -83,3 +84,36 @@ def test_a_threshold_that_is_not_a_number_is_refused(ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         run(ckpt, photo, tmp_path / "out", "--threshold", "nan")
     assert stopped.value.code == 2 and "--threshold: must be a finite number, not nan" in capsys.readouterr().err
+
+
+def test_a_file_inspect_did_not_write_is_refused_and_kept_and_its_own_are_replaced(ckpt, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    photo = write_image(folder / "a.png", random_image(np.random.default_rng(0), 64, 64))
+    users = write_image(folder / "a_map.png", random_image(np.random.default_rng(1), 64, 64))
+    before = users.read_bytes()
+    line = one_error_line(capsys, lambda: run(ckpt, photo, folder))
+    assert f"--output: {users} is there and is not an earlier camlit inspect output" in line
+    assert users.read_bytes() == before and not (folder / "a_tiles.npz").exists()
+    # Its own outputs, from an earlier run, are replaced.
+    run(ckpt, photo, tmp_path / "out")
+    assert run(ckpt, photo, tmp_path / "out")["tiles"] == 9
+
+
+@pytest.fixture
+def disk_for_one_small_photo(tmp_path):
+    """A real 600 KiB file system: a small photo's four outputs fit, a larger photo's do not."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mount_tmpfs(folder, "size=600k")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_leaves_the_earlier_outputs_as_they_were(ckpt, tmp_path, disk_for_one_small_photo, capsys):
+    disk = disk_for_one_small_photo
+    run(ckpt, write_image(tmp_path / "x.png", random_image(np.random.default_rng(0), 64, 64)), disk)
+    before = {path.name: path.read_bytes() for path in disk.iterdir()}
+    write_image(tmp_path / "x.png", random_image(np.random.default_rng(1), 400, 300))
+    line = one_error_line(capsys, lambda: run(ckpt, tmp_path / "x.png", disk))
+    assert "no space left" in line and "written all together or not at all" in line
+    assert {path.name: path.read_bytes() for path in disk.iterdir()} == before

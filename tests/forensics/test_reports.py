@@ -130,3 +130,16 @@ def test_missing_forensic_folders_are_refused_before_any_work(ckpt, flat_tree, t
     args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", str(tmp_path / "empty")]
     line = one_error_line(capsys, lambda: evaluate(args))
     assert f"error: --unknown_input {tmp_path / 'empty'}: no images in it" in line
+
+
+def test_a_splice_photo_without_its_mask_is_refused_before_any_work(ckpt, flat_tree, tmp_path, capsys, monkeypatch):
+    import camlit.inference.options as options
+
+    monkeypatch.setattr(options, "predict_with", lambda *args, **kwargs: pytest.fail("predicted before the check"))
+    group = tmp_path / "splices" / "unaltered"
+    for name in ("a.png", "b.png"):
+        write_image(group / name, random_image(np.random.default_rng(0), 64, 64))
+    write_image(group / "masks" / "a.png", np.zeros((64, 64, 3), np.uint8))
+    args = ["--ckpt_path", str(ckpt), "--input", str(flat_tree), "--splices", str(tmp_path / "splices")]
+    line = one_error_line(capsys, lambda: evaluate(args))
+    assert line == f"error: --splices: 1 photo(s) without a mask, the first {group / 'masks' / 'b.png'}"

@@ -77,6 +77,14 @@ def test_writes_kaggle_csv_sorted_atomically(ckpt, images, tmp_path, capsys):
     assert "images/s" in capsys.readouterr().out
 
 
+def test_a_file_name_that_is_not_utf8_is_written_as_its_bytes(ckpt, images, tmp_path):
+    name = os.fsdecode(b"img_\xff.tif")  # a Latin-1 name, as an old camera or archive may leave
+    (images / "img_a.tif").rename(images / name)
+    run(ckpt, images, tmp_path / "s.csv")
+    rows = (tmp_path / "s.csv").read_bytes().splitlines()
+    assert b"img_\xff.tif" in [row.split(b",")[0] for row in rows[1:]]
+
+
 def test_two_runs_give_identical_files(ckpt, images, tmp_path):
     run(ckpt, images, tmp_path / "a.csv", "--probs", str(tmp_path / "pa.csv"))
     run(ckpt, images, tmp_path / "b.csv", "--probs", str(tmp_path / "pb.csv"), "--num_workers", "1")
@@ -133,10 +141,15 @@ def test_an_unwritable_output_is_refused_before_any_work(ckpt, images, tmp_path,
         (("--output", "{tmp}/s.csv", "--probs", "{ckpt}"), "--probs {ckpt}: is also --ckpt_path"),
         (("--output", "{tmp}/s.csv", "--probs", "{tmp}/s.csv"), "--probs {tmp}/s.csv: is also --output"),
         (("--output", "{input}/img_a.tif"), "--output {input}/img_a.tif: an image name inside the input folder"),
+        (("--output", "{ckpt}.sha256"), "--output {ckpt}.sha256: is also a file camlit keeps beside --ckpt_path"),
+        (
+            ("--output", "{tmp}/s.csv", "--probs", "{stem}.unknown.npz"),
+            "--probs {stem}.unknown.npz: is also a file camlit keeps beside --ckpt_path",
+        ),
     ],
 )
 def test_an_output_that_would_replace_an_input_is_refused(ckpt, images, tmp_path, capsys, outputs, message):
-    names = {"tmp": tmp_path, "ckpt": ckpt, "input": images}
+    names = {"tmp": tmp_path, "ckpt": ckpt, "input": images, "stem": ckpt.with_suffix("")}
     args = ["--ckpt_path", str(ckpt), "--input", str(images), "--no_progress"]
     args += [value.format(**names) for value in outputs]
     line = refused_before_predicting(capsys, main, args, untouched=(ckpt, images / "img_a.tif"))
@@ -160,6 +173,7 @@ def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tm
         (lambda args, tmp: args.__setitem__(3, str(tmp / "nowhere")), "no such folder"),
         (lambda args, tmp: args.__setitem__(3, str(tmp / "out")), "no images"),
         (lambda args, tmp: args.extend(["--crops", "0"]), "--crops must be at least 1"),
+        (lambda args, tmp: args.extend(["--seed", "-1"]), "--seed: must be 0 or more, not -1"),
         (lambda args, tmp: args.extend(["--crop_size", "64"]), "smaller than the 64x64 crop; choose a smaller"),
         (
             lambda args, tmp: args.extend(["--tta_manipulations", "jpeg90,jpeg50"]),

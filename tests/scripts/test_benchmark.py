@@ -107,3 +107,20 @@ def test_cuda_run_without_cuda_builds_its_inputs_and_skips_the_device_sections()
     assert "data/loader_cache" in report["figures"] and not any(k.startswith("step/") for k in report["figures"])
     # The targets are CUDA's: camlit against torchvision in bf16.
     assert report["targets"][0]["result"] == "skipped" and report["sizes"]["crop"] == 32
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--threads", "0"], "argument --threads: must be 1 or more, not 0"),
+        (["--side", "-1"], "argument --side: must be 1 or more, not -1"),
+        (["--json", "{tmp}"], "--json {tmp}: is a folder; name a file"),
+        (["--tiny", "--side", "8"], "--data.crop_size 32 is larger than every image"),
+    ],
+)
+def test_bad_arguments_are_one_error_line(tmp_path, capsys, argv, message):
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--project", "--threads", "1"] if "--tiny" in argv else argv)
+    assert exit_info.value.code == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
