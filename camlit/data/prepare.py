@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -269,9 +270,11 @@ def prepare_dataset(
         if folder.is_dir():
             for leftover in stale_temporaries(folder, (".png",)):
                 leftover.unlink(missing_ok=True)
-    for name in names:
-        for camera in cameras:
-            (output / name / camera).mkdir(parents=True, exist_ok=True)
+    folders = [output / name / camera for name in names for camera in cameras]
+    new = sorted({p for f in folders for p in (f, f.parent, output) if not p.exists()}, key=lambda p: -len(p.parts))
+    setting_was_there = (output / SETTING).exists()
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(output / SETTING, json.dumps({"size": size, "tiles": tiles}).encode())
     summary = PrepareSummary(photos=len(tasks) + len(failures), failures=failures)
     for result in _results(tasks, workers, progress):
@@ -283,6 +286,12 @@ def prepare_dataset(
     summary.failures.sort()
     summary.too_small.sort()
     if not summary.written and not summary.skipped:
+        # Nothing made: take away what this run added, so the output is as it was.
+        if not setting_was_there:
+            (output / SETTING).unlink(missing_ok=True)
+        for folder in new:
+            with suppress(OSError):  # not empty: something else is there, and stays
+                folder.rmdir()
         first = f"; the first: {summary.failures[0]}" if summary.failures else ""
         raise CamlitError(
             f"--input {input_dir}: no crop made: {summary.failed} photo(s) failed and {len(summary.too_small)} "

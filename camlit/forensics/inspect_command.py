@@ -61,9 +61,12 @@ def build_parser() -> PlainParser:
 
 def inspect_photo(args: argparse.Namespace) -> dict:
     """Run the map and write every output; the summary."""
+    if not args.output.strip():
+        raise CamlitError("--output: empty; name a folder")
     source, output = Path(args.input), Path(args.output)
     if not source.is_file():
-        raise CamlitError(f"--input {source}: no such file")
+        kind = "a folder" if source.is_dir() else "not a regular file" if source.exists() else "no such file"
+        raise CamlitError(f"--input {source}: {kind}" + (" (a link that leads nowhere)" if source.is_symlink() else ""))
     if output.exists() and not output.is_dir():
         raise CamlitError(f"--output {output}: is a file; name a folder")
     require_writable(output, "--output", folder=True)

@@ -27,6 +27,7 @@ drawn at all (a clean photo always has a rival camera and a second cluster, only
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -176,7 +177,10 @@ def photo_thresholds(method: str, checkpoint: str | os.PathLike | None = None) -
         return {part: PHOTO_THRESHOLDS[part] for part in parts(method)}
     try:
         stored = json.loads(path.read_text())["photo_thresholds"]
-        return {part: float(stored.get(part, PHOTO_THRESHOLDS[part])) for part in parts(method)}
+        thresholds = {part: float(stored.get(part, PHOTO_THRESHOLDS[part])) for part in parts(method)}
+        if not all(math.isfinite(value) for value in thresholds.values()):
+            raise ValueError("a threshold that is not a number")
+        return thresholds
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CamlitError(f"{path}: not a splice calibration ({error}); remake it with `camlit calibrate`") from None
 

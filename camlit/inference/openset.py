@@ -289,6 +289,10 @@ def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetMod
         raise CamlitError(f"{option}: {path} is not an open-set calibration ({error})") from None
     if method not in SCORES:
         raise CamlitError(f"{option}: {path} names an unknown score {method!r}")
+    # NaN accepts every photo; the manipulated photos' threshold is NaN only where the run held out
+    # photos of one kind, and the unaltered one then serves all.
+    if np.isnan(threshold):
+        raise CamlitError(f"{option}: {path} holds a threshold that is not a number; run camlit calibrate again")
     missing = [name for name in required_arrays(method) if name not in stored]
     if missing:
         raise CamlitError(

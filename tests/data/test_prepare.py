@@ -260,6 +260,12 @@ def test_a_run_that_makes_nothing_or_writes_into_its_input_is_refused(tmp_path, 
                                                         "--size", "256", "--workers", "1"]))  # fmt: skip
     assert "no crop made: 1 photo(s) failed and 9 output(s) are smaller than --size 256" in line
     assert "broken.jpg" in line
+    assert not (tmp_path / "out").exists()  # nothing made, nothing left: no empty tree, no .prepare.json
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("the user's")
+    one_error_line(capsys, lambda: prepare_main(["--input", str(source), "--output", str(tmp_path / "kept"),
+                                                 "--size", "256", "--workers", "1"]))  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["notes.txt"]
     for inside in (source, source / "prepared"):
         args = ["--input", str(source), "--output", str(inside)]
         line = one_error_line(capsys, lambda args=args: prepare_main(args))

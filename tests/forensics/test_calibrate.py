@@ -64,6 +64,10 @@ def test_a_checkpoint_without_a_splice_calibration_gets_the_measured_threshold(t
     splice.calibration_path(tmp_path / "a.ckpt").write_text("{}")
     with pytest.raises(CamlitError, match="a.splice.json"):
         splice.photo_threshold("clustering", tmp_path / "a.ckpt")
+    # NaN is what Python writes for a threshold that is not a number; it would judge no photo spliced.
+    splice.calibration_path(tmp_path / "a.ckpt").write_text('{"photo_thresholds": {"clustering": NaN}}')
+    with pytest.raises(CamlitError, match="a.splice.json: not a splice calibration"):
+        splice.photo_threshold("clustering", tmp_path / "a.ckpt")
 
 
 def test_a_prepared_tree_without_an_unaltered_folder_still_calibrates(ckpt, flat_tree, tmp_path):

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 
 import cv2
@@ -25,6 +26,22 @@ def test_inspect_writes_the_grid_the_mask_the_picture_and_a_summary(ckpt, tmp_pa
         assert grid["flat"].shape == grid["clipped"].shape == (4, 6)
     assert cv2.imread(str(out / "photo_mask.png"), cv2.IMREAD_UNCHANGED).shape == (80, 112)
     assert json.loads((out / "photo.json").read_text()) == summary and summary["tiles"] == 24
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("folder", "a folder"), ("fifo", "not a regular file"), ("loop", "no such file (a link that leads nowhere)")],
+)
+def test_an_input_that_is_not_a_file_is_named_for_what_it_is(ckpt, tmp_path, capsys, case, message):
+    source = tmp_path / "photo.png"
+    if case == "folder":
+        source.mkdir()
+    elif case == "fifo":
+        os.mkfifo(source)
+    else:
+        source.symlink_to(source)
+    assert one_error_line(capsys, lambda: run(ckpt, source, tmp_path / "out")) == f"error: --input {source}: {message}"
+    assert one_error_line(capsys, lambda: run(ckpt, source, "")) == "error: --output: empty; name a folder"
 
 
 @pytest.mark.parametrize("case", ["missing", "zero.jpg", "text.jpg", "tiny.png", "gray.png", "output_is_a_file"])

@@ -227,6 +227,17 @@ def test_a_damaged_calibration_file_is_refused_in_one_line(tmp_path, damage):
         openset.load(checkpoint)
 
 
+def test_a_threshold_that_is_not_a_number_is_refused_and_one_kind_only_is_not(tmp_path):
+    checkpoint = tmp_path / "model.ckpt"
+    path = openset.calibration_path(checkpoint)
+    openset.OpenSetModel("knn", float("nan"), 3, {"bank": np.eye(4)}).save(path)
+    with pytest.raises(CamlitError, match=f"{path} holds a threshold that is not a number"):
+        openset.load(checkpoint)
+    # A run that held out unaltered photos only has no manipulated threshold: NaN, as calibrate writes it.
+    openset.OpenSetModel("knn", 0.5, 3, {"bank": np.eye(4)}).save(path)
+    assert np.isnan(openset.load(checkpoint).threshold_manipulated)
+
+
 def test_a_batch_of_unusable_images_alone_gives_no_rows_for_the_jpeg_score(ckpt, tmp_path):
     """A batch holding only an image smaller than the crop has no photo to describe (a traceback)."""
     from camlit.inference.features import WithFeatures
