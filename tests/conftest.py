@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -224,14 +226,20 @@ def read_only_folder(tmp_path):
     subprocess.run(["umount", str(folder)], check=True)
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 256 KiB file system (a tmpfs, as root; skipped otherwise), for full-disk tests."""
-    folder = tmp_path / "small-disk"
+@contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real file system of `size` (a tmpfs, as root; skipped otherwise) at the new `folder`."""
     folder.mkdir()
-    mount_tmpfs(folder, "size=256k")
+    mount_tmpfs(folder, f"size={size}")
     yield folder
     subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB file system, for full-disk tests."""
+    with small_tmpfs(tmp_path / "small-disk", "256k") as folder:
+        yield folder
 
 
 @pytest.fixture(scope="module")

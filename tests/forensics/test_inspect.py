@@ -1,11 +1,10 @@
 import json
 import os
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
-from conftest import add_unusable_files, mount_tmpfs, one_error_line, random_image, write_image
+from conftest import add_unusable_files, one_error_line, random_image, small_tmpfs, write_image
 
 from camlit.forensics.inspect_command import main
 
@@ -119,11 +118,8 @@ def test_a_file_inspect_did_not_write_is_refused_and_kept_and_its_own_are_replac
 @pytest.fixture
 def disk_for_one_small_photo(tmp_path):
     """A real 600 KiB file system: a small photo's four outputs fit, a larger photo's do not."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    mount_tmpfs(folder, "size=600k")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    with small_tmpfs(tmp_path / "disk", "600k") as folder:
+        yield folder
 
 
 def test_a_full_disk_leaves_the_earlier_outputs_as_they_were(ckpt, tmp_path, disk_for_one_small_photo, capsys):
