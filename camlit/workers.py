@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 from threadpoolctl import threadpool_limits
@@ -44,11 +44,41 @@ def launching_ranks() -> Iterator[None]:
     os.environ[LAUNCHER] = str(os.getpid())
     try:
         yield
+    except BaseException:
+        # Stopped or failed while the other ranks may be waiting on this one: end them first. Left
+        # to die with this process, each saw the rendezvous break first and printed a C++ frame
+        # dump and a DistNetworkError traceback under the one stop line.
+        end_other_ranks()
+        raise
     finally:
         if before is None:
             os.environ.pop(LAUNCHER, None)
         else:
             os.environ[LAUNCHER] = before
+
+
+def end_other_ranks() -> None:
+    """SIGKILL the DDP ranks this process started: its children started with this process as
+    their LAUNCHER and a LOCAL_RANK other than 0 (Lightning's launcher gives each its own)."""
+    if not os.path.isdir("/proc"):
+        return
+    mine = f"{LAUNCHER}={os.getpid()}".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as file:
+                parent = int(file.read().rsplit(b")", 1)[1].split()[1])
+            if parent != os.getpid():
+                continue
+            with open(f"/proc/{entry.name}/environ", "rb") as file:
+                environment = file.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        rank = next((item for item in environment if item.startswith(b"LOCAL_RANK=")), b"LOCAL_RANK=0")
+        if mine in environment and rank != b"LOCAL_RANK=0":
+            with suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 def bind_to_launcher() -> None:

@@ -222,20 +222,44 @@ def test_a_training_loader_worker_dies_with_its_parent(tmp_path):
 @pytest.mark.slow
 def test_the_ranks_of_a_ddp_prediction_die_with_the_first(ckpt, tmp_path):
     """Lightning starts the other ranks with Popen; a kill -9 of the first left one waiting alone."""
-    rng = np.random.default_rng(0)
-    for k in range(40):
-        write_image(tmp_path / "photos" / f"p{k}.png", random_image(rng, 64, 64))
-    args = ["--ckpt_path", str(ckpt), "--input", str(tmp_path / "photos"), "--output", str(tmp_path / "s.csv"),
-            "--crops", "3", "--num_workers", "0", "--no_progress", "--device", "cpu", "--devices", "2"]  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "camlit", "predict", *args], cwd=tmp_path, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    process = start_ddp_prediction(ckpt, tmp_path, subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: len(live_members(process.pid)) > 1, timeout=120), "no second rank started"
         assert kill_parent(process, grace=5) == []
     finally:
         end_session(process.pid)
+
+
+def start_ddp_prediction(ckpt, folder: Path, stderr) -> subprocess.Popen:
+    """`camlit predict --devices 2` on 40 photos, in a session of its own, once its second rank runs."""
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        write_image(folder / "photos" / f"p{k}.png", random_image(rng, 64, 64))
+    args = ["--ckpt_path", str(ckpt), "--input", str(folder / "photos"), "--output", str(folder / "s.csv"),
+            "--crops", "3", "--num_workers", "0", "--no_progress", "--device", "cpu", "--devices", "2"]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "camlit", "predict", *args], cwd=folder, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert wait_for(lambda: len(live_members(process.pid)) > 1, timeout=120), "no second rank started"
+    return process
+
+
+@pytest.mark.slow
+def test_ranks_of_a_ddp_prediction_stopped_by_a_signal_end_without_a_word(ckpt, tmp_path):
+    """A SIGINT to the first process alone: the other rank saw the rendezvous break before it died
+    with it, and printed a C++ frame dump and a DistNetworkError traceback under the stop line."""
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        process = start_ddp_prediction(ckpt, tmp_path, stderr)
+    try:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        assert wait_for(lambda: not live_members(process.pid), 5)
+    finally:
+        end_session(process.pid)
+    said = [
+        line for line in (tmp_path / "stderr.txt").read_text().splitlines() if not line.startswith(("INFO", "Init"))
+    ]
+    assert said == [f"stopped by SIGINT: {tmp_path / 's.csv'} not written (any older file there is as it was)"]
 
 
 def test_ranks_are_bound_to_this_process_only_while_a_trainer_runs(monkeypatch):
