@@ -174,6 +174,7 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
     model, plan = options.prepare(args)
     if calibration:
         calibration.require_plan(plan, "--unknown_input")
+        calibration.require_classes(len(model.classes), "--unknown_input")
     classes = list(model.classes)
     if args.labels:
         images = labelled_csv(args.input, args.labels, classes, args.manipulations)

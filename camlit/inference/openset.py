@@ -130,6 +130,16 @@ class OpenSetModel:
                 f"without --tta_manipulations; take those crops, or calibrate again with {asked}"
             )
 
+    def require_classes(self, count: int, option: str = "--unknown") -> None:
+        """Refuse a calibration fitted for another number of cameras than the checkpoint's: its
+        distance to the nearest camera would silently leave some out."""
+        fitted = len(self.arrays["class_means"]) if "class_means" in self.arrays else count
+        if fitted != count:
+            raise CamlitError(
+                f"{option}: the calibration beside the checkpoint was fitted for {fitted} cameras, the "
+                f"checkpoint has {count}; run camlit calibrate again"
+            )
+
     @property
     def layer(self) -> str:
         return feature_layer(self.method)

@@ -80,6 +80,7 @@ def run_prediction(args: Namespace) -> Predictions:
     model, plan = prepare(args)
     if calibration:
         calibration.require_plan(plan)
+        calibration.require_classes(len(model.classes))
     scored = WithFeatures(model, calibration.layer, calibration.quantization) if calibration else model
     predictions = predict_with(args, scored, plan, paths)
     if not predictions.primary:

@@ -133,6 +133,12 @@ def test_unknown_names_photos_above_the_threshold_and_leaves_the_submission_alon
     assert rows == ["fname,camera", "img_a.tif,unknown", "img_b.tif,unknown", "img_c.png,unknown"]
     probs = (tmp_path / "probs.csv").read_text().splitlines()
     assert probs[0].endswith(",unknown_score") and len(probs[1].split(",")) == len(probs[0].split(","))
+    # A calibration fitted for another number of cameras than the checkpoint's three is refused.
+    arrays = {"centre": np.zeros(4), "components": np.eye(4), "class_means": np.zeros((4, 4)), "precision": np.eye(4)}
+    openset.OpenSetModel("mahalanobis", 0.5, 3, arrays).save(openset.calibration_path(reject_all))
+    with pytest.raises(SystemExit):
+        run(reject_all, "other.csv", "--unknown")
+    assert not (tmp_path / "other.csv").exists()
     plain_rows = (tmp_path / "plain_probs.csv").read_text().splitlines()
     assert [row.rsplit(",", 1)[0] for row in probs[1:]] == plain_rows[1:]
 
