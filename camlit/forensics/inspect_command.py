@@ -126,8 +126,8 @@ def inspect_photo(args: argparse.Namespace) -> dict:
 
 
 def require_own_outputs(outputs: dict[str, Path]) -> None:
-    """Refuse to replace files that an earlier `camlit inspect` of this photo did not write: its
-    summary beside them, naming the same photo's stem, is the sign that they are its own."""
+    """Refuse to replace files that an earlier `camlit inspect` of a photo of this name did not
+    write: its summary `<stem>.json` beside them is the sign that they are its own."""
     present = [path for path in outputs.values() if path.exists()]
     if present and not is_inspect_summary(outputs["summary"]):
         raise CamlitError(
