@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from jsonargparse.typing import PositiveInt
@@ -69,6 +70,14 @@ def add_max_pixels_argument(parser: CommandParser) -> None:
     )  # fmt: skip
 
 
+def require_positive(args, names: Sequence[str]) -> None:
+    """Options that count something: 1 or more where given."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CamlitError(f"--{name} must be at least 1, got {value}")
+
+
 def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
     args = prepare_parser().parse_args(argv)
     names = None if args.manipulations is None else [n for n in args.manipulations.split(",") if n.strip()]
@@ -77,6 +86,7 @@ def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
         exit_on_signal("every image written is whole; rerun to make the rest"),
         disk_full_as_user_error("every image written is whole; free space and rerun to make the rest"),
     ):
+        require_positive(args, ("size", "workers"))
         summary = prepare_dataset(
             args.input, args.output, tiles_value(args.tiles), names, args.size, args.workers, max_pixels=args.max_pixels
         )
@@ -122,10 +132,7 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
     ):
         if (args.output is None) == (args.kaggle_layout is None):
             raise CamlitError("give one of --output and --kaggle_layout")
-        for name in ("width", "height", "workers"):
-            value = getattr(args, name)
-            if value is not None and value < 1:
-                raise CamlitError(f"--{name} must be at least 1, got {value}")
+        require_positive(args, ("width", "height", "workers"))
         if args.kaggle_layout is not None:
             output = make_kaggle_layout(
                 args.kaggle_layout,

@@ -337,3 +337,11 @@ def test_a_zombie_writer_is_not_running(tmp_path):
     assert not is_running(child.pid) and stale_temporaries(tmp_path, (".png",)) == [tmp_path / f".a.png.tmp{child.pid}"]
     child.wait()
     assert is_running(os.getpid())
+
+
+@pytest.mark.parametrize(("option", "value"), [("--workers", "0"), ("--workers", "-1"), ("--size", "0")])
+def test_a_count_below_one_is_one_error_line(tmp_path, capsys, option, value):
+    args = ["--input", str(tmp_path / "train"), "--output", str(tmp_path / "out"), option, value]
+    line = one_error_line(capsys, lambda: prepare_main(args))
+    assert line == f"error: {option} must be at least 1, got {value}"
+    assert not (tmp_path / "out").exists()
