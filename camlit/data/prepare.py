@@ -271,7 +271,7 @@ def prepare_dataset(
             for leftover in stale_temporaries(folder, (".png",)):
                 leftover.unlink(missing_ok=True)
     folders = [output / name / camera for name in names for camera in cameras]
-    new = sorted({p for f in folders for p in (f, f.parent, output) if not p.exists()}, key=lambda p: -len(p.parts))
+    added = sorted({p for f in folders for p in (f, f.parent, output) if not p.exists()}, key=lambda p: -len(p.parts))
     setting_was_there = (output / SETTING).exists()
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
@@ -289,7 +289,7 @@ def prepare_dataset(
         # Nothing made: take away what this run added, so the output is as it was.
         if not setting_was_there:
             (output / SETTING).unlink(missing_ok=True)
-        for folder in new:
+        for folder in added:
             with suppress(OSError):  # not empty: something else is there, and stays
                 folder.rmdir()
         first = f"; the first: {summary.failures[0]}" if summary.failures else ""

@@ -181,10 +181,12 @@ def own_steps(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     return steps, phase
 
 
-def own_table(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], np.ndarray | None, np.ndarray | None]:
+def own_table(
+    image: np.ndarray, read: tuple[np.ndarray, tuple[int, int]] | None = None
+) -> tuple[np.ndarray, tuple[int, int], np.ndarray | None, np.ndarray | None]:
     """own_steps, and the whole photo's block_dct and unclipped blocks they were read on (None
     where the photo shows no table), for block_lattice to reuse."""
-    steps, (dy, dx) = steps_and_phase(image)
+    steps, (dy, dx) = steps_and_phase(image) if read is None else read
     if (steps >= 2).sum() < LATTICE_STEPS:
         return steps, (dy, dx), None, None
     dct = block_dct(luma(image), dy, dx)
@@ -210,17 +212,20 @@ def block_fits(dct: np.ndarray, steps: np.ndarray, usable: np.ndarray) -> tuple[
     return fit, (kept.sum(axis=1) >= MIN_BLOCK_COEFFICIENTS) & usable
 
 
-def block_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+def block_lattice(
+    image: np.ndarray, read: tuple[np.ndarray, tuple[int, int]] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's JPEG grid (phase dy, dx),
     how closely its coefficients sit on the photo's own steps (lattice_fit's scale, over the block's
     frequencies instead of over blocks), averaged with its 3x3 neighbours; NaN where a block has
     too few coefficients off zero or was clipped (`step_fits`); the steps are `own_steps`. An empty
-    map where the photo shows no table of its own.
+    map where the photo shows no table of its own. `read`: the photo's steps_and_phase, where the
+    caller has it already.
 
     A region pasted from another camera's photo carries that camera's steps, or its grid at
     another phase, and falls off the photo's lattice (block artefact grids, Ye, Sun and Chang 2007).
     """
-    steps, (dy, dx), dct, usable = own_table(image)
+    steps, (dy, dx), dct, usable = own_table(image, read)
     if dct is None:
         return np.zeros((0, 0), np.float32), (0, 0)
     fit, judged = block_fits(dct, steps, usable)

@@ -141,13 +141,13 @@ def block_first_fits(dct: np.ndarray, table: list[tuple[int, int, float]], usabl
     return hits / np.maximum(weight, 1e-9), (kept_count >= MIN_BLOCK_COEFFICIENTS) & usable
 
 
-def primary_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+def primary_lattice(image: np.ndarray, phase: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's last JPEG grid,
     block_first_fits averaged with its 3x3 neighbours, NaN where unjudged; an empty map where fewer
     than LATTICE_STEPS frequencies show a first step. The first table is read again on the half of
     the blocks that keep to it best, as camlit.data.quantization.own_table does: a pasted region
-    dilutes the whole photo's histogram."""
-    _, (dy, dx) = steps_and_phase(image)
+    dilutes the whole photo's histogram. `phase`: the grid's, where the caller has it already."""
+    dy, dx = steps_and_phase(image)[1] if phase is None else phase
     dct = block_dct(luma(image), dy, dx)
     usable = ~clipped_blocks(image, dy, dx)
     last = last_steps(dct[usable])

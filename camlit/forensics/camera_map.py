@@ -16,7 +16,7 @@ import numpy as np
 
 from camlit.atomic import write_bytes_atomic
 from camlit.data.crops import check_fits
-from camlit.data.quantization import block_lattice
+from camlit.data.quantization import block_lattice, steps_and_phase
 from camlit.data.recompression import primary_lattice
 from camlit.data.undo import without_gamma
 from camlit.forensics.reliability import reliability
@@ -118,11 +118,10 @@ def map_from_rows(image: np.ndarray, classes: Sequence[str], size: int, extras: 
 def photo_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
     """CameraMap.lattice, lattice_phase and primary_lattice of a photo, once a gamma is undone (a
     gamma bends the coefficients off the lattice, and its table can be undone exactly enough).
-    Both maps are read on the grid steps_and_phase finds, so they share its phase."""
+    Both maps are read on the grid steps_and_phase finds, found once."""
     image = without_gamma(image)
-    lattice, phase = block_lattice(image)
-    primary, primary_phase = primary_lattice(image)
-    return lattice, phase if lattice.size else primary_phase, primary
+    read = steps_and_phase(image)
+    return block_lattice(image, read)[0], read[1], primary_lattice(image, read[1])[0]
 
 
 def predict_tiles(
