@@ -151,13 +151,25 @@ def step_fits(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     return np.stack([lattice_fit(coefficients[:, u, v], CANDIDATES) for u, v in FREQUENCIES]), (dy, dx)
 
 
-def clipped_blocks(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+def clipped_blocks(image: np.ndarray, dy: int, dx: int, share: float = 1.0) -> np.ndarray:
     """(blocks,) in block_dct's order: whether the block holds a pixel with two or more channels at
-    0 or 255."""
+    0 or 255, or more than `share` of its pixels with one (1: never by that rule)."""
     height, width = (image.shape[0] - dy) // BLOCK * BLOCK, (image.shape[1] - dx) // BLOCK * BLOCK
-    extreme = (image[dy : dy + height, dx : dx + width] == 0) | (image[dy : dy + height, dx : dx + width] == 255)
-    clipped = extreme.sum(axis=-1) >= 2
-    return clipped.reshape(height // BLOCK, BLOCK, width // BLOCK, BLOCK).any(axis=(1, 3)).ravel()
+    window = image[dy : dy + height, dx : dx + width]
+    channels = ((window == 0) | (window == 255)).sum(axis=-1).reshape(height // BLOCK, BLOCK, width // BLOCK, BLOCK)
+    return ((channels >= 2).any(axis=(1, 3)) | ((channels >= 1).mean(axis=(1, 3)) > share)).ravel()
+
+
+# A block of a lattice map with more than this share of its pixels clipped in one channel is not
+# judged: one saturated channel moves the luma's coefficients off the lattice, and a clean photo's
+# half-saturated red was marked foreign. The table itself is read with every such block (a
+# share of 1): there the clean blocks outvote it.
+MAP_CLIPPED_SHARE = 0.1
+
+
+def map_blocks(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(blocks,) bool: the blocks a lattice map judges (clipped_blocks at MAP_CLIPPED_SHARE)."""
+    return ~clipped_blocks(image, dy, dx, MAP_CLIPPED_SHARE)
 
 
 def largest_fitting(fits: np.ndarray) -> np.ndarray:
@@ -190,7 +202,7 @@ def own_table(
     if (steps >= 2).sum() < LATTICE_STEPS:
         return steps, (dy, dx), None, None
     dct = block_dct(luma(image), dy, dx)
-    usable = ~clipped_blocks(image, dy, dx)
+    usable = map_blocks(image, dy, dx)
     fit, judged = block_fits(dct, steps, usable)
     best = judged & (fit >= np.median(fit[judged])) if judged.any() else judged
     again = largest_fitting(np.stack([lattice_fit(dct[best, u, v], CANDIDATES) for u, v in FREQUENCIES]))

@@ -31,9 +31,9 @@ from camlit.data.quantization import (
     MIN_COEFFICIENTS,
     NEAR_BEST,
     block_dct,
-    clipped_blocks,
     lattice_fit,
     luma,
+    map_blocks,
     neighbour_average,
     steps_and_phase,
 )
@@ -149,7 +149,7 @@ def primary_lattice(image: np.ndarray, phase: tuple[int, int] | None = None) -> 
     dilutes the whole photo's histogram. `phase`: the grid's, where the caller has it already."""
     dy, dx = steps_and_phase(image)[1] if phase is None else phase
     dct = block_dct(luma(image), dy, dx)
-    usable = ~clipped_blocks(image, dy, dx)
+    usable = map_blocks(image, dy, dx)
     last = last_steps(dct[usable])
     table = first_table(dct[usable], last)
     if sum(q1 >= 2 for q1, _, _ in table) < LATTICE_STEPS:

@@ -85,6 +85,20 @@ def test_the_lattice_map_leaves_clipped_blocks_unjudged():
     assert not np.isnan(fits[:8]).any()
 
 
+def test_a_clean_photo_with_one_channel_saturated_keeps_its_lattice():
+    # Half the photo's red at or near 255, clipped again by the decoder: with every such block
+    # judged, 37-51% of that half's blocks fell below half the photo's median fit (foreign).
+    rng = np.random.default_rng(2)
+    image = photo(rng, 256, 256).astype(np.int32)
+    image[:, 128:, 0] = 215 + image[:, 128:, 0] // 4
+    image = jpeg(np.clip(image, 0, 255).astype(np.uint8), 80)
+    assert (image[:, 128:, 0] == 255).mean() > 0.2
+    fits, _ = block_lattice(image)
+    saturated = fits[:, 17:]
+    assert np.isnan(saturated).mean() < 0.5  # most of its blocks are still judged
+    assert np.mean(saturated < np.nanmedian(fits) / 2) < 0.05
+
+
 def test_a_splice_that_dilutes_the_photos_steps_does_not_hide_them_from_the_lattice_map():
     rng = np.random.default_rng(5)
     spliced = jpeg(photo(rng, 256, 256), 85)
