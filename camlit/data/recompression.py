@@ -12,7 +12,10 @@ Per frequency: the last step q2 (the largest the coefficients sit on nearly as w
 step), then the largest q1 > q2, not a multiple of it, whose reachable bins hold the histogram
 better than the same histogram smoothed over neighbouring bins would; a photo saved once reads
 as none. `primary_lattice` scores every 8 px block by how its coefficients keep to the reachable
-bins, on lattice_fit's scale (1: all in, 0: as a photo saved once).
+bins, on lattice_fit's scale (1: all in, 0: as a photo saved once). A pasted region whose own
+table is not a multiple of the last one shows such a table too, in a window of the photo even
+where the whole photo shows none (a host saving finer than the last table, or not a JPEG at all);
+its blocks are the ones that keep to it.
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ SHIFT = 1.0
 MIN_SPREAD = 2.0
 # A first step whose reachable bins are nearly all of them says nothing.
 MAX_EXPECTED = 0.9
+# The side, in blocks, of the windows searched for a pasted region's table (128 px).
+WINDOW = 16
+# A block keeps to a first table where its fit is above this (1: all its coefficients in the
+# reachable bins, 0: as a photo saved once).
+KEEPS = 0.5
 
 
 @cache
@@ -141,22 +149,52 @@ def block_first_fits(dct: np.ndarray, table: list[tuple[int, int, float]], usabl
     return hits / np.maximum(weight, 1e-9), (kept_count >= MIN_BLOCK_COEFFICIENTS) & usable
 
 
+def shown(table: list[tuple[int, int, float]]) -> int:
+    """How many frequencies of a first table show a first step."""
+    return sum(q1 >= 2 for q1, _, _ in table)
+
+
+def window_table(dct: np.ndarray, usable: np.ndarray, last: np.ndarray, rows: int, cols: int):
+    """The first table of the WINDOW-block square (on a stride of half of it) that shows the most
+    first steps, or None where none shows LATTICE_STEPS: a region pasted from a photo with another
+    table is too small to show its table over the whole photo, but shows it alone."""
+    grid = np.arange(rows * cols).reshape(rows, cols)
+    best, best_count = None, LATTICE_STEPS - 1
+    for top in range(0, rows - WINDOW + 1, WINDOW // 2):
+        for left in range(0, cols - WINDOW + 1, WINDOW // 2):
+            inside = np.zeros(rows * cols, bool)
+            inside[grid[top : top + WINDOW, left : left + WINDOW].ravel()] = True
+            table = first_table(dct[inside & usable], last)
+            if shown(table) > best_count:
+                best, best_count = table, shown(table)
+    return best
+
+
 def primary_lattice(image: np.ndarray, phase: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's last JPEG grid,
-    block_first_fits averaged with its 3x3 neighbours, NaN where unjudged; an empty map where fewer
-    than LATTICE_STEPS frequencies show a first step. The first table is read again on the half of
+    block_first_fits averaged with its 3x3 neighbours, NaN where unjudged; an empty map where no
+    first table shows LATTICE_STEPS frequencies. The first table is read again on the half of
     the blocks that keep to it best, as camlit.data.quantization.own_table does: a pasted region
-    dilutes the whole photo's histogram. `phase`: the grid's, where the caller has it already."""
+    dilutes the whole photo's histogram. Where the whole photo shows none, the window that shows
+    the most (window_table) gives the table; where fewer than half the blocks keep to it, it is a
+    pasted region's, and the map is 1 - the fits: 1 for the photo's own blocks, as everywhere.
+    `phase`: the grid's, where the caller has it already."""
     dy, dx = steps_and_phase(image)[1] if phase is None else phase
     dct = block_dct(luma(image), dy, dx)
     usable = map_blocks(image, dy, dx)
+    rows, cols = (image.shape[0] - dy) // 8, (image.shape[1] - dx) // 8
     last = last_steps(dct[usable])
     table = first_table(dct[usable], last)
-    if sum(q1 >= 2 for q1, _, _ in table) < LATTICE_STEPS:
-        return np.zeros((0, 0), np.float32), (dy, dx)
+    if shown(table) < LATTICE_STEPS:
+        table = window_table(dct, usable, last, rows, cols)
+        if table is None:
+            return np.zeros((0, 0), np.float32), (dy, dx)
+        fit, judged = block_first_fits(dct, table, usable)
+        if np.mean(fit[judged] > KEEPS) < 0.5:
+            fit = 1 - fit
+        return neighbour_average(fit, judged, rows, cols), (dy, dx)
     fit, judged = block_first_fits(dct, table, usable)
     again = first_table(dct[judged & (fit >= np.median(fit[judged]))], last)
     table = [second if second[0] >= 2 else first for first, second in zip(table, again, strict=True)]
     fit, judged = block_first_fits(dct, table, usable)
-    rows, cols = (image.shape[0] - dy) // 8, (image.shape[1] - dx) // 8
     return neighbour_average(fit, judged, rows, cols), (dy, dx)

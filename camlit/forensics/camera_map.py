@@ -63,7 +63,8 @@ class CameraMap:
     # after undoing a gamma (camlit.data.undo); empty where the photo shows no table of its own.
     lattice: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     lattice_phase: tuple[int, int] = (0, 0)
-    # The same blocks against the photo's first table, where it was saved again whole
+    # The same blocks against the photo's first table, where it was saved again whole, or against
+    # a pasted region's, high where a block is the photo's own as in `lattice`
     # (camlit.data.recompression.primary_lattice); empty where no first table shows.
     primary_lattice: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 

@@ -13,7 +13,8 @@ Four methods and one combination, compared in docs/forensics.md:
 - ``lattice``: not the classifier but the photo's own JPEG grid (CameraMap.lattice): a block
   scores half the photo's median fit to its own quantization steps less its fit, so blocks
   pasted from another camera's photo, off the lattice, score above 0; scored per 8 px block.
-  A photo saved again whole is also read against its first table (CameraMap.primary_lattice),
+  A photo saved again whole is also read against its first table, or against the table a
+  pasted region kept where only a window of the photo shows one (CameraMap.primary_lattice),
   and the map with the stronger region is kept. A photo that shows no table of its own gets no
   region.
 - ``lattice_then_disagreement``: the lattice's region where its photo score reaches its

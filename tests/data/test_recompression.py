@@ -39,3 +39,15 @@ def test_a_photo_saved_once_shows_no_first_table():
     for quality in (75, 90):
         fits, _ = primary_lattice(jpeg(photo(np.random.default_rng(quality), 256, 256), quality))
         assert fits.size == 0, quality
+
+
+def test_a_pasted_region_that_keeps_a_first_table_of_its_own_is_found_by_its_window():
+    # A host saved at 97 shows no first table under the last save at 90; the donor, saved at 75,
+    # does, but over a quarter of the photo that is too little for the whole photo's histogram.
+    image, mask = spliced(97, 75)
+    fits, _ = primary_lattice(image)
+    assert fits.shape == (32, 32)
+    inside, outside = fits[10:22, 6:18], np.delete(fits, np.s_[6:26], axis=0)
+    # As for the photo's own table: its own blocks score high, the pasted ones below half of them.
+    assert np.nanmean(inside < np.nanmedian(fits) / 2) > 0.9
+    assert np.nanmean(outside < np.nanmedian(fits) / 2) < 0.05
