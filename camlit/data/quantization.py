@@ -18,6 +18,9 @@ quality), too few nonzero coefficients, or no JPEG at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import cv2
 import numpy as np
 from scipy.special import erf
@@ -180,8 +183,14 @@ def largest_fitting(fits: np.ndarray) -> np.ndarray:
     return np.where(passing.any(axis=-1), CANDIDATES[passing.argmax(axis=-1)], 0).astype(np.float32)
 
 
+T = TypeVar("T")
+
 # A photo shows its own table when at least this many of its 27 steps show (are 2 or more).
 LATTICE_STEPS = 8
+# The side, in blocks, of the windows searched for a pasted region's table (128 px).
+WINDOW = 16
+# A block keeps to a table where its fit is above this (1: on its lattice; 0: as off any).
+KEEPS = 0.5
 MIN_BLOCK_COEFFICIENTS = 2  # a block with fewer coefficients off zero is not judged
 
 
@@ -230,19 +239,55 @@ def block_lattice(
     """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's JPEG grid (phase dy, dx),
     how closely its coefficients sit on the photo's own steps (lattice_fit's scale, over the block's
     frequencies instead of over blocks), averaged with its 3x3 neighbours; NaN where a block has
-    too few coefficients off zero or was clipped (`step_fits`); the steps are `own_steps`. An empty
-    map where the photo shows no table of its own. `read`: the photo's steps_and_phase, where the
-    caller has it already.
+    too few coefficients off zero or was clipped (`step_fits`); the steps are `own_steps`. Where the
+    photo shows no table of its own, the window that shows one (window_search) gives the steps;
+    an empty map where none does. `read`: the photo's steps_and_phase, where the caller has it
+    already.
 
     A region pasted from another camera's photo carries that camera's steps, or its grid at
     another phase, and falls off the photo's lattice (block artefact grids, Ye, Sun and Chang 2007).
     """
     steps, (dy, dx), dct, usable = own_table(image, read)
-    if dct is None:
-        return np.zeros((0, 0), np.float32), (0, 0)
-    fit, judged = block_fits(dct, steps, usable)
     rows, cols = (image.shape[0] - dy) // BLOCK, (image.shape[1] - dx) // BLOCK
+    if dct is None:
+        dct, usable = block_dct(luma(image), dy, dx), map_blocks(image, dy, dx)
+        steps = window_search(rows, cols, lambda inside: window_steps(dct[inside & usable]))
+        if steps is None:
+            return np.zeros((0, 0), np.float32), (0, 0)
+        fit, judged = block_fits(dct, steps, usable)
+        return neighbour_average(as_own(fit, judged), judged, rows, cols), (dy, dx)
+    fit, judged = block_fits(dct, steps, usable)
     return neighbour_average(fit, judged, rows, cols), (dy, dx)
+
+
+def window_steps(coefficients: np.ndarray) -> tuple[np.ndarray, int]:
+    """(steps, how many show) read on some blocks' (n, 8, 8) coefficients, as steps_and_phase reads."""
+    steps = largest_fitting(np.stack([lattice_fit(coefficients[:, u, v], CANDIDATES) for u, v in FREQUENCIES]))
+    return steps, int((steps >= 2).sum())
+
+
+def window_search(rows: int, cols: int, read: Callable[[np.ndarray], tuple[T, int]]) -> T | None:
+    """The table `read` finds in the WINDOW x WINDOW square of blocks (on a stride of half a window)
+    where it shows the most steps, or None where none shows LATTICE_STEPS: a region pasted from a
+    photo with another table is too small to show that table over the whole photo, but shows it
+    alone. `read(inside)`: (table, steps shown) on a (rows * cols,) mask of block_dct's blocks."""
+    grid = np.arange(rows * cols).reshape(rows, cols)
+    best, best_count = None, LATTICE_STEPS - 1
+    for top in range(0, rows - WINDOW + 1, WINDOW // 2):
+        for left in range(0, cols - WINDOW + 1, WINDOW // 2):
+            inside = np.zeros(rows * cols, bool)
+            inside[grid[top : top + WINDOW, left : left + WINDOW].ravel()] = True
+            table, count = read(inside)
+            if count > best_count:
+                best, best_count = table, count
+    return best
+
+
+def as_own(fit: np.ndarray, judged: np.ndarray) -> np.ndarray:
+    """The fits to a table a window found, turned to the photo's own where fewer than half the
+    judged blocks keep to it: then it is a pasted region's, and 1 - fit scores the photo's own
+    blocks high, as the photo's own table does."""
+    return 1 - fit if judged.any() and np.mean(fit[judged] > KEEPS) < 0.5 else fit
 
 
 def neighbour_average(fit: np.ndarray, judged: np.ndarray, rows: int, cols: int) -> np.ndarray:

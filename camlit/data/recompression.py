@@ -33,12 +33,14 @@ from camlit.data.quantization import (
     MIN_BLOCK_COEFFICIENTS,
     MIN_COEFFICIENTS,
     NEAR_BEST,
+    as_own,
     block_dct,
     lattice_fit,
     luma,
     map_blocks,
     neighbour_average,
     steps_and_phase,
+    window_search,
 )
 
 # The last table's step fits every block; a first step that is a multiple of it fits only the
@@ -55,11 +57,6 @@ SHIFT = 1.0
 MIN_SPREAD = 2.0
 # A first step whose reachable bins are nearly all of them says nothing.
 MAX_EXPECTED = 0.9
-# The side, in blocks, of the windows searched for a pasted region's table (128 px).
-WINDOW = 16
-# A block keeps to a first table where its fit is above this (1: all its coefficients in the
-# reachable bins, 0: as a photo saved once).
-KEEPS = 0.5
 
 
 @cache
@@ -154,20 +151,10 @@ def shown(table: list[tuple[int, int, float]]) -> int:
     return sum(q1 >= 2 for q1, _, _ in table)
 
 
-def window_table(dct: np.ndarray, usable: np.ndarray, last: np.ndarray, rows: int, cols: int):
-    """The first table of the WINDOW-block square (on a stride of half of it) that shows the most
-    first steps, or None where none shows LATTICE_STEPS: a region pasted from a photo with another
-    table is too small to show its table over the whole photo, but shows it alone."""
-    grid = np.arange(rows * cols).reshape(rows, cols)
-    best, best_count = None, LATTICE_STEPS - 1
-    for top in range(0, rows - WINDOW + 1, WINDOW // 2):
-        for left in range(0, cols - WINDOW + 1, WINDOW // 2):
-            inside = np.zeros(rows * cols, bool)
-            inside[grid[top : top + WINDOW, left : left + WINDOW].ravel()] = True
-            table = first_table(dct[inside & usable], last)
-            if shown(table) > best_count:
-                best, best_count = table, shown(table)
-    return best
+def window_table(dct: np.ndarray, last: np.ndarray) -> tuple[list[tuple[int, int, float]], int]:
+    """(first_table, how many first steps show) of some blocks, for window_search."""
+    table = first_table(dct, last)
+    return table, shown(table)
 
 
 def primary_lattice(image: np.ndarray, phase: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
@@ -176,9 +163,9 @@ def primary_lattice(image: np.ndarray, phase: tuple[int, int] | None = None) -> 
     first table shows LATTICE_STEPS frequencies. The first table is read again on the half of
     the blocks that keep to it best, as camlit.data.quantization.own_table does: a pasted region
     dilutes the whole photo's histogram. Where the whole photo shows none, the window that shows
-    the most (window_table) gives the table; where fewer than half the blocks keep to it, it is a
-    pasted region's, and the map is 1 - the fits: 1 for the photo's own blocks, as everywhere.
-    `phase`: the grid's, where the caller has it already."""
+    the most gives the table (camlit.data.quantization.window_search), its fits turned to the
+    photo's own where it is a pasted region's (as_own). `phase`: the grid's, where the caller has
+    it already."""
     dy, dx = steps_and_phase(image)[1] if phase is None else phase
     dct = block_dct(luma(image), dy, dx)
     usable = map_blocks(image, dy, dx)
@@ -186,13 +173,11 @@ def primary_lattice(image: np.ndarray, phase: tuple[int, int] | None = None) -> 
     last = last_steps(dct[usable])
     table = first_table(dct[usable], last)
     if shown(table) < LATTICE_STEPS:
-        table = window_table(dct, usable, last, rows, cols)
+        table = window_search(rows, cols, lambda inside: window_table(dct[inside & usable], last))
         if table is None:
             return np.zeros((0, 0), np.float32), (dy, dx)
         fit, judged = block_first_fits(dct, table, usable)
-        if np.mean(fit[judged] > KEEPS) < 0.5:
-            fit = 1 - fit
-        return neighbour_average(fit, judged, rows, cols), (dy, dx)
+        return neighbour_average(as_own(fit, judged), judged, rows, cols), (dy, dx)
     fit, judged = block_first_fits(dct, table, usable)
     again = first_table(dct[judged & (fit >= np.median(fit[judged]))], last)
     table = [second if second[0] >= 2 else first for first, second in zip(table, again, strict=True)]

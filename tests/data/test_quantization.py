@@ -76,6 +76,21 @@ def test_a_region_pasted_from_a_photo_of_another_quality_falls_off_the_photos_la
     assert block_lattice(photo(rng, 256, 256))[0].size == 0
 
 
+def test_a_region_with_a_table_pasted_on_a_photo_without_one_is_found_by_its_window():
+    # A synthetic camera saving at 98 shows 5 steps of its own; a region of a camera saving at 75,
+    # 6% of the photo, shows its table only in the window that holds it, and its blocks are then
+    # the foreign ones.
+    host_camera, donor_camera = KAGGLE_CAMERAS.index("Sony-NEX-7"), KAGGLE_CAMERAS.index("Motorola-X")
+    host = render_photo(host_camera, scene_seed(0, 0, host_camera, 0), 512, 512).copy()
+    host[128:256, 128:256] = render_photo(donor_camera, scene_seed(0, 0, donor_camera, 0), 512, 512)[128:256, 128:256]
+    assert (quantization_steps(host) >= 2).sum() < 8
+    fits, phase = block_lattice(host)
+    assert phase == (0, 0) and fits.shape == (64, 64)
+    inside, outside = fits[17:31, 17:31], np.delete(fits, np.s_[15:33], axis=0)
+    assert np.nanmean(inside < np.nanmedian(fits) / 2) > 0.9
+    assert np.nanmean(outside < np.nanmedian(fits) / 2) < 0.05
+
+
 def test_the_lattice_map_leaves_clipped_blocks_unjudged():
     image = jpeg(photo(np.random.default_rng(6), 256, 256), 80)
     image[64:104:8, 96:136:8] = [0, 0, 90]  # one pixel clipped in two channels in each of 5 x 5 blocks
