@@ -140,7 +140,8 @@ def measure_splices(model, size, args) -> dict:
         decided = [splice.localise(camera_map, name, thresholds) for camera_map in maps]
         figures[name] = {"photo_thresholds": thresholds, **splice_report(groups, truths, decided)}
     if args.examples:
-        write_examples(Path(args.examples), entries, truths, maps, figures[DEFAULT_METHOD]["photo_threshold"])
+        thresholds = {part: figures[part]["photo_threshold"] for part in splice.parts(DEFAULT_METHOD)}
+        write_examples(Path(args.examples), entries, truths, maps, thresholds)
     figures["unjudged_tiles"] = {
         "flat": float(np.mean([m.flat.mean() for m in maps])),
         "clipped": float(np.mean([m.clipped.mean() for m in maps])),
@@ -185,13 +186,13 @@ def measure_reliability(entries, truths, maps) -> dict:
     }
 
 
-def write_examples(folder: Path, entries, truths, maps, threshold: float) -> None:
+def write_examples(folder: Path, entries, truths, maps, thresholds: dict[str, float]) -> None:
     """forensics_clean.png and forensics_spliced.png: the first unaltered clean and spliced photos,
-    by the default method at its chosen threshold, the spliced one with its true mask beside."""
+    by the default method at the thresholds chosen for its parts, the spliced one with its true
+    mask beside."""
     for name, spliced in (("clean", False), ("spliced", True)):
         index = next(i for i, (g, _, _) in enumerate(entries) if g == "unaltered" and truths[i].any() == spliced)
-        raw = SPLICE_METHODS[DEFAULT_METHOD](maps[index])
-        result = decide(raw, foreign_region(maps[index], raw), threshold)
+        result = splice.localise(maps[index], DEFAULT_METHOD, thresholds)
         picture = camera_map_picture(
             read_rgb(entries[index][1]), maps[index], result, truths[index] if spliced else None
         )

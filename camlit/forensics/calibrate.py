@@ -155,12 +155,13 @@ def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, 
     flags = [name != manipulations.UNALTERED for name in names.values()]
     predictions = predict_tiles(model, list(names), size, manipulated=flags, reader=reader, **options)
     scores = {method: [] for method in splice.SCORERS}
-    for index in np.flatnonzero(predictions.usable):
+    usable = np.flatnonzero(predictions.usable)
+    for index in usable:
         path = predictions.paths[index]
         camera_map = map_from_rows(reader(path), model.classes, size, predictions.extras[index])
         for method, scorer in splice.SCORERS.items():
             scores[method].append(scorer(camera_map).photo_score)
-    if not scores[splice.DEFAULT_METHOD]:
+    if not len(usable):
         raise CamlitError(f"no validation photo is large enough for {size} px tiles")
     # Strictly above the 95th percentile: a photo scoring at a threshold gets a region. Of the photos
     # a method can judge: the lattice method gives no region to a photo showing no JPEG table, and
@@ -171,7 +172,7 @@ def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, 
         thresholds[method] = splice.PHOTO_THRESHOLDS[method]
         if judged:
             thresholds[method] = float(np.nextafter(np.quantile(judged, openset.ACCEPT, method="higher"), np.inf))
-    return {"photo_thresholds": thresholds, "clean_photos": len(scores[splice.DEFAULT_METHOD])}
+    return {"photo_thresholds": thresholds, "clean_photos": len(usable)}
 
 
 def build_parser() -> PlainParser:

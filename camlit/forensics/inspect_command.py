@@ -77,7 +77,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     if args.threshold is not None and args.method in COMBINATIONS:
         raise CamlitError(
             f"--threshold: {args.method} tries {' then '.join(COMBINATIONS[args.method])}, each at its own "
-            "threshold from the calibration; give --threshold with one of them"
+            "threshold from the calibration; give --threshold with --method lattice or --method disagreement"
         )
     image = read_rgb(source)
     model, trained_size = load_checkpoint(args.ckpt_path, args.device)
@@ -106,6 +106,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
         "threshold": thresholds.get(args.method, thresholds),  # one number, or one per part of a combination
         "own_camera": model.classes[result.own] if judged else None,  # no tile to judge: no camera
         "photo_score": result.photo_score,
+        "decided_by": result.method,  # the part of a combination whose region (or score) this is
         "spliced": result.spliced,
         "foreign_camera": model.classes[result.foreign] if result.spliced else None,
         "foreign_share": float(result.mask.mean()),

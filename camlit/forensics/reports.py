@@ -18,7 +18,7 @@ import numpy as np
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
-from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, localise, photo_thresholds
+from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, localise, photo_ranks, photo_thresholds
 from camlit.imageio import list_images, read_rgb
 from camlit.inference.openset import auroc
 
@@ -66,10 +66,11 @@ def pixel_f1_mcc(found: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 def splice_report(groups: Sequence[str], truths: Sequence[np.ndarray], results: Sequence[SpliceResult]) -> dict:
     """Per group and over all: mean pixel F1 and MCC of the spliced photos (an empty mask scores 0),
-    photo-level AUROC of spliced against clean photos, and the share of clean photos given a
-    foreign region over FALSE_REGION of their pixels."""
+    photo-level AUROC of spliced against clean photos (by photo_ranks), and the share of clean
+    photos given a foreign region over FALSE_REGION of their pixels."""
     report: dict[str, Any] = {}
     groups = np.asarray(groups)
+    ranks = photo_ranks(results)
     for name in [*dict.fromkeys(groups.tolist()), "all"]:
         chosen = np.flatnonzero(groups == name) if name != "all" else np.arange(len(groups))
         spliced = [i for i in chosen if truths[i].any()]
@@ -80,7 +81,7 @@ def splice_report(groups: Sequence[str], truths: Sequence[np.ndarray], results: 
             "clean": len(clean),
             "pixel_f1": float(np.mean([f1 for f1, _ in scores])) if scores else None,
             "pixel_mcc": float(np.mean([mcc for _, mcc in scores])) if scores else None,
-            "photo_auroc": auroc([results[i].photo_score for i in clean], [results[i].photo_score for i in spliced]),
+            "photo_auroc": auroc(ranks[clean], ranks[spliced]),
             "clean_with_foreign_region": float(np.mean([results[i].mask.mean() > FALSE_REGION for i in clean]))
             if clean
             else None,

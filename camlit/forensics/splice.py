@@ -17,8 +17,10 @@ Four methods and one combination, compared in docs/forensics.md:
   pasted region kept where only a window of the photo shows one (CameraMap.primary_lattice),
   and the map with the stronger region is kept. A photo that shows no table of its own gets no
   region.
-- ``lattice_then_disagreement``: the lattice's region where its photo score reaches its
-  threshold, else the disagreement's where its own does (each at its own threshold).
+- ``lattice_then_disagreement`` (the default): the lattice's region where its photo score
+  reaches its threshold, else the disagreement's where its own does (each at its own
+  threshold). Photos are ranked by the part that drew their region, earliest first, then by
+  that part's photo score (SpliceResult.tier): a region the JPEG grid draws is the firmer one.
 
 Either way a tile scoring above 0 is foreign. Scores are interpolated between tile centres onto
 the photo's pixels from reliable tiles only; the photo-level score decides whether any mask is
@@ -30,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,13 +46,13 @@ from camlit.training.checkpointing import SPLICE_CALIBRATION, beside
 METHODS = ("disagreement", "disagreement_smoothed", "clustering", "lattice", "lattice_then_disagreement")
 # A combination tries its methods in turn, each at its own photo threshold.
 COMBINATIONS = {"lattice_then_disagreement": ("lattice", "disagreement")}
-DEFAULT_METHOD = "disagreement"
+DEFAULT_METHOD = "lattice_then_disagreement"
 # Photo-level scores from which a mask is drawn, for a checkpoint that `camlit calibrate` has not
 # calibrated: the demo model's, chosen on a tune set of spliced and clean photos so that at most
-# 5% of clean ones get a region (docs/forensics.md). The lattice method's was set before measuring:
-# its most foreign blocks fit the photo's steps no better than coefficients off any lattice (a
-# clean photo's median block fits about 0.6; 0.6 / 2 - 0 = 0.3).
-PHOTO_THRESHOLDS = {"disagreement": 7.96, "disagreement_smoothed": 4.88, "clustering": 2.7, "lattice": 0.3}
+# 5% of clean ones get a region (docs/forensics.md). The lattice method's is about the middle of
+# the tune set's gap between its highest clean photo (-0.05) and its lowest spliced photo given a
+# region (0.26): there no clean photo gets a region from the lattice at any threshold.
+PHOTO_THRESHOLDS = {"disagreement": 7.96, "disagreement_smoothed": 4.88, "clustering": 2.7, "lattice": 0.1}
 # A splice covers 10% of the photo or more; this share of the reliable tiles scores the photo.
 TOP_SHARE = 0.05
 # Foreign regions smaller than this share of the photo are dropped as noise.
@@ -67,6 +69,9 @@ class SpliceResult:
     spliced: bool = False
     mask: np.ndarray | None = None  # (height, width) bool, the region judged foreign
     block_scores: np.ndarray | None = None  # (block rows, block cols) the lattice method's, above 0: foreign
+    # A combination's photos rank by this first, then by photo_score: the number of parts after
+    # the one that drew the region (0 where none did, or the last part).
+    tier: int = 0
 
 
 def neighbour_mean(scores: np.ndarray, reliable: np.ndarray) -> np.ndarray:
@@ -253,12 +258,22 @@ def localise(
     gives the first part's result that draws a region, else its last part's."""
     if method not in METHODS:
         raise ValueError(f"unknown splice method {method!r}; choose from {', '.join(METHODS)}")
-    for part in parts(method):
+    tried = parts(method)
+    for index, part in enumerate(tried):
         result = SCORERS[part](camera_map)
         limit = threshold[part] if isinstance(threshold, Mapping) else threshold
         result.spliced = result.photo_score >= limit
         result.mask = foreign_region(camera_map, result) if result.spliced else np.zeros(camera_map.shape, bool)
         result.spliced = bool(result.mask.any())
         if result.spliced:
+            result.tier = len(tried) - 1 - index
             break
     return result
+
+
+def photo_ranks(results: Sequence[SpliceResult]) -> np.ndarray:
+    """(len(results),) float: each result's rank by (tier, photo_score), equal keys equal ranks;
+    for a single method, the photo scores' order."""
+    keys = [(result.tier, result.photo_score) for result in results]
+    rank = {key: float(position) for position, key in enumerate(sorted(set(keys)))}
+    return np.array([rank[key] for key in keys])

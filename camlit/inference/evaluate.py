@@ -155,8 +155,8 @@ def build_parser() -> CommandParser:
     )  # fmt: skip
     parser.add_argument(
         "--splice_method", default=None,
-        help="with --splices: how foreign regions are found, disagreement (the default), disagreement_smoothed "
-        "or clustering (docs/forensics.md)",
+        help="with --splices: how foreign regions are found, lattice_then_disagreement (the default), "
+        "disagreement, disagreement_smoothed, clustering or lattice (docs/forensics.md)",
     )  # fmt: skip
     parser.add_argument("--json", default=None, help="write every figure to this JSON file (atomically)")
     parser.add_argument(

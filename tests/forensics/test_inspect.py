@@ -58,8 +58,10 @@ def test_inspect_refuses_bad_input_with_one_error_line(ckpt, tmp_path, capsys, c
 
 def test_a_combination_takes_its_parts_thresholds_and_refuses_one_threshold_for_both(ckpt, tmp_path, capsys):
     photo = write_image(tmp_path / "photo.png", random_image(np.random.default_rng(0), 80, 112))
-    summary = run(ckpt, photo, tmp_path / "out", "--method", "lattice_then_disagreement")
-    assert summary["threshold"] == {"lattice": 0.3, "disagreement": 7.96}  # no calibration: the measured ones
+    summary = run(ckpt, photo, tmp_path / "out")  # the default method
+    assert summary["method"] == "lattice_then_disagreement"
+    assert summary["threshold"] == {"lattice": 0.1, "disagreement": 7.96}  # no calibration: the measured ones
+    assert summary["decided_by"] == "disagreement"  # a random photo shows no JPEG table
     both = ["--method", "lattice_then_disagreement", "--threshold", "1"]
     line = one_error_line(capsys, lambda: run(ckpt, photo, tmp_path / "again", *both))
     assert line.startswith("error: --threshold: lattice_then_disagreement tries lattice then disagreement")

@@ -64,7 +64,8 @@ def test_evaluate_reports_unknown_cameras_and_splices(ckpt, flat_tree, tmp_path)
     assert 0 <= figures["unaltered"]["auroc"] <= 1 and figures["manipulated"]["unknown"] == 1
     groups = report["splices"]["groups"]
     assert (groups["unaltered"]["spliced"], groups["unaltered"]["clean"]) == (1, 1)
-    assert report["splices"]["method"] == "disagreement"
+    assert report["splices"]["method"] == "lattice_then_disagreement"
+    assert report["splices"]["photo_threshold"] == {"lattice": 0.1, "disagreement": 7.96}
     report = evaluate([
         "--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--crops", "1", "--num_workers", "0",
         "--no_progress", "--splices", str(tmp_path / "splices"), "--splice_method", "disagreement_smoothed",

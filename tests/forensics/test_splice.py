@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from camlit.forensics.camera_map import CameraMap, tile_axis, tile_stride
-from camlit.forensics.splice import calibration_path, disagreement, foreign_mask, localise, photo_thresholds
+from camlit.forensics.splice import (
+    SpliceResult,
+    calibration_path,
+    disagreement,
+    foreign_mask,
+    localise,
+    photo_ranks,
+    photo_thresholds,
+)
 
 SIZE, SIDE, CLASSES = 32, 128, ["A", "B", "C"]
 CENTRES = np.arange(16, 113, 16)  # of the 7 x 7 tiles; the middle 3 x 3 are foreign
@@ -113,9 +121,25 @@ def test_the_combination_takes_the_lattices_region_where_it_draws_one_else_the_d
     assert not localise(camera_map, "lattice_then_disagreement", {**thresholds, "disagreement": 1e9}).spliced
 
 
+def test_a_combination_ranks_the_photos_its_first_part_gives_a_region_above_the_others():
+    camera_map = hand_made_map(block())
+    camera_map.lattice = np.full((15, 15), 0.6, np.float32)
+    camera_map.lattice[4:10, 3:9] = 0.0
+    thresholds = {"lattice": 0.25, "disagreement": 0.0}
+    by_lattice = localise(camera_map, "lattice_then_disagreement", thresholds)
+    camera_map.lattice[:] = 0.6
+    by_classifier = localise(camera_map, "lattice_then_disagreement", thresholds)
+    assert (by_lattice.tier, by_classifier.tier) == (1, 0)
+    assert by_lattice.photo_score < by_classifier.photo_score  # two scales: the lattice's is the smaller
+    assert photo_ranks([by_classifier, by_lattice]).tolist() == [0.0, 1.0]
+    # A single method's ranks follow its photo scores, equal scores equal ranks.
+    single = [SpliceResult("disagreement", np.zeros((1, 1)), score, 0, 0) for score in (3.0, -1.0, 3.0)]
+    assert photo_ranks(single).tolist() == [1.0, 0.0, 1.0]
+
+
 def test_an_older_calibration_without_a_part_falls_back_to_its_measured_threshold(tmp_path):
     calibration_path(tmp_path / "a.ckpt").write_text(json.dumps({"photo_thresholds": {"disagreement": 5.0}}))
-    assert photo_thresholds("lattice_then_disagreement", tmp_path / "a.ckpt") == {"lattice": 0.3, "disagreement": 5.0}
+    assert photo_thresholds("lattice_then_disagreement", tmp_path / "a.ckpt") == {"lattice": 0.1, "disagreement": 5.0}
 
 
 def test_the_lattice_keeps_the_first_tables_region_where_it_is_the_stronger():
