@@ -139,6 +139,10 @@ def measure_splices(model, size, args) -> dict:
         thresholds = {part: figures[part]["photo_threshold"] for part in parts}
         decided = [splice.localise(camera_map, name, thresholds) for camera_map in maps]
         figures[name] = {"photo_thresholds": thresholds, **splice_report(groups, truths, decided)}
+        if calibrated:
+            own = splice.photo_thresholds(name, args.ckpt_path)
+            decided = [splice.localise(camera_map, name, own) for camera_map in maps]
+            figures[name]["calibrated"] = {"photo_thresholds": own, **splice_report(groups, truths, decided)}
     if args.examples:
         thresholds = {part: figures[part]["photo_threshold"] for part in splice.parts(DEFAULT_METHOD)}
         write_examples(Path(args.examples), entries, truths, maps, thresholds)

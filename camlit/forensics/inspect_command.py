@@ -75,9 +75,10 @@ def inspect_photo(args: argparse.Namespace) -> dict:
         raise CamlitError(f"--input {source}: inspect would write over it in --output {output}; name another folder")
     require_own_outputs(outputs)
     if args.threshold is not None and args.method in COMBINATIONS:
+        tried = COMBINATIONS[args.method]
         raise CamlitError(
-            f"--threshold: {args.method} tries {' then '.join(COMBINATIONS[args.method])}, each at its own "
-            "threshold from the calibration; give --threshold with --method lattice or --method disagreement"
+            f"--threshold: {args.method} tries {' then '.join(tried)}, each at its own threshold from the "
+            f"calibration; give --threshold with --method {' or --method '.join(tried)}"
         )
     image = read_rgb(source)
     model, trained_size = load_checkpoint(args.ckpt_path, args.device)

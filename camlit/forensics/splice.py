@@ -21,6 +21,8 @@ Four methods and one combination, compared in docs/forensics.md:
   reaches its threshold, else the disagreement's where its own does (each at its own
   threshold). Photos are ranked by the part that drew their region, earliest first, then by
   that part's photo score (SpliceResult.tier): a region the JPEG grid draws is the firmer one.
+- ``lattice_then_disagreement_smoothed``: the same with the smoothed disagreement, which gives
+  fewer clean photos a region and outlines resized splices worse.
 
 Either way a tile scoring above 0 is foreign. Scores are interpolated between tile centres onto
 the photo's pixels from reliable tiles only; the photo-level score decides whether any mask is
@@ -43,9 +45,15 @@ from camlit.errors import CamlitError
 from camlit.forensics.camera_map import CameraMap
 from camlit.training.checkpointing import SPLICE_CALIBRATION, beside
 
-METHODS = ("disagreement", "disagreement_smoothed", "clustering", "lattice", "lattice_then_disagreement")
+METHODS = (
+    "disagreement", "disagreement_smoothed", "clustering", "lattice", "lattice_then_disagreement",
+    "lattice_then_disagreement_smoothed",
+)  # fmt: skip
 # A combination tries its methods in turn, each at its own photo threshold.
-COMBINATIONS = {"lattice_then_disagreement": ("lattice", "disagreement")}
+COMBINATIONS = {
+    "lattice_then_disagreement": ("lattice", "disagreement"),
+    "lattice_then_disagreement_smoothed": ("lattice", "disagreement_smoothed"),
+}
 DEFAULT_METHOD = "lattice_then_disagreement"
 # Photo-level scores from which a mask is drawn, for a checkpoint that `camlit calibrate` has not
 # calibrated: the demo model's, chosen on a tune set of spliced and clean photos so that at most

@@ -156,7 +156,8 @@ def build_parser() -> CommandParser:
     parser.add_argument(
         "--splice_method", default=None,
         help="with --splices: how foreign regions are found, lattice_then_disagreement (the default), "
-        "disagreement, disagreement_smoothed, clustering or lattice (docs/forensics.md)",
+        "lattice_then_disagreement_smoothed, disagreement, disagreement_smoothed, clustering or lattice "
+        "(docs/forensics.md)",
     )  # fmt: skip
     parser.add_argument("--json", default=None, help="write every figure to this JSON file (atomically)")
     parser.add_argument(

@@ -119,6 +119,12 @@ def test_the_combination_takes_the_lattices_region_where_it_draws_one_else_the_d
     assert result.method == "disagreement" and result.spliced
     np.testing.assert_array_equal(result.mask, localise(camera_map, "disagreement", 0.0).mask)
     assert not localise(camera_map, "lattice_then_disagreement", {**thresholds, "disagreement": 1e9}).spliced
+    # The other combination takes the smoothed disagreement's region, at that part's threshold.
+    smoothed = localise(
+        camera_map, "lattice_then_disagreement_smoothed", {"lattice": 0.25, "disagreement_smoothed": 0.0}
+    )
+    assert smoothed.method == "disagreement_smoothed" and smoothed.spliced
+    np.testing.assert_array_equal(smoothed.mask, localise(camera_map, "disagreement_smoothed", 0.0).mask)
 
 
 def test_a_combination_ranks_the_photos_its_first_part_gives_a_region_above_the_others():
