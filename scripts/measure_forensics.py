@@ -71,7 +71,8 @@ def cached_maps(model, size: int, root: Path, work: Path, limit: int | None):
         # map was kept (neither needs the model).
         image = read_rgb(photo)
         camera_map.flat, camera_map.clipped = reliability(image, camera_map.tops, camera_map.lefts, camera_map.size)
-        camera_map.lattice, camera_map.lattice_phase, camera_map.primary_lattice = photo_lattice(image)
+        lattice = photo_lattice(image)
+        camera_map.lattice, camera_map.lattice_phase, camera_map.primary_lattice, camera_map.gamma_undone = lattice
         maps.append(camera_map)
         truths.append(read_mask(mask, camera_map.shape))
     return entries, truths, maps
@@ -94,6 +95,35 @@ def decide(raw: SpliceResult, full_mask: np.ndarray, threshold: float) -> Splice
     return SpliceResult(
         raw.method, raw.tile_scores, raw.photo_score, raw.own, raw.foreign, bool(mask.any()), mask, raw.block_scores
     )
+
+
+def choose_thresholds(name: str, truths, raw, masks, maps) -> float | dict[str, float]:
+    """choose_threshold; for the lattice, one on the photos whose gamma was undone and one on the
+    others (splice.part_threshold picks per photo)."""
+    if name != "lattice":
+        return choose_threshold(truths, raw, masks)
+    chosen = {}
+    for key, undone in (("lattice", False), (splice.GAMMA_KEY, True)):
+        kept = [i for i, camera_map in enumerate(maps) if camera_map.gamma_undone == undone]
+        chosen[key] = choose_threshold(*([items[i] for i in kept] for items in (truths, raw, masks)))
+    return chosen
+
+
+def chosen_thresholds(figures: dict, parts) -> dict[str, float]:
+    """The tune set's thresholds of a combination's parts, the lattice's two included."""
+    thresholds = {}
+    for part in parts:
+        chosen = figures[part]["photo_threshold"]
+        thresholds.update(chosen if isinstance(chosen, dict) else {part: chosen})
+    return thresholds
+
+
+def decided(name: str, raw, masks, maps, threshold: float | dict[str, float]) -> list[SpliceResult]:
+    """Each photo's result at its threshold (splice.part_threshold)."""
+    return [
+        decide(r, m, splice.part_threshold(threshold, name, camera_map))
+        for r, m, camera_map in zip(raw, masks, maps, strict=True)
+    ]
 
 
 def choose_threshold(truths, raw, masks) -> float:
@@ -124,27 +154,27 @@ def measure_splices(model, size, args) -> dict:
     figures = {"thresholds_chosen_on": "tune set" if args.tune else "the measured set itself (optimistic)"}
     calibrated = splice.calibration_path(args.ckpt_path).is_file()
     for name, method in SPLICE_METHODS.items():
-        threshold = choose_threshold(tune_truths, *scored(method, tune_maps))
-        decided = [decide(r, m, threshold) for r, m in zip(*scored(method, maps), strict=True)]
-        figures[name] = {"photo_threshold": threshold, **splice_report(groups, truths, decided)}
+        threshold = choose_thresholds(name, tune_truths, *scored(method, tune_maps), tune_maps)
+        results = decided(name, *scored(method, maps), maps, threshold)
+        figures[name] = {"photo_threshold": threshold, **splice_report(groups, truths, results)}
         if calibrated and name in splice.METHODS:
-            # The threshold `camlit calibrate` set on the run's own clean validation photos.
-            own = splice.photo_threshold(name, args.ckpt_path)
-            decided = [decide(r, m, own) for r, m in zip(*scored(method, maps), strict=True)]
-            figures[name]["calibrated"] = {"photo_threshold": own, **splice_report(groups, truths, decided)}
-    preset = splice.PHOTO_THRESHOLDS["lattice"]
-    decided = [decide(r, m, preset) for r, m in zip(*scored(splice.lattice, maps), strict=True)]
-    figures["lattice"]["preset"] = {"photo_threshold": preset, **splice_report(groups, truths, decided)}
+            # The thresholds `camlit calibrate` set on the run's own clean validation photos.
+            own = splice.photo_thresholds(name, args.ckpt_path)
+            results = decided(name, *scored(method, maps), maps, own)
+            figures[name]["calibrated"] = {"photo_threshold": own, **splice_report(groups, truths, results)}
+    preset = {key: splice.PHOTO_THRESHOLDS[key] for key in splice.threshold_keys("lattice")}
+    results = decided("lattice", *scored(splice.lattice, maps), maps, preset)
+    figures["lattice"]["preset"] = {"photo_threshold": preset, **splice_report(groups, truths, results)}
     for name, parts in splice.COMBINATIONS.items():  # each part at the threshold chosen for it alone
-        thresholds = {part: figures[part]["photo_threshold"] for part in parts}
-        decided = [splice.localise(camera_map, name, thresholds) for camera_map in maps]
-        figures[name] = {"photo_thresholds": thresholds, **splice_report(groups, truths, decided)}
+        thresholds = chosen_thresholds(figures, parts)
+        results = [splice.localise(camera_map, name, thresholds) for camera_map in maps]
+        figures[name] = {"photo_thresholds": thresholds, **splice_report(groups, truths, results)}
         if calibrated:
             own = splice.photo_thresholds(name, args.ckpt_path)
-            decided = [splice.localise(camera_map, name, own) for camera_map in maps]
-            figures[name]["calibrated"] = {"photo_thresholds": own, **splice_report(groups, truths, decided)}
+            results = [splice.localise(camera_map, name, own) for camera_map in maps]
+            figures[name]["calibrated"] = {"photo_thresholds": own, **splice_report(groups, truths, results)}
     if args.examples:
-        thresholds = {part: figures[part]["photo_threshold"] for part in splice.parts(DEFAULT_METHOD)}
+        thresholds = chosen_thresholds(figures, splice.parts(DEFAULT_METHOD))
         write_examples(Path(args.examples), entries, truths, maps, thresholds)
     figures["unjudged_tiles"] = {
         "flat": float(np.mean([m.flat.mean() for m in maps])),

@@ -141,9 +141,10 @@ def require_photos_of_every_camera(score: str, labels: np.ndarray, classes: Sequ
 
 
 def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, **options) -> dict:
-    """Each splice method's photo threshold, set so that at most 5% of the run's clean validation
-    photos get a foreign region: up to `photos` of them (a seeded draw), each taken unaltered or, on
-    a flat tree, every other one under one of Kaggle's manipulations, as a 512 px centre crop."""
+    """Each splice method's photo threshold (the lattice's apart for photos whose gamma was undone),
+    set so that at most 5% of the run's clean validation photos get a foreign region: up to
+    `photos` of them (a seeded draw), each taken unaltered or, on a flat tree, every other one
+    under one of Kaggle's manipulations, as a 512 px centre crop."""
     rng = np.random.default_rng(0)
     chosen = [samples[i] for i in sorted(rng.permutation(len(samples))[:photos])]
     kinds = manipulations.MANIPULATED
@@ -154,13 +155,14 @@ def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, 
     reader = ReadManipulated(names, side=KAGGLE_SIDE)
     flags = [name != manipulations.UNALTERED for name in names.values()]
     predictions = predict_tiles(model, list(names), size, manipulated=flags, reader=reader, **options)
-    scores = {method: [] for method in splice.SCORERS}
+    scores = {key: [] for key in [*splice.SCORERS, splice.GAMMA_KEY]}
     usable = np.flatnonzero(predictions.usable)
     for index in usable:
         path = predictions.paths[index]
         camera_map = map_from_rows(reader(path), model.classes, size, predictions.extras[index])
         for method, scorer in splice.SCORERS.items():
-            scores[method].append(scorer(camera_map).photo_score)
+            key = splice.GAMMA_KEY if method == "lattice" and camera_map.gamma_undone else method
+            scores[key].append(scorer(camera_map).photo_score)
     if not len(usable):
         raise CamlitError(f"no validation photo is large enough for {size} px tiles")
     # Strictly above the 95th percentile: a photo scoring at a threshold gets a region. Of the photos

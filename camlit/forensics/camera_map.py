@@ -67,6 +67,9 @@ class CameraMap:
     # a pasted region's, high where a block is the photo's own as in `lattice`
     # (camlit.data.recompression.primary_lattice); empty where no first table shows.
     primary_lattice: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    # Whether a gamma was undone before the lattices were read: the undo's rounding leaves clean
+    # blocks off the lattice by the photo's brightness, so those photos get their own threshold.
+    gamma_undone: bool = False
 
     @property
     def reliable(self) -> np.ndarray:
@@ -84,7 +87,7 @@ class CameraMap:
                 file, **arrays, logits=self.logits, features=self.features.astype(np.float16),
                 classes=np.array(self.classes), shape=np.array(self.shape), size=np.array(self.size),
                 lattice=self.lattice, lattice_phase=np.array(self.lattice_phase),
-                primary_lattice=self.primary_lattice,
+                primary_lattice=self.primary_lattice, gamma_undone=np.array(self.gamma_undone),
             )  # fmt: skip
             return file.getvalue()
 
@@ -99,6 +102,7 @@ class CameraMap:
             arrays.get("lattice", np.zeros((0, 0), np.float32)),
             tuple(int(v) for v in arrays.get("lattice_phase", (0, 0))),
             arrays.get("primary_lattice", np.zeros((0, 0), np.float32)),
+            bool(arrays.get("gamma_undone", False)),
         )  # fmt: skip
 
 
@@ -116,13 +120,13 @@ def map_from_rows(image: np.ndarray, classes: Sequence[str], size: int, extras: 
     )  # fmt: skip
 
 
-def photo_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], np.ndarray]:
-    """CameraMap.lattice, lattice_phase and primary_lattice of a photo, once a gamma is undone (a
-    gamma bends the coefficients off the lattice, and its table can be undone exactly enough).
-    Both maps are read on the grid steps_and_phase finds, found once."""
-    image = without_gamma(image)
-    read = steps_and_phase(image)
-    return block_lattice(image, read)[0], read[1], primary_lattice(image, read[1])[0]
+def photo_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], np.ndarray, bool]:
+    """CameraMap.lattice, lattice_phase, primary_lattice and gamma_undone of a photo, once a gamma
+    is undone (a gamma bends the coefficients off the lattice, and its table can be undone closely
+    enough). Both maps are read on the grid steps_and_phase finds, found once."""
+    undone = without_gamma(image)  # the photo itself where it shows no gamma
+    read = steps_and_phase(undone)
+    return block_lattice(undone, read)[0], read[1], primary_lattice(undone, read[1])[0], undone is not image
 
 
 def predict_tiles(

@@ -104,7 +104,8 @@ def inspect_photo(args: argparse.Namespace) -> dict:
         "input": str(source),
         "checkpoint": str(args.ckpt_path),
         "method": args.method,
-        "threshold": thresholds.get(args.method, thresholds),  # one number, or one per part of a combination
+        # One number, or photo_thresholds' (the lattice's after a gamma, each part of a combination).
+        "threshold": thresholds if len(thresholds) > 1 else thresholds[args.method],
         "own_camera": model.classes[result.own] if judged else None,  # no tile to judge: no camera
         "photo_score": result.photo_score,
         "decided_by": result.method,  # the part of a combination whose region (or score) this is

@@ -60,7 +60,15 @@ DEFAULT_METHOD = "lattice_then_disagreement"
 # 5% of clean ones get a region (docs/forensics.md). The lattice method's is about the middle of
 # the tune set's gap between its highest clean photo (-0.05) and its lowest spliced photo given a
 # region (0.26): there no clean photo gets a region from the lattice at any threshold.
-PHOTO_THRESHOLDS = {"disagreement": 7.96, "disagreement_smoothed": 4.88, "clustering": 2.7, "lattice": 0.1}
+# A photo whose gamma was undone has its own (`lattice_after_gamma`): the undo's rounding moves
+# clean blocks off the lattice by their brightness. Its fallback is just above the highest of the
+# 14 clean validation photos under a gamma that `camlit calibrate` read a table in for the
+# recipe's run (0.44; the lattice reads no model).
+PHOTO_THRESHOLDS = {
+    "disagreement": 7.96, "disagreement_smoothed": 4.88, "clustering": 2.7, "lattice": 0.1,
+    "lattice_after_gamma": 0.45,
+}  # fmt: skip
+GAMMA_KEY = "lattice_after_gamma"
 # A splice covers 10% of the photo or more; this share of the reliable tiles scores the photo.
 TOP_SHARE = 0.05
 # Foreign regions smaller than this share of the photo are dropped as noise.
@@ -183,15 +191,29 @@ def parts(method: str) -> tuple[str, ...]:
     return COMBINATIONS.get(method, (method,))
 
 
+def threshold_keys(method: str) -> tuple[str, ...]:
+    """The photo thresholds a method reads: one per part, and the lattice's after a gamma too."""
+    return tuple(key for part in parts(method) for key in ((part, GAMMA_KEY) if part == "lattice" else (part,)))
+
+
+def part_threshold(threshold: float | Mapping[str, float], part: str, camera_map: CameraMap) -> float:
+    """A part's photo threshold for this photo: `threshold` itself where it is one number."""
+    if not isinstance(threshold, Mapping):
+        return threshold
+    if part == "lattice" and camera_map.gamma_undone and GAMMA_KEY in threshold:
+        return threshold[GAMMA_KEY]
+    return threshold[part]
+
+
 def photo_thresholds(method: str, checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
-    """The checkpoint's calibrated photo threshold of each of `method`'s parts, else the measured
-    one (PHOTO_THRESHOLDS), also for a part that an older calibration lacks."""
+    """The checkpoint's calibrated photo threshold of each of `method`'s parts (threshold_keys),
+    else the measured one (PHOTO_THRESHOLDS), also for one that an older calibration lacks."""
     path = calibration_path(checkpoint) if checkpoint is not None else None
     if path is None or not path.is_file():
-        return {part: PHOTO_THRESHOLDS[part] for part in parts(method)}
+        return {key: PHOTO_THRESHOLDS[key] for key in threshold_keys(method)}
     try:
         stored = json.loads(path.read_text())["photo_thresholds"]
-        thresholds = {part: float(stored.get(part, PHOTO_THRESHOLDS[part])) for part in parts(method)}
+        thresholds = {key: float(stored.get(key, PHOTO_THRESHOLDS[key])) for key in threshold_keys(method)}
         if not all(math.isfinite(value) for value in thresholds.values()):
             raise ValueError("a threshold that is not a number")
         return thresholds
@@ -262,15 +284,14 @@ def localise(
     camera_map: CameraMap, method: str = "disagreement", threshold: float | Mapping[str, float] = 0.0
 ) -> SpliceResult:
     """Tile scores, photo score and, when the photo score reaches its threshold, the foreign mask.
-    `threshold`: one number, or one per part of the method (photo_thresholds). A combination
+    `threshold`: one number, or photo_thresholds' (part_threshold picks). A combination
     gives the first part's result that draws a region, else its last part's."""
     if method not in METHODS:
         raise ValueError(f"unknown splice method {method!r}; choose from {', '.join(METHODS)}")
     tried = parts(method)
     for index, part in enumerate(tried):
         result = SCORERS[part](camera_map)
-        limit = threshold[part] if isinstance(threshold, Mapping) else threshold
-        result.spliced = result.photo_score >= limit
+        result.spliced = result.photo_score >= part_threshold(threshold, part, camera_map)
         result.mask = foreign_region(camera_map, result) if result.spliced else np.zeros(camera_map.shape, bool)
         result.spliced = bool(result.mask.any())
         if result.spliced:

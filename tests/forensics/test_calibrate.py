@@ -53,10 +53,12 @@ def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_pa
     assert f"of the {held_out} unaltered and {held_out} manipulated validation photos" in out
     assert "note: a 95th percentile of fewer than 100 photos" in out
     splices = json.loads(splice.calibration_path(path).read_text())
-    assert splices["clean_photos"] == 4 and set(splices["photo_thresholds"]) == set(splice.SCORERS)
+    assert splices["clean_photos"] == 4
+    assert set(splices["photo_thresholds"]) == {*splice.SCORERS, splice.GAMMA_KEY}
     assert splice.photo_threshold("disagreement", path) == splices["photo_thresholds"]["disagreement"]
     # The tree's photos are PNGs of noise, with no JPEG table: the lattice method's stays as measured.
     assert splices["photo_thresholds"]["lattice"] == splice.PHOTO_THRESHOLDS["lattice"]
+    assert splices["photo_thresholds"][splice.GAMMA_KEY] == splice.PHOTO_THRESHOLDS[splice.GAMMA_KEY]
 
 
 def test_a_checkpoint_without_a_splice_calibration_gets_the_measured_threshold(tmp_path):

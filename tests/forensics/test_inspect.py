@@ -60,7 +60,7 @@ def test_a_combination_takes_its_parts_thresholds_and_refuses_one_threshold_for_
     photo = write_image(tmp_path / "photo.png", random_image(np.random.default_rng(0), 80, 112))
     summary = run(ckpt, photo, tmp_path / "out")  # the default method
     assert summary["method"] == "lattice_then_disagreement"
-    assert summary["threshold"] == {"lattice": 0.1, "disagreement": 7.96}  # no calibration: the measured ones
+    assert summary["threshold"] == {"lattice": 0.1, "lattice_after_gamma": 0.45, "disagreement": 7.96}  # measured ones
     assert summary["decided_by"] == "disagreement"  # a random photo shows no JPEG table
     both = ["--method", "lattice_then_disagreement", "--threshold", "1"]
     line = one_error_line(capsys, lambda: run(ckpt, photo, tmp_path / "again", *both))

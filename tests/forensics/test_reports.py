@@ -65,7 +65,7 @@ def test_evaluate_reports_unknown_cameras_and_splices(ckpt, flat_tree, tmp_path)
     groups = report["splices"]["groups"]
     assert (groups["unaltered"]["spliced"], groups["unaltered"]["clean"]) == (1, 1)
     assert report["splices"]["method"] == "lattice_then_disagreement"
-    assert report["splices"]["photo_threshold"] == {"lattice": 0.1, "disagreement": 7.96}
+    assert report["splices"]["photo_threshold"] == {"lattice": 0.1, "lattice_after_gamma": 0.45, "disagreement": 7.96}
     report = evaluate([
         "--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--crops", "1", "--num_workers", "0",
         "--no_progress", "--splices", str(tmp_path / "splices"), "--splice_method", "disagreement_smoothed",

@@ -127,6 +127,22 @@ def test_the_combination_takes_the_lattices_region_where_it_draws_one_else_the_d
     np.testing.assert_array_equal(smoothed.mask, localise(camera_map, "disagreement_smoothed", 0.0).mask)
 
 
+def test_a_photo_whose_gamma_was_undone_takes_the_lattices_own_threshold_for_it():
+    camera_map = hand_made_map(np.zeros((7, 7), bool))
+    camera_map.lattice = np.full((15, 15), 0.6, np.float32)
+    camera_map.lattice[4:10, 3:9] = 0.0
+    thresholds = {"lattice": 0.0, "lattice_after_gamma": 1e9}
+    assert localise(camera_map, "lattice", thresholds).spliced
+    camera_map.gamma_undone = True
+    assert not localise(camera_map, "lattice", thresholds).spliced
+    assert localise(camera_map, "lattice", 0.0).spliced  # one number serves both
+    assert photo_thresholds("lattice_then_disagreement") == {
+        "lattice": 0.1,
+        "lattice_after_gamma": 0.45,
+        "disagreement": 7.96,
+    }
+
+
 def test_a_combination_ranks_the_photos_its_first_part_gives_a_region_above_the_others():
     camera_map = hand_made_map(block())
     camera_map.lattice = np.full((15, 15), 0.6, np.float32)
@@ -145,7 +161,11 @@ def test_a_combination_ranks_the_photos_its_first_part_gives_a_region_above_the_
 
 def test_an_older_calibration_without_a_part_falls_back_to_its_measured_threshold(tmp_path):
     calibration_path(tmp_path / "a.ckpt").write_text(json.dumps({"photo_thresholds": {"disagreement": 5.0}}))
-    assert photo_thresholds("lattice_then_disagreement", tmp_path / "a.ckpt") == {"lattice": 0.1, "disagreement": 5.0}
+    assert photo_thresholds("lattice_then_disagreement", tmp_path / "a.ckpt") == {
+        "lattice": 0.1,
+        "lattice_after_gamma": 0.45,
+        "disagreement": 5.0,
+    }
 
 
 def test_the_lattice_keeps_the_first_tables_region_where_it_is_the_stronger():
