@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 from scipy.special import erf
 
+T = TypeVar("T")  # what a window_search reader returns as a table
+
 BLOCK = 8
 # Zig-zag order, as JPEG lists its table; the first 27 AC frequencies, where photos have enough
 # nonzero coefficients to show a step.
@@ -182,8 +184,6 @@ def largest_fitting(fits: np.ndarray) -> np.ndarray:
     passing = fit > np.maximum(LATTICE, NEAR_BEST * np.maximum(fit.max(axis=-1), 0))[..., None]
     return np.where(passing.any(axis=-1), CANDIDATES[passing.argmax(axis=-1)], 0).astype(np.float32)
 
-
-T = TypeVar("T")
 
 # A photo shows its own table when at least this many of its 27 steps show (are 2 or more).
 LATTICE_STEPS = 8

@@ -1,6 +1,6 @@
 """Splice localisation from a camera map: which tiles come from another camera, as a pixel mask.
 
-Four methods and one combination, compared in docs/forensics.md:
+Four methods and two combinations, compared in docs/forensics.md:
 
 - ``disagreement``: the photo's own camera is the one with the highest summed log-probability
   over the reliable tiles; the strongest rival is the camera that beats it on most tiles, by the
@@ -15,8 +15,8 @@ Four methods and one combination, compared in docs/forensics.md:
   pasted from another camera's photo, off the lattice, score above 0; scored per 8 px block.
   A photo saved again whole is also read against its first table, or against the table a
   pasted region kept where only a window of the photo shows one (CameraMap.primary_lattice),
-  and the map with the stronger region is kept. A photo that shows no table of its own gets no
-  region.
+  and the map with the stronger region is kept. A photo that shows no table of its own is read
+  against the table a window of it shows (a pasted region's), and gets no region where none does.
 - ``lattice_then_disagreement`` (the default): the lattice's region where its photo score
   reaches its threshold, else the disagreement's where its own does (each at its own
   threshold). Photos are ranked by the part that drew their region, earliest first, then by
