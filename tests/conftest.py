@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from camlit.data.quantization import FREQUENCIES
+
 CLASSES = ["HTC-1-M7", "LG-Nexus-5x", "Motorola-X"]
 ROOT = Path(__file__).resolve().parents[1]
 FIT = str(ROOT / "scripts" / "fit.py")
@@ -95,6 +97,21 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     ok, data = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+
+
+# ITU-T T.81 Annex K's luminance table, which libjpeg (and so OpenCV) scales by the quality.
+LUMA = np.array([
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55], [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62], [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99],
+])  # fmt: skip
+
+
+def libjpeg_steps(quality: int) -> np.ndarray:
+    """The steps of FREQUENCIES in libjpeg's luminance table at `quality`."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    table = np.clip((LUMA * scale + 50) // 100, 1, 255)
+    return np.array([table[u, v] for u, v in FREQUENCIES])
 
 
 def bomb_png(path: Path, side: int = 20000) -> Path:

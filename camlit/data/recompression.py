@@ -5,7 +5,7 @@ coefficients that were multiples of q1 before they were rounded to multiples of 
 not a multiple of q2, some multiples of q2 can no longer be reached: their bins of the last
 table's histogram stay empty (Lin, He, Tang and Tang 2009; Bianchi and Piva 2012 localise
 forgeries by it). A region pasted from another camera's photo came with another first table and
-fills those bins. camlit.data.quantization's lattice cannot see this: after a recompression every
+fills those bins. camlit.data.lattice_map's lattice cannot see this: after a recompression every
 block sits on the last table's steps alike.
 
 Per frequency: the last step q2 (the largest the coefficients sit on nearly as well as the best
@@ -24,23 +24,25 @@ from functools import cache
 
 import numpy as np
 
+from camlit.data.lattice_map import (
+    LATTICE_STEPS,
+    MIN_BLOCK_COEFFICIENTS,
+    as_own,
+    map_blocks,
+    neighbour_average,
+    window_search,
+)
 from camlit.data.quantization import (
     CANDIDATES,
     FREQUENCIES,
     LARGEST_STEP,
     LATTICE,
-    LATTICE_STEPS,
-    MIN_BLOCK_COEFFICIENTS,
     MIN_COEFFICIENTS,
     NEAR_BEST,
-    as_own,
     block_dct,
     lattice_fit,
     luma,
-    map_blocks,
-    neighbour_average,
     steps_and_phase,
-    window_search,
 )
 
 # The last table's step fits every block; a first step that is a multiple of it fits only the
@@ -161,9 +163,9 @@ def primary_lattice(image: np.ndarray, phase: tuple[int, int] | None = None) -> 
     """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's last JPEG grid,
     block_first_fits averaged with its 3x3 neighbours, NaN where unjudged; an empty map where no
     first table shows LATTICE_STEPS frequencies. The first table is read again on the half of
-    the blocks that keep to it best, as camlit.data.quantization.own_table does: a pasted region
+    the blocks that keep to it best, as camlit.data.lattice_map.own_table does: a pasted region
     dilutes the whole photo's histogram. Where the whole photo shows none, the window that shows
-    the most gives the table (camlit.data.quantization.window_search), its fits turned to the
+    the most gives the table (camlit.data.lattice_map.window_search), its fits turned to the
     photo's own where it is a pasted region's (as_own). `phase`: the grid's, where the caller has
     it already."""
     dy, dx = steps_and_phase(image)[1] if phase is None else phase

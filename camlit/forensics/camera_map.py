@@ -16,7 +16,8 @@ import numpy as np
 
 from camlit.atomic import write_bytes_atomic
 from camlit.data.crops import check_fits
-from camlit.data.quantization import block_lattice, steps_and_phase
+from camlit.data.lattice_map import block_lattice
+from camlit.data.quantization import steps_and_phase
 from camlit.data.recompression import primary_lattice
 from camlit.data.undo import without_gamma
 from camlit.forensics.reliability import reliability
@@ -59,7 +60,7 @@ class CameraMap:
     flat: np.ndarray  # (rows, cols) bool: too little residual to judge
     clipped: np.ndarray  # (rows, cols) bool: mostly black or blown
     # Per 8x8 block of the photo's JPEG grid, at `lattice_phase` (dy, dx): how closely it sits on
-    # the photo's own quantization steps (camlit.data.quantization.block_lattice), read
+    # the photo's own quantization steps (camlit.data.lattice_map.block_lattice), read
     # after undoing a gamma (camlit.data.undo); empty where the photo shows no table of its own.
     lattice: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     lattice_phase: tuple[int, int] = (0, 0)
