@@ -124,9 +124,30 @@ def bound_name(name: str, parent: int) -> str:
 
 
 class ParentBoundProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker bound to its parent's life (ParentBoundName) that ignores Ctrl-C from its
+    first moment on.
+
+    Ctrl-C reaches the whole process group, a worker still importing its modules too: there the
+    default handler printed a KeyboardInterrupt traceback under the parent's one stop line. An
+    ignored SIGINT stays ignored across exec, and Python keeps it so; the parent ignores it only
+    while it starts the worker, with the signal blocked, so that one coming meanwhile waits for
+    the parent's own handler (Linux queues a blocked signal even where it is ignored)."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.name = ParentBoundName(self.name, os.getpid())
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            super().start()  # signal handlers are the main thread's to set
+            return
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            super().start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 class ParentBoundContext(multiprocessing.context.SpawnContext):
@@ -192,7 +213,8 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
 
 def leave_interrupts_to_parent() -> None:
     """Ctrl-C reaches the whole process group; the parent stops the pool and says so in one line,
-    where each worker would print a KeyboardInterrupt traceback."""
+    where each worker would print a KeyboardInterrupt traceback. (ParentBoundProcess starts it
+    ignoring the signal already, where it can.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -184,6 +184,43 @@ def start_loader(tmp_path) -> tuple[subprocess.Popen, int]:
     return process, int(process.stdout.readline())
 
 
+WORKER_START = """
+import os, signal, multiprocessing.context
+from camlit.workers import ParentBoundContext
+
+def report(queue):
+    queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+if __name__ == "__main__":
+    caught = []
+    signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    spawn_start = multiprocessing.context.SpawnProcess.start
+
+    def start_under_ctrl_c(process):  # Ctrl-C to the group while the worker starts
+        os.kill(os.getpid(), signal.SIGINT)
+        spawn_start(process)
+
+    multiprocessing.context.SpawnProcess.start = start_under_ctrl_c
+    context = ParentBoundContext()
+    queue = context.Queue()
+    worker = context.Process(target=report, args=(queue,))
+    worker.start()
+    print(queue.get(timeout=60), signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.SIG_DFL), caught)
+    worker.join()
+"""
+
+
+def test_a_pool_worker_ignores_ctrl_c_from_its_start_and_the_parent_still_gets_it(tmp_path):
+    """A worker still importing its modules printed a KeyboardInterrupt traceback when Ctrl-C
+    reached the group (seen once in the prepare signal test): it now starts ignoring
+    SIGINT, and the Ctrl-C that came meanwhile reaches the parent's handler once it is started."""
+    script = tmp_path / "start.py"
+    script.write_text(WORKER_START)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["True", "True", "[True]"]
+
+
 def test_a_training_loader_worker_leaves_sigterm_to_its_parent(tmp_path):
     """scancel signals the whole group: the worker must neither die nor run the parent's handler
     (under DDP, Lightning's starts a collective), and its rank stops it as the run ends."""

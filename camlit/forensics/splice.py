@@ -221,11 +221,6 @@ def photo_thresholds(method: str, checkpoint: str | os.PathLike | None = None) -
         raise CamlitError(f"{path}: not a splice calibration ({error}); remake it with `camlit calibrate`") from None
 
 
-def photo_threshold(method: str, checkpoint: str | os.PathLike | None = None) -> float:
-    """The photo threshold of a single method (not a combination): see photo_thresholds."""
-    return photo_thresholds(method, checkpoint)[method]
-
-
 def interpolation_weights(centres: np.ndarray, extent: int) -> np.ndarray:
     """(extent, len(centres)) linear interpolation weights from tile centres to pixel centres,
     held constant beyond the outer centres."""

@@ -55,21 +55,22 @@ def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_pa
     splices = json.loads(splice.calibration_path(path).read_text())
     assert splices["clean_photos"] == 4
     assert set(splices["photo_thresholds"]) == {*splice.SCORERS, splice.GAMMA_KEY}
-    assert splice.photo_threshold("disagreement", path) == splices["photo_thresholds"]["disagreement"]
+    assert splice.photo_thresholds("disagreement", path)["disagreement"] == splices["photo_thresholds"]["disagreement"]
     # The tree's photos are PNGs of noise, with no JPEG table: the lattice method's stays as measured.
     assert splices["photo_thresholds"]["lattice"] == splice.PHOTO_THRESHOLDS["lattice"]
     assert splices["photo_thresholds"][splice.GAMMA_KEY] == splice.PHOTO_THRESHOLDS[splice.GAMMA_KEY]
 
 
 def test_a_checkpoint_without_a_splice_calibration_gets_the_measured_threshold(tmp_path):
-    assert splice.photo_threshold("clustering", tmp_path / "a.ckpt") == splice.PHOTO_THRESHOLDS["clustering"]
+    measured = splice.PHOTO_THRESHOLDS["clustering"]
+    assert splice.photo_thresholds("clustering", tmp_path / "a.ckpt")["clustering"] == measured
     splice.calibration_path(tmp_path / "a.ckpt").write_text("{}")
     with pytest.raises(CamlitError, match="a.splice.json"):
-        splice.photo_threshold("clustering", tmp_path / "a.ckpt")
+        splice.photo_thresholds("clustering", tmp_path / "a.ckpt")["clustering"]
     # NaN is what Python writes for a threshold that is not a number; it would judge no photo spliced.
     splice.calibration_path(tmp_path / "a.ckpt").write_text('{"photo_thresholds": {"clustering": NaN}}')
     with pytest.raises(CamlitError, match="a.splice.json: not a splice calibration"):
-        splice.photo_threshold("clustering", tmp_path / "a.ckpt")
+        splice.photo_thresholds("clustering", tmp_path / "a.ckpt")["clustering"]
 
 
 def test_a_prepared_tree_without_an_unaltered_folder_still_calibrates(ckpt, flat_tree, tmp_path):
