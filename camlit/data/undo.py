@@ -172,13 +172,13 @@ def undo(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     return image, None
 
 
-def without_gamma(image: np.ndarray) -> np.ndarray:
-    """The photo with a gamma it went through undone (the pixels stay where they are, for
-    per-block maps); the photo itself where it shows none."""
+def without_gamma(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(the photo with a gamma it went through undone, the gamma's name): the pixels stay where
+    they are, for per-block maps; (the photo itself, None) where it shows none."""
     for name in GAMMAS:
         if went_through(image, name):
-            return undo_gamma(image, name)
-    return image
+            return undo_gamma(image, name), name
+    return image, None
 
 
 def camera_table(image: np.ndarray) -> np.ndarray:

@@ -161,8 +161,7 @@ def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, 
         path = predictions.paths[index]
         camera_map = map_from_rows(reader(path), model.classes, size, predictions.extras[index])
         for method, scorer in splice.SCORERS.items():
-            key = splice.GAMMA_KEY if method == "lattice" and camera_map.gamma_undone else method
-            scores[key].append(scorer(camera_map).photo_score)
+            scores[splice.threshold_key(method, camera_map)].append(scorer(camera_map).photo_score)
     if not len(usable):
         raise CamlitError(f"no validation photo is large enough for {size} px tiles")
     # Strictly above the 95th percentile: a photo scoring at a threshold gets a region. Of the photos

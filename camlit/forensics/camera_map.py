@@ -125,9 +125,9 @@ def photo_lattice(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], np.nd
     """CameraMap.lattice, lattice_phase, primary_lattice and gamma_undone of a photo, once a gamma
     is undone (a gamma bends the coefficients off the lattice, and its table can be undone closely
     enough). Both maps are read on the grid steps_and_phase finds, found once."""
-    undone = without_gamma(image)  # the photo itself where it shows no gamma
+    undone, gamma = without_gamma(image)
     read = steps_and_phase(undone)
-    return block_lattice(undone, read)[0], read[1], primary_lattice(undone, read[1])[0], undone is not image
+    return block_lattice(undone, read)[0], read[1], primary_lattice(undone, read[1])[0], gamma is not None
 
 
 def predict_tiles(

@@ -196,13 +196,17 @@ def threshold_keys(method: str) -> tuple[str, ...]:
     return tuple(key for part in parts(method) for key in ((part, GAMMA_KEY) if part == "lattice" else (part,)))
 
 
+def threshold_key(part: str, camera_map: CameraMap) -> str:
+    """The photo threshold a part reads for this photo: the lattice's own after a gamma."""
+    return GAMMA_KEY if part == "lattice" and camera_map.gamma_undone else part
+
+
 def part_threshold(threshold: float | Mapping[str, float], part: str, camera_map: CameraMap) -> float:
-    """A part's photo threshold for this photo: `threshold` itself where it is one number."""
+    """A part's photo threshold for this photo: `threshold` itself where it is one number, the
+    part's own where `threshold` lacks the one after a gamma (a --threshold given for it)."""
     if not isinstance(threshold, Mapping):
         return threshold
-    if part == "lattice" and camera_map.gamma_undone and GAMMA_KEY in threshold:
-        return threshold[GAMMA_KEY]
-    return threshold[part]
+    return threshold.get(threshold_key(part, camera_map), threshold[part])
 
 
 def photo_thresholds(method: str, checkpoint: str | os.PathLike | None = None) -> dict[str, float]:
