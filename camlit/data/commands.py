@@ -46,13 +46,15 @@ def finite(text: str) -> float:
     return value
 
 
-def at_least(minimum: int):
-    """An argparse type: an integer no smaller than `minimum` (camlit.forensics' parsers)."""
+def at_least(minimum: int, most: int | None = None):
+    """An argparse type: an integer no smaller than `minimum`, nor larger than `most` where given."""
 
     def parse(text: str) -> int:
         value = int(text)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, not {value}")
         return value
 
     return parse

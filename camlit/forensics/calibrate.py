@@ -29,7 +29,7 @@ from camlit.inference import openset
 from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import few, predict_paths
-from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
+from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, MAX_CROPS, CropPlan
 from camlit.termination import exit_on_signal
 from camlit.training.checkpointing import load_plain
 
@@ -185,7 +185,9 @@ def build_parser() -> PlainParser:
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by camlit fit")
     parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
     parser.add_argument("--score", choices=openset.SCORES, default=DEFAULT_SCORE, help=f"default {DEFAULT_SCORE}")
-    parser.add_argument("--crops", type=at_least(1), default=DEFAULT_CROPS, help="crops per photo, as predict's")
+    parser.add_argument(
+        "--crops", type=at_least(1, MAX_CROPS), default=DEFAULT_CROPS, help="crops per photo, as predict's"
+    )
     parser.add_argument("--crop_grid", action="store_true", help="take --crops crops on an even grid, as predict's")
     parser.add_argument(
         "--splice_photos", type=at_least(0), default=SPLICE_PHOTOS,

@@ -19,7 +19,7 @@ from camlit.imageio import ImageTooSmall, UnreadableImage, is_image_file, read_r
 from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
-from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, CropPlan
+from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, MAX_CROPS, CropPlan
 from camlit.training.checkpointing import sidecars
 
 
@@ -28,8 +28,9 @@ def add_prediction_arguments(parser: CommandParser) -> None:
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `camlit fit`")
     parser.add_argument("--input", required=True, help="folder of images")
     parser.add_argument(
-        "--crops", type=int, default=DEFAULT_CROPS,
-        help=f"crops per image (default {DEFAULT_CROPS}): the centre crop plus random even-offset crops",
+        "--crops", type=at_least(1, MAX_CROPS), default=DEFAULT_CROPS,
+        help=f"crops per image (default {DEFAULT_CROPS}, at most {MAX_CROPS}): the centre crop plus random "
+        "even-offset crops",
     )  # fmt: skip
     parser.add_argument("--crop_grid", action="store_true", help="take --crops crops on a deterministic even grid")
     parser.add_argument(
@@ -74,9 +75,8 @@ def add_prediction_arguments(parser: CommandParser) -> None:
 
 
 def check_prediction_arguments(args: Namespace) -> None:
-    for name in ("crops", "batch_size"):
-        if getattr(args, name) < 1:
-            raise CamlitError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.batch_size < 1:
+        raise CamlitError(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.crop_size is not None and args.crop_size < 1:
         raise CamlitError(f"--crop_size must be at least 1, got {args.crop_size}")
     if args.num_workers < 0:

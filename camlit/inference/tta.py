@@ -26,6 +26,9 @@ from camlit.workers import one_blas_thread
 
 DEFAULT_CROP_SIZE = 224
 DEFAULT_CROPS = 10
+# Each image's crops are cut together in memory (150 KB apiece at 224 px): a million asked for by
+# mistake would be killed for memory rather than refused.
+MAX_CROPS = 1024
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,9 @@ def test_a_checkpoint_that_names_no_training_folder_asks_for_one(ckpt, tmp_path,
     assert f"{ckpt}: it names no training folder; give the run's with --train_dir" in line
     line = one_error_line(capsys, lambda: main(["--ckpt_path", str(ckpt), "--train_dir", str(tmp_path / "no")]))
     assert f"--train_dir {tmp_path / 'no'}: no such folder" in line
+    # Refused, not killed for memory cutting a million crops of a photo.
+    line = one_error_line(capsys, lambda: main(["--ckpt_path", str(ckpt), "--crops", "1000000"]))
+    assert "--crops: must be at most 1024, not 1000000" in line
 
 
 def test_too_few_photos_of_a_camera_are_refused_before_a_nan_calibration(tmp_path, flat_tree, capsys):
