@@ -35,7 +35,8 @@ from camlit.inference import openset
 from camlit.inference.features import softmax
 from camlit.inference.labelled import labelled_csv
 from camlit.inference.loading import load_checkpoint
-from camlit.inference.openset import SCORES, feature_layer, reads_quantization, unknown_report
+from camlit.inference.openset import SCORES, feature_layer, unknown_report
+from camlit.inference.openset_steps import reads_quantization, split_steps, step_mismatch
 from camlit.inference.tta import CropPlan
 
 
@@ -328,9 +329,9 @@ def step_figures(fitted, known_rows, unknown_rows) -> dict:
     weight = float(fitted.arrays["step_weight"])
     tables = {}
     for name, (_, features, _, flags) in (("known", known_rows), ("unknown", unknown_rows)):
-        stems, steps, undone = openset.split_steps(features)
+        stems, steps, undone = split_steps(features)
         tables[name] = (
-            fitted.distance_scores(stems), openset.step_mismatch(steps, fitted.arrays["steps"], undone > 0),
+            fitted.distance_scores(stems), step_mismatch(steps, fitted.arrays["steps"], undone > 0),
             np.asarray(flags, bool), undone > 0,
         )  # fmt: skip
 

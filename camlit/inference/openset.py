@@ -40,12 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from torchmetrics.functional.classification import binary_auroc
 
 from camlit.atomic import atomic_write
-from camlit.data.quantization import FREQUENCIES
-from camlit.data.undo import TABLE_COLUMNS
 from camlit.errors import CamlitError
 from camlit.inference.features import softmax, split_extras
+from camlit.inference.openset_steps import STEP_WEIGHT, reads_quantization, split_steps, step_mismatch
 from camlit.inference.tta import CropPlan
 from camlit.training.checkpointing import UNKNOWN_CALIBRATION, beside
 
@@ -53,47 +54,11 @@ SCORES = ("msp", "energy", "mahalanobis", "knn", "mahalanobis_stem", "relative_s
 ACCEPT = 0.95
 COMPONENTS = 32
 NEIGHBOUR = 5
-# The JPEG-step term's weight, in spreads of the training photos' relative_stem scores: the least
-# that ranked every unknown unaltered photo of another seed above the demo run's validation photos
-# (docs/forensics.md); the steps alone tell them apart almost perfectly, the stem score does not.
-STEP_WEIGHT = 4.0
 
 
 def feature_layer(method: str) -> str:
     """The WithFeatures layer that a score reads."""
     return "stem" if "_stem" in method else "pooled"
-
-
-def reads_quantization(method: str) -> bool:
-    """Whether a score reads the photo's JPEG quantization steps (WithFeatures(quantization=True))."""
-    return method.endswith("_jpeg")
-
-
-def split_steps(features: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Per photo, (crops, F + 28) rows (camlit.data.undo.camera_table) as its crops' (crops, F)
-    features, (photos, 27) steps and (photos,) the number of the manipulation undone (0: none)."""
-    tables = np.stack([rows[0, -TABLE_COLUMNS:] for rows in features])
-    return [rows[:, :-TABLE_COLUMNS] for rows in features], tables[:, : len(FREQUENCIES)], tables[:, -1]
-
-
-def step_mismatch(
-    steps: np.ndarray, bank: np.ndarray, shown_only: np.ndarray | None = None, chunk: int = 256
-) -> np.ndarray:
-    """(photos,) the share of quantization steps differing from the nearest of the bank's tables,
-    `chunk` photos at a time (a bank of thousands of tables). Where `shown_only` (photos,) is set,
-    the share of the steps the photo shows (2 or more): an undone photo has fewer blocks, and a
-    step it does not show is no evidence (0 where it shows none)."""
-    shown_only = np.zeros(len(steps), bool) if shown_only is None else np.asarray(shown_only, bool)
-    counted = np.where(shown_only[:, None], steps >= 2, True)
-    parts = range(chunk, len(steps), chunk)
-    return np.concatenate(
-        [
-            ((part[:, None, :] != bank[None]) & judged[:, None, :]).sum(axis=2).min(axis=1)
-            / np.maximum(judged.sum(axis=1), 1)
-            for part, judged in zip(np.split(steps, parts), np.split(counted, parts), strict=True)
-        ]
-        or [np.zeros(0)]
-    )
 
 
 def photo_features(features: np.ndarray) -> np.ndarray:
@@ -341,12 +306,14 @@ def logsumexp(values: np.ndarray) -> float:
 
 
 def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """Area under the ROC curve of `positives` scoring above `negatives` (ties count half)."""
+    """Area under the ROC curve of `positives` scoring above `negatives` (ties count half); NaN
+    without both."""
     negatives, positives = np.asarray(negatives, float), np.asarray(positives, float)
     if not len(negatives) or not len(positives):
         return float("nan")
-    above = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
-    return float(above / (len(negatives) * len(positives)))
+    scores = torch.from_numpy(np.concatenate([negatives, positives]))
+    truth = torch.cat([torch.zeros(len(negatives), dtype=torch.long), torch.ones(len(positives), dtype=torch.long)])
+    return float(binary_auroc(scores, truth))
 
 
 def unknown_report(
