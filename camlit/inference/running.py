@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -110,14 +112,21 @@ def trainer_devices(name: str, count: int = 1) -> tuple[str, int | list[int]]:
     return "gpu", [int(number)] if number else count
 
 
+LEAFSPEC_DEPRECATION = "`isinstance(treespec, LeafSpec)` is deprecated"
+
+
 @contextmanager
 def quiet_lightning():
-    """Prediction's own output only: no 'GPU available' or tip lines from the Trainer."""
+    """Prediction's own output only: no 'GPU available' or tip lines from the Trainer, and not
+    torch's deprecation of the LeafSpec that Lightning's prediction loop builds on every call
+    (Lightning's to mend; nothing a user of camlit can act on)."""
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", re.escape(LEAFSPEC_DEPRECATION), FutureWarning)
+            yield
     finally:
         logger.setLevel(level)
 

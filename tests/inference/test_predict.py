@@ -237,6 +237,20 @@ def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, im
         assert np.allclose(predictions.probabilities[index], expected, atol=1e-6)
 
 
+def test_prediction_shows_no_deprecation_from_lightnings_own_loop(ckpt, images):
+    """torch deprecates the LeafSpec that Lightning's prediction loop builds: a warning on every
+    predict that a user of camlit cannot act on."""
+    import warnings
+
+    model, size = load_checkpoint(ckpt)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        predict_paths(model, sorted(images.iterdir()), CropPlan(size=size, count=1), device="cpu")
+        assert warnings.filters == before  # no filter left behind
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]
+
+
 def test_tta_manipulations_average_the_image_and_its_manipulated_versions(ckpt, images):
     """Each image's answer is the mean softmax over its crops and the same crops of each version
     manipulated whole; a version too small for the crop (48 px halved) is left out."""
