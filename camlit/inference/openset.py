@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torchmetrics.functional.classification import binary_auroc
 
 from camlit.atomic import atomic_write
 from camlit.errors import CamlitError
@@ -306,14 +304,14 @@ def logsumexp(values: np.ndarray) -> float:
 
 
 def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """Area under the ROC curve of `positives` scoring above `negatives` (ties count half); NaN
-    without both."""
+    """Area under the ROC curve of `positives` scoring above `negatives` (ties count half), by
+    counting pairs: exact for any scores (torchmetrics' binary_auroc reads scores outside [0, 1]
+    as logits and computes in float32)."""
     negatives, positives = np.asarray(negatives, float), np.asarray(positives, float)
     if not len(negatives) or not len(positives):
         return float("nan")
-    scores = torch.from_numpy(np.concatenate([negatives, positives]))
-    truth = torch.cat([torch.zeros(len(negatives), dtype=torch.long), torch.ones(len(positives), dtype=torch.long)])
-    return float(binary_auroc(scores, truth))
+    above = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    return float(above / (len(negatives) * len(positives)))
 
 
 def unknown_report(

@@ -101,6 +101,15 @@ def test_auroc_counts_ties_as_half():
     assert openset.auroc([2, 3], [0, 1]) == 0.0
 
 
+def test_auroc_keeps_the_order_of_large_and_nearly_equal_scores():
+    """Scores outside [0, 1] (ranks of hundreds of photos, distances) were read as logits by
+    torchmetrics, whose float32 sigmoid tied them all at 1."""
+    assert openset.auroc([100.0, 200.0], [300.0, 400.0]) == 1.0
+    assert openset.auroc([1.0, 1.0 + 1e-12], [1.0 + 2e-12]) == 1.0
+    negatives = np.arange(300.0)
+    assert openset.auroc(negatives, negatives + 0.5) == (300 * 301 / 2) / (300 * 300)
+
+
 def calibrated(ckpt, tmp_path, threshold: float):
     """A copy of the test checkpoint with a k-NN calibration of the given threshold beside it."""
     copy = tmp_path / f"t{threshold}" / "model.ckpt"
