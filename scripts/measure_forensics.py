@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def measure(model, size: int, args) -> None:
     report = {"date": datetime.date.today().isoformat(), "checkpoint": args.ckpt_path, "tile_size": size}
+    report.update(sets=args.sets, tune=args.tune, known=args.known)
     if args.only != "splices":
         report["unknown"] = measure_unknown(model, size, args)
     if args.only != "unknown":
