@@ -17,9 +17,10 @@ from camlit.atomic import require_writable
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache
-from camlit.data.datasets import CenterCrops, EpochSampler, TrainCrops, collate, manipulation_probabilities
+from camlit.data.datasets import CenterCrops, TrainCrops, collate, manipulation_probabilities
 from camlit.data.kaggle_layout import PREPARED
 from camlit.data.pseudo import pseudo_label_samples
+from camlit.data.sampler import EpochSampler
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
 from camlit.data.unaltered_share import log_unaltered_share, require_pools
 from camlit.errors import CamlitError

@@ -5,10 +5,10 @@ from collections import Counter
 import pytest
 from conftest import make_datamodule as make
 
-from camlit.data.datasets import EpochSampler
 from camlit.data.manipulations import MANIPULATED, MANIPULATIONS
 from camlit.data.manipulations import UNALTERED as UNALTERED_NAME
 from camlit.data.pseudo import UNKNOWN_MANIPULATION
+from camlit.data.sampler import EpochSampler
 from camlit.data.unaltered_share import unaltered_crop_share
 from camlit.errors import CamlitError
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import FIT, fit_args, wait_for
 
-from camlit.data.datasets import EpochSampler
+from camlit.data.sampler import EpochSampler
 from camlit.training.checkpointing import is_valid_checkpoint
 
 PROBE = '''
