@@ -26,10 +26,11 @@ from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.forensics import splice
 from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, photo_lattice, predict_tiles
+from camlit.forensics.masks import foreign_region
 from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.reliability import clipped_share, reliability, residual_energy
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
-from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, foreign_region
+from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult
 from camlit.imageio import list_images, read_rgb, write_image_atomic
 from camlit.inference import openset
 from camlit.inference.features import softmax

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from camlit.forensics.camera_map import CameraMap, tile_axis, tile_stride
+from camlit.forensics.masks import foreign_mask
 from camlit.forensics.splice import (
     SpliceResult,
     calibration_path,
     disagreement,
-    foreign_mask,
     localise,
     photo_ranks,
     photo_thresholds,
