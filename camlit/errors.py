@@ -1,10 +1,13 @@
-"""The one error type that entry points print as a single line instead of a traceback, and the
-command-line parsers that end a mistake the same way."""
+"""The one error type that entry points print as a single line instead of a traceback, the
+command-line parsers that end a mistake the same way, and the one warning of Lightning's own
+that no user can act on, kept off the console."""
 
 import argparse
 import errno
 import os
+import re
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -63,3 +66,16 @@ class CommandParser(OneLineErrors, jsonargparse.ArgumentParser):
 
 class PlainParser(OneLineErrors, argparse.ArgumentParser):
     """The same command style and errors for commands whose options are plain argparse ones."""
+
+
+# torch deprecates the LeafSpec that Lightning builds for every loader it combines (fit and predict
+# alike); Lightning's to mend.
+LEAFSPEC_DEPRECATION = "`isinstance(treespec, LeafSpec)` is deprecated"
+
+
+@contextmanager
+def lightning_deprecation_ignored() -> Iterator[None]:
+    """Inside: torch's LeafSpec deprecation, raised from Lightning's own loops, not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", re.escape(LEAFSPEC_DEPRECATION), FutureWarning)
+        yield

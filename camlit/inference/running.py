@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ import torch
 from lightning.pytorch import Callback
 
 from camlit.data.batch import Batch
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, lightning_deprecation_ignored
 from camlit.imageio import UnreadableImage, read_rgb
 from camlit.inference.aggregate import AGGREGATES, aggregate
 from camlit.inference.balance import balanced_labels
@@ -112,20 +110,15 @@ def trainer_devices(name: str, count: int = 1) -> tuple[str, int | list[int]]:
     return "gpu", [int(number)] if number else count
 
 
-LEAFSPEC_DEPRECATION = "`isinstance(treespec, LeafSpec)` is deprecated"
-
-
 @contextmanager
 def quiet_lightning():
-    """Prediction's own output only: no 'GPU available' or tip lines from the Trainer, and not
-    torch's deprecation of the LeafSpec that Lightning's prediction loop builds on every call
-    (Lightning's to mend; nothing a user of camlit can act on)."""
+    """Prediction's own output only: no 'GPU available' or tip lines from the Trainer, nor the
+    deprecation its loop raises on every call."""
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", re.escape(LEAFSPEC_DEPRECATION), FutureWarning)
+        with lightning_deprecation_ignored():
             yield
     finally:
         logger.setLevel(level)

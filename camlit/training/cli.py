@@ -23,7 +23,13 @@ from lightning.pytorch.trainer.trainer import Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from camlit.data.datamodule import CameraDataModule
-from camlit.errors import CamlitError, OneLineErrors, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import (
+    CamlitError,
+    OneLineErrors,
+    disk_full_as_user_error,
+    exit_on_user_error,
+    lightning_deprecation_ignored,
+)
 from camlit.termination import SigtermWatch, exit_terminated, interrupt_handled, on_sigterm
 from camlit.training.callbacks import (
     CheckpointOnSigterm,
@@ -267,6 +273,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
         try:
             # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
             with (
+                lightning_deprecation_ignored(),
                 exit_on_user_error(MisconfigurationException),
                 disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"),
             ):
