@@ -48,6 +48,9 @@ def exit_on_user_error(*also: type[Exception]) -> Iterator[None]:
         raise SystemExit(2) from None
 
 
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
 class OneLineErrors:
     """A parser whose mistakes end as one `error:` line and exit status 2, without the usage block
     (`--help` shows that). A parser told to raise instead (jsonargparse does so internally) still raises."""
@@ -66,6 +69,12 @@ class CommandParser(OneLineErrors, jsonargparse.ArgumentParser):
 
 class PlainParser(OneLineErrors, argparse.ArgumentParser):
     """The same command style and errors for commands whose options are plain argparse ones."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A value such as -1e3 or -inf, not only -1 and -0.5, is a negative number, not an option
+        # (argparse then says `--threshold: expected one argument`); no option of camlit's is one.
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
 
 # torch deprecates the LeafSpec that Lightning builds for every loader it combines (fit and predict

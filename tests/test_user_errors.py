@@ -140,3 +140,16 @@ def test_a_dangling_symlink_is_named_in_training(flat_tree, tmp_path, caplog):
     assert "gone.tif: broken symbolic link to" in caplog.text
     assert all("gone.tif" not in s.path for s in datamodule.train_set.samples)
     assert torch.is_tensor(datamodule.train_set[(0, 0, 0)][0])
+
+
+@pytest.mark.parametrize("value", ["-1e3", "-2.5E-4", "-0.5", "-.5", "-3"])
+def test_a_negative_number_in_any_notation_is_an_options_value(value, capsys):
+    """`--threshold -1e3` ended as `expected one argument`: argparse took it for an option."""
+    from camlit.data.commands import finite
+    from camlit.errors import PlainParser
+
+    parser = PlainParser(prog="camlit x")
+    parser.add_argument("--threshold", type=finite)
+    assert parser.parse_args(["--threshold", value]).threshold == float(value)
+    line = one_error_line(capsys, lambda: parser.parse_args(["--threshold", "-inf"]))
+    assert "--threshold: must be a finite number, not -inf" in line
