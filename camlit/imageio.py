@@ -22,6 +22,9 @@ from camlit.errors import CamlitError
 # cores, and a pool alive in a process when it forks (a DataLoader, a process pool) can deadlock
 # the child. Every camlit process imports this module before it decodes or forks.
 cv2.setNumThreads(1)
+# A damaged TIFF made OpenCV print its own `[ERROR:0@...]` lines above camlit's one `error:` line
+# naming the file; its log is silenced (a decoder that fails still returns None, which camlit reports).
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 # IMREAD_UNCHANGED keeps the channel count and bit depth visible and, like

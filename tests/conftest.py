@@ -81,7 +81,10 @@ def save_checkpoint(path, classes=CLASSES, crop_size=32, **model_options):
 def write_image(path: Path, image: np.ndarray) -> Path:
     """Write RGB `image` with OpenCV (which wants BGR)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), image[..., ::-1] if image.ndim == 3 else image)
+    # Encoded to bytes: cv2.imwrite crashes (SIGSEGV) on a file name that is not UTF-8.
+    ok, data = cv2.imencode(path.suffix or ".png", image[..., ::-1] if image.ndim == 3 else image)
+    assert ok
+    path.write_bytes(data.tobytes())
     return path
 
 

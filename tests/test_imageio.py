@@ -99,3 +99,13 @@ def test_grey_with_alpha_and_palette_pngs_are_refused(tmp_path):
     with pytest.raises(UnreadableImage, match="palette.png: palette image"):
         read_rgb(tmp_path / "palette.png")
     assert read_rgb(png_of(tmp_path / "rgb.png", 2, 3)).shape == (40, 40, 3)
+
+
+def test_a_damaged_tiff_is_reported_without_opencvs_own_error_lines(tmp_path, capfd):
+    """OpenCV printed `[ERROR:0@...] TIFF_Error ...` lines above camlit's one `error:` line."""
+    ok, data = cv2.imencode(".tif", np.full((64, 64, 3), 99, np.uint8))
+    path = tmp_path / "cut.tif"
+    path.write_bytes(data.tobytes()[: len(data) // 2])
+    with pytest.raises(UnreadableImage):
+        read_rgb(path)
+    assert "ERROR" not in capfd.readouterr().err

@@ -47,7 +47,12 @@ def splice_folder(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    # Decoded from bytes, as photos are: cv2.imread crashed the process (SIGSEGV) on a file name
+    # that is not UTF-8.
+    try:
+        mask = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    except (OSError, cv2.error):
+        mask = None
     if mask is None or mask.shape != shape:
         raise CamlitError(f"--splices: mask {path} is unreadable or not the photo's size {shape[1]}x{shape[0]}")
     return mask > 127

@@ -144,3 +144,20 @@ def test_a_splice_photo_without_its_mask_is_refused_before_any_work(ckpt, flat_t
     args = ["--ckpt_path", str(ckpt), "--input", str(flat_tree), "--splices", str(tmp_path / "splices")]
     line = one_error_line(capsys, lambda: evaluate(args))
     assert line == f"error: --splices: 1 photo(s) without a mask, the first {group / 'masks' / 'b.png'}"
+
+
+def test_a_mask_whose_name_is_not_utf8_is_read_and_a_damaged_one_refused(tmp_path):
+    """cv2.imread crashed the process (SIGSEGV) on such a name."""
+    import os
+
+    from camlit.forensics.reports import read_mask
+
+    path = tmp_path / os.fsdecode(b"b\xffd.png")
+    mask = np.zeros((8, 10, 3), np.uint8)
+    mask[2:5, 3:7] = 255
+    write_image(path, mask)
+    found = read_mask(path, (8, 10))
+    assert found.sum() == 12 and found[2:5, 3:7].all()
+    path.write_bytes(b"not a png")
+    with pytest.raises(Exception, match="unreadable or not the photo's size"):
+        read_mask(path, (8, 10))
