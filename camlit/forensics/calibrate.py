@@ -28,6 +28,7 @@ from camlit.imageio import read_rgb
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
+from camlit.inference.options import report_problems
 from camlit.inference.running import few, predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, MAX_CROPS, CropPlan
 from camlit.termination import exit_on_signal
@@ -64,6 +65,9 @@ def photo_rows(
     """Per usable photo, its crops' (logits, `layer`'s features [, the photo's camera_table]);
     and which paths were usable."""
     predictions = predict_paths(WithFeatures(model, layer, quantization), paths, plan, **options)
+    # Left out as fit leaves them out of the run, but named: a calibration on fewer photos than
+    # the folder holds should not pass unseen.
+    report_problems(predictions.problems, predictions.paths, skip=True)
     usable = predictions.usable
     rows = [split_extras(predictions.extras[i], len(model.classes)) for i in np.flatnonzero(usable)]
     return [logits for logits, _ in rows], [features for _, features in rows], usable
@@ -155,6 +159,7 @@ def splice_thresholds(model, samples: Sequence[Sample], size: int, photos: int, 
     reader = ReadManipulated(names, side=KAGGLE_SIDE)
     flags = [name != manipulations.UNALTERED for name in names.values()]
     predictions = predict_tiles(model, list(names), size, manipulated=flags, reader=reader, **options)
+    report_problems(predictions.problems, predictions.paths, skip=True)
     scores = {key: [] for key in [*splice.SCORERS, splice.GAMMA_KEY]}
     usable = np.flatnonzero(predictions.usable)
     for index in usable:
@@ -203,8 +208,14 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
     args = build_parser().parse_args(argv)
     kept = "each calibration file beside the checkpoint is whole or as it was"
     with exit_on_user_error(), exit_on_signal(kept):
-        # Before the work, not after it: the files go beside the checkpoint.
-        require_writable(openset.calibration_path(args.ckpt_path), "--ckpt_path")
+        # Before the work, not after it: the files go beside the checkpoint, and neither changes
+        # unless both can be written.
+        sidecars = [openset.calibration_path(args.ckpt_path)]
+        sidecars += [splice.calibration_path(args.ckpt_path)] if args.splice_photos else []
+        for path in sidecars:
+            if path.is_dir():
+                raise CamlitError(f"--ckpt_path: {path} beside it is a folder; calibrate writes a file there")
+            require_writable(path, "--ckpt_path")
         model, size = load_checkpoint(args.ckpt_path, args.device)
         train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops, grid=args.crop_grid)

@@ -177,3 +177,34 @@ def test_a_calibration_that_cannot_be_written_is_refused_before_the_work(tmp_pat
     finally:
         subprocess.run(["umount", str(folder)], check=True)
     assert f"--ckpt_path {openset.calibration_path(path)}: cannot write in {folder}" in line
+
+
+@pytest.mark.parametrize("folder", ["unknown", "splice"])
+def test_a_folder_where_a_calibration_file_goes_is_refused_before_either_changes(tmp_path, flat_tree, capsys, folder):
+    """A folder named like the splice file failed after the work, with a traceback, and after the
+    unknown-camera file had already been replaced."""
+    import camlit.forensics.calibrate as calibrate
+
+    path = run_checkpoint(tmp_path, flat_tree)
+    unknown, splices = openset.calibration_path(path), splice.calibration_path(path)
+    unknown.write_bytes(b"the earlier calibration")
+    (splices if folder == "splice" else unknown).unlink(missing_ok=True)
+    (splices if folder == "splice" else unknown).mkdir()
+    args = ["--ckpt_path", str(path), "--crops", "1", "--score", "knn", "--device", "cpu", "--splice_photos", "2"]
+    original = calibrate.calibrated
+    calibrate.calibrated = lambda *a, **k: pytest.fail("calibrated before the check")
+    try:
+        line = one_error_line(capsys, lambda: main(args))
+    finally:
+        calibrate.calibrated = original
+    assert "beside it is a folder" in line
+    if folder == "splice":
+        assert unknown.read_bytes() == b"the earlier calibration"
+
+
+def test_unusable_training_photos_are_named_not_left_out_unseen(tmp_path, flat_tree, capsys):
+    (flat_tree / CLASSES[0] / "fake.png").write_bytes(b"not an image")
+    path = run_checkpoint(tmp_path, flat_tree)
+    main(["--ckpt_path", str(path), "--crops", "1", "--score", "knn", "--device", "cpu", "--splice_photos", "0"])
+    err = capsys.readouterr().err
+    assert "warning: skipped" in err and "fake.png" in err
