@@ -74,6 +74,11 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     if any(path.exists() and path.samefile(source) for path in outputs.values()):
         raise CamlitError(f"--input {source}: inspect would write over it in --output {output}; name another folder")
     require_own_outputs(outputs)
+    folders = [path for path in outputs.values() if path.is_dir()]
+    if folders:
+        raise CamlitError(
+            f"--output: {folders[0]} is a folder where inspect writes a file; move it or name another folder"
+        )
     if args.threshold is not None and args.method in COMBINATIONS:
         tried = COMBINATIONS[args.method]
         raise CamlitError(

@@ -132,3 +132,15 @@ def test_a_full_disk_leaves_the_earlier_outputs_as_they_were(ckpt, tmp_path, dis
     line = one_error_line(capsys, lambda: run(ckpt, tmp_path / "x.png", disk))
     assert "no space left" in line and "written all together or not at all" in line
     assert {path.name: path.read_bytes() for path in disk.iterdir()} == before
+
+
+def test_a_folder_named_like_an_output_is_refused_and_the_earlier_outputs_stay(ckpt, tmp_path, capsys):
+    """It failed with a traceback after two of the four files had been replaced."""
+    photo = write_image(tmp_path / "o.png", random_image(np.random.default_rng(0), 64, 64))
+    run(ckpt, photo, tmp_path / "out")
+    (tmp_path / "out" / "o_map.png").unlink()
+    (tmp_path / "out" / "o_map.png").mkdir()
+    before = {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir() if path.is_file()}
+    line = one_error_line(capsys, lambda: run(ckpt, photo, tmp_path / "out", "--method", "disagreement"))
+    assert "o_map.png is a folder where inspect writes a file" in line
+    assert {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir() if path.is_file()} == before
