@@ -11,7 +11,7 @@ from pathlib import Path
 from jsonargparse import Namespace
 
 from camlit.atomic import require_writable
-from camlit.data.commands import add_max_pixels_argument, at_least
+from camlit.data.commands import add_max_pixels_argument
 from camlit.data.manipulations import MANIPULATED
 from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, CommandParser
@@ -28,7 +28,7 @@ def add_prediction_arguments(parser: CommandParser) -> None:
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `camlit fit`")
     parser.add_argument("--input", required=True, help="folder of images")
     parser.add_argument(
-        "--crops", type=at_least(1, MAX_CROPS), default=DEFAULT_CROPS,
+        "--crops", type=int, default=DEFAULT_CROPS,
         help=f"crops per image (default {DEFAULT_CROPS}, at most {MAX_CROPS}): the centre crop plus random "
         "even-offset crops",
     )  # fmt: skip
@@ -58,7 +58,7 @@ def add_prediction_arguments(parser: CommandParser) -> None:
         help="also predict on these manipulated versions of each image (the whole image manipulated, then "
         "cropped the same way) and combine every crop: a comma list such as jpeg90,gamma0.8, or all",
     )  # fmt: skip
-    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the random crops (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random crops (default 0)")
     parser.add_argument("--batch_size", type=int, default=128, help="crops per forward pass (default 128)")
     parser.add_argument("--num_workers", type=int, default=min(4, os.cpu_count() or 1), help="loader workers")
     parser.add_argument("--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:1")
@@ -75,8 +75,13 @@ def add_prediction_arguments(parser: CommandParser) -> None:
 
 
 def check_prediction_arguments(args: Namespace) -> None:
+    # Checked here, not by an argparse type: jsonargparse's help would print the type as a function.
+    if not 1 <= args.crops <= MAX_CROPS:
+        raise CamlitError(f"--crops must be 1 to {MAX_CROPS}, got {args.crops} (an image's crops are cut together)")
     if args.batch_size < 1:
         raise CamlitError(f"--batch_size must be at least 1, got {args.batch_size}")
+    if args.seed < 0:
+        raise CamlitError(f"--seed must be 0 or more, got {args.seed}")
     if args.crop_size is not None and args.crop_size < 1:
         raise CamlitError(f"--crop_size must be at least 1, got {args.crop_size}")
     if args.num_workers < 0:
