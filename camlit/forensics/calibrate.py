@@ -43,11 +43,17 @@ DEFAULT_SCORE = "relative_stem_jpeg"  # the best of the seven on the demo model 
 def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: str | None = None):
     """(training samples, validation samples) as the run split them."""
     hparams = load_plain(Path(checkpoint), mmap=True).get("datamodule_hyper_parameters") or {}
-    train_dir = train_dir or hparams.get("train_dir")
-    if not train_dir:
-        raise CamlitError(f"{checkpoint}: it names no training folder; give the run's with --train_dir")
-    if not Path(train_dir).is_dir():
+    if train_dir and not Path(train_dir).is_dir():
         raise CamlitError(f"--train_dir {train_dir}: no such folder; name the run's training folder")
+    if not train_dir:
+        train_dir = hparams.get("train_dir")
+        if not train_dir:
+            raise CamlitError(f"{checkpoint}: it names no training folder; give the run's with --train_dir")
+        if not Path(train_dir).is_dir():
+            raise CamlitError(
+                f"{checkpoint}: its run's training folder {train_dir} is not there (from {Path.cwd()}); "
+                "give it with --train_dir"
+            )
     samples = scan(train_dir, classes)
     if hparams.get("val_dir"):
         return samples, scan(hparams["val_dir"], classes)

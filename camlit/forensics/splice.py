@@ -212,8 +212,10 @@ def photo_thresholds(method: str, checkpoint: str | os.PathLike | None = None) -
     """The checkpoint's calibrated photo threshold of each of `method`'s parts (threshold_keys),
     else the measured one (PHOTO_THRESHOLDS), also for one that an older calibration lacks."""
     path = calibration_path(checkpoint) if checkpoint is not None else None
-    if path is None or not path.is_file():
+    if path is None or not (path.exists() or path.is_symlink()):
         return {key: PHOTO_THRESHOLDS[key] for key in threshold_keys(method)}
+    if not path.is_file():
+        raise CamlitError(f"{path}: not a splice calibration file (a folder, or a link to none); move it away")
     try:
         stored = json.loads(path.read_text())["photo_thresholds"]
         thresholds = {key: float(stored.get(key, PHOTO_THRESHOLDS[key])) for key in threshold_keys(method)}

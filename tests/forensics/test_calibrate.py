@@ -208,3 +208,15 @@ def test_unusable_training_photos_are_named_not_left_out_unseen(tmp_path, flat_t
     main(["--ckpt_path", str(path), "--crops", "1", "--score", "knn", "--device", "cpu", "--splice_photos", "0"])
     err = capsys.readouterr().err
     assert "warning: skipped" in err and "fake.png" in err
+
+
+def test_a_run_folder_missing_from_here_is_named_as_the_checkpoints_not_as_an_option(tmp_path, flat_tree, capsys):
+    """The checkpoint's relative training folder, missing from the working folder, was reported as
+    `--train_dir ...: no such folder`, an option the user had not given."""
+    path = run_checkpoint(tmp_path, flat_tree)
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["datamodule_hyper_parameters"].update(train_dir="data/elsewhere/train")
+    torch.save(checkpoint, path)
+    line = one_error_line(capsys, lambda: main(["--ckpt_path", str(path), "--splice_photos", "0"]))
+    assert f"{path}: its run's training folder data/elsewhere/train is not there" in line and "--train_dir" in line
+    assert not line.startswith("error: --train_dir")

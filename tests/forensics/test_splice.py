@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from camlit.errors import CamlitError
 from camlit.forensics.camera_map import CameraMap, tile_axis, tile_stride
 from camlit.forensics.masks import foreign_mask
 from camlit.forensics.splice import (
@@ -166,6 +167,14 @@ def test_an_older_calibration_without_a_part_falls_back_to_its_measured_threshol
         "lattice_after_gamma": 0.45,
         "disagreement": 5.0,
     }
+
+
+def test_a_folder_where_the_calibration_goes_is_refused_not_passed_over(tmp_path):
+    """A folder named like the calibration file left inspect on the fallback thresholds, unsaid."""
+    calibration_path(tmp_path / "a.ckpt").mkdir()
+    with pytest.raises(CamlitError, match="not a splice calibration file"):
+        photo_thresholds("lattice_then_disagreement", tmp_path / "a.ckpt")
+    assert photo_thresholds("lattice", tmp_path / "none.ckpt")["lattice"] == 0.1  # none there: the fallback
 
 
 def test_the_lattice_keeps_the_first_tables_region_where_it_is_the_stronger():
