@@ -70,11 +70,17 @@ class CommandParser(OneLineErrors, jsonargparse.ArgumentParser):
 class PlainParser(OneLineErrors, argparse.ArgumentParser):
     """The same command style and errors for commands whose options are plain argparse ones."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # A value such as -1e3 or -inf, not only -1 and -0.5, is a negative number, not an option
-        # (argparse then says `--threshold: expected one argument`); no option of camlit's is one.
-        self._negative_number_matcher = NEGATIVE_NUMBER
+    def parse_known_args(self, args=None, namespace=None):
+        # argparse reads -1e3 or -inf (not -1 or -0.5) after an option as another option and says
+        # `expected one argument`; joined as `--option=-1e3` it is the option's value.
+        args = list(sys.argv[1:] if args is None else args)
+        joined: list[str] = []
+        for arg in args:
+            if joined and joined[-1].startswith("--") and "=" not in joined[-1] and NEGATIVE_NUMBER.match(arg):
+                joined[-1] = f"{joined[-1]}={arg}"
+            else:
+                joined.append(arg)
+        return super().parse_known_args(joined, namespace)
 
 
 # torch deprecates the LeafSpec that Lightning builds for every loader it combines (fit and predict
