@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from camlit.atomic import write_text_atomic
+from camlit.data.forensic_sets import unknown_manipulation_of
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import manipulated_from_name
 from camlit.data.undo import camera_table
@@ -307,6 +308,9 @@ def measure_unknown(model, size, args) -> dict:
         unknown_logits, unknown_features, _, unknown_flags = layer["unknown"]
         unknown = fitted.scores(unknown_logits, unknown_features, unknown_flags)
         figures[score] = unknown_report(known, layer["known"][3], unknown, unknown_flags, fitted)
+        figures[score]["manipulated_auroc_by_manipulation"] = by_manipulation(
+            known[layer["known"][3]], unknown, list_images(Path(args.sets) / "unknown")
+        )
         if reads_quantization(score):
             figures[score]["steps"] = step_figures(fitted, layer["known"], layer["unknown"])
             if "tune_unknown" in layer:
@@ -317,6 +321,20 @@ def measure_unknown(model, size, args) -> dict:
     if any(reads_quantization(score) for score in scores):
         figures["quantization_seconds_per_photo"] = quantization_seconds(list_images(Path(args.sets) / "unknown"))
     return figures
+
+
+def by_manipulation(known_manipulated: np.ndarray, unknown: np.ndarray, paths) -> dict:
+    """Per manipulation, the AUROC of the unknown photos under it against every known manipulated
+    photo, and how many there are (the unknown rows follow list_images' order; none where one
+    was unusable)."""
+    if len(paths) != len(unknown):
+        return {}
+    kinds = np.array([unknown_manipulation_of(path.name) for path in paths])
+    return {
+        kind: {"unknown": int((kinds == kind).sum()), "auroc": openset.auroc(known_manipulated, unknown[kinds == kind])}
+        for kind in dict.fromkeys(sorted(kinds))
+        if kind != UNALTERED
+    }
 
 
 WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)

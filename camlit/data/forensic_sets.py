@@ -86,8 +86,19 @@ def make_splice(output: Path, manipulation: str, index: int, spliced: bool, seed
     write_image_atomic(folder / name, image)
 
 
+def unknown_manipulation(camera: int, index: int) -> str:
+    """What photo `index` of unknown camera `camera` went through: every other one manipulated,
+    Kaggle's eight in turn."""
+    return MANIPULATED[(camera + index // 2) % len(MANIPULATED)] if index % 2 else UNALTERED
+
+
+def unknown_manipulation_of(name: str) -> str:
+    """unknown_manipulation of a file this module named `img_<camera><index:03d>_<manip|unalt>.tif`."""
+    return unknown_manipulation(int(name[4]), int(name[5:8]))
+
+
 def make_unknown(output: Path, camera: int, index: int, seed: int) -> None:
-    manipulation = MANIPULATED[(camera + index // 2) % len(MANIPULATED)] if index % 2 else UNALTERED
+    manipulation = unknown_manipulation(camera, index)
     photo = render_photo(UNKNOWN_CAMERAS[camera], scene_seed(seed, UNKNOWN_STREAM, camera, index), WIDTH, HEIGHT)
     name = f"img_{camera}{index:03d}_{'manip' if index % 2 else 'unalt'}.tif"
     write_image_atomic(output / name, center_crop(apply(manipulation, photo), kaggle_crop_size(WIDTH, HEIGHT)))

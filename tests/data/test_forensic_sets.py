@@ -1,0 +1,47 @@
+"""The forensic measuring sets: spliced photos with their true masks, and unknown cameras."""
+
+import cv2
+import numpy as np
+
+from camlit.data.forensic_sets import (
+    SPLICE_MANIPULATIONS,
+    make_forensic_sets,
+    splice_mask,
+    unknown_manipulation,
+    unknown_manipulation_of,
+)
+from camlit.data.manipulations import MANIPULATED, UNALTERED
+
+
+def test_every_other_splice_photo_has_a_region_and_its_mask_and_the_same_settings_give_the_same_files(tmp_path):
+    first = make_forensic_sets(tmp_path / "a", 2, 2, workers=1)
+    again = make_forensic_sets(tmp_path / "b", 2, 2, workers=1)
+    for group in SPLICE_MANIPULATIONS:
+        photos = sorted((first / "splice" / group).glob("*.png"))
+        assert len(photos) == 2
+        for k, photo in enumerate(photos):
+            mask = cv2.imread(str(photo.parent / "masks" / photo.name), cv2.IMREAD_GRAYSCALE)
+            image = cv2.imread(str(photo))
+            assert mask.shape == image.shape[:2]
+            share = (mask > 127).mean()
+            assert 0.08 < share < 0.37 if k % 2 == 0 else share == 0, (group, k, share)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert all((first / f).read_bytes() == (again / f).read_bytes() for f in files)
+
+
+def test_a_splice_region_is_a_tenth_to_a_third_of_the_crop_on_even_offsets():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        mask = splice_mask(rng) > 0
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        assert 0.09 < mask.mean() < 0.36
+        assert rows[0] % 2 == 0 and cols[0] % 2 == 0
+
+
+def test_unknown_photos_are_manipulated_every_other_one_through_all_eight(tmp_path):
+    make_forensic_sets(tmp_path, 0, 2, workers=1)
+    names = sorted(p.name for p in (tmp_path / "unknown").iterdir())
+    assert names == ["img_0000_unalt.tif", "img_0001_manip.tif", "img_1000_unalt.tif", "img_1001_manip.tif"]
+    assert [unknown_manipulation_of(name) != UNALTERED for name in names] == [False, True, False, True]
+    assert {unknown_manipulation(camera, index) for camera in (0, 1) for index in range(1, 16, 2)} == set(MANIPULATED)
