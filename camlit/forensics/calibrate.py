@@ -104,7 +104,9 @@ def calibration_rows(model, samples: Sequence[Sample], plan: CropPlan, only_as_t
     if flags.any() or only_as_they_are or not len(samples):
         return logits, features, labels[usable], flags[usable]
     kinds = manipulations.MANIPULATED
-    names = {str(s.path): kinds[i % len(kinds)] for i, s in enumerate(samples)}
+    # The usable photos only: an unusable one was named once already.
+    kept = np.flatnonzero(usable)
+    names = {str(samples[i].path): kinds[i % len(kinds)] for i in kept}
     more_logits, more_features, more_usable = photo_rows(
         model, list(names), plan, reader=ReadManipulated(names), manipulated=[True] * len(names), **options
     )
@@ -112,7 +114,7 @@ def calibration_rows(model, samples: Sequence[Sample], plan: CropPlan, only_as_t
     return (
         logits + more_logits,
         features + more_features,
-        np.r_[labels[usable], labels[more_usable]],
+        np.r_[labels[usable], labels[kept][more_usable]],
         np.r_[flags[usable], more_flags],
     )
 
