@@ -25,7 +25,7 @@ from camlit.data.samples import manipulated_from_name
 from camlit.data.undo import camera_table
 from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.forensics import splice
-from camlit.forensics.calibrate import calibration_rows, photo_rows, run_split
+from camlit.forensics.calibrate import calibration_rows, photo_rows, recompressed_first_tables, run_split
 from camlit.forensics.camera_map import CameraMap, map_from_rows, photo_lattice, predict_tiles
 from camlit.forensics.masks import foreign_region
 from camlit.forensics.picture import camera_map_picture
@@ -252,6 +252,11 @@ def unknown_rows(model, size, args, reads: tuple[str, bool]) -> dict:
         lambda: calibration_rows(model, unaltered, plan, only_as_they_are=True, layer=layer, quantization=quantization),
     )
     rows = {"train": (features, labels)}
+    if quantization:
+        bank = work / "first_tables.npy"
+        if not bank.is_file():
+            np.save(bank, recompressed_first_tables(unaltered))
+        rows["first_tables"] = np.load(bank)
     rows["val"] = cached_rows(
         work / f"val{suffix}.npz", lambda: calibration_rows(model, val, plan, layer=layer, quantization=quantization)
     )
@@ -301,7 +306,7 @@ def measure_unknown(model, size, args) -> dict:
     for score in scores:
         layer = rows[reads[score]]
         (train_features, train_labels), (val_logits, val_features, _, val_flags) = layer["train"], layer["val"]
-        fitted = openset.fit(score, train_features, train_labels, len(model.classes))
+        fitted = openset.fit(score, train_features, train_labels, len(model.classes), layer.get("first_tables"))
         plan = CropPlan(size=size, count=args.crops, grid=args.crop_grid)
         fitted.calibrate(fitted.scores(val_logits, val_features, val_flags), plan, val_flags)
         known = fitted.scores(*layer["known"][:2], layer["known"][3])
@@ -348,7 +353,7 @@ def step_figures(fitted, known_rows, unknown_rows) -> dict:
     weight = float(fitted.arrays["step_weight"])
     tables = {}
     for name, (_, features, _, flags) in (("known", known_rows), ("unknown", unknown_rows)):
-        stems, steps, undone = split_steps(features)
+        stems, steps, _, undone = split_steps(features)
         tables[name] = (
             fitted.distance_scores(stems), step_mismatch(steps, fitted.arrays["steps"], undone > 0),
             np.asarray(flags, bool), undone > 0,

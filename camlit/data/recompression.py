@@ -159,6 +159,15 @@ def window_table(dct: np.ndarray, last: np.ndarray) -> tuple[list[tuple[int, int
     return table, shown(table)
 
 
+def first_steps(image: np.ndarray) -> np.ndarray:
+    """(27,) the first table's step at each frequency of a photo saved again whole, 0 where none
+    shows (a photo saved once, or a first step finer than the last one)."""
+    dy, dx = steps_and_phase(image)[1]
+    dct = block_dct(luma(image), dy, dx)
+    usable = dct[map_blocks(image, dy, dx)]
+    return np.array([q1 for q1, _, _ in first_table(usable, last_steps(usable))])
+
+
 def primary_lattice(image: np.ndarray, phase: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """((block rows, block cols), (dy, dx)): per 8x8 block of the photo's last JPEG grid,
     block_first_fits averaged with its 3x3 neighbours, NaN where unjudged; an empty map where no

@@ -26,6 +26,7 @@ import numpy as np
 
 from camlit.data.manipulations import NAMES, gamma_table, get
 from camlit.data.quantization import FREQUENCIES, centre, quantization_steps
+from camlit.data.recompression import first_steps
 
 GAMMAS = ("gamma0.8", "gamma1.2")
 UPSCALES = ("resize1.5", "resize2.0")
@@ -182,11 +183,15 @@ def without_gamma(image: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 
 def camera_table(image: np.ndarray) -> np.ndarray:
-    """(28,) float32: the quantization steps of FREQUENCIES read after `undo` on the photo's
-    centre 512 px (as quantization_steps reads), then the number of the manipulation undone in
-    camlit.data.manipulations.NAMES (0: none)."""
-    undone, name = undo(centre(image))
-    return np.append(quantization_steps(undone), NAMES.index(name) if name else 0).astype(np.float32)
+    """(55,) float32: the quantization steps of FREQUENCIES read after `undo` on the photo's
+    centre 512 px (as quantization_steps reads); where nothing was undone, the first table of a
+    photo saved again whole (camlit.data.recompression.first_steps; 0s where none shows, and
+    after an undo); then the number of the manipulation undone in camlit.data.manipulations.NAMES
+    (0: none)."""
+    photo = centre(image)
+    undone, name = undo(photo)
+    first = np.zeros(len(FREQUENCIES)) if name else first_steps(photo)
+    return np.concatenate([quantization_steps(undone), first, [NAMES.index(name) if name else 0]]).astype(np.float32)
 
 
-TABLE_COLUMNS = len(FREQUENCIES) + 1
+TABLE_COLUMNS = 2 * len(FREQUENCIES) + 1

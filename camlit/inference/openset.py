@@ -42,9 +42,17 @@ from pathlib import Path
 import numpy as np
 
 from camlit.atomic import atomic_write
+from camlit.data.quantization import FREQUENCIES
 from camlit.errors import CamlitError
 from camlit.inference.features import softmax, split_extras
-from camlit.inference.openset_steps import STEP_WEIGHT, reads_quantization, split_steps, step_mismatch
+from camlit.inference.openset_steps import (
+    MIN_FIRST_STEPS,
+    STEP_WEIGHT,
+    first_mismatch,
+    reads_quantization,
+    split_steps,
+    step_mismatch,
+)
 from camlit.inference.tta import CropPlan
 from camlit.training.checkpointing import UNKNOWN_CALIBRATION, beside
 
@@ -120,10 +128,15 @@ class OpenSetModel:
         """One score per photo from its crops' (crops, classes) logits and (crops, F) features;
         `manipulated` (None: not known, as unaltered) matters to the scores reading JPEG steps."""
         if self.quantization:
-            features, steps, undone = split_steps(features)
-            mismatch = step_mismatch(steps, self.arrays["steps"], undone > 0) * float(self.arrays["step_weight"])
+            features, steps, first, undone = split_steps(features)
+            weight = float(self.arrays["step_weight"])
+            mismatch = step_mismatch(steps, self.arrays["steps"], undone > 0) * weight
             flags = np.zeros(len(steps), bool) if manipulated is None else np.array([bool(f) for f in manipulated])
-            return self.distance_scores(features) + np.where(flags & (undone == 0), 0.0, mismatch)
+            # A manipulated photo where nothing was undone: its first table, where it was saved again
+            # whole over its camera's (a calibration older than the bank has none: no term).
+            bank = self.arrays.get("first_steps", np.zeros((0, len(FREQUENCIES))))
+            recompressed = first_mismatch(first, bank) * weight
+            return self.distance_scores(features) + np.where(flags & (undone == 0), recompressed, mismatch)
         if self.method == "msp":
             return np.array([1 - softmax(rows).mean(axis=0).max() for rows in logits])
         if self.method == "energy":
@@ -180,18 +193,30 @@ class OpenSetModel:
             )  # fmt: skip
 
 
-def fit(method: str, features: Sequence[np.ndarray], labels: Sequence[int], num_classes: int) -> OpenSetModel:
-    """An OpenSetModel of `method` from the training photos' (crops, F) features and their labels."""
+def fit(
+    method: str,
+    features: Sequence[np.ndarray],
+    labels: Sequence[int],
+    num_classes: int,
+    first_tables: np.ndarray | None = None,
+) -> OpenSetModel:
+    """An OpenSetModel of `method` from the training photos' (crops, F) features and their labels;
+    `first_tables` (photos, 27): the first tables of the training photos saved again
+    (recompressed_first_tables), for the scores reading JPEG steps."""
     if method not in SCORES:
         raise CamlitError(f"--score {method}: choose from {', '.join(SCORES)}")
     if method in ("msp", "energy"):
         return OpenSetModel(method)
     if reads_quantization(method):
-        features, steps, _ = split_steps(features)
+        features, steps, _, _ = split_steps(features)
         fitted = fit(method.removesuffix("_jpeg"), features, labels, num_classes)
         low, high = np.quantile(fitted.distance_scores(features), [0.01, 0.99])
         # One row per table: a camera saving with one table gives hundreds of the same row.
         fitted.arrays.update(steps=np.unique(steps, axis=0), step_weight=np.array(STEP_WEIGHT * (high - low)))
+        if first_tables is not None:
+            tables = np.asarray(first_tables).reshape(-1, len(FREQUENCIES))
+            shown = (tables >= 2).sum(axis=1) >= MIN_FIRST_STEPS
+            fitted.arrays["first_steps"] = np.unique(tables[shown], axis=0).reshape(-1, len(FREQUENCIES))
         return OpenSetModel(method, arrays=fitted.arrays)
     means = np.stack([photo_features(rows) for rows in features]).astype(np.float64)
     labels = np.asarray(labels)

@@ -2,8 +2,11 @@
 quantization steps are from those of every training photo.
 
 A camera's own table survives in an unaltered photo, and in a manipulated one where the
-manipulation can be undone (camlit.data.undo); the model's loader reads the steps beside the crops'
-features (WithFeatures(quantization=True)), as (crops, F + 28) rows (camlit.data.undo.camera_table).
+manipulation can be undone (camlit.data.undo). A photo saved again whole keeps its camera's table
+as its first one (camlit.data.recompression), read with a rounding of its own: it is compared with
+the run's training photos saved again the same way and read by the same reader. The model's
+loader reads both beside the crops' features (WithFeatures(quantization=True)), as (crops, F + 55)
+rows (camlit.data.undo.camera_table).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from camlit.data.undo import TABLE_COLUMNS
 # that ranked every unknown unaltered photo of another seed above the demo run's validation photos
 # (docs/forensics.md); the steps alone tell them apart almost perfectly, the stem score does not.
 STEP_WEIGHT = 4.0
+# A first table showing fewer steps is not compared: one or two steps say little of a table.
+MIN_FIRST_STEPS = 3
+# Kaggle's recompressions, under which the training photos' first tables are read for the bank.
+RECOMPRESSIONS = ("jpeg70", "jpeg90")
 
 
 def reads_quantization(method: str) -> bool:
@@ -26,11 +33,26 @@ def reads_quantization(method: str) -> bool:
     return method.endswith("_jpeg")
 
 
-def split_steps(features: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Per photo, (crops, F + 28) rows (camlit.data.undo.camera_table) as its crops' (crops, F)
-    features, (photos, 27) steps and (photos,) the number of the manipulation undone (0: none)."""
+def split_steps(
+    features: Sequence[np.ndarray],
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Per photo, (crops, F + 55) rows (camlit.data.undo.camera_table) as its crops' (crops, F)
+    features, (photos, 27) steps, (photos, 27) first steps of a photo saved again whole (0 where
+    none shows) and (photos,) the number of the manipulation undone (0: none)."""
     tables = np.stack([rows[0, -TABLE_COLUMNS:] for rows in features])
-    return [rows[:, :-TABLE_COLUMNS] for rows in features], tables[:, : len(FREQUENCIES)], tables[:, -1]
+    count = len(FREQUENCIES)
+    crops = [rows[:, :-TABLE_COLUMNS] for rows in features]
+    return crops, tables[:, :count], tables[:, count : 2 * count], tables[:, -1]
+
+
+def first_mismatch(first: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """(photos,) the share of the first steps a photo shows that differ from the nearest of the
+    bank's first tables (the run's training photos saved again, read the same way); 0 where it
+    shows fewer than MIN_FIRST_STEPS, or the bank is empty."""
+    shows = (first >= 2).sum(axis=1) >= MIN_FIRST_STEPS
+    if not len(bank):
+        return np.zeros(len(first))
+    return np.where(shows, step_mismatch(first, bank, np.ones(len(first), bool)), 0.0)
 
 
 def step_mismatch(

@@ -105,6 +105,8 @@ def test_the_jpeg_score_keeps_the_training_photos_steps_and_predict_reads_each_p
     assert fitted.quantization and fitted.layer == "stem" and float(fitted.arrays["step_weight"]) > 0
     # The tree's photos are PNGs of noise: no JPEG step shows, so the bank holds one table of zeros.
     assert fitted.arrays["steps"].tolist() == [[0.0] * len(FREQUENCIES)]
+    # Nor a first table once saved again: the bank of first tables is empty, and kept so.
+    assert fitted.arrays["first_steps"].shape == (0, len(FREQUENCIES))
     args = ["--ckpt_path", str(path), "--input", str(flat_tree / CLASSES[0]), "--output", str(tmp_path / "s.csv")]
     predictions = predict([*args, "--unknown", "--crops", "2", "--num_workers", "0", "--no_progress"])
     rows = predictions.extras[0]
@@ -223,3 +225,19 @@ def test_a_run_folder_missing_from_here_is_named_as_the_checkpoints_not_as_an_op
     line = one_error_line(capsys, lambda: main(["--ckpt_path", str(path), "--splice_photos", "0"]))
     assert f"{path}: its run's training folder data/elsewhere/train is not there" in line and "--train_dir" in line
     assert not line.startswith("error: --train_dir")
+
+
+def test_the_first_tables_bank_reads_each_training_photo_saved_again_as_a_test_photo_is_read(tmp_path):
+    """A photo its camera saved at 75 keeps that table as its first one under a save at 90, and
+    shows none under one at 70 (coarser than its own)."""
+    from types import SimpleNamespace
+
+    from camlit.data.synthetic import render_photo, scene_seed
+    from camlit.forensics.calibrate import recompressed_first_tables
+
+    frame = render_photo(4, scene_seed(0, 1, 4, 3), 512, 384)  # Motorola-X: JPEG quality 75
+    path = write_image(tmp_path / "x.png", frame)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    tables = recompressed_first_tables([SimpleNamespace(path=path), SimpleNamespace(path=tmp_path / "bad.png")])
+    assert tables.shape == (2, len(FREQUENCIES))  # jpeg70, jpeg90 of the one readable photo
+    assert (tables[0] >= 2).sum() == 0 and (tables[1] >= 2).sum() >= 8

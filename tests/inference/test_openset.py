@@ -48,14 +48,22 @@ def test_every_score_ranks_photos_far_from_the_training_cameras_higher(method, t
 
 
 STEPS = np.arange(2, 2 + len(FREQUENCIES), dtype=np.float64)
-TABLE = np.append(STEPS, 0)  # camlit.data.undo.camera_table: the steps, then nothing undone
+NO_FIRST = np.zeros(len(FREQUENCIES))
+
+
+def table(steps: np.ndarray, undone: int = 0, first: np.ndarray = NO_FIRST) -> np.ndarray:
+    """A camlit.data.undo.camera_table row: the steps, the first table's, the manipulation undone."""
+    return np.concatenate([steps, first, [undone]])
+
+
+TABLE = table(STEPS)
 
 
 def test_jpeg_steps_seen_in_no_training_photo_raise_the_score_unless_a_manipulation_hid_them():
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(2), 30)
     stem = rng.normal(size=(2, 8))[labels] + rng.normal(size=(60, 8))
-    tables = np.stack([TABLE, np.append(STEPS + 1, 0)])[labels]
+    tables = np.stack([TABLE, table(STEPS + 1)])[labels]
     model = openset.fit("relative_stem_jpeg", list(np.hstack([stem, tables])[:, None]), labels, 2)
     plain = openset.fit("relative_stem", list(stem[:, None]), labels, 2)
     photo = rng.normal(size=8)
@@ -64,11 +72,11 @@ def test_jpeg_steps_seen_in_no_training_photo_raise_the_score_unless_a_manipulat
     hidden[:9] = 0  # a third of the steps do not show
     gamma = NAMES.index("gamma0.8")
     tables = [
-        (TABLE, False), (np.append(STEPS + 1, 0), False), (np.append(other, 0), False), (np.append(hidden, 0), False),
+        (TABLE, False), (table(STEPS + 1), False), (table(other), False), (table(hidden), False),
         # Known manipulated: with nothing undone (its steps are a recompression's, or none), the
         # step term is left out; with its gamma undone, its steps are the camera's again, and a
         # step it does not show is no evidence.
-        (np.append(other, 0), True), (np.append(other, gamma), True), (np.append(hidden, gamma), True),
+        (table(other), True), (table(other, gamma), True), (table(hidden, gamma), True),
     ]  # fmt: skip
     rows = [np.hstack([photo, table])[None] for table, _ in tables]
     base = plain.scores([None] * len(rows), [photo[None]] * len(rows))
@@ -77,6 +85,31 @@ def test_jpeg_steps_seen_in_no_training_photo_raise_the_score_unless_a_manipulat
     assert weight > 0
     expected = base + weight * np.array([0, 0, 1 / 3, 1 / 3, 0, 1 / 3, 0])
     np.testing.assert_allclose(scores, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_a_recompressed_photos_first_table_off_every_training_photos_raises_its_score():
+    """A manipulated photo where nothing was undone: its first table against the bank of the
+    training photos saved again; none where the calibration has no bank (an older file)."""
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(2), 30)
+    stem = rng.normal(size=(2, 8))[labels] + rng.normal(size=(60, 8))
+    rows = list(np.hstack([stem, np.tile(TABLE, (60, 1))])[:, None])
+    first = np.zeros(len(FREQUENCIES))
+    first[:4] = [5, 6, 7, 8]
+    bank = np.stack([first, np.zeros(len(FREQUENCIES))])  # the second shows no step: left out
+    model = openset.fit("relative_stem_jpeg", rows, labels, 2, first_tables=bank)
+    assert model.arrays["first_steps"].shape == (1, len(FREQUENCIES))
+    photo = rng.normal(size=8)
+    off = first.copy()
+    off[3] = 11  # one of the four shown steps off the bank
+    photos = [np.hstack([photo, table(STEPS, first=f)])[None] for f in (first, off, off)]
+    scores = model.scores([None] * 3, photos, [True, True, False])
+    weight = float(model.arrays["step_weight"])
+    # Known unaltered (the last), the first table is not read; its own steps match the training photos'.
+    np.testing.assert_allclose(scores - scores[0], [0, weight / 4, 0], atol=1e-9)
+    del model.arrays["first_steps"]
+    older = model.scores([None] * 3, photos, [True, True, False])
+    np.testing.assert_allclose(older, older[0], atol=1e-9)
 
 
 def test_relative_stem_is_the_class_distance_less_the_distance_to_all_training_photos():

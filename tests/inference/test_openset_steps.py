@@ -2,7 +2,7 @@ import numpy as np
 
 from camlit.data.quantization import FREQUENCIES
 from camlit.data.undo import TABLE_COLUMNS
-from camlit.inference.openset_steps import split_steps, step_mismatch
+from camlit.inference.openset_steps import first_mismatch, split_steps, step_mismatch
 
 
 def test_the_mismatch_is_the_share_of_steps_off_the_nearest_table_in_every_chunk():
@@ -29,7 +29,20 @@ def test_a_step_a_photo_does_not_show_is_no_evidence_only_where_asked():
 
 def test_the_steps_are_split_from_the_features_they_ride_with():
     features, table = np.ones((3, 5)), np.arange(TABLE_COLUMNS, dtype=float)
-    crops, steps, undone = split_steps([np.hstack([features, np.tile(table, (3, 1))])])
+    crops, steps, first, undone = split_steps([np.hstack([features, np.tile(table, (3, 1))])])
     np.testing.assert_array_equal(crops[0], features)
     np.testing.assert_array_equal(steps[0], table[: len(FREQUENCIES)])
+    np.testing.assert_array_equal(first[0], table[len(FREQUENCIES) : 2 * len(FREQUENCIES)])
     assert undone[0] == table[-1]
+
+
+def test_a_first_table_is_compared_where_it_shows_three_steps_or_more():
+    bank = np.zeros((2, len(FREQUENCIES)))
+    bank[0, :4], bank[1, :4] = [5, 6, 7, 8], [9, 9, 9, 9]
+    photos = np.zeros((4, len(FREQUENCIES)))
+    photos[0, :4] = [5, 6, 7, 8]  # a bank row's
+    photos[1, :4] = [5, 6, 7, 11]  # one of four steps off the nearest row
+    photos[2, :2] = [13, 13]  # two steps: not compared
+    mismatch = first_mismatch(photos, bank)  # photo 3 shows none
+    np.testing.assert_allclose(mismatch, [0, 0.25, 0, 0])
+    assert (first_mismatch(photos, np.zeros((0, len(FREQUENCIES)))) == 0).all()
