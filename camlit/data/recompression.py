@@ -159,10 +159,11 @@ def window_table(dct: np.ndarray, last: np.ndarray) -> tuple[list[tuple[int, int
     return table, shown(table)
 
 
-def first_steps(image: np.ndarray) -> np.ndarray:
+def first_steps(image: np.ndarray, phase: tuple[int, int] | None = None) -> np.ndarray:
     """(27,) the first table's step at each frequency of a photo saved again whole, 0 where none
-    shows (a photo saved once, or a first step finer than the last one)."""
-    dy, dx = steps_and_phase(image)[1]
+    shows (a photo saved once, or a first step finer than the last one). `phase`: the grid's,
+    where the caller has it already."""
+    dy, dx = steps_and_phase(image)[1] if phase is None else phase
     dct = block_dct(luma(image), dy, dx)
     usable = dct[map_blocks(image, dy, dx)]
     return np.array([q1 for q1, _, _ in first_table(usable, last_steps(usable))])

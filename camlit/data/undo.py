@@ -25,7 +25,7 @@ from functools import cache, lru_cache
 import numpy as np
 
 from camlit.data.manipulations import NAMES, gamma_table, get
-from camlit.data.quantization import FREQUENCIES, centre, quantization_steps
+from camlit.data.quantization import FREQUENCIES, centre, steps_and_phase
 from camlit.data.recompression import first_steps
 
 GAMMAS = ("gamma0.8", "gamma1.2")
@@ -190,8 +190,10 @@ def camera_table(image: np.ndarray) -> np.ndarray:
     (0: none)."""
     photo = centre(image)
     undone, name = undo(photo)
-    first = np.zeros(len(FREQUENCIES)) if name else first_steps(photo)
-    return np.concatenate([quantization_steps(undone), first, [NAMES.index(name) if name else 0]]).astype(np.float32)
+    # Nothing undone: the photo itself, whose grid the steps were just read on.
+    steps, phase = steps_and_phase(undone)
+    first = np.zeros(len(FREQUENCIES)) if name else first_steps(photo, phase)
+    return np.concatenate([steps, first, [NAMES.index(name) if name else 0]]).astype(np.float32)
 
 
 TABLE_COLUMNS = 2 * len(FREQUENCIES) + 1
