@@ -20,7 +20,7 @@ from camlit.atomic import require_writable, write_json_atomic
 from camlit.data import manipulations
 from camlit.data.commands import at_least
 from camlit.data.crops import center_crop
-from camlit.data.quantization import FREQUENCIES, SIDE
+from camlit.data.quantization import FREQUENCIES, SIDE, steps_and_phase
 from camlit.data.recompression import first_steps
 from camlit.data.samples import Sample, scan, split_by_photo
 from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error
@@ -131,7 +131,10 @@ def recompressed_first_tables(samples: Sequence[Sample]) -> np.ndarray:
     recompressions, read on its centre as camera_table reads a test photo's: the reader rounds a
     first step its own way, so the bank must be read by it too. The centre is saved again rather
     than the whole photo: on the photo's 16 px grid (a JPEG's largest block, with chroma halved),
-    its blocks are those of the whole photo saved again, at a fraction of the work on a large photo."""
+    its blocks are those of the whole photo saved again, at a fraction of the work on a large photo.
+    It starts on the camera's 8 px grid as the photo shows it: Kaggle saved the full frame again,
+    on the camera's grid, and a training crop need not start on it (camlit prepare cuts at even
+    offsets); saved again off the grid, no first table shows."""
     rows = []
     for sample in samples:
         try:
@@ -140,7 +143,8 @@ def recompressed_first_tables(samples: Sequence[Sample]) -> np.ndarray:
             continue  # named by the pass through the model
         height, width = image.shape[:2]
         top, left = (max(0, (extent - SIDE) // 2) // MCU * MCU for extent in (height, width))
-        region = image[top : top + SIDE, left : left + SIDE]
+        _, (dy, dx) = steps_and_phase(image[top : top + SIDE, left : left + SIDE])
+        region = image[top + dy : top + dy + SIDE, left + dx : left + dx + SIDE]
         rows += [first_steps(manipulations.apply(name, region)) for name in RECOMPRESSIONS]
     return np.array(rows, dtype=np.float32).reshape(-1, len(FREQUENCIES))
 

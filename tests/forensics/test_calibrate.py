@@ -241,3 +241,21 @@ def test_the_first_tables_bank_reads_each_training_photo_saved_again_as_a_test_p
     tables = recompressed_first_tables([SimpleNamespace(path=path), SimpleNamespace(path=tmp_path / "bad.png")])
     assert tables.shape == (2, len(FREQUENCIES))  # jpeg70, jpeg90 of the one readable photo
     assert (tables[0] >= 2).sum() == 0 and (tables[1] >= 2).sum() >= 8
+
+
+def test_the_first_tables_bank_saves_a_crop_again_on_its_cameras_grid(tmp_path):
+    """A training crop cut off the camera's 8 px grid (camlit prepare cuts at even offsets) was
+    saved again on its own grid, where no first table shows: the recipe's bank of 900 rows had
+    none. Saved again on the camera's grid, as Kaggle saved the full frame, the crop shows the
+    table the full frame does."""
+    from types import SimpleNamespace
+
+    from camlit.data.synthetic import render_photo, scene_seed
+    from camlit.forensics.calibrate import recompressed_first_tables
+
+    frame = render_photo(4, scene_seed(0, 1, 4, 3), 544, 416)  # Motorola-X: JPEG quality 75
+    full = write_image(tmp_path / "full.png", frame)
+    crop = write_image(tmp_path / "crop.png", frame[6 : 6 + 400, 2 : 2 + 528])
+    tables = recompressed_first_tables([SimpleNamespace(path=full), SimpleNamespace(path=crop)])
+    assert (tables[1] >= 2).sum() >= 8 and (tables[3] >= 2).sum() >= 8  # jpeg90 of each
+    assert (tables[1] == tables[3]).mean() >= 0.8
