@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import jsonargparse
@@ -48,12 +48,37 @@ def exit_on_user_error(*also: type[Exception]) -> Iterator[None]:
         raise SystemExit(2) from None
 
 
+# The options whose empty value means something: `--tta_manipulations ""` is no manipulation.
+EMPTY_MEANS_NONE = frozenset({"--tta_manipulations"})
+
+
+def refuse_empty_values(args: Sequence[str]) -> None:
+    """An option given an empty value (`--output ""`, `--output=`, an unset shell variable) is a
+    mistake: an empty path is read as the working folder, and `fit --resume ""` as no --resume at
+    all, a new run from scratch."""
+    for index, arg in enumerate(args):
+        if not arg.startswith("--") or arg == "--":
+            continue
+        name, equals, value = arg.partition("=")
+        given = value if equals else (args[index + 1] if index + 1 < len(args) else None)
+        if given is not None and not given.strip() and name not in EMPTY_MEANS_NONE:
+            raise CamlitError(f"{name}: an empty value; give one")
+
+
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
 class OneLineErrors:
     """A parser whose mistakes end as one `error:` line and exit status 2, without the usage block
     (`--help` shows that). A parser told to raise instead (jsonargparse does so internally) still raises."""
+
+    def parse_args(self, args=None, namespace=None, *more, **kwargs):
+        args = list(sys.argv[1:] if args is None else args)
+        try:
+            refuse_empty_values(args)
+        except CamlitError as error:
+            self.error(str(error))
+        return super().parse_args(args, namespace, *more, **kwargs)
 
     def error(self, message: str, *args, **kwargs):
         if not getattr(self, "exit_on_error", True):

@@ -153,3 +153,38 @@ def test_a_negative_number_in_any_notation_is_an_options_value(value, capsys):
     assert parser.parse_args(["--threshold", value]).threshold == float(value)
     line = one_error_line(capsys, lambda: parser.parse_args(["--threshold", "-inf"]))
     assert "--threshold: must be a finite number, not -inf" in line
+
+
+@pytest.mark.parametrize(
+    "command, args, option",
+    [
+        ("fit", ["--resume", ""], "--resume"),
+        ("fit", ["--ckpt_path="], "--ckpt_path"),
+        ("calibrate", ["--ckpt_path", " "], "--ckpt_path"),
+        ("synthetic", ["--output", ""], "--output"),
+        ("prepare", ["--input", "photos", "--output", ""], "--output"),
+        ("predict", ["--ckpt_path", "x.ckpt", "--input", "", "--output", "sub.csv"], "--input"),
+        ("evaluate", ["--ckpt_path", "x.ckpt", "--input", "test", "--labels="], "--labels"),
+    ],
+)
+def test_an_empty_option_value_is_refused_not_read_as_the_working_folder(
+    command, args, option, tmp_path, monkeypatch, capsys
+):
+    """An empty value (an unset shell variable) was the working folder: `synthetic --output ""`
+    wrote a data set there, `predict --input ""` read it, and `fit --resume ""` took no --resume
+    at all and trained a new run from scratch."""
+    from camlit.console import command as main_of
+
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(capsys, lambda: main_of(command)(args))
+    assert line == f"error: {option}: an empty value; give one"
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_empty_value_means_none_where_an_option_says_so(capsys):
+    from camlit.errors import EMPTY_MEANS_NONE, PlainParser
+
+    parser = PlainParser(prog="camlit x")
+    parser.add_argument("--tta_manipulations", default="all")
+    assert "--tta_manipulations" in EMPTY_MEANS_NONE
+    assert parser.parse_args(["--tta_manipulations", ""]).tta_manipulations == ""

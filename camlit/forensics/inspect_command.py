@@ -61,8 +61,6 @@ def build_parser() -> PlainParser:
 
 def inspect_photo(args: argparse.Namespace) -> dict:
     """Run the map and write every output; the summary."""
-    if not args.output.strip():
-        raise CamlitError("--output: empty; name a folder")
     source, output = Path(args.input), Path(args.output)
     if not source.is_file():
         kind = "a folder" if source.is_dir() else "not a regular file" if source.exists() else "no such file"

@@ -40,7 +40,7 @@ def test_an_input_that_is_not_a_file_is_named_for_what_it_is(ckpt, tmp_path, cap
     else:
         source.symlink_to(source)
     assert one_error_line(capsys, lambda: run(ckpt, source, tmp_path / "out")) == f"error: --input {source}: {message}"
-    assert one_error_line(capsys, lambda: run(ckpt, source, "")) == "error: --output: empty; name a folder"
+    assert one_error_line(capsys, lambda: run(ckpt, source, "")) == "error: --output: an empty value; give one"
 
 
 @pytest.mark.parametrize("case", ["missing", "zero.jpg", "text.jpg", "tiny.png", "gray.png", "output_is_a_file"])
