@@ -35,7 +35,7 @@ from camlit.inference.options import report_problems
 from camlit.inference.running import few, predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, MAX_CROPS, CropPlan
 from camlit.termination import exit_on_signal
-from camlit.training.checkpointing import load_plain
+from camlit.training.checkpointing import CHECKPOINT_HASH, file_hash, load_plain
 
 SPLICE_PHOTOS = 100
 STEADY_PHOTOS = 100  # fewer, and the 95th percentile is one of the 5 highest scores
@@ -263,6 +263,10 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
         splices = (
             splice_thresholds(model, val, plan.size, args.splice_photos, **options) if args.splice_photos else None
         )
+        # Each file names the weights it was set for: beside a checkpoint written again, it is refused.
+        fitted.checkpoint_sha256 = file_hash(args.ckpt_path)
+        if splices:
+            splices[CHECKPOINT_HASH] = fitted.checkpoint_sha256
         with disk_full_as_user_error("each calibration file is written whole or not at all"):
             fitted.save(openset.calibration_path(args.ckpt_path))
             if splices:

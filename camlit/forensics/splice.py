@@ -44,7 +44,7 @@ import numpy as np
 from camlit.errors import CamlitError
 from camlit.forensics.camera_map import CameraMap
 from camlit.forensics.masks import foreign_region
-from camlit.training.checkpointing import SPLICE_CALIBRATION, beside
+from camlit.training.checkpointing import CHECKPOINT_HASH, SPLICE_CALIBRATION, beside, require_calibrated_for
 
 METHODS = (
     "disagreement", "disagreement_smoothed", "clustering", "lattice", "lattice_then_disagreement",
@@ -217,13 +217,16 @@ def photo_thresholds(method: str, checkpoint: str | os.PathLike | None = None) -
     if not path.is_file():
         raise CamlitError(f"{path}: not a splice calibration file (a folder, or a link to none); move it away")
     try:
-        stored = json.loads(path.read_text())["photo_thresholds"]
+        calibration = json.loads(path.read_text())
+        stored = calibration["photo_thresholds"]
         thresholds = {key: float(stored.get(key, PHOTO_THRESHOLDS[key])) for key in threshold_keys(method)}
         if not all(math.isfinite(value) for value in thresholds.values()):
             raise ValueError("a threshold that is not a number")
-        return thresholds
+        recorded = str(calibration.get(CHECKPOINT_HASH, ""))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise CamlitError(f"{path}: not a splice calibration ({error}); remake it with `camlit calibrate`") from None
+    require_calibrated_for(checkpoint, recorded, path)
+    return thresholds
 
 
 def localise(

@@ -54,7 +54,7 @@ from camlit.inference.openset_steps import (
     step_mismatch,
 )
 from camlit.inference.tta import CropPlan
-from camlit.training.checkpointing import UNKNOWN_CALIBRATION, beside
+from camlit.training.checkpointing import CHECKPOINT_HASH, UNKNOWN_CALIBRATION, beside, require_calibrated_for
 
 SCORES = ("msp", "energy", "mahalanobis", "knn", "mahalanobis_stem", "relative_stem", "relative_stem_jpeg")
 ACCEPT = 0.95
@@ -88,6 +88,7 @@ class OpenSetModel:
     grid: bool = False  # the crops on an even grid, not at random
     crop_size: int = 0  # 0: not recorded
     photos: tuple[int, int] = (0, 0)  # known photos the thresholds were set on: unaltered, manipulated
+    checkpoint_sha256: str = ""  # the checkpoint it was calibrated for ("": not recorded)
 
     def require_plan(self, plan: CropPlan, option: str = "--unknown") -> None:
         """Refuse scoring with other crops than the thresholds were set on: a mean over more crops,
@@ -189,7 +190,7 @@ class OpenSetModel:
                 file, method=np.array(self.method), threshold=np.array(self.threshold),
                 threshold_manipulated=np.array(self.threshold_manipulated), crops=np.array(self.crops),
                 grid=np.array(self.grid), crop_size=np.array(self.crop_size), photos=np.array(self.photos),
-                **self.arrays,
+                **{CHECKPOINT_HASH: np.array(self.checkpoint_sha256)}, **self.arrays,
             )  # fmt: skip
 
 
@@ -282,6 +283,7 @@ def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetMod
         threshold_manipulated = float(stored.pop("threshold_manipulated", np.nan))
         grid, crop_size = bool(stored.pop("grid", False)), int(stored.pop("crop_size", 0))
         photos = tuple(int(n) for n in stored.pop("photos", (0, 0)))
+        recorded = str(stored.pop(CHECKPOINT_HASH, ""))
     # A truncated or damaged file: BadZipFile (a bad CRC too), EOFError (empty), TypeError (an array's shape).
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise CamlitError(f"{option}: {path} is not an open-set calibration ({error})") from None
@@ -297,7 +299,14 @@ def load(checkpoint: str | os.PathLike, option: str = "--unknown") -> OpenSetMod
             f"{option}: {path} is not a whole {method} calibration (no {', '.join(missing)}); "
             "run camlit calibrate again"
         )
-    return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size, photos)
+    # A NaN or an infinity scores every photo NaN (never unknown) or the same.
+    damaged = [name for name, array in stored.items() if array.dtype.kind in "fc" and not np.isfinite(array).all()]
+    if damaged:
+        raise CamlitError(
+            f"{option}: {path} holds values that are not numbers in {', '.join(damaged)}; run camlit calibrate again"
+        )
+    require_calibrated_for(checkpoint, recorded, path, option)
+    return OpenSetModel(method, threshold, crops, stored, threshold_manipulated, grid, crop_size, photos, recorded)
 
 
 def models_each_camera(method: str) -> bool:

@@ -32,6 +32,8 @@ def hash_path(path: str | os.PathLike) -> Path:
 
 # What `camlit calibrate` keeps beside a checkpoint: the open-set and the splice calibrations.
 UNKNOWN_CALIBRATION, SPLICE_CALIBRATION = ".unknown.npz", ".splice.json"
+# Where each calibration records the hash of the checkpoint it was set on.
+CHECKPOINT_HASH = "checkpoint_sha256"
 
 
 def beside(checkpoint: str | os.PathLike, suffix: str) -> Path:
@@ -48,6 +50,18 @@ def sidecars(checkpoint: str | os.PathLike) -> list[Path]:
 def file_hash(path: str | os.PathLike) -> str:
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def require_calibrated_for(checkpoint: str | os.PathLike, recorded: str, calibration: Path, option: str = "") -> None:
+    """A calibration beside a checkpoint records the hash of the one it was set on (CHECKPOINT_HASH);
+    beside another (last.ckpt written again by a resumed run, another run's file copied in), its
+    thresholds are another model's. A calibration older than the record is taken as it is."""
+    if recorded and recorded != file_hash(checkpoint):
+        prefix = f"{option}: " if option else ""
+        raise CamlitError(
+            f"{prefix}{calibration} was set on another checkpoint than {checkpoint} (its bytes have changed "
+            f"since, or the file was copied from another run); run `camlit calibrate --ckpt_path {checkpoint}` again"
+        )
 
 
 def stored_hashes(path: str | os.PathLike) -> list[str] | None:

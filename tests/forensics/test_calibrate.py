@@ -20,6 +20,7 @@ from camlit.inference.loading import load_checkpoint
 from camlit.inference.predict import main as predict
 from camlit.inference.running import predict_paths
 from camlit.inference.tta import CropPlan
+from camlit.training.checkpointing import file_hash
 
 
 def test_photos_of_a_flat_tree_are_also_measured_under_kaggles_manipulations(ckpt, flat_tree):
@@ -59,6 +60,11 @@ def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_pa
     # The tree's photos are PNGs of noise, with no JPEG table: the lattice method's stays as measured.
     assert splices["photo_thresholds"]["lattice"] == splice.PHOTO_THRESHOLDS["lattice"]
     assert splices["photo_thresholds"][splice.GAMMA_KEY] == splice.PHOTO_THRESHOLDS[splice.GAMMA_KEY]
+    # Both name the weights they were set for; beside the checkpoint written again, the splice one is refused.
+    assert splices["checkpoint_sha256"] == model.checkpoint_sha256 == file_hash(path)
+    path.write_bytes(path.read_bytes() + b"written again")
+    with pytest.raises(CamlitError, match=f"{splice.calibration_path(path)} was set on another checkpoint"):
+        splice.photo_thresholds("disagreement", path)
 
 
 def test_a_checkpoint_without_a_splice_calibration_gets_the_measured_threshold(tmp_path):

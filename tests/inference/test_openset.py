@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import random_image, write_image
+from conftest import one_error_line, random_image, write_image
 
 from camlit.data.manipulations import NAMES
 from camlit.data.quantization import FREQUENCIES
@@ -298,3 +298,39 @@ def test_a_batch_of_unusable_images_alone_gives_no_rows_for_the_jpeg_score(ckpt,
     plan = CropPlan(size=size, count=2)
     predictions = predict_paths(WithFeatures(model, quantization=True), [tiny, good], plan, batch_size=2, device="cpu")
     assert predictions.usable.tolist() == [False, True]
+
+
+def test_a_calibration_set_on_other_weights_is_refused_and_one_without_the_record_is_taken(ckpt, tmp_path, capsys):
+    """A resumed run writes last.ckpt again beside its old calibration, and a calibration copied from
+    another run fits beside any checkpoint of as many cameras: the other weights' thresholds were
+    used without a word."""
+    import torch
+
+    from camlit.training.checkpointing import file_hash
+
+    copy = calibrated(ckpt, tmp_path, 0.5)
+    model = openset.load(copy)  # a calibration older than the record is taken as it is
+    model.checkpoint_sha256 = file_hash(copy)
+    model.save(openset.calibration_path(copy))
+    assert openset.load(copy).checkpoint_sha256 == file_hash(copy)
+    checkpoint = torch.load(copy, weights_only=False)
+    checkpoint["epoch"] += 1
+    torch.save(checkpoint, copy)
+    write_image(tmp_path / "test" / "img_a.tif", random_image(np.random.default_rng(0), 48, 48))
+    output = tmp_path / "sub.csv"
+    args = ["--ckpt_path", str(copy), "--input", str(tmp_path / "test"), "--output", str(output), "--unknown"]
+    line = one_error_line(capsys, lambda: predict(args))
+    calibration = openset.calibration_path(copy)
+    assert line.startswith(f"error: --unknown: {calibration} was set on another checkpoint than {copy}")
+    assert "camlit calibrate --ckpt_path" in line and not output.exists()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_calibration_holding_values_that_are_not_numbers_is_refused(tmp_path, value):
+    """A NaN in the fitted arrays scored every photo NaN, never unknown, without a word."""
+    checkpoint = tmp_path / "model.ckpt"
+    bank = np.eye(4)
+    bank[1, 2] = value
+    openset.OpenSetModel("knn", 0.5, 3, {"bank": bank}).save(openset.calibration_path(checkpoint))
+    with pytest.raises(CamlitError, match="holds values that are not numbers in bank"):
+        openset.load(checkpoint)
