@@ -10,6 +10,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import jsonargparse
 
@@ -23,6 +24,13 @@ class CamlitError(ValueError):
         if isinstance(message, str) and message.startswith("Caught ") and "\nOriginal Traceback" in message:
             message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
         super().__init__(message, *args)
+
+
+def not_a_file(path: Path) -> str:
+    """What stands at `path` where a regular file was wanted, in words for an error line."""
+    if path.is_symlink() and not path.exists():
+        return "no such file (a link that leads nowhere)"
+    return "a folder" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
 
 
 @contextmanager

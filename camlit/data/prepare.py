@@ -188,8 +188,6 @@ def _find_photos(
     source: Path, output: Path, names, size, tiles, max_pixels: int
 ) -> tuple[list[Task], list[str], list[str]]:
     """Tasks, camera folder names, and failures for photos whose output names collide."""
-    if not source.is_dir():
-        raise CamlitError(f"--input {source}: no such folder")
     tasks, cameras, failures = [], [], []
     for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
         stems: dict[str, Path] = {}
@@ -258,6 +256,8 @@ def prepare_dataset(
     (1 runs in this process). Raises CamlitError for bad arguments or an input without images.
     """
     tiles, names = _check_arguments(tiles, manipulations, size)
+    if not Path(input_dir).is_dir():
+        raise CamlitError(f"--input {input_dir}: no such folder")
     output = Path(output_dir)
     if output.resolve().is_relative_to(Path(input_dir).resolve()):
         # Its manipulation folders would become camera folders of the input.

@@ -286,8 +286,14 @@ def make_synthetic(
     with other settings is refused. The same settings give the same bytes.
     """
     output = Path(output)
-    if min(images_per_camera, test_per_camera, seed) < 0 or kaggle_crop_size(width, height) < 2:
-        raise CamlitError("counts and seed must not be negative, and frames must be at least 4x4")
+    if min(images_per_camera, test_per_camera) < 0:
+        raise CamlitError(
+            f"--images_per_camera {images_per_camera} --test_per_camera {test_per_camera}: must not be negative"
+        )
+    if seed < 0:
+        raise CamlitError(f"--seed must not be negative, got {seed}")
+    if kaggle_crop_size(width, height) < 2:
+        raise CamlitError(f"--width {width} --height {height}: frames too small for a test crop")
     if not images_per_camera and not test_per_camera:
         raise CamlitError("--images_per_camera and --test_per_camera are both 0: nothing to write")
     jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)

@@ -20,7 +20,7 @@ import numpy as np
 from camlit.atomic import json_text, require_writable, write_all_atomic
 from camlit.data.commands import at_least, finite
 from camlit.data.samples import manipulated_from_name
-from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error, not_a_file
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.splice import COMBINATIONS, DEFAULT_METHOD, METHODS, localise, photo_thresholds
@@ -63,8 +63,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     """Run the map and write every output; the summary."""
     source, output = Path(args.input), Path(args.output)
     if not source.is_file():
-        kind = "a folder" if source.is_dir() else "not a regular file" if source.exists() else "no such file"
-        raise CamlitError(f"--input {source}: {kind}" + (" (a link that leads nowhere)" if source.is_symlink() else ""))
+        raise CamlitError(f"--input {source}: {not_a_file(source)}")
     if output.exists() and not output.is_dir():
         raise CamlitError(f"--output {output}: is a file; name a folder")
     require_writable(output, "--output", folder=True)
@@ -136,9 +135,11 @@ def require_own_outputs(outputs: dict[str, Path]) -> None:
     write: its summary `<stem>.json` beside them is the sign that they are its own."""
     present = [path for path in outputs.values() if path.exists()]
     if present and not is_inspect_summary(outputs["summary"]):
+        summary = outputs["summary"]
+        why = "not an inspect summary" if summary.exists() else f"no inspect summary {summary.name} beside it"
         raise CamlitError(
-            f"--output: {present[0]} is there and is not an earlier camlit inspect output (no summary "
-            f"{outputs['summary'].name} of one beside it); name another folder or move it"
+            f"--output: {present[0]} is there and is not an earlier camlit inspect output ({why}); "
+            "name another folder or move it"
         )
 
 

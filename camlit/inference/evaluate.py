@@ -283,6 +283,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         for option, folder in (("--unknown_input", args.unknown_input), ("--splices", args.splices)):
             if folder and not Path(folder).is_dir():
                 raise CamlitError(f"{option} {folder}: no such folder")
+        if args.unknown_input and Path(args.input).is_dir() and Path(args.unknown_input).samefile(args.input):
+            raise CamlitError(
+                f"--unknown_input {args.unknown_input}: the folder of --input; the known photos would score as unknown"
+            )
         if args.unknown_input and not list_images(args.unknown_input):
             raise CamlitError(f"--unknown_input {args.unknown_input}: no images in it")
         if args.splice_method is not None:

@@ -70,6 +70,9 @@ def read_table(path: str | os.PathLike, header: tuple[str, str], option: str) ->
     for number, row in enumerate(rows[1:], start=2):
         if len(row) != 2:
             raise CamlitError(f"{option} {path}: line {number} has {len(row)} fields, expected 2")
+        empty = [name for name, value in zip(header, row, strict=True) if not value.strip()]
+        if empty:
+            raise CamlitError(f"{option} {path}: line {number} has no {empty[0]}")
         if row[0] in table:
             raise CamlitError(f"{option} {path}: {row[0]} is listed twice (line {number})")
         table[row[0]] = row[1].strip()  # a file name keeps its spaces, as predict wrote it

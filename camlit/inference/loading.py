@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, not_a_file
 from camlit.training.checkpointing import load_plain
 from camlit.training.module import CameraClassifier
 
@@ -20,7 +20,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
     """
     path = Path(path)
     if not path.is_file():
-        raise CamlitError(f"--ckpt_path {path}: no such checkpoint file")
+        raise CamlitError(f"--ckpt_path {path}: {not_a_file(path)}; name a checkpoint file")
     # The weights come from the checkpoint: a pretrained file named at training time may be gone,
     # and compiling would only add start-up time here. channels_last only pays on a GPU; on a CPU
     # it is never faster and several times slower for small crops.

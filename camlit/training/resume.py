@@ -125,7 +125,10 @@ def find_resume_checkpoint(version_dir: str | Path) -> Path:
         remove_stale_temporaries(folder)
     candidates = sorted(folder.glob("*.ckpt"))
     if not candidates:
-        raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from")
+        hint = ""
+        if Path(version_dir).name == "checkpoints" and any(Path(version_dir).glob("*.ckpt")):
+            hint = f"; name the run folder {Path(version_dir).parent}, or one checkpoint file"
+        raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from{hint}")
     progress = {}
     for candidate in candidates:
         reached = training_progress(candidate)

@@ -143,6 +143,9 @@ def test_a_rerun_with_another_size_or_tiling_is_refused(photos, tmp_path, capsys
     (out / ".prepare.json").unlink()
     with pytest.raises(CamlitError, match="prepared with --size 96 --tiles unknown, not --size 48"):
         prepare_dataset(photos, out, manipulations=["unaltered"], size=48, workers=1, progress=False)
+    # A missing input is named as such, not as an output prepared otherwise.
+    with pytest.raises(CamlitError, match=f"--input {tmp_path / 'none'}: no such folder"):
+        prepare_dataset(tmp_path / "none", out, manipulations=["unaltered"], size=48, workers=1, progress=False)
 
 
 def test_resume_after_partial_output(photos, tmp_path, monkeypatch):

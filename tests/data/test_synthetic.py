@@ -151,10 +151,14 @@ def test_same_seed_same_bytes_other_seed_other_bytes_and_resume(synthetic_set, t
 def test_command_writes_a_set_and_refuses_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         synthetic_main(["--output", str(tmp_path / "bad"), "--test_per_camera", "-2"])
-    assert "must not be negative" in capsys.readouterr().err
+    assert "--test_per_camera -2: must not be negative" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        synthetic_main(["--output", str(tmp_path / "bad"), "--seed", "-1"])
+    assert "error: --seed must not be negative, got -1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         synthetic_main(["--output", str(tmp_path / "bad"), "--width", "2", "--height", "2"])
-    assert "4x4" in capsys.readouterr().err
+    # 3 x 3 frames are the smallest made (a 2 px test crop after x0.5); the message said 4x4.
+    assert "--width 2 --height 2: frames too small for a test crop" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         synthetic_main(["--output", str(tmp_path / "bad"), "--images_per_camera", "0", "--test_per_camera", "0"])
     assert "both 0: nothing to write" in capsys.readouterr().err
@@ -173,7 +177,7 @@ def test_bad_arguments_are_refused(tmp_path):
     assert kaggle_crop_size(1024, 768) == 384 and kaggle_crop_size(2048, 1536) == 512
 
 
-@pytest.mark.parametrize("side", [4, 8, 24])
+@pytest.mark.parametrize("side", [3, 8, 24])
 def test_the_smallest_frames_accepted_are_made(tmp_path, side):
     """Frames of a few pixels drew a shape under half a pixel from an empty range (a ValueError),
     and the settings file left behind refused every other setting."""

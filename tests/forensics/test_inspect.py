@@ -110,8 +110,14 @@ def test_a_file_inspect_did_not_write_is_refused_and_kept_and_its_own_are_replac
     users = write_image(folder / "a_map.png", random_image(np.random.default_rng(1), 64, 64))
     before = users.read_bytes()
     line = one_error_line(capsys, lambda: run(ckpt, photo, folder))
-    assert f"--output: {users} is there and is not an earlier camlit inspect output" in line
+    assert f"--output: {users} is there and is not an earlier camlit inspect output (no inspect summary a.json" in line
     assert users.read_bytes() == before and not (folder / "a_tiles.npz").exists()
+    # The user's own a.json: named for what it is (the message pointed at itself as the missing summary).
+    (folder / "a_map.png").unlink()
+    (folder / "a.json").write_text("{}")
+    line = one_error_line(capsys, lambda: run(ckpt, photo, folder))
+    assert line.endswith(f"{folder / 'a.json'} is there and is not an earlier camlit inspect output (not an inspect "
+                         "summary); name another folder or move it")  # fmt: skip
     # Its own outputs, from an earlier run, are replaced.
     run(ckpt, photo, tmp_path / "out")
     assert run(ckpt, photo, tmp_path / "out")["tiles"] == 9

@@ -92,6 +92,14 @@ def test_evaluate_refuses_other_crops_than_the_calibration_naming_unknown_input(
     assert line.startswith("error: --unknown_input:") and "3 random crops" in line
 
 
+def test_evaluate_refuses_the_known_folder_as_unknown_input(ckpt, flat_tree, tmp_path, capsys):
+    """The known photos scored as unknown ones, and the report gave their AUROC against themselves."""
+    checkpoint = calibrated_copy(ckpt, tmp_path)
+    args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", f"{flat_tree}/."]
+    line = one_error_line(capsys, lambda: evaluate(args))
+    assert line.startswith(f"error: --unknown_input {flat_tree}/.: the folder of --input")
+
+
 def calibrated_copy(ckpt, tmp_path):
     checkpoint = tmp_path / "model" / "model.ckpt"
     checkpoint.parent.mkdir()

@@ -234,6 +234,19 @@ def test_missing_files_in_labels(ckpt, test_folder, tmp_path, capsys):
     assert "1 file(s) missing" in err and "img_zz_unalt.tif" in err
 
 
+@pytest.mark.parametrize(
+    ("row", "named"), [(" ,HTC-1-M7", "line 3 has no fname"), ("img_a1_unalt.tif,", "line 3 has no camera")]
+)
+def test_a_labels_row_with_an_empty_field_is_named_by_its_line(ckpt, test_folder, tmp_path, capsys, row, named):
+    """A blank file name was `1 file(s) missing from DIR: ` naming nothing; a blank camera
+    `camera(s)  not among ...`."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"fname,camera\nimg_a0_unalt.tif,HTC-1-M7\n{row}\n")
+    assert f"--labels {labels}: {named}" in one_line_error(
+        capsys, lambda: evaluate(ckpt, test_folder, "--labels", str(labels))
+    )
+
+
 def test_bad_labels_header(ckpt, test_folder, tmp_path, capsys):
     labels = tmp_path / "labels.csv"
     labels.write_text("file,label\nimg_a0_unalt.tif,HTC-1-M7\n")

@@ -169,7 +169,9 @@ def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tm
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda args, tmp: args.__setitem__(1, str(tmp / "none.ckpt")), "no such checkpoint"),
+        (lambda args, tmp: args.__setitem__(1, str(tmp / "none.ckpt")), "none.ckpt: no such file; name a checkpoint"),
+        # A folder was "no such checkpoint file".
+        (lambda args, tmp: args.__setitem__(1, str(tmp)), ": a folder; name a checkpoint file"),
         (lambda args, tmp: args.__setitem__(3, str(tmp / "nowhere")), "no such folder"),
         (lambda args, tmp: args.__setitem__(3, str(tmp / "out")), "no images"),
         (lambda args, tmp: args.extend(["--crops", "0"]), "--crops must be 1 to 1024, got 0"),

@@ -35,6 +35,11 @@ def test_resume_without_checkpoint_is_an_error(tmp_path, monkeypatch, capsys):
     assert exit_info.value.code == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "lightning_logs" / "version_1").exists()
+    # The checkpoints folder named instead of its run: the message doubled the path and stopped there.
+    (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main(["--resume", "lightning_logs/version_0/checkpoints"])
+    assert "; name the run folder lightning_logs/version_0, or one checkpoint file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
