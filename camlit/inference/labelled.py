@@ -8,6 +8,7 @@ In the second case an image's group is `manipulated` when its name contains `_ma
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from camlit.csvio import read_csv_rows
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import camera_folders, manipulated_from_name, scan, unknown_cameras
 from camlit.errors import CamlitError
+from camlit.imageio import list_images
 from camlit.inference.running import few
 
 MANIPULATED = "manipulated"
@@ -54,6 +56,14 @@ def labelled_folder(root: str | os.PathLike, classes: Sequence[str]) -> list[Lab
     if not root.is_dir():
         raise CamlitError(f"--input {root}: no such folder")
     check_folder_classes(root, classes)
+    loose = [path.name for path in list_images(root)]
+    if loose:
+        # Without --labels only the camera folders say which camera took a photo.
+        print(
+            f"warning: --input {root}: {len(loose)} image(s) beside the camera folders left out, having no camera "
+            f"folder (give --labels to score them): {few(loose)}",
+            file=sys.stderr,
+        )
     samples = scan(root, classes)
     images = (LabelledImage(s.path, s.label, s.manipulation, s.manipulation != UNALTERED) for s in samples)
     return sorted(images, key=lambda image: image.path)

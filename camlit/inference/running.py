@@ -44,6 +44,7 @@ class Predictions:
     # (camlit.inference.features: logits and one layer's features); empty otherwise.
     extras: dict[int, np.ndarray] = field(default_factory=dict)
     crops: int = 0
+    left_out_copies: int = 0  # manipulated copies (--tta_manipulations) smaller than the crop
     seconds: float = 0.0
     primary: bool = True  # False in the other processes of a several-device run; they write nothing
 
@@ -54,7 +55,10 @@ class Predictions:
     def rate_line(self) -> str:
         images = int(self.usable.sum())
         rate = images / self.seconds if self.seconds > 0 else float("inf")
-        return f"{images} images ({self.crops} crops) in {self.seconds:.2f} s: {rate:.1f} images/s"
+        line = f"{images} images ({self.crops} crops) in {self.seconds:.2f} s: {rate:.1f} images/s"
+        if self.left_out_copies:
+            line += f"; {self.left_out_copies} manipulated copies smaller than the crop left out"
+        return line
 
 
 class CropRows(Callback):
@@ -195,6 +199,9 @@ def predict_paths(
         groups = [flag for flag, ok in zip(flags, usable, strict=True) if ok]
         per_group = known and len(set(groups)) > 1
         labels[usable] = balanced_labels(probabilities[usable], groups if per_group else None)
+    crops = [len(rows) for rows in collected.by_image.values()]
+    # Random crops come `count` to a copy of the image (a grid gives a small image fewer anyway).
+    left_out = 0 if plan.grid else sum(plan.most_crops - count for count in crops) // plan.count
     return Predictions(
         [str(p) for p in paths],
         classes,
@@ -202,7 +209,8 @@ def predict_paths(
         labels,
         collected.problems,
         {index: rows.numpy() for index, rows in collected.extras.items()},
-        crops=sum(len(rows) for rows in collected.by_image.values()),
+        crops=sum(crops),
+        left_out_copies=left_out,
         seconds=seconds,
         primary=trainer.is_global_zero,
     )

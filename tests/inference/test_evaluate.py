@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import cv2
 import lightning as L
@@ -252,6 +253,17 @@ def test_bad_labels_header(ckpt, test_folder, tmp_path, capsys):
     labels.write_text("file,label\nimg_a0_unalt.tif,HTC-1-M7\n")
     err = one_line_error(capsys, lambda: evaluate(ckpt, test_folder, "--labels", str(labels)))
     assert "header must be fname,camera" in err
+
+
+def test_images_beside_the_camera_folders_are_named_as_left_out(tmp_path, capsys):
+    """An image at the top of a DataModule-style --input was left out of the figures without a word."""
+    from camlit.inference.labelled import labelled_folder
+
+    write_image(tmp_path / "flat" / "HTC-1-M7" / "p0.png", solid(0))
+    write_image(tmp_path / "flat" / "stray.png", solid(1))
+    images = labelled_folder(tmp_path / "flat", ["HTC-1-M7", "LG-Nexus-5x"])
+    assert [Path(image.path).name for image in images] == ["p0.png"]
+    assert "1 image(s) beside the camera folders left out" in capsys.readouterr().err
 
 
 def test_class_folders_that_differ_from_the_checkpoint(ckpt, tmp_path, capsys):

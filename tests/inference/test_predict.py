@@ -261,6 +261,9 @@ def test_tta_manipulations_average_the_image_and_its_manipulated_versions(ckpt, 
     plan = CropPlan(size=size, count=2, seed=0, manipulations=tta_manipulations("jpeg90, resize0.5,gamma0.8"))
     predictions = predict_paths(model, paths, plan, batch_size=7, device="cpu")
     assert not predictions.problems and predictions.crops == 5 * 2 * 3
+    # Said beside the count, where it went unsaid.
+    assert predictions.left_out_copies == 5
+    assert predictions.rate_line().endswith("; 5 manipulated copies smaller than the crop left out")
     for index, path in enumerate(paths):
         image = read_rgb(path)
         versions = [image, manipulations.apply("jpeg90", image), manipulations.apply("gamma0.8", image)]
