@@ -10,6 +10,7 @@ feeds Lightning's `Trainer.predict` (camlit.inference.running).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ class CropPlan:
     """Which test-time crops to take of each image.
 
     Random (default): the centre crop, then `count - 1` crops at random even offsets drawn from a
-    generator seeded by (`seed`, image index), so a rerun gives the same crops. Grid: a
+    generator seeded by (`seed`, the image's crop_key), so a rerun gives the same crops. Grid: a
     deterministic even grid of about `count` crops (fewer when the image is too small for them).
     `manipulations`: names from camlit.data.manipulations whose versions of the image are cropped
     the same way too (a version too small for a crop, such as a small image halved, is left out).
@@ -52,30 +53,37 @@ class CropPlan:
     def most_crops(self) -> int:
         return self.count * (1 + len(self.manipulations))
 
-    def offsets(self, height: int, width: int, index: int) -> list[tuple[int, int]]:
+    def offsets(self, height: int, width: int, key: int) -> list[tuple[int, int]]:
         if self.grid:
             return grid_offsets(height, width, self.size, self.count, even=True)
         offsets = [center_offset(height, width, self.size)]
-        rng = np.random.default_rng((self.seed, index))
+        rng = np.random.default_rng((self.seed, key))
         offsets += [random_offset(height, width, self.size, rng, even=True) for _ in range(self.count - 1)]
         return offsets
 
 
-def image_crops(image: np.ndarray, plan: CropPlan, index: int) -> np.ndarray:
-    """HxWx3 -> (crops, 3, size, size) uint8, the crops of `plan` for the image at `index`."""
+def crop_key(path: str | os.PathLike) -> int:
+    """A photo's own seed for its random crops, from its file name: its crops, and so its answer, do
+    not depend on which other files lie beside it (seeded by its place in the folder, they did)."""
+    name = os.fsencode(os.path.basename(path))
+    return int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "little")
+
+
+def image_crops(image: np.ndarray, plan: CropPlan, key: int) -> np.ndarray:
+    """HxWx3 -> (crops, 3, size, size) uint8, the crops of `plan` for the image of crop_key `key`."""
     height, width = image.shape[:2]
-    crops = [crop(image, top, left, plan.size) for top, left in plan.offsets(height, width, index)]
+    crops = [crop(image, top, left, plan.size) for top, left in plan.offsets(height, width, key)]
     return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))
 
 
-def augmented_crops(image: np.ndarray, plan: CropPlan, index: int) -> tuple[np.ndarray, np.ndarray]:
+def augmented_crops(image: np.ndarray, plan: CropPlan, key: int) -> tuple[np.ndarray, np.ndarray]:
     """The crops of the image and of its manipulated versions, and whether each is of a version."""
-    plain = image_crops(image, plan, index)
+    plain = image_crops(image, plan, key)
     crops, applied = [plain], [np.zeros(len(plain), dtype=bool)]
     for name in plan.manipulations:
         version = manipulations.apply(name, image)
         if min(version.shape[:2]) >= plan.size:
-            crops.append(image_crops(version, plan, index))
+            crops.append(image_crops(version, plan, key))
             applied.append(np.ones(len(crops[-1]), dtype=bool))
     return np.concatenate(crops), np.concatenate(applied)
 
@@ -110,7 +118,7 @@ class PredictCrops(Dataset):
         try:
             image = self.reader(path)
             require_crop_fits(path, *image.shape[:2], size)
-            crops, applied = map(torch.from_numpy, augmented_crops(image, self.plan, index))
+            crops, applied = map(torch.from_numpy, augmented_crops(image, self.plan, crop_key(path)))
         except UnreadableImage as problem:
             empty = torch.empty((0, 3, size, size), dtype=torch.uint8)
             return empty, torch.empty(0, dtype=torch.long), (index, problem), torch.empty(0, dtype=torch.bool), None

@@ -24,7 +24,7 @@ from camlit.inference.loading import checkpoint_crop_size, load_checkpoint
 from camlit.inference.options import manipulated_from_name, tta_manipulations
 from camlit.inference.predict import main
 from camlit.inference.running import predict_paths, trainer_devices
-from camlit.inference.tta import CropPlan, image_crops
+from camlit.inference.tta import CropPlan, crop_key, image_crops
 
 SIZE = 32  # the crop size recorded in the test checkpoint
 
@@ -233,7 +233,7 @@ def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, im
     predictions = predict_paths(model, paths, plan, batch_size=7, device="cpu")
     assert not predictions.problems and predictions.crops == 15
     for index, path in enumerate(paths):
-        crops = torch.from_numpy(image_crops(read_rgb(path), plan, index))
+        crops = torch.from_numpy(image_crops(read_rgb(path), plan, crop_key(path)))
         with torch.no_grad():
             expected = model(crops).softmax(dim=1).mean(dim=0).double().numpy()
         assert np.allclose(predictions.probabilities[index], expected, atol=1e-6)
@@ -253,6 +253,18 @@ def test_prediction_shows_no_deprecation_from_lightnings_own_loop(ckpt, images):
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
 
 
+def test_a_photos_answer_does_not_depend_on_the_files_beside_it(ckpt, images, tmp_path):
+    """Random crops were seeded by the photo's place in the folder: the same file read as one
+    camera alone and as another once broken links were added beside it."""
+    model, size = load_checkpoint(ckpt)
+    plan = CropPlan(size=size, count=4, seed=0)
+    photo = sorted(images.iterdir())[-1]
+    alone = predict_paths(model, [photo], plan, device="cpu")
+    among = predict_paths(model, sorted(images.iterdir()), plan, device="cpu")
+    assert np.array_equal(alone.probabilities[0], among.probabilities[-1])
+    assert crop_key(photo) == crop_key(tmp_path / photo.name) != crop_key(tmp_path / "other.png")
+
+
 def test_tta_manipulations_average_the_image_and_its_manipulated_versions(ckpt, images):
     """Each image's answer is the mean softmax over its crops and the same crops of each version
     manipulated whole; a version too small for the crop (48 px halved) is left out."""
@@ -267,7 +279,7 @@ def test_tta_manipulations_average_the_image_and_its_manipulated_versions(ckpt, 
     for index, path in enumerate(paths):
         image = read_rgb(path)
         versions = [image, manipulations.apply("jpeg90", image), manipulations.apply("gamma0.8", image)]
-        crops = torch.from_numpy(np.concatenate([image_crops(version, plan, index) for version in versions]))
+        crops = torch.from_numpy(np.concatenate([image_crops(version, plan, crop_key(path)) for version in versions]))
         with torch.no_grad():
             expected = model(crops).softmax(dim=1).mean(dim=0).double().numpy()
         assert np.allclose(predictions.probabilities[index], expected, atol=1e-6)
