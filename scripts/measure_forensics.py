@@ -37,7 +37,8 @@ from camlit.inference import openset
 from camlit.inference.features import softmax
 from camlit.inference.labelled import labelled_csv
 from camlit.inference.loading import load_checkpoint
-from camlit.inference.openset import SCORES, feature_layer, unknown_report
+from camlit.inference.openset import SCORES, feature_layer
+from camlit.inference.openset_report import auroc, unknown_report
 from camlit.inference.openset_steps import reads_quantization, split_steps, step_mismatch
 from camlit.inference.tta import CropPlan
 
@@ -336,7 +337,7 @@ def by_manipulation(known_manipulated: np.ndarray, unknown: np.ndarray, paths) -
         return {}
     kinds = np.array([unknown_manipulation_of(path.name) for path in paths])
     return {
-        kind: {"unknown": int((kinds == kind).sum()), "auroc": openset.auroc(known_manipulated, unknown[kinds == kind])}
+        kind: {"unknown": int((kinds == kind).sum()), "auroc": auroc(known_manipulated, unknown[kinds == kind])}
         for kind in dict.fromkeys(sorted(kinds))
         if kind != UNALTERED
     }
@@ -366,11 +367,11 @@ def step_figures(fitted, known_rows, unknown_rows) -> dict:
             parts[name] = distance[chosen], mismatch[chosen]
         (known_distance, known_mismatch), (unknown_distance, unknown_mismatch) = parts["known"], parts["unknown"]
         return {
-            "mismatch_alone_auroc": openset.auroc(known_mismatch, unknown_mismatch),
+            "mismatch_alone_auroc": auroc(known_mismatch, unknown_mismatch),
             "known_with_a_differing_step": float(np.mean(known_mismatch > 0)),
             "unknown_with_a_differing_step": float(np.mean(unknown_mismatch > 0)),
             "auroc_by_weight": {
-                f"{factor:g}x": openset.auroc(
+                f"{factor:g}x": auroc(
                     known_distance + factor * weight * known_mismatch,
                     unknown_distance + factor * weight * unknown_mismatch,
                 )

@@ -20,7 +20,7 @@ from camlit.errors import CamlitError
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, localise, photo_ranks, photo_thresholds
 from camlit.imageio import list_images, read_rgb
-from camlit.inference.openset import auroc
+from camlit.inference.openset_report import auroc
 
 # A clean photo with a foreign region larger than this share of it counts as a false alarm.
 FALSE_REGION = 0.05

@@ -31,6 +31,7 @@ from camlit.imageio import list_images, write_image_atomic
 from camlit.inference import openset, options
 from camlit.inference.features import WithFeatures
 from camlit.inference.labelled import labelled_csv, labelled_folder
+from camlit.inference.openset_report import unknown_report
 from camlit.provenance import provenance
 from camlit.termination import exit_on_signal
 from camlit.training.metrics import kaggle_weighted_accuracy
@@ -244,7 +245,7 @@ def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndar
     unknown_flags = np.array([bool(manipulated_from_name(path)) for path in paths])
     known_scores = openset.prediction_scores(calibration, known, known_flags, "--unknown_input")[known.usable]
     unknown_scores = openset.prediction_scores(calibration, unknown, unknown_flags, "--unknown_input")[unknown.usable]
-    figures = openset.unknown_report(
+    figures = unknown_report(
         known_scores, known_flags[known.usable], unknown_scores, unknown_flags[unknown.usable], calibration
     )
     skipped = [Path(paths[i]).name for i in sorted(unknown.problems)]
