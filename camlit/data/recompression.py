@@ -24,6 +24,7 @@ from functools import cache
 
 import numpy as np
 
+from camlit.data.finer_table import finer_first_step
 from camlit.data.lattice_map import (
     LATTICE_STEPS,
     MIN_BLOCK_COEFFICIENTS,
@@ -161,12 +162,16 @@ def window_table(dct: np.ndarray, last: np.ndarray) -> tuple[list[tuple[int, int
 
 def first_steps(image: np.ndarray, phase: tuple[int, int] | None = None) -> np.ndarray:
     """(27,) the first table's step at each frequency of a photo saved again whole, 0 where none
-    shows (a photo saved once, or a first step finer than the last one). `phase`: the grid's,
+    shows (a photo saved once): coarser than the last step where bins stay empty, else finer where
+    the histogram follows a finer step's pattern (camlit.data.finer_table). `phase`: the grid's,
     where the caller has it already."""
     dy, dx = steps_and_phase(image)[1] if phase is None else phase
     dct = block_dct(luma(image), dy, dx)
     usable = dct[map_blocks(image, dy, dx)]
-    return np.array([q1 for q1, _, _ in first_table(usable, last_steps(usable))])
+    table = first_table(usable, last_steps(usable))
+    return np.array(
+        [q1 or finer_first_step(usable[:, u, v], q2) for (u, v), (q1, q2, _) in zip(FREQUENCIES, table, strict=True)]
+    )
 
 
 def primary_lattice(image: np.ndarray, phase: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:

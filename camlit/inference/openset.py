@@ -46,6 +46,7 @@ from camlit.data.quantization import FREQUENCIES
 from camlit.errors import CamlitError
 from camlit.inference.features import softmax, split_extras
 from camlit.inference.openset_steps import (
+    FIRST_READER,
     MIN_FIRST_STEPS,
     STEP_WEIGHT,
     first_mismatch,
@@ -134,8 +135,10 @@ class OpenSetModel:
             mismatch = step_mismatch(steps, self.arrays["steps"], undone > 0) * weight
             flags = np.zeros(len(steps), bool) if manipulated is None else np.array([bool(f) for f in manipulated])
             # A manipulated photo where nothing was undone: its first table, where it was saved again
-            # whole over its camera's (a calibration older than the bank has none: no term).
+            # whole over its camera's (a calibration older than the bank, or than its reader: no term).
             bank = self.arrays.get("first_steps", np.zeros((0, len(FREQUENCIES))))
+            if int(self.arrays.get("first_reader", 1)) != FIRST_READER:
+                bank = np.zeros((0, len(FREQUENCIES)))
             recompressed = first_mismatch(first, bank) * weight
             return self.distance_scores(features) + np.where(flags & (undone == 0), recompressed, mismatch)
         if self.method == "msp":
@@ -218,6 +221,7 @@ def fit(
             tables = np.asarray(first_tables).reshape(-1, len(FREQUENCIES))
             shown = (tables >= 2).sum(axis=1) >= MIN_FIRST_STEPS
             fitted.arrays["first_steps"] = np.unique(tables[shown], axis=0).reshape(-1, len(FREQUENCIES))
+            fitted.arrays["first_reader"] = np.array(FIRST_READER)
         return OpenSetModel(method, arrays=fitted.arrays)
     means = np.stack([photo_features(rows) for rows in features]).astype(np.float64)
     labels = np.asarray(labels)

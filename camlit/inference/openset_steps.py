@@ -26,6 +26,10 @@ STEP_WEIGHT = 4.0
 MIN_FIRST_STEPS = 3
 # Kaggle's recompressions, under which the training photos' first tables are read for the bank.
 RECOMPRESSIONS = ("jpeg70", "jpeg90")
+# The first-table reader a bank was read with (camlit.data.recompression.first_steps); 2 also reads
+# a first step finer than the last. A photo is compared only with a bank its own reader made: the
+# older bank lacks the finer steps, and every photo showing one would differ from it.
+FIRST_READER = 2
 
 
 def reads_quantization(method: str) -> bool:

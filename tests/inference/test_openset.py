@@ -108,6 +108,10 @@ def test_a_recompressed_photos_first_table_off_every_training_photos_raises_its_
     weight = float(model.arrays["step_weight"])
     # Known unaltered (the last), the first table is not read; its own steps match the training photos'.
     np.testing.assert_allclose(scores - scores[0], [0, weight / 4, 0], atol=1e-9)
+    # A bank read before the reader read finer first steps lacks them: no term, not a mismatch.
+    del model.arrays["first_reader"]
+    older_reader = model.scores([None] * 3, photos, [True, True, False])
+    np.testing.assert_allclose(older_reader, older_reader[0], atol=1e-9)
     del model.arrays["first_steps"]
     older = model.scores([None] * 3, photos, [True, True, False])
     np.testing.assert_allclose(older, older[0], atol=1e-9)
