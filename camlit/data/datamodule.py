@@ -126,6 +126,7 @@ class CameraDataModule(L.LightningDataModule):
             ("max_pixels", max_pixels, max_pixels >= 1, "at least 1"),
             ("manipulation_patch_scale", manipulation_patch_scale, manipulation_patch_scale >= 1, "1 or more"),
             ("pseudo_labels_share", pseudo_labels_share, 0 < pseudo_labels_share <= 1, "in (0, 1]"),
+            ("seed", seed, 0 <= seed < 2**32, "in [0, 2**32)"),  # numpy's seed range
         ):
             if not valid:
                 raise CamlitError(f"--data.{name} must be {rule}, got {value}")

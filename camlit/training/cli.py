@@ -107,6 +107,7 @@ class CamlitCLI(LightningCLI):
         # main() passes the whole command line, so there is no mix of `args` and sys.argv for
         # LightningCLI to warn about.
         self.config = parser.parse_args(resume_arguments(args))
+        refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -234,6 +235,30 @@ class CamlitCLI(LightningCLI):
                 with suppress(OSError):
                     path.rmdir() if path.is_dir() else path.unlink()
         self.run_dir = None
+
+
+def refuse_trainer_options(config) -> None:
+    """Trainer options that Lightning takes and then fails on (a ZeroDivisionError, a traceback
+    after the run folder was made), or that lose a run: without a logger the checkpoints and
+    config.yaml go straight into the working folder, where the next such run writes over them."""
+    trainer = config.trainer
+    if trainer.logger is False:
+        raise CamlitError(
+            "--trainer.logger false: camlit keeps each run in the logger's lightning_logs/version_N; without one, the "
+            "next run writes over this one's checkpoints"
+        )
+    for name in ("accumulate_grad_batches", "check_val_every_n_epoch"):
+        value = getattr(trainer, name)
+        if value is not None and value < 1:
+            raise CamlitError(f"--trainer.{name} must be at least 1, got {value}")
+    if trainer.val_check_interval is not None and trainer.val_check_interval <= 0:
+        raise CamlitError(f"--trainer.val_check_interval must be above 0, got {trainer.val_check_interval}")
+    root = trainer.default_root_dir
+    if root is not None and Path(root).exists() and not Path(root).is_dir():
+        raise CamlitError(f"--trainer.default_root_dir {root}: a file; name a folder")
+    seed = config.get("seed_everything")
+    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
+        raise CamlitError(f"--seed_everything must be in [0, 2**32), got {seed}")
 
 
 def as_list(value) -> list:

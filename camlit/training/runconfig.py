@@ -116,5 +116,7 @@ def is_plain_name(name: str) -> bool:
 
 
 def inside_working_dir(path: Any) -> bool:
+    """A relative path, or an absolute one under the working directory (the resume command printed
+    after a stop, given in the run's folder, named an absolute cache_dir there)."""
     path = Path(str(path))
-    return not path.is_absolute() and ".." not in path.parts
+    return ".." not in path.parts and (not path.is_absolute() or path.is_relative_to(Path.cwd()))

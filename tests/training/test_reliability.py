@@ -89,3 +89,29 @@ def test_same_seed_same_first_losses(flat_tree, tmp_path, monkeypatch):
         losses.append(cli.model.net.fc.weight.detach().clone())
     assert losses[0] == losses[2]
     assert torch.equal(losses[1], losses[3])
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--trainer.logger", "false", "--trainer.logger false: camlit keeps each run in the logger's"),
+        ("--trainer.accumulate_grad_batches", "0", "--trainer.accumulate_grad_batches must be at least 1, got 0"),
+        ("--trainer.check_val_every_n_epoch", "0", "--trainer.check_val_every_n_epoch must be at least 1, got 0"),
+        ("--trainer.val_check_interval", "0", "--trainer.val_check_interval must be above 0, got 0"),
+        ("--seed_everything", "-1", "--seed_everything must be in [0, 2**32), got -1"),
+        ("--data.seed", "-1", "--data.seed must be in [0, 2**32), got -1"),
+        ("--trainer.default_root_dir", "afile", "--trainer.default_root_dir afile: a file; name a folder"),
+    ],
+)
+def test_trainer_options_that_fail_late_or_lose_a_run_are_refused_first(
+    flat_tree, tmp_path, monkeypatch, capsys, option, value, message
+):
+    """Each ended in a traceback (a ZeroDivisionError, numpy's seed range, NotADirectoryError), some
+    after a run folder was made; without a logger, a second run wrote over the first's checkpoints."""
+    from conftest import one_error_line
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    line = one_error_line(capsys, lambda: main(fit_args(flat_tree, "--trainer.max_epochs", "1", option, value)))
+    assert line == f"error: {message}" or line.startswith(f"error: {message}")
+    assert sorted(p.name for p in tmp_path.iterdir() if p != flat_tree) == ["afile"]  # no run folder

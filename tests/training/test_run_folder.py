@@ -60,9 +60,10 @@ def payloads(elsewhere: Path) -> dict[str, dict]:
 
 @pytest.mark.parametrize("key", list(payloads(Path("x"))))
 def test_resume_refuses_a_config_that_names_code_or_writes_elsewhere(flat_tree, tmp_path, monkeypatch, capsys, key):
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
     elsewhere = tmp_path / "elsewhere"
-    version = tmp_path / "lightning_logs" / "version_0"
+    version = tmp_path / "work" / "lightning_logs" / "version_0"
     save_checkpoint(version / "checkpoints" / "last.ckpt")
     config = {"data": {"train_dir": str(flat_tree)}, "model": {"arch": "resnet_tiny"}}
     for group, values in payloads(elsewhere)[key].items():
@@ -73,6 +74,17 @@ def test_resume_refuses_a_config_that_names_code_or_writes_elsewhere(flat_tree, 
     assert f"{version / 'config.yaml'}: {key} " in line and "plain values only" in line
     assert not elsewhere.exists() and not (tmp_path / "pwned").exists()
     assert sorted(version.rglob("*")) == before
+
+
+def test_a_cache_folder_under_the_working_directory_may_be_absolute(tmp_path, monkeypatch):
+    """The resume command printed after a stop was refused for a run whose --data.cache_dir was an
+    absolute path in the working directory, said to be outside it."""
+    from camlit.training.runconfig import entry_problem
+
+    monkeypatch.chdir(tmp_path)
+    assert entry_problem("data.cache_dir", str(tmp_path / "cache"), set()) is None
+    assert "outside the working directory" in entry_problem("data.cache_dir", str(tmp_path.parent / "cache"), set())
+    assert "outside the working directory" in entry_problem("data.cache_dir", str(tmp_path / ".." / "cache"), set())
 
 
 def test_a_run_folder_in_use_is_refused_naming_the_process(tmp_path):
