@@ -21,7 +21,7 @@ from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop
 from camlit.data.manipulations import MANIPULATED, MANIPULATIONS, UNALTERED, Kind, apply
 from camlit.errors import CamlitError
-from camlit.imageio import to_rgb8, write_image_atomic
+from camlit.imageio import MAX_PIXELS, to_rgb8, write_image_atomic
 from camlit.workers import in_parallel
 
 SCENE_STREAM, NOISE_STREAM = 0, 1
@@ -186,6 +186,9 @@ def scene_seed(seed: int, split: int, camera: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, split, camera, index]).generate_state(1, np.uint64)[0])
 
 
+JPEG_SIDE = 65_535
+
+
 def kaggle_crop_size(width: int, height: int) -> int:
     """512, or less: all test crops share one size, as in Kaggle, so it must fit the smallest
     manipulated frame (after resize0.5). 384 for 1024x768 frames; 512 needs a short side of 1024."""
@@ -294,6 +297,12 @@ def make_synthetic(
         raise CamlitError(f"--seed must not be negative, got {seed}")
     if kaggle_crop_size(width, height) < 2:
         raise CamlitError(f"--width {width} --height {height}: frames too small for a test crop")
+    # A JPEG's side is at most 65,535, and camlit reads no image over MAX_PIXELS: refused before the
+    # settings file is written (a frame too large for memory left one that refused every rerun).
+    if max(width, height) > JPEG_SIDE or width * height > MAX_PIXELS:
+        raise CamlitError(
+            f"--width {width} --height {height}: frames too large (at most {JPEG_SIDE} a side, {MAX_PIXELS:,} pixels)"
+        )
     if not images_per_camera and not test_per_camera:
         raise CamlitError("--images_per_camera and --test_per_camera are both 0: nothing to write")
     jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)

@@ -159,6 +159,11 @@ def test_command_writes_a_set_and_refuses_bad_arguments(tmp_path, capsys):
         synthetic_main(["--output", str(tmp_path / "bad"), "--width", "2", "--height", "2"])
     # 3 x 3 frames are the smallest made (a 2 px test crop after x0.5); the message said 4x4.
     assert "--width 2 --height 2: frames too small for a test crop" in capsys.readouterr().err
+    # A frame too large for memory ended in a traceback and left a settings file refusing every rerun.
+    for size in (["--width", "100000", "--height", "100000"], ["--width", "3", "--height", "100000"]):
+        with pytest.raises(SystemExit):
+            synthetic_main(["--output", str(tmp_path / "bad"), *size])
+        assert "frames too large" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         synthetic_main(["--output", str(tmp_path / "bad"), "--images_per_camera", "0", "--test_per_camera", "0"])
     assert "both 0: nothing to write" in capsys.readouterr().err
