@@ -242,10 +242,10 @@ def refuse_trainer_options(config) -> None:
     after the run folder was made), or that lose a run: without a logger the checkpoints and
     config.yaml go straight into the working folder, where the next such run writes over them."""
     trainer = config.trainer
-    if trainer.logger is False:
+    if trainer.logger is False and trainer.enable_checkpointing is not False:
         raise CamlitError(
             "--trainer.logger false: camlit keeps each run in the logger's lightning_logs/version_N; without one, the "
-            "next run writes over this one's checkpoints"
+            "next run writes over this one's checkpoints (with --trainer.enable_checkpointing false nothing is kept)"
         )
     for name in ("accumulate_grad_batches", "check_val_every_n_epoch"):
         value = getattr(trainer, name)
