@@ -16,6 +16,8 @@ from functools import cache
 
 import numpy as np
 
+from camlit.data.quantization import requantized
+
 # Bins (in multiples of the last step, both signs folded together) the pattern is read over.
 BINS = 12
 # How far a coefficient moves between the two compressions (the first decoder's rounding), in DCT
@@ -36,10 +38,8 @@ MIN_LAST_STEP = 3
 def reached(q1: int, q2: int) -> np.ndarray:
     """(BINS,) how many multiples of q1 (moved by -SHIFT, 0 and SHIFT, a third each) fall into each
     bin 1..BINS of step q2, the two signs averaged. Read only: the array is shared between calls."""
-    multiples = np.arange(-(BINS * q2 // q1) - 2, BINS * q2 // q1 + 3) * q1
     counts = np.zeros(2 * BINS + 1)
-    for shift in (-SHIFT, 0.0, SHIFT):
-        bins = np.round((multiples + shift) / q2).astype(np.int64)
+    for bins in requantized(q1, q2, BINS, SHIFT).T:
         kept = np.abs(bins) <= BINS
         np.add.at(counts, bins[kept] + BINS, 1 / 3)
     folded = (counts[BINS + 1 :] + counts[:BINS][::-1]) / 2

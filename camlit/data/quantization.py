@@ -166,3 +166,11 @@ def largest_fitting(fits: np.ndarray) -> np.ndarray:
     fit = np.where(np.isnan(fits), -np.inf, fits)
     passing = fit > np.maximum(LATTICE, NEAR_BEST * np.maximum(fit.max(axis=-1), 0))[..., None]
     return np.where(passing.any(axis=-1), CANDIDATES[passing.argmax(axis=-1)], 0).astype(np.float32)
+
+
+def requantized(q1: int, q2: int, bins: int, shift: float) -> np.ndarray:
+    """(multiples, 3) int64: the bins of step q2 that the multiples of q1 reaching bins -bins..bins
+    fall into, each moved by -shift, 0 and shift first (a first decoder's rounding); the aligned
+    double quantization both first-table readers compare a histogram with."""
+    multiples = np.arange(-(bins * q2 // q1) - 2, bins * q2 // q1 + 3) * q1
+    return np.round((multiples[:, None] + np.array([-shift, 0.0, shift])[None]) / q2).astype(np.int64)

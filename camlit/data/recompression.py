@@ -43,6 +43,7 @@ from camlit.data.quantization import (
     block_dct,
     lattice_fit,
     luma,
+    requantized,
     steps_and_phase,
 )
 
@@ -66,8 +67,7 @@ MAX_EXPECTED = 0.9
 def reachable(q1: int, q2: int) -> np.ndarray:
     """(2 BINS + 1,) bool over bins -BINS..BINS: reached from a multiple of q1, moved by up to
     SHIFT, then quantized by q2. Read only: the array is shared between calls."""
-    multiples = np.arange(-(BINS * q2 // q1) - 2, BINS * q2 // q1 + 3) * q1
-    bins = np.round((multiples[:, None] + np.array([-SHIFT, 0, SHIFT])[None]) / q2).astype(np.int64).ravel()
+    bins = requantized(q1, q2, BINS, SHIFT).ravel()
     reached = np.zeros(2 * BINS + 1, bool)
     reached[bins[np.abs(bins) <= BINS] + BINS] = True
     reached[BINS] = False  # zero is reached by every table: it tells nothing
