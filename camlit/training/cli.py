@@ -251,8 +251,9 @@ def refuse_trainer_options(config) -> None:
         value = getattr(trainer, name)
         if value is not None and value < 1:
             raise CamlitError(f"--trainer.{name} must be at least 1, got {value}")
-    if trainer.val_check_interval is not None and trainer.val_check_interval <= 0:
-        raise CamlitError(f"--trainer.val_check_interval must be above 0, got {trainer.val_check_interval}")
+    interval = trainer.val_check_interval  # also a time ("00:00:10:00") or a timedelta: Lightning checks those
+    if isinstance(interval, int | float) and not isinstance(interval, bool) and interval <= 0:
+        raise CamlitError(f"--trainer.val_check_interval must be above 0, got {interval}")
     root = trainer.default_root_dir
     if root is not None and Path(root).exists() and not Path(root).is_dir():
         raise CamlitError(f"--trainer.default_root_dir {root}: a file; name a folder")
