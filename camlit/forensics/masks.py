@@ -1,6 +1,6 @@
 """A splice method's scores drawn as a mask at the photo's resolution: tile scores interpolated
 between tile centres, block scores per 8 px block of the JPEG grid; regions too small to be a
-splice dropped.
+splice dropped, and the holes a region encloses filled.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from scipy.ndimage import binary_fill_holes
 
 from camlit.forensics.camera_map import CameraMap
 
@@ -53,15 +54,21 @@ def block_pixels(camera_map: CameraMap, block_scores: np.ndarray) -> np.ndarray:
 
 def foreign_mask(camera_map: CameraMap, tile_scores: np.ndarray) -> np.ndarray:
     """(height, width) bool: pixels whose interpolated score is above 0, in regions of at least
-    MIN_REGION of the photo."""
-    return large_regions(pixel_scores(camera_map, tile_scores) > 0)
+    MIN_REGION of the photo, their holes filled."""
+    return solid_regions(pixel_scores(camera_map, tile_scores) > 0)
 
 
 def foreign_region(camera_map: CameraMap, result: SpliceResult) -> np.ndarray:
     """The mask of a result's scores: per block for the lattice method, per tile otherwise."""
     if result.block_scores is not None:
-        return large_regions(block_pixels(camera_map, result.block_scores) > 0)
+        return solid_regions(block_pixels(camera_map, result.block_scores) > 0)
     return foreign_mask(camera_map, result.tile_scores)
+
+
+def solid_regions(mask: np.ndarray) -> np.ndarray:
+    """large_regions with the holes each encloses filled: a pasted region is whole, and inside it
+    the lattice leaves out the blocks too flat or clipped to judge (docs/forensics.md)."""
+    return binary_fill_holes(large_regions(mask))
 
 
 def large_regions(mask: np.ndarray) -> np.ndarray:
