@@ -33,7 +33,7 @@ from camlit.forensics.reliability import clipped_share, reliability, residual_en
 from camlit.forensics.reports import read_mask, splice_folder, splice_report
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult
 from camlit.imageio import list_images, read_rgb, write_image_atomic
-from camlit.inference import openset
+from camlit.inference import openset_fit
 from camlit.inference.features import softmax
 from camlit.inference.labelled import labelled_csv
 from camlit.inference.loading import load_checkpoint
@@ -307,7 +307,7 @@ def measure_unknown(model, size, args) -> dict:
     for score in scores:
         layer = rows[reads[score]]
         (train_features, train_labels), (val_logits, val_features, _, val_flags) = layer["train"], layer["val"]
-        fitted = openset.fit(score, train_features, train_labels, len(model.classes), layer.get("first_tables"))
+        fitted = openset_fit.fit(score, train_features, train_labels, len(model.classes), layer.get("first_tables"))
         plan = CropPlan(size=size, count=args.crops, grid=args.crop_grid)
         fitted.calibrate(fitted.scores(val_logits, val_features, val_flags), plan, val_flags)
         known = fitted.scores(*layer["known"][:2], layer["known"][3])

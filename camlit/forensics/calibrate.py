@@ -27,7 +27,7 @@ from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exi
 from camlit.forensics import splice
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.imageio import UnreadableImage, read_rgb
-from camlit.inference import openset
+from camlit.inference import openset, openset_fit
 from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.openset_steps import RECOMPRESSIONS
@@ -159,7 +159,7 @@ def calibrated(score: str, model, train, val, plan: CropPlan, **options) -> open
     _, train_features, train_labels, _ = calibration_rows(model, unaltered, plan, only_as_they_are=True, **options)
     require_photos_of_every_camera(score, train_labels, model.classes)
     tables = recompressed_first_tables(unaltered) if openset.reads_quantization(score) else None
-    fitted = openset.fit(score, train_features, train_labels, len(model.classes), tables)
+    fitted = openset_fit.fit(score, train_features, train_labels, len(model.classes), tables)
     val_logits, val_features, _, val_flags = calibration_rows(model, val, plan, **options)
     if not len(val_flags):
         raise CamlitError(

@@ -5,7 +5,7 @@ from conftest import one_error_line, random_image, write_image
 from camlit.data.manipulations import NAMES
 from camlit.data.quantization import FREQUENCIES
 from camlit.errors import CamlitError
-from camlit.inference import openset
+from camlit.inference import openset, openset_fit
 from camlit.inference.openset_report import auroc
 from camlit.inference.predict import main as predict
 from camlit.inference.tta import CropPlan
@@ -37,7 +37,7 @@ def test_every_score_ranks_photos_far_from_the_training_cameras_higher(method, t
         return logits, features
 
     _, train_features = photos(centres[labels])
-    model = openset.fit(method, train_features, labels, 3)
+    model = openset_fit.fit(method, train_features, labels, 3)
     known = model.scores(*photos(centres[rng.integers(0, 3, 30)]))
     unknown = model.scores(*photos(centres.mean(axis=0) + rng.normal(size=(30, 16)) * 0.5))
     assert auroc(known, unknown) > 0.9
@@ -65,8 +65,8 @@ def test_jpeg_steps_seen_in_no_training_photo_raise_the_score_unless_a_manipulat
     labels = np.repeat(np.arange(2), 30)
     stem = rng.normal(size=(2, 8))[labels] + rng.normal(size=(60, 8))
     tables = np.stack([TABLE, table(STEPS + 1)])[labels]
-    model = openset.fit("relative_stem_jpeg", list(np.hstack([stem, tables])[:, None]), labels, 2)
-    plain = openset.fit("relative_stem", list(stem[:, None]), labels, 2)
+    model = openset_fit.fit("relative_stem_jpeg", list(np.hstack([stem, tables])[:, None]), labels, 2)
+    plain = openset_fit.fit("relative_stem", list(stem[:, None]), labels, 2)
     photo = rng.normal(size=8)
     other, hidden = STEPS.copy(), STEPS.copy()
     other[:9] += 100  # a third of the steps differ from every training photo's
@@ -98,7 +98,7 @@ def test_a_recompressed_photos_first_table_off_every_training_photos_raises_its_
     first = np.zeros(len(FREQUENCIES))
     first[:4] = [5, 6, 7, 8]
     bank = np.stack([first, np.zeros(len(FREQUENCIES))])  # the second shows no step: left out
-    model = openset.fit("relative_stem_jpeg", rows, labels, 2, first_tables=bank)
+    model = openset_fit.fit("relative_stem_jpeg", rows, labels, 2, first_tables=bank)
     assert model.arrays["first_steps"].shape == (1, len(FREQUENCIES))
     photo = rng.normal(size=8)
     off = first.copy()
@@ -123,7 +123,7 @@ def test_relative_stem_is_the_class_distance_less_the_distance_to_all_training_p
     rng = np.random.default_rng(2)
     labels = np.repeat(np.arange(3), 40)
     train = rng.normal(size=(3, 6))[labels] + rng.normal(size=(120, 6)) @ rng.normal(size=(6, 6))
-    model = openset.fit("relative_stem", [row[None] for row in train], labels, 3)
+    model = openset_fit.fit("relative_stem", [row[None] for row in train], labels, 3)
     photos = rng.normal(size=(5, 6)) * 2
     means = np.stack([train[labels == k].mean(axis=0) for k in range(3)])
     within = np.linalg.inv(np.cov((train - means[labels]).T, ddof=3))
