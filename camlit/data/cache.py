@@ -35,32 +35,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
 
 from camlit.atomic import atomic_write
+from camlit.data.cache_files import LOCK, build_lock, data_name, index_name, read_lock, remove_stale
 from camlit.data.samples import Sample
 from camlit.errors import CamlitError, disk_full_as_user_error
 from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb, require_crop_fits
 from camlit.workers import in_parallel
 
-try:
-    import fcntl
-except ImportError:  # Windows: builders there are not serialised
-    fcntl = None
-
 log = logging.getLogger(__name__)
 
 FORMAT = 2
-LOCK = ".camlit-cache.lock"
-# Everything the cache writes, temporaries (camlit.atomic) included; nothing else is ever removed.
-OWN_FILE = re.compile(r"\.?(?P<kind>images|index)-(?P<key>[0-9a-f]{16})\.(u8|npz)(?P<temporary>\.tmp\d+)?")
 # Images per pool task; with 2 x workers tasks in flight (in_parallel), at most 8 x workers decoded images are held.
 CHUNK = 4
 
@@ -167,14 +158,6 @@ def require_files_or_absent(*paths: Path) -> None:
             )
 
 
-def data_name(key: str) -> str:
-    return f"images-{key[:16]}.u8"
-
-
-def index_name(key: str) -> str:
-    return f"index-{key[:16]}.npz"
-
-
 def load(directory: Path, key: str) -> DecodedCache | None:
     hold = None
     try:
@@ -183,8 +166,7 @@ def load(directory: Path, key: str) -> DecodedCache | None:
                 return None
             data_path = directory / data_name(key)
             hold = open(data_path, "rb")
-            if fcntl is not None:
-                fcntl.flock(hold, fcntl.LOCK_SH)
+            read_lock(hold)
             # Removed by another builder between the open and the lock: as good as absent.
             stat = os.fstat(hold.fileno())
             if stat.st_nlink == 0 or stat.st_size != int(index["data_bytes"]):
@@ -266,60 +248,3 @@ def decode_chunk(
             image = problem
         results.append(image)
     return results
-
-
-@contextmanager
-def build_lock(directory: Path) -> Iterator[None]:
-    """Serialise builders that share `directory`, such as each node's rank 0 on a shared file system.
-
-    The holder writes its process id into the lock file, so that a waiter can say whom it waits for.
-    """
-    with open(directory / LOCK, "a+") as handle:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "unknown"
-                log.warning("waiting for process %s, which holds %s while it builds the cache", holder, handle.name)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-        yield
-
-
-def remove_stale(directory: Path, key: str) -> None:
-    """The cache's own files of other fingerprints that no process reads, and dead builds' temporaries.
-
-    The build lock excludes live builders, so every temporary file is a dead one's.
-    """
-    others: dict[str, list[Path]] = {}
-    for path in directory.iterdir():
-        match = OWN_FILE.fullmatch(path.name)
-        if match is not None and match["temporary"]:
-            path.unlink(missing_ok=True)
-        elif match is not None and match["key"] != key[:16]:
-            others.setdefault(match["key"], []).append(path)
-    for other, paths in others.items():
-        with unread(directory / data_name(other)) as removable:
-            # Index first, so that no reader finds an index without its data file.
-            for path in sorted(paths, key=lambda p: p.name.startswith("images")) if removable else []:
-                with suppress(OSError):  # a process on Windows still maps it; it stays
-                    path.unlink()
-
-
-@contextmanager
-def unread(data_path: Path) -> Iterator[bool]:
-    """Whether no process reads this data file (holds its shared lock), excluding readers until the block ends."""
-    if fcntl is None or not data_path.exists():
-        yield True
-        return
-    with open(data_path, "rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
