@@ -17,6 +17,7 @@ from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.commands import synthetic_main
 from camlit.data.crops import center_crop, random_offset
 from camlit.data.manipulations import MANIPULATED, apply
+from camlit.data.scenes import render_scene
 from camlit.data.synthetic import (
     SYNTHETIC_CAMERAS,
     develop,
@@ -26,7 +27,6 @@ from camlit.data.synthetic import (
     make_synthetic,
     plan,
     render_photo,
-    render_scene,
 )
 from camlit.imageio import read_rgb
 
