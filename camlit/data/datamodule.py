@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -20,11 +19,11 @@ from camlit.data.cache import DecodedCache, build_cache
 from camlit.data.datasets import CenterCrops, TrainCrops, collate, manipulation_probabilities
 from camlit.data.kaggle_layout import PREPARED
 from camlit.data.pseudo import pseudo_label_samples
-from camlit.data.sampler import EpochSampler
-from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo
+from camlit.data.sampler import EpochSampler, resume_draw
+from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo, usable_samples
 from camlit.data.unaltered_share import log_unaltered_share, require_pools
 from camlit.errors import CamlitError
-from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, read_rgb
+from camlit.imageio import MAX_PIXELS, read_rgb
 from camlit.workers import loader_context
 
 log = logging.getLogger(__name__)
@@ -223,27 +222,12 @@ class CameraDataModule(L.LightningDataModule):
                 "only (manipulated whole, then cropped), not also on manipulated copies of the unaltered images"
             )
 
-    def usable(self, samples, where) -> list:
+    def usable(self, samples: list[Sample], where: str) -> list[Sample]:
+        hp = self.hparams
         if self.cache is not None:
-            usable, problems = self.cache.check(samples)
-        else:
-            hp = self.hparams
-            usable, problems = check_images(samples, hp.crop_size, hp.num_workers, hp.max_pixels)
-        if usable:
-            report_skipped(problems)
-            return usable
-        size = self.hparams.crop_size
-        too_small = sum(isinstance(problem, ImageTooSmall) for problem in problems)
-        if too_small == len(samples):
-            # One line says it all; naming every image would bury it.
-            raise CamlitError(f"--data.crop_size {size} is larger than every image in {where}")
-        report_skipped(problems)
-        if too_small:
-            raise CamlitError(
-                f"--data.crop_size {size} is larger than {too_small} of the {len(samples)} images in {where}, "
-                "and the others are unreadable"
-            )
-        raise CamlitError(f"{where}: none of its {len(samples)} images is usable")
+            return usable_samples(samples, where, hp.crop_size, self.cache.check)
+        check = partial(check_images, min_size=hp.crop_size, workers=hp.num_workers, max_pixels=hp.max_pixels)
+        return usable_samples(samples, where, hp.crop_size, check)
 
     @property
     def val_group_names(self) -> list[str]:
@@ -261,7 +245,8 @@ class CameraDataModule(L.LightningDataModule):
         sampler = EpochSampler(
             labels, hp.load_ratio, hp.seed, hp.crops_per_image, unaltered, hp.unaltered_share, kinds, weights
         )
-        self.resume_draw(sampler)
+        if self.trainer is not None:
+            resume_draw(sampler, self.trainer, hp.batch_size)
         return self.loader(
             self.train_set,
             batch_size=hp.batch_size,
@@ -269,30 +254,6 @@ class CameraDataModule(L.LightningDataModule):
             # A last batch of a single crop would break batch norm; keep it only on tiny sets.
             drop_last=len(sampler) > hp.batch_size,
         )
-
-    def resume_draw(self, sampler: EpochSampler) -> None:
-        """Start the draw at the epoch the fit is at, and a run resumed mid-epoch where it stopped.
-
-        Lightning builds the loader, and its workers start drawing, before it sets the sampler's
-        epoch, so a resumed run would otherwise train its first epoch on epoch 0's crops. Stopped
-        mid-epoch (SIGTERM), it runs only the epoch's remaining batches: on one device these skip
-        the ones done; under DDP each rank's share is cut from the whole order, so the epoch's
-        remaining batches are drawn from its start.
-        """
-        trainer = self.trainer
-        if trainer is None:
-            return
-        loop = trainer.fit_loop.epoch_loop
-        done = loop.batch_progress.current.completed if loop.restarting else 0
-        if done and trainer.world_size > 1:
-            epoch = trainer.current_epoch
-            log_warning(f"resumed in the middle of epoch {epoch} under DDP: its last batches are drawn from its start")
-            done = 0
-        elif done:
-            # Lightning warns that the loader cannot resume, as it lacks the state_dict interface
-            # Lightning looks for; this skip is the resume.
-            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
-        sampler.resume(trainer.current_epoch, done * self.hparams.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         sampler = None
@@ -313,14 +274,6 @@ class CameraDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             **kwargs,
         )
-
-
-@rank_zero_only
-def report_skipped(problems: list[UnreadableImage]) -> None:
-    for problem in problems:
-        log.warning("skipped %s", problem)
-    if problems:
-        log.warning("skipped %d unusable image(s) in all", len(problems))
 
 
 @rank_zero_only

@@ -6,13 +6,18 @@ the same seed gives the same epoch whatever the workers or ranks.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import Sampler
 
 from camlit.data import manipulations
+
+log = logging.getLogger(__name__)
 
 
 class EpochSampler(Sampler):
@@ -140,3 +145,26 @@ def spread(rng: np.random.Generator, indices: Sequence[int], count: int) -> list
     rounds = -(-count // len(indices))
     order = np.concatenate([rng.permutation(indices) for _ in range(rounds)])[:count]
     return [(int(index), position // len(indices)) for position, index in enumerate(order.tolist())]
+
+
+def resume_draw(sampler: EpochSampler, trainer, batch_size: int) -> None:
+    """Start the draw at the epoch the fit is at, and a run resumed mid-epoch where it stopped.
+
+    Lightning builds the loader, and its workers start drawing, before it sets the sampler's
+    epoch, so a resumed run would otherwise train its first epoch on epoch 0's crops. Stopped
+    mid-epoch (SIGTERM), it runs only the epoch's remaining batches: on one device these skip
+    the ones done; under DDP each rank's share is cut from the whole order, so the epoch's
+    remaining batches are drawn from its start.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    done = loop.batch_progress.current.completed if loop.restarting else 0
+    if done and trainer.world_size > 1:
+        epoch = trainer.current_epoch
+        message = f"resumed in the middle of epoch {epoch} under DDP: its last batches are drawn from its start"
+        rank_zero_only(log.warning)(message)
+        done = 0
+    elif done:
+        # Lightning warns that the loader cannot resume, as it lacks the state_dict interface
+        # Lightning looks for; this skip is the resume.
+        warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before the epoch ended")
+    sampler.resume(trainer.current_epoch, done * batch_size)

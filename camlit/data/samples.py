@@ -8,19 +8,23 @@ Two layouts are read:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_only
 
 from camlit.data.manipulations import UNALTERED
 from camlit.errors import CamlitError
-from camlit.imageio import MAX_PIXELS, UnreadableImage, list_images, read_rgb, require_crop_fits
+from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, list_images, read_rgb, require_crop_fits
 from camlit.workers import in_parallel
+
+log = logging.getLogger(__name__)
 
 # prepare_data names tiles <stem>_t<k>; they are pieces of one photo.
 TILE_SUFFIX = re.compile(r"_t\d+$")
@@ -136,3 +140,36 @@ def check_images(
     problems = list(in_parallel(image_problem, [(s.path, min_size, max_pixels) for s in samples], workers))
     usable = [s for s, problem in zip(samples, problems, strict=True) if problem is None]
     return usable, [p for p in problems if p is not None]
+
+
+def usable_samples(
+    samples: list[Sample],
+    where: str,
+    crop_size: int,
+    check: Callable[[list[Sample]], tuple[list[Sample], list[UnreadableImage]]],
+) -> list[Sample]:
+    """The samples `check` (check_images, or a cache's check) finds usable, the others logged as
+    skipped; an error naming `where` when none is."""
+    usable, problems = check(samples)
+    if usable:
+        report_skipped(problems)
+        return usable
+    too_small = sum(isinstance(problem, ImageTooSmall) for problem in problems)
+    if too_small == len(samples):
+        # One line says it all; naming every image would bury it.
+        raise CamlitError(f"--data.crop_size {crop_size} is larger than every image in {where}")
+    report_skipped(problems)
+    if too_small:
+        raise CamlitError(
+            f"--data.crop_size {crop_size} is larger than {too_small} of the {len(samples)} images in {where}, "
+            "and the others are unreadable"
+        )
+    raise CamlitError(f"{where}: none of its {len(samples)} images is usable")
+
+
+@rank_zero_only
+def report_skipped(problems: list[UnreadableImage]) -> None:
+    for problem in problems:
+        log.warning("skipped %s", problem)
+    if problems:
+        log.warning("skipped %d unusable image(s) in all", len(problems))
