@@ -42,6 +42,7 @@ from camlit.training.config_base import expand_config_bases
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
+from camlit.training.runconfig import record_data_paths
 from camlit.training.runfolder import RunLock, claim_version, writable
 from camlit.workers import launching_ranks
 
@@ -108,6 +109,7 @@ class CamlitCLI(LightningCLI):
         # LightningCLI to warn about.
         self.config = parser.parse_args(resume_arguments(args))
         refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains
+        record_data_paths(self.config)  # config.yaml then names the same data from any folder
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(

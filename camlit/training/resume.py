@@ -32,7 +32,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from camlit.atomic import stale_temporaries
 from camlit.errors import CamlitError
 from camlit.training.checkpointing import is_lightning_checkpoint, load_plain, training_progress
-from camlit.training.runconfig import read_run_config
+from camlit.training.runconfig import logged_run_dir, read_run_config
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,9 @@ def log_dir_arguments(config: dict, version_dir: Path) -> list[str]:
     Keeping them matters: ModelCheckpoint restores its best-k scores only when its folder path
     is the same string as when it saved them.
     """
-    logger = (config.get("trainer") or {}).get("logger") or {}
-    saved = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
     root = version_dir.parent.parent
     arguments = ["--trainer.logger.init_args.version", version_dir.name, "--trainer.default_root_dir", str(root)]
-    saved_dir = Path(saved.get("save_dir") or ".") / (saved.get("name") or "") / version_dir.name
-    if saved_dir.resolve() != version_dir.resolve():
+    if logged_run_dir(config, version_dir).resolve() != version_dir.resolve():
         arguments += [
             "--trainer.logger.init_args.save_dir", str(root),
             "--trainer.logger.init_args.name", version_dir.parent.name,
