@@ -37,7 +37,7 @@ from camlit.training.callbacks import (
     RequireMonitoredMetric,
     stopped_by_sigterm,
 )
-from camlit.training.checkpointing import AtomicCheckpointIO
+from camlit.training.checkpointing import AtomicCheckpointIO, require_checkpoint_files
 from camlit.training.config_base import expand_config_bases
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
@@ -167,6 +167,7 @@ class CamlitCLI(LightningCLI):
                 f"--trainer.logger.init_args.version {init.version}: {run_dir} holds a run's checkpoints; "
                 f"continue it with --resume {run_dir}, or leave the version out for a new run folder"
             )
+        require_checkpoint_files(run_dir / "checkpoints")  # a --ckpt_path inside the run, too
         self.run_dir = run_dir
         with writable(root, "--trainer.default_root_dir"):
             self.run_dir.mkdir(parents=True, exist_ok=True)  # a version named on the command line

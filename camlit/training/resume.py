@@ -31,7 +31,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from camlit.atomic import stale_temporaries
 from camlit.errors import CamlitError
-from camlit.training.checkpointing import is_lightning_checkpoint, load_plain, training_progress
+from camlit.training.checkpointing import (
+    is_lightning_checkpoint,
+    load_plain,
+    require_checkpoint_files,
+    training_progress,
+)
 from camlit.training.runconfig import logged_run_dir, read_run_config
 
 log = logging.getLogger(__name__)
@@ -118,6 +123,7 @@ def find_resume_checkpoint(version_dir: str | Path) -> Path:
     newest file: a copy or a restore writes files in any order, and a touched best.ckpt of an
     earlier epoch was resumed from, its later epochs lost when last.ckpt was written again."""
     folder = Path(version_dir) / "checkpoints"
+    require_checkpoint_files(folder)  # before it is taken for a corrupt checkpoint, passed over with a warning
     if folder.is_dir():
         remove_stale_temporaries(folder)
     candidates = sorted(folder.glob("*.ckpt"))
