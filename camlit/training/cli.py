@@ -38,7 +38,7 @@ from camlit.training.callbacks import (
     stopped_by_sigterm,
 )
 from camlit.training.checkpointing import AtomicCheckpointIO, require_checkpoint_files
-from camlit.training.config_base import expand_config_bases
+from camlit.training.config_base import NamedConfigErrors, expand_config_bases
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
@@ -68,8 +68,9 @@ class SaveConfigOnceTraining(SaveConfigCallback):
         super().setup(trainer, pl_module, self.stage)
 
 
-class CamlitArgumentParser(OneLineErrors, LightningArgumentParser):
-    """Lightning's parser, ending a mistake in one `error:` line as every camlit command does."""
+class CamlitArgumentParser(NamedConfigErrors, OneLineErrors, LightningArgumentParser):
+    """Lightning's parser, ending a mistake in one `error:` line as every camlit command does,
+    naming the config file where the mistake is in one."""
 
 
 class CamlitCLI(LightningCLI):

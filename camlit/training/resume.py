@@ -37,6 +37,7 @@ from camlit.training.checkpointing import (
     require_checkpoint_files,
     training_progress,
 )
+from camlit.training.config_base import ConfigText
 from camlit.training.runconfig import logged_run_dir, read_run_config
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def resume_arguments(args: list[str]) -> list[str]:
         return [*args, "--ckpt_path", str(checkpoint)]
     text, config = read_run_config(config_file, args)
     return [
-        "--config", text,
+        "--config", ConfigText(text, str(config_file)),
         *args,
         "--ckpt_path", str(checkpoint),
         *log_dir_arguments(config, version_dir),
