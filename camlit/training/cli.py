@@ -251,6 +251,17 @@ def refuse_trainer_options(config) -> None:
             "--trainer.logger false: camlit keeps each run in the logger's lightning_logs/version_N; without one, the "
             "next run writes over this one's checkpoints (with --trainer.enable_checkpointing false nothing is kept)"
         )
+    limit = trainer.limit_val_batches
+    if trainer.enable_checkpointing is not False and limit == 0 and not isinstance(limit, bool):
+        for checkpoint in ("best_checkpoint", "periodic_checkpoint"):
+            monitor = config.get(f"{checkpoint}.monitor")
+            if monitor and str(monitor).startswith("val/"):
+                # Lightning only warned, each epoch, that the metric was missing.
+                raise CamlitError(
+                    f"--trainer.limit_val_batches {limit:g}: validation is off, so --{checkpoint}.monitor {monitor} "
+                    "is never logged and the checkpoint it chooses never written (best.ckpt needs validation); let "
+                    f"validation run, or give --{checkpoint}.monitor null to keep the latest epoch's instead"
+                )
     for name in ("accumulate_grad_batches", "check_val_every_n_epoch"):
         value = getattr(trainer, name)
         if value is not None and value < 1:
