@@ -26,7 +26,7 @@ from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.splice import COMBINATIONS, DEFAULT_METHOD, METHODS, localise, photo_thresholds
 from camlit.imageio import ImageTooSmall, encoded_image, read_rgb, require_crop_fits
 from camlit.inference.loading import load_checkpoint
-from camlit.inference.tta import DEFAULT_CROP_SIZE
+from camlit.inference.tta import DEFAULT_CROP_SIZE, MIN_CROP_SIZE, require_crop_size
 from camlit.termination import exit_on_signal
 
 
@@ -48,7 +48,9 @@ def build_parser() -> PlainParser:
         help="photo-level score from which a foreign region is drawn (default: the one `camlit calibrate` set "
         "beside the checkpoint, else the method's measured one for the demo model); not for a combination",
     )  # fmt: skip
-    parser.add_argument("--crop_size", type=at_least(4), default=None, help="tile side; default: the training crop")
+    parser.add_argument(
+        "--crop_size", type=int, default=None, help=f"tile side (at least {MIN_CROP_SIZE}); default: the training crop"
+    )
     parser.add_argument(
         "--manipulated", choices=("names", "yes", "no"), default="names",
         help="for a model trained with the manipulation flag: whether the photo is manipulated",
@@ -61,6 +63,7 @@ def build_parser() -> PlainParser:
 
 def inspect_photo(args: argparse.Namespace) -> dict:
     """Run the map and write every output; the summary."""
+    require_crop_size(args.crop_size)
     source, output = Path(args.input), Path(args.output)
     if not source.is_file():
         raise CamlitError(f"--input {source}: {not_a_file(source)}")

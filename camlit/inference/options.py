@@ -19,7 +19,14 @@ from camlit.imageio import ImageTooSmall, UnreadableImage, is_image_file, read_r
 from camlit.inference.aggregate import AGGREGATES
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.running import Predictions, few, predict_paths
-from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, MAX_CROPS, CropPlan
+from camlit.inference.tta import (
+    DEFAULT_CROP_SIZE,
+    DEFAULT_CROPS,
+    MAX_CROPS,
+    MIN_CROP_SIZE,
+    CropPlan,
+    require_crop_size,
+)
 from camlit.training.checkpointing import sidecars
 
 
@@ -35,7 +42,8 @@ def add_prediction_arguments(parser: CommandParser) -> None:
     parser.add_argument("--crop_grid", action="store_true", help="take --crops crops on a deterministic even grid")
     parser.add_argument(
         "--crop_size", type=int, default=None,
-        help=f"crop side; default: the checkpoint's training crop size, else {DEFAULT_CROP_SIZE}",
+        help=f"crop side (at least {MIN_CROP_SIZE}); default: the checkpoint's training crop size, else "
+        f"{DEFAULT_CROP_SIZE}",
     )  # fmt: skip
     parser.add_argument(
         "--aggregate", choices=AGGREGATES, default="mean",
@@ -82,8 +90,7 @@ def check_prediction_arguments(args: Namespace) -> None:
         raise CamlitError(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.seed < 0:
         raise CamlitError(f"--seed must be 0 or more, got {args.seed}")
-    if args.crop_size is not None and args.crop_size < 1:
-        raise CamlitError(f"--crop_size must be at least 1, got {args.crop_size}")
+    require_crop_size(args.crop_size)
     if args.num_workers < 0:
         raise CamlitError(f"--num_workers must be 0 or more, got {args.num_workers}")
     tta_manipulations(args.tta_manipulations)

@@ -22,14 +22,24 @@ from torch.utils.data import DataLoader, Dataset
 from camlit.data import manipulations
 from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.crops import center_offset, crop, grid_offsets, random_offset
+from camlit.errors import CamlitError
 from camlit.imageio import UnreadableImage, read_rgb, require_crop_fits
 from camlit.workers import one_blas_thread
 
 DEFAULT_CROP_SIZE = 224
+# The least --crop_size of predict, evaluate and inspect: inspect's tiles step half a crop on even
+# offsets (camlit.forensics.camera_map.tile_stride), which takes 4 px; the others took 1 to 3.
+MIN_CROP_SIZE = 4
 DEFAULT_CROPS = 10
 # Each image's crops are cut together in memory (150 KB apiece at 224 px): a million asked for by
 # mistake would be killed for memory rather than refused.
 MAX_CROPS = 1024
+
+
+def require_crop_size(size: int | None) -> None:
+    """A --crop_size given is at least MIN_CROP_SIZE."""
+    if size is not None and size < MIN_CROP_SIZE:
+        raise CamlitError(f"--crop_size must be at least {MIN_CROP_SIZE}, got {size}")
 
 
 @dataclass(frozen=True)

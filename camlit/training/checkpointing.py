@@ -64,6 +64,14 @@ def require_calibrated_for(checkpoint: str | os.PathLike, recorded: str, calibra
         )
 
 
+def require_checkpoint_files(folder: Path) -> None:
+    """A run renames its checkpoints and their hashes into place, and no rename replaces a folder:
+    one named like them failed the first save, after an epoch's work and with the run folder changed."""
+    for path in sorted([*folder.glob("*.ckpt"), *folder.glob("*.ckpt.sha256")]):
+        if path.is_dir() and not path.is_symlink():
+            raise CamlitError(f"{path}: a folder where the run writes a checkpoint; move it away, then run again")
+
+
 def stored_hashes(path: str | os.PathLike) -> list[str] | None:
     """The hashes the hash file accepts, or None for a checkpoint without one (written elsewhere)."""
     try:

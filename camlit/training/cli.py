@@ -37,11 +37,12 @@ from camlit.training.callbacks import (
     RequireMonitoredMetric,
     stopped_by_sigterm,
 )
-from camlit.training.checkpointing import AtomicCheckpointIO
-from camlit.training.config_base import expand_config_bases
+from camlit.training.checkpointing import AtomicCheckpointIO, require_checkpoint_files
+from camlit.training.config_base import NamedConfigErrors, expand_config_bases
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
+from camlit.training.runconfig import record_data_paths
 from camlit.training.runfolder import RunLock, claim_version, writable
 from camlit.workers import launching_ranks
 
@@ -67,8 +68,9 @@ class SaveConfigOnceTraining(SaveConfigCallback):
         super().setup(trainer, pl_module, self.stage)
 
 
-class CamlitArgumentParser(OneLineErrors, LightningArgumentParser):
-    """Lightning's parser, ending a mistake in one `error:` line as every camlit command does."""
+class CamlitArgumentParser(NamedConfigErrors, OneLineErrors, LightningArgumentParser):
+    """Lightning's parser, ending a mistake in one `error:` line as every camlit command does,
+    naming the config file where the mistake is in one."""
 
 
 class CamlitCLI(LightningCLI):
@@ -108,6 +110,7 @@ class CamlitCLI(LightningCLI):
         # LightningCLI to warn about.
         self.config = parser.parse_args(resume_arguments(args))
         refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains
+        record_data_paths(self.config)  # config.yaml then names the same data from any folder
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -165,6 +168,7 @@ class CamlitCLI(LightningCLI):
                 f"--trainer.logger.init_args.version {init.version}: {run_dir} holds a run's checkpoints; "
                 f"continue it with --resume {run_dir}, or leave the version out for a new run folder"
             )
+        require_checkpoint_files(run_dir / "checkpoints")  # a --ckpt_path inside the run, too
         self.run_dir = run_dir
         with writable(root, "--trainer.default_root_dir"):
             self.run_dir.mkdir(parents=True, exist_ok=True)  # a version named on the command line
@@ -247,6 +251,17 @@ def refuse_trainer_options(config) -> None:
             "--trainer.logger false: camlit keeps each run in the logger's lightning_logs/version_N; without one, the "
             "next run writes over this one's checkpoints (with --trainer.enable_checkpointing false nothing is kept)"
         )
+    limit = trainer.limit_val_batches
+    if trainer.enable_checkpointing is not False and limit == 0 and not isinstance(limit, bool):
+        for checkpoint in ("best_checkpoint", "periodic_checkpoint"):
+            monitor = config.get(f"{checkpoint}.monitor")
+            if monitor and str(monitor).startswith("val/"):
+                # Lightning only warned, each epoch, that the metric was missing.
+                raise CamlitError(
+                    f"--trainer.limit_val_batches {limit:g}: validation is off, so --{checkpoint}.monitor {monitor} "
+                    "is never logged and the checkpoint it chooses never written (best.ckpt needs validation); let "
+                    f"validation run, or give --{checkpoint}.monitor null to keep the latest epoch's instead"
+                )
     for name in ("accumulate_grad_batches", "check_val_every_n_epoch"):
         value = getattr(trainer, name)
         if value is not None and value < 1:

@@ -31,8 +31,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from camlit.atomic import stale_temporaries
 from camlit.errors import CamlitError
-from camlit.training.checkpointing import is_lightning_checkpoint, load_plain, training_progress
-from camlit.training.runconfig import read_run_config
+from camlit.training.checkpointing import (
+    is_lightning_checkpoint,
+    load_plain,
+    require_checkpoint_files,
+    training_progress,
+)
+from camlit.training.config_base import ConfigText
+from camlit.training.runconfig import logged_run_dir, read_run_config
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +88,7 @@ def resume_arguments(args: list[str]) -> list[str]:
         return [*args, "--ckpt_path", str(checkpoint)]
     text, config = read_run_config(config_file, args)
     return [
-        "--config", text,
+        "--config", ConfigText(text, str(config_file)),
         *args,
         "--ckpt_path", str(checkpoint),
         *log_dir_arguments(config, version_dir),
@@ -98,12 +104,9 @@ def log_dir_arguments(config: dict, version_dir: Path) -> list[str]:
     Keeping them matters: ModelCheckpoint restores its best-k scores only when its folder path
     is the same string as when it saved them.
     """
-    logger = (config.get("trainer") or {}).get("logger") or {}
-    saved = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
     root = version_dir.parent.parent
     arguments = ["--trainer.logger.init_args.version", version_dir.name, "--trainer.default_root_dir", str(root)]
-    saved_dir = Path(saved.get("save_dir") or ".") / (saved.get("name") or "") / version_dir.name
-    if saved_dir.resolve() != version_dir.resolve():
+    if logged_run_dir(config, version_dir).resolve() != version_dir.resolve():
         arguments += [
             "--trainer.logger.init_args.save_dir", str(root),
             "--trainer.logger.init_args.name", version_dir.parent.name,
@@ -121,6 +124,7 @@ def find_resume_checkpoint(version_dir: str | Path) -> Path:
     newest file: a copy or a restore writes files in any order, and a touched best.ckpt of an
     earlier epoch was resumed from, its later epochs lost when last.ckpt was written again."""
     folder = Path(version_dir) / "checkpoints"
+    require_checkpoint_files(folder)  # before it is taken for a corrupt checkpoint, passed over with a warning
     if folder.is_dir():
         remove_stale_temporaries(folder)
     candidates = sorted(folder.glob("*.ckpt"))

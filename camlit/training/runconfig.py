@@ -11,12 +11,16 @@ would lead a write out of the run folder, is refused by its key:
 - `data.cache_dir` and `data.synthetic_root` (written by the cache build and the demo's data
   generation) outside the working directory, unless this command line gives them.
 
+The data a run reads is recorded with absolute paths (record_data_paths). A run saved before that,
+whose relative data paths would be read from another folder than the one it started in, is refused.
+
 The log folder and `trainer.default_root_dir` are set from the run folder named on the command
 line (camlit.training.resume). camlit never reads the run's hparams.yaml; the logger rewrites it.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +36,23 @@ LOGGER_OPTIONS |= {"purge_step", "max_queue", "flush_secs", "filename_suffix"}
 EMPTY_ONLY = ("trainer.callbacks", "trainer.plugins")
 CHECKPOINTS = ("best_checkpoint", "periodic_checkpoint")
 WRITTEN_DATA = ("data.cache_dir", "data.synthetic_root")
+# What a run reads. Relative paths in its config.yaml were read from the working directory of each
+# resume: one from another folder trained on that folder's data/ without a word.
+READ_DATA = ("data.train_dir", "data.val_dir", "data.pseudo_labels", "data.pseudo_labels_dir")
+
+
+def record_data_paths(config) -> None:
+    """Make the paths of what the run reads absolute, so that its config.yaml names the same files
+    from any folder. The folders it writes stay as given: under the working directory of each command."""
+    for key in READ_DATA:
+        if config.get(key):
+            config[key] = os.path.abspath(config[key])
 
 
 def read_run_config(path: Path, args: list[str]) -> tuple[str, dict]:
     """(the text of `path`, its values), once no entry in it names code or a place to write outside
-    the run; `args` is the command line, whose own data folders are the user's choice."""
+    the run, nor data relative to another folder; `args` is the command line, whose own data folders
+    are the user's choice."""
     try:
         text = path.read_bytes().decode("utf-8")
         config = yaml.safe_load(text)
@@ -47,14 +63,39 @@ def read_run_config(path: Path, args: list[str]) -> tuple[str, dict]:
     require_acyclic(config, str(path))
     if not isinstance(config, dict):
         raise CamlitError(f"{path}: not a config (expected a mapping of options)")
-    problem = first_problem(config, given={a.split("=", 1)[0] for a in args if a.startswith("--")})
+    given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    problem = first_problem(config, given)
     if problem:
         key, reason = problem
         raise CamlitError(
             f"{path}: {key} {reason}; --resume restores plain values only, so this run folder is refused "
             "(if you trust the file, remove the entry and give the option on the command line)"
         )
+    refuse_relative_data_elsewhere(path, config, given)
     return text, config
+
+
+def refuse_relative_data_elsewhere(path: Path, config: dict, given: set[str]) -> None:
+    """A run saved before record_data_paths names its data relative to the folder it started in.
+    Where its own relative log folder shows that was another, those paths would lead elsewhere."""
+    logged = logged_run_dir(config, path.parent)
+    if logged.is_absolute() or logged.resolve() == path.parent.resolve():
+        return  # started here, or no telling: read as they always were
+    data = config.get("data")
+    for key in READ_DATA:
+        value = data.get(key.partition(".")[2]) if isinstance(data, dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute() and f"--{key}" not in given:
+            raise CamlitError(
+                f"{path}: {key} {value} is relative to the folder the run was started in, and that was another "
+                f"(the run's log folder was {logged} from there); resume from that folder, or give --{key}"
+            )
+
+
+def logged_run_dir(config: dict, version_dir: Path) -> Path:
+    """The run folder as its saved logger options name it, relative ones from where it was started."""
+    logger = (config.get("trainer") or {}).get("logger") or {}
+    saved = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
+    return Path(saved.get("save_dir") or ".") / (saved.get("name") or "") / version_dir.name
 
 
 def first_problem(config: dict, given: set[str]) -> tuple[str, str] | None:

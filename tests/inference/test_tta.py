@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
 import torch
-from conftest import random_image, write_image
+from conftest import CLASSES, one_error_line, random_image, save_checkpoint, write_image
 from threadpoolctl import threadpool_info
 
 from camlit.data import manipulations
+from camlit.forensics import inspect_command
+from camlit.inference import evaluate, predict
 from camlit.inference.tta import CollateCrops, CropPlan, augmented_crops, crop_loader, image_crops
 
 
@@ -47,3 +49,20 @@ def test_loader_workers_run_numpys_blas_on_one_thread(tmp_path):
     paths = [write_image(tmp_path / f"p{k}.png", random_image(np.random.default_rng(k), 48, 48)) for k in range(2)]
     loader = crop_loader(paths, CropPlan(size=32, count=1), num_workers=1, describe=blas_threads)
     assert [batch.photo_features.flatten().tolist() for batch in loader] == [[1.0, 1.0]]
+
+
+def test_predict_evaluate_and_inspect_take_the_same_least_crop_size(tmp_path, capsys):
+    """inspect refused a crop under 4 px; predict and evaluate took 1 to 3 px without a word."""
+    ckpt = str(save_checkpoint(tmp_path / "tiny.ckpt"))
+    photo = write_image(tmp_path / "images" / CLASSES[0] / "a.png", random_image(np.random.default_rng(0), 48, 48))
+    commands = {
+        predict.main: ["--input", str(photo.parent), "--output", str(tmp_path / "out.csv")],
+        evaluate.main: ["--input", str(tmp_path / "images"), "--json", str(tmp_path / "out.json")],
+        inspect_command.main: ["--input", str(photo), "--output", str(tmp_path / "inspected")],
+    }
+    for main, args in commands.items():
+        args = ["--ckpt_path", ckpt, *args, "--crop_size", "3"]
+        assert one_error_line(capsys, lambda main=main, args=args: main(args)) == (
+            "error: --crop_size must be at least 4, got 3"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "tiny.ckpt"]

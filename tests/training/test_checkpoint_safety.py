@@ -105,3 +105,22 @@ def test_a_kill_between_the_renames_leaves_a_checkpoint_that_matches_its_hash(tm
     assert is_valid_checkpoint(path) and torch.load(path, weights_only=True)["state_dict"]["w"][0] == 1.0
     save(path, 3.0)
     assert len(hashes.read_text().split()) == 1 and is_valid_checkpoint(path)
+
+
+@pytest.mark.parametrize(("name", "named"), [("last.ckpt", "best.ckpt"), ("best.ckpt.sha256", "last.ckpt")])
+def test_a_folder_named_like_a_checkpoint_is_refused_before_training(
+    name, named, flat_tree, tmp_path, monkeypatch, capsys
+):
+    """The first save failed on it with IsADirectoryError, after an epoch and with the run folder changed."""
+    monkeypatch.chdir(tmp_path)
+    cli.main(fit_args(flat_tree, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"))
+    run = tmp_path / "lightning_logs" / "version_0"
+    (run / "checkpoints" / name).unlink()
+    (run / "checkpoints" / name).mkdir()
+    before = {path: path.is_dir() or path.read_bytes() for path in run.rglob("*")}
+    # The run named by its folder, and by another of its checkpoints.
+    for target in (["--resume", str(run)], ["--ckpt_path", str(run / "checkpoints" / named)]):
+        args = [*target, "--trainer.max_epochs", "2"]
+        line = one_error_line(capsys, lambda args=args: cli.main(args), run / "checkpoints" / name)
+        assert "a folder where the run writes a checkpoint" in line
+        assert {path: path.is_dir() or path.read_bytes() for path in run.rglob("*")} == before

@@ -78,3 +78,40 @@ def test_a_monitor_validation_cannot_log_is_refused_before_training(monitor, fla
     line = one_error_line(capsys, lambda: main([*args, "--data.val_manipulations", "[]"]))
     assert f"--best_checkpoint.monitor {monitor}" in line and "--data.val_manipulations" in line
     assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("data:\n  classes: [a, b\n", "not valid YAML (expected ',' or ']', but got '<stream end>' at line"),
+     ("- 1\n", "not a config (expected a mapping of options)"),
+     ("data: 5\n", 'Key "data.classes" not found'),
+     ("data:\n  bogus: 1\n", "Group 'data' does not accept option 'bogus'"),
+     ("data:\n  crop_size: big\n", 'Parser key "data.crop_size"'), ("bogus: 1\n", "Option 'bogus' is not accepted")],
+    ids=["yaml_syntax", "not_a_mapping", "not_a_group", "unknown_key", "wrong_type", "unknown_group"],
+)  # fmt: skip
+def test_a_mistake_in_a_config_names_its_file(tmp_path, monkeypatch, capsys, text, message):
+    """The lines named the key alone (`Key "data.classes" not found in namespace.`), never the file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text(text)
+    line = one_error_line(capsys, lambda: main(["--config", "mine.yaml"]))
+    assert line.startswith("error: --config mine.yaml: ") and message in line
+    # As the rest of a file with a base, which camlit gives the parser as text (a list holds no base).
+    if not text.startswith("- "):
+        write(tmp_path / "fine.yaml", {"data": {"crop_size": 16}})
+        (tmp_path / "top.yaml").write_text(f"base: fine.yaml\n{text}")
+        line = one_error_line(capsys, lambda: main(["--config", "top.yaml"]))
+        assert line.startswith("error: --config top.yaml: ") and message in line
+    # A run's config.yaml, which --resume gives the parser as text.
+    run = tmp_path / "lightning_logs" / "version_0"
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {}, "global_step": 1}, run / "checkpoints" / "last.ckpt")
+    (run / "config.yaml").write_text(f"# {'a run saved long ago ' * 20}\n{text}")  # too long for a file name
+    line = one_error_line(capsys, lambda: main(["--resume", str(run)]))
+    assert line.startswith(f"error: {run / 'config.yaml'}: ")
+
+
+def test_a_mistake_on_the_command_line_names_no_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "mine.yaml", {"data": {"crop_size": 16}})
+    for args in (["--data.crop_size", "big", "--config", "mine.yaml"], ["--config", "mine.yaml", "--bogus", "1"]):
+        assert not one_error_line(capsys, lambda args=args: main(args)).startswith("error: --config")

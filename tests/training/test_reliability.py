@@ -98,6 +98,13 @@ def test_same_seed_same_first_losses(flat_tree, tmp_path, monkeypatch):
         ("--trainer.accumulate_grad_batches", "0", "--trainer.accumulate_grad_batches must be at least 1, got 0"),
         ("--trainer.check_val_every_n_epoch", "0", "--trainer.check_val_every_n_epoch must be at least 1, got 0"),
         ("--trainer.val_check_interval", "0", "--trainer.val_check_interval must be above 0, got 0"),
+        # Validation off: best.ckpt was never written, Lightning warning each epoch that val/acc was missing.
+        (
+            "--trainer.limit_val_batches",
+            "0",
+            "--trainer.limit_val_batches 0: validation is off, so "
+            "--best_checkpoint.monitor val/acc is never logged and the checkpoint it chooses never written",
+        ),
         ("--seed_everything", "-1", "--seed_everything must be in [0, 2**32), got -1"),
         ("--data.seed", "-1", "--data.seed must be in [0, 2**32), got -1"),
         ("--trainer.default_root_dir", "afile", "--trainer.default_root_dir afile: a file; name a folder"),
@@ -115,3 +122,11 @@ def test_trainer_options_that_fail_late_or_lose_a_run_are_refused_first(
     line = one_error_line(capsys, lambda: main(fit_args(flat_tree, "--trainer.max_epochs", "1", option, value)))
     assert line == f"error: {message}" or line.startswith(f"error: {message}")
     assert sorted(p.name for p in tmp_path.iterdir() if p != flat_tree) == ["afile"]  # no run folder
+
+
+def test_validation_may_be_off_where_no_checkpoint_monitors_it(flat_tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    off = ("--trainer.limit_val_batches", "0", "--best_checkpoint.monitor", "null")
+    main(fit_args(flat_tree, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", *off))
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    assert {p.name for p in checkpoints.glob("*.ckpt")} == {"best.ckpt", "last.ckpt"}

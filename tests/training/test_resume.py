@@ -3,6 +3,7 @@ folder, its best-k tracking and its schedule carried on."""
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,6 +188,30 @@ def test_resume_from_another_folder_keeps_best_checkpoint_tracking(flat_tree, tm
     assert [os.path.basename(p) for p in tracked.best_k_models] == ["best.ckpt"]
     assert all(os.path.isfile(p) for p in tracked.best_k_models)
     assert not (elsewhere / "lightning_logs").exists()
+
+
+def test_a_run_resumed_from_another_folder_reads_the_data_it_started_on(flat_tree, tmp_path, monkeypatch, capsys):
+    """A relative --data.train_dir was read from the resuming folder: there, its own data/ trained the run."""
+    started, elsewhere = tmp_path / "started", tmp_path / "elsewhere"
+    shutil.copytree(flat_tree, started / "data" / "train")
+    shutil.copytree(flat_tree, elsewhere / "data" / "train")
+    monkeypatch.chdir(started)
+    main(fit_args("data/train", *SHORT))
+    version, train_dir = started / "lightning_logs" / "version_0", started / "data" / "train"
+    config = version / "config.yaml"
+    assert f"train_dir: {train_dir}\n" in config.read_text()
+    # A run saved before the paths were recorded whole: its own log folder shows where it started.
+    config.write_text(config.read_text().replace(str(train_dir), "data/train"))
+    before = {p: p.read_bytes() for p in version.rglob("*") if p.is_file()}
+    monkeypatch.chdir(elsewhere)
+    line = one_error_line(capsys, lambda: main(["--resume", str(version), "--trainer.max_epochs", "2"]))
+    assert f"{config}: data.train_dir data/train is relative to the folder the run was started in" in line
+    assert {p: p.read_bytes() for p in version.rglob("*") if p.is_file()} == before
+    monkeypatch.chdir(started)
+    main(["--resume", "lightning_logs/version_0", "--trainer.max_epochs", "2"])
+    monkeypatch.chdir(elsewhere)
+    resumed = main(["--resume", str(version), "--trainer.max_epochs", "3"])
+    assert resumed.trainer.current_epoch == 3 and resumed.datamodule.hparams.train_dir == str(train_dir)
 
 
 class CropLog(Callback):
