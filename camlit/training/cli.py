@@ -44,6 +44,7 @@ from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
 from camlit.training.runconfig import record_data_paths
 from camlit.training.runfolder import RunLock, claim_version, writable
+from camlit.training.trainer_options import refuse_trainer_options
 from camlit.workers import launching_ranks
 
 STOPPED_BEFORE_TRAINING = "before training began; the run folder is as it was (a new one is removed)"
@@ -239,42 +240,6 @@ class CamlitCLI(LightningCLI):
                 with suppress(OSError):
                     path.rmdir() if path.is_dir() else path.unlink()
         self.run_dir = None
-
-
-def refuse_trainer_options(config) -> None:
-    """Trainer options that Lightning takes and then fails on (a ZeroDivisionError, a traceback
-    after the run folder was made), or that lose a run: without a logger the checkpoints and
-    config.yaml go straight into the working folder, where the next such run writes over them."""
-    trainer = config.trainer
-    if trainer.logger is False and trainer.enable_checkpointing is not False:
-        raise CamlitError(
-            "--trainer.logger false: camlit keeps each run in the logger's lightning_logs/version_N; without one, the "
-            "next run writes over this one's checkpoints (with --trainer.enable_checkpointing false nothing is kept)"
-        )
-    limit = trainer.limit_val_batches
-    if trainer.enable_checkpointing is not False and limit == 0 and not isinstance(limit, bool):
-        for checkpoint in ("best_checkpoint", "periodic_checkpoint"):
-            monitor = config.get(f"{checkpoint}.monitor")
-            if monitor and str(monitor).startswith("val/"):
-                # Lightning only warned, each epoch, that the metric was missing.
-                raise CamlitError(
-                    f"--trainer.limit_val_batches {limit:g}: validation is off, so --{checkpoint}.monitor {monitor} "
-                    "is never logged and the checkpoint it chooses never written (best.ckpt needs validation); let "
-                    f"validation run, or give --{checkpoint}.monitor null to keep the latest epoch's instead"
-                )
-    for name in ("accumulate_grad_batches", "check_val_every_n_epoch"):
-        value = getattr(trainer, name)
-        if value is not None and value < 1:
-            raise CamlitError(f"--trainer.{name} must be at least 1, got {value}")
-    interval = trainer.val_check_interval  # also a time ("00:00:10:00") or a timedelta: Lightning checks those
-    if isinstance(interval, int | float) and not isinstance(interval, bool) and interval <= 0:
-        raise CamlitError(f"--trainer.val_check_interval must be above 0, got {interval}")
-    root = trainer.default_root_dir
-    if root is not None and Path(root).exists() and not Path(root).is_dir():
-        raise CamlitError(f"--trainer.default_root_dir {root}: a file; name a folder")
-    seed = config.get("seed_everything")
-    if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
-        raise CamlitError(f"--seed_everything must be in [0, 2**32), got {seed}")
 
 
 def as_list(value) -> list:

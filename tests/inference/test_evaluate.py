@@ -10,7 +10,8 @@ from conftest import CLASSES, one_error_line, refused_before_predicting, write_i
 
 import camlit.inference.options
 from camlit.atomic import write_csv_atomic
-from camlit.inference.evaluate import main, score
+from camlit.inference.evaluate import main
+from camlit.inference.evaluate_report import score
 from camlit.inference.labelled import group_from_name, labelled_csv
 from camlit.training.module import CameraClassifier
 from camlit.training.plots import CELL
