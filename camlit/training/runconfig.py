@@ -93,9 +93,11 @@ def refuse_relative_data_elsewhere(path: Path, config: dict, given: set[str]) ->
 
 def logged_run_dir(config: dict, version_dir: Path) -> Path:
     """The run folder as its saved logger options name it, relative ones from where it was started."""
-    logger = (config.get("trainer") or {}).get("logger") or {}
-    saved = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
-    return Path(saved.get("save_dir") or ".") / (saved.get("name") or "") / version_dir.name
+    trainer = config.get("trainer")
+    logger = trainer.get("logger") if isinstance(trainer, dict) else None
+    saved = logger.get("init_args") if isinstance(logger, dict) else None
+    saved = saved if isinstance(saved, dict) else {}
+    return Path(str(saved.get("save_dir") or ".")) / str(saved.get("name") or "") / version_dir.name
 
 
 def first_problem(config: dict, given: set[str]) -> tuple[str, str] | None:

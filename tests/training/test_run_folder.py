@@ -294,3 +294,19 @@ def test_resume_is_an_option_that_help_shows(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     assert re.search(r"^  --resume RESUME\s+continue a run", capsys.readouterr().out, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    "trainer", [5, {"logger": 5}, {"logger": {"init_args": 5}}, {"logger": {"init_args": {"name": 7}}}]
+)
+def test_a_run_config_whose_trainer_is_not_a_mapping_is_one_line(flat_tree, tmp_path, monkeypatch, capsys, trainer):
+    """An AttributeError traceback while reading where the run was logged, before any check."""
+    monkeypatch.chdir(tmp_path)
+    version = tmp_path / "lightning_logs" / "version_0"
+    save_checkpoint(version / "checkpoints" / "last.ckpt")
+    config = {"data": {"train_dir": str(flat_tree)}, "model": {"arch": "resnet_tiny"}, "trainer": trainer}
+    (version / "config.yaml").write_text(yaml.safe_dump(config))
+    before = {p: p.read_bytes() for p in version.rglob("*") if p.is_file()}
+    line = one_error_line(capsys, lambda: main(["--resume", str(version), *SHORT]))
+    assert line.startswith("error: ")
+    assert {p: p.read_bytes() for p in version.rglob("*") if p.is_file()} == before
