@@ -1,5 +1,6 @@
 import logging
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -356,3 +357,32 @@ def start_paused(
         start_new_session=new_session,
     )  # fmt: skip
     return process, marker
+
+
+def live_members(session: int) -> list[int]:
+    """Processes of `session` that have not exited (an unreaped zombie holds nothing)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, _, sid = stat.read_text().rsplit(")", 1)[1].split()[:4]
+        except (OSError, ValueError):
+            continue
+        if int(sid) == session and state != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def kill_parent(process: subprocess.Popen, grace: float) -> list[int]:
+    """SIGKILL only the parent; return the session's processes still alive `grace` seconds later."""
+    assert process.poll() is None, "the run ended before it could be killed"
+    assert len(live_members(process.pid)) > 1, "no worker processes to orphan"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    wait_for(lambda: not live_members(process.pid), grace)
+    return live_members(process.pid)
+
+
+def end_session(session: int) -> None:
+    """Clean-up for the code before the fix, whose orphans would otherwise live on."""
+    for pid in live_members(session):
+        os.kill(pid, signal.SIGKILL)

@@ -9,40 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CLASSES, PREPARE, random_image, start_prepare_data, wait_for, write_image
+from conftest import (
+    CLASSES,
+    PREPARE,
+    end_session,
+    kill_parent,
+    live_members,
+    random_image,
+    start_prepare_data,
+    wait_for,
+    write_image,
+)
 
 from camlit.data.samples import scan
 from camlit.workers import LAUNCHER, launching_ranks
-
-
-def live_members(session: int) -> list[int]:
-    """Processes of `session` that have not exited (an unreaped zombie holds nothing)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _, _, sid = stat.read_text().rsplit(")", 1)[1].split()[:4]
-        except (OSError, ValueError):
-            continue
-        if int(sid) == session and state != "Z":
-            pids.append(int(stat.parent.name))
-    return pids
-
-
-def kill_parent(process: subprocess.Popen, grace: float) -> list[int]:
-    """SIGKILL only the parent; return the session's processes still alive `grace` seconds later."""
-    assert process.poll() is None, "the run ended before it could be killed"
-    assert len(live_members(process.pid)) > 1, "no worker processes to orphan"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    wait_for(lambda: not live_members(process.pid), grace)
-    return live_members(process.pid)
-
-
-def end_session(session: int) -> None:
-    """Clean-up for the code before the fix, whose orphans would otherwise live on."""
-    for pid in live_members(session):
-        os.kill(pid, signal.SIGKILL)
-
 
 BUILD = textwrap.dedent(
     """

@@ -24,7 +24,7 @@ from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.crops import center_offset, crop, grid_offsets, random_offset
 from camlit.errors import CamlitError
 from camlit.imageio import UnreadableImage, read_rgb, require_crop_fits
-from camlit.workers import one_blas_thread
+from camlit.workers import loader_context, one_blas_thread
 
 DEFAULT_CROP_SIZE = 224
 # The least --crop_size of predict, evaluate and inspect: inspect's tiles step half a crop on even
@@ -182,6 +182,8 @@ def crop_loader(
         batch_size=max(1, batch_size // max(1, plan.most_crops)),
         shuffle=False,
         num_workers=num_workers,
+        # As training's: workers that die with this process, even by kill -9, and leave SIGTERM to it.
+        multiprocessing_context=loader_context() if num_workers > 0 else None,
         worker_init_fn=one_blas_thread,
         collate_fn=CollateCrops(manipulated),
         pin_memory=torch.cuda.is_available(),

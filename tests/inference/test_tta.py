@@ -1,7 +1,20 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, one_error_line, random_image, save_checkpoint, write_image
+from conftest import (
+    CLASSES,
+    end_session,
+    kill_parent,
+    live_members,
+    one_error_line,
+    random_image,
+    save_checkpoint,
+    wait_for,
+    write_image,
+)
 from threadpoolctl import threadpool_info
 
 from camlit.data import manipulations
@@ -66,3 +79,27 @@ def test_predict_evaluate_and_inspect_take_the_same_least_crop_size(tmp_path, ca
             "error: --crop_size must be at least 4, got 3"
         )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "tiny.ckpt"]
+
+
+LOADER_MAIN = """
+import sys, time
+from camlit.inference.tta import CropPlan, crop_loader
+
+def slow_read(path):
+    time.sleep(120)  # a worker busy with an item: torch's own watchdog acts only after it
+
+if __name__ == "__main__":
+    loader = crop_loader(["a.png", "b.png"], CropPlan(1, 8), num_workers=1, reader=slow_read)
+    next(iter(loader))
+"""
+
+
+def test_prediction_loader_workers_die_with_a_killed_parent(tmp_path):
+    """predict's and evaluate's loader workers lived on, re-parented, after a kill -9."""
+    (tmp_path / "loader_main.py").write_text(LOADER_MAIN)
+    process = subprocess.Popen([sys.executable, str(tmp_path / "loader_main.py")], start_new_session=True)
+    try:
+        assert wait_for(lambda: len(live_members(process.pid)) == 2, 60), "the worker never started"
+        assert kill_parent(process, grace=5) == []
+    finally:
+        end_session(process.pid)
