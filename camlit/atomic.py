@@ -20,13 +20,29 @@ from typing import IO
 from camlit.errors import CamlitError
 
 
+def file_target(path: str | os.PathLike, option: str | None = None) -> Path:
+    """Where a whole-file write to `path` lands: the file a symbolic link names (the link stays),
+    else `path`. Refused where that is not a regular file: a file renamed over a device, a pipe or
+    a link replaced it (as root, `--output /dev/null` left a CSV in place of the device)."""
+    path = Path(path)
+    named = f"{option} {path}" if option else str(path)
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if not target.is_file():
+            raise CamlitError(f"{named}: a link to {target}, not to a regular file; name a file to write")
+        return target
+    if path.exists() and not path.is_file():
+        raise CamlitError(f"{named}: not a regular file (a device, a pipe or a socket); name a file to write")
+    return path
+
+
 def require_writable(path: str | os.PathLike, option: str, folder: bool = False) -> None:
     """Refuse, before any work, an output that could not be written, in one line naming `option`.
 
     A file is made in the nearest existing folder on the way and removed: permissions, a read-only
     mount and root's exemptions all answer as they will for the real write.
     """
-    path = Path(path)
+    path = Path(path) if folder else file_target(path, option)
     target = path if folder else path.parent
     existing = next(p for p in [target, *target.parents] if p.exists())
     if not existing.is_dir():
@@ -75,7 +91,7 @@ def stale_temporaries(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """`with atomic_write(path) as file:` write to `file`; it becomes `path` only when the block ends."""
-    path = Path(path)
+    path = file_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_name(path)
     text = "b" not in mode
@@ -104,6 +120,7 @@ def write_all_atomic(files: dict[Path, bytes]) -> None:
     path = None
     try:
         for path, data in files.items():
+            path = file_target(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             written.append((temporary_name(path), path))
             with open(written[-1][0], "wb") as file:

@@ -188,3 +188,12 @@ def test_an_empty_value_means_none_where_an_option_says_so(capsys):
     parser.add_argument("--tta_manipulations", default="all")
     assert "--tta_manipulations" in EMPTY_MEANS_NONE
     assert parser.parse_args(["--tta_manipulations", ""]).tta_manipulations == ""
+
+
+def test_an_output_that_is_a_pipe_is_refused_before_predicting(ckpt, images, tmp_path, capsys):
+    """`--output /dev/null` (or a named pipe) was replaced by a plain file holding the CSV."""
+    fifo = tmp_path / "sub.csv"
+    os.mkfifo(fifo)
+    line = one_error_line(capsys, lambda: run_predict(ckpt, images, fifo))
+    assert line.startswith(f"error: --output {fifo}: not a regular file")
+    assert fifo.is_fifo()

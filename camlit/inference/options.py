@@ -116,6 +116,14 @@ def require_file_paths(**options: str | None) -> None:
             require_writable(path, f"--{option}")
 
 
+CHECKPOINT_NAMES = (".ckpt", ".ckpt.sha256")
+
+
+def is_run_checkpoints(folder: Path) -> bool:
+    """Whether `folder` is a run's checkpoints/ folder: named so, and holding a checkpoint."""
+    return folder.name == "checkpoints" and any(folder.glob("*.ckpt"))
+
+
 def require_no_overwrite(outputs: dict[str, str | None], inputs: dict[str, str | None], folders: Sequence[str]) -> None:
     """Refuse, before any work, an output that would replace an input file, another output, or an
     image under an input folder (a later run would read it as one)."""
@@ -129,6 +137,11 @@ def require_no_overwrite(outputs: dict[str, str | None], inputs: dict[str, str |
         where = Path(path).resolve()
         if where in taken:
             raise CamlitError(f"--{option} {path}: is also {taken[where]}; name another file")
+        if where.name.endswith(CHECKPOINT_NAMES) or is_run_checkpoints(where.parent):
+            # Another checkpoint of the run, or its hash, was replaced without a word.
+            raise CamlitError(
+                f"--{option} {path}: a checkpoint's name, or inside a run's checkpoints folder; name another file"
+            )
         for folder in folders:
             if is_image_file(where) and where.is_relative_to(Path(folder).resolve()):
                 raise CamlitError(

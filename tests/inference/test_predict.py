@@ -146,10 +146,16 @@ def test_an_unwritable_output_is_refused_before_any_work(ckpt, images, tmp_path,
             ("--output", "{tmp}/s.csv", "--probs", "{stem}.unknown.npz"),
             "--probs {stem}.unknown.npz: is also a file camlit keeps beside --ckpt_path",
         ),
+        # Another checkpoint of the run, or a file in its checkpoints folder, was replaced.
+        (("--output", "{tmp}/s.csv", "--probs", "{tmp}/last.ckpt"), "--probs {tmp}/last.ckpt: a checkpoint's name"),
+        (("--output", "{run}/s.csv"), "--output {run}/s.csv: a checkpoint's name, or inside a run's checkpoints"),
     ],
 )
 def test_an_output_that_would_replace_an_input_is_refused(ckpt, images, tmp_path, capsys, outputs, message):
-    names = {"tmp": tmp_path, "ckpt": ckpt, "input": images, "stem": ckpt.with_suffix("")}
+    run = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    run.mkdir(parents=True)
+    (run / "last.ckpt").write_bytes(ckpt.read_bytes())
+    names = {"tmp": tmp_path, "ckpt": ckpt, "input": images, "stem": ckpt.with_suffix(""), "run": run}
     args = ["--ckpt_path", str(ckpt), "--input", str(images), "--no_progress"]
     args += [value.format(**names) for value in outputs]
     line = refused_before_predicting(capsys, main, args, untouched=(ckpt, images / "img_a.tif"))

@@ -1,0 +1,38 @@
+"""Whole-file writes: never half a file, and never a rename over something that is not a file."""
+
+import os
+import stat
+
+import pytest
+
+from camlit.atomic import file_target, write_bytes_atomic
+from camlit.errors import CamlitError
+
+
+def test_a_link_to_a_file_is_written_through_and_stays_a_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "target.csv").write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(tmp_path / "real" / "target.csv")
+    write_bytes_atomic(link, b"new")
+    assert link.is_symlink() and (tmp_path / "real" / "target.csv").read_text() == "new"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link_to_a_folder", "dangling_link"])
+def test_what_is_not_a_regular_file_is_refused_and_left_as_it_was(tmp_path, kind):
+    """A rename over a pipe, a device or a link replaced it with the file (as root, even /dev/null)."""
+    path = tmp_path / "out.csv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link_to_a_folder":
+        path.symlink_to(tmp_path)
+    else:
+        path.symlink_to(tmp_path / "nowhere.csv")
+    before = os.lstat(path)
+    with pytest.raises(CamlitError, match=f"--output {path}: "):
+        file_target(path, "--output")
+    with pytest.raises(CamlitError, match=str(path)):
+        write_bytes_atomic(path, b"rows")
+    after = os.lstat(path)
+    assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode) and after.st_ino == before.st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
