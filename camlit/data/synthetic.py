@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import namedtuple
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,11 +185,23 @@ def write_missing(
     jobs: list[Job],
     workers: int | None,
     progress: bool,
+    tables: Sequence[str] = (),
 ) -> None:
     """Write the photos of `jobs` not yet in `output`, after checking that the set was started with
-    these `settings` (kept in `marker`), so that an interrupted run can be finished, never mixed."""
+    these `settings` (kept in `marker`), so that an interrupted run can be finished, never mixed.
+    `tables`: the names of the files written after the photos, in `output`."""
     encoded = json.dumps(settings).encode()
     settings_path = output / marker
+    if not settings_path.is_file():
+        # Not a set camlit started: a file of a name it writes is the user's. A text file named
+        # like a photo was counted as made, and a CSV of theirs replaced.
+        paths = [*(job.path for job in jobs), *(output / name for name in tables)]
+        theirs = [path for path in paths if path.exists() or path.is_symlink()]
+        if theirs:
+            raise CamlitError(
+                f"{output}: holds {len(theirs)} file(s) named as {what}'s (such as {theirs[0]}) without its "
+                f"{marker}, so camlit did not make them; write the set into another folder"
+            )
     if settings_path.is_file() and settings_path.read_bytes() != encoded:
         raise CamlitError(
             f"{output} holds {what} made with other settings ({marker} says {settings_path.read_text()}, "
@@ -245,10 +258,10 @@ def make_synthetic(
         raise CamlitError("--images_per_camera and --test_per_camera are both 0: nothing to write")
     jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)
     settings = [images_per_camera, test_per_camera, width, height, seed]
-    write_missing(output, settings, ".synthetic.json", "a synthetic set", "--output", jobs, workers, progress)
-    for column, name in enumerate(("labels", "manipulations"), start=1):
-        write_csv_atomic(
-            output / f"test_{name}.csv", [(row[0], row[column]) for row in [("fname", "camera", "manipulation"), *rows]]
-        )
+    tables = ("test_labels.csv", "test_manipulations.csv")
+    write_missing(output, settings, ".synthetic.json", "a synthetic set", "--output", jobs, workers, progress, tables)
+    header = ("fname", "camera", "manipulation")
+    for column, name in enumerate(tables, start=1):
+        write_csv_atomic(output / name, [(row[0], row[column]) for row in [header, *rows]])
     (output / ".complete").write_bytes(b"")
     return output

@@ -131,3 +131,13 @@ def test_the_datamodule_makes_the_download_when_training_on_its_data_512(tmp_pat
     with pytest.raises(CamlitError, match="no such data folder"):  # the stand-in made nothing
         datamodule.setup("fit")
     assert not CameraDataModule(str(tmp_path / "elsewhere"), **options).generates_kaggle_layout
+
+
+def test_a_users_file_of_its_names_is_refused_and_kept(tmp_path):
+    """A sample_submission.csv of the user's was replaced without a word."""
+    output = tmp_path / "download"
+    output.mkdir()
+    (output / "sample_submission.csv").write_text("my,own\n")
+    with pytest.raises(CamlitError, match="named as a Kaggle-shaped download's"):
+        make_kaggle_layout(output, workers=1, **TINY)
+    assert (output / "sample_submission.csv").read_text() == "my,own\n"

@@ -28,6 +28,7 @@ from camlit.data.synthetic import (
     plan,
     render_photo,
 )
+from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
 WIDTH, HEIGHT = 128, 96  # crop side after resize0.5: 48
@@ -229,3 +230,14 @@ def test_a_full_disk_is_one_line(small_disk, capsys):
     line = one_error_line(capsys, lambda: synthetic_main(args))
     assert f"{output}/" in line and "no space left on device" in line
     assert not is_complete(output)
+
+
+@pytest.mark.parametrize("theirs", ["train/Motorola-X/Motorola-X_0.jpg", "test_labels.csv"])
+def test_files_of_its_names_in_a_folder_it_did_not_start_are_refused_and_kept(tmp_path, theirs):
+    """A text file named like a photo was counted as made, and a CSV of the user's replaced."""
+    output = tmp_path / "mine"
+    (output / theirs).parent.mkdir(parents=True, exist_ok=True)
+    (output / theirs).write_text("precious")
+    with pytest.raises(CamlitError, match=f"{output}: holds 1 file\\(s\\) named as a synthetic set's"):
+        make_synthetic(output, workers=1, **TINY)
+    assert (output / theirs).read_text() == "precious" and not (output / ".synthetic.json").exists()
