@@ -32,6 +32,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 READ_FLAGS = cv2.IMREAD_UNCHANGED
 # Pillow's decompression-bomb limit (about 89 MP); Kaggle's largest photos are about 24 MP.
 MAX_PIXELS = 89_478_485
+# The most an image within the pixel limit takes on disk: four 32-bit channels, uncompressed, and
+# its header and metadata.
+MOST_BYTES_PER_PIXEL = 16
+HEADER_BYTES = 2**24
 # JPEG start-of-frame markers, which carry the size; C4, C8 and CC are other segments.
 JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -65,8 +69,16 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode `path` to an HxWx3 uint8 RGB array, or raise UnreadableImage saying why."""
     try:
-        if os.path.getsize(path) == 0:
+        size = os.path.getsize(path)
+        if size == 0:
             raise UnreadableImage(f"{path}: empty file")
+        if size > max_pixels * MOST_BYTES_PER_PIXEL + HEADER_BYTES:
+            # A file whose header gives no size is read whole: a 30 GB video named .jpg was killed
+            # for memory, each loader worker holding its own copy, with no line saying why.
+            raise UnreadableImage(
+                f"{path}: {size:,} bytes, more than any image within the limit of {max_pixels:,} pixels takes "
+                "(max_pixels raises it)"
+            )
         shape = header_shape(path)
         if shape is not None:
             require_pixels_within(path, *shape, max_pixels)

@@ -109,3 +109,19 @@ def test_a_damaged_tiff_is_reported_without_opencvs_own_error_lines(tmp_path, ca
     with pytest.raises(UnreadableImage):
         read_rgb(path)
     assert "ERROR" not in capfd.readouterr().err
+
+
+def test_a_file_larger_than_any_image_within_the_limit_is_refused_unread(tmp_path, monkeypatch):
+    """A 2 GB sparse file named .jpg was read whole (2.5 GB of memory) before it was found no image."""
+    huge = tmp_path / "video.jpg"
+    with open(huge, "wb") as file:
+        file.truncate(2**31)
+    monkeypatch.setattr(np, "fromfile", lambda *a, **k: pytest.fail("read whole"))
+    with pytest.raises(UnreadableImage, match=f"{huge}: 2,147,483,648 bytes, more than any image"):
+        read_rgb(huge)
+    # Within what the limit allows, the same bytes are read (and found no image).
+    small = tmp_path / "small.jpg"
+    small.write_bytes(b"\x00" * 64)
+    monkeypatch.undo()
+    with pytest.raises(UnreadableImage, match="not a decodable image"):
+        read_rgb(small, max_pixels=1)
