@@ -169,3 +169,15 @@ def test_a_mask_whose_name_is_not_utf8_is_read_and_a_damaged_one_refused(tmp_pat
     path.write_bytes(b"not a png")
     with pytest.raises(Exception, match="unreadable or not the photo's size"):
         read_mask(path, (8, 10))
+
+
+def test_a_mask_of_zeros_and_ones_marks_its_ones(tmp_path):
+    """Written as (mask > 0).astype(uint8), a spliced photo's mask read as a clean one."""
+    from camlit.forensics.reports import read_mask
+
+    for high in (1, 255):
+        mask = np.zeros((8, 10, 3), np.uint8)
+        mask[2:5, 3:7] = high
+        write_image(tmp_path / f"mask{high}.png", mask)
+        found = read_mask(tmp_path / f"mask{high}.png", (8, 10))
+        assert found.sum() == 12 and found[2:5, 3:7].all()
