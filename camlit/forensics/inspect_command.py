@@ -73,7 +73,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     outputs = output_paths(output, source.stem)
     if any(path.exists() and path.samefile(source) for path in outputs.values()):
         raise CamlitError(f"--input {source}: inspect would write over it in --output {output}; name another folder")
-    require_own_outputs(outputs)
+    require_own_outputs(outputs, source)
     folders = [path for path in outputs.values() if path.is_dir()]
     if folders:
         raise CamlitError(
@@ -107,6 +107,7 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     judged = bool(camera_map.reliable.any())
     summary = {
         "input": str(source),
+        "input_path": str(source.resolve()),  # which photo, from any folder: require_own_outputs
         "checkpoint": str(args.ckpt_path),
         "method": args.method,
         # One number, or photo_thresholds' (the lattice's after a gamma, each part of a combination).
@@ -133,25 +134,42 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     return summary
 
 
-def require_own_outputs(outputs: dict[str, Path]) -> None:
-    """Refuse to replace files that an earlier `camlit inspect` of a photo of this name did not
-    write: its summary `<stem>.json` beside them is the sign that they are its own."""
+def require_own_outputs(outputs: dict[str, Path], source: Path) -> None:
+    """Refuse to replace files that an earlier `camlit inspect` of this photo did not write: its
+    summary `<stem>.json` beside them is the sign that they are its own, and names the photo (a
+    photo of the same stem from another folder, or of another format, replaced them)."""
     present = [path for path in outputs.values() if path.exists()]
-    if present and not is_inspect_summary(outputs["summary"]):
-        summary = outputs["summary"]
-        why = "not an inspect summary" if summary.exists() else f"no inspect summary {summary.name} beside it"
+    if not present:
+        return
+    summary = inspect_summary(outputs["summary"])
+    if summary is None:
+        why = (
+            "not an inspect summary"
+            if outputs["summary"].exists()
+            else f"no inspect summary {outputs['summary'].name} beside it"
+        )
         raise CamlitError(
             f"--output: {present[0]} is there and is not an earlier camlit inspect output ({why}); "
             "name another folder or move it"
         )
+    recorded = summary.get("input_path")
+    # A summary written before the whole path was kept names the photo as given: its name then.
+    other = Path(recorded) != source.resolve() if recorded else Path(str(summary["input"])).name != source.name
+    if other:
+        raise CamlitError(
+            f"--output: {outputs['summary']} holds the outputs of another photo of that stem, "
+            f"{recorded or summary['input']}; name another folder"
+        )
 
 
-def is_inspect_summary(path: Path) -> bool:
+def inspect_summary(path: Path) -> dict | None:
+    """An earlier inspect's summary at `path`, or None where there is none."""
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(summary, dict) and {"input", "checkpoint", "method", "tile_size"} <= summary.keys()
+        return None
+    keys = {"input", "checkpoint", "method", "tile_size"}
+    return summary if isinstance(summary, dict) and keys <= summary.keys() else None
 
 
 def output_paths(output: Path, stem: str) -> dict[str, Path]:

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -121,6 +122,21 @@ def test_a_file_inspect_did_not_write_is_refused_and_kept_and_its_own_are_replac
     # Its own outputs, from an earlier run, are replaced.
     run(ckpt, photo, tmp_path / "out")
     assert run(ckpt, photo, tmp_path / "out")["tiles"] == 9
+
+
+def test_another_photo_of_the_same_stem_does_not_replace_the_first_ones_outputs(ckpt, tmp_path, capsys, monkeypatch):
+    """A loop over `find` output lost results: sub/a.png replaced a.jpg's four files without a word."""
+    first = write_image(tmp_path / "a.jpg", random_image(np.random.default_rng(0), 64, 64))
+    second = write_image(tmp_path / "sub" / "a.png", random_image(np.random.default_rng(1), 64, 64))
+    out = tmp_path / "out"
+    run(ckpt, first, out)
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    line = one_error_line(capsys, lambda: run(ckpt, second, out))
+    assert f"{out / 'a.json'} holds the outputs of another photo of that stem, {first.resolve()}" in line
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    # The same photo, named from another folder, replaces its own.
+    monkeypatch.chdir(tmp_path)
+    assert run(ckpt, Path("a.jpg"), out)["input"] == "a.jpg"
 
 
 @pytest.fixture
