@@ -190,10 +190,15 @@ def test_an_empty_value_means_none_where_an_option_says_so(capsys):
     assert parser.parse_args(["--tta_manipulations", ""]).tta_manipulations == ""
 
 
-def test_an_output_that_is_a_pipe_is_refused_before_predicting(ckpt, images, tmp_path, capsys):
+def test_an_output_that_is_a_pipe_is_refused_before_predicting(ckpt, images, tmp_path, capsys, monkeypatch):
     """`--output /dev/null` (or a named pipe) was replaced by a plain file holding the CSV."""
     fifo = tmp_path / "sub.csv"
     os.mkfifo(fifo)
     line = one_error_line(capsys, lambda: run_predict(ckpt, images, fifo))
     assert line.startswith(f"error: --output {fifo}: not a regular file")
     assert fifo.is_fifo()
+    # "-", the shell's standard output, was a file of that name.
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(capsys, lambda: run_predict(ckpt, images, "-"))
+    assert line == "error: --output -: camlit writes files, not to standard output; name a file"
+    assert not (tmp_path / "-").exists()

@@ -262,6 +262,9 @@ def prepare_dataset(
     if output.resolve().is_relative_to(Path(input_dir).resolve()):
         # Its manipulation folders would become camera folders of the input.
         raise CamlitError(f"--output {output_dir}: inside --input {input_dir}; write the prepared set elsewhere")
+    if Path(input_dir).resolve().is_relative_to(output.resolve()):
+        # The input's folder would sit among the manipulation folders, read as one by fit.
+        raise CamlitError(f"--input {input_dir}: inside --output {output_dir}; write the prepared set elsewhere")
     require_writable(output, "--output", folder=True)
     require_same_setting(output, size, tiles)
     tasks, cameras, failures = _find_photos(Path(input_dir), output, names, size, tiles, max_pixels)

@@ -110,6 +110,8 @@ def tta_manipulations(value: str) -> tuple[str, ...]:
 def require_file_paths(**options: str | None) -> None:
     """Output options must name files that can be written; refused before any work otherwise."""
     for option, path in options.items():
+        if path == "-":  # the shell's name for standard output: a file named "-" was written
+            raise CamlitError(f"--{option} -: camlit writes files, not to standard output; name a file")
         if path is not None and Path(path).is_dir():
             raise CamlitError(f"--{option} {path}: is a folder; name a file to write")
         if path is not None:

@@ -274,6 +274,10 @@ def test_a_run_that_makes_nothing_or_writes_into_its_input_is_refused(tmp_path, 
         line = one_error_line(capsys, lambda args=args: prepare_main(args))
         assert f"--output {inside}: inside --input {source}" in line
     assert sorted(p.name for p in source.rglob("*")) == ["Cam", "broken.jpg", "small.jpg"]
+    # The input inside the output (`--output .`): it was refused for another reason, a size guessed
+    # from its own photos.
+    line = one_error_line(capsys, lambda: prepare_main(["--input", str(source), "--output", str(tmp_path)]))
+    assert f"--input {source}: inside --output {tmp_path}" in line
 
 
 def test_a_decompression_bomb_is_listed_unread(tmp_path):
