@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import require_writable, write_json_atomic
+from camlit.atomic import json_text, require_writable, write_all_atomic
 from camlit.data import manipulations
 from camlit.data.commands import at_least
 from camlit.data.crops import center_crop
@@ -245,7 +245,7 @@ def build_parser() -> PlainParser:
 
 def main(argv: list[str] | None = None) -> openset.OpenSetModel:
     args = build_parser().parse_args(argv)
-    kept = "each calibration file beside the checkpoint is whole or as it was"
+    kept = "the calibration files beside the checkpoint are as they were"
     with exit_on_user_error(), exit_on_signal(kept):
         # Before the work, not after it: the files go beside the checkpoint, and neither changes
         # unless both can be written.
@@ -267,10 +267,12 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
         fitted.checkpoint_sha256 = file_hash(args.ckpt_path)
         if splices:
             splices[CHECKPOINT_HASH] = fitted.checkpoint_sha256
-        with disk_full_as_user_error("each calibration file is written whole or not at all"):
-            fitted.save(openset.calibration_path(args.ckpt_path))
-            if splices:
-                write_json_atomic(splice.calibration_path(args.ckpt_path), splices)
+        files = {openset.calibration_path(args.ckpt_path): fitted.npz()}
+        if splices:
+            files[splice.calibration_path(args.ckpt_path)] = json_text(splices).encode()
+        # Both or neither: a failure between two writes left a new file beside an old one.
+        with disk_full_as_user_error("the calibration files are written all together or not at all"):
+            write_all_atomic(files)
     unaltered, manipulated = fitted.photos
     print(f"{args.score} thresholds {fitted.threshold:.4g} (unaltered) and {fitted.threshold_manipulated:.4g} "
           f"(manipulated) accept 95% of the {unaltered} unaltered and {manipulated} manipulated validation photos; "

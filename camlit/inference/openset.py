@@ -33,6 +33,7 @@ the distance scores need, in `<checkpoint stem>.unknown.npz` beside the checkpoi
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import atomic_write
+from camlit.atomic import write_bytes_atomic
 from camlit.data.quantization import FREQUENCIES
 from camlit.errors import CamlitError
 from camlit.inference.features import softmax, split_extras
@@ -184,14 +185,19 @@ class OpenSetModel:
         scores = np.asarray(scores)
         return scores > self.thresholds(manipulated, len(scores))
 
+    def npz(self) -> bytes:
+        """The calibration file's bytes."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer, method=np.array(self.method), threshold=np.array(self.threshold),
+            threshold_manipulated=np.array(self.threshold_manipulated), crops=np.array(self.crops),
+            grid=np.array(self.grid), crop_size=np.array(self.crop_size), photos=np.array(self.photos),
+            **{CHECKPOINT_HASH: np.array(self.checkpoint_sha256)}, **self.arrays,
+        )  # fmt: skip
+        return buffer.getvalue()
+
     def save(self, path: str | os.PathLike) -> None:
-        with atomic_write(path) as file:
-            np.savez(
-                file, method=np.array(self.method), threshold=np.array(self.threshold),
-                threshold_manipulated=np.array(self.threshold_manipulated), crops=np.array(self.crops),
-                grid=np.array(self.grid), crop_size=np.array(self.crop_size), photos=np.array(self.photos),
-                **{CHECKPOINT_HASH: np.array(self.checkpoint_sha256)}, **self.arrays,
-            )  # fmt: skip
+        write_bytes_atomic(path, self.npz())
 
 
 def prediction_scores(

@@ -1,6 +1,7 @@
 """Calibration of the unknown-camera score on a run's own split, unaltered and manipulated apart."""
 
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -268,3 +269,29 @@ def test_the_first_tables_bank_saves_a_crop_again_on_its_cameras_grid(tmp_path):
     tables = recompressed_first_tables([SimpleNamespace(path=full), SimpleNamespace(path=crop)])
     assert (tables[1] >= 2).sum() >= 8 and (tables[3] >= 2).sum() >= 8  # jpeg90 of each
     assert (tables[1] == tables[3]).mean() >= 0.8
+
+
+def test_a_failed_write_leaves_both_calibration_files_as_they_were(tmp_path, flat_tree, capsys, monkeypatch):
+    """The unknown-camera file was written, then the splice one: a failure between left a new file
+    beside an old one, for another set of weights."""
+    import errno
+
+    import camlit.atomic
+
+    path = run_checkpoint(tmp_path, flat_tree)
+    unknown, splices = openset.calibration_path(path), splice.calibration_path(path)
+    unknown.write_bytes(b"the earlier calibration")
+    splices.write_text("{}")
+    real_open = open
+
+    def full_at_the_json(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).endswith(f"{splices.name}.tmp{os.getpid()}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(camlit.atomic, "open", full_at_the_json, raising=False)
+    args = ["--ckpt_path", str(path), "--crops", "1", "--score", "knn", "--device", "cpu", "--splice_photos", "2"]
+    line = one_error_line(capsys, lambda: main(args))
+    assert "no space left" in line.lower()
+    assert unknown.read_bytes() == b"the earlier calibration" and splices.read_text() == "{}"
+    assert not list(tmp_path.glob(".*"))  # no temporary left
