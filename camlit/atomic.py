@@ -31,6 +31,8 @@ def file_target(path: str | os.PathLike, option: str | None = None) -> Path:
         if not target.is_file():
             raise CamlitError(f"{named}: a link to {target}, not to a regular file; name a file to write")
         return target
+    if path.is_dir():
+        raise CamlitError(f"{named}: is a folder; name a file")
     if path.exists() and not path.is_file():
         raise CamlitError(f"{named}: not a regular file (a device, a pipe or a socket); name a file to write")
     return path

@@ -267,7 +267,8 @@ def test_a_photos_answer_does_not_depend_on_the_files_beside_it(ckpt, images, tm
     photo = sorted(images.iterdir())[-1]
     alone = predict_paths(model, [photo], plan, device="cpu")
     among = predict_paths(model, sorted(images.iterdir()), plan, device="cpu")
-    assert np.array_equal(alone.probabilities[0], among.probabilities[-1])
+    # The same crops; batched with others, float sums may differ in the last bits.
+    np.testing.assert_allclose(alone.probabilities[0], among.probabilities[-1], rtol=0, atol=1e-6)
     assert crop_key(photo) == crop_key(tmp_path / photo.name) != crop_key(tmp_path / "other.png")
 
 
