@@ -73,7 +73,14 @@ def resume_arguments(args: list[str]) -> list[str]:
     if target_path.is_dir():
         version_dir, checkpoint = target_path, find_resume_checkpoint(target_path)
     elif target_path.is_file():
-        version_dir, checkpoint = target_path.parent.parent, checked_checkpoint(target_path)
+        checkpoint = checked_checkpoint(target_path)
+        # Only a checkpoint in a run's checkpoints/ folder names a run: a config.yaml of the user's
+        # two folders up was taken for one, written over, and the folder made a run's.
+        in_run = target_path.parent.name == "checkpoints" and (target_path.parent.parent / "config.yaml").is_file()
+        if not in_run:
+            return [*args, "--ckpt_path", str(checkpoint)]
+        version_dir = target_path.parent.parent
+        require_furthest(option, checkpoint, version_dir)
     else:
         raise CamlitError(f"{option} {target}: no such run folder or checkpoint file")
     config_file = version_dir / "config.yaml"
@@ -149,6 +156,19 @@ def find_resume_checkpoint(version_dir: str | Path) -> Path:
     return chosen
 
 
+def require_furthest(option: str, checkpoint: Path, version_dir: Path) -> None:
+    """Resuming a run from one of its earlier checkpoints wrote its later last.ckpt over, and
+    restored the best score of then, so a worse epoch could replace best.ckpt."""
+    furthest = find_resume_checkpoint(version_dir)
+    named, reached = training_progress(checkpoint), training_progress(furthest)
+    if named is not None and reached is not None and named < reached:
+        raise CamlitError(
+            f"{option} {checkpoint}: step {named[0]} of a run whose {furthest.name} reached step {reached[0]}; "
+            f"continuing it here would write over the later checkpoints. Resume the run (--resume {version_dir}), "
+            "or copy the checkpoint out of the run folder and start a new run from it with --ckpt_path"
+        )
+
+
 def checked_checkpoint(path: str | Path) -> Path:
     """`path`, once it proved whole and plain; code in it is refused by name, never run."""
     path = Path(path)
@@ -208,8 +228,10 @@ def require_same_network(model: LightningModule, checkpoint: dict) -> None:
 
 # The model options the optimizer's saved state holds: torch's load_state_dict puts the saved
 # values back (a new --model.lr was ignored), and another optimizer cannot take the state at all
-# (SGD found no 'momentum' in Adam's and failed at the first step).
-OPTIMIZER_OPTIONS = ("optimizer", "lr", "weight_decay", "momentum")
+# (SGD found no 'momentum' in Adam's and failed at the first step). The schedule sets its learning
+# rates: `onecycle` added to a run saved without one failed on it (KeyError 'initial_lr'), after
+# the run's config.yaml had been written, and so did every later resume.
+OPTIMIZER_OPTIONS = ("optimizer", "lr", "weight_decay", "momentum", "schedule")
 
 
 def require_same_optimizer(model: LightningModule, checkpoint: dict) -> None:

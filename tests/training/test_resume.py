@@ -158,6 +158,8 @@ def test_sigkill_at_any_moment_then_resume_finishes_the_same_run(flat_tree, tmp_
         (("--model.optimizer", "sgd"), "--model.optimizer sgd (saved: adam): a resumed run goes on"),
         (("--model.lr", "0.5"), "--model.lr 0.5 (saved: 0.001)"),
         (("--model.weight_decay", "0.1"), "--model.weight_decay 0.1 (saved: 0.0)"),
+        # A KeyError 'initial_lr' traceback after config.yaml was written: every later resume failed.
+        (("--trainer.max_epochs", "2", "--model.schedule", "onecycle"), "--model.schedule onecycle (saved: none)"),
     ],
 )
 def test_a_failed_resume_leaves_the_run_as_it_was(flat_tree, tmp_path, monkeypatch, capsys, override, message):
@@ -279,3 +281,43 @@ def test_resume_names_one_target_and_a_run_folder_must_hold_its_options(tmp_path
         resume_arguments(["--resume", str(tmp_path / "version_0"), "--ckpt_path", str(folder / "last.ckpt")])
     with pytest.raises(CamlitError, match="^--ckpt_path nope.ckpt: no such run folder"):
         resume_arguments(["--ckpt_path", "nope.ckpt"])
+
+
+def test_a_checkpoint_outside_a_runs_checkpoints_folder_names_no_run(flat_tree, tmp_path, monkeypatch):
+    """A config.yaml of the user's two folders above --ckpt_path was taken for a run's: written
+    over by Lightning's, and the project folder made a run folder."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT))
+    project = tmp_path / "project"
+    (project / "weights").mkdir(parents=True)
+    shutil.copy(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", project / "weights" / "m.ckpt")
+    mine = "# the user's own config, kept\ntrainer:\n  max_epochs: 2\n"
+    (project / "config.yaml").write_text(mine)
+    monkeypatch.chdir(project)
+    cli = main([*fit_args(flat_tree, *SHORT[2:]), "--config", "config.yaml", "--ckpt_path", "weights/m.ckpt"])
+    assert cli.trainer.current_epoch == 2
+    assert (project / "config.yaml").read_text() == mine
+    assert sorted(p.name for p in project.iterdir()) == ["config.yaml", "lightning_logs", "weights"]
+
+
+def test_resuming_from_an_earlier_checkpoint_of_a_run_is_refused_and_the_run_kept(
+    flat_tree, tmp_path, monkeypatch, capsys
+):
+    """Its later last.ckpt was written over, and the best score of then restored."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT))
+    version = tmp_path / "lightning_logs" / "version_0"
+    early = version / "checkpoints" / "early.ckpt"
+    shutil.copy(version / "checkpoints" / "last.ckpt", early)
+    main(["--resume", str(version), "--trainer.max_epochs", "2"])
+    before = {p: p.read_bytes() for p in version.rglob("*") if p.is_file()}
+    line = one_error_line(capsys, lambda: main(["--resume", str(early), "--trainer.max_epochs", "3"]))
+    assert f"--resume {early}: step 2 of a run whose last.ckpt reached step 4" in line
+    assert {p: p.read_bytes() for p in version.rglob("*") if p.is_file()} == before
+    # The furthest checkpoint named as a file continues the run.
+    assert (
+        main(
+            ["--resume", str(version / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "3"]
+        ).trainer.current_epoch
+        == 3
+    )
