@@ -140,6 +140,9 @@ class CameraDataModule(L.LightningDataModule):
         self.val_set: CenterCrops | None = None
         self.cache: DecodedCache | None = None
         self.pseudo_labelled: list[Sample] | None = None
+        # The batch size of the run resumed from (its checkpoint's): the crops it trained of the
+        # epoch it stopped in are its batches done times that, whatever --data.batch_size is now.
+        self.batch_size_done: int | None = None
 
     @property
     def generates_synthetic(self) -> bool:
@@ -246,7 +249,7 @@ class CameraDataModule(L.LightningDataModule):
             labels, hp.load_ratio, hp.seed, hp.crops_per_image, unaltered, hp.unaltered_share, kinds, weights
         )
         if self.trainer is not None:
-            resume_draw(sampler, self.trainer, hp.batch_size)
+            resume_draw(sampler, self.trainer, self.batch_size_done or hp.batch_size)
         return self.loader(
             self.train_set,
             batch_size=hp.batch_size,
@@ -254,6 +257,12 @@ class CameraDataModule(L.LightningDataModule):
             # A last batch of a single crop would break batch norm; keep it only on tiny sets.
             drop_last=len(sampler) > hp.batch_size,
         )
+
+    def state_dict(self) -> dict:
+        return {"batch_size": self.hparams.batch_size}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.batch_size_done = int(state_dict.get("batch_size") or self.hparams.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         sampler = None

@@ -222,10 +222,14 @@ class CropLog(Callback):
 
     def __init__(self, stop_at: int | None = None, path: str | None = None):
         self.batches: list[tuple[int, str]] = []
+        self.crops: list[tuple[int, str]] = []
         self.stop_at, self.path = stop_at, path
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batches.append((trainer.current_epoch, hashlib.sha1(batch.images.numpy().tobytes()).hexdigest()[:12]))
+        self.crops += [
+            (trainer.current_epoch, hashlib.sha1(crop.numpy().tobytes()).hexdigest()[:12]) for crop in batch.images
+        ]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.stop_at:
@@ -236,13 +240,13 @@ class CropLog(Callback):
             trainer.save_checkpoint(self.path)
 
 
-def logged_fit(root, log: CropLog, ckpt_path=None) -> None:
+def logged_fit(root, log: CropLog, ckpt_path=None, batch_size: int = 4) -> None:
     trainer = Trainer(
         max_epochs=2, callbacks=[log], logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0,
     )  # fmt: skip
     datamodule = CameraDataModule(
-        str(root), classes=CLASSES, crop_size=32, batch_size=4, num_workers=1, synthetic_root=None
+        str(root), classes=CLASSES, crop_size=32, batch_size=batch_size, num_workers=1, synthetic_root=None
     )
     try:
         trainer.fit(CameraClassifier(CLASSES, arch="resnet_tiny"), datamodule=datamodule, ckpt_path=ckpt_path)
@@ -265,6 +269,21 @@ def test_a_resumed_fit_trains_on_the_crops_of_an_uninterrupted_one(flat_tree, tm
         logged_fit(flat_tree, rest, ckpt_path=tmp_path / "stopped.ckpt")
         assert first.batches + rest.batches == whole.batches
     assert not [w for w in recwarn if "your dataloader is not resumable" in str(w.message)]
+
+
+def test_a_run_resumed_mid_epoch_with_another_batch_size_trains_each_crop_once(flat_tree, tmp_path):
+    """The crops done were counted as batches done times the new batch size: 2 crops trained twice."""
+    whole = CropLog()
+    logged_fit(flat_tree, whole)
+    steps_per_epoch = sum(epoch == 0 for epoch, _ in whole.batches)
+    first = CropLog(steps_per_epoch + 1, str(tmp_path / "stopped.ckpt"))  # one batch of 4 into epoch 1
+    logged_fit(flat_tree, first)
+    rest = CropLog()
+    logged_fit(flat_tree, rest, ckpt_path=tmp_path / "stopped.ckpt", batch_size=2)
+    done, after = ({crop for epoch, crop in log.crops if epoch == 1} for log in (first, rest))
+    assert len(done) == 4 and not done & after
+    # Every crop of the uninterrupted epoch is trained (a last short batch of 4 is dropped, of 2 not).
+    assert {crop for epoch, crop in whole.crops if epoch == 1} <= done | after
 
 
 def test_resume_names_one_target_and_a_run_folder_must_hold_its_options(tmp_path):
