@@ -212,7 +212,10 @@ class CameraClassifier(L.LightningModule):
         experiment = self.tensorboard()
         if experiment is not None and not self.trainer.sanity_checking:
             picture = confusion_matrix_image(matrix, self.classes)
-            experiment.add_image("val/confusion_matrix", picture, self.global_step, dataformats="HWC")
+            # At the step of the validation's metrics: Lightning logs them before it counts the
+            # step validation followed, and a resume hides what was logged from its checkpoint's step on.
+            step = max(self.global_step - 1, 0)
+            experiment.add_image("val/confusion_matrix", picture, step, dataformats="HWC")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """Softmax per crop, in float32 whatever the precision."""

@@ -94,11 +94,15 @@ def resume_arguments(args: list[str]) -> list[str]:
         # A checkpoint from elsewhere: continue its state under the config given here.
         return [*args, "--ckpt_path", str(checkpoint)]
     text, config = read_run_config(config_file, args)
+    step = (training_progress(checkpoint) or (0, 0))[0]
     return [
         "--config", ConfigText(text, str(config_file)),
         *args,
         "--ckpt_path", str(checkpoint),
         *log_dir_arguments(config, version_dir),
+        # What a killed run logged after its checkpoint is logged again, from the checkpoint's
+        # step on (Lightning logs a step before counting it): TensorBoard hides the first.
+        "--trainer.logger.init_args.purge_step", str(step),
         # The weights come from the checkpoint; the pretrained file may be long gone.
         "--model.pretrained", "null",
     ]  # fmt: skip

@@ -340,3 +340,23 @@ def test_resuming_from_an_earlier_checkpoint_of_a_run_is_refused_and_the_run_kep
         ).trainer.current_epoch
         == 3
     )
+
+
+def test_steps_a_killed_run_logged_after_its_checkpoint_are_not_shown_twice(flat_tree, tmp_path, monkeypatch):
+    """Resumed after a kill -9, TensorBoard drew the steps since the checkpoint twice, two values each."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT, "--trainer.log_every_n_steps", "1"))
+    version = tmp_path / "lightning_logs" / "version_0"
+    saved = {name: (version / "checkpoints" / name).read_bytes() for name in ("last.ckpt", "last.ckpt.sha256")}
+    main(["--resume", str(version), "--trainer.max_epochs", "2"])
+    for name, data in saved.items():  # killed before its epoch's end: the checkpoint of step 2 is the last
+        (version / "checkpoints" / name).write_bytes(data)
+    (version / "checkpoints" / "best.ckpt").unlink()
+    (version / "checkpoints" / "best.ckpt.sha256").unlink()
+    main(["--resume", str(version), "--trainer.max_epochs", "2"])
+    logged = events(version)
+    steps = [event.step for event in logged.Scalars("train/loss_step")]
+    assert steps == sorted(set(steps)) == [0, 1, 2, 3]
+    # Each validation's confusion matrix is kept, at its metrics' step.
+    assert [event.step for event in logged.Images("val/confusion_matrix")] == [1, 3]
+    assert [event.step for event in logged.Scalars("val/acc")] == [1, 3]
