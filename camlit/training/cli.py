@@ -270,6 +270,11 @@ def show_camlit_messages() -> None:
         logger.setLevel(logging.INFO)
 
 
+def worker_killed(exception: BaseException) -> bool:
+    """Whether torch stopped the run because a data loader worker was killed (kill -9, out of memory)."""
+    return isinstance(exception, RuntimeError) and str(exception).startswith("DataLoader worker (pid")
+
+
 def main(args: list[str] | None = None) -> CamlitCLI:
     """Train; `args` as on the command line. Input mistakes exit with one line, status 2; SIGTERM
     and Ctrl-C with one line and status 143 or 130."""
@@ -294,6 +299,14 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 # A run that never trained (--trainer.max_epochs 0) leaves no folder without a config.
                 cli.undo_run_folder()
         except BaseException as exception:
+            if worker_killed(exception):
+                # The OOM killer's usual victim: torch's RuntimeError came with a traceback.
+                kept = f"continue with --resume {cli.run_dir}" if cli is not None and cli.run_dir else "nothing kept"
+                print(
+                    f"error: {exception}; out of memory? The run's checkpoints are as last saved; {kept}",
+                    file=sys.stderr,
+                )
+                raise SystemExit(1) from None
             if not stopped_by_sigterm(sigterm, exception):
                 raise
             if cli is not None and getattr(cli, "trainer", None) is not None and cli.trainer.global_rank > 0:

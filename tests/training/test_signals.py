@@ -4,10 +4,11 @@ process cannot run in the same run folder, and a stop before training leaves no 
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import CLASSES, fit_args, one_error_line, start_paused, wait_for
+from conftest import CLASSES, fit_args, live_members, one_error_line, start_paused, wait_for
 
 from camlit.termination import EXIT_STATUS
 from camlit.training.checkpointing import is_valid_checkpoint
@@ -104,3 +105,24 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_whole_checkpoint(flat_
     assert process.returncode == 1, stderr[-2000:]
     assert "Traceback" not in stderr and "stopped by SIGINT" not in stderr
     assert is_valid_checkpoint(last) and torch.load(last, weights_only=True)["global_step"] == saved_at
+
+
+def test_a_killed_loader_worker_is_one_line_naming_the_resume(flat_tree, tmp_path):
+    """The OOM killer's usual victim: torch's RuntimeError ended the run in a traceback."""
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    args = fit_args(flat_tree, "--trainer.max_epochs", "20", "--trainer.limit_val_batches", "1")
+    args[args.index("--data.num_workers") + 1] = "1"
+    process, training = start_paused(
+        tmp_path, "camlit.training.module.CameraClassifier.training_step", "camlit.training.cli", args, 0.3, True
+    )
+    assert wait_for(last.exists, timeout=240), process.communicate()[1][-2000:]
+    workers = [pid for pid in live_members(process.pid) if pid != process.pid]
+    assert workers, "no loader worker to kill"
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 1, stderr[-2000:]
+    assert "Traceback" not in stderr
+    line = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(line) == 1 and "DataLoader worker (pid" in line[0] and "killed by signal" in line[0]
+    assert f"continue with --resume {Path('lightning_logs') / 'version_0'}" in line[0]
+    assert is_valid_checkpoint(last)
