@@ -3,6 +3,7 @@ for a checkpoint monitor that can never be logged."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -81,6 +82,8 @@ class CheckpointOnSigterm(Callback):
     def __init__(self, watch: SigtermWatch):
         self.watch = watch
         self.saved: str | None = None
+        self.handler = None  # the SIGTERM handler put aside while a validation runs
+        self.received_before = False
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.watch.defer()
@@ -95,6 +98,29 @@ class CheckpointOnSigterm(Callback):
         if trainer.world_size > 1 and trainer.strategy.reduce_boolean_decision(self.watch.received, all=False):
             self.watch.received = True
             raise SIGTERMException
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning stops a validation after the batch a SIGTERM came in; the run resumed from there
+        # went on with the next epoch, and that validation never ran (nor was its epoch a candidate
+        # for best.ckpt). While one runs, only the watch notes the signal; Lightning gets it as the
+        # validation ends and stops the run where it would have. (Under DDP the watch alone takes
+        # it throughout, and the ranks agree after a training batch.)
+        if (
+            trainer.sanity_checking
+            or trainer.world_size > 1
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            return
+        self.handler = signal.signal(signal.SIGTERM, self.watch)
+        self.received_before = self.watch.received
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.handler is None:
+            return
+        signal.signal(signal.SIGTERM, self.handler)
+        self.handler = None
+        if self.watch.received and not self.received_before:
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if isinstance(exception, Terminated) or not stopped_by_sigterm(self.watch, exception):

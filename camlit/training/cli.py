@@ -299,7 +299,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 # A run that never trained (--trainer.max_epochs 0) leaves no folder without a config.
                 cli.undo_run_folder()
         except BaseException as exception:
-            if worker_killed(exception):
+            if not stopped_by_sigterm(sigterm, exception) and worker_killed(exception):
                 # The OOM killer's usual victim: torch's RuntimeError came with a traceback.
                 kept = f"continue with --resume {cli.run_dir}" if cli is not None and cli.run_dir else "nothing kept"
                 print(
