@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from contextlib import suppress
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -189,6 +190,14 @@ def _find_photos(
 ) -> tuple[list[Task], list[str], list[str]]:
     """Tasks, camera folder names, and failures for photos whose output names collide."""
     tasks, cameras, failures = [], [], []
+    loose = [path.name for path in list_images(source)]
+    if loose:
+        # Only a camera folder says which camera took a photo; these were left out without a word.
+        shown = ", ".join(loose[:3]) + (", ..." if len(loose) > 3 else "")
+        print(
+            f"warning: --input {source}: {len(loose)} image(s) beside the camera folders left out: {shown}",
+            file=sys.stderr,
+        )
     for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
         stems: dict[str, Path] = {}
         for path in list_images(folder):

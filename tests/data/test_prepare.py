@@ -245,6 +245,16 @@ def test_unreadable_and_colliding_inputs_are_listed(photos, tmp_path, capsys):
     assert sorted(p.name for p in out.rglob("*.png")) == ["a0.png", "a1.png", "b0.png", "b1.png"]
 
 
+def test_photos_beside_the_camera_folders_are_named_as_left_out(photos, tmp_path, capsys):
+    """They were left out without a word: no camera folder says which camera took them."""
+    write_image(photos / "loose.jpg", photo(np.random.default_rng(5), 300, 300))
+    summary = prepare_main(["--input", str(photos), "--output", str(tmp_path / "out"), "--manipulations", "unaltered",
+                            "--size", "256", "--workers", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"warning: --input {photos}: 1 image(s) beside the camera folders left out: loose.jpg" in err
+    assert summary.photos == 4 and not list((tmp_path / "out").rglob("loose*"))
+
+
 def test_too_small_outputs_are_listed_and_not_retried(tmp_path, monkeypatch):
     source = tmp_path / "train"
     write_image(source / "Cam" / "small.jpg", photo(np.random.default_rng(4), 400, 600))
