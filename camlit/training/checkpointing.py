@@ -84,12 +84,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file in the same folder, then renames it into place.
 
     A kill during a save leaves the previous file intact, never a truncated one. Loading never
-    unpickles anything but plain data.
+    unpickles anything but plain data. `run_dir`: the run folder the checkpoints go into, which a
+    save never makes again.
     """
+
+    def __init__(self, run_dir: str | os.PathLike | None = None):
+        super().__init__()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if get_filesystem(path).protocol not in ("file", ("file", "local")):
             return super().save_checkpoint(checkpoint, path, storage_options)
+        if self.run_dir is not None and not self.run_dir.is_dir():
+            # Moved or removed while the run ran: the save made it again, a second half of the
+            # run, or failed in a traceback.
+            raise CamlitError(f"{self.run_dir}: moved or removed while the run wrote into it; no checkpoint written")
         with atomic_write(path) as file:
             writer = ErrorKeepingWriter(file)
             try:

@@ -201,7 +201,7 @@ class CamlitCLI(LightningCLI):
             callbacks.append(LatestCheckpoint())
         if trainer.get("logger") not in (False, None):
             callbacks.append(self.config_init["lr_monitor"])
-        plugins = [*as_list(trainer.get("plugins")), AtomicCheckpointIO()]
+        plugins = [*as_list(trainer.get("plugins")), AtomicCheckpointIO(self.run_dir)]
         return super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
 
     def release(self) -> None:
@@ -299,6 +299,11 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 # A run that never trained (--trainer.max_epochs 0) leaves no folder without a config.
                 cli.undo_run_folder()
         except BaseException as exception:
+            moved = cli is not None and cli.run_dir is not None and not cli.run_dir.is_dir()
+            if moved and not isinstance(exception, SystemExit):
+                # The checkpoint save refuses to make it again; the logger then fails on its file.
+                print(f"error: {cli.run_dir}: moved or removed while the run wrote into it", file=sys.stderr)
+                raise SystemExit(1) from None
             if not stopped_by_sigterm(sigterm, exception) and worker_killed(exception):
                 # The OOM killer's usual victim: torch's RuntimeError came with a traceback.
                 kept = f"continue with --resume {cli.run_dir}" if cli is not None and cli.run_dir else "nothing kept"

@@ -1,6 +1,7 @@
 """Checkpoints that could run code are refused, and damaged ones are caught by their hash."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import camlit.atomic
 from camlit.inference import evaluate, predict
 from camlit.training import cli
 from camlit.training.checkpointing import AtomicCheckpointIO, is_valid_checkpoint
+from camlit.training.module import CameraClassifier
 from camlit.training.resume import find_resume_checkpoint
 
 
@@ -124,3 +126,26 @@ def test_a_folder_named_like_a_checkpoint_is_refused_before_training(
         line = one_error_line(capsys, lambda args=args: cli.main(args), run / "checkpoints" / name)
         assert "a folder where the run writes a checkpoint" in line
         assert {path: path.is_dir() or path.read_bytes() for path in run.rglob("*")} == before
+
+
+def test_a_run_folder_moved_mid_run_is_one_line_and_not_made_again(flat_tree, tmp_path, monkeypatch, capsys):
+    """The next save failed in a FileNotFoundError traceback, a temporary left in the moved folder."""
+    monkeypatch.chdir(tmp_path)
+    step = CameraClassifier.training_step
+    version = tmp_path / "lightning_logs" / "version_0"
+
+    def training_step_then_move(self, *args, **kwargs):
+        if self.global_step == 1 and version.exists():
+            version.rename(tmp_path / "moved")
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(CameraClassifier, "training_step", training_step_then_move)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(fit_args(flat_tree, "--trainer.max_epochs", "1"))
+    err = capsys.readouterr().err
+    assert stopped.value.code == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: {Path('lightning_logs') / 'version_0'}: moved or removed while the run wrote into it"
+    ]
+    assert not version.exists()
+    assert not [p for p in (tmp_path / "moved").rglob(".*tmp*")]
