@@ -10,6 +10,7 @@ a 1 MB PNG can claim 20000x20000 pixels, 1.2 GB once decoded.
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import cv2
@@ -196,6 +197,40 @@ def encoded_image(path: str | os.PathLike, image: np.ndarray, params: list[int] 
     if not ok:
         raise ValueError(f"{path}: OpenCV could not encode this image")
     return encoded.tobytes()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def with_png_text(png: bytes, keyword: str, text: str) -> bytes:
+    """An encoded PNG with a tEXt chunk after its header: a mark of who wrote it."""
+    data = keyword.encode("latin-1") + b"\0" + text.encode("latin-1")
+    chunk = len(data).to_bytes(4, "big") + b"tEXt" + data
+    chunk += zlib.crc32(chunk[4:]).to_bytes(4, "big")
+    end_of_header = len(PNG_SIGNATURE) + 8 + 13 + 4  # the signature, then IHDR: length, type, 13 bytes, CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
+def png_text(path: str | os.PathLike, keyword: str) -> str | None:
+    """The text of a PNG's first tEXt chunk of `keyword` among its first 64 KiB; None where there is none."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(65536)
+    except OSError:
+        return None
+    if not head.startswith(PNG_SIGNATURE):
+        return None
+    offset = len(PNG_SIGNATURE)
+    while offset + 8 <= len(head):
+        length, kind = int.from_bytes(head[offset : offset + 4], "big"), head[offset + 4 : offset + 8]
+        if kind == b"tEXt":
+            name, _, text = head[offset + 8 : offset + 8 + length].partition(b"\0")
+            if name == keyword.encode("latin-1"):
+                return text.decode("latin-1")
+        if kind == b"IDAT":
+            return None
+        offset += 12 + length
+    return None
 
 
 def write_image_atomic(path: str | os.PathLike, rgb: np.ndarray, params: list[int] | None = None) -> None:

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 from jsonargparse import Namespace
 
-from camlit.atomic import write_json_atomic
+from camlit.atomic import write_bytes_atomic, write_json_atomic
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error
-from camlit.imageio import list_images, write_image_atomic
+from camlit.imageio import encoded_image, list_images, png_text, with_png_text
 from camlit.inference import openset, options
 from camlit.inference.evaluate_report import format_forensics, format_report, score
 from camlit.inference.features import WithFeatures
@@ -34,6 +34,7 @@ from camlit.termination import exit_on_signal
 from camlit.training.plots import confusion_matrix_image
 
 DEFAULT_CONFUSION = "confusion_matrix.png"
+WRITER = ("Software", "camlit evaluate")  # the PNG text that marks evaluate's pictures
 
 
 def confusion_path(args: Namespace) -> Path:
@@ -48,9 +49,19 @@ def confusion_path(args: Namespace) -> Path:
 def write_confusion(path: Path, matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        write_image_atomic(path, confusion_matrix_image(np.asarray(matrix), classes))
+        picture = encoded_image(path, confusion_matrix_image(np.asarray(matrix), classes))
     except (ValueError, cv2.error) as error:
         raise CamlitError(f"--confusion {path}: cannot write it ({error}); use a .png name") from None
+    write_bytes_atomic(path, with_png_text(picture, *WRITER))
+
+
+def require_own_default_picture(args: Namespace, picture: Path) -> None:
+    """The picture's default name, taken where neither --confusion nor --json names it, replaces
+    only a picture evaluate wrote: a user's confusion_matrix.png in the folder was written over."""
+    if not args.confusion and not args.json and picture.exists() and png_text(picture, WRITER[0]) != WRITER[1]:
+        raise CamlitError(
+            f"{picture}: is there and is not a picture camlit evaluate wrote; name the picture with --confusion"
+        )
 
 
 def build_parser() -> CommandParser:
@@ -186,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         if picture.suffix.lower() != ".png":
             raise CamlitError(f"--confusion {picture}: the picture is a PNG; use a .png name")
         options.require_file_paths(json=args.json, confusion=str(picture))
+        require_own_default_picture(args, picture)
         for option, folder in (("--unknown_input", args.unknown_input), ("--splices", args.splices)):
             if folder and not Path(folder).is_dir():
                 raise CamlitError(f"{option} {folder}: no such folder")

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -148,6 +149,26 @@ def test_finer_groups_from_a_manipulations_csv(ckpt, test_folder, tmp_path, stub
     assert report["weighted_accuracy"] == pytest.approx(0.7 * 3 / 4 + 0.3 * (1 + 1 / 3) / 2)
     # Without --json the PNG lands in the working folder.
     assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_the_default_picture_replaces_only_one_evaluate_wrote(
+    ckpt, test_folder, tmp_path, stub_model, monkeypatch, capsys
+):
+    """A user's confusion_matrix.png in the working folder was written over without a word."""
+    monkeypatch.chdir(tmp_path)
+    users = write_image(tmp_path / "confusion_matrix.png", solid(2))
+    before = users.read_bytes()
+    labels = ("--labels", str(tmp_path / "test_labels.csv"))
+    line = one_line_error(capsys, lambda: evaluate(ckpt, test_folder, *labels))
+    assert line.startswith(
+        f"error: {Path('confusion_matrix.png')}: is there and is not a picture camlit evaluate wrote"
+    )
+    assert users.read_bytes() == before
+    users.unlink()
+    evaluate(ckpt, test_folder, *labels)
+    os.utime(users, (0, 0))
+    evaluate(ckpt, test_folder, *labels)  # its own is replaced
+    assert users.stat().st_mtime > 0 and cv2.imread(str(users)) is not None
 
 
 def test_datamodule_style_folder(ckpt, tmp_path, stub_model):
