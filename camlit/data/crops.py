@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# The least crop side anything takes: inspect's tiles step half a crop on even offsets
+# (camlit.forensics.camera_map.tile_stride), which takes 4 px. A run trained on smaller crops
+# made a checkpoint whose crop size predict then took without a word, and inspect refused.
+MIN_CROP_SIZE = 4
+
 
 def check_fits(height: int, width: int, size: int) -> None:
     if height < size or width < size:

@@ -16,6 +16,7 @@ from camlit.atomic import require_writable
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache
+from camlit.data.crops import MIN_CROP_SIZE
 from camlit.data.datasets import CenterCrops, TrainCrops, collate, manipulation_probabilities
 from camlit.data.kaggle_layout import PREPARED
 from camlit.data.pseudo import pseudo_label_samples
@@ -114,7 +115,7 @@ class CameraDataModule(L.LightningDataModule):
         if not classes:
             raise CamlitError("--data.classes: empty class list")
         for name, value, valid, rule in (
-            ("crop_size", crop_size, crop_size >= 1, "at least 1"),
+            ("crop_size", crop_size, crop_size >= MIN_CROP_SIZE, f"at least {MIN_CROP_SIZE}"),
             ("crops_per_image", crops_per_image, crops_per_image >= 1, "at least 1"),
             ("batch_size", batch_size, batch_size >= 2, "at least 2 (batch norm needs 2 crops to train on)"),
             ("num_workers", num_workers, num_workers >= 0, "0 or more"),

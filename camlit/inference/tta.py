@@ -21,15 +21,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from camlit.data import manipulations
 from camlit.data.batch import UNKNOWN, Batch
-from camlit.data.crops import center_offset, crop, grid_offsets, random_offset
+from camlit.data.crops import MIN_CROP_SIZE, center_offset, crop, grid_offsets, random_offset
 from camlit.errors import CamlitError
 from camlit.imageio import UnreadableImage, read_rgb, require_crop_fits
 from camlit.workers import loader_context, one_blas_thread
 
 DEFAULT_CROP_SIZE = 224
-# The least --crop_size of predict, evaluate and inspect: inspect's tiles step half a crop on even
-# offsets (camlit.forensics.camera_map.tile_stride), which takes 4 px; the others took 1 to 3.
-MIN_CROP_SIZE = 4
 DEFAULT_CROPS = 10
 # Each image's crops are cut together in memory (150 KB apiece at 224 px): a million asked for by
 # mistake would be killed for memory rather than refused.

@@ -202,3 +202,10 @@ def test_patch_scale_resizes_a_larger_patch_then_crops_on_even_offsets(monkeypat
 def test_patch_scale_is_checked(flat_tree):
     with pytest.raises(CamlitError, match="manipulation_patch_scale must be 1 or more, got 0.5"):
         CameraDataModule(str(flat_tree), manipulation_patch_scale=0.5)
+
+
+def test_crops_smaller_than_any_command_takes_are_refused(flat_tree):
+    """A run trained on 2 px crops finished; predict then took that size, and inspect refused it."""
+    with pytest.raises(CamlitError, match="--data.crop_size must be at least 4, got 3"):
+        CameraDataModule(str(flat_tree), crop_size=3)
+    assert CameraDataModule(str(flat_tree), crop_size=4).hparams.crop_size == 4
