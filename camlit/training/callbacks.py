@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from camlit.errors import CamlitError
@@ -150,3 +152,20 @@ class RequireMonitoredMetric(Callback):
                     "or name a --data.val_dir"
                 )
             require_group_metric(monitor, groups)
+
+
+def say_if_out_of_time(trainer: Trainer) -> None:
+    """A run that --trainer.max_time stopped; resumed as it is, it trains nothing and said nothing."""
+    timers = [callback for callback in trainer.callbacks if isinstance(callback, Timer)]
+    remaining = timers[0].time_remaining() if timers else None
+    if remaining is not None and remaining <= 0 and trainer.is_global_zero:
+        print(
+            f"note: stopped by --trainer.max_time ({timers[0].time_elapsed():.0f} s of training); "
+            "a resume trains further only with a larger --trainer.max_time",
+            file=sys.stderr,
+        )
+
+
+def worker_killed(exception: BaseException) -> bool:
+    """Whether torch stopped the run because a data loader worker was killed (kill -9, out of memory)."""
+    return isinstance(exception, RuntimeError) and str(exception).startswith("DataLoader worker (pid")

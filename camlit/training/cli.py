@@ -35,7 +35,9 @@ from camlit.training.callbacks import (
     CheckpointOnSigterm,
     NonFiniteLossGuard,
     RequireMonitoredMetric,
+    say_if_out_of_time,
     stopped_by_sigterm,
+    worker_killed,
 )
 from camlit.training.checkpointing import AtomicCheckpointIO, require_checkpoint_files
 from camlit.training.config_base import NamedConfigErrors, expand_config_bases
@@ -270,11 +272,6 @@ def show_camlit_messages() -> None:
         logger.setLevel(logging.INFO)
 
 
-def worker_killed(exception: BaseException) -> bool:
-    """Whether torch stopped the run because a data loader worker was killed (kill -9, out of memory)."""
-    return isinstance(exception, RuntimeError) and str(exception).startswith("DataLoader worker (pid")
-
-
 def main(args: list[str] | None = None) -> CamlitCLI:
     """Train; `args` as on the command line. Input mistakes exit with one line, status 2; SIGTERM
     and Ctrl-C with one line and status 143 or 130."""
@@ -298,6 +295,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                     raise
                 # A run that never trained (--trainer.max_epochs 0) leaves no folder without a config.
                 cli.undo_run_folder()
+                say_if_out_of_time(cli.trainer)
         except BaseException as exception:
             moved = cli is not None and cli.run_dir is not None and not cli.run_dir.is_dir()
             if moved and not isinstance(exception, SystemExit):

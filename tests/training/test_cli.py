@@ -88,7 +88,7 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
         ("--model.schedule", "step", '"model.schedule"'),
         ("--data.crop_size", "big", '"data.crop_size"'),
         # Rejected by camlit or Lightning: just the error line.
-        ("--data.crop_size", "-3", "--data.crop_size must be at least 1, got -3"),
+        ("--data.crop_size", "-3", "--data.crop_size must be at least 4, got -3"),
         ("--data.load_ratio", "0", "--data.load_ratio must be in (0, 1], got 0.0"),
         ("--data.manipulation_p", "2", "--data.manipulation_p must be in [0, 1], got 2.0"),
         ("--model.lr", "-0.1", "--model.lr must be above 0, got -0.1"),

@@ -70,3 +70,15 @@ def test_a_run_that_fails_before_training_leaves_no_version_folder(flat_tree, tm
     (tmp_path / "lightning_logs" / "version_0").mkdir(parents=True)
     one_error_line(capsys, lambda: main(fit_args(flat_tree, "--ckpt_path", str(foreign))))
     assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+
+
+def test_a_run_out_of_time_says_so_and_a_resume_needs_more(flat_tree, tmp_path, monkeypatch, capsys):
+    """Resumed as it was, a run that --trainer.max_time stopped trained nothing and said nothing."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, "--trainer.max_epochs", "1000", "--trainer.max_time", "00:00:00:01"))
+    first = capsys.readouterr().err
+    assert "note: stopped by --trainer.max_time" in first
+    version = tmp_path / "lightning_logs" / "version_0"
+    resumed = main(["--resume", str(version)])
+    assert "a resume trains further only with a larger --trainer.max_time" in capsys.readouterr().err
+    assert resumed.trainer.current_epoch < 1000
