@@ -67,8 +67,7 @@ def stopped_by_sigterm(watch: SigtermWatch, exception: BaseException) -> bool:
         return True
     if not watch.received:
         return False
-    loader_workers_gone = isinstance(exception, RuntimeError) and "DataLoader worker" in str(exception)
-    return isinstance(exception, SIGTERMException) or loader_workers_gone
+    return isinstance(exception, SIGTERMException) or worker_killed(exception)
 
 
 class CheckpointOnSigterm(Callback):

@@ -302,7 +302,8 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 # The checkpoint save refuses to make it again; the logger then fails on its file.
                 print(f"error: {cli.run_dir}: moved or removed while the run wrote into it", file=sys.stderr)
                 raise SystemExit(1) from None
-            if not stopped_by_sigterm(sigterm, exception) and worker_killed(exception):
+            stopped = stopped_by_sigterm(sigterm, exception)
+            if not stopped and worker_killed(exception):
                 # The OOM killer's usual victim: torch's RuntimeError came with a traceback.
                 kept = f"continue with --resume {cli.run_dir}" if cli is not None and cli.run_dir else "nothing kept"
                 print(
@@ -310,7 +311,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                     file=sys.stderr,
                 )
                 raise SystemExit(1) from None
-            if not stopped_by_sigterm(sigterm, exception):
+            if not stopped:
                 raise
             if cli is not None and getattr(cli, "trainer", None) is not None and cli.trainer.global_rank > 0:
                 raise SystemExit(128 + sigterm.signum) from None  # rank 0 says it once for the run

@@ -67,17 +67,24 @@ def test_sigterm_before_training_leaves_no_run_folder(flat_tree, tmp_path):
     assert not (tmp_path / "lightning_logs").exists()
 
 
+def fit_with_workers(flat_tree, tmp_path, epochs: int, workers: int):
+    """(a fit in its own session with loader workers, pausing in each training step; its last.ckpt),
+    once the first epoch has saved it."""
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    args = fit_args(flat_tree, "--trainer.max_epochs", str(epochs), "--trainer.limit_val_batches", "1")
+    args[args.index("--data.num_workers") + 1] = str(workers)
+    process, _ = start_paused(
+        tmp_path, "camlit.training.module.CameraClassifier.training_step", "camlit.training.cli", args, 0.3, True
+    )
+    assert wait_for(last.exists, timeout=240), process.communicate()[1][-2000:]
+    return process, last
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl_c"])
 def test_a_signal_to_the_whole_process_group_still_saves_the_step(flat_tree, tmp_path, signum):
     """SLURM and `timeout` signal every process of the job, the loader workers too, and so does a
     terminal's Ctrl-C: both stop after the batch and save there."""
-    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    args = fit_args(flat_tree, "--trainer.max_epochs", "3", "--trainer.limit_val_batches", "1")
-    args[args.index("--data.num_workers") + 1] = "2"
-    process, training = start_paused(
-        tmp_path, "camlit.training.module.CameraClassifier.training_step", "camlit.training.cli", args, 0.3, True
-    )
-    assert wait_for(last.exists, timeout=240), process.communicate()[1][-2000:]
+    process, last = fit_with_workers(flat_tree, tmp_path, epochs=3, workers=2)
     os.killpg(process.pid, signum)
     _, stderr = process.communicate(timeout=240)
     assert process.returncode == 128 + signum, stderr[-2000:]
@@ -109,13 +116,7 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_whole_checkpoint(flat_
 
 def test_a_killed_loader_worker_is_one_line_naming_the_resume(flat_tree, tmp_path):
     """The OOM killer's usual victim: torch's RuntimeError ended the run in a traceback."""
-    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    args = fit_args(flat_tree, "--trainer.max_epochs", "20", "--trainer.limit_val_batches", "1")
-    args[args.index("--data.num_workers") + 1] = "1"
-    process, training = start_paused(
-        tmp_path, "camlit.training.module.CameraClassifier.training_step", "camlit.training.cli", args, 0.3, True
-    )
-    assert wait_for(last.exists, timeout=240), process.communicate()[1][-2000:]
+    process, last = fit_with_workers(flat_tree, tmp_path, epochs=20, workers=1)
     workers = [pid for pid in live_members(process.pid) if pid != process.pid]
     assert workers, "no loader worker to kill"
     os.kill(workers[0], signal.SIGKILL)
