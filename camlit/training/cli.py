@@ -46,7 +46,7 @@ from camlit.training.precision import default_precision
 from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
 from camlit.training.runconfig import record_data_paths
 from camlit.training.runfolder import RunLock, claim_version, writable
-from camlit.training.trainer_options import refuse_trainer_options, require_groups
+from camlit.training.trainer_options import refuse_trainer_options
 from camlit.workers import launching_ranks
 
 STOPPED_BEFORE_TRAINING = "before training began; the run folder is as it was (a new one is removed)"
@@ -112,7 +112,6 @@ class CamlitCLI(LightningCLI):
         # main() passes the whole command line, so there is no mix of `args` and sys.argv for
         # LightningCLI to warn about.
         self.config = parser.parse_args(resume_arguments(args))
-        require_groups(parser, self.config)
         refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains
         record_data_paths(self.config)  # config.yaml then names the same data from any folder
 

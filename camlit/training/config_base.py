@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse import Namespace
 
 from camlit.errors import CamlitError
 
@@ -114,6 +115,12 @@ class NamedConfigErrors:
                 self.configs.append((getattr(value, "source", f"--config {value}"), read_settings(value)))
             elif option.startswith("--"):
                 self.options.append(option[2:])
+        groups = group_names(self)
+        for source, settings in self.configs:
+            for key, value in settings.items() if isinstance(settings, dict) else ():
+                if key in groups and not isinstance(value, dict):
+                    # jsonargparse said `Unexpected config: data:` or `Key "data.classes" not found`.
+                    super().error(f'{source}: Key "{key}" holds {value!r} where a group of options belongs')
         # YAML's C reader, which the parser uses, takes no subclass of str.
         return super().parse_args([str(arg) for arg in args], *more, **kwargs)
 
@@ -124,6 +131,12 @@ class NamedConfigErrors:
             setting = [name for name, settings in self.configs if sets(settings, key.split("."))]
             message = f"{setting[-1]}: {message}" if setting else message
         return super().error(message, *args, **kwargs)
+
+
+def group_names(parser) -> set[str]:
+    """The parser's top-level keys that hold a group of options (`data`, `trainer`, `best_checkpoint`)."""
+    defaults = parser.get_defaults().items(branches=True)
+    return {key for key, value in defaults if "." not in key and isinstance(value, Namespace)}
 
 
 def read_settings(value: str) -> Any:

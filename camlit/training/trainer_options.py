@@ -6,22 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jsonargparse import Namespace
-
 from camlit.errors import CamlitError
-
-
-def require_groups(parser, config) -> None:
-    """A config giving a value where a group of options belongs (`trainer: 5`) passes the parser,
-    then ends in an AttributeError or a TypeError while the classes are made."""
-    for key, default in parser.get_defaults().items(branches=True):
-        if "." in key or not isinstance(default, Namespace):
-            continue
-        value = config.get(key)
-        # Options given after such a value make a group again, of those options only.
-        if not isinstance(value, Namespace) or set(vars(default)) - set(vars(value)):
-            shown = "a value" if isinstance(value, Namespace) else repr(value)
-            parser.error(f'Key "{key}" holds {shown} where a group of options belongs')
 
 
 def refuse_trainer_options(config) -> None:

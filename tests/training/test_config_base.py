@@ -84,13 +84,14 @@ def test_a_monitor_validation_cannot_log_is_refused_before_training(monitor, fla
     ("text", "message"),
     [("data:\n  classes: [a, b\n", "not valid YAML (expected ',' or ']', but got '<stream end>' at line"),
      ("- 1\n", "not a config (expected a mapping of options)"),
-     ("data: 5\n", 'Key "data.classes" not found'),
+     ("data: 5\n", 'Key "data" holds 5 where a group of options belongs'),
+     ("data:\n", 'Key "data" holds None where a group of options belongs'),
      ("data:\n  bogus: 1\n", "Group 'data' does not accept option 'bogus'"),
      ("data:\n  crop_size: big\n", 'Parser key "data.crop_size"'), ("bogus: 1\n", "Option 'bogus' is not accepted"),
      ("trainer: 5\n", 'Key "trainer" holds 5 where a group of options belongs'),
      ("best_checkpoint: 5\n", 'Key "best_checkpoint" holds 5')],
-    ids=["yaml_syntax", "not_a_mapping", "not_a_group", "unknown_key", "wrong_type", "unknown_group", "trainer_value",
-         "callback_value"],
+    ids=["yaml_syntax", "not_a_mapping", "not_a_group", "empty_group", "unknown_key", "wrong_type", "unknown_group",
+         "trainer_value", "callback_value"],
 )  # fmt: skip
 def test_a_mistake_in_a_config_names_its_file(tmp_path, monkeypatch, capsys, text, message):
     """The lines named the key alone (`Key "data.classes" not found in namespace.`), never the file."""
