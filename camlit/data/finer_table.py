@@ -24,7 +24,7 @@ BINS = 12
 # units: less than the coarser reader's, as a last step of 3 leaves little room.
 SHIFT = 0.3
 # The least correlation of the pattern with the histogram over its envelope that reads as a step:
-# chosen on the unknown photos of another seed (docs/forensics.md).
+# chosen on the unknown photos of another seed (docs/forensics_measurements.md).
 MIN_MODULATION = 0.4
 # Too few coefficients off zero, or too few bins holding some, show no pattern.
 MIN_COEFFICIENTS = 300

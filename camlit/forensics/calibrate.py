@@ -40,7 +40,7 @@ from camlit.training.checkpointing import CHECKPOINT_HASH, file_hash, load_plain
 SPLICE_PHOTOS = 100
 STEADY_PHOTOS = 100  # fewer, and the 95th percentile is one of the 5 highest scores
 KAGGLE_SIDE = 512  # the side of Kaggle's test images
-DEFAULT_SCORE = "relative_stem_jpeg"  # the best of the seven on the demo model (docs/forensics.md)
+DEFAULT_SCORE = "relative_stem_jpeg"  # the best of the seven on the demo model (docs/forensics_measurements.md)
 
 
 def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: str | None = None):

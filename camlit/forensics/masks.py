@@ -67,7 +67,7 @@ def foreign_region(camera_map: CameraMap, result: SpliceResult) -> np.ndarray:
 
 def solid_regions(mask: np.ndarray) -> np.ndarray:
     """large_regions with the holes each encloses filled: a pasted region is whole, and inside it
-    the lattice leaves out the blocks too flat or clipped to judge (docs/forensics.md)."""
+    the lattice leaves out the blocks too flat or clipped to judge (docs/forensics_measurements.md)."""
     return binary_fill_holes(large_regions(mask))
 
 

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 # Standard deviation of the luma high-pass residual, in 8-bit levels: below it a tile is flat. Measured
-# (docs/forensics.md): tiles of clean photos between 0.4 and 0.8 agree with the photo's camera 99% of
+# (docs/forensics_measurements.md): tiles of clean photos between 0.4 and 0.8 agree with the photo's camera 99% of
 # the time, so only tiles below 0.4 (where a camera's noise is gone) are left out.
 FLAT_RESIDUAL = 0.4
 # Share of pixels with a channel at 0..2 everywhere or 253..255 somewhere, above which a tile is

@@ -1,6 +1,6 @@
 """Splice localisation from a camera map: which tiles come from another camera, as a pixel mask.
 
-Four methods and two combinations, compared in docs/forensics.md:
+Four methods and two combinations, compared in docs/forensics_measurements.md:
 
 - ``disagreement``: the photo's own camera is the one with the highest summed log-probability
   over the reliable tiles; the strongest rival is the camera that beats it on most tiles, by the
@@ -58,7 +58,7 @@ COMBINATIONS = {
 DEFAULT_METHOD = "lattice_then_disagreement"
 # Photo-level scores from which a mask is drawn, for a checkpoint that `camlit calibrate` has not
 # calibrated: the demo model's, chosen on a tune set of spliced and clean photos so that at most
-# 5% of clean ones get a region (docs/forensics.md). The lattice method's is about the middle of
+# 5% of clean ones get a region (docs/forensics_measurements.md). The lattice method's is about the middle of
 # the tune set's gap between its highest clean photo (-0.05) and its lowest spliced photo given a
 # region (0.26): there no clean photo gets a region from the lattice at any threshold.
 # A photo whose gamma was undone has its own (`lattice_after_gamma`): the undo's rounding moves

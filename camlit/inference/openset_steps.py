@@ -20,7 +20,7 @@ from camlit.data.undo import TABLE_COLUMNS
 
 # The JPEG-step term's weight, in spreads of the training photos' relative_stem scores: the least
 # that ranked every unknown unaltered photo of another seed above the demo run's validation photos
-# (docs/forensics.md); the steps alone tell them apart almost perfectly, the stem score does not.
+# (docs/forensics_measurements.md); the steps alone tell them apart almost perfectly, the stem score does not.
 STEP_WEIGHT = 4.0
 # A first table showing fewer steps is not compared: one or two steps say little of a table.
 MIN_FIRST_STEPS = 3
