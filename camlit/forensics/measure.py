@@ -1,0 +1,63 @@
+"""Measure camlit.forensics on the measuring sets: open-set scores and splice methods, side by side.
+
+`python scripts/measure_forensics.py --ckpt_path last.ckpt --sets DIR --tune DIR --known data/synthetic/test
+--json docs/results/forensics.json --work /tmp/measure`
+
+Every model output is computed once and kept in --work (rerunning reuses it): crops' logits and
+features of the run's training and validation photos, of the known test set and of the unknown
+cameras; the tile maps of every splice photo. Splice thresholds are chosen on --tune (another
+seed of the same generator) and reported on --sets.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+from camlit.atomic import write_text_atomic
+from camlit.errors import CamlitError, PlainParser, exit_on_user_error
+from camlit.forensics.measure_splices import measure_splices
+from camlit.forensics.measure_unknown import measure_unknown
+from camlit.inference.loading import load_checkpoint
+from camlit.inference.openset import SCORES
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = PlainParser(prog="measure_forensics.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt_path", required=True)
+    parser.add_argument("--sets", required=True, help="camlit.data.forensic_sets output: splice/ and unknown/")
+    parser.add_argument("--tune", default=None, help="a splice folder of another seed, for the thresholds")
+    parser.add_argument("--examples", default=None, help="write the two example pictures into this folder")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos of each splice group")
+    parser.add_argument("--known", required=True, help="the synthetic test set (test_labels.csv beside it)")
+    parser.add_argument("--train_dir", default=None, help="the run's training folder (default: the checkpoint's)")
+    parser.add_argument("--crops", type=int, default=10)
+    parser.add_argument("--crop_grid", action="store_true", help="the crops on an even grid, not at random")
+    parser.add_argument("--scores", default=",".join(SCORES), help="the open-set scores to compare, comma-separated")
+    parser.add_argument(
+        "--tune_unknown", default=None, help="unknown photos of another seed, to weigh the JPEG steps on"
+    )
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--only", choices=("unknown", "splices"), default=None)
+    args = parser.parse_args(argv)
+    with exit_on_user_error():
+        for option in ("sets", "known", "tune", "tune_unknown"):
+            folder = getattr(args, option)
+            if folder is not None and not Path(folder).is_dir():
+                raise CamlitError(f"--{option} {folder}: no such folder")
+        model, size = load_checkpoint(args.ckpt_path, "cpu")
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+    measure(model, size, args)
+
+
+def measure(model, size: int, args) -> None:
+    report = {"date": datetime.date.today().isoformat(), "checkpoint": args.ckpt_path, "tile_size": size}
+    report.update(sets=args.sets, tune=args.tune, known=args.known)
+    if args.only != "splices":
+        report["unknown"] = measure_unknown(model, size, args)
+    if args.only != "unknown":
+        report["splices"] = measure_splices(model, size, args)
+    write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=1))
