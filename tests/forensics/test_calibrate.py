@@ -29,10 +29,12 @@ def test_photos_of_a_flat_tree_are_also_measured_under_kaggles_manipulations(ckp
     model, size = load_checkpoint(ckpt, "cpu")
     samples = scan(flat_tree, CLASSES)[:10]
     logits, features, labels, flags = calibration_rows(model, samples, CropPlan(size=size, count=2))
-    assert len(logits) == len(features) == 20 and flags.tolist() == [False] * 10 + [True] * 10
-    assert labels.tolist() == [s.label for s in samples] * 2
-    # The manipulated versions are other pixels, so other features.
-    assert not np.allclose(features[0], features[10])
+    # Each photo as it is, then under each of the eight manipulations.
+    assert len(logits) == len(features) == 90 and flags.tolist() == [False] * 10 + [True] * 80
+    assert labels.tolist() == [s.label for s in samples] * 9
+    # The manipulated versions are other pixels, so other features, one manipulation from another too.
+    versions = [features[10 * k] for k in range(9)]
+    assert not any(np.allclose(versions[i], versions[j]) for i in range(9) for j in range(i))
 
 
 def run_checkpoint(tmp_path, flat_tree):
@@ -50,10 +52,10 @@ def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_pa
     model = openset.load(path)
     assert np.isfinite(model.threshold) and np.isfinite(model.threshold_manipulated)
     out = capsys.readouterr().out
-    # A flat tree's validation photos count twice: as they are and under one manipulation each.
+    # A flat tree's validation photos count as they are and under each of the eight manipulations.
     held_out = model.photos[0]
-    assert held_out > 0 and model.photos == (held_out, held_out)
-    assert f"of the {held_out} unaltered and {held_out} manipulated validation photos" in out
+    assert held_out > 0 and model.photos == (held_out, 8 * held_out)
+    assert f"of the {held_out} unaltered and {8 * held_out} manipulated validation photos" in out
     assert "note: a 95th percentile of fewer than 100 photos" in out
     splices = json.loads(splice.calibration_path(path).read_text())
     assert splices["clean_photos"] == 4
