@@ -173,6 +173,11 @@ def finite_or_null(value):
 
 
 def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Sequence[str]]) -> None:
-    """Rows as CSV; a value holding a comma, quote or newline is quoted, as every CSV reader expects."""
+    """Rows as CSV; a value holding a comma, quote or line break is quoted, as every CSV reader expects."""
     with atomic_write(path, "w") as file:
-        csv.writer(file, lineterminator="\n").writerows(rows)
+        plain = csv.writer(file, lineterminator="\n")
+        # With "\n" as the line end, the writer quotes "\n" but not a lone "\r" (a file name may
+        # hold one), which every reader takes for the end of a row.
+        quoted = csv.writer(file, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        for row in rows:
+            (quoted if any("\r" in str(value) for value in row) else plain).writerow(row)

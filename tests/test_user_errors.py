@@ -112,14 +112,18 @@ def test_commas_in_class_and_file_names_are_quoted(tmp_path):
     ckpt = save_checkpoint(tmp_path / "commas.ckpt", classes=classes)
     folder = tmp_path / "test"
     rng = np.random.default_rng(0)
-    for name in ("with,comma.tif", "plain.tif"):
+    # A lone carriage return: with "\n" as the line end csv.writer left it unquoted, and every
+    # reader took it for the end of a row.
+    names = ["carriage\rreturn.tif", "plain.tif", "with,comma.tif"]
+    for name in names:
         write_image(folder / name, random_image(rng, 48, 48))
     output, probs = tmp_path / "sub.csv", tmp_path / "probs.csv"
     run_predict(ckpt, folder, output, "--probs", str(probs))
     with open(output, newline="") as file:
         rows = list(csv.reader(file))
-    assert rows[0] == ["fname", "camera"] and sorted(r[0] for r in rows[1:]) == ["plain.tif", "with,comma.tif"]
+    assert rows[0] == ["fname", "camera"] and sorted(r[0] for r in rows[1:]) == names
     assert all(r[1] in classes for r in rows[1:])
+    run_evaluate(ckpt, folder, "--labels", str(output))  # its own answers read back as labels
     with open(probs, newline="") as file:
         header = next(csv.reader(file))
     assert header == ["fname", *classes]
