@@ -46,7 +46,10 @@ def require_writable(path: str | os.PathLike, option: str, folder: bool = False)
     """
     path = Path(path) if folder else file_target(path, option)
     target = path if folder else path.parent
-    existing = next(p for p in [target, *target.parents] if p.exists())
+    existing = next(p for p in [target, *target.parents] if p.exists() or p.is_symlink())
+    if not existing.exists():
+        # The write's mkdir fails on it after the work (FileExistsError): the check looked past it.
+        raise CamlitError(f"{option} {path}: {existing} is a link that leads nowhere, or back to itself")
     if not existing.is_dir():
         raise CamlitError(f"{option} {path}: {existing} is a file, not a folder")
     try:

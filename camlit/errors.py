@@ -54,6 +54,29 @@ def exit_on_user_error(*also: type[Exception]) -> Iterator[None]:
         # One line even when the message quotes a library's several-line one.
         print("error: " + " ".join(line.strip() for line in str(error).splitlines() if line.strip()), file=sys.stderr)
         raise SystemExit(2) from None
+    except (OSError, RuntimeError) as error:
+        named = unusable_path(error)
+        if named is None:
+            raise
+        print(f"error: {named}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# A path no file can have, from any option: a name part over the file system's limit (255 bytes),
+# or links that lead round in a loop. pathlib and os raise them wherever the path is first used.
+UNUSABLE_PATH = {
+    errno.ENAMETOOLONG: "a name too long for the file system",
+    errno.ELOOP: "links that lead round in a loop",
+}
+SYMLINK_LOOP = re.compile(r"^Symlink loop from '(?P<path>.*)'$")  # pathlib.Path.resolve's, on Python 3.11 and 3.12
+
+
+def unusable_path(error: BaseException) -> str | None:
+    """`path: what is wrong` for an error that a path no file can have raised, else None."""
+    if isinstance(error, OSError) and error.errno in UNUSABLE_PATH:
+        return f"{error.filename}: {UNUSABLE_PATH[error.errno]}" if error.filename else UNUSABLE_PATH[error.errno]
+    match = SYMLINK_LOOP.match(str(error)) if type(error) is RuntimeError else None
+    return f"{match['path']}: {UNUSABLE_PATH[errno.ELOOP]}" if match else None
 
 
 # The options whose empty value means something: `--tta_manipulations ""` is no manipulation.

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from camlit.atomic import file_target, write_bytes_atomic
+from camlit.atomic import file_target, require_writable, write_bytes_atomic
 from camlit.errors import CamlitError
 
 
@@ -36,3 +36,16 @@ def test_what_is_not_a_regular_file_is_refused_and_left_as_it_was(tmp_path, kind
     after = os.lstat(path)
     assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode) and after.st_ino == before.st_ino
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+
+
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+@pytest.mark.parametrize("folder", [False, True], ids=["file", "folder"])
+def test_a_link_on_the_way_that_leads_nowhere_is_refused_before_the_work(tmp_path, link, folder):
+    """The check walked past it to the working folder, and the write's mkdir failed on it after
+    the work with a FileExistsError traceback."""
+    way = tmp_path / "way"
+    way.symlink_to(tmp_path / "nowhere" if link == "dangling" else way)
+    output = way / "sub" / ("out" if folder else "out.csv")
+    with pytest.raises(CamlitError, match=f"--output {output}: {way} is a link that leads nowhere"):
+        require_writable(output, "--output", folder=folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["way"]

@@ -206,3 +206,18 @@ def test_an_output_that_is_a_pipe_is_refused_before_predicting(ckpt, images, tmp
     line = one_error_line(capsys, lambda: run_predict(ckpt, images, "-"))
     assert line == "error: --output -: camlit writes files, not to standard output; name a file"
     assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("path", ["too_long", "loop"])
+def test_a_path_no_file_can_have_is_one_error_line(ckpt, images, tmp_path, capsys, path):
+    """A name part over 255 bytes (OSError ENAMETOOLONG) or links round in a loop (pathlib's
+    RuntimeError) ended in a traceback from whichever check met the path first."""
+    if path == "too_long":
+        bad, expected = tmp_path / ("x" * 300 + ".csv"), "a name too long for the file system"
+        line = one_error_line(capsys, lambda: run_predict(ckpt, images, bad))
+    else:
+        bad, expected = tmp_path / "loop", "links that lead round in a loop"
+        bad.symlink_to(bad)
+        line = one_error_line(capsys, lambda: run_predict(bad, images, tmp_path / "sub.csv"))
+    assert line.endswith(f"{bad.name}: {expected}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["test", "labels.csv", *(["loop"] * (path == "loop"))])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from camlit.atomic import require_writable
 from camlit.errors import CamlitError
 
 
@@ -40,6 +41,9 @@ def refuse_trainer_options(config) -> None:
     root = trainer.default_root_dir
     if root is not None and Path(root).exists() and not Path(root).is_dir():
         raise CamlitError(f"--trainer.default_root_dir {root}: a file; name a folder")
+    if root is not None:
+        # A link that leads nowhere on the way failed in mkdir with a traceback.
+        require_writable(root, "--trainer.default_root_dir", folder=True)
     seed = config.get("seed_everything")
     if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
         raise CamlitError(f"--seed_everything must be in [0, 2**32), got {seed}")

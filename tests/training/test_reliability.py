@@ -108,6 +108,8 @@ def test_same_seed_same_first_losses(flat_tree, tmp_path, monkeypatch):
         ("--seed_everything", "-1", "--seed_everything must be in [0, 2**32), got -1"),
         ("--data.seed", "-1", "--data.seed must be in [0, 2**32), got -1"),
         ("--trainer.default_root_dir", "afile", "--trainer.default_root_dir afile: a file; name a folder"),
+        # A FileExistsError traceback from mkdir.
+        ("--trainer.default_root_dir", "gone/runs", "--trainer.default_root_dir gone/runs: gone is a link that leads"),
     ],
 )
 def test_trainer_options_that_fail_late_or_lose_a_run_are_refused_first(
@@ -119,9 +121,10 @@ def test_trainer_options_that_fail_late_or_lose_a_run_are_refused_first(
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
     line = one_error_line(capsys, lambda: main(fit_args(flat_tree, "--trainer.max_epochs", "1", option, value)))
     assert line == f"error: {message}" or line.startswith(f"error: {message}")
-    assert sorted(p.name for p in tmp_path.iterdir() if p != flat_tree) == ["afile"]  # no run folder
+    assert sorted(p.name for p in tmp_path.iterdir() if p != flat_tree) == ["afile", "gone"]  # no run folder
 
 
 def test_validation_may_be_off_where_no_checkpoint_monitors_it(flat_tree, tmp_path, monkeypatch):
