@@ -42,7 +42,8 @@ def expand_config_bases(args: list[str]) -> list[str]:
 def layered(value: str, seen: tuple[Path, ...]) -> list[str]:
     path = Path(value)
     try:
-        settings = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        text = path.read_bytes().decode("utf-8")
+        settings = yaml.safe_load(text)
     except UnicodeDecodeError:
         raise CamlitError(f"--config {value}: not UTF-8 text, so not a YAML config") from None
     except OSError:
@@ -59,7 +60,8 @@ def layered(value: str, seen: tuple[Path, ...]) -> list[str]:
     if not isinstance(settings, dict):
         raise CamlitError(f"--config {value}: not a config (expected a mapping of options)")
     if BASE_KEY not in settings:
-        return ["--config", value]
+        # A pipe (`--config <(...)`, /dev/stdin) is read once: the parser found it empty after this read.
+        return ["--config", value if path.is_file() else ConfigText(text, f"--config {value}")]
     base = settings.pop(BASE_KEY)
     if not isinstance(base, str) or not base:
         raise CamlitError(f"--config {value}: `{BASE_KEY}` must name a config file, got {base!r}")

@@ -1,5 +1,8 @@
 """`base:` in a config file layers it on another; a monitor that validation cannot log is refused early."""
 
+import os
+import threading
+
 import pytest
 import torch
 import yaml
@@ -119,3 +122,17 @@ def test_a_mistake_on_the_command_line_names_no_config(tmp_path, monkeypatch, ca
     write(tmp_path / "mine.yaml", {"data": {"crop_size": 16}})
     for args in (["--data.crop_size", "big", "--config", "mine.yaml"], ["--config", "mine.yaml", "--bogus", "1"]):
         assert not one_error_line(capsys, lambda args=args: main(args)).startswith("error: --config")
+
+
+def test_a_config_read_from_a_pipe_is_read_once(tmp_path, capsys):
+    """`--config <(...)` or /dev/stdin: camlit's own read emptied the pipe, and the parser then
+    failed with `error: Unexpected config:`."""
+    pipe = tmp_path / "config.fifo"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_text("trainer:\n  max_epochs: 3\n"))
+    writer.start()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(pipe), "--print_config"])
+    writer.join()
+    assert exit_info.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out)["trainer"]["max_epochs"] == 3
