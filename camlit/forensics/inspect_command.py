@@ -26,6 +26,7 @@ from camlit.forensics.picture import camera_map_picture
 from camlit.forensics.splice import COMBINATIONS, DEFAULT_METHOD, METHODS, localise, photo_thresholds
 from camlit.imageio import ImageTooSmall, encoded_image, read_rgb, require_crop_fits
 from camlit.inference.loading import load_checkpoint
+from camlit.inference.options import require_no_overwrite
 from camlit.inference.tta import DEFAULT_CROP_SIZE, MIN_CROP_SIZE, require_crop_size
 from camlit.termination import exit_on_signal
 
@@ -70,7 +71,15 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     if output.exists() and not output.is_dir():
         raise CamlitError(f"--output {output}: is a file; name a folder")
     require_writable(output, "--output", folder=True)
+    if output.resolve() == source.resolve().parent:
+        # predict and fit would read the map and the mask there as photos (the mask, grey, unusable).
+        raise CamlitError(
+            f"--output {output}: the photo's own folder, where predict and fit would read inspect's pictures as "
+            "photos; name another folder"
+        )
     outputs = output_paths(output, source.stem)
+    for path in outputs.values():  # not over the checkpoint, the files beside it, or a run's own files
+        require_no_overwrite({"output": str(path)}, {"ckpt_path": args.ckpt_path}, [])
     if any(path.exists() and path.samefile(source) for path in outputs.values()):
         raise CamlitError(f"--input {source}: inspect would write over it in --output {output}; name another folder")
     require_own_outputs(outputs, source)

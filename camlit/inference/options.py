@@ -28,6 +28,7 @@ from camlit.inference.tta import (
     require_crop_size,
 )
 from camlit.training.checkpointing import sidecars
+from camlit.training.runfolder import LOCK_NAME
 
 
 def add_prediction_arguments(parser: CommandParser) -> None:
@@ -126,6 +127,19 @@ def is_run_checkpoints(folder: Path) -> bool:
     return folder.name == "checkpoints" and any(folder.glob("*.ckpt"))
 
 
+# The files fit keeps in a run folder beside checkpoints/: a CSV over config.yaml left a run that
+# --resume refused ("not a config").
+RUN_FILES = ("config.yaml", "hparams.yaml", LOCK_NAME)
+
+
+def is_run_file(path: Path) -> bool:
+    """Whether `path` names one of a run folder's own files, or a file in its checkpoints/ folder."""
+    folder = path.parent
+    in_run = is_run_checkpoints(folder / "checkpoints") or (folder / LOCK_NAME).exists()
+    own = path.name in RUN_FILES or path.name.startswith("events.out.tfevents.")
+    return is_run_checkpoints(folder) or (in_run and own)
+
+
 def require_no_overwrite(outputs: dict[str, str | None], inputs: dict[str, str | None], folders: Sequence[str]) -> None:
     """Refuse, before any work, an output that would replace an input file, another output, or an
     image under an input folder (a later run would read it as one)."""
@@ -139,10 +153,11 @@ def require_no_overwrite(outputs: dict[str, str | None], inputs: dict[str, str |
         where = Path(path).resolve()
         if where in taken:
             raise CamlitError(f"--{option} {path}: is also {taken[where]}; name another file")
-        if where.name.endswith(CHECKPOINT_NAMES) or is_run_checkpoints(where.parent):
+        if where.name.endswith(CHECKPOINT_NAMES) or is_run_file(where):
             # Another checkpoint of the run, or its hash, was replaced without a word.
             raise CamlitError(
-                f"--{option} {path}: a checkpoint's name, or inside a run's checkpoints folder; name another file"
+                f"--{option} {path}: a checkpoint's name, or one of a run's own files (its checkpoints folder, "
+                "config.yaml, hparams.yaml, its TensorBoard events); name another file"
             )
         for folder in folders:
             if is_image_file(where) and where.is_relative_to(Path(folder).resolve()):

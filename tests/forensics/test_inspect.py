@@ -77,14 +77,32 @@ def test_inspect_refuses_an_output_folder_it_cannot_make_before_the_model_runs(c
 
 
 def test_inspect_refuses_to_write_over_its_input(ckpt, tmp_path, capsys):
-    """A PNG named photo.json in the output folder would have become the summary."""
+    """A PNG named photo.json in the output folder would have become the summary (here through a
+    hard link: the photo's own folder is refused as an output anyway)."""
     photo = write_image(tmp_path / "photo.png", random_image(np.random.default_rng(0), 64, 64))
     disguised = tmp_path / "photo.json"
     photo.rename(disguised)
+    (tmp_path / "out").mkdir()
+    os.link(disguised, tmp_path / "out" / "photo.json")
     before = disguised.read_bytes()
-    line = one_error_line(capsys, lambda: run(ckpt, disguised, tmp_path))
+    line = one_error_line(capsys, lambda: run(ckpt, disguised, tmp_path / "out"))
     assert line.startswith(f"error: --input {disguised}: inspect would write over it")
     assert disguised.read_bytes() == before
+
+
+def test_inspect_writes_neither_beside_the_photo_nor_into_a_run(ckpt, tmp_path, capsys):
+    """Its map and mask beside the photo were read as photos by the next predict of the folder (the
+    grey mask unusable); a run's checkpoints folder took its files as predict's would not."""
+    photo = write_image(tmp_path / "photos" / "a.png", random_image(np.random.default_rng(0), 64, 64))
+    line = one_error_line(capsys, lambda: run(ckpt, photo, tmp_path / "photos" / "."))
+    assert line.startswith(f"error: --output {tmp_path / 'photos'}: the photo's own folder")
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "last.ckpt").write_bytes(ckpt.read_bytes())
+    line = one_error_line(capsys, lambda: run(ckpt, photo, checkpoints))
+    assert line.startswith(f"error: --output {checkpoints / 'a_tiles.npz'}: a checkpoint's name, or one of a run's")
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["a.png"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt"]
 
 
 def test_a_photo_with_no_tile_to_judge_gets_no_camera_and_strict_json(ckpt, tmp_path, capsys):
@@ -106,8 +124,8 @@ def test_a_threshold_that_is_not_a_number_is_refused(ckpt, tmp_path, capsys):
 
 
 def test_a_file_inspect_did_not_write_is_refused_and_kept_and_its_own_are_replaced(ckpt, tmp_path, capsys):
-    folder = tmp_path / "photos"
-    photo = write_image(folder / "a.png", random_image(np.random.default_rng(0), 64, 64))
+    folder = tmp_path / "inspected"
+    photo = write_image(tmp_path / "photos" / "a.png", random_image(np.random.default_rng(0), 64, 64))
     users = write_image(folder / "a_map.png", random_image(np.random.default_rng(1), 64, 64))
     before = users.read_bytes()
     line = one_error_line(capsys, lambda: run(ckpt, photo, folder))

@@ -148,7 +148,10 @@ def test_an_unwritable_output_is_refused_before_any_work(ckpt, images, tmp_path,
         ),
         # Another checkpoint of the run, or a file in its checkpoints folder, was replaced.
         (("--output", "{tmp}/s.csv", "--probs", "{tmp}/last.ckpt"), "--probs {tmp}/last.ckpt: a checkpoint's name"),
-        (("--output", "{run}/s.csv"), "--output {run}/s.csv: a checkpoint's name, or inside a run's checkpoints"),
+        (("--output", "{run}/s.csv"), "--output {run}/s.csv: a checkpoint's name, or one of a run's own files"),
+        # A CSV over the run's config.yaml: --resume then refused the run ("not a config").
+        (("--output", "{run}/../config.yaml"), "--output {run}/../config.yaml: a checkpoint's name, or one of a run's"),
+        (("--output", "{tmp}/s.csv", "--probs", "{run}/../hparams.yaml"), "hparams.yaml: a checkpoint's name, or one"),
     ],
 )
 def test_an_output_that_would_replace_an_input_is_refused(ckpt, images, tmp_path, capsys, outputs, message):
@@ -158,9 +161,12 @@ def test_an_output_that_would_replace_an_input_is_refused(ckpt, images, tmp_path
     names = {"tmp": tmp_path, "ckpt": ckpt, "input": images, "stem": ckpt.with_suffix(""), "run": run}
     args = ["--ckpt_path", str(ckpt), "--input", str(images), "--no_progress"]
     args += [value.format(**names) for value in outputs]
-    line = refused_before_predicting(capsys, main, args, untouched=(ckpt, images / "img_a.tif"))
+    (run.parent / "config.yaml").write_text("trainer: {}\n")
+    line = refused_before_predicting(
+        capsys, main, args, untouched=(ckpt, images / "img_a.tif", run.parent / "config.yaml")
+    )
     assert message.format(**names) in line
-    assert not (tmp_path / "s.csv").exists()
+    assert not (tmp_path / "s.csv").exists() and not (run.parent / "hparams.yaml").exists()
 
 
 def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tmp_path, capsys):
