@@ -20,6 +20,7 @@ from conftest import (
 from camlit.data import manipulations
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
+from camlit.inference import evaluate
 from camlit.inference.loading import checkpoint_crop_size, load_checkpoint
 from camlit.inference.options import manipulated_from_name, tta_manipulations
 from camlit.inference.predict import main
@@ -83,6 +84,10 @@ def test_a_file_name_that_is_not_utf8_is_written_as_its_bytes(ckpt, images, tmp_
     run(ckpt, images, tmp_path / "s.csv")
     rows = (tmp_path / "s.csv").read_bytes().splitlines()
     assert b"img_\xff.tif" in [row.split(b",")[0] for row in rows[1:]]
+    # And reads back: evaluate refused its own answers as "not a UTF-8 CSV file".
+    args = ["--ckpt_path", str(ckpt), "--input", str(images), "--labels", str(tmp_path / "s.csv")]
+    report = evaluate.main([*args, "--json", str(tmp_path / "e.json"), "--num_workers", "0", "--no_progress"])
+    assert report["images"] == len(rows) - 1 and report["skipped"] == []
 
 
 def test_two_runs_give_identical_files(ckpt, images, tmp_path):
