@@ -9,6 +9,7 @@ camlit.training.resume. SIGTERM or Ctrl-C saves where training stopped and exits
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import sys
@@ -80,7 +81,8 @@ class CamlitCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, sigterm: SigtermWatch | None = None, **kwargs):
         self.run_dir: Path | None = None
         self.files_before: set[Path] = set()
-        self.claimed = self.created_root = False
+        self.claimed = False
+        self.created_folders: list[Path] = []  # the root's folders this run made, deepest first
         self.lock: RunLock | None = None
         self.sigterm = sigterm or SigtermWatch()
         super().__init__(
@@ -159,7 +161,8 @@ class CamlitCLI(LightningCLI):
             return  # rank 0 claims and locks; Lightning gives every rank its log and checkpoint folder
         root = Path(init.save_dir) / (init.name or "")
         if init.version is None:
-            self.created_root = not root.exists()
+            # --trainer.default_root_dir new/runs: each of new/runs/lightning_logs goes again on a failed start.
+            self.created_folders = list(itertools.takewhile(lambda p: not p.exists(), [root, *root.parents]))
             init.version = claim_version(root)
             self.claimed = True
         version = init.version if isinstance(init.version, str) else f"version_{init.version}"
@@ -233,9 +236,9 @@ class CamlitCLI(LightningCLI):
             return
         if self.claimed:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-            if self.created_root:
+            for folder in self.created_folders:
                 with suppress(OSError):  # another run may have made a version there meanwhile
-                    self.run_dir.parent.rmdir()
+                    folder.rmdir()
         else:
             # Deepest first, so that a folder is empty when its turn comes.
             for path in sorted(set(self.run_dir.rglob("*")) - self.files_before, reverse=True):

@@ -268,6 +268,10 @@ def test_a_run_with_no_photo_held_out_for_validation_is_refused(tmp_path, monkey
     line = one_error_line(capsys, lambda: main(fit_args(tmp_path / "one", *SHORT)))
     assert line.startswith("error: --data.val_fraction 0.2 holds out no photo of so few")
     assert not (tmp_path / "lightning_logs").exists()
+    # A root the run made goes too, every folder of it (an empty new/ stayed).
+    args = fit_args(tmp_path / "one", *SHORT, "--trainer.default_root_dir", "new/runs")
+    assert one_error_line(capsys, lambda: main(args)).startswith("error: --data.val_fraction 0.2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one"]
 
 
 def test_a_run_that_trains_nothing_leaves_no_run_folder(flat_tree, tmp_path, monkeypatch):
