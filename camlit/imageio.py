@@ -9,7 +9,9 @@ a 1 MB PNG can claim 20000x20000 pixels, 1.2 GB once decoded.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import zlib
 from pathlib import Path
 
@@ -70,7 +72,11 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode `path` to an HxWx3 uint8 RGB array, or raise UnreadableImage saying why."""
     try:
-        size = os.path.getsize(path)
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
+            # A device reads as 0 bytes ("empty file") or without end; a pipe waits for a writer.
+            raise UnreadableImage(f"{path}: not a regular file (a device, a pipe or a socket)")
+        size = status.st_size
         if size == 0:
             raise UnreadableImage(f"{path}: empty file")
         if size > max_pixels * MOST_BYTES_PER_PIXEL + HEADER_BYTES:
@@ -90,6 +96,8 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
         require_png_colour(data, path)
         image = cv2.imdecode(data, READ_FLAGS)
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UnreadableImage(f"{path}: links that lead round in a loop") from None
         if os.path.islink(path) and not os.path.exists(path):
             raise UnreadableImage(f"{path}: broken symbolic link to {os.readlink(path)}") from None
         raise UnreadableImage(f"{path}: {error.strerror or error}") from None

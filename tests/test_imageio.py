@@ -1,5 +1,6 @@
 """Reading photos as stored: whatever the bytes, an RGB array or one UnreadableImage naming the file."""
 
+import os
 import resource
 import signal
 import zlib
@@ -125,3 +126,19 @@ def test_a_file_larger_than_any_image_within_the_limit_is_refused_unread(tmp_pat
     monkeypatch.undo()
     with pytest.raises(UnreadableImage, match="not a decodable image"):
         read_rgb(small, max_pixels=1)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "loop"])
+def test_what_is_no_image_file_is_named_for_what_it_is(tmp_path, kind):
+    """A device read as 0 bytes ("empty file"), a pipe waited for a writer, and a link to itself
+    was "broken symbolic link to loop.png"."""
+    path = tmp_path / "photo.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.symlink_to(path)
+    expected = "links that lead round in a loop" if kind == "loop" else "not a regular file"
+    with pytest.raises(UnreadableImage, match=f"{path}: {expected}"):
+        read_rgb(path)

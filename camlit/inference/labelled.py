@@ -110,6 +110,14 @@ def labelled_csv(
     missing = sorted(name for name in cameras if not (folder / name).is_file())
     if missing:
         raise CamlitError(f"--labels {labels}: {len(missing)} file(s) missing from {folder}: {few(missing)}")
+    unlabelled = [path.name for path in list_images(folder) if path.name not in cameras]
+    if unlabelled:
+        # The evaluation is of the labelled images only; a figure over part of the folder should say so.
+        print(
+            f"warning: --labels {labels}: {len(unlabelled)} image(s) in {folder} have no row and are left out: "
+            f"{few(unlabelled)}",
+            file=sys.stderr,
+        )
     groups = {name: group_from_name(name) for name in cameras}
     flags = {name: manipulated_from_name(name) for name in cameras}
     if manipulations is not None:

@@ -39,11 +39,16 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
             raise CamlitError(f"--ckpt_path {path}: not a usable camlit checkpoint ({error})") from None
         raise
     except Exception as error:  # noqa: BLE001 - a file torch or Lightning cannot load is the user's input
-        # torch's own messages run to several lines of advice; the first says what failed.
-        reason = f"{type(error).__name__}: {next(iter(str(error).strip().splitlines()), '')}"
+        # torch's own messages run to several lines of advice; the first says what failed, but for
+        # its weights-only reader, whose first lines advise weights_only=False (which would run code).
+        text = str(error).strip().split(UNPICKLER_ERROR)[-1]
+        reason = f"{type(error).__name__}: {next((line.strip() for line in text.splitlines() if line.strip()), '')}"
         raise CamlitError(f"--ckpt_path {path}: not a loadable camlit checkpoint ({reason})") from None
     model.configure_model()
     return model.eval(), checkpoint_crop_size(checkpoint)
+
+
+UNPICKLER_ERROR = "WeightsUnpickler error:"
 
 
 def require_finite_weights(path: Path, checkpoint: Any) -> None:

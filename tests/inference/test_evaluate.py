@@ -243,6 +243,18 @@ def test_labels_keep_the_spaces_of_file_names(tmp_path):
     assert sorted(image.path for image in images) == sorted(str(tmp_path / "test" / name) for name in names)
 
 
+def test_images_without_a_label_are_named_as_left_out(tmp_path, capsys):
+    """A labels file listing part of the folder scored that part without a word."""
+    names = ["a.tif", "b.tif", "c.tif"]
+    for name in names:
+        write_image(tmp_path / "test" / name, solid(0))
+    write_csv_atomic(tmp_path / "labels.csv", [("fname", "camera"), ("b.tif", CLASSES[0])])
+    images = labelled_csv(tmp_path / "test", tmp_path / "labels.csv", CLASSES)
+    assert [Path(image.path).name for image in images] == ["b.tif"]
+    err = capsys.readouterr().err
+    assert "warning: --labels" in err and "2 image(s) in" in err and "a.tif, c.tif" in err
+
+
 def test_unknown_camera_in_labels(ckpt, test_folder, tmp_path, capsys):
     labels = tmp_path / "labels.csv"
     labels.write_text("fname,camera\nimg_a0_unalt.tif,Nokia-3310\nimg_a1_unalt.tif,HTC-1-M7\n")
