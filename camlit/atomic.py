@@ -19,6 +19,8 @@ from typing import IO
 
 from camlit.errors import CamlitError
 
+NAME_MAX = 255  # bytes in one file name, on every file system camlit writes to
+
 
 def file_target(path: str | os.PathLike, option: str | None = None) -> Path:
     """Where a whole-file write to `path` lands: the file a symbolic link names (the link stays),
@@ -45,6 +47,8 @@ def require_writable(path: str | os.PathLike, option: str, folder: bool = False)
     mount and root's exemptions all answer as they will for the real write.
     """
     path = Path(path) if folder else file_target(path, option)
+    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+        raise CamlitError(f"{option} {path}: a name in it is longer than the {NAME_MAX} bytes a file system holds")
     target = path if folder else path.parent
     existing = next(p for p in [target, *target.parents] if p.exists() or p.is_symlink())
     if not existing.exists():
@@ -64,7 +68,11 @@ TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.tmp(?P<pid>\d+)")
 
 
 def temporary_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """`.<name>.tmp<pid>`, keeping the end of a name too long for that (the suffix
+    `stale_temporaries` looks for): an output named with 244 bytes or more could not be written."""
+    marks = f".tmp{os.getpid()}"
+    name = os.fsencode(path.name)[-(NAME_MAX - 1 - len(marks)) :]
+    return path.with_name(f".{os.fsdecode(name)}{marks}")
 
 
 def is_running(pid: int) -> bool:

@@ -49,3 +49,16 @@ def test_a_link_on_the_way_that_leads_nowhere_is_refused_before_the_work(tmp_pat
     with pytest.raises(CamlitError, match=f"--output {output}: {way} is a link that leads nowhere"):
         require_writable(output, "--output", folder=folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["way"]
+
+
+def test_a_name_of_up_to_255_bytes_is_written_and_a_longer_one_refused_before_the_work(tmp_path):
+    """The temporary file's name added `.` and `.tmp<pid>`: a 250-byte output name was refused
+    after all the work, with a message about a name the user never gave."""
+    longest = tmp_path / ("é" * 125 + "x.csv")  # 255 bytes in UTF-8
+    require_writable(longest, "--output")
+    write_bytes_atomic(longest, b"rows")
+    assert longest.read_bytes() == b"rows" and [p.name for p in tmp_path.iterdir()] == [longest.name]
+    too_long = tmp_path / "sub" / ("a" * 256 + ".csv")
+    with pytest.raises(CamlitError, match=r"--output .*: a name in it is longer than the 255 bytes"):
+        require_writable(too_long, "--output")
+    assert not (tmp_path / "sub").exists()

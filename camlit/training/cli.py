@@ -9,7 +9,6 @@ camlit.training.resume. SIGTERM or Ctrl-C saves where training stopped and exits
 
 from __future__ import annotations
 
-import itertools
 import logging
 import shutil
 import sys
@@ -162,8 +161,7 @@ class CamlitCLI(LightningCLI):
         root = Path(init.save_dir) / (init.name or "")
         if init.version is None:
             # --trainer.default_root_dir new/runs: each of new/runs/lightning_logs goes again on a failed start.
-            self.created_folders = list(itertools.takewhile(lambda p: not p.exists(), [root, *root.parents]))
-            init.version = claim_version(root)
+            init.version, self.created_folders = claim_version(root)
             self.claimed = True
         version = init.version if isinstance(init.version, str) else f"version_{init.version}"
         run_dir = root / version

@@ -33,18 +33,32 @@ def writable(folder: Path, option: str) -> Iterator[None]:
         raise CamlitError(f"{folder}: cannot write the run there ({error.strerror}); choose another {option}") from None
 
 
-def claim_version(root: Path) -> int:
-    """The next free N for `root`/version_N, created here: mkdir fails when another run took it first."""
+def claim_version(root: Path) -> tuple[int, list[Path]]:
+    """The next free N for `root`/version_N, created here: mkdir fails when another run took it first.
+    Also the folders of `root` this call made, deepest first, for a failed start to remove."""
     with writable(root, "--trainer.default_root_dir"):
-        root.mkdir(parents=True, exist_ok=True)
+        made = make_folders(root)
         taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
         version = max(taken, default=-1) + 1
         while True:
             try:
                 (root / f"version_{version}").mkdir()
-                return version
+                return version, made
             except FileExistsError:
                 version += 1
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Makes `folder` level by level and returns the levels this call made, deepest first: never a
+    folder that was there already, whatever `..` the path names or whoever makes one meanwhile."""
+    made = []
+    for level in reversed([folder, *folder.parents]):
+        try:
+            level.mkdir()
+        except FileExistsError:
+            continue
+        made.append(level)
+    return made[::-1]
 
 
 class RunLock:

@@ -273,6 +273,12 @@ def test_a_run_with_no_photo_held_out_for_validation_is_refused(tmp_path, monkey
     args = fit_args(tmp_path / "one", *SHORT, "--trainer.default_root_dir", "new/runs")
     assert one_error_line(capsys, lambda: main(args)).startswith("error: --data.val_fraction 0.2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one"]
+    # Only what the run made: an empty folder of the user's, reached through a new one's `..`, stays.
+    (tmp_path / "keep").mkdir()
+    args = fit_args(tmp_path / "one", *SHORT, "--trainer.default_root_dir", "new/../keep")
+    assert one_error_line(capsys, lambda: main(args)).startswith("error: --data.val_fraction 0.2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep", "one"]
+    assert not any((tmp_path / "keep").iterdir())
 
 
 def test_a_run_that_trains_nothing_leaves_no_run_folder(flat_tree, tmp_path, monkeypatch):
