@@ -32,3 +32,15 @@ def read_csv_rows(path: str | os.PathLike, option: str) -> list[list[str]]:
 def is_escaped(value: str) -> bool:
     """Whether `value` holds a byte that was not UTF-8 (decoded as a lone surrogate escape)."""
     return any("\udc80" <= character <= "\udcff" for character in value)
+
+
+def encoding_hint(names: list[str]) -> str:
+    """Why named files may be missing: names read with bytes that are not UTF-8 (a Latin-1 CSV, say)."""
+    if not any(map(is_escaped, names)):
+        return ""
+    return "; the file names hold bytes that are not UTF-8 (saved in another encoding?): save the CSV as UTF-8"
+
+
+def printable(name: str) -> str:
+    """`name` with each byte that is not UTF-8 written as \\xNN, as an error line can print it."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

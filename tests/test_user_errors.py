@@ -107,6 +107,18 @@ def test_a_labels_csv_that_is_not_utf8_text(ckpt, images, tmp_path, capsys, cont
     assert line.startswith(f"error: --labels {labels}: not a UTF-8 CSV file")
 
 
+def test_a_latin1_labels_csv_is_named_for_its_encoding_not_only_for_missing_files(ckpt, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    write_image(folder / "café.tif", random_image(np.random.default_rng(0), 48, 48))
+    labels = tmp_path / "latin1.csv"
+    labels.write_bytes(f"fname,camera\ncafé.tif,{CLASSES[0]}\n".encode("latin-1"))
+    line = one_error_line(capsys, lambda: run_evaluate(ckpt, folder, "--labels", str(labels)))
+    assert line.startswith(f"error: --labels {labels}: 1 file(s) missing from {folder}: caf\\xe9.tif; ")
+    assert line.endswith(
+        "the file names hold bytes that are not UTF-8 (saved in another encoding?): save the CSV as UTF-8"
+    )
+
+
 def test_commas_in_class_and_file_names_are_quoted(tmp_path):
     classes = ["Cam,B", 'Cam "C"']
     ckpt = save_checkpoint(tmp_path / "commas.ckpt", classes=classes)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camlit.csvio import read_csv_rows
+from camlit.csvio import encoding_hint, printable, read_csv_rows
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import Sample, manipulated_from_name
 from camlit.errors import CamlitError
@@ -88,7 +88,10 @@ def pseudo_label_samples(
     names, probabilities = read_probabilities(csv_path, classes)
     absent = [name for name in names if not (folder / name).is_file()]
     if absent:
-        raise CamlitError(f"{OPTION} {csv_path}: {absent[0]} is not in --data.pseudo_labels_dir {folder}")
+        raise CamlitError(
+            f"{OPTION} {csv_path}: {printable(absent[0])} is not in --data.pseudo_labels_dir {folder}"
+            + encoding_hint(absent)
+        )
     return [
         Sample(
             str(folder / name),

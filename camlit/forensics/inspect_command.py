@@ -71,8 +71,9 @@ def inspect_photo(args: argparse.Namespace) -> dict:
     if output.exists() and not output.is_dir():
         raise CamlitError(f"--output {output}: is a file; name a folder")
     require_writable(output, "--output", folder=True)
-    if output.resolve() == source.resolve().parent:
-        # predict and fit would read the map and the mask there as photos (the mask, grey, unusable).
+    if output.resolve() in {source.absolute().parent.resolve(), source.resolve().parent}:
+        # predict and fit would read the map and the mask there as photos (the mask, grey, unusable);
+        # a linked photo's folder is both the link's and its target's.
         raise CamlitError(
             f"--output {output}: the photo's own folder, where predict and fit would read inspect's pictures as "
             "photos; name another folder"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from camlit.csvio import read_csv_rows
+from camlit.csvio import encoding_hint, printable, read_csv_rows
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import camera_folders, manipulated_from_name, scan, unknown_cameras
 from camlit.errors import CamlitError
@@ -109,7 +109,10 @@ def labelled_csv(
         )
     missing = sorted(name for name in cameras if not (folder / name).is_file())
     if missing:
-        raise CamlitError(f"--labels {labels}: {len(missing)} file(s) missing from {folder}: {few(missing)}")
+        shown = few([printable(name) for name in missing])
+        raise CamlitError(
+            f"--labels {labels}: {len(missing)} file(s) missing from {folder}: {shown}{encoding_hint(missing)}"
+        )
     unlabelled = [path.name for path in list_images(folder) if path.name not in cameras]
     if unlabelled:
         # The evaluation is of the labelled images only; a figure over part of the folder should say so.

@@ -67,6 +67,13 @@ def test_pseudo_labelled_images_join_training_only(flat_tree, test_folder_and_pr
             assert sample.manipulation == UNALTERED and manipulation == 0 and not manipulated
 
 
+def save_as_latin1(tmp, name, accented):
+    """The test image renamed with an accent, and the probabilities CSV saved in Latin-1."""
+    (tmp / "test" / name).rename(tmp / "test" / accented)
+    probs = tmp / "probs.csv"
+    probs.write_bytes(probs.read_text(encoding="utf-8").replace(name, accented).encode("latin-1"))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -74,6 +81,7 @@ def test_pseudo_labelled_images_join_training_only(flat_tree, test_folder_and_pr
         (lambda options, tmp: options.update(pseudo_labels=str(tmp / "none.csv")), "none.csv: no such file"),
         (lambda options, tmp: (tmp / "test" / "img_3_manip.tif").unlink(), "img_3_manip.tif is not in"),
         (lambda options, tmp: options.update(pseudo_labels=str(tmp / "s.csv")), "expected predict.py's --probs"),
+        (lambda options, tmp: save_as_latin1(tmp, "img_3_manip.tif", "img_3_é_manip.tif"), "save the CSV as UTF-8"),
     ],
 )
 def test_pseudo_label_mistakes_name_the_file(flat_tree, test_folder_and_probs, tmp_path, change, message):

@@ -96,6 +96,12 @@ def test_inspect_writes_neither_beside_the_photo_nor_into_a_run(ckpt, tmp_path, 
     photo = write_image(tmp_path / "photos" / "a.png", random_image(np.random.default_rng(0), 64, 64))
     line = one_error_line(capsys, lambda: run(ckpt, photo, tmp_path / "photos" / "."))
     assert line.startswith(f"error: --output {tmp_path / 'photos'}: the photo's own folder")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "b.png").symlink_to(photo)  # the link's folder is read as photos too, not only its target's
+    line = one_error_line(capsys, lambda: run(ckpt, linked / "b.png", linked))
+    assert line.startswith(f"error: --output {linked}: the photo's own folder")
+    assert [p.name for p in linked.iterdir()] == ["b.png"]
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
     checkpoints.mkdir(parents=True)
     (checkpoints / "last.ckpt").write_bytes(ckpt.read_bytes())
