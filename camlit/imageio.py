@@ -62,11 +62,12 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in `folder`, by extension without regard to case, sorted by name.
+    """Every entry directly in `folder` with an image's name (by extension, without regard to case), sorted.
 
-    A broken link with an image's name is listed too, so that reading it names it as unusable.
+    A folder, pipe or broken link with an image's name is listed too, so that reading it names it
+    as unusable rather than a submission silently lacking its row.
     """
-    return sorted(p for p in Path(folder).iterdir() if (p.is_file() or p.is_symlink()) and is_image_file(p))
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
 
 
 def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -75,7 +76,8 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
         status = os.stat(path)
         if not stat.S_ISREG(status.st_mode):
             # A device reads as 0 bytes ("empty file") or without end; a pipe waits for a writer.
-            raise UnreadableImage(f"{path}: not a regular file (a device, a pipe or a socket)")
+            what = "a folder" if stat.S_ISDIR(status.st_mode) else "not a regular file (a device, a pipe or a socket)"
+            raise UnreadableImage(f"{path}: {what}")
         size = status.st_size
         if size == 0:
             raise UnreadableImage(f"{path}: empty file")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import bomb_png, photo, random_image, write_image
 
-from camlit.imageio import UnreadableImage, header_shape, read_rgb
+from camlit.imageio import UnreadableImage, header_shape, list_images, read_rgb
 
 
 def test_reader_survives_fuzzing(tmp_path):
@@ -128,17 +128,24 @@ def test_a_file_larger_than_any_image_within_the_limit_is_refused_unread(tmp_pat
         read_rgb(small, max_pixels=1)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "device", "loop"])
+@pytest.mark.parametrize("kind", ["fifo", "device", "loop", "folder"])
 def test_what_is_no_image_file_is_named_for_what_it_is(tmp_path, kind):
     """A device read as 0 bytes ("empty file"), a pipe waited for a writer, and a link to itself
-    was "broken symbolic link to loop.png"."""
+    was "broken symbolic link to loop.png"; a pipe or a folder with an image's name was left out of
+    the listing unsaid, and its row out of a submission."""
     path = tmp_path / "photo.png"
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "device":
         path.symlink_to("/dev/zero")
+    elif kind == "folder":
+        path.mkdir()
     else:
         path.symlink_to(path)
-    expected = "links that lead round in a loop" if kind == "loop" else "not a regular file"
-    with pytest.raises(UnreadableImage, match=f"{path}: {expected}"):
+    (tmp_path / "notes").mkdir()
+    assert list_images(tmp_path) == [path]
+    expected = {"loop": "links that lead round in a loop", "folder": "a folder"}.get(
+        kind, r"not a regular file \(a device, a pipe or a socket\)"
+    )
+    with pytest.raises(UnreadableImage, match=f"{path}: {expected}$"):
         read_rgb(path)

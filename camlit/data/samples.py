@@ -70,8 +70,9 @@ def unknown_cameras(folders: Sequence[tuple[str, Path]], classes: Sequence[str])
     return sorted({folder.name for _, folder in folders if folder.name not in classes})
 
 
-def scan(root: str | Path, classes: Sequence[str]) -> list[Sample]:
-    """Every image under `root` in either layout, labelled by its position in `classes`."""
+def scan(root: str | Path, classes: Sequence[str], remedy: str = "set --data.classes or remove them") -> list[Sample]:
+    """Every image under `root` in either layout, labelled by its position in `classes`; `remedy`
+    ends the error for camera folders outside them."""
     root = Path(root)
     if not root.is_dir():
         raise CamlitError(f"{root}: no such data folder")
@@ -81,8 +82,7 @@ def scan(root: str | Path, classes: Sequence[str]) -> list[Sample]:
     unknown = unknown_cameras(folders, classes)
     if unknown:
         raise CamlitError(
-            f"{root}: camera folder(s) {', '.join(unknown)} not in the class list ({', '.join(classes)}); "
-            "set --data.classes or remove them"
+            f"{root}: camera folder(s) {', '.join(unknown)} not in the class list ({', '.join(classes)}); {remedy}"
         )
     samples = []
     for manipulation, class_folder in folders:

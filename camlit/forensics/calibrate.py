@@ -57,9 +57,11 @@ def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: 
                 f"{checkpoint}: its run's training folder {train_dir} is not there (from {Path.cwd()}); "
                 "give it with --train_dir"
             )
-    samples = scan(train_dir, classes)
+    # The classes are the checkpoint's: a folder with other cameras is not the run's.
+    remedy = "those are the checkpoint's: name the run's own training folder with --train_dir"
+    samples = scan(train_dir, classes, remedy)
     if hparams.get("val_dir"):
-        return samples, scan(hparams["val_dir"], classes)
+        return samples, scan(hparams["val_dir"], classes, remedy)
     return split_by_photo(samples, hparams.get("val_fraction", 0.2), hparams.get("seed", 0))
 
 

@@ -100,7 +100,8 @@ def trainer_devices(name: str, count: int = 1) -> tuple[str, int | list[int]]:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     kind, _, number = name.partition(":")
-    if kind not in ("cpu", "cuda") or (number and not number.isdigit()):
+    if kind not in ("cpu", "cuda") or (number and not number.isdigit()) or (kind == "cpu" and number):
+        # cpu:1 is no device of its own: the Trainer would run on the CPU as it was given.
         raise CamlitError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
     if number and count > 1:
         raise CamlitError(f"--device {name} names one device; use --device cuda with --devices {count}")

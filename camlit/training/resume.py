@@ -82,7 +82,8 @@ def resume_arguments(args: list[str]) -> list[str]:
         version_dir = target_path.parent.parent
         require_furthest(option, checkpoint, version_dir)
     else:
-        raise CamlitError(f"{option} {target}: no such run folder or checkpoint file")
+        found = "not a regular file" if target_path.exists() else "no such run folder or checkpoint file"
+        raise CamlitError(f"{option} {target}: {found}")
     config_file = version_dir / "config.yaml"
     if not config_file.is_file():
         if target_path.is_dir():

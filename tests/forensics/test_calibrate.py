@@ -142,6 +142,11 @@ def test_a_checkpoint_that_names_no_training_folder_asks_for_one(ckpt, tmp_path,
     assert f"{ckpt}: it names no training folder; give the run's with --train_dir" in line
     line = one_error_line(capsys, lambda: main(["--ckpt_path", str(ckpt), "--train_dir", str(tmp_path / "no")]))
     assert f"--train_dir {tmp_path / 'no'}: no such folder" in line
+    other = tmp_path / "other"
+    write_image(other / "Some-Other-Camera" / "a.png", random_image(np.random.default_rng(0), 64, 64))
+    line = one_error_line(capsys, lambda: main(["--ckpt_path", str(ckpt), "--train_dir", str(other)]))
+    assert "not in the class list" in line and "--data.classes" not in line  # fit's option, not calibrate's
+    assert line.endswith("those are the checkpoint's: name the run's own training folder with --train_dir")
     # Refused, not killed for memory cutting a million crops of a photo.
     line = one_error_line(capsys, lambda: main(["--ckpt_path", str(ckpt), "--crops", "1000000"]))
     assert "--crops: must be at most 1024, not 1000000" in line

@@ -317,6 +317,8 @@ def test_device_names_become_the_trainers_accelerator():
             trainer_devices("cuda:1")
     with pytest.raises(CamlitError, match="expected auto, cpu, cuda or cuda:N"):
         trainer_devices("tpu")
+    with pytest.raises(CamlitError, match="--device cpu:1: expected auto, cpu, cuda or cuda:N"):
+        trainer_devices("cpu:1")
     assert trainer_devices("cpu", 2) == ("cpu", 2)
     with pytest.raises(CamlitError, match="names one device; use --device cuda with --devices 2"):
         trainer_devices("cuda:0", 2)

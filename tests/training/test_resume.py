@@ -298,6 +298,11 @@ def test_resume_names_one_target_and_a_run_folder_must_hold_its_options(tmp_path
     assert resume_arguments(given) == [*given, "--ckpt_path", str(folder / "last.ckpt")]
     with pytest.raises(CamlitError, match="give one; --resume takes the run's own checkpoint"):
         resume_arguments(["--resume", str(tmp_path / "version_0"), "--ckpt_path", str(folder / "last.ckpt")])
+    os.mkfifo(tmp_path / "pipe.ckpt")  # there, but no file to read: not "no such" one
+    with pytest.raises(CamlitError, match=r"--ckpt_path \S+pipe.ckpt: not a regular file$"):
+        resume_arguments(["--ckpt_path", str(tmp_path / "pipe.ckpt")])
+    with pytest.raises(CamlitError, match="gone.ckpt: no such run folder or checkpoint file"):
+        resume_arguments(["--ckpt_path", str(tmp_path / "gone.ckpt")])
     with pytest.raises(CamlitError, match="^--ckpt_path nope.ckpt: no such run folder"):
         resume_arguments(["--ckpt_path", "nope.ckpt"])
 
