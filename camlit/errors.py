@@ -33,6 +33,14 @@ def not_a_file(path: Path) -> str:
     return "a folder" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
 
 
+def not_a_folder(path: str | os.PathLike) -> str:
+    """What stands at `path` where a folder was wanted, in words for an error line."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return "no such folder (a link that leads nowhere)"
+    return "a file, not a folder" if path.exists() else "no such folder"
+
+
 @contextmanager
 def disk_full_as_user_error(intact: str, where: str | os.PathLike | None = None) -> Iterator[None]:
     """A full disk ends as one line naming the file that did not fit (else `where`), and what is still whole."""

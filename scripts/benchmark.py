@@ -43,7 +43,7 @@ from benchmark_sections import (
 
 from camlit.atomic import require_writable, write_json_atomic
 from camlit.data.commands import at_least
-from camlit.errors import CamlitError, exit_on_user_error
+from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.imageio import write_image_atomic
 from camlit.provenance import provenance
 
@@ -200,7 +200,7 @@ def notes_lines(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
+    parser = PlainParser(
         prog="camlit benchmark", description="camlit's speed, overhead and memory figures against their targets"
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

@@ -11,8 +11,6 @@ is the "statistics, per manipulation" column of docs/experiments.md; it is resea
 
 from __future__ import annotations
 
-import argparse
-
 import cv2
 import numpy as np
 
@@ -20,6 +18,7 @@ from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop, crop, random_offset
 from camlit.data.manipulations import MANIPULATIONS, apply
 from camlit.data.samples import scan, split_by_photo
+from camlit.errors import PlainParser
 from camlit.imageio import read_rgb
 
 
@@ -66,7 +65,7 @@ def manipulation_accuracy(photos, train_paths: set[str], name: str, side: int, c
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = PlainParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/synthetic/train", help="root/<camera>/* photos")
     parser.add_argument("--crop", type=int, default=64, help="crop side in pixels")
     parser.add_argument("--crops", type=int, default=4, help="random crops per training photo")

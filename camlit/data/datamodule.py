@@ -23,7 +23,7 @@ from camlit.data.pseudo import pseudo_label_samples
 from camlit.data.sampler import EpochSampler, resume_draw
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo, usable_samples
 from camlit.data.unaltered_share import log_unaltered_share, require_pools
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, not_a_folder
 from camlit.imageio import MAX_PIXELS, read_rgb
 from camlit.workers import loader_context
 
@@ -185,7 +185,7 @@ class CameraDataModule(L.LightningDataModule):
             return
         hp = self.hparams
         if not Path(hp.train_dir).is_dir():
-            raise CamlitError(f"{hp.train_dir}: no such data folder; {HOW_TO_GET_DATA}")
+            raise CamlitError(f"{hp.train_dir}: {not_a_folder(hp.train_dir)}; {HOW_TO_GET_DATA}")
         found = scan(hp.train_dir, self.classes)
         found_val = scan(hp.val_dir, self.classes) if hp.val_dir else []
         pseudo = self.pseudo_label_samples()

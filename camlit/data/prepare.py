@@ -28,7 +28,7 @@ import numpy as np
 from camlit.atomic import require_writable, stale_temporaries, write_bytes_atomic
 from camlit.data import manipulations as manip
 from camlit.data.crops import center_offset, tile_offsets
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, not_a_folder
 from camlit.imageio import MAX_PIXELS, UnreadableImage, header_shape, list_images, read_rgb, write_image_atomic
 from camlit.workers import in_parallel
 
@@ -266,7 +266,7 @@ def prepare_dataset(
     """
     tiles, names = _check_arguments(tiles, manipulations, size)
     if not Path(input_dir).is_dir():
-        raise CamlitError(f"--input {input_dir}: no such folder")
+        raise CamlitError(f"--input {input_dir}: {not_a_folder(input_dir)}")
     output = Path(output_dir)
     if output.resolve().is_relative_to(Path(input_dir).resolve()):
         # Its manipulation folders would become camera folders of the input.

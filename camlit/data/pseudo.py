@@ -26,7 +26,7 @@ import numpy as np
 from camlit.csvio import encoding_hint, printable, read_csv_rows
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import Sample, manipulated_from_name
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, not_a_folder
 
 OPTION = "--data.pseudo_labels"
 # The manipulation of a `_manip` test image: not one of camlit.data.manipulations' names, so its kind is unknown.
@@ -84,7 +84,7 @@ def pseudo_label_samples(
         raise CamlitError(f"{OPTION} needs --data.pseudo_labels_dir, the folder of the test images it names")
     folder = Path(folder)
     if not folder.is_dir():
-        raise CamlitError(f"--data.pseudo_labels_dir {folder}: no such folder")
+        raise CamlitError(f"--data.pseudo_labels_dir {folder}: {not_a_folder(folder)}")
     names, probabilities = read_probabilities(csv_path, classes)
     absent = [name for name in names if not (folder / name).is_file()]
     if absent:

@@ -20,7 +20,7 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 
 from camlit.data.manipulations import UNALTERED
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, not_a_folder
 from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, list_images, read_rgb, require_crop_fits
 from camlit.workers import in_parallel
 
@@ -75,7 +75,7 @@ def scan(root: str | Path, classes: Sequence[str], remedy: str = "set --data.cla
     ends the error for camera folders outside them."""
     root = Path(root)
     if not root.is_dir():
-        raise CamlitError(f"{root}: no such data folder")
+        raise CamlitError(f"{root}: {not_a_folder(root)}")
     if not subfolders(root):
         raise CamlitError(f"{root}: no class or manipulation folders in it")
     folders = camera_folders(root, classes)

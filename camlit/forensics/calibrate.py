@@ -23,7 +23,7 @@ from camlit.data.crops import center_crop
 from camlit.data.quantization import FREQUENCIES, SIDE, steps_and_phase
 from camlit.data.recompression import first_steps
 from camlit.data.samples import Sample, scan, split_by_photo
-from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error, not_a_folder
 from camlit.forensics import splice
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.imageio import UnreadableImage, read_rgb
@@ -47,7 +47,7 @@ def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: 
     """(training samples, validation samples) as the run split them."""
     hparams = load_plain(Path(checkpoint), mmap=True).get("datamodule_hyper_parameters") or {}
     if train_dir and not Path(train_dir).is_dir():
-        raise CamlitError(f"--train_dir {train_dir}: no such folder; name the run's training folder")
+        raise CamlitError(f"--train_dir {train_dir}: {not_a_folder(train_dir)}; name the run's training folder")
     if not train_dir:
         train_dir = hparams.get("train_dir")
         if not train_dir:

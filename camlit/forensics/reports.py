@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from camlit.data.manipulations import UNALTERED
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, not_a_folder
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.forensics.splice import DEFAULT_METHOD, SpliceResult, localise, photo_ranks, photo_thresholds
 from camlit.imageio import list_images, read_rgb
@@ -30,7 +30,7 @@ def splice_folder(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     """(group, photo, true mask) for every photo of `root`'s groups (the folders holding masks/)."""
     root = Path(root)
     if not root.is_dir():
-        raise CamlitError(f"--splices {root}: no such folder")
+        raise CamlitError(f"--splices {root}: {not_a_folder(root)}")
     groups = [root] if (root / "masks").is_dir() else sorted(p for p in root.iterdir() if (p / "masks").is_dir())
     found = [
         (group.name if group != root else UNALTERED, photo, group / "masks" / photo.name)

@@ -22,7 +22,7 @@ from jsonargparse import Namespace
 from camlit.atomic import write_bytes_atomic, write_json_atomic
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import manipulated_from_name
-from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error, not_a_folder
 from camlit.imageio import encoded_image, list_images, png_text, with_png_text
 from camlit.inference import openset, options
 from camlit.inference.evaluate_report import format_forensics, format_report, score
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         require_own_default_picture(args, picture)
         for option, folder in (("--unknown_input", args.unknown_input), ("--splices", args.splices)):
             if folder and not Path(folder).is_dir():
-                raise CamlitError(f"{option} {folder}: no such folder")
+                raise CamlitError(f"{option} {folder}: {not_a_folder(folder)}")
         if args.unknown_input and Path(args.input).is_dir() and Path(args.unknown_input).samefile(args.input):
             raise CamlitError(
                 f"--unknown_input {args.unknown_input}: the folder of --input; the known photos would score as unknown"

@@ -16,7 +16,7 @@ from pathlib import Path
 from camlit.csvio import encoding_hint, printable, read_csv_rows
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import camera_folders, manipulated_from_name, scan, unknown_cameras
-from camlit.errors import CamlitError
+from camlit.errors import CamlitError, not_a_folder
 from camlit.imageio import list_images
 from camlit.inference.running import few
 
@@ -54,7 +54,7 @@ def labelled_folder(root: str | os.PathLike, classes: Sequence[str]) -> list[Lab
     """A DataModule-style folder: labels from the camera folders, groups from the manipulation folders."""
     root = Path(root)
     if not root.is_dir():
-        raise CamlitError(f"--input {root}: no such folder")
+        raise CamlitError(f"--input {root}: {not_a_folder(root)}")
     check_folder_classes(root, classes)
     loose = [path.name for path in list_images(root)]
     if loose:
@@ -100,7 +100,7 @@ def labelled_csv(
     """The images named in `labels` (fname,camera), which must all be in `folder`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise CamlitError(f"--input {folder}: no such folder")
+        raise CamlitError(f"--input {folder}: {not_a_folder(folder)}")
     cameras = read_table(labels, ("fname", "camera"), "--labels")
     unknown = sorted(set(cameras.values()) - set(classes))
     if unknown:

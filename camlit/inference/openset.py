@@ -95,10 +95,16 @@ class OpenSetModel:
         wanted = (self.crops, self.grid, self.crop_size or plan.size, ())
         if (plan.count, plan.grid, plan.size, plan.manipulations) != wanted:
             calibrated_on = describe(self.crops, self.grid, self.crop_size)
-            asked = f"--crops {plan.count}{' --crop_grid' if plan.grid else ''}"
+            # calibrate takes the crops' number and grid only: another size or test-time
+            # manipulations can only be dropped, not calibrated.
+            if (plan.size, plan.manipulations) != (wanted[2], ()):
+                remedy = "drop --crop_size and --tta_manipulations"
+            else:
+                remedy = f"take those crops, or calibrate again with --crops {plan.count}"
+                remedy += " --crop_grid" if plan.grid else ""
             raise CamlitError(
                 f"{option}: the calibration beside the checkpoint was set on {calibrated_on} per photo, "
-                f"without --tta_manipulations; take those crops, or calibrate again with {asked}"
+                f"without --tta_manipulations; {remedy}"
             )
 
     def require_classes(self, count: int, option: str = "--unknown") -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 
-from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error
+from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error, not_a_folder
 from camlit.imageio import list_images
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures
@@ -36,7 +36,7 @@ from camlit.termination import exit_on_signal
 def list_input_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise CamlitError(f"--input {folder}: no such folder")
+        raise CamlitError(f"--input {folder}: {not_a_folder(folder)}")
     paths = list_images(folder)
     if not paths:
         raise CamlitError(f"--input {folder}: no images (.jpg .jpeg .png .tif .tiff .bmp) in it")

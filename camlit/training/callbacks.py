@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from camlit.errors import CamlitError
 from camlit.termination import SigtermWatch, Terminated
-from camlit.training.metrics import require_group_metric
+from camlit.training.metrics import logged_metrics, require_logged_metric
 from camlit.training.resume import LatestCheckpoint
 
 
@@ -150,7 +150,8 @@ class RequireMonitoredMetric(Callback):
                     f"{monitor} could never be logged and no best checkpoint written; add photos of each camera, "
                     "or name a --data.val_dir"
                 )
-            require_group_metric(monitor, groups)
+            logged = logged_metrics(list(pl_module.classes), pl_module.manipulation_fc is not None)
+            require_logged_metric(monitor, groups, logged)
 
 
 def say_if_out_of_time(trainer: Trainer) -> None:

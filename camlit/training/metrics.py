@@ -21,6 +21,30 @@ def kaggle_weighted_accuracy(per_group: Mapping[str, float]) -> float | None:
     return UNALTERED_WEIGHT * per_group[UNALTERED] + (1 - UNALTERED_WEIGHT) * sum(manipulated) / len(manipulated)
 
 
+def logged_metrics(classes: list[str], manipulation_head: bool) -> set[str]:
+    """The names CameraClassifier logs other than the groups' (train/loss also as _step and _epoch)."""
+    names = {"train/loss", "train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc"}
+    names |= {f"val/acc_class/{name}" for name in classes}
+    if manipulation_head:
+        names |= {"train/loss_manipulation", "train/loss_manipulation_step", "train/loss_manipulation_epoch"}
+        names |= {"val/acc_manipulation"}
+    return names
+
+
+def require_logged_metric(monitor: str | None, group_names: list[str], logged: set[str]) -> None:
+    """Refuse a best-checkpoint monitor that training and validation over `group_names` can never
+    log: a misspelt one trained a whole epoch before Lightning stopped the run, or, with
+    max_steps, ran to the end without a best.ckpt."""
+    if monitor is None or monitor in logged:
+        return
+    if monitor != "val/acc_weighted" and not monitor.startswith("val/acc/"):
+        raise CamlitError(
+            f"--best_checkpoint.monitor {monitor}: not a metric camlit logs; choose val/acc, val/loss, "
+            "val/acc_weighted, val/acc/<manipulation>, val/acc_class/<camera>, train/acc or train/loss"
+        )
+    require_group_metric(monitor, group_names)
+
+
 def require_group_metric(monitor: str | None, group_names: list[str]) -> None:
     """Refuse a best-checkpoint monitor that validation over `group_names` can never log."""
     if monitor == "val/acc_weighted":

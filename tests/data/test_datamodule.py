@@ -164,7 +164,7 @@ def test_a_decompression_bomb_is_skipped_unread(flat_tree, tmp_path, caplog, cac
 def test_configuration_errors(flat_tree, tmp_path, caplog):
     with pytest.raises(CamlitError, match="unknown 'jpeg50'"):
         CameraDataModule(str(flat_tree), val_manipulations=["jpeg50"])
-    with pytest.raises(CamlitError, match="no such data folder; run the demo"):
+    with pytest.raises(CamlitError, match="no such folder; run the demo"):
         make(tmp_path / "absent")
     with pytest.raises(CamlitError, match="no usable images for class Sony-NEX-7"):
         make(flat_tree, classes=CLASSES + ["Sony-NEX-7"])

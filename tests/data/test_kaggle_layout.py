@@ -128,7 +128,7 @@ def test_the_datamodule_makes_the_download_when_training_on_its_data_512(tmp_pat
     datamodule = CameraDataModule(str(root / PREPARED), **options)
     datamodule.prepare_data()
     assert made == [(str(root), 7)]
-    with pytest.raises(CamlitError, match="no such data folder"):  # the stand-in made nothing
+    with pytest.raises(CamlitError, match="no such folder"):  # the stand-in made nothing
         datamodule.setup("fit")
     assert not CameraDataModule(str(tmp_path / "elsewhere"), **options).generates_kaggle_layout
 

@@ -34,7 +34,7 @@ def test_extensions_any_case_and_other_files_ignored(tmp_path):
 
 
 def test_bad_roots(tmp_path):
-    with pytest.raises(CamlitError, match="no such data folder"):
+    with pytest.raises(CamlitError, match="no such folder"):
         scan(tmp_path / "absent", CLASSES)
     with pytest.raises(CamlitError, match="no class or manipulation folders"):
         scan(tmp_path, CLASSES)

@@ -239,9 +239,15 @@ def test_unknown_with_other_crops_than_the_calibration_is_one_error_line(ckpt, t
     write_image(folder / "img.png", random_image(np.random.default_rng(0), 48, 48))
     copy = calibrated(ckpt, tmp_path, 0.5)  # 3 random crops
     base = ["--ckpt_path", str(copy), "--input", str(folder), "--output", str(tmp_path / "s.csv"), "--unknown"]
-    for extra in (["--crops", "4"], ["--crops", "3", "--crop_grid"], ["--crops", "3", "--tta_manipulations", "jpeg70"]):
+    remedies = {
+        ("--crops", "4"): "calibrate again with --crops 4",
+        ("--crops", "3", "--crop_grid"): "calibrate again with --crops 3 --crop_grid",
+        # calibrate takes neither option: calibrating again with --crops 3 changed nothing.
+        ("--crops", "3", "--tta_manipulations", "jpeg70"): "drop --crop_size and --tta_manipulations",
+    }
+    for extra, remedy in remedies.items():
         line = one_error_line(capsys, lambda extra=extra: predict([*base, *extra, "--num_workers", "0"]))
-        assert "3 random crops" in line and not (tmp_path / "s.csv").exists()
+        assert "3 random crops" in line and line.endswith(remedy) and not (tmp_path / "s.csv").exists()
     predict([*base, "--crops", "3", "--num_workers", "0", "--no_progress"])
     assert (tmp_path / "s.csv").exists()
 

@@ -190,6 +190,8 @@ def test_a_decompression_bomb_is_named_as_unreadable_images_are(ckpt, images, tm
         # A folder was "no such checkpoint file".
         (lambda args, tmp: args.__setitem__(1, str(tmp)), ": a folder; name a checkpoint file"),
         (lambda args, tmp: args.__setitem__(3, str(tmp / "nowhere")), "no such folder"),
+        # A photo named as the folder was "no such folder", though it was there.
+        (lambda args, tmp: args.__setitem__(3, args[1]), "model.ckpt: a file, not a folder"),
         (lambda args, tmp: args.__setitem__(3, str(tmp / "out")), "no images"),
         (lambda args, tmp: args.extend(["--crops", "0"]), "--crops must be 1 to 1024, got 0"),
         # Refused before any image is read, not killed for memory cutting them.

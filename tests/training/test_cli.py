@@ -77,7 +77,7 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
     stderr = capsys.readouterr().err
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr
-    assert "nowhere: no such data folder" in errors[0] and "demo.yaml" in errors[0]
+    assert "nowhere: no such folder" in errors[0] and "demo.yaml" in errors[0]
 
 
 @pytest.mark.parametrize(

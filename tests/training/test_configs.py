@@ -12,6 +12,7 @@ from conftest import random_image, write_image
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.manipulations import MANIPULATIONS
 from camlit.training.cli import main
+from camlit.training.metrics import logged_metrics
 
 CONFIGS = Path(__file__).resolve().parents[2] / "scripts" / "configs"
 DEMO = ("demo.yaml",)
@@ -98,6 +99,9 @@ def test_config_trains_on_a_nine_folder_tree(stack, nine_folder_tree, tmp_path, 
     monitor = cli.config.best_checkpoint.monitor
     assert monitor == (settings(*stack).get("best_checkpoint") or {}).get("monitor", "val/acc")
     assert monitor in trainer.callback_metrics, (monitor, sorted(trainer.callback_metrics))
+    # Every name a monitor may take is logged (a misspelt one is refused before training).
+    model = cli.model
+    assert logged_metrics(model.classes, model.manipulation_fc is not None) <= set(trainer.callback_metrics)
     best = next(c for c in trainer.checkpoint_callbacks if Path(c.best_model_path or "x").stem == "best")
     assert best.monitor == monitor
     if stack in GPU_STACKS:

@@ -257,6 +257,11 @@ def test_a_monitor_that_validation_cannot_log_is_refused_before_training(flat_tr
     line = one_error_line(capsys, lambda: main(args))
     assert "--best_checkpoint.monitor val/acc_weighted needs" in line and "--data.val_manipulations" in line
     assert not (tmp_path / "lightning_logs").exists()
+    # A misspelt name trained a whole epoch before Lightning stopped the run (with max_steps, ended
+    # with exit 0 and no best.ckpt).
+    line = one_error_line(capsys, lambda: main(fit_args(flat_tree, *SHORT, "--best_checkpoint.monitor", "val_acc")))
+    assert line.startswith("error: --best_checkpoint.monitor val_acc: not a metric camlit logs; choose val/acc")
+    assert not (tmp_path / "lightning_logs").exists()
 
 
 def test_a_run_with_no_photo_held_out_for_validation_is_refused(tmp_path, monkeypatch, capsys):
