@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         picture = confusion_path(args)
         if picture.suffix.lower() != ".png":
             raise CamlitError(f"--confusion {picture}: the picture is a PNG; use a .png name")
-        options.require_file_paths(json=args.json, confusion=str(picture))
+        # The picture's name comes from --json where --confusion is not given: name the option given.
+        picture_option = "confusion" if args.confusion or not args.json else "json's picture"
+        options.require_file_paths(**{"json": args.json, picture_option: str(picture)})
         require_own_default_picture(args, picture)
         for option, folder in (("--unknown_input", args.unknown_input), ("--splices", args.splices)):
             if folder and not Path(folder).is_dir():
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
 
             splice_folder(args.splices)
         options.require_no_overwrite(
-            {"json": args.json, "confusion": str(picture)},
+            {"json": args.json, picture_option: str(picture)},
             {"ckpt_path": args.ckpt_path, "labels": args.labels, "manipulations": args.manipulations},
             [folder for folder in (args.input, args.unknown_input, args.splices) if folder],
         )

@@ -222,6 +222,8 @@ def test_an_unwritable_json_is_refused_before_any_work(ckpt, test_folder, tmp_pa
         (("--json", "{ckpt}"), "--json {ckpt}: is also --ckpt_path"),
         (("--json", "{tmp}/e.png", "--confusion", "{tmp}/e.png"), "--confusion {tmp}/e.png: is also --json"),
         (("--confusion", "{input}/img_new.png"), "an image name inside the input folder"),
+        # The picture named after --json was blamed on --confusion, not given.
+        (("--json", "{input}/e.json"), "error: --json's picture {input}/e_confusion.png: an image name inside"),
         (("--confusion", "{tmp}/c.jpg"), "--confusion {tmp}/c.jpg: the picture is a PNG"),
     ],
 )
