@@ -107,10 +107,12 @@ def synthetic_parser() -> CommandParser:
         "sample_submission.csv, and the truth CSVs), or finish one",
     )  # fmt: skip
     parser.add_argument("--images_per_camera", type=int, default=30, help="train photos per camera")
-    parser.add_argument("--test_per_camera", type=int, default=48, help="test photos per camera")
     parser.add_argument(
-        "--test_images", type=int, default=DEFAULT_TEST_IMAGES,
-        help="with --kaggle_layout: test images, a multiple of 20",
+        "--test_per_camera", type=int | None, default=None, help="with --output: test photos per camera (default 48)"
+    )
+    parser.add_argument(
+        "--test_images", type=int | None, default=None,
+        help=f"with --kaggle_layout: test images, a multiple of 20 (default {DEFAULT_TEST_IMAGES})",
     )  # fmt: skip
     parser.add_argument(
         "--width", type=int | None, default=None,
@@ -134,12 +136,17 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
     ):
         if (args.output is None) == (args.kaggle_layout is None):
             raise CamlitError("give one of --output and --kaggle_layout")
+        # Each layout has its own test set: the other's option was ignored without a word.
+        if args.output is not None and args.test_images is not None:
+            raise CamlitError("--test_images: only with --kaggle_layout; --output takes --test_per_camera")
+        if args.kaggle_layout is not None and args.test_per_camera is not None:
+            raise CamlitError("--test_per_camera: only with --output; --kaggle_layout takes --test_images")
         require_positive(args, ("width", "height", "workers"))
         if args.kaggle_layout is not None:
             output = make_kaggle_layout(
                 args.kaggle_layout,
                 args.images_per_camera,
-                args.test_images,
+                DEFAULT_TEST_IMAGES if args.test_images is None else args.test_images,
                 args.width or KAGGLE_WIDTH,
                 args.height or KAGGLE_HEIGHT,
                 args.seed,
@@ -149,7 +156,7 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
             output = make_synthetic(
                 args.output,
                 args.images_per_camera,
-                args.test_per_camera,
+                48 if args.test_per_camera is None else args.test_per_camera,
                 args.width or 1024,
                 args.height or 768,
                 args.seed,

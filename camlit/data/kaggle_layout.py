@@ -83,7 +83,9 @@ def check_sizes(photos_per_camera: int, test_images: int, width: int, height: in
     cameras = len(KAGGLE_CAMERAS)
     if photos_per_camera < 1:
         raise CamlitError(f"--images_per_camera must be at least 1, got {photos_per_camera}")
-    if test_images < 0 or test_images % (2 * cameras):
+    if test_images < 0:
+        raise CamlitError(f"--test_images must not be negative, got {test_images}")
+    if test_images % (2 * cameras):
         raise CamlitError(
             f"--test_images must be a multiple of {2 * cameras} (each camera as many, half of them "
             f"manipulated), got {test_images}"

@@ -27,7 +27,7 @@ import numpy as np
 
 from camlit.atomic import require_writable, stale_temporaries, write_bytes_atomic
 from camlit.data import manipulations as manip
-from camlit.data.crops import center_offset, tile_offsets
+from camlit.data.crops import MIN_CROP_SIZE, center_offset, tile_offsets
 from camlit.errors import CamlitError, not_a_folder
 from camlit.imageio import MAX_PIXELS, UnreadableImage, header_shape, list_images, read_rgb, write_image_atomic
 from camlit.workers import in_parallel
@@ -173,8 +173,10 @@ def prepare_photo(task: Task) -> PhotoResult:
 def _check_arguments(tiles, names, size) -> tuple[str | int, tuple[str, ...]]:
     if not (tiles == "center" or (isinstance(tiles, int) and not isinstance(tiles, bool) and tiles >= 1)):
         raise CamlitError(f"--tiles must be 'center' or a positive number, not {tiles!r}")
-    if not isinstance(size, int) or size < 1:
-        raise CamlitError(f"--size must be a positive number, not {size!r}")
+    if not isinstance(size, int) or size < MIN_CROP_SIZE:
+        raise CamlitError(
+            f"--size must be at least {MIN_CROP_SIZE}, the smallest crop fit and predict take; not {size!r}"
+        )
     names = tuple(dict.fromkeys(manip.MANIPULATIONS if names is None else (n.strip() for n in names)))
     for name in names:
         if name not in manip.MANIPULATIONS:

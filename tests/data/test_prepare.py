@@ -362,3 +362,12 @@ def test_a_count_below_one_is_one_error_line(tmp_path, capsys, option, value):
     line = one_error_line(capsys, lambda: prepare_main(args))
     assert line == f"error: {option} must be at least 1, got {value}"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_size_below_the_smallest_crop_is_refused(tmp_path, capsys):
+    """3 px crops were written, which neither fit nor predict can take."""
+    args = ["--input", str(tmp_path / "train"), "--output", str(tmp_path / "out"), "--size", "3"]
+    (tmp_path / "train" / "HTC-1-M7").mkdir(parents=True)
+    line = one_error_line(capsys, lambda: prepare_main(args))
+    assert line.startswith("error: --size must be at least 4, the smallest crop fit and predict take")
+    assert not (tmp_path / "out").exists()

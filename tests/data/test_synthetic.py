@@ -224,6 +224,21 @@ def test_an_unwritable_output_is_one_line_before_any_work(read_only_folder, caps
     assert line.startswith(f"error: --output {output}: cannot write in {read_only_folder}")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kaggle_layout", "{tmp}/k", "--test_images", "-20"], "--test_images must not be negative, got -20"),
+        # Each was ignored without a word by the other layout.
+        (["--output", "{tmp}/s", "--test_images", "40"], "--test_images: only with --kaggle_layout"),
+        (["--kaggle_layout", "{tmp}/k", "--test_per_camera", "4"], "--test_per_camera: only with --output"),
+    ],
+)
+def test_a_test_set_option_of_the_other_layout_or_a_negative_count_is_refused(tmp_path, capsys, args, message):
+    line = one_error_line(capsys, lambda: synthetic_main([arg.format(tmp=tmp_path) for arg in args]))
+    assert line == f"error: {message}" or line.startswith(f"error: {message};")
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_full_disk_is_one_line(small_disk, capsys):
     output = small_disk / "synthetic"
     args = ["--output", str(output), "--images_per_camera", "2", "--test_per_camera", "0", "--workers", "1"]
