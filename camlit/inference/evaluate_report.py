@@ -81,21 +81,24 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def figure(value: float | None) -> str:
+    """A figure to three places; "-" where it is undefined (an AUROC of one kind of photo only)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
 def format_forensics(report: dict[str, Any]) -> list[str]:
     """The open-set and splice figures, when asked for, as text lines."""
     lines = []
     for group, figures in (report.get("unknown_cameras") or {}).items():
         if isinstance(figures, dict):
             lines.append(
-                f"unknown cameras, {group}: AUROC {figures['auroc']:.3f}; known rejected "
+                f"unknown cameras, {group}: AUROC {figure(figures['auroc'])}; known rejected "
                 f"{percent(figures['known_rejected'])}, unknown accepted {percent(figures['unknown_accepted'])}"
             )
     for group, figures in ((report.get("splices") or {}).get("groups") or {}).items():
-        f1, mcc = (
-            f"{value:.3f}" if value is not None else "-" for value in (figures["pixel_f1"], figures["pixel_mcc"])
-        )
         lines.append(
-            f"splices, {group}: pixel F1 {f1}, MCC {mcc}, photo AUROC {figures['photo_auroc']:.3f}, "
+            f"splices, {group}: pixel F1 {figure(figures['pixel_f1'])}, MCC {figure(figures['pixel_mcc'])}, "
+            f"photo AUROC {figure(figures['photo_auroc'])}, "
             f"clean photos given a foreign region {percent(figures['clean_with_foreign_region'])}"
         )
     return lines

@@ -9,6 +9,7 @@ from camlit.forensics.reports import pixel_f1_mcc, splice_report
 from camlit.forensics.splice import SpliceResult
 from camlit.inference import openset
 from camlit.inference.evaluate import main as evaluate
+from camlit.inference.evaluate_report import format_forensics
 
 
 def result(mask: np.ndarray, score: float) -> SpliceResult:
@@ -35,6 +36,13 @@ def test_splice_report_counts_clean_photos_given_a_foreign_region():
     report = splice_report(["a", "a", "a", "a"], [truth, clean, clean, clean], results)["all"]
     assert report["pixel_f1"] == 1.0 and report["photo_auroc"] == 1.0
     assert np.isclose(report["clean_with_foreign_region"], 1 / 3)
+
+
+def test_a_set_of_clean_photos_only_prints_no_auroc_rather_than_nan():
+    clean = np.zeros((10, 10), bool)
+    report = splice_report(["a", "a"], [clean, clean], [result(clean, 1.0), result(clean, 0.0)])
+    lines = format_forensics({"splices": {"groups": report}})
+    assert lines[0] == "splices, a: pixel F1 -, MCC -, photo AUROC -, clean photos given a foreign region   0.00%"
 
 
 def test_evaluate_reports_unknown_cameras_and_splices(ckpt, flat_tree, tmp_path):
