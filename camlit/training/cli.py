@@ -39,11 +39,17 @@ from camlit.training.callbacks import (
     stopped_by_sigterm,
     worker_killed,
 )
-from camlit.training.checkpointing import AtomicCheckpointIO, require_checkpoint_files
+from camlit.training.checkpointing import AtomicCheckpointIO, load_plain, require_checkpoint_files
 from camlit.training.config_base import NamedConfigErrors, expand_config_bases
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
-from camlit.training.resume import LatestCheckpoint, ReplanSchedule, RunCheckpoint, resume_arguments
+from camlit.training.resume import (
+    LatestCheckpoint,
+    ReplanSchedule,
+    RunCheckpoint,
+    require_same_network,
+    resume_arguments,
+)
 from camlit.training.runconfig import record_data_paths
 from camlit.training.runfolder import RunLock, claim_version, writable
 from camlit.training.trainer_options import refuse_trainer_options
@@ -288,6 +294,10 @@ def main(args: list[str] | None = None) -> CamlitCLI:
             ):
                 cli = CamlitCLI(args=expand_config_bases(args), sigterm=sigterm)
                 try:
+                    if cli.config.ckpt_path:
+                        # Before the data work (a synthetic set generated, a cache built), which the
+                        # Trainer does first; on_load_checkpoint asks again for other callers.
+                        require_same_network(cli.model, load_plain(Path(cli.config.ckpt_path), mmap=True))
                     with launching_ranks():
                         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
                 except BaseException:

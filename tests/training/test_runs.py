@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import FIT, fit_args, one_error_line, save_checkpoint
 
+from camlit.data.datamodule import CameraDataModule
 from camlit.training.cli import main
 
 pytestmark = pytest.mark.usefixtures("camlit_messages_on_stderr")
@@ -63,9 +64,13 @@ def test_fits_started_together_get_a_version_folder_each(flat_tree, tmp_path):
 def test_a_run_that_fails_before_training_leaves_no_version_folder(flat_tree, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     foreign = save_checkpoint(tmp_path / "foreign.ckpt", classes=["a", "b"])
+    # Refused before the data work: with the defaults, the whole synthetic set was generated first.
+    monkeypatch.setattr(CameraDataModule, "prepare_data", lambda self: pytest.fail("the data prepared first"))
     line = one_error_line(capsys, lambda: main(fit_args(flat_tree, "--ckpt_path", str(foreign))))
     assert "the checkpoint was trained on classes a, b" in line
     assert not (tmp_path / "lightning_logs").exists()
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     # A folder that was there already stays, and so do the runs in it.
     (tmp_path / "lightning_logs" / "version_0").mkdir(parents=True)
     one_error_line(capsys, lambda: main(fit_args(flat_tree, "--ckpt_path", str(foreign))))
