@@ -268,14 +268,24 @@ class CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+class NoAdvert(logging.Filter):
+    """Drops Lightning's tip to install its cloud logger, printed on every run (and above an error line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
 def show_camlit_messages() -> None:
-    """camlit's own progress and skip messages on stderr, as Lightning shows its own."""
+    """camlit's own progress and skip messages on stderr, as Lightning shows its own, without its advert."""
     logger = logging.getLogger("camlit")
     if not logger.handlers:
         handler = CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+    lightning = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, NoAdvert) for f in lightning.filters):
+        lightning.addFilter(NoAdvert())
 
 
 def main(args: list[str] | None = None) -> CamlitCLI:

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 from conftest import CLASSES, events, fit_args
@@ -70,14 +72,17 @@ def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, m
     assert "the checkpoint was trained on classes HTC-1-M7, LG-Nexus-5x" in capsys.readouterr().err
 
 
-def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys):
+def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_info:
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exit_info:
         main(fit_args(tmp_path / "nowhere", "--trainer.max_epochs", "1"))
     stderr = capsys.readouterr().err
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr
     assert "nowhere: no such folder" in errors[0] and "demo.yaml" in errors[0]
+    # Lightning's own lines stay; its advert for a cloud logger, on every run, does not.
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("GPU available" in m for m in messages) and not any("litlogger" in m for m in messages)
 
 
 @pytest.mark.parametrize(
