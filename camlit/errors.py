@@ -107,6 +107,29 @@ def refuse_empty_values(args: Sequence[str]) -> None:
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
+JSONARGPARSE_KEY = re.compile(r'Parser key "(?P<key>[^"]+)":')
+# How jsonargparse names the types it expected (`Expected a <class 'int'>`), in words.
+TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "NoneType": "null", "str": "text"}
+
+
+def plain_message(message: str) -> str:
+    """jsonargparse's message in the user's terms: `Parser key "size": Expected a <class 'int'>. Got
+    value: abc` as `--size: expected an integer, got abc`; `required: input` as `required: --input`."""
+    required = "the following arguments are required: "
+    if message.startswith(required):
+        names = [name.strip() for name in message[len(required) :].split(",")]
+        return required + ", ".join(name if name.startswith("-") else f"--{name}" for name in names)
+    match = JSONARGPARSE_KEY.search(message)
+    value = re.search(r"(?:Given value|Got value): (.*)$", message, re.DOTALL)
+    types = re.findall(r"Expected a <class '(?:[\w.]+\.)?(\w+)'>", message)
+    if not match or not value or not types:
+        return message
+    # On the command line the key is an option; in a config (named before it) a key of the file.
+    key = match["key"] if match.start() else f"--{match['key']}"
+    wanted = " or ".join(dict.fromkeys(TYPE_WORDS.get(name, name) for name in types))
+    return f"{message[: match.start()]}{key}: expected {wanted}, got {value[1].strip()}"
+
+
 class OneLineErrors:
     """A parser whose mistakes end as one `error:` line and exit status 2, without the usage block
     (`--help` shows that). A parser told to raise instead (jsonargparse does so internally) still raises."""
@@ -123,7 +146,8 @@ class OneLineErrors:
         if not getattr(self, "exit_on_error", True):
             return super().error(message, *args, **kwargs)
         # jsonargparse's messages span several lines: the key, then the reason.
-        print("error: " + " ".join(line.strip() for line in str(message).splitlines() if line.strip()), file=sys.stderr)
+        line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+        print("error: " + plain_message(line), file=sys.stderr)
         raise SystemExit(2)
 
 

@@ -71,6 +71,21 @@ def test_full_disk_in_fit(flat_tree, tmp_path, monkeypatch, capsys, full_disk):
     assert "last.ckpt: no space left on device; the run's checkpoints are whole" in line or "best.ckpt" in line
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # Were `Parser key "size": Expected a <class 'int'>. Got value: abc`, and the same at length
+        # for an option that may be null, and `required: input, output`.
+        (["--input", "a", "--output", "b", "--size", "abc"], "--size: expected an integer, got abc"),
+        ([], "the following arguments are required: --input, --output"),
+    ],
+)
+def test_an_option_of_the_wrong_type_is_named_as_typed(capsys, args, message):
+    assert one_error_line(capsys, lambda: prepare_main(args)) == f"error: {message}"
+    line = one_error_line(capsys, lambda: cli.main(["--trainer.max_epochs", "abc"]))
+    assert line == "error: --trainer.max_epochs: expected an integer or null, got abc"
+
+
 def test_full_disk_in_prepare_data(tmp_path, capsys, full_disk):
     write_image(tmp_path / "train" / "Cam-0" / "p0.jpg", photo(np.random.default_rng(0), 300, 400))
     args = ["--input", str(tmp_path / "train"), "--output", str(tmp_path / "out"), "--size", "128", "--workers", "1"]
