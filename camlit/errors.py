@@ -122,6 +122,9 @@ def plain_message(message: str) -> str:
     match = JSONARGPARSE_KEY.search(message)
     value = re.search(r"(?:Given value|Got value): (.*)$", message, re.DOTALL)
     types = re.findall(r"Expected a <class '(?:[\w.]+\.)?(\w+)'>", message)
+    choices = re.search(r"Expected a typing\.Literal\[(.*?)\]", message)
+    if choices:
+        types.append("one of " + ", ".join(name.strip(" '\"") for name in choices[1].split(",")))
     if not match or not value or not types:
         return message
     # On the command line the key is an option; in a config (named before it) a key of the file.

@@ -74,7 +74,7 @@ def test_fit_writes_logs_checkpoints_and_resumes_in_place(flat_tree, tmp_path, m
 
 def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.chdir(tmp_path)
-    with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as exit_info:
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"), pytest.raises(SystemExit) as exit_info:
         main(fit_args(tmp_path / "nowhere", "--trainer.max_epochs", "1"))
     stderr = capsys.readouterr().err
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
@@ -89,9 +89,9 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
     ("flag", "value", "message"),
     [
         # Rejected by the parser: its usage text, then one error line.
-        ("--model.optimizer", "rmsprop", '"model.optimizer"'),
-        ("--model.schedule", "step", '"model.schedule"'),
-        ("--data.crop_size", "big", '"data.crop_size"'),
+        ("--model.optimizer", "rmsprop", "--model.optimizer: expected one of adam, adamw, sgd, got rmsprop"),
+        ("--model.schedule", "step", "--model.schedule: expected one of none, cosine, onecycle, got step"),
+        ("--data.crop_size", "big", "--data.crop_size: expected an integer, got big"),
         # Rejected by camlit or Lightning: just the error line.
         ("--data.crop_size", "-3", "--data.crop_size must be at least 4, got -3"),
         ("--data.load_ratio", "0", "--data.load_ratio must be in (0, 1], got 0.0"),
