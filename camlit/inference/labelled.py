@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camlit.csvio import encoding_hint, printable, read_csv_rows
-from camlit.data.manipulations import UNALTERED
+from camlit.data.manipulations import NAMES, UNALTERED
 from camlit.data.samples import camera_folders, manipulated_from_name, scan, unknown_cameras
 from camlit.errors import CamlitError, not_a_folder
 from camlit.imageio import list_images
@@ -130,6 +130,14 @@ def labelled_csv(
             raise CamlitError(f"--manipulations {manipulations}: no row for {few(absent)}")
         groups = {name: finer[name] for name in cameras}
         flags = {name: finer[name] != UNALTERED for name in cameras}
+        own = sorted(set(groups.values()) - set(NAMES))
+        if own:
+            # A group of the user's is allowed, but a misspelt `unaltered` would score as manipulated.
+            print(
+                f"warning: --manipulations {manipulations}: group(s) {few(own)} are not among camlit's "
+                f"({', '.join(NAMES)}); they count as manipulated",
+                file=sys.stderr,
+            )
     return [
         LabelledImage(str(folder / name), classes.index(cameras[name]), groups[name], flags[name])
         for name in sorted(cameras)

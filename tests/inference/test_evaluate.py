@@ -133,7 +133,7 @@ def test_labels_csv(ckpt, test_folder, tmp_path, stub_model, capsys):
     assert all(name in table for name in [*CLASSES, "unaltered", "manipulated"])
 
 
-def test_finer_groups_from_a_manipulations_csv(ckpt, test_folder, tmp_path, stub_model, monkeypatch):
+def test_finer_groups_from_a_manipulations_csv(ckpt, test_folder, tmp_path, stub_model, monkeypatch, capsys):
     groups = {"img_b0_manip.tif": "jpeg70", "img_b1_manip.tif": "gamma0.8", "img_b2_manip.tif": "gamma0.8"}
     groups["img_b3_manip.tif"] = "gamma0.8"
     rows = "".join(f"{name},{groups.get(name, 'unaltered')}\n" for name, _, _ in TEST_SET)
@@ -149,6 +149,17 @@ def test_finer_groups_from_a_manipulations_csv(ckpt, test_folder, tmp_path, stub
     assert report["weighted_accuracy"] == pytest.approx(0.7 * 3 / 4 + 0.3 * (1 + 1 / 3) / 2)
     # Without --json the PNG lands in the working folder.
     assert (tmp_path / "confusion_matrix.png").is_file()
+    assert "warning" not in capsys.readouterr().err
+    # A group of the user's own counts as manipulated, and says so: a misspelt `unaltered` did silently.
+    (tmp_path / "test_manipulations.csv").write_text("fname,manipulation\n" + rows.replace("unaltered", "unalterd"))
+    report = evaluate(
+        ckpt, test_folder, "--labels", str(tmp_path / "test_labels.csv"),
+        "--manipulations", str(tmp_path / "test_manipulations.csv"), "--aggregate", "max", "--json", "again.json",
+    )  # fmt: skip
+    assert "unalterd" in report["per_group"] and report["weighted_accuracy"] is None
+    warning = capsys.readouterr().err
+    assert "group(s) unalterd are not among camlit's (unaltered, jpeg70," in warning
+    assert "they count as manipulated" in warning
 
 
 def test_the_default_picture_replaces_only_one_evaluate_wrote(
