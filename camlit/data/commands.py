@@ -12,7 +12,7 @@ from jsonargparse.typing import PositiveInt
 from camlit.data.kaggle_layout import DEFAULT_TEST_IMAGES, KAGGLE_HEIGHT, KAGGLE_WIDTH, make_kaggle_layout
 from camlit.data.manipulations import MANIPULATIONS
 from camlit.data.prepare import PrepareSummary, prepare_dataset
-from camlit.data.synthetic import make_synthetic
+from camlit.data.synthetic import DEFAULT_TEST_PER_CAMERA, make_synthetic
 from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error
 from camlit.imageio import MAX_PIXELS
 from camlit.termination import exit_on_signal
@@ -108,8 +108,9 @@ def synthetic_parser() -> CommandParser:
     )  # fmt: skip
     parser.add_argument("--images_per_camera", type=int, default=30, help="train photos per camera")
     parser.add_argument(
-        "--test_per_camera", type=int | None, default=None, help="with --output: test photos per camera (default 48)"
-    )
+        "--test_per_camera", type=int | None, default=None,
+        help=f"with --output: test photos per camera (default {DEFAULT_TEST_PER_CAMERA})",
+    )  # fmt: skip
     parser.add_argument(
         "--test_images", type=int | None, default=None,
         help=f"with --kaggle_layout: test images, a multiple of 20 (default {DEFAULT_TEST_IMAGES})",
@@ -156,7 +157,7 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
             output = make_synthetic(
                 args.output,
                 args.images_per_camera,
-                48 if args.test_per_camera is None else args.test_per_camera,
+                DEFAULT_TEST_PER_CAMERA if args.test_per_camera is None else args.test_per_camera,
                 args.width or 1024,
                 args.height or 768,
                 args.seed,

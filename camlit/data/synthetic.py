@@ -218,10 +218,14 @@ def write_missing(
         pass
 
 
+# Test photos per camera of the demo's set: 480 in all, so one photo is 0.2 points.
+DEFAULT_TEST_PER_CAMERA = 48
+
+
 def make_synthetic(
     output: Path,
     images_per_camera: int = 30,
-    test_per_camera: int = 48,
+    test_per_camera: int = DEFAULT_TEST_PER_CAMERA,
     width: int = 1024,
     height: int = 768,
     seed: int = 0,
