@@ -11,11 +11,8 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from camlit.errors import CamlitError, exit_on_user_error
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 # name -> (module, function, one-line summary)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -26,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "synthetic": ("camlit.data.commands", "synthetic_main", "write the synthetic ten-camera data set"),
     "inspect": ("camlit.forensics.inspect_command", "main", "camera map of one photo: tiles, reliability, splice mask"),
     "calibrate": ("camlit.forensics.calibrate", "main", "calibrate unknown-camera rejection beside a checkpoint"),
-    "benchmark": ("benchmark", "main", "speed, overhead and memory ratios (from a checkout only: scripts/)"),
+    "benchmark": ("camlit.benchmark.command", "main", "speed, overhead and memory ratios against their targets"),
 }
 
 
@@ -39,10 +36,6 @@ def usage() -> str:
 
 def command(name: str) -> Callable:
     module, function, _ = COMMANDS[name]
-    if name == "benchmark":
-        if not (SCRIPTS / "benchmark.py").is_file():
-            raise CamlitError(f"benchmark: runs from a checkout of camlit, whose scripts/ folder is not at {SCRIPTS}")
-        sys.path.insert(0, str(SCRIPTS))  # benchmark.py imports its sections from beside it
     return getattr(importlib.import_module(module), function)
 
 

@@ -2,7 +2,7 @@
 
 A transportation problem with K classes, solved exactly as a min-cost flow whose residual graph is
 contracted to the K class nodes: O(n K) memory and O(n K (K^2 + log n)) time at worst, where a
-linear assignment over n class slots takes O(n^2) memory and O(n^3) time (scripts/benchmark.py
+linear assignment over n class slots takes O(n^2) memory and O(n^3) time (camlit.benchmark.balance
 measures both shapes of input at N and 10N images).
 """
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import one_error_line
-from residual_statistics import held_out_accuracy, residual_features
 
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.commands import synthetic_main
 from camlit.data.crops import center_crop, random_offset
 from camlit.data.manipulations import MANIPULATED, apply
+from camlit.data.residual_statistics import held_out_accuracy, residual_features
 from camlit.data.scenes import render_scene
 from camlit.data.synthetic import (
     SYNTHETIC_CAMERAS,

@@ -4,8 +4,9 @@ import math
 
 import pytest
 import torch
-from benchmark import main
 from conftest import CONFIGS, one_error_line
+
+from camlit.benchmark.command import main
 
 # Timings depend on the machine and its load, so only the presence and sanity of each figure is tested.
 FIGURES = [

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from benchmark_sections import interleaved
 from torch.utils.data import DataLoader
 
+from camlit.benchmark.sections import interleaved
 from camlit.data.undo import camera_table
 from camlit.inference.tta import CollateCrops, CropPlan, PredictCrops
 from camlit.workers import one_blas_thread

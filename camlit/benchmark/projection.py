@@ -20,13 +20,13 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmark_sections import CLASSES, Sizes, interleaved
-
+from camlit.benchmark.sections import CLASSES, Sizes, interleaved
 from camlit.data.datamodule import CameraDataModule
 from camlit.data.prepare import prepare_dataset
 from camlit.training.cli import CamlitCLI
 
-CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
+# The shipped configs live in a checkout's scripts/configs, beside this package.
+CONFIGS = Path(__file__).resolve().parents[2] / "scripts" / "configs"
 # The configs that train on a GPU, as the README and docs/usage.md run them.
 SHIPPED_GPU_STACKS = (
     f"--config {CONFIGS / 'kaggle_gpu.yaml'}",
