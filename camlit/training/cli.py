@@ -167,7 +167,7 @@ class CamlitCLI(LightningCLI):
         root = Path(init.save_dir) / (init.name or "")
         if init.version is None:
             # --trainer.default_root_dir new/runs: each of new/runs/lightning_logs goes again on a failed start.
-            init.version, self.created_folders = claim_version(root)
+            init.version, self.created_folders, self.lock = claim_version(root)
             self.claimed = True
         version = init.version if isinstance(init.version, str) else f"version_{init.version}"
         run_dir = root / version
@@ -182,7 +182,7 @@ class CamlitCLI(LightningCLI):
         self.run_dir = run_dir
         with writable(root, "--trainer.default_root_dir"):
             self.run_dir.mkdir(parents=True, exist_ok=True)  # a version named on the command line
-        self.lock = RunLock(self.run_dir)
+        self.lock = self.lock or RunLock(self.run_dir)
         self.files_before = set(self.run_dir.rglob("*"))
 
     def instantiate_classes(self) -> None:

@@ -33,19 +33,38 @@ def writable(folder: Path, option: str) -> Iterator[None]:
         raise CamlitError(f"{folder}: cannot write the run there ({error.strerror}); choose another {option}") from None
 
 
-def claim_version(root: Path) -> tuple[int, list[Path]]:
+def claim_version(root: Path) -> tuple[int, list[Path], RunLock | None]:
     """The next free N for `root`/version_N, created here: mkdir fails when another run took it first.
-    Also the folders of `root` this call made, deepest first, for a failed start to remove."""
+    Also the folders of `root` this call made, deepest first, for a failed start to remove, and
+    the run's lock when the last version_N is taken over from a run killed before it wrote anything."""
     with writable(root, "--trainer.default_root_dir"):
         made = make_folders(root)
         taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
         version = max(taken, default=-1) + 1
+        if taken and (lock := abandoned_lock(root / f"version_{version - 1}")):
+            return version - 1, made, lock
         while True:
             try:
                 (root / f"version_{version}").mkdir()
-                return version, made
+                return version, made, None
             except FileExistsError:
                 version += 1
+
+
+def abandoned_lock(folder: Path) -> RunLock | None:
+    """`folder`'s lock, now held, when it is all the folder holds and its holder is gone: a run
+    killed (SIGKILL, a power cut) before it wrote anything but its lock.
+
+    The lock names its holder only once held, so an empty lock file may be a run starting now and
+    is left alone; a named one that nobody holds was left by a process that ended."""
+    lock_file = folder / LOCK_NAME
+    try:
+        alone = [entry.name for entry in folder.iterdir()] == [LOCK_NAME]
+        if not alone or lock_file.is_symlink() or not lock_file.is_file() or not lock_file.stat().st_size:
+            return None
+        return RunLock(folder)
+    except (OSError, CamlitError):
+        return None  # gone meanwhile, not ours to write, or held: a live run's folder
 
 
 def make_folders(folder: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from camlit.errors import CamlitError
 from camlit.inference.loading import load_checkpoint
 from camlit.training.cli import main
 from camlit.training.resume import RunCheckpoint
-from camlit.training.runfolder import RunLock
+from camlit.training.runfolder import RunLock, claim_version
 
 pytestmark = pytest.mark.usefixtures("camlit_messages_on_stderr")
 
@@ -100,6 +100,35 @@ def test_a_run_folder_in_use_is_refused_naming_the_process(tmp_path):
     finally:
         holder.communicate(timeout=60)  # its end drops the lock, however it ends
     RunLock(tmp_path).release()
+
+
+def test_a_new_run_takes_over_the_last_folder_only_when_its_lock_is_all_it_holds_and_nobody_holds_it(tmp_path):
+    """A killed run's folder (its lock naming a process now gone) is taken over; one starting now
+    (an empty lock), one in use, one holding anything else, or an older one, is not."""
+
+    def left_by_a_killed_run(version: int) -> Path:
+        folder = tmp_path / f"version_{version}"
+        folder.mkdir()
+        (folder / ".camlit.lock").write_text("4242 on elsewhere\n")
+        return folder
+
+    left_by_a_killed_run(0)
+    left_by_a_killed_run(1)
+    version, made, lock = claim_version(tmp_path)
+    assert (version, made) == (1, []) and lock is not None
+    assert (tmp_path / "version_1" / ".camlit.lock").read_text().startswith(f"{os.getpid()} on ")
+    with pytest.raises(CamlitError, match="in use by process"):
+        RunLock(tmp_path / "version_1")
+    assert claim_version(tmp_path)[:1] == (2,)  # in use: the next run takes a new folder
+    lock.release()
+
+    starting = tmp_path / "version_3"
+    starting.mkdir()
+    (starting / ".camlit.lock").touch()
+    assert claim_version(tmp_path)[::2] == (4, None)
+    (tmp_path / "version_4" / "hparams.yaml").touch()
+    (tmp_path / "version_4" / ".camlit.lock").write_text("4242 on elsewhere\n")
+    assert claim_version(tmp_path)[::2] == (5, None)
 
 
 @contextmanager

@@ -3,6 +3,8 @@ process cannot run in the same run folder, and a stop before training leaves no 
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,6 +67,26 @@ def test_sigterm_before_training_leaves_no_run_folder(flat_tree, tmp_path):
     assert process.returncode == EXIT_STATUS, stderr[-2000:]
     assert "Traceback" not in stderr and "before training began" in stderr
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_fit_killed_before_it_wrote_anything_leaves_its_folder_to_the_next_run(flat_tree, tmp_path):
+    """SIGKILL runs no undo: the claimed folder keeps only the lock, which the next run takes over
+    instead of leaving an empty version_0 beside its version_1."""
+    args = fit_args(flat_tree, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1")
+    process, preparing = start_paused(
+        tmp_path, "camlit.data.datamodule.CameraDataModule.prepare_data", "camlit.training.cli", args, 60
+    )
+    assert wait_for(preparing.exists, timeout=240), process.communicate()[1][-2000:]
+    process.kill()
+    process.communicate(timeout=60)
+    runs = tmp_path / "lightning_logs"
+    assert [p.name for p in (runs / "version_0").iterdir()] == [".camlit.lock"]
+    rerun = subprocess.run(
+        [sys.executable, "-m", "camlit", "fit", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert [p.name for p in runs.iterdir()] == ["version_0"]
+    assert (runs / "version_0" / "checkpoints" / "last.ckpt").is_file()
 
 
 def fit_with_workers(flat_tree, tmp_path, epochs: int, workers: int):
