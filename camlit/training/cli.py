@@ -9,7 +9,6 @@ camlit.training.resume. SIGTERM or Ctrl-C saves where training stopped and exits
 
 from __future__ import annotations
 
-import logging
 import shutil
 import sys
 from contextlib import suppress
@@ -41,6 +40,7 @@ from camlit.training.callbacks import (
 )
 from camlit.training.checkpointing import AtomicCheckpointIO, load_plain, require_checkpoint_files
 from camlit.training.config_base import NamedConfigErrors, expand_config_bases
+from camlit.training.messages import ShowStartupLines, StartupLines, fit_messages
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 from camlit.training.resume import (
@@ -83,13 +83,20 @@ class CamlitArgumentParser(NamedConfigErrors, OneLineErrors, LightningArgumentPa
 
 
 class CamlitCLI(LightningCLI):
-    def __init__(self, args: list[str] | None = None, sigterm: SigtermWatch | None = None, **kwargs):
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        sigterm: SigtermWatch | None = None,
+        startup_lines: StartupLines | None = None,
+        **kwargs,
+    ):
         self.run_dir: Path | None = None
         self.files_before: set[Path] = set()
         self.claimed = False
         self.created_folders: list[Path] = []  # the root's folders this run made, deepest first
         self.lock: RunLock | None = None
         self.sigterm = sigterm or SigtermWatch()
+        self.startup_lines = startup_lines
         super().__init__(
             CameraClassifier,
             CameraDataModule,
@@ -203,6 +210,8 @@ class CamlitCLI(LightningCLI):
             CheckpointOnSigterm(self.sigterm),
             RequireMonitoredMetric(),
         ]
+        if self.startup_lines is not None:
+            callbacks.append(ShowStartupLines(self.startup_lines))
         # Switching checkpoints or logging off switches off the callbacks that need them.
         if trainer.get("enable_checkpointing") is not False:
             callbacks += [self.config_init["best_checkpoint"], self.config_init["periodic_checkpoint"]]
@@ -255,46 +264,12 @@ def as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
-class CurrentStderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at each message, not the one there when it was made
-    (an embedding program, or a test's capture, may replace it between runs)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-class NoAdvert(logging.Filter):
-    """Drops Lightning's tip to install its cloud logger, printed on every run (and above an error line)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
-
-
-def show_camlit_messages() -> None:
-    """camlit's own progress and skip messages on stderr, as Lightning shows its own, without its advert."""
-    logger = logging.getLogger("camlit")
-    if not logger.handlers:
-        handler = CurrentStderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    lightning = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, NoAdvert) for f in lightning.filters):
-        lightning.addFilter(NoAdvert())
-
-
 def main(args: list[str] | None = None) -> CamlitCLI:
     """Train; `args` as on the command line. Input mistakes exit with one line, status 2; SIGTERM
     and Ctrl-C with one line and status 143 or 130."""
     args = list(sys.argv[1:] if args is None else args)
-    show_camlit_messages()
     cli: CamlitCLI | None = None
-    with on_sigterm() as sigterm, interrupt_handled(sigterm):
+    with fit_messages() as startup_lines, on_sigterm() as sigterm, interrupt_handled(sigterm):
         try:
             # Lightning's MisconfigurationException is its own users' mistake, e.g. --trainer.max_epochs -5.
             with (
@@ -302,7 +277,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 exit_on_user_error(MisconfigurationException),
                 disk_full_as_user_error("the run's checkpoints are whole (each is written whole or not at all)"),
             ):
-                cli = CamlitCLI(args=expand_config_bases(args), sigterm=sigterm)
+                cli = CamlitCLI(args=expand_config_bases(args), sigterm=sigterm, startup_lines=startup_lines)
                 try:
                     if cli.config.ckpt_path:
                         # Before the data work (a synthetic set generated, a cache built), which the
