@@ -80,9 +80,9 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert exit_info.value.code == 2 and len(errors) == 1 and "Traceback" not in stderr
     assert "nowhere: no such folder" in errors[0] and "demo.yaml" in errors[0]
-    # Lightning's own lines stay; its advert for a cloud logger, on every run, does not.
+    # Lightning's start-up lines wait for training, which never began; so does its advert, for good.
     messages = [record.getMessage() for record in caplog.records]
-    assert any("GPU available" in m for m in messages) and not any("litlogger" in m for m in messages)
+    assert not any("GPU available" in m or "litlogger" in m for m in messages)
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,8 @@ def test_a_mistake_in_the_data_is_the_only_line_a_fit_prints(tmp_path):
 
 def test_a_run_that_trains_says_its_seed_and_devices_once_its_data_is_read(flat_tree, tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    with caplog.at_level(logging.INFO):
+    # At INFO whatever an earlier test left them at (the benchmark quiets Lightning's loggers).
+    with caplog.at_level(logging.INFO, "lightning.fabric"), caplog.at_level(logging.INFO, "lightning.pytorch"):
         main(fit_args(flat_tree, *SHORT))
     said = [record.getMessage() for record in caplog.records]
     read = next(index for index, message in enumerate(said) if message.startswith("15 training images"))
