@@ -3,7 +3,8 @@
 `python scripts/measure_forensics.py --ckpt_path last.ckpt --sets DIR --tune DIR --known data/synthetic/test
 --json docs/results/forensics.json --work /tmp/measure`
 
-Every model output is computed once and kept in --work (rerunning reuses it): crops' logits and
+Every model output is computed once and kept in --work (rerunning with the same checkpoint,
+folders and options reuses it; with others it is refused): crops' logits and
 features of the run's training and validation photos, of the known test set and of the unknown
 cameras; the tile maps of every splice photo. Splice thresholds are chosen on --tune (another
 seed of the same generator) and reported on --sets.
@@ -21,6 +22,7 @@ from camlit.forensics.measure_splices import measure_splices
 from camlit.forensics.measure_unknown import measure_unknown
 from camlit.inference.loading import load_checkpoint
 from camlit.inference.openset import SCORES
+from camlit.training.checkpointing import file_hash
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,7 +51,51 @@ def main(argv: list[str] | None = None) -> None:
                 raise CamlitError(f"--{option} {folder}: no such folder")
         model, size = load_checkpoint(args.ckpt_path, "cpu")
         Path(args.work).mkdir(parents=True, exist_ok=True)
+        require_work_for(args)
     measure(model, size, args)
+
+
+# What the outputs kept in --work depend on, for both parts and for each; the format goes up when
+# what they hold changes.
+WORK_FORMAT = 2
+WORK_KEY = "measure_key.json"
+PART_OPTIONS = {
+    "both": ("sets",),
+    "unknown": ("known", "train_dir", "tune_unknown", "crops", "crop_grid"),
+    "splices": ("tune", "limit"),
+}
+FOLDER_OPTIONS = ("sets", "known", "train_dir", "tune_unknown", "tune")
+
+
+def work_key(args) -> dict:
+    """The checkpoint (by its hash), the folders and the options that the parts this run measures
+    (--only) keep their outputs in --work by."""
+    parts = ["both", *(["unknown"] if args.only != "splices" else []), *(["splices"] if args.only != "unknown" else [])]
+    key = {"format": WORK_FORMAT, "checkpoint_sha256": file_hash(args.ckpt_path)}
+    for option in (o for part in parts for o in PART_OPTIONS[part]):
+        value = getattr(args, option)
+        key[option] = str(Path(value).resolve()) if option in FOLDER_OPTIONS and value else value
+    return key
+
+
+def require_work_for(args) -> None:
+    """Outputs kept in --work are reused only for the checkpoint, folders and options they were made
+    from: another model's tile maps would be measured as this one's without a word."""
+    key, recorded = work_key(args), Path(args.work) / WORK_KEY
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        differ = [name for name in key if name in before and before[name] != key[name]]
+        if differ:
+            raise CamlitError(
+                f"--work {args.work}: holds outputs made with another {', '.join(differ)}; "
+                "give a fresh --work (or remove that one)"
+            )
+        key = {**before, **key}
+    elif any(Path(args.work).iterdir()):
+        raise CamlitError(
+            f"--work {args.work}: holds files, but not {WORK_KEY} to say what they were made from; give a fresh --work"
+        )
+    write_text_atomic(recorded, json.dumps(key, indent=1) + "\n")
 
 
 def measure(model, size: int, args) -> None:

@@ -1,7 +1,10 @@
+from argparse import Namespace
+
 import numpy as np
 import pytest
 
-from camlit.forensics.measure import main
+from camlit.errors import CamlitError
+from camlit.forensics.measure import main, require_work_for
 from camlit.forensics.measure_splices import choose_threshold
 from camlit.forensics.splice import SpliceResult
 
@@ -45,3 +48,28 @@ def test_a_photo_threshold_never_gives_over_5_percent_of_clean_photos_a_region()
         truths = [truth] * 20 + [np.zeros_like(truth)] * 20
         raw, masks = splice_results(spliced_scores + clean_scores, [truth] * 40)
         assert choose_threshold(truths, raw, masks) == expected
+
+
+def test_a_work_folder_is_reused_only_for_the_checkpoint_and_options_it_was_made_from(tmp_path):
+    """Another model's tile maps and rows, kept under the same --work, were measured as this one's."""
+    for name in ("a.ckpt", "b.ckpt"):
+        (tmp_path / name).write_bytes(name.encode())
+    work = tmp_path / "work"
+    work.mkdir()
+    args = Namespace(
+        ckpt_path=str(tmp_path / "a.ckpt"), work=str(work), sets=str(tmp_path), tune=None, known=str(tmp_path),
+        train_dir=None, tune_unknown=None, crops=10, crop_grid=False, limit=None, only="unknown",
+    )  # fmt: skip
+    require_work_for(args)
+    (work / "val.npz").write_bytes(b"kept")
+    require_work_for(args)  # the same: reused
+    with pytest.raises(CamlitError, match="another checkpoint_sha256;"):
+        require_work_for(Namespace(**{**vars(args), "ckpt_path": str(tmp_path / "b.ckpt")}))
+    # The splices part keeps its own outputs: measured next, its options are added to the record.
+    require_work_for(Namespace(**{**vars(args), "only": "splices", "tune": str(tmp_path), "crops": 4}))
+    with pytest.raises(CamlitError, match="another crops, tune;"):
+        require_work_for(Namespace(**{**vars(args), "only": None, "crops": 4}))
+    (work / "measure_key.json").unlink()
+    with pytest.raises(CamlitError, match="holds files, but not measure_key.json"):
+        require_work_for(args)
+    assert (work / "val.npz").read_bytes() == b"kept"
