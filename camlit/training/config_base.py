@@ -43,7 +43,7 @@ def layered(value: str, seen: tuple[Path, ...]) -> list[str]:
     path = Path(value)
     try:
         text = path.read_bytes().decode("utf-8")
-        settings = yaml.safe_load(text)
+        settings = yaml.load(text, UniqueKeyLoader)
     except UnicodeDecodeError:
         raise CamlitError(f"--config {value}: not UTF-8 text, so not a YAML config") from None
     except OSError:
@@ -73,6 +73,23 @@ def layered(value: str, seen: tuple[Path, ...]) -> list[str]:
     # The rest as a YAML string, which jsonargparse's --config takes as it takes a file's contents.
     rest = ConfigText(yaml.safe_dump(settings, sort_keys=False), f"--config {value}")
     return [*layered(str(base_path), (*seen, path.resolve())), "--config", rest]
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping: the reader keeps the last
+    and drops the first without a word (a second `trainer:` block undid every setting of the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            # A merge (`<<: *defaults`) brings keys that this mapping's own may override.
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    message = f"the key {key_node.value!r} given twice, where the second would undo the first"
+                    raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def require_acyclic(value, where: str, ancestors: tuple[int, ...] = ()) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from camlit.errors import CamlitError
-from camlit.training.config_base import require_acyclic
+from camlit.training.config_base import UniqueKeyLoader, require_acyclic
 
 TENSORBOARD = ("lightning.pytorch.loggers.TensorBoardLogger", "lightning.pytorch.loggers.tensorboard.TensorBoardLogger")
 # TensorBoardLogger's and SummaryWriter's plain options; save_dir, name and version are set on resume.
@@ -55,7 +55,7 @@ def read_run_config(path: Path, args: list[str]) -> tuple[str, dict]:
     are the user's choice."""
     try:
         text = path.read_bytes().decode("utf-8")
-        config = yaml.safe_load(text)
+        config = yaml.load(text, UniqueKeyLoader)
     except UnicodeDecodeError:
         raise CamlitError(f"{path}: not UTF-8 text, so not a readable config") from None
     except yaml.YAMLError as error:

@@ -53,12 +53,15 @@ def test_a_missing_or_circular_base_is_one_error_line(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("text", "message"),
     [(b"\xe9t\xe9: 1\n", "not UTF-8 text"), (b"a: &x [*x]\n", "a YAML alias contains itself"),
-     (b"model: &x {lr: 0.01, x: *x}\n", "a YAML alias contains itself")],
-    ids=["latin-1", "list_in_itself", "mapping_in_itself"],
+     (b"model: &x {lr: 0.01, x: *x}\n", "a YAML alias contains itself"),
+     (b"trainer:\n  max_epochs: 3\ndata:\n  batch_size: 4\ntrainer:\n  max_steps: 2\n",
+      "not valid YAML (the key 'trainer' given twice, where the second would undo the first at line 5")],
+    ids=["latin-1", "list_in_itself", "mapping_in_itself", "a_key_twice"],
 )  # fmt: skip
 def test_a_config_no_reader_can_take_is_one_error_line(tmp_path, flat_tree, monkeypatch, capsys, text, message):
-    """A traceback each (UnicodeDecodeError, RecursionError), or a hang: as --config, as a base, and
-    as a run folder's config.yaml."""
+    """A traceback each (UnicodeDecodeError, RecursionError), a hang, or (a key given twice) the
+    first block's settings dropped without a word: as --config, as a base, and as a run folder's
+    config.yaml."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.yaml").write_bytes(text)
     line = one_error_line(capsys, lambda: main(["--config", "bad.yaml", *fit_args(flat_tree)]))
