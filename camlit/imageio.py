@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import zlib
 from pathlib import Path
@@ -41,6 +42,12 @@ MOST_BYTES_PER_PIXEL = 16
 HEADER_BYTES = 2**24
 # JPEG start-of-frame markers, which carry the size; C4, C8 and CC are other segments.
 JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length: TEM and the restarts.
+JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+# A marker: 0xFF, any fill bytes, a code (libjpeg skips stray bytes between segments, as this does).
+JPEG_MARKER = re.compile(rb"\xff+([^\x00\xff])")
+# In a scan, 0xFF 0x00 is a stuffed data byte and 0xFF 0xD0-D7 a restart; anything else ends it.
+JPEG_SCAN_END = re.compile(rb"\xff(?=[^\x00\xd0-\xd7])")
 
 
 class UnreadableImage(CamlitError):
@@ -140,16 +147,29 @@ def header_shape(path: str | os.PathLike) -> tuple[int, int] | None:
 
 
 def jpeg_shape(file) -> tuple[int, int] | None:
+    """(height, width) from the start-of-frame segment, walking the segments before it."""
     file.seek(2)
-    while (segment := file.read(4))[:1] == b"\xff" and len(segment) == 4:
-        if segment[1] in JPEG_SOF:
+    while (marker := next_jpeg_marker(file)) is not None:
+        if marker in JPEG_STANDALONE:
+            continue
+        length = int.from_bytes(file.read(2), "big")
+        if marker in JPEG_SOF:
             sof = file.read(5)
             return (int.from_bytes(sof[1:3], "big"), int.from_bytes(sof[3:5], "big")) if len(sof) == 5 else None
-        length = int.from_bytes(segment[2:4], "big")
         if length < 2:
             return None
         file.seek(length - 2, os.SEEK_CUR)
     return None
+
+
+def next_jpeg_marker(file) -> int | None:
+    """The code of the marker at the file's position, after any 0xFF fill bytes (a JPEG may put
+    them before any marker); None where no marker is there."""
+    if file.read(1) != b"\xff":
+        return None
+    while (code := file.read(1)) == b"\xff":
+        pass
+    return code[0] if code else None
 
 
 def tiff_shape(file, order: str) -> tuple[int, int] | None:
@@ -178,11 +198,27 @@ def require_png_colour(data: np.ndarray, path: str | os.PathLike) -> None:
 
 
 def is_truncated_jpeg(data: np.ndarray) -> bool:
-    """A JPEG whose end-of-image marker is missing; libjpeg would pad it with grey silently."""
+    """A JPEG whose segments and scans end before its end-of-image marker; libjpeg would pad it with
+    grey silently. Data after the marker (a phone's trailer, a motion photo's video) is no harm."""
     if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
         return False
-    tail = data[-64:].tobytes().rstrip(b"\x00")
-    return b"\xff\xd9" not in tail
+    view, position = memoryview(data), 2
+    while (found := JPEG_MARKER.search(view, position)) is not None:
+        marker = found.group()[-1]
+        if marker == 0xD9:
+            return False
+        position = found.end()
+        if marker in JPEG_STANDALONE:
+            continue
+        position += int.from_bytes(view[position : position + 2], "big")
+        if position > len(view):
+            return True  # cut inside a segment
+        if marker == 0xDA:  # a scan: its entropy-coded data runs to the next marker that is not a restart
+            found = JPEG_SCAN_END.search(view, position)
+            if found is None:
+                return True
+            position = found.start()
+    return True
 
 
 def to_rgb8(image: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:

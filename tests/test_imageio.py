@@ -60,6 +60,39 @@ def test_header_shape_of_each_format(tmp_path):
     assert header_shape(bomb_png(tmp_path / "bomb.png")) == (20000, 20000)
 
 
+@pytest.mark.parametrize(
+    "params", [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2]],
+    ids=["baseline", "progressive", "restarts"],
+)  # fmt: skip
+def test_a_jpeg_with_data_after_its_end_marker_is_read_and_one_cut_short_is_not(tmp_path, params):
+    """Phones append trailers and motion photos a video after the end-of-image marker: such photos
+    were refused as truncated, because the marker was looked for in the last 64 bytes only."""
+    image = photo(np.random.default_rng(2), 48, 64)
+    data = cv2.imencode(".jpg", image[..., ::-1], params)[1].tobytes()
+    (tmp_path / "trailer.jpg").write_bytes(data + b"SEFH" + bytes(range(256)) * 4 + b"SEFT")
+    assert np.array_equal(read_rgb(tmp_path / "trailer.jpg"), cv2.imdecode(np.frombuffer(data, np.uint8), 1)[..., ::-1])
+    for cut in range(len(data) // 4, len(data) - 2, len(data) // 9):
+        (tmp_path / "cut.jpg").write_bytes(data[:cut] + bytes(64))  # zero padding, as a failed copy leaves
+        with pytest.raises(UnreadableImage, match="cut.jpg: truncated JPEG"):
+            read_rgb(tmp_path / "cut.jpg")
+
+
+def test_a_jpeg_size_behind_fill_bytes_is_read_from_the_header(tmp_path):
+    """JPEG allows 0xFF fill bytes before any marker; one before the frame header hid the size, so
+    a bomb was decoded (about 900 MB for a 2 MB file) before it was refused."""
+    data = cv2.imencode(".jpg", photo(np.random.default_rng(3), 40, 56))[1].tobytes()
+    frame = data.index(b"\xff\xc0")
+    (tmp_path / "fill.jpg").write_bytes(data[:frame] + b"\xff\xff" + data[frame:])
+    assert header_shape(tmp_path / "fill.jpg") == (40, 56)
+    assert read_rgb(tmp_path / "fill.jpg").shape == (40, 56, 3)
+    size = frame + 2 + 2 + 1  # the frame header's length and precision, then height and width
+    claimed = data[:frame] + b"\xff" + data[frame:size] + (20000).to_bytes(2, "big") * 2 + data[size + 4 :]
+    (tmp_path / "bomb.jpg").write_bytes(claimed)
+    assert header_shape(tmp_path / "bomb.jpg") == (20000, 20000)
+    with pytest.raises(UnreadableImage, match=r"bomb.jpg: 20000x20000 is 400,000,000 pixels, over the limit"):
+        read_rgb(tmp_path / "bomb.jpg")
+
+
 def test_a_decompression_bomb_is_refused_before_it_is_decoded(tmp_path):
     bomb = bomb_png(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 2_000_000
