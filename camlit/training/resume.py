@@ -70,16 +70,20 @@ def resume_arguments(args: list[str]) -> list[str]:
         return args
     option, target = found
     target_path = Path(target)
+    # Where the run is, whatever the spelling: `.`, `..`, `last.ckpt` from inside checkpoints/, a
+    # link to the run folder. Read as written, `last.ckpt` there started a new run inside the old
+    # one's checkpoints/, and `--resume .` failed on an empty logger name.
     if target_path.is_dir():
-        version_dir, checkpoint = target_path, find_resume_checkpoint(target_path)
+        version_dir, checkpoint = target_path.resolve(), find_resume_checkpoint(target_path)
     elif target_path.is_file():
         checkpoint = checked_checkpoint(target_path)
         # Only a checkpoint in a run's checkpoints/ folder names a run: a config.yaml of the user's
         # two folders up was taken for one, written over, and the folder made a run's.
-        in_run = target_path.parent.name == "checkpoints" and (target_path.parent.parent / "config.yaml").is_file()
+        folder = Path(os.path.abspath(target_path)).parent
+        in_run = folder.name == "checkpoints" and (folder.parent / "config.yaml").is_file()
         if not in_run:
             return [*args, "--ckpt_path", str(checkpoint)]
-        version_dir = target_path.parent.parent
+        version_dir = folder.parent.resolve()
         require_furthest(option, checkpoint, version_dir)
     else:
         found = "not a regular file" if target_path.exists() else "no such run folder or checkpoint file"

@@ -192,6 +192,30 @@ def test_resume_from_another_folder_keeps_best_checkpoint_tracking(flat_tree, tm
     assert not (elsewhere / "lightning_logs").exists()
 
 
+def test_a_run_is_resumed_however_its_folder_or_checkpoint_is_spelled(flat_tree, tmp_path, monkeypatch):
+    """`last.ckpt` from inside checkpoints/ started a new run nested there; `--resume .`, `..`,
+    `version_0` from lightning_logs/ and a link to the run failed on an empty logger name or version."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT))
+    runs = tmp_path / "lightning_logs"
+    version = runs / "version_0"
+    (tmp_path / "link").symlink_to(version)
+    spellings = [
+        (version / "checkpoints", ["--ckpt_path", "last.ckpt"]),
+        (runs, ["--resume", "version_0"]),
+        (version, ["--resume", "."]),
+        (version / "checkpoints", ["--resume", ".."]),
+        (tmp_path, ["--resume", "link"]),
+    ]
+    for epochs, (folder, spelling) in enumerate(spellings, start=2):
+        monkeypatch.chdir(folder)
+        resumed = main([*spelling, "--trainer.max_epochs", str(epochs)])
+        assert resumed.trainer.current_epoch == epochs, spelling
+        assert torch.load(version / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == epochs - 1, spelling
+    assert [p.name for p in runs.iterdir()] == ["version_0"]
+    assert sorted(p.name for p in version.iterdir() if p.is_dir()) == ["checkpoints"]
+
+
 def test_a_run_resumed_from_another_folder_reads_the_data_it_started_on(flat_tree, tmp_path, monkeypatch, capsys):
     """A relative --data.train_dir was read from the resuming folder: there, its own data/ trained the run."""
     started, elsewhere = tmp_path / "started", tmp_path / "elsewhere"
