@@ -55,7 +55,13 @@ def disk_full_as_user_error(intact: str, where: str | os.PathLike | None = None)
 @contextmanager
 def exit_on_user_error(*also: type[Exception]) -> Iterator[None]:
     """Every command's ending for a user's mistake (a CamlitError, or one of `also`): one line
-    `error: ...` on stderr and exit status 2, no traceback."""
+    `error: ...` on stderr and exit status 2, no traceback. A stdout that closes or fills meanwhile
+    (`| head -1`, `> /dev/full`) costs only what was printed there (StdoutThatMayClose)."""
+    with stdout_that_may_close():
+        yield from ends_user_errors(also)
+
+
+def ends_user_errors(also: tuple[type[Exception], ...]) -> Iterator[None]:
     try:
         yield
     except (CamlitError, *also) as error:
@@ -68,6 +74,56 @@ def exit_on_user_error(*also: type[Exception]) -> Iterator[None]:
             raise
         print(f"error: {named}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class StdoutThatMayClose:
+    """sys.stdout, whose first failed write or flush (a reader gone: EPIPE; a full disk) is kept in
+    `lost` instead of raised, and every later one skipped: the command goes on, its files are
+    written and its exit status is its own. It stopped with a traceback and exit status 1, before
+    a predict with unreadable images said so or gave status 2."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.lost: OSError | None = None
+
+    def write(self, text: str) -> int:
+        if self.lost is None:
+            try:
+                self.stream.write(text)
+            except OSError as error:
+                self.lost = error
+        return len(text)
+
+    def flush(self) -> None:
+        if self.lost is None:
+            try:
+                self.stream.flush()
+            except OSError as error:
+                self.lost = error
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def stdout_that_may_close() -> Iterator[None]:
+    if sys.stdout is None or isinstance(sys.stdout, StdoutThatMayClose):
+        yield
+        return
+    original = sys.stdout
+    sys.stdout = wrapped = StdoutThatMayClose(original)
+    try:
+        yield
+    finally:
+        wrapped.flush()
+        sys.stdout = original
+        if wrapped.lost is not None:
+            # What is still buffered goes nowhere, so the interpreter's last flush cannot fail too.
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), original.fileno())
+            except (OSError, ValueError):
+                pass  # not a file descriptor (a test's capture)
+            print(f"warning: stdout: {wrapped.lost.strerror}; what camlit printed there is lost", file=sys.stderr)
 
 
 # A path no file can have, from any option: a name part over the file system's limit (255 bytes),

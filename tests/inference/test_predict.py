@@ -345,6 +345,31 @@ def test_two_processes_give_the_same_files_as_one(ckpt, images, tmp_path, entry)
     assert (tmp_path / "two_probs.csv").read_text() == (tmp_path / "one_probs.csv").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stdout", ["closed pipe", "/dev/full"])
+def test_a_stdout_that_closes_or_fills_costs_only_what_was_printed_there(ckpt, images, tmp_path, stdout):
+    """`camlit predict | head -1`, or a full disk under stdout: a BrokenPipeError (or ENOSPC)
+    traceback and status 1, before the unreadable images were named and status 2 given."""
+    (images / "img_f.tif").write_bytes(b"II*\x00 not a TIFF")
+    args = ["--ckpt_path", str(ckpt), "--input", str(images), "--output", str(tmp_path / "sub.csv")]
+    command = [sys.executable, "-m", "camlit", "predict", *args, "--crops", "3", "--num_workers", "0", "--no_progress"]
+    if stdout == "/dev/full":
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full here")
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+        returncode, stderr = done.returncode, done.stderr
+    else:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process.stdout.close()  # the reader gone before the first line, as `| true` is
+        stderr = process.stderr.read()
+        returncode = process.wait(timeout=300)
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert returncode == 2 and "error: 1 unusable image(s) (unreadable, or smaller than the crop): img_f.tif" in stderr
+    assert "warning: stdout: " in stderr and "what camlit printed there is lost" in stderr
+    assert len((tmp_path / "sub.csv").read_text().splitlines()) == 6  # the header and the five readable images
+
+
 def test_more_devices_than_images_run_on_as_many_as_there_are_images(ckpt, images, tmp_path):
     """Each DDP process needs an image of its own: one image with --devices 2 runs in one process."""
     one = tmp_path / "one"
