@@ -53,7 +53,7 @@ def read_probabilities(path: str | os.PathLike, classes: Sequence[str]) -> tuple
             raise CamlitError(f"{OPTION} {path}: line {number} is not a file name and {len(classes)} numbers") from None
         if not all(map(math.isfinite, values)):
             raise CamlitError(f"{OPTION} {path}: line {number} has a probability that is not a number")
-        names.append(row[0].strip())
+        names.append(row[0])  # a file name keeps its spaces, as predict wrote it
         probabilities.append(values)
     if not names:
         raise CamlitError(f"{OPTION} {path}: no rows")

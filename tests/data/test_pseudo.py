@@ -4,7 +4,7 @@ from conftest import make_datamodule, random_image, save_checkpoint, write_image
 
 from camlit.data.batch import UNKNOWN
 from camlit.data.manipulations import UNALTERED
-from camlit.data.pseudo import UNKNOWN_MANIPULATION, choose
+from camlit.data.pseudo import UNKNOWN_MANIPULATION, choose, pseudo_label_samples
 from camlit.errors import CamlitError
 from camlit.inference.predict import main as predict
 
@@ -90,3 +90,18 @@ def test_pseudo_label_mistakes_name_the_file(flat_tree, test_folder_and_probs, t
     change(options, tmp_path)
     with pytest.raises(CamlitError, match=message):
         make_datamodule(flat_tree, **options)
+
+
+def test_a_file_name_with_spaces_at_its_ends_is_read_back_as_predict_wrote_it(tmp_path):
+    """fit refused predict's own --probs: ` a_unalt.png` was read as `a_unalt.png`, not in the folder."""
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "test"
+    for name in (" img_0_unalt.tif", "  img 1_unalt.tif", "img_2_manip.tif"):
+        write_image(folder / name, random_image(rng, 48, 48))
+    probs = tmp_path / "probs.csv"
+    options = ["--crops", "1", "--num_workers", "0", "--no_progress", "--probs", str(probs)]
+    ckpt = save_checkpoint(tmp_path / "model.ckpt")
+    predict(["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(tmp_path / "s.csv"), *options])
+    classes = ["HTC-1-M7", "LG-Nexus-5x", "Motorola-X"]
+    samples = pseudo_label_samples(probs, folder, classes, share=3.0)
+    assert sorted(sample.path for sample in samples) == sorted(str(p) for p in folder.iterdir())
