@@ -67,6 +67,19 @@ def require_writable(path: str | os.PathLike, option: str, folder: bool = False)
 TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.tmp(?P<pid>\d+)")
 
 
+def make_folders(folder: Path) -> list[Path]:
+    """Makes `folder` level by level and returns the levels this call made, deepest first: never a
+    folder that was there already, whatever `..` the path names or whoever makes one meanwhile."""
+    made = []
+    for level in reversed([folder, *folder.parents]):
+        try:
+            level.mkdir()
+        except FileExistsError:
+            continue
+        made.append(level)
+    return made[::-1]
+
+
 def temporary_name(path: Path) -> Path:
     """`.<name>.tmp<pid>`, keeping the end of a name too long for that (the suffix
     `stale_temporaries` looks for): an output named with 244 bytes or more could not be written."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import require_writable, stale_temporaries, write_bytes_atomic
+from camlit.atomic import make_folders, require_writable, stale_temporaries, write_bytes_atomic
 from camlit.data import manipulations as manip
 from camlit.data.crops import MIN_CROP_SIZE, center_offset, tile_offsets
 from camlit.errors import CamlitError, not_a_folder
@@ -285,8 +285,9 @@ def prepare_dataset(
             for leftover in stale_temporaries(folder, (".png",)):
                 leftover.unlink(missing_ok=True)
     folders = [output / name / camera for name in names for camera in cameras]
-    added = sorted({p for f in folders for p in (f, f.parent, output) if not p.exists()}, key=lambda p: -len(p.parts))
+    added = sorted({p for f in folders for p in (f, f.parent) if not p.exists()}, key=lambda p: -len(p.parts))
     setting_was_there = (output / SETTING).exists()
+    added += make_folders(output)  # the output and the levels above it that this run made, deepest first
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(output / SETTING, json.dumps({"size": size, "tiles": tiles}).encode())

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from camlit.atomic import make_folders
 from camlit.errors import CamlitError
 
 LOCK_NAME = ".camlit.lock"
@@ -65,19 +66,6 @@ def abandoned_lock(folder: Path) -> RunLock | None:
         return RunLock(folder)
     except (OSError, CamlitError):
         return None  # gone meanwhile, not ours to write, or held: a live run's folder
-
-
-def make_folders(folder: Path) -> list[Path]:
-    """Makes `folder` level by level and returns the levels this call made, deepest first: never a
-    folder that was there already, whatever `..` the path names or whoever makes one meanwhile."""
-    made = []
-    for level in reversed([folder, *folder.parents]):
-        try:
-            level.mkdir()
-        except FileExistsError:
-            continue
-        made.append(level)
-    return made[::-1]
 
 
 class RunLock:

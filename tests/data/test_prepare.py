@@ -274,6 +274,12 @@ def test_a_run_that_makes_nothing_or_writes_into_its_input_is_refused(tmp_path, 
     assert "no crop made: 1 photo(s) failed and 9 output(s) are smaller than --size 256" in line
     assert "broken.jpg" in line
     assert not (tmp_path / "out").exists()  # nothing made, nothing left: no empty tree, no .prepare.json
+    # Nor the folders above the output that it made (new/deeper stayed), nor one it did not (kept).
+    (tmp_path / "keep").mkdir()
+    nested = tmp_path / "keep" / ".." / "new" / "deeper" / "out"
+    one_error_line(capsys, lambda: prepare_main(["--input", str(source), "--output", str(nested),
+                                                 "--size", "256", "--workers", "1"]))  # fmt: skip
+    assert not (tmp_path / "new").exists() and (tmp_path / "keep").is_dir()
     (tmp_path / "kept").mkdir()
     (tmp_path / "kept" / "notes.txt").write_text("the user's")
     one_error_line(capsys, lambda: prepare_main(["--input", str(source), "--output", str(tmp_path / "kept"),
