@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -116,8 +117,14 @@ class CameraDataModule(L.LightningDataModule):
             raise CamlitError("--data.classes: empty class list")
         for name, value, valid, rule in (
             ("crop_size", crop_size, crop_size >= MIN_CROP_SIZE, f"at least {MIN_CROP_SIZE}"),
-            ("crops_per_image", crops_per_image, crops_per_image >= 1, "at least 1"),
-            ("batch_size", batch_size, batch_size >= 2, "at least 2 (batch norm needs 2 crops to train on)"),
+            # The sampler's length (photos times crops) and the loader's indices are machine integers.
+            ("crops_per_image", crops_per_image, 1 <= crops_per_image < 2**31, "at least 1 and below 2**31"),
+            (
+                "batch_size",
+                batch_size,
+                2 <= batch_size <= sys.maxsize,
+                "at least 2 (batch norm needs 2 crops) and at most 2**63 - 1",
+            ),
             ("num_workers", num_workers, num_workers >= 0, "0 or more"),
             ("load_ratio", load_ratio, 0 < load_ratio <= 1, "in (0, 1]"),
             ("manipulation_p", manipulation_p, 0 <= manipulation_p <= 1, "in [0, 1]"),

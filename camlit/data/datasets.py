@@ -8,6 +8,7 @@ crops for the same seed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -66,8 +67,8 @@ def manipulation_probabilities(weights: dict[str, float] | None) -> list[float] 
     if unknown:
         raise ValueError(f"unknown manipulation {unknown[0]!r}; choose from {', '.join(manipulations.MANIPULATED)}")
     values = [float(weights.get(name, 0.0)) for name in manipulations.MANIPULATED]
-    if min(values) < 0 or sum(values) <= 0:
-        raise ValueError("weights must be 0 or more, and not all 0")
+    if min(values) < 0 or not 0 < sum(values) < math.inf:  # nan fails both comparisons
+        raise ValueError("weights must be 0 or more, not all 0, and add up to a finite number")
     return [value / sum(values) for value in values]
 
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # ImageNet statistics, so that torchvision's pretrained weights see the inputs they were trained on.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 class CameraClassifier(L.LightningModule):
@@ -81,7 +82,8 @@ class CameraClassifier(L.LightningModule):
         if len(classes) == 1:
             raise CamlitError(f"--data.classes: only {classes[0]!r}; one class is no classification, give at least 2")
         for name, value, valid, rule in (
-            ("lr", lr, lr > 0, "above 0"),
+            # Above a float32's range the optimizer's step fails on it (OneCycleLR's first step at once).
+            ("lr", lr, 0 < lr <= FLOAT32_MAX, f"above 0 and at most {FLOAT32_MAX:.3g}"),
             ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),
             ("momentum", momentum, 0 <= momentum < 1, "in [0, 1)"),
             ("warmup_epochs", warmup_epochs, warmup_epochs >= 0, "0 or more"),
@@ -259,7 +261,7 @@ class CameraClassifier(L.LightningModule):
         hp = self.hparams
         if hp.schedule == "cosine":
             steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
-            warmup = min(total - 1, int(hp.warmup_epochs * steps_per_epoch))
+            warmup = int(min(total - 1, hp.warmup_epochs * steps_per_epoch))  # an infinite warmup: the whole run
             return torch.optim.lr_scheduler.LambdaLR(optimizer, CosineWithWarmup(total, warmup))
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total)
 

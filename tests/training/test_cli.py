@@ -96,11 +96,20 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         ("--data.crop_size", "-3", "--data.crop_size must be at least 4, got -3"),
         ("--data.load_ratio", "0", "--data.load_ratio must be in (0, 1], got 0.0"),
         ("--data.manipulation_p", "2", "--data.manipulation_p must be in [0, 1], got 2.0"),
-        ("--model.lr", "-0.1", "--model.lr must be above 0, got -0.1"),
+        ("--model.lr", "-0.1", "--model.lr must be above 0 and at most 3.4e+38, got -0.1"),
+        # Numbers too large for what reads them: tracebacks, one after the run folder was made.
+        ("--model.lr", "1e300", "--model.lr must be above 0 and at most 3.4e+38, got 1e+300"),
+        (
+            "--data.manipulation_weights",
+            "{jpeg70: 1e308, jpeg90: 1e308}",
+            "--data.manipulation_weights: weights must be 0 or more, not all 0, and add up to a finite number",
+        ),
+        ("--data.crops_per_image", str(10**20), "--data.crops_per_image must be at least 1 and below 2**31, got 1"),
+        ("--data.batch_size", str(10**20), "--data.batch_size must be at least 2 (batch norm needs 2 crops) and at"),
         ("--model.label_smoothing", "1", "--model.label_smoothing must be in [0, 1), got 1.0"),
         ("--data.classes", "[]", "--model.classes (set from --data.classes): empty class list"),
         ("--data.classes", "[HTC-1-M7]", "--data.classes: only 'HTC-1-M7'; one class is no classification"),
-        ("--data.batch_size", "1", "--data.batch_size must be at least 2 (batch norm needs 2 crops to train on)"),
+        ("--data.batch_size", "1", "--data.batch_size must be at least 2 (batch norm needs 2 crops)"),
         ("--trainer.max_epochs", "-5", "`max_epochs` must be a non-negative integer or -1. You passed in -5."),
     ],
 )
@@ -113,6 +122,15 @@ def test_bad_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, 
     assert exit_info.value.code == 2 and "Traceback" not in stderr
     assert len(errors) == 1 and message in errors[0]
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_warmup_longer_than_the_run_warms_up_over_the_whole_run(flat_tree, tmp_path, monkeypatch):
+    """--model.warmup_epochs 1e308 overflowed (int of an infinite step count) as the run began."""
+    monkeypatch.chdir(tmp_path)
+    options = ["--model.schedule", "cosine", "--model.warmup_epochs", "1e308", "--trainer.max_epochs", "1"]
+    cli = main(fit_args(flat_tree, *options, "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"))
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.lr_lambdas[0].warmup == scheduler.lr_lambdas[0].total - 1
 
 
 def test_fit_with_the_manipulation_head_logs_its_loss_and_accuracy(manipulation_tree, tmp_path, monkeypatch):
