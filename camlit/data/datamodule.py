@@ -115,6 +115,10 @@ class CameraDataModule(L.LightningDataModule):
             raise CamlitError(f"val_manipulations: unknown {unknown[0]!r}; choose from {choices}")
         if not classes:
             raise CamlitError("--data.classes: empty class list")
+        twice = sorted({name for name in classes if list(classes).count(name) > 1})
+        if twice:
+            # Its photos went to one label, and the other was said to have none.
+            raise CamlitError(f"--data.classes: {', '.join(twice)} listed twice")
         for name, value, valid, rule in (
             ("crop_size", crop_size, crop_size >= MIN_CROP_SIZE, f"at least {MIN_CROP_SIZE}"),
             # The sampler's length (photos times crops) and the loader's indices are machine integers.

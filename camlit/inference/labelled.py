@@ -107,6 +107,10 @@ def labelled_csv(
         raise CamlitError(
             f"--labels {labels}: camera(s) {few(unknown)} not among the checkpoint's classes ({', '.join(classes)})"
         )
+    paths = [name for name in cameras if name in (".", "..") or os.sep in name or (os.altsep or os.sep) in name]
+    if paths:
+        # Scored, though outside the folder evaluated: ../train/x.png, or an absolute path.
+        raise CamlitError(f"--labels {labels}: {printable(paths[0])} is a path; name files directly in {folder}")
     missing = sorted(name for name in cameras if not (folder / name).is_file())
     if missing:
         shown = few([printable(name) for name in missing])

@@ -26,8 +26,14 @@ log = logging.getLogger(__name__)
 
 
 def hash_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
+    path = linked_file(path)
     return path.with_name(path.name + ".sha256")
+
+
+def linked_file(path: str | os.PathLike) -> Path:
+    """The checkpoint a link leads to, whose files (hash, calibrations) lie beside it, not the link."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 # What `camlit calibrate` keeps beside a checkpoint: the open-set and the splice calibrations.
@@ -37,8 +43,8 @@ CHECKPOINT_HASH = "checkpoint_sha256"
 
 
 def beside(checkpoint: str | os.PathLike, suffix: str) -> Path:
-    """`<checkpoint stem><suffix>` in the checkpoint's folder."""
-    checkpoint = Path(checkpoint)
+    """`<checkpoint stem><suffix>` in the checkpoint's folder (the linked file's, for a link)."""
+    checkpoint = linked_file(checkpoint)
     return checkpoint.with_name(checkpoint.stem + suffix)
 
 

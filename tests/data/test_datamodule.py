@@ -168,6 +168,9 @@ def test_configuration_errors(flat_tree, tmp_path, caplog):
         make(tmp_path / "absent")
     with pytest.raises(CamlitError, match="no usable images for class Sony-NEX-7"):
         make(flat_tree, classes=CLASSES + ["Sony-NEX-7"])
+    # A class listed twice got its photos under one label, and "no usable images" under the other.
+    with pytest.raises(CamlitError, match=f"--data.classes: {CLASSES[0]} listed twice"):
+        make(flat_tree, classes=[*CLASSES, CLASSES[0]])
     with (
         caplog.at_level(logging.WARNING),
         pytest.raises(CamlitError, match="crop_size 100 is larger than every image in"),

@@ -282,6 +282,20 @@ def test_missing_files_in_labels(ckpt, test_folder, tmp_path, capsys):
     assert "1 file(s) missing" in err and "img_zz_unalt.tif" in err
 
 
+@pytest.mark.parametrize("name", ["../elsewhere/img_x_unalt.tif", "ABSOLUTE", "sub/img_a0_unalt.tif"])
+def test_a_labels_row_naming_a_path_is_refused(ckpt, test_folder, tmp_path, capsys, name):
+    """A photo outside the folder evaluated was scored as part of it."""
+    outside = tmp_path / "elsewhere" / "img_x_unalt.tif"
+    write_image(outside, solid(0))
+    (test_folder / "sub").mkdir()
+    write_image(test_folder / "sub" / "img_a0_unalt.tif", solid(1))
+    name = str(outside) if name == "ABSOLUTE" else name
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"fname,camera\nimg_a0_unalt.tif,HTC-1-M7\n{name},HTC-1-M7\n")
+    line = one_line_error(capsys, lambda: evaluate(ckpt, test_folder, "--labels", str(labels)))
+    assert line.strip() == f"error: --labels {labels}: {name} is a path; name files directly in {test_folder}"
+
+
 @pytest.mark.parametrize(
     ("row", "named"), [(" ,HTC-1-M7", "line 3 has no fname"), ("img_a1_unalt.tif,", "line 3 has no camera")]
 )

@@ -176,6 +176,16 @@ def test_unknown_names_photos_above_the_threshold_and_leaves_the_submission_alon
     assert [row.rsplit(",", 1)[0] for row in probs[1:]] == plain_rows[1:]
 
 
+def test_a_linked_checkpoints_calibration_is_found_beside_the_file_it_links_to(ckpt, tmp_path):
+    """`--ckpt_path link.ckpt` looked for link.unknown.npz beside the link, and said none existed."""
+    calibrated_checkpoint = calibrated(ckpt, tmp_path, float("-inf"))
+    link = tmp_path / "elsewhere" / "link.ckpt"
+    link.parent.mkdir()
+    link.symlink_to(calibrated_checkpoint)
+    assert openset.calibration_path(link) == openset.calibration_path(calibrated_checkpoint)
+    assert openset.load(link).threshold == openset.load(calibrated_checkpoint).threshold
+
+
 def test_unknown_without_a_calibration_is_one_error_line(ckpt, tmp_path, capsys):
     from conftest import one_error_line
 
