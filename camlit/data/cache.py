@@ -51,7 +51,9 @@ from camlit.workers import in_parallel
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
+# Goes up when the files or the reader's verdicts change: 3 reads JPEGs with data after their end
+# marker, which 2 recorded as truncated and skipped.
+FORMAT = 3
 # Images per pool task; with 2 x workers tasks in flight (in_parallel), at most 8 x workers decoded images are held.
 CHUNK = 4
 
