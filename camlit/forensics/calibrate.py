@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,11 @@ from camlit.data.commands import at_least
 from camlit.data.crops import center_crop
 from camlit.data.quantization import FREQUENCIES, SIDE, steps_and_phase
 from camlit.data.recompression import first_steps
-from camlit.data.samples import Sample, scan, split_by_photo
+from camlit.data.samples import Sample, check_images, scan, split_by_photo
 from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error, not_a_folder
 from camlit.forensics import splice
 from camlit.forensics.camera_map import map_from_rows, predict_tiles
-from camlit.imageio import UnreadableImage, read_rgb
+from camlit.imageio import MAX_PIXELS, UnreadableImage, read_rgb
 from camlit.inference import openset, openset_fit
 from camlit.inference.features import WithFeatures, split_extras
 from camlit.inference.loading import load_checkpoint
@@ -44,7 +45,9 @@ DEFAULT_SCORE = "relative_stem_jpeg"  # the best of the seven on the demo model 
 
 
 def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: str | None = None):
-    """(training samples, validation samples) as the run split them."""
+    """(training samples, validation samples) as the run split them: of its usable photos only, as
+    fit splits them (one unreadable photo moved the draw: some photos it trained on were taken for
+    held-out ones)."""
     hparams = load_plain(Path(checkpoint), mmap=True).get("datamodule_hyper_parameters") or {}
     if train_dir and not Path(train_dir).is_dir():
         raise CamlitError(f"--train_dir {train_dir}: {not_a_folder(train_dir)}; name the run's training folder")
@@ -59,9 +62,17 @@ def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: 
             )
     # The classes are the checkpoint's: a folder with other cameras is not the run's.
     remedy = "those are the checkpoint's: name the run's own training folder with --train_dir"
-    samples = scan(train_dir, classes, remedy)
+
+    def usable(samples: list[Sample]) -> list[Sample]:
+        kept, problems = check_images(
+            samples, hparams.get("crop_size", 0), hparams.get("num_workers", 0), hparams.get("max_pixels", MAX_PIXELS)
+        )
+        report_problems(dict(enumerate(problems)), [], skip=True)
+        return kept
+
+    samples = usable(scan(train_dir, classes, remedy))
     if hparams.get("val_dir"):
-        return samples, scan(hparams["val_dir"], classes, remedy)
+        return samples, usable(scan(hparams["val_dir"], classes, remedy))
     return split_by_photo(samples, hparams.get("val_fraction", 0.2), hparams.get("seed", 0))
 
 
@@ -256,6 +267,9 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
             if path.is_dir():
                 raise CamlitError(f"--ckpt_path: {path} beside it is a folder; calibrate writes a file there")
             require_writable(path, "--ckpt_path")
+        loaded = None
+        with suppress(OSError):  # what cannot be read, load_checkpoint names
+            loaded = file_hash(args.ckpt_path)
         model, size = load_checkpoint(args.ckpt_path, args.device)
         train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops, grid=args.crop_grid)
@@ -265,7 +279,10 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
             splice_thresholds(model, val, plan.size, args.splice_photos, **options) if args.splice_photos else None
         )
         # Each file names the weights it was set for: beside a checkpoint written again, it is refused.
-        fitted.checkpoint_sha256 = file_hash(args.ckpt_path)
+        if loaded is None or file_hash(args.ckpt_path) != loaded:
+            # A run still saving there: these thresholds are the old weights', the file the new ones.
+            raise CamlitError(f"--ckpt_path {args.ckpt_path}: written again while calibrating; calibrate once it stays")
+        fitted.checkpoint_sha256 = loaded
         if splices:
             splices[CHECKPOINT_HASH] = fitted.checkpoint_sha256
         files = {openset.calibration_path(args.ckpt_path): fitted.npz()}

@@ -10,12 +10,13 @@ import torch
 from conftest import CLASSES, mount_tmpfs, one_error_line, random_image, save_checkpoint, write_image
 
 from camlit.data import manipulations
+from camlit.data.datamodule import CameraDataModule
 from camlit.data.quantization import FREQUENCIES, quantization_steps
 from camlit.data.samples import scan
 from camlit.data.undo import TABLE_COLUMNS
 from camlit.errors import CamlitError
 from camlit.forensics import splice
-from camlit.forensics.calibrate import calibrated, calibration_rows, main
+from camlit.forensics.calibrate import calibrated, calibration_rows, main, run_split
 from camlit.inference import openset
 from camlit.inference.features import WithFeatures
 from camlit.inference.loading import load_checkpoint
@@ -302,3 +303,38 @@ def test_a_failed_write_leaves_both_calibration_files_as_they_were(tmp_path, fla
     assert "no space left" in line.lower()
     assert unknown.read_bytes() == b"the earlier calibration" and splices.read_text() == "{}"
     assert not list(tmp_path.glob(".*"))  # no temporary left
+
+
+def test_the_split_is_the_runs_own_when_some_training_photos_are_unusable(tmp_path, flat_tree):
+    """calibrate split every photo found, fit only the usable ones: one unreadable photo moved the
+    draw, and photos the run trained on were taken for held-out ones."""
+    (flat_tree / CLASSES[0] / f"{CLASSES[0]}-a0-empty.png").write_bytes(b"")
+    path = run_checkpoint(tmp_path, flat_tree)
+    hparams = torch.load(path, weights_only=False)["datamodule_hyper_parameters"]
+    datamodule = CameraDataModule(**{**hparams, "classes": CLASSES, "num_workers": 0, "synthetic_root": None})
+    datamodule.setup("fit")
+    held_out = sorted(sample.path for sample, _ in datamodule.val_set.items)
+    assert sorted(sample.path for sample in run_split(path, CLASSES)[1]) == held_out
+
+
+def test_a_checkpoint_written_again_while_calibrating_is_refused_and_nothing_written(
+    tmp_path, flat_tree, capsys, monkeypatch
+):
+    """The hash of the weights saved meanwhile was recorded with thresholds set on the old ones."""
+    import camlit.forensics.calibrate
+
+    path = run_checkpoint(tmp_path, flat_tree)
+    real = camlit.forensics.calibrate.calibrated
+
+    def saved_again_meanwhile(*args, **kwargs):
+        fitted = real(*args, **kwargs)
+        checkpoint = torch.load(path, weights_only=False)
+        checkpoint["global_step"] += 1
+        torch.save(checkpoint, path)
+        return fitted
+
+    monkeypatch.setattr(camlit.forensics.calibrate, "calibrated", saved_again_meanwhile)
+    args = ["--ckpt_path", str(path), "--crops", "1", "--score", "knn", "--device", "cpu", "--splice_photos", "0"]
+    line = one_error_line(capsys, lambda: main(args))
+    assert line == f"error: --ckpt_path {path}: written again while calibrating; calibrate once it stays"
+    assert not openset.calibration_path(path).exists()
