@@ -12,7 +12,7 @@ from jsonargparse.typing import PositiveInt
 from camlit.data.kaggle_layout import DEFAULT_TEST_IMAGES, KAGGLE_HEIGHT, KAGGLE_WIDTH, make_kaggle_layout
 from camlit.data.manipulations import MANIPULATIONS
 from camlit.data.prepare import PrepareSummary, prepare_dataset
-from camlit.data.synthetic import DEFAULT_TEST_PER_CAMERA, make_synthetic
+from camlit.data.synthetic import DEFAULT_FRAME, DEFAULT_TEST_PER_CAMERA, make_synthetic
 from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error
 from camlit.imageio import MAX_PIXELS
 from camlit.termination import exit_on_signal
@@ -117,11 +117,11 @@ def synthetic_parser() -> CommandParser:
     )  # fmt: skip
     parser.add_argument(
         "--width", type=int | None, default=None,
-        help=f"frame width in pixels (default 1024, or {KAGGLE_WIDTH} with --kaggle_layout)",
+        help=f"frame width in pixels (default {DEFAULT_FRAME[0]}, or {KAGGLE_WIDTH} with --kaggle_layout)",
     )  # fmt: skip
     parser.add_argument(
         "--height", type=int | None, default=None,
-        help=f"frame height in pixels (default 768, or {KAGGLE_HEIGHT} with --kaggle_layout)",
+        help=f"frame height in pixels (default {DEFAULT_FRAME[1]}, or {KAGGLE_HEIGHT} with --kaggle_layout)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="the same seed writes the same bytes")
     parser.add_argument("--workers", type=int | None, default=None, help="processes (default: all cores)")
@@ -158,8 +158,8 @@ def synthetic_main(argv: list[str] | None = None) -> Path:
                 args.output,
                 args.images_per_camera,
                 DEFAULT_TEST_PER_CAMERA if args.test_per_camera is None else args.test_per_camera,
-                args.width or 1024,
-                args.height or 768,
+                args.width or DEFAULT_FRAME[0],
+                args.height or DEFAULT_FRAME[1],
                 args.seed,
                 args.workers,
             )

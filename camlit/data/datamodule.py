@@ -169,9 +169,11 @@ class CameraDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Only what writes to disk once per machine, and no state: the synthetic set, when asked for."""
         if self.generates_synthetic:
-            from camlit.data.synthetic import is_complete, make_synthetic
+            from camlit.data.synthetic import is_complete, make_synthetic, require_made_as_fit_makes
 
-            if not is_complete(self.hparams.synthetic_root):
+            if is_complete(self.hparams.synthetic_root):
+                require_made_as_fit_makes(self.hparams.synthetic_root, self.hparams.synthetic_images_per_camera)
+            else:
                 log.info("generating the synthetic camera data set in %s", self.hparams.synthetic_root)
                 make_synthetic(Path(self.hparams.synthetic_root), self.hparams.synthetic_images_per_camera)
         if self.generates_kaggle_layout:

@@ -176,6 +176,22 @@ def is_complete(output: str | os.PathLike) -> bool:
     return (Path(output) / ".complete").is_file()
 
 
+def require_made_as_fit_makes(output: str | os.PathLike, images_per_camera: int) -> None:
+    """A finished set in `output` made as fit would make it with `images_per_camera`: fit trained on
+    one made by hand with other counts or frames, its settings never read."""
+    try:
+        made = (Path(output) / SETTINGS).read_bytes().decode(errors="replace").strip()
+    except OSError:
+        made = "nothing"
+    wanted = json.dumps([images_per_camera, DEFAULT_TEST_PER_CAMERA, *DEFAULT_FRAME, 0])
+    if made != wanted:
+        raise CamlitError(
+            f"--data.synthetic_root {output}: holds a synthetic set made with other settings ({SETTINGS} says "
+            f"{made}, fit makes {wanted}); to train on it as it is, give --data.train_dir {Path(output) / 'train'} "
+            "--data.synthetic_root null, or name another --data.synthetic_root"
+        )
+
+
 def write_missing(
     output: Path,
     settings: list,
@@ -220,14 +236,17 @@ def write_missing(
 
 # Test photos per camera of the demo's set: 480 in all, so one photo is 0.2 points.
 DEFAULT_TEST_PER_CAMERA = 48
+DEFAULT_FRAME = (1024, 768)
+# The settings a set was started with, written first; a rerun with others is refused.
+SETTINGS = ".synthetic.json"
 
 
 def make_synthetic(
     output: Path,
     images_per_camera: int = 30,
     test_per_camera: int = DEFAULT_TEST_PER_CAMERA,
-    width: int = 1024,
-    height: int = 768,
+    width: int = DEFAULT_FRAME[0],
+    height: int = DEFAULT_FRAME[1],
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
@@ -263,7 +282,7 @@ def make_synthetic(
     jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)
     settings = [images_per_camera, test_per_camera, width, height, seed]
     tables = ("test_labels.csv", "test_manipulations.csv")
-    write_missing(output, settings, ".synthetic.json", "a synthetic set", "--output", jobs, workers, progress, tables)
+    write_missing(output, settings, SETTINGS, "a synthetic set", "--output", jobs, workers, progress, tables)
     header = ("fname", "camera", "manipulation")
     for column, name in enumerate(tables, start=1):
         write_csv_atomic(output / name, [(row[0], row[column]) for row in [header, *rows]])

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from conftest import one_error_line
 
+import camlit.data.synthetic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.commands import synthetic_main
 from camlit.data.crops import center_crop, random_offset
+from camlit.data.datamodule import CameraDataModule
 from camlit.data.manipulations import MANIPULATED, apply
 from camlit.data.residual_statistics import held_out_accuracy, residual_features
 from camlit.data.scenes import render_scene
@@ -256,3 +258,18 @@ def test_files_of_its_names_in_a_folder_it_did_not_start_are_refused_and_kept(tm
     with pytest.raises(CamlitError, match=f"{output}: holds 1 file\\(s\\) named as a synthetic set's"):
         make_synthetic(output, workers=1, **TINY)
     assert (output / theirs).read_text() == "precious" and not (output / ".synthetic.json").exists()
+
+
+def test_fit_refuses_a_finished_set_made_with_other_settings_than_its_own(tmp_path, monkeypatch):
+    """fit trained on a set made by hand (`camlit synthetic --images_per_camera 5`), its settings
+    never read, whatever --data.synthetic_images_per_camera said."""
+    root = make_synthetic(tmp_path / "set", seed=0, workers=1, **TINY)
+    options = dict(classes=KAGGLE_CAMERAS, synthetic_root=str(root), num_workers=0, crop_size=32)
+    with pytest.raises(CamlitError, match=r"holds a synthetic set made with other settings \(.synthetic.json says"):
+        CameraDataModule(str(root / "train"), synthetic_images_per_camera=30, **options).prepare_data()
+    # Made as fit makes it (fit's defaults made the tiny set's here): trained on as it is.
+    monkeypatch.setattr(camlit.data.synthetic, "DEFAULT_FRAME", (TINY["width"], TINY["height"]))
+    monkeypatch.setattr(camlit.data.synthetic, "DEFAULT_TEST_PER_CAMERA", TINY["test_per_camera"])
+    CameraDataModule(
+        str(root / "train"), synthetic_images_per_camera=TINY["images_per_camera"], **options
+    ).prepare_data()
