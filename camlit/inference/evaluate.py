@@ -207,6 +207,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             raise CamlitError(
                 f"--unknown_input {args.unknown_input}: the folder of --input; the known photos would score as unknown"
             )
+        inside = args.unknown_input and not args.labels and Path(args.input).is_dir()
+        if inside and Path(args.unknown_input).resolve().is_relative_to(Path(args.input).resolve()):
+            # Without --labels every folder under --input is a known camera's.
+            raise CamlitError(
+                f"--unknown_input {args.unknown_input}: inside --input {args.input}, whose folders are known "
+                "cameras'; the known photos would score as unknown"
+            )
         if args.unknown_input and not list_images(args.unknown_input):
             raise CamlitError(f"--unknown_input {args.unknown_input}: no images in it")
         if args.splice_method is not None:

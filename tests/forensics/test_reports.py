@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -94,8 +95,8 @@ def test_evaluate_refuses_other_crops_than_the_calibration_naming_unknown_input(
     checkpoint = tmp_path / "model.ckpt"
     checkpoint.write_bytes(ckpt.read_bytes())
     openset.OpenSetModel("msp", 0.5, 3).save(openset.calibration_path(checkpoint))
-    camera = sorted(flat_tree.iterdir())[0]
-    args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", str(camera), "--crops", "2"]
+    unknown = shutil.copytree(sorted(flat_tree.iterdir())[0], tmp_path / "unknown")
+    args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", str(unknown), "--crops", "2"]
     line = one_error_line(capsys, lambda: evaluate(args))
     assert line.startswith("error: --unknown_input:") and "3 random crops" in line
 
@@ -106,6 +107,11 @@ def test_evaluate_refuses_the_known_folder_as_unknown_input(ckpt, flat_tree, tmp
     args = ["--ckpt_path", str(checkpoint), "--input", str(flat_tree), "--unknown_input", f"{flat_tree}/."]
     line = one_error_line(capsys, lambda: evaluate(args))
     assert line.startswith(f"error: --unknown_input {flat_tree}/.: the folder of --input")
+    # A camera folder under it too: without --labels every folder there is a known camera's.
+    camera = sorted(flat_tree.iterdir())[0]
+    args[args.index("--unknown_input") + 1] = str(camera)
+    line = one_error_line(capsys, lambda: evaluate(args))
+    assert line.startswith(f"error: --unknown_input {camera}: inside --input {flat_tree}, whose folders are known")
 
 
 def calibrated_copy(ckpt, tmp_path):
