@@ -31,7 +31,12 @@ def splice_folder(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     root = Path(root)
     if not root.is_dir():
         raise CamlitError(f"--splices {root}: {not_a_folder(root)}")
-    groups = [root] if (root / "masks").is_dir() else sorted(p for p in root.iterdir() if (p / "masks").is_dir())
+    groups = [root] if (root / "masks").is_dir() else sorted(p for p in root.iterdir() if p.is_dir())
+    # A group without masks/ left the report, and the figure of all groups, without a word.
+    unmasked = [group for group in groups if not (group / "masks").is_dir() and list_images(group)]
+    if unmasked:
+        raise CamlitError(f"--splices: {unmasked[0]} holds photos but no masks/ folder beside them")
+    groups = [group for group in groups if (group / "masks").is_dir()]
     found = [
         (group.name if group != root else UNALTERED, photo, group / "masks" / photo.name)
         for group in groups

@@ -166,6 +166,13 @@ def test_a_splice_photo_without_its_mask_is_refused_before_any_work(ckpt, flat_t
     args = ["--ckpt_path", str(ckpt), "--input", str(flat_tree), "--splices", str(tmp_path / "splices")]
     line = one_error_line(capsys, lambda: evaluate(args))
     assert line == f"error: --splices: 1 photo(s) without a mask, the first {group / 'masks' / 'b.png'}"
+    # A group folder without masks/ at all left the report, and the figure of all groups, unsaid.
+    write_image(group / "masks" / "b.png", np.zeros((64, 64, 3), np.uint8))
+    other = tmp_path / "splices" / "jpeg90"
+    write_image(other / "c.png", random_image(np.random.default_rng(1), 64, 64))
+    (tmp_path / "splices" / "notes").mkdir()  # a folder of no photos is no group, and no mistake
+    line = one_error_line(capsys, lambda: evaluate(args))
+    assert line == f"error: --splices: {other} holds photos but no masks/ folder beside them"
 
 
 def test_a_mask_whose_name_is_not_utf8_is_read_and_a_damaged_one_refused(tmp_path):
