@@ -231,6 +231,13 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def split_stack(stack: str) -> list[str]:
+    try:
+        return shlex.split(stack)
+    except ValueError as error:  # "No closing quotation"
+        raise CamlitError(f"--project {stack}: {error}") from None
+
+
 def measure(args: argparse.Namespace) -> dict:
     """The figures the arguments ask for, printed as they come."""
     base = TINY if args.tiny else CUDA if args.device == "cuda" else Sizes()
@@ -244,7 +251,7 @@ def measure(args: argparse.Namespace) -> dict:
         report = run(args.device, args.tiny, not args.no_compile, sizes)
         print(format_report(report))
         return report
-    stacks = [shlex.split(stack) for stack in args.project or SHIPPED_GPU_STACKS]
+    stacks = [split_stack(stack) for stack in args.project or SHIPPED_GPU_STACKS]
     if args.tiny:  # the configs' crops would not fit the tiny tiles
         stacks = [[*stack, "--data.crop_size", str(sizes.crop)] for stack in stacks]
     report = project(stacks, sizes)

@@ -23,7 +23,9 @@ from pathlib import Path
 from camlit.benchmark.sections import CLASSES, Sizes, interleaved
 from camlit.data.datamodule import CameraDataModule
 from camlit.data.prepare import prepare_dataset
+from camlit.errors import CamlitError
 from camlit.training.cli import CamlitCLI
+from camlit.training.config_base import expand_config_bases
 
 # The shipped configs live in a checkout's scripts/configs, beside this package.
 CONFIGS = Path(__file__).resolve().parents[2] / "scripts" / "configs"
@@ -52,7 +54,7 @@ def data_settings(fit_args: list[str]) -> dict:
     with warnings.catch_warnings():
         # LightningCLI warns that the benchmark's own command line is not the one it parses; it is meant not to be.
         warnings.filterwarnings("ignore", "LightningCLI's args parameter", UserWarning)
-        return ConfigReader(args=fit_args).config.data.as_dict()
+        return ConfigReader(args=expand_config_bases(fit_args)).config.data.as_dict()
 
 
 def loader_rate(data: CameraDataModule, round_seconds: float) -> Callable[[], float]:
@@ -86,9 +88,15 @@ def projection_section(
         standin_data = dict(
             train_dir=str(standin), val_dir=None, classes=CLASSES, synthetic_root=None, val_manipulations=[]
         )
-        data = CameraDataModule(**(settings | standin_data | {"num_workers": 0, "cache_dir": cache_dir}))
-        data.prepare_data()
-        data.setup("fit")
+        try:
+            # Checked as fit checks them (--data.num_workers -1 was projected), then loaded in this process.
+            data = CameraDataModule(**(settings | standin_data | {"cache_dir": cache_dir}))
+            data.hparams.num_workers = 0
+            data.prepare_data()
+            data.setup("fit")
+        except CamlitError as error:
+            stack = " ".join(fit_args)
+            raise CamlitError(f"--project '{stack}': {error} (the stand-in tiles: --side {sizes.side})") from None
         key = f"projection/{index}/crops_per_worker"
         variants[key] = loader_rate(data, sizes.round_seconds)
         row = {name: settings[name] for name in ("crop_size", "crops_per_image", "manipulation_p")}

@@ -4,9 +4,11 @@ import math
 
 import pytest
 import torch
+import yaml
 from conftest import CONFIGS, one_error_line
 
 from camlit.benchmark.command import main
+from camlit.benchmark.projection import data_settings
 
 # Timings depend on the machine and its load, so only the presence and sanity of each figure is tested.
 FIGURES = [
@@ -95,7 +97,25 @@ def test_projection_of_a_stack_that_cannot_load_is_one_error_line(capsys):
         main(["--threads", "1", "--side", "64", "--images", "4", "--project", f"--config {KAGGLE_GPU}"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: --data.crop_size 224 ")
+    assert len(err) == 1 and err[0].startswith(f"error: --project '--config {KAGGLE_GPU}': --data.crop_size 224 ")
+    assert err[0].endswith("(the stand-in tiles: --side 64)")
+
+
+def test_a_stack_is_read_as_fit_reads_it_and_refused_as_fit_refuses_it(capsys):
+    """A config with `base:` (the shipped rehearsal_cpu.yaml) was refused, an unclosed quote was a
+    traceback, and --data.num_workers -1 was projected onto -1 workers."""
+    rehearsal, base = (
+        yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["data"] for name in ("rehearsal_cpu", "kaggle_gpu")
+    )
+    settings = data_settings(["--config", str(CONFIGS / "rehearsal_cpu.yaml")])
+    own = {k: v for k, v in rehearsal.items() if not isinstance(v, str)}  # paths are read as absolute ones
+    assert own and {k: settings[k] for k in own} == own  # its own, over its base's
+    inherited = {k: v for k, v in base.items() if k not in rehearsal and not isinstance(v, str)}
+    assert inherited and {k: settings[k] for k in inherited} == inherited
+    line = one_error_line(capsys, lambda: main(["--tiny", "--threads", "1", "--project", "'unterminated"]))
+    assert line == "error: --project 'unterminated: No closing quotation"
+    line = one_error_line(capsys, lambda: main(["--tiny", "--threads", "1", "--project", "--data.num_workers -1"]))
+    assert "--data.num_workers must be 0 or more, got -1" in line
 
 
 def test_cuda_run_without_cuda_builds_its_inputs_and_skips_the_device_sections():
