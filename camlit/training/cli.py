@@ -196,7 +196,7 @@ class CamlitCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except BaseException:
-            self.undo_run_folder()
+            self.undo_run_folder(failed=True)
             self.release()
             raise
 
@@ -243,9 +243,17 @@ class CamlitCLI(LightningCLI):
     def training_began(self) -> bool:
         return any(getattr(c, "training_began", False) for c in self.callbacks())
 
-    def undo_run_folder(self) -> None:
-        """After a failure before training began: the run folder as it was before, or none if new."""
-        if self.run_dir is None or self.training_began():
+    def undo_run_folder(self, failed: bool = False) -> None:
+        """After a failure before training began: the run folder as it was before, or none if new.
+        A new run that failed before its first checkpoint leaves none either: nothing in it could be
+        resumed (`--resume` found no checkpoint), and the next run took version_N+1 beside it."""
+        if self.run_dir is None:
+            return
+        # (A folder moved away mid-run is not removed: the error names it.)
+        nothing_saved = (
+            failed and self.claimed and self.run_dir.is_dir() and not any((self.run_dir / "checkpoints").glob("*.ckpt"))
+        )
+        if self.training_began() and not nothing_saved:
             return
         if self.claimed:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -286,7 +294,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                     with launching_ranks():
                         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
                 except BaseException:
-                    cli.undo_run_folder()
+                    cli.undo_run_folder(failed=True)
                     raise
                 # A run that never trained (--trainer.max_epochs 0) leaves no folder without a config.
                 cli.undo_run_folder()

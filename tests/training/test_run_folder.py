@@ -355,3 +355,30 @@ def test_a_run_config_whose_trainer_is_not_a_mapping_is_one_line(flat_tree, tmp_
     line = one_error_line(capsys, lambda: main(["--resume", str(version), *SHORT]))
     assert line.startswith("error: ")
     assert {p: p.read_bytes() for p in version.rglob("*") if p.is_file()} == before
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_no_folder(flat_tree, tmp_path, monkeypatch):
+    """A cache found damaged at the first read, or any failure in the first steps, left version_N
+    holding a config and logs but no checkpoint: `--resume` found nothing, the next run took N+1."""
+    from camlit.training.module import CameraClassifier
+
+    monkeypatch.chdir(tmp_path)
+    real_step = CameraClassifier.training_step
+
+    def fails_in_epoch(epoch):
+        def step(self, *args, **kwargs):
+            if self.current_epoch == epoch:
+                raise RuntimeError("broken in training")
+            return real_step(self, *args, **kwargs)
+
+        return step
+
+    monkeypatch.setattr(CameraClassifier, "training_step", fails_in_epoch(0))
+    with pytest.raises(RuntimeError, match="broken in training"):
+        main(fit_args(flat_tree, *SHORT))
+    assert not (tmp_path / "lightning_logs").exists()
+    # Once a checkpoint is saved the run can be resumed, and its folder stays.
+    monkeypatch.setattr(CameraClassifier, "training_step", fails_in_epoch(1))
+    with pytest.raises(RuntimeError, match="broken in training"):
+        main(fit_args(flat_tree, *SHORT[2:], "--trainer.max_epochs", "2"))
+    assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
