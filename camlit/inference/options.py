@@ -102,6 +102,8 @@ def tta_manipulations(value: str) -> tuple[str, ...]:
     if value.strip() == "all":
         return MANIPULATED
     names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if "all" in names:
+        raise CamlitError(f"--tta_manipulations {value}: `all` stands alone (it names all eight); give it, or names")
     unknown = [name for name in names if name not in MANIPULATED]
     if unknown:
         raise CamlitError(f"--tta_manipulations: unknown {unknown[0]!r}; choose from all, {', '.join(MANIPULATED)}")

@@ -309,6 +309,9 @@ def test_tta_manipulations_average_the_image_and_its_manipulated_versions(ckpt, 
             expected = model(crops).softmax(dim=1).mean(dim=0).double().numpy()
         assert np.allclose(predictions.probabilities[index], expected, atol=1e-6)
     assert tta_manipulations("all") == manipulations.MANIPULATED and tta_manipulations("") == ()
+    # `all` among names was "unknown 'all'; choose from all, ...".
+    with pytest.raises(CamlitError, match=r"--tta_manipulations all,jpeg90: `all` stands alone"):
+        tta_manipulations("all,jpeg90")
 
 
 def test_device_names_become_the_trainers_accelerator():
