@@ -314,11 +314,26 @@ class RunCheckpoint(ModelCheckpoint):
 class LatestCheckpoint(RunCheckpoint):
     """`last.ckpt`, rewritten at every epoch end whatever the monitored metrics did.
 
-    Lightning's own `save_last` only writes when a top-k save happens in that epoch.
+    Lightning's own `save_last` only writes when a top-k save happens in that epoch. This saves
+    after each validation and, where none ran at the epoch's end (`check_val_every_n_epoch` 2 or
+    more, a `val_check_interval` within the epoch), at the epoch's end as well: such runs ended
+    with status 0 and no checkpoint, or with their last epochs unsaved.
     """
 
     def __init__(self, dirpath: str | None = None):
         super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+        self.saved_at_step: int | None = None
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking:
+            self.saved_at_step = trainer.global_step
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.saved_at_step != trainer.global_step and self.dirpath:
+            trainer.save_checkpoint(os.path.join(self.dirpath, "last.ckpt"))
+            self.saved_at_step = trainer.global_step
 
     @property
     def state_key(self) -> str:

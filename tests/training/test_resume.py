@@ -389,3 +389,24 @@ def test_steps_a_killed_run_logged_after_its_checkpoint_are_not_shown_twice(flat
     # Each validation's confusion matrix is kept, at its metrics' step.
     assert [event.step for event in logged.Images("val/confusion_matrix")] == [1, 3]
     assert [event.step for event in logged.Scalars("val/acc")] == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("validation", "steps"),
+    [(("--trainer.check_val_every_n_epoch", "2"), 2), (("--trainer.val_check_interval", "2"), 3)],
+    ids=["every_second_epoch", "within_the_epoch"],
+)  # fmt: skip
+def test_last_checkpoint_is_written_at_every_epoch_end_whenever_validation_runs(
+    flat_tree, tmp_path, monkeypatch, validation, steps
+):
+    """Saved after validation only: a run validating every second epoch kept no checkpoint after
+    its first (with 5, none at all, status 0), and one validating within the epoch lost each
+    epoch's last steps."""
+    monkeypatch.chdir(tmp_path)
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    options = ["--trainer.limit_train_batches", str(steps), "--trainer.limit_val_batches", "1", *validation]
+    main(fit_args(flat_tree, "--trainer.max_epochs", "3", *options))
+    saved = torch.load(last, weights_only=True)
+    assert (saved["global_step"], saved["epoch"]) == (3 * steps, 2)
+    resumed = main(["--resume", str(last.parent.parent), "--trainer.max_epochs", "4"])
+    assert resumed.trainer.global_step == 4 * steps == torch.load(last, weights_only=True)["global_step"]
