@@ -52,7 +52,7 @@ from camlit.training.resume import (
 )
 from camlit.training.runconfig import record_data_paths
 from camlit.training.runfolder import RunLock, claim_version, writable
-from camlit.training.trainer_options import refuse_trainer_options
+from camlit.training.trainer_options import refuse_checkpoint_options, refuse_trainer_options
 from camlit.workers import launching_ranks
 
 STOPPED_BEFORE_TRAINING = "before training began; the run folder is as it was (a new one is removed)"
@@ -127,6 +127,7 @@ class CamlitCLI(LightningCLI):
         # LightningCLI to warn about.
         self.config = parser.parse_args(resume_arguments(args))
         refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains
+        refuse_checkpoint_options(self.config)
         record_data_paths(self.config)  # config.yaml then names the same data from any folder
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from camlit.atomic import require_writable
 from camlit.errors import CamlitError
+from camlit.training.runconfig import CHECKPOINTS, is_plain_name
 
 
 def refuse_trainer_options(config) -> None:
@@ -47,3 +48,23 @@ def refuse_trainer_options(config) -> None:
     seed = config.get("seed_everything")
     if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
         raise CamlitError(f"--seed_everything must be in [0, 2**32), got {seed}")
+
+
+def refuse_checkpoint_options(config) -> None:
+    """Checkpoint options that lose checkpoints or the run: a `filename` of `last` or a `save_last`
+    wrote over camlit's last.ckpt (`link` made it a link, and last.ckpt then overwrote best.ckpt
+    through it, its hash rewritten to match); a `dirpath`, or a `filename` that is a path, put
+    checkpoints outside the run folder, and its own `--resume` refused it."""
+    for checkpoint in CHECKPOINTS:
+        filename, dirpath = config.get(f"{checkpoint}.filename"), config.get(f"{checkpoint}.dirpath")
+        if dirpath is not None:
+            raise CamlitError(f"--{checkpoint}.dirpath {dirpath}: checkpoints stay in the run folder's checkpoints/")
+        if filename is not None and not is_plain_name(str(filename)):
+            raise CamlitError(f"--{checkpoint}.filename {filename}: a path; give a file name (checkpoints/ holds it)")
+        if filename is not None and str(filename) == "last":
+            raise CamlitError(f"--{checkpoint}.filename last: the name of the checkpoint camlit writes every epoch")
+        if config.get(f"{checkpoint}.save_last"):
+            raise CamlitError(
+                f"--{checkpoint}.save_last {config.get(f'{checkpoint}.save_last')}: camlit writes last.ckpt itself "
+                "at every epoch end; leave it out"
+            )

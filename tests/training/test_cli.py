@@ -111,6 +111,12 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         ("--data.classes", "[HTC-1-M7]", "--data.classes: only 'HTC-1-M7'; one class is no classification"),
         ("--data.batch_size", "1", "--data.batch_size must be at least 2 (batch norm needs 2 crops)"),
         ("--trainer.max_epochs", "-5", "`max_epochs` must be a non-negative integer or -1. You passed in -5."),
+        # Checkpoint options that lost checkpoints: `link` made last.ckpt a link, and the next
+        # last.ckpt overwrote best.ckpt through it; a path put best.ckpt outside the run.
+        ("--best_checkpoint.save_last", "link", "--best_checkpoint.save_last link: camlit writes last.ckpt itself"),
+        ("--periodic_checkpoint.filename", "last", "--periodic_checkpoint.filename last: the name of the checkpoint"),
+        ("--best_checkpoint.filename", "../../../escape", "--best_checkpoint.filename ../../../escape: a path"),
+        ("--best_checkpoint.dirpath", "elsewhere", "--best_checkpoint.dirpath elsewhere: checkpoints stay in the run"),
     ],
 )
 def test_bad_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):
