@@ -149,15 +149,20 @@ def find_resume_checkpoint(version_dir: str | Path) -> Path:
         if Path(version_dir).name == "checkpoints" and any(Path(version_dir).glob("*.ckpt")):
             hint = f"; name the run folder {Path(version_dir).parent}, or one checkpoint file"
         raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from{hint}")
-    progress = {}
+    progress, weights_only = {}, []
     for candidate in candidates:
         reached = training_progress(candidate)
         if reached is None:
             log.warning("skipping corrupt checkpoint %s", candidate)
+        elif "optimizer_states" not in load_plain(candidate, mmap=True):
+            # `save_weights_only`: Lightning failed on it with a KeyError traceback.
+            weights_only.append(candidate)
         else:
             progress[candidate] = reached
+    if weights_only:
+        log.warning("skipping %s: weights only, no training state to resume", ", ".join(map(str, weights_only)))
     if not progress:
-        raise CamlitError(f"{version_dir}: every checkpoint in {folder} is corrupt")
+        raise CamlitError(f"{version_dir}: no checkpoint in {folder} is whole and holds a training state to resume")
     chosen = max(progress, key=lambda path: (progress[path], path.name == "last.ckpt"))
     last = folder / "last.ckpt"
     if last in candidates and last not in progress:

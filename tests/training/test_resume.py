@@ -410,3 +410,15 @@ def test_last_checkpoint_is_written_at_every_epoch_end_whenever_validation_runs(
     assert (saved["global_step"], saved["epoch"]) == (3 * steps, 2)
     resumed = main(["--resume", str(last.parent.parent), "--trainer.max_epochs", "4"])
     assert resumed.trainer.global_step == 4 * steps == torch.load(last, weights_only=True)["global_step"]
+
+
+def test_resume_passes_over_a_weights_only_checkpoint(flat_tree, tmp_path, monkeypatch, capsys):
+    """With last.ckpt damaged, --resume fell back to a `save_weights_only` best.ckpt and failed in
+    a KeyError traceback on its missing optimizer state."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT, "--best_checkpoint.save_weights_only", "true"))
+    run = tmp_path / "lightning_logs" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    line = one_error_line(capsys, lambda: main(["--resume", str(run), "--trainer.max_epochs", "2"]))
+    assert line == f"error: {run}: no checkpoint in {run / 'checkpoints'} is whole and holds a training state to resume"
