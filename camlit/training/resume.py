@@ -154,20 +154,27 @@ def find_resume_checkpoint(version_dir: str | Path) -> Path:
         reached = training_progress(candidate)
         if reached is None:
             log.warning("skipping corrupt checkpoint %s", candidate)
-        elif "optimizer_states" not in load_plain(candidate, mmap=True):
-            # `save_weights_only`: Lightning failed on it with a KeyError traceback.
+        elif is_weights_only(load_plain(candidate, mmap=True)):
             weights_only.append(candidate)
         else:
             progress[candidate] = reached
     if weights_only:
         log.warning("skipping %s: weights only, no training state to resume", ", ".join(map(str, weights_only)))
-    if not progress:
+    if not progress and weights_only:
         raise CamlitError(f"{version_dir}: no checkpoint in {folder} is whole and holds a training state to resume")
+    if not progress:
+        raise CamlitError(f"{version_dir}: every checkpoint in {folder} is corrupt")
     chosen = max(progress, key=lambda path: (progress[path], path.name == "last.ckpt"))
     last = folder / "last.ckpt"
     if last in candidates and last not in progress:
         log.warning("%s is corrupt; resuming from %s instead", last, chosen)
     return chosen
+
+
+def is_weights_only(checkpoint: dict) -> bool:
+    """Saved with `save_weights_only`: Lightning's loops but no optimizer state, on which a resume
+    failed in a KeyError traceback."""
+    return "loops" in checkpoint and "optimizer_states" not in checkpoint
 
 
 def require_furthest(option: str, checkpoint: Path, version_dir: Path) -> None:
