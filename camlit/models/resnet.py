@@ -148,6 +148,10 @@ def load_pretrained(model: ResNet, path: str | Path) -> list[str]:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise CamlitError(f"{path}: holds a {type(state).__name__}, not a state_dict")
+    odd = [key for key, value in state.items() if not isinstance(key, str) or not isinstance(value, torch.Tensor)]
+    if odd:
+        # A traceback each: an int where a tensor goes (`.shape`), an int key among the names (sorted).
+        raise CamlitError(f"{path}: not a state_dict of named tensors (the entry {odd[0]!r} is not one)")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

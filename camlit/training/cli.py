@@ -52,7 +52,11 @@ from camlit.training.resume import (
 )
 from camlit.training.runconfig import record_data_paths
 from camlit.training.runfolder import RunLock, claim_version, writable
-from camlit.training.trainer_options import refuse_checkpoint_options, refuse_trainer_options
+from camlit.training.trainer_options import (
+    refuse_checkpoint_options,
+    refuse_trainer_options,
+    trainer_mistakes_as_user_errors,
+)
 from camlit.workers import launching_ranks
 
 STOPPED_BEFORE_TRAINING = "before training began; the run folder is as it was (a new one is removed)"
@@ -292,7 +296,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                         # Before the data work (a synthetic set generated, a cache built), which the
                         # Trainer does first; on_load_checkpoint asks again for other callers.
                         require_same_network(cli.model, load_plain(Path(cli.config.ckpt_path), mmap=True))
-                    with launching_ranks():
+                    with launching_ranks(), trainer_mistakes_as_user_errors():
                         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
                 except BaseException:
                     cli.undo_run_folder(failed=True)

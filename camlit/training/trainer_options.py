@@ -4,6 +4,8 @@ ZeroDivisionError, a traceback after an epoch), and those that lose a run or its
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from camlit.atomic import require_writable
@@ -32,6 +34,19 @@ def refuse_trainer_options(config) -> None:
                     "is never logged and the checkpoint it chooses never written (best.ckpt needs validation); let "
                     f"validation run, or give --{checkpoint}.monitor null to keep the latest epoch's instead"
                 )
+    precision = str(trainer.precision)
+    if precision.startswith("transformer-engine") or precision in ("16-true", "bf16-true"):
+        # The network takes float32 crops: a half-precision model failed on them in a traceback.
+        raise CamlitError(
+            f"--trainer.precision {precision}: camlit trains in 32-true, 64-true, 16-mixed or bf16-mixed "
+            "(the default picks one)"
+        )
+    if trainer.overfit_batches:
+        # It swaps camlit's per-epoch crop sampler for plain indices, which the crops dataset cannot read.
+        raise CamlitError(
+            f"--trainer.overfit_batches {trainer.overfit_batches}: not with camlit's crop sampler; "
+            "use --trainer.limit_train_batches N with --data.load_ratio for a small run"
+        )
     for name in ("accumulate_grad_batches", "check_val_every_n_epoch"):
         value = getattr(trainer, name)
         if value is not None and value < 1:
@@ -68,3 +83,15 @@ def refuse_checkpoint_options(config) -> None:
                 f"--{checkpoint}.save_last {config.get(f'{checkpoint}.save_last')}: camlit writes last.ckpt itself "
                 "at every epoch end; leave it out"
             )
+
+
+@contextmanager
+def trainer_mistakes_as_user_errors() -> Iterator[None]:
+    """Lightning's own ValueError for a `val_check_interval` longer than an epoch, found only once
+    the data is loaded, as the one line it is (it was a traceback)."""
+    try:
+        yield
+    except ValueError as error:
+        if "`val_check_interval`" not in str(error):
+            raise
+        raise CamlitError(f"--trainer.val_check_interval: {' '.join(str(error).split())}") from None

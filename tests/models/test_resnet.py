@@ -137,6 +137,15 @@ def test_load_pretrained_bad_files(tmp_path):
         load_pretrained(resnet50(), garbage)
     with pytest.raises(CamlitError, match="no such"):
         load_pretrained(resnet50(), tmp_path / "absent.pth")
+    # An int where a tensor goes, and an int among the names: an AttributeError and a TypeError traceback.
+    names = resnet50().state_dict()
+    odd = tmp_path / "odd.pth"
+    torch.save(dict.fromkeys(names, 1), odd)
+    with pytest.raises(CamlitError, match=r"odd.pth: not a state_dict of named tensors \(the entry 'conv1.weight'"):
+        load_pretrained(resnet50(), odd)
+    torch.save({**names, 0: torch.zeros(1)}, odd)
+    with pytest.raises(CamlitError, match=r"not a state_dict of named tensors \(the entry 0 is not one\)"):
+        load_pretrained(resnet50(), odd)
 
 
 def test_matches_torchvision_when_available():

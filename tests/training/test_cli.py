@@ -114,6 +114,12 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         # Checkpoint options that lost checkpoints: `link` made last.ckpt a link, and the next
         # last.ckpt overwrote best.ckpt through it; a path put best.ckpt outside the run.
         ("--best_checkpoint.save_last", "link", "--best_checkpoint.save_last link: camlit writes last.ckpt itself"),
+        # Tracebacks: a half-precision network fed float32 crops, Lightning's sampler in place of
+        # camlit's, a validation interval longer than the epoch (found once the data was loaded).
+        ("--trainer.precision", "16-true", "--trainer.precision 16-true: camlit trains in 32-true, 64-true"),
+        ("--trainer.precision", "transformer-engine", "--trainer.precision transformer-engine: camlit trains in"),
+        ("--trainer.overfit_batches", "1", "--trainer.overfit_batches 1: not with camlit's crop sampler"),
+        ("--trainer.val_check_interval", "50", "--trainer.val_check_interval: `val_check_interval` (50) must be"),
         ("--periodic_checkpoint.filename", "last", "--periodic_checkpoint.filename last: the name of the checkpoint"),
         ("--best_checkpoint.filename", "../../../escape", "--best_checkpoint.filename ../../../escape: a path"),
         ("--best_checkpoint.dirpath", "elsewhere", "--best_checkpoint.dirpath elsewhere: checkpoints stay in the run"),
