@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_only
 
-from camlit.data.manipulations import UNALTERED
+from camlit.data.manipulations import NAMES, UNALTERED
 from camlit.errors import CamlitError, not_a_folder
 from camlit.imageio import MAX_PIXELS, ImageTooSmall, UnreadableImage, list_images, read_rgb, require_crop_fits
 from camlit.workers import in_parallel
@@ -79,6 +79,13 @@ def scan(root: str | Path, classes: Sequence[str], remedy: str = "set --data.cla
     if not subfolders(root):
         raise CamlitError(f"{root}: no class or manipulation folders in it")
     folders = camera_folders(root, classes)
+    odd = sorted({manipulation for manipulation, _ in folders if manipulation not in NAMES})
+    if odd:
+        # Trained on as manipulated photos of no known kind: a Kaggle download's train/ read as one.
+        raise CamlitError(
+            f"{root}: manipulation folder(s) {', '.join(odd)} not among camlit's ({', '.join(NAMES)}); give the "
+            f"folder of the camera folders (such as {root / odd[0]}) or a prepared data-512/"
+        )
     unknown = unknown_cameras(folders, classes)
     if unknown:
         raise CamlitError(

@@ -47,6 +47,18 @@ def test_bad_roots(tmp_path):
         scan(other, CLASSES)
 
 
+@pytest.mark.parametrize("folder", ["train", "jpeg75", "Unaltered"])
+def test_a_manipulation_folder_camlit_does_not_know_is_refused(tmp_path, folder):
+    """A Kaggle download's folder (`download/train/<camera>/`) trained as manipulated photos of no
+    known kind, --data.manipulation_p doing nothing; a misspelt manipulation did the same."""
+    rng = np.random.default_rng(0)
+    for camera in CLASSES:
+        write_image(tmp_path / "root" / folder / camera / "p0.png", random_image(rng))
+        write_image(tmp_path / "root" / "unaltered" / camera / "p1.png", random_image(rng))
+    with pytest.raises(CamlitError, match=rf"manipulation folder\(s\) {folder} not among camlit's \(unaltered, jpeg70"):
+        scan(tmp_path / "root", CLASSES)
+
+
 def test_split_grouped_by_photo_and_stratified(manipulation_tree):
     samples = scan(manipulation_tree, CLASSES)
     train, val = split_by_photo(samples, 0.25, seed=3)
