@@ -23,7 +23,7 @@ from camlit.data.kaggle_layout import PREPARED
 from camlit.data.pseudo import pseudo_label_samples
 from camlit.data.sampler import EpochSampler, resume_draw
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo, usable_samples
-from camlit.data.unaltered_share import log_unaltered_share, require_pools
+from camlit.data.unaltered_share import log_unaltered_share, require_pools, unaltered_crop_share
 from camlit.errors import CamlitError, not_a_folder
 from camlit.imageio import MAX_PIXELS, read_rgb
 from camlit.workers import loader_context
@@ -149,6 +149,7 @@ class CameraDataModule(L.LightningDataModule):
             require_writable(cache_dir, "--data.cache_dir", folder=True)
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
+        self.unaltered_crop_share: float | None = None  # of the training crops, once set up
         self.val_set: CenterCrops | None = None
         self.cache: DecodedCache | None = None
         self.pseudo_labelled: list[Sample] | None = None
@@ -232,6 +233,7 @@ class CameraDataModule(L.LightningDataModule):
         )
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         log_split(len(train), len(val), len(self.val_set))
+        self.unaltered_crop_share = unaltered_crop_share(train, hp.unaltered_share, hp.manipulation_p)
         log_unaltered_share(train, hp.unaltered_share, hp.manipulation_p)
         if self.val_set.not_expanded:
             log_warning(

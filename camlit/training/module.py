@@ -241,6 +241,17 @@ class CameraClassifier(L.LightningModule):
         experiment = getattr(logger, "experiment", None) if logger is not None else None
         return experiment if hasattr(experiment, "add_image") else None
 
+    def setup(self, stage: str) -> None:
+        # After the DataModule's setup, which counts the training crops.
+        share = getattr(self.trainer.datamodule, "unaltered_crop_share", None)
+        if stage == "fit" and self.manipulated_fc is not None and share == 1.0:
+            # The head for manipulated photos would never train, and predict would use it as initialised.
+            raise CamlitError(
+                "--model.manipulation_flag: no training crop is manipulated (--data.manipulation_p 0 and no "
+                "manipulation folders), so its head for manipulated photos would stay untrained; give "
+                "--data.manipulation_p above 0, or train on a prepared data-512/"
+            )
+
     def configure_optimizers(self):
         hp = self.hparams
         decay, no_decay = [], []

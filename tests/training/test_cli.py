@@ -119,6 +119,8 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         ("--trainer.precision", "16-true", "--trainer.precision 16-true: camlit trains in 32-true, 64-true"),
         ("--trainer.precision", "transformer-engine", "--trainer.precision transformer-engine: camlit trains in"),
         ("--trainer.overfit_batches", "1", "--trainer.overfit_batches 1: not with camlit's crop sampler"),
+        # Its head for manipulated photos never trained, and predict used it as initialised.
+        ("--model.manipulation_flag", "true", "--model.manipulation_flag: no training crop is manipulated"),
         ("--trainer.val_check_interval", "50", "--trainer.val_check_interval: `val_check_interval` (50) must be"),
         ("--periodic_checkpoint.filename", "last", "--periodic_checkpoint.filename last: the name of the checkpoint"),
         ("--best_checkpoint.filename", "../../../escape", "--best_checkpoint.filename ../../../escape: a path"),
