@@ -197,13 +197,20 @@ def is_valid_checkpoint(path: Path) -> bool:
 
 def training_progress(path: Path) -> tuple[int, int] | None:
     """(global step, epoch) of a checkpoint that loads and matches its hash; None otherwise."""
+    return progress_of(loaded_checkpoint(path))
+
+
+def loaded_checkpoint(path: Path) -> dict | None:
+    """A Lightning checkpoint that loads (memory-mapped) and matches its hash; None otherwise."""
     try:
         checkpoint = load_plain(path, mmap=True)
     except Exception:  # noqa: BLE001 - any failure to load means the file cannot be resumed from
         return None
-    if not is_lightning_checkpoint(checkpoint):
-        return None
-    return int(checkpoint["global_step"]), int(checkpoint.get("epoch", 0))
+    return checkpoint if is_lightning_checkpoint(checkpoint) else None
+
+
+def progress_of(checkpoint: dict | None) -> tuple[int, int] | None:
+    return None if checkpoint is None else (int(checkpoint["global_step"]), int(checkpoint.get("epoch", 0)))
 
 
 def is_lightning_checkpoint(checkpoint: Any) -> bool:

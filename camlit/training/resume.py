@@ -34,6 +34,8 @@ from camlit.errors import CamlitError
 from camlit.training.checkpointing import (
     is_lightning_checkpoint,
     load_plain,
+    loaded_checkpoint,
+    progress_of,
     require_checkpoint_files,
     training_progress,
 )
@@ -151,13 +153,13 @@ def find_resume_checkpoint(version_dir: str | Path) -> Path:
         raise CamlitError(f"{version_dir}: no checkpoint in {folder} to resume from{hint}")
     progress, weights_only = {}, []
     for candidate in candidates:
-        reached = training_progress(candidate)
-        if reached is None:
+        checkpoint = loaded_checkpoint(candidate)  # read and hashed once
+        if checkpoint is None:
             log.warning("skipping corrupt checkpoint %s", candidate)
-        elif is_weights_only(load_plain(candidate, mmap=True)):
+        elif is_weights_only(checkpoint):
             weights_only.append(candidate)
         else:
-            progress[candidate] = reached
+            progress[candidate] = progress_of(checkpoint)
     if weights_only:
         log.warning("skipping %s: weights only, no training state to resume", ", ".join(map(str, weights_only)))
     if not progress and weights_only:
