@@ -7,6 +7,7 @@ into place; a failure removes the temporary file and leaves any older file untou
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -196,12 +197,18 @@ def finite_or_null(value):
     return value
 
 
+def csv_bytes(rows: Sequence[Sequence[str]]) -> bytes:
+    """Rows as CSV; a value holding a comma, quote or line break is quoted, as every CSV reader
+    expects. A file name that is not UTF-8 (the OS's bytes, decoded with surrogates) stays those bytes."""
+    text = io.StringIO(newline="")
+    plain = csv.writer(text, lineterminator="\n")
+    # With "\n" as the line end, the writer quotes "\n" but not a lone "\r" (a file name may
+    # hold one), which every reader takes for the end of a row.
+    quoted = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in rows:
+        (quoted if any("\r" in str(value) for value in row) else plain).writerow(row)
+    return text.getvalue().encode("utf-8", "surrogateescape")
+
+
 def write_csv_atomic(path: str | os.PathLike, rows: Sequence[Sequence[str]]) -> None:
-    """Rows as CSV; a value holding a comma, quote or line break is quoted, as every CSV reader expects."""
-    with atomic_write(path, "w") as file:
-        plain = csv.writer(file, lineterminator="\n")
-        # With "\n" as the line end, the writer quotes "\n" but not a lone "\r" (a file name may
-        # hold one), which every reader takes for the end of a row.
-        quoted = csv.writer(file, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        for row in rows:
-            (quoted if any("\r" in str(value) for value in row) else plain).writerow(row)
+    write_bytes_atomic(path, csv_bytes(rows))

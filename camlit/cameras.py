@@ -12,3 +12,8 @@ KAGGLE_CAMERAS: tuple[str, ...] = (
     "iPhone-4s",
     "iPhone-6",
 )
+
+# Names the outputs take for themselves: predict --unknown's camera name, and the probability
+# table's other columns. A class of one of these names would be indistinguishable from them.
+UNKNOWN_CAMERA = "unknown"
+RESERVED_NAMES: tuple[str, ...] = ("fname", UNKNOWN_CAMERA, "unknown_score")

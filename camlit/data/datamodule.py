@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from camlit.atomic import require_writable
-from camlit.cameras import KAGGLE_CAMERAS
+from camlit.cameras import KAGGLE_CAMERAS, RESERVED_NAMES
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache
 from camlit.data.crops import MIN_CROP_SIZE
@@ -119,6 +119,10 @@ class CameraDataModule(L.LightningDataModule):
         if twice:
             # Its photos went to one label, and the other was said to have none.
             raise CamlitError(f"--data.classes: {', '.join(twice)} listed twice")
+        reserved = [name for name in classes if name in RESERVED_NAMES]
+        if reserved:
+            # predict's CSVs could not tell the class from their own column or answer of that name.
+            raise CamlitError(f"--data.classes: {reserved[0]!r} is a name predict's outputs keep for themselves")
         for name, value, valid, rule in (
             ("crop_size", crop_size, crop_size >= MIN_CROP_SIZE, f"at least {MIN_CROP_SIZE}"),
             # The sampler's length (photos times crops) and the loader's indices are machine integers.

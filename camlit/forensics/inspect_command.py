@@ -1,6 +1,6 @@
-"""`scripts/inspect_photo.py`: the camera map of one photo, the region judged foreign, and a picture of both.
+"""`camlit inspect`: the camera map of one photo, the region judged foreign, and a picture of both.
 
-`python scripts/inspect_photo.py --ckpt_path best.ckpt --input photo.jpg --output DIR` writes, for photo.jpg:
+`camlit inspect --ckpt_path best.ckpt --input photo.jpg --output DIR` writes, for photo.jpg:
 
 - ``DIR/photo_tiles.npz``: the tile grid (offsets, per-tile probabilities, logits, pooled
   features, the flat and clipped masks, class names, the two block lattices);

@@ -96,11 +96,19 @@ def camera_map_picture(
     if truth is not None:
         panels.append(titled(outlined(image, truth, (40, 200, 40)), "true mask"))
     top = np.hstack(panels)
+    return np.vstack([top, legend(camera_map.classes, top.shape[1], verdict_lines(camera_map, result))])
+
+
+def verdict_lines(camera_map: CameraMap, result: SpliceResult) -> list[str]:
+    """The lines under the legend: the photo's camera and score, and how many tiles were left unjudged."""
+    if camera_map.reliable.any():
+        verdict = f"own camera: {camera_map.classes[result.own]}; photo score {result.photo_score:.3g}"
+        verdict += f"; foreign tiles look like {camera_map.classes[result.foreign]}" if result.spliced else ""
+    else:
+        verdict = "no tile to judge: no own camera and no photo score"
     unjudged = int((~camera_map.reliable).sum())
-    lines = [
-        f"own camera: {camera_map.classes[result.own]}; photo score {result.photo_score:.3g}"
-        + (f"; foreign tiles look like {camera_map.classes[result.foreign]}" if result.spliced else ""),
+    return [
+        verdict,
         f"opacity: confidence; hatched grey: {unjudged} of {camera_map.reliable.size} tiles too flat "
         "or clipped to judge",
     ]
-    return np.vstack([top, legend(camera_map.classes, top.shape[1], lines)])

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from jsonargparse import Namespace
 
-from camlit.atomic import write_bytes_atomic, write_json_atomic
+from camlit.atomic import json_text, write_all_atomic
 from camlit.data.manipulations import UNALTERED
 from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error, not_a_folder
@@ -46,19 +46,18 @@ def confusion_path(args: Namespace) -> Path:
     return Path(DEFAULT_CONFUSION)
 
 
-def write_confusion(path: Path, matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def confusion_png(path: Path, matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> bytes:
     try:
         picture = encoded_image(path, confusion_matrix_image(np.asarray(matrix), classes))
     except (ValueError, cv2.error) as error:
         raise CamlitError(f"--confusion {path}: cannot write it ({error}); use a .png name") from None
-    write_bytes_atomic(path, with_png_text(picture, *WRITER))
+    return with_png_text(picture, *WRITER)
 
 
 def require_own_default_picture(args: Namespace, picture: Path) -> None:
-    """The picture's default name, taken where neither --confusion nor --json names it, replaces
-    only a picture evaluate wrote: a user's confusion_matrix.png in the folder was written over."""
-    if not args.confusion and not args.json and picture.exists() and png_text(picture, WRITER[0]) != WRITER[1]:
+    """The picture's name, where --confusion does not give it (the default, or <json stem>_confusion.png),
+    replaces only a picture evaluate wrote: a user's file of that name in the folder was written over."""
+    if not args.confusion and picture.exists() and png_text(picture, WRITER[0]) != WRITER[1]:
         raise CamlitError(
             f"{picture}: is there and is not a picture camlit evaluate wrote; name the picture with --confusion"
         )
@@ -127,13 +126,13 @@ def evaluate(args: Namespace) -> dict[str, Any] | None:
     print(predictions.rate_line())
     options.require_usable(predictions)
     # Figures over a subset only when asked for: unusable images are an error unless skipped.
-    options.report_problems(predictions.problems, paths, args.skip_unreadable)
+    options.report_problems(predictions.problems, paths, args.skip_unreadable, args.input)
     usable = predictions.usable
     kept = [image for image, ok in zip(images, usable, strict=True) if ok]
     report = score(
         [image.label for image in kept], predictions.labels[usable], [image.group for image in kept], classes
     )
-    report["skipped"] = [Path(paths[i]).name for i in sorted(predictions.problems)]
+    report["skipped"] = options.image_names([paths[i] for i in sorted(predictions.problems)], args.input)
     report["checkpoint"] = str(args.ckpt_path)
     report["input"] = str(args.input)
     report["labels"] = args.labels
@@ -177,14 +176,14 @@ def unknown_cameras(args, scored, plan, calibration, known, known_flags: np.ndar
     paths = list_images(folder)
     unknown = options.predict_with(args, scored, plan, paths)
     # As for the known images: figures over a subset only when asked for.
-    options.report_problems(unknown.problems, paths, args.skip_unreadable)
+    options.report_problems(unknown.problems, paths, args.skip_unreadable, folder)
     unknown_flags = np.array([bool(manipulated_from_name(path)) for path in paths])
     known_scores = openset.prediction_scores(calibration, known, known_flags, "--unknown_input")[known.usable]
     unknown_scores = openset.prediction_scores(calibration, unknown, unknown_flags, "--unknown_input")[unknown.usable]
     figures = unknown_report(
         known_scores, known_flags[known.usable], unknown_scores, unknown_flags[unknown.usable], calibration
     )
-    skipped = [Path(paths[i]).name for i in sorted(unknown.problems)]
+    skipped = options.image_names([paths[i] for i in sorted(unknown.problems)], folder)
     return {"score": calibration.method, "input": str(folder), "skipped": skipped, **figures}
 
 
@@ -234,10 +233,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         if report is None:
             return None
         print("\n".join([format_report(report), *format_forensics(report)]))
-        with disk_full_as_user_error("each output file is written whole or not at all"):
-            write_confusion(picture, report["confusion_matrix"], report["classes"])
-            report["confusion_png"] = str(picture)
-            if args.json:
-                write_json_atomic(args.json, {**report, "provenance": provenance()})
+        report["confusion_png"] = str(picture)
+        files = {picture: confusion_png(picture, report["confusion_matrix"], report["classes"])}
+        if args.json:
+            files[Path(args.json)] = json_text({**report, "provenance": provenance()}).encode()
+        with disk_full_as_user_error("the output files are written all together or not at all"):
+            write_all_atomic(files)
         print(f"confusion matrix: {picture}" + (f"; figures: {args.json}" if args.json else ""))
     return report

@@ -223,14 +223,27 @@ def require_usable(predictions: Predictions) -> None:
     raise CamlitError(f"none of the {len(reasons)} images in --input is usable, e.g. {reasons[0]}{hint}")
 
 
-def report_problems(problems: dict[int, UnreadableImage], paths: Sequence[str], skip: bool) -> None:
-    """Every reason on stderr; unless `skip`, end with one `error:` line naming the files, exit 2."""
+def image_names(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None = None) -> list[str]:
+    """How reports name images: by their path under `root` (a folder tree holds one name in
+    several camera folders), else by file name."""
+    names = []
+    for path in map(Path, paths):
+        inside = root is not None and path.is_relative_to(root)
+        names.append(str(path.relative_to(root)) if inside else path.name)
+    return names
+
+
+def report_problems(
+    problems: dict[int, UnreadableImage], paths: Sequence[str], skip: bool, root: str | os.PathLike | None = None
+) -> None:
+    """Every reason on stderr; unless `skip`, end with one `error:` line naming the files (under
+    `root` when given), exit 2."""
     if not problems:
         return
     for index in sorted(problems):
         print(f"warning: skipped {problems[index]}", file=sys.stderr)
     if not skip:
-        names = [Path(paths[i]).name for i in sorted(problems)]
+        names = image_names([paths[i] for i in sorted(problems)], root)
         raise CamlitError(
             f"{len(names)} unusable image(s) (unreadable, or smaller than the crop): {few(names, 20)}; "
             "rerun with --skip_unreadable to accept that"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 
+from camlit.atomic import write_all_atomic
 from camlit.errors import CamlitError, CommandParser, disk_full_as_user_error, exit_on_user_error, not_a_folder
 from camlit.imageio import list_images
 from camlit.inference import openset
@@ -29,7 +30,7 @@ from camlit.inference.options import (
     require_usable,
 )
 from camlit.inference.running import Predictions
-from camlit.inference.submission import write_probabilities, write_submission
+from camlit.inference.submission import probabilities_csv, submission_csv
 from camlit.termination import exit_on_signal
 
 
@@ -89,10 +90,11 @@ def run_prediction(args: Namespace) -> Predictions:
     flags = manipulated_flags(args, paths)
     scores = openset.prediction_scores(calibration, predictions, flags) if calibration else None
     unknown = calibration.is_unknown(scores, flags) if calibration else None
-    with disk_full_as_user_error("each output file is written whole or not at all"):
-        write_submission(args.output, predictions, unknown)
-        if args.probs:
-            write_probabilities(args.probs, predictions, scores)
+    files = {Path(args.output): submission_csv(predictions, unknown)}
+    if args.probs:
+        files[Path(args.probs)] = probabilities_csv(predictions, scores)
+    with disk_full_as_user_error("the output files are written all together or not at all"):
+        write_all_atomic(files)
     print(predictions.rate_line())
     report_problems(predictions.problems, predictions.paths, args.skip_unreadable)
     return predictions

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import write_csv_atomic
+from camlit.atomic import csv_bytes
+from camlit.cameras import UNKNOWN_CAMERA
 from camlit.inference.running import Predictions
 
 CSV_HEADER = ("fname", "camera")
-UNKNOWN_CAMERA = "unknown"  # predict --unknown's name for a photo above the open-set threshold
 
 
 def submission_rows(predictions: Predictions, unknown: np.ndarray | None = None) -> list[tuple[str, str]]:
@@ -39,10 +38,10 @@ def probability_rows(predictions: Predictions, scores: np.ndarray | None = None)
     return sorted(rows)
 
 
-def write_submission(path: str | os.PathLike, predictions: Predictions, unknown: np.ndarray | None = None) -> None:
-    write_csv_atomic(path, [CSV_HEADER, *submission_rows(predictions, unknown)])
+def submission_csv(predictions: Predictions, unknown: np.ndarray | None = None) -> bytes:
+    return csv_bytes([CSV_HEADER, *submission_rows(predictions, unknown)])
 
 
-def write_probabilities(path: str | os.PathLike, predictions: Predictions, scores: np.ndarray | None = None) -> None:
+def probabilities_csv(predictions: Predictions, scores: np.ndarray | None = None) -> bytes:
     header = ("fname", *predictions.classes, *(() if scores is None else ("unknown_score",)))
-    write_csv_atomic(path, [header, *probability_rows(predictions, scores)])
+    return csv_bytes([header, *probability_rows(predictions, scores)])

@@ -169,12 +169,16 @@ class CameraClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.hparams.label_smoothing)
         self.train_acc(logits, batch.labels)
         size = len(batch.labels)
-        # train/loss stays the camera loss, comparable with runs without the auxiliary head.
-        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
+        # train/loss stays the camera loss, comparable with runs without the auxiliary head. Synced:
+        # under DDP the epoch's figure was rank 0's batches alone (one scalar per step to reduce).
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
         if manipulation_logits is not None:
             manipulation_loss = masked_cross_entropy(manipulation_logits, batch.manipulation)
-            self.log("train/loss_manipulation", manipulation_loss, on_step=True, on_epoch=True, batch_size=size)
+            self.log(
+                "train/loss_manipulation", manipulation_loss, on_step=True, on_epoch=True, batch_size=size,
+                sync_dist=True,
+            )  # fmt: skip
             loss = loss + self.hparams.manipulation_head_weight * manipulation_loss
         record_nonfinite(self.first_nonfinite_step, loss, self.global_step)
         return loss

@@ -171,6 +171,9 @@ def test_configuration_errors(flat_tree, tmp_path, caplog):
     # A class listed twice got its photos under one label, and "no usable images" under the other.
     with pytest.raises(CamlitError, match=f"--data.classes: {CLASSES[0]} listed twice"):
         make(flat_tree, classes=[*CLASSES, CLASSES[0]])
+    # A class named like predict's own column or answer could not be told from it in the CSVs.
+    with pytest.raises(CamlitError, match="--data.classes: 'unknown' is a name predict's outputs keep"):
+        make(flat_tree, classes=[*CLASSES, "unknown"])
     with (
         caplog.at_level(logging.WARNING),
         pytest.raises(CamlitError, match="crop_size 100 is larger than every image in"),

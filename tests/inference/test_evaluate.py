@@ -182,6 +182,62 @@ def test_the_default_picture_replaces_only_one_evaluate_wrote(
     assert users.stat().st_mtime > 0 and cv2.imread(str(users)) is not None
 
 
+def test_the_picture_named_after_the_json_replaces_only_one_evaluate_wrote(
+    ckpt, test_folder, tmp_path, stub_model, capsys
+):
+    """With --json X, a user's X_confusion.png was written over without a word."""
+    users = write_image(tmp_path / "eval_confusion.png", solid(2))
+    before = users.read_bytes()
+    args = ("--labels", str(tmp_path / "test_labels.csv"), "--json", str(tmp_path / "eval.json"))
+    line = one_line_error(capsys, lambda: evaluate(ckpt, test_folder, *args))
+    assert line.startswith(f"error: {users}: is there and is not a picture camlit evaluate wrote")
+    assert users.read_bytes() == before and not (tmp_path / "eval.json").exists()
+    evaluate(ckpt, test_folder, *args, "--confusion", str(tmp_path / "mine.png"))  # named: allowed
+    assert users.read_bytes() == before
+
+
+def test_a_full_disk_leaves_the_json_and_the_picture_as_they_were(
+    ckpt, test_folder, tmp_path, stub_model, capsys, monkeypatch
+):
+    """The picture was written, then the JSON: a full disk between left a new picture beside an
+    old JSON, figures from two runs."""
+    import errno
+
+    import camlit.atomic
+
+    args = ("--labels", str(tmp_path / "test_labels.csv"), "--json", str(tmp_path / "eval.json"))
+    evaluate(ckpt, test_folder, *args)
+    picture, figures = tmp_path / "eval_confusion.png", tmp_path / "eval.json"
+    before = picture.read_bytes(), figures.read_bytes()
+    write_image(test_folder / "img_a3_unalt.tif", solid(1))  # predicted right now: other figures
+    real_open = open
+
+    def full_at_the_json(file, mode="r", *more, **kwargs):
+        if "w" in mode and str(file).endswith(f"eval.json.tmp{os.getpid()}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *more, **kwargs)
+
+    monkeypatch.setattr(camlit.atomic, "open", full_at_the_json, raising=False)
+    line = one_line_error(capsys, lambda: evaluate(ckpt, test_folder, *args))
+    assert "no space left" in line.lower()
+    assert (picture.read_bytes(), figures.read_bytes()) == before
+    assert not list(tmp_path.glob(".*"))  # no temporary left
+
+
+def test_unusable_images_in_a_tree_are_named_by_their_path_under_input(ckpt, tmp_path, stub_model, capsys):
+    """Every camera folder holds a p0.png: the base name alone did not say which one was unusable."""
+    root = tmp_path / "data-512"
+    for k, camera in enumerate(CLASSES):
+        write_image(root / "unaltered" / camera / "p0.png", solid(k))
+    (root / "unaltered" / CLASSES[1] / "p0.png").write_bytes(b"garbage")
+    shown = str(Path("unaltered", CLASSES[1], "p0.png"))
+    with pytest.raises(SystemExit):
+        evaluate(ckpt, root)
+    assert f"image(s) (unreadable, or smaller than the crop): {shown};" in capsys.readouterr().err
+    report = evaluate(ckpt, root, "--skip_unreadable")
+    assert report["skipped"] == [shown]
+
+
 def test_datamodule_style_folder(ckpt, tmp_path, stub_model):
     root = tmp_path / "data-512"
     # unaltered: all 3 right; jpeg70: 1 of 3 right (classes 1 and 2 predicted as 0).

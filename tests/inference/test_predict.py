@@ -90,6 +90,32 @@ def test_a_file_name_that_is_not_utf8_is_written_as_its_bytes(ckpt, images, tmp_
     assert report["images"] == len(rows) - 1 and report["skipped"] == []
 
 
+def test_a_full_disk_leaves_the_submission_and_the_probabilities_as_they_were(
+    ckpt, images, tmp_path, capsys, monkeypatch
+):
+    """The submission was written, then --probs: a full disk between left a new submission beside
+    the probabilities of another run."""
+    import errno
+
+    import camlit.atomic
+
+    output, probs = tmp_path / "submission.csv", tmp_path / "probs.csv"
+    output.write_text("fname,camera\nolder,run\n")
+    probs.write_text("the older run's\n")
+    real_open = open
+
+    def full_at_the_probabilities(file, mode="r", *more, **kwargs):
+        if "w" in mode and str(file).endswith(f"probs.csv.tmp{os.getpid()}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *more, **kwargs)
+
+    monkeypatch.setattr(camlit.atomic, "open", full_at_the_probabilities, raising=False)
+    line = one_error_line(capsys, lambda: run(ckpt, images, output, "--probs", str(probs)))
+    assert "no space left" in line.lower()
+    assert output.read_text() == "fname,camera\nolder,run\n" and probs.read_text() == "the older run's\n"
+    assert not list(tmp_path.glob(".*"))  # no temporary left
+
+
 def test_two_runs_give_identical_files(ckpt, images, tmp_path):
     run(ckpt, images, tmp_path / "a.csv", "--probs", str(tmp_path / "pa.csv"))
     run(ckpt, images, tmp_path / "b.csv", "--probs", str(tmp_path / "pb.csv"), "--num_workers", "1")

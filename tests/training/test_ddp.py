@@ -39,6 +39,15 @@ class Probe(Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.write(trainer, "train", [list(item) for item in trainer.train_dataloader.sampler])
+        if trainer.current_epoch == 1:
+            self.write(trainer, "logged", float(trainer.callback_metrics["train/loss_epoch"]))
+        self.losses = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append([float(outputs["loss"]), len(batch.labels)])
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.write(trainer, "losses", self.losses)
 
     def on_validation_epoch_start(self, trainer, pl_module):
         self.correct = []
@@ -104,6 +113,14 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
         for rank in (0, 1):
             assert validation[rank]["counted"] == 3
             assert validation[rank]["acc"] == pytest.approx(sum(correct) / 3)
+
+    # The epoch's loss is every rank's batches', weighted by their sizes, not rank 0's alone.
+    batches = [
+        pair for rank in (0, 1) for pair in json.loads((probe_dir / f"losses-rank{rank}-epoch0.json").read_text())
+    ]
+    mean = sum(loss * size for loss, size in batches) / sum(size for _, size in batches)
+    for rank in (0, 1):
+        assert json.loads((probe_dir / f"logged-rank{rank}-epoch1.json").read_text()) == pytest.approx(mean, rel=1e-5)
 
     runs = list((tmp_path / "lightning_logs").iterdir())
     assert [p.name for p in runs] == ["version_0"]
