@@ -275,6 +275,23 @@ def camlit_messages_on_stderr(monkeypatch):
     monkeypatch.setattr(logging.getLogger("camlit"), "handlers", [])
 
 
+def full_disk_at(monkeypatch, name: str) -> None:
+    """camlit's atomic writes meet a full disk at the temporary of the file called `name`: the
+    files written before it are on disk as temporaries, those after it not yet begun."""
+    import errno
+
+    import camlit.atomic
+
+    real_open = open
+
+    def full_at(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).endswith(f"{name}.tmp{os.getpid()}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(camlit.atomic, "open", full_at, raising=False)
+
+
 def one_error_line(capsys, call) -> str:
     """Run `call`, which must end with exit status 2 and one `error:` line, no traceback; that line."""
     with pytest.raises(SystemExit) as exit_info:

@@ -1,13 +1,12 @@
 """Calibration of the unknown-camera score on a run's own split, unaltered and manipulated apart."""
 
 import json
-import os
 import subprocess
 
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, mount_tmpfs, one_error_line, random_image, save_checkpoint, write_image
+from conftest import CLASSES, full_disk_at, mount_tmpfs, one_error_line, random_image, save_checkpoint, write_image
 
 from camlit.data import manipulations
 from camlit.data.datamodule import CameraDataModule
@@ -282,22 +281,11 @@ def test_the_first_tables_bank_saves_a_crop_again_on_its_cameras_grid(tmp_path):
 def test_a_failed_write_leaves_both_calibration_files_as_they_were(tmp_path, flat_tree, capsys, monkeypatch):
     """The unknown-camera file was written, then the splice one: a failure between left a new file
     beside an old one, for another set of weights."""
-    import errno
-
-    import camlit.atomic
-
     path = run_checkpoint(tmp_path, flat_tree)
     unknown, splices = openset.calibration_path(path), splice.calibration_path(path)
     unknown.write_bytes(b"the earlier calibration")
     splices.write_text("{}")
-    real_open = open
-
-    def full_at_the_json(file, mode="r", *args, **kwargs):
-        if "w" in mode and str(file).endswith(f"{splices.name}.tmp{os.getpid()}"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_open(file, mode, *args, **kwargs)
-
-    monkeypatch.setattr(camlit.atomic, "open", full_at_the_json, raising=False)
+    full_disk_at(monkeypatch, splices.name)
     args = ["--ckpt_path", str(path), "--crops", "1", "--score", "knn", "--device", "cpu", "--splice_photos", "2"]
     line = one_error_line(capsys, lambda: main(args))
     assert "no space left" in line.lower()

@@ -7,7 +7,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, one_error_line, refused_before_predicting, write_image
+from conftest import CLASSES, full_disk_at, one_error_line, refused_before_predicting, write_image
 
 import camlit.inference.options
 from camlit.atomic import write_csv_atomic
@@ -201,23 +201,12 @@ def test_a_full_disk_leaves_the_json_and_the_picture_as_they_were(
 ):
     """The picture was written, then the JSON: a full disk between left a new picture beside an
     old JSON, figures from two runs."""
-    import errno
-
-    import camlit.atomic
-
     args = ("--labels", str(tmp_path / "test_labels.csv"), "--json", str(tmp_path / "eval.json"))
     evaluate(ckpt, test_folder, *args)
     picture, figures = tmp_path / "eval_confusion.png", tmp_path / "eval.json"
     before = picture.read_bytes(), figures.read_bytes()
     write_image(test_folder / "img_a3_unalt.tif", solid(1))  # predicted right now: other figures
-    real_open = open
-
-    def full_at_the_json(file, mode="r", *more, **kwargs):
-        if "w" in mode and str(file).endswith(f"eval.json.tmp{os.getpid()}"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_open(file, mode, *more, **kwargs)
-
-    monkeypatch.setattr(camlit.atomic, "open", full_at_the_json, raising=False)
+    full_disk_at(monkeypatch, "eval.json")
     line = one_line_error(capsys, lambda: evaluate(ckpt, test_folder, *args))
     assert "no space left" in line.lower()
     assert (picture.read_bytes(), figures.read_bytes()) == before

@@ -10,6 +10,7 @@ from conftest import (
     CLASSES,
     ROOT,
     bomb_png,
+    full_disk_at,
     one_error_line,
     random_image,
     refused_before_predicting,
@@ -95,21 +96,10 @@ def test_a_full_disk_leaves_the_submission_and_the_probabilities_as_they_were(
 ):
     """The submission was written, then --probs: a full disk between left a new submission beside
     the probabilities of another run."""
-    import errno
-
-    import camlit.atomic
-
     output, probs = tmp_path / "submission.csv", tmp_path / "probs.csv"
     output.write_text("fname,camera\nolder,run\n")
     probs.write_text("the older run's\n")
-    real_open = open
-
-    def full_at_the_probabilities(file, mode="r", *more, **kwargs):
-        if "w" in mode and str(file).endswith(f"probs.csv.tmp{os.getpid()}"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_open(file, mode, *more, **kwargs)
-
-    monkeypatch.setattr(camlit.atomic, "open", full_at_the_probabilities, raising=False)
+    full_disk_at(monkeypatch, "probs.csv")
     line = one_error_line(capsys, lambda: run(ckpt, images, output, "--probs", str(probs)))
     assert "no space left" in line.lower()
     assert output.read_text() == "fname,camera\nolder,run\n" and probs.read_text() == "the older run's\n"
