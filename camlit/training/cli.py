@@ -50,7 +50,7 @@ from camlit.training.resume import (
     require_same_network,
     resume_arguments,
 )
-from camlit.training.runconfig import record_data_paths
+from camlit.training.runconfig import record_data_paths, resume_command
 from camlit.training.runfolder import RunLock, claim_version, writable
 from camlit.training.trainer_options import (
     refuse_checkpoint_options,
@@ -236,10 +236,13 @@ class CamlitCLI(LightningCLI):
         saved = [c.saved for c in self.callbacks() if isinstance(c, CheckpointOnSigterm) and c.saved]
         if saved:
             step = self.trainer.global_step
-            return f"saved {saved[0]} at step {step}; continue with --resume {Path(saved[0]).parent.parent}"
+            return f"saved {saved[0]} at step {step}; continue with {self.resume_command(Path(saved[0]).parent.parent)}"
         if self.training_began():
             return "no checkpoint saved (checkpointing is off)"
         return STOPPED_BEFORE_TRAINING
+
+    def resume_command(self, run_dir: Path | None = None) -> str:
+        return resume_command(run_dir or self.run_dir, self.config)
 
     def callbacks(self) -> list:
         trainer = getattr(self, "trainer", None)
@@ -313,7 +316,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
             stopped = stopped_by_sigterm(sigterm, exception)
             if not stopped and worker_killed(exception):
                 # The OOM killer's usual victim: torch's RuntimeError came with a traceback.
-                kept = f"continue with --resume {cli.run_dir}" if cli is not None and cli.run_dir else "nothing kept"
+                kept = f"continue with {cli.resume_command()}" if cli is not None and cli.run_dir else "nothing kept"
                 print(
                     f"error: {exception}; out of memory? The run's checkpoints are as last saved; {kept}",
                     file=sys.stderr,

@@ -21,6 +21,7 @@ line (camlit.training.resume). camlit never reads the run's hparams.yaml; the lo
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,18 @@ def entry_problem(key: str, value: Any, given: set[str]) -> str | None:
     if key in WRITTEN_DATA and value is not None and f"--{key}" not in given and not inside_working_dir(value):
         return f"names {value}, outside the working directory, to write into"
     return None
+
+
+def resume_command(run_dir: str | Path, config: Any) -> str:
+    """`--resume RUN` as a resume from this working directory accepts it: with the folders the run
+    writes into outside it (a cache on a node's local disk) given again, as entry_problem asks."""
+    parts = ["--resume", str(run_dir)]
+    for key in WRITTEN_DATA:
+        group, option = key.split(".")
+        value = getattr(getattr(config, group, None), option, None)
+        if value is not None and not inside_working_dir(value):
+            parts += [f"--{key}", str(value)]
+    return shlex.join(parts)
 
 
 def logger_problem(value: Any) -> str | None:

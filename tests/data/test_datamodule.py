@@ -174,6 +174,9 @@ def test_configuration_errors(flat_tree, tmp_path, caplog):
     # A class named like predict's own column or answer could not be told from it in the CSVs.
     with pytest.raises(CamlitError, match="--data.classes: 'unknown' is a name predict's outputs keep"):
         make(flat_tree, classes=[*CLASSES, "unknown"])
+    # The cache's folder inside the training folder read as a camera's by the next run, and refused.
+    with pytest.raises(CamlitError, match=f"--data.cache_dir {flat_tree / 'cache'}: inside --data.train_dir"):
+        make(flat_tree, cache_dir=str(flat_tree / "cache"))
     with (
         caplog.at_level(logging.WARNING),
         pytest.raises(CamlitError, match="crop_size 100 is larger than every image in"),

@@ -3,6 +3,7 @@ folder, its best-k tracking and its schedule carried on."""
 
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import warnings
 import pytest
 import torch
 from conftest import CLASSES, FIT, dead_pid, events, fit_args, one_error_line, wait_for
+from jsonargparse import Namespace
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -22,6 +24,7 @@ from camlit.training.checkpointing import is_valid_checkpoint
 from camlit.training.cli import main
 from camlit.training.module import CameraClassifier
 from camlit.training.resume import find_resume_checkpoint, resume_arguments
+from camlit.training.runconfig import resume_command
 
 pytestmark = pytest.mark.usefixtures("camlit_messages_on_stderr")
 
@@ -238,6 +241,25 @@ def test_a_run_resumed_from_another_folder_reads_the_data_it_started_on(flat_tre
     monkeypatch.chdir(elsewhere)
     resumed = main(["--resume", str(version), "--trainer.max_epochs", "3"])
     assert resumed.trainer.current_epoch == 3 and resumed.datamodule.hparams.train_dir == str(train_dir)
+
+
+def test_the_resume_command_a_stop_prints_gives_a_cache_outside_the_working_folder_again(
+    flat_tree, tmp_path, monkeypatch, capsys
+):
+    """A cache on a node's local disk, outside the working folder: the `--resume RUN` printed
+    after a SIGTERM was refused there, as a run folder's config may not write outside it alone."""
+    work, cache = tmp_path / "work", tmp_path / "node-local" / "cache"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    run = main(fit_args(flat_tree, *SHORT, "--data.cache_dir", str(cache)))
+    command = resume_command(os.path.join("lightning_logs", "version_0"), run.config)
+    assert command == f"--resume {os.path.join('lightning_logs', 'version_0')} --data.cache_dir {cache}"
+    line = one_error_line(capsys, lambda: main(["--resume", "lightning_logs/version_0", "--trainer.max_epochs", "2"]))
+    assert f"data.cache_dir names {cache}, outside the working directory" in line
+    resumed = main([*shlex.split(command), "--trainer.max_epochs", "2"])
+    assert resumed.trainer.current_epoch == 2
+    # Inside the working folder the run's own value is accepted: the command is --resume alone.
+    assert resume_command("run", Namespace(data=Namespace(cache_dir="cache", synthetic_root=None))) == "--resume run"
 
 
 class CropLog(Callback):
