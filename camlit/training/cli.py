@@ -54,6 +54,7 @@ from camlit.training.runconfig import record_data_paths, resume_command
 from camlit.training.runfolder import RunLock, claim_version, writable
 from camlit.training.trainer_options import (
     refuse_checkpoint_options,
+    refuse_logger_options,
     refuse_trainer_options,
     trainer_mistakes_as_user_errors,
 )
@@ -132,6 +133,7 @@ class CamlitCLI(LightningCLI):
         self.config = parser.parse_args(resume_arguments(args))
         refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains
         refuse_checkpoint_options(self.config)
+        refuse_logger_options(self.config)
         record_data_paths(self.config)  # config.yaml then names the same data from any folder
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

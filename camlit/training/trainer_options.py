@@ -83,6 +83,34 @@ def refuse_checkpoint_options(config) -> None:
                 f"--{checkpoint}.save_last {config.get(f'{checkpoint}.save_last')}: camlit writes last.ckpt itself "
                 "at every epoch end; leave it out"
             )
+    best, periodic = (config.get(f"{checkpoint}.filename") for checkpoint in CHECKPOINTS)
+    if best is not None and str(best) == str(periodic):
+        # Both saved under one name: `-v1` files, and which was the best hung on their order.
+        raise CamlitError(
+            f"--{CHECKPOINTS[1]}.filename {periodic}: the name of --{CHECKPOINTS[0]}.filename too; give each its own"
+        )
+
+
+def refuse_logger_options(config) -> None:
+    """TensorBoard options that put the run's files where its `--resume` cannot follow: a `sub_dir`
+    (config.yaml and the events in version_N/sub/), a `version` or `name` leading out of
+    lightning_logs, a `filename_suffix` that is a path (a traceback at the first event)."""
+    logger = config.trainer.logger
+    init = getattr(logger, "init_args", None)
+    if init is None or not str(getattr(logger, "class_path", "")).endswith("TensorBoardLogger"):
+        return
+    option = "--trainer.logger.init_args"
+    if init.get("sub_dir") is not None:
+        raise CamlitError(f"{option}.sub_dir {init.sub_dir}: a run's logs stay in its version folder; leave it out")
+    suffix = init.get("filename_suffix")
+    if suffix and not is_plain_name(str(suffix)):
+        raise CamlitError(f"{option}.filename_suffix {suffix}: a path; give the end of a file name")
+    version = init.get("version")
+    if isinstance(version, str) and not is_plain_name(version):
+        raise CamlitError(f"{option}.version {version}: a path; give a folder name (version_N, or one of yours)")
+    name = init.get("name")
+    if name and (Path(str(name)).is_absolute() or ".." in Path(str(name)).parts):
+        raise CamlitError(f"{option}.name {name}: leads out of the save folder; give a folder name")
 
 
 @contextmanager

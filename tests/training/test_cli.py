@@ -125,6 +125,17 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         ("--periodic_checkpoint.filename", "last", "--periodic_checkpoint.filename last: the name of the checkpoint"),
         ("--best_checkpoint.filename", "../../../escape", "--best_checkpoint.filename ../../../escape: a path"),
         ("--best_checkpoint.dirpath", "elsewhere", "--best_checkpoint.dirpath elsewhere: checkpoints stay in the run"),
+        # One name for both: `-v1` files, and which was the best hung on the order they saved in.
+        (
+            "--periodic_checkpoint.filename",
+            "best",
+            "--periodic_checkpoint.filename best: the name of --best_checkpoint",
+        ),
+        # Logs where the run's --resume cannot follow, or outside lightning_logs; a traceback.
+        ("--trainer.logger.init_args.sub_dir", "sub", "--trainer.logger.init_args.sub_dir sub: a run's logs stay"),
+        ("--trainer.logger.init_args.version", "../../vesc", "--trainer.logger.init_args.version ../../vesc: a path"),
+        ("--trainer.logger.init_args.name", "../up", "--trainer.logger.init_args.name ../up: leads out of the save"),
+        ("--trainer.logger.init_args.filename_suffix", "/x", "--trainer.logger.init_args.filename_suffix /x: a path"),
     ],
 )
 def test_bad_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, flag, value, message):
