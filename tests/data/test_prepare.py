@@ -255,6 +255,21 @@ def test_photos_beside_the_camera_folders_are_named_as_left_out(photos, tmp_path
     assert summary.photos == 4 and not list((tmp_path / "out").rglob("loose*"))
 
 
+def test_kaggles_download_root_as_input_is_refused_naming_its_train_folder(photos, tmp_path, capsys):
+    """Given the download root (train/<camera>/, test/*.tif), its test/ became a camera and train/
+    was passed over, without a word."""
+    root = photos.parent
+    write_image(root / "test" / "img_0_unalt.tif", photo(np.random.default_rng(6), 300, 300))
+    output = root.parent / f"{root.name}-prepared"
+    args = ["--input", str(root), "--output", str(output), "--size", "256", "--workers", "1"]
+    line = one_error_line(capsys, lambda: prepare_main(args))
+    assert line == (
+        f"error: --input {root}: {photos} holds camera folders, not photos; give --input {photos} "
+        "(expected <input>/<camera>/*.jpg)"
+    )
+    assert not output.exists()
+
+
 def test_too_small_outputs_are_listed_and_not_retried(tmp_path, monkeypatch):
     source = tmp_path / "train"
     write_image(source / "Cam" / "small.jpg", photo(np.random.default_rng(4), 400, 600))
