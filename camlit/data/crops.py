@@ -35,16 +35,23 @@ def center_offset(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 def grid_offsets(height: int, width: int, size: int, count: int, even: bool = True) -> list[tuple[int, int]]:
-    """About `count` crops spread evenly over the image on a deterministic grid, row by row."""
+    """`count` crops spread over the whole image, row by row: about sqrt(count) rows from the top
+    edge to the bottom, each with its crops from the left edge to the right; a row of one crop
+    takes the centre, as one crop does. Rows nearest the middle take the crops that do not divide
+    evenly. Offsets repeat only where the image is too small to hold them apart."""
     check_fits(height, width, size)
-    per_side = max(1, int(np.ceil(np.sqrt(count))))
     step = 2 if even else 1
+    rows = max(1, round(np.sqrt(count)))
+    base, extra = divmod(count, rows)
+    middle_first = sorted(range(rows), key=lambda row: abs(row - (rows - 1) / 2))
+    per_row = [base + (row in middle_first[:extra]) for row in range(rows)]
 
-    def axis(extent: int) -> list[int]:
-        starts = np.linspace(0, extent - size, per_side)
-        return sorted({int(s) // step * step for s in starts})
+    def spread(extent: int, n: int) -> list[int]:
+        if n == 1:
+            return [(extent // 2 - size // 2) // step * step]
+        return [int(start) // step * step for start in np.linspace(0, extent - size, n)]
 
-    return [(top, left) for top in axis(height) for left in axis(width)][:count]
+    return [(top, left) for top, n in zip(spread(height, rows), per_row, strict=True) for left in spread(width, n)]
 
 
 def tile_offsets(height: int, width: int, size: int, count: int) -> list[tuple[int, int]]:

@@ -45,7 +45,7 @@ class CropPlan:
 
     Random (default): the centre crop, then `count - 1` crops at random even offsets drawn from a
     generator seeded by (`seed`, the image's crop_key), so a rerun gives the same crops. Grid: a
-    deterministic even grid of about `count` crops (fewer when the image is too small for them).
+    deterministic even grid of `count` crops over the whole image (camlit.data.crops.grid_offsets).
     `manipulations`: names from camlit.data.manipulations whose versions of the image are cropped
     the same way too (a version too small for a crop, such as a small image halved, is left out).
     """

@@ -51,7 +51,21 @@ def test_grid_offsets_deterministic_even_and_spread():
     offsets = grid_offsets(512, 512, 224, 9)
     assert len(offsets) == 9 and offsets == grid_offsets(512, 512, 224, 9)
     assert all(t % 2 == 0 and left % 2 == 0 for t, left in offsets)
-    assert (0, 0) in offsets and (288, 288) in offsets
+    assert (0, 0) in offsets and (288, 288) in offsets and (144, 144) in offsets
+
+
+@pytest.mark.parametrize("count", [3, 5, 10, 16, 17])
+def test_grid_offsets_reach_every_edge_with_exactly_count_crops(count):
+    """Ten crops were the first ten of a 4x4 grid: the bottom 96 rows of a 512 image never seen."""
+    offsets = grid_offsets(512, 512, 224, count)
+    assert len(offsets) == count == len(set(offsets))
+    tops, lefts = {top for top, _ in offsets}, {left for _, left in offsets}
+    assert min(tops) == 0 and max(tops) == 288 and min(lefts) == 0 and max(lefts) == 288
+
+
+def test_one_grid_crop_is_the_centre_crop():
+    """It was the top-left corner."""
+    assert grid_offsets(512, 384, 224, 1) == [center_offset(512, 384, 224)]
 
 
 def test_tiles_inside_frame_even_and_disjoint():
