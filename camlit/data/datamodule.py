@@ -154,7 +154,9 @@ class CameraDataModule(L.LightningDataModule):
             for option, folder in (("train_dir", train_dir), ("val_dir", val_dir)):
                 if folder and Path(cache_dir).resolve().is_relative_to(Path(folder).resolve()):
                     # The next run would read the cache's folder as a camera's, and refuse it.
-                    raise CamlitError(f"--data.cache_dir {cache_dir}: inside --data.{option} {folder}; put it elsewhere")
+                    raise CamlitError(
+                        f"--data.cache_dir {cache_dir}: inside --data.{option} {folder}; put it elsewhere"
+                    )
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None
         self.unaltered_crop_share: float | None = None  # of the training crops, once set up

@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 from camlit.cameras import KAGGLE_CAMERAS
-from camlit.data.crops import center_crop, crop, random_offset
+from camlit.data.crops import MIN_CROP_SIZE, center_crop, crop, random_offset
 from camlit.data.manipulations import MANIPULATIONS, apply
 from camlit.data.samples import scan, split_by_photo
-from camlit.errors import PlainParser
+from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.imageio import read_rgb
 
 
@@ -52,6 +52,9 @@ def manipulation_accuracy(photos, train_paths: set[str], name: str, side: int, c
     features, labels, train = [], [], []
     for sample in photos:
         photo = apply(name, read_rgb(sample.path))
+        if min(photo.shape[:2]) < side:
+            height, width = photo.shape[:2]
+            raise CamlitError(f"--crop {side}: larger than {sample.path} after {name} ({width}x{height})")
         is_train = sample.path in train_paths
         if is_train:
             offsets = [random_offset(*photo.shape[:2], side, rng) for _ in range(crops)]
@@ -70,10 +73,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--crop", type=int, default=64, help="crop side in pixels")
     parser.add_argument("--crops", type=int, default=4, help="random crops per training photo")
     args = parser.parse_args(argv)
-    photos = scan(args.data, KAGGLE_CAMERAS)
-    train, _ = split_by_photo(photos, 0.2, seed=0)
-    train_paths = {sample.path for sample in train}
-    results = {name: manipulation_accuracy(photos, train_paths, name, args.crop, args.crops) for name in MANIPULATIONS}
+    with exit_on_user_error():
+        if args.crop < MIN_CROP_SIZE:
+            raise CamlitError(f"--crop must be at least {MIN_CROP_SIZE}, got {args.crop}")
+        if args.crops < 1:
+            raise CamlitError(f"--crops must be at least 1, got {args.crops}")
+        photos = scan(args.data, KAGGLE_CAMERAS)
+        train, _ = split_by_photo(photos, 0.2, seed=0)
+        train_paths = {sample.path for sample in train}
+        results = {
+            name: manipulation_accuracy(photos, train_paths, name, args.crop, args.crops) for name in MANIPULATIONS
+        }
     for name, accuracy in results.items():
         print(f"{name:12} {100 * accuracy:5.1f}%")
     return results

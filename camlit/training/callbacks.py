@@ -129,7 +129,7 @@ class CheckpointOnSigterm(Callback):
         latest = [c for c in trainer.checkpoint_callbacks if isinstance(c, LatestCheckpoint)]
         if latest and latest[0].dirpath:
             path = latest[0].format_checkpoint_name({})
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the whole state, to resume from
             self.saved = path
 
 

@@ -346,7 +346,7 @@ class LatestCheckpoint(RunCheckpoint):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self.saved_at_step != trainer.global_step and self.dirpath:
-            trainer.save_checkpoint(os.path.join(self.dirpath, "last.ckpt"))
+            trainer.save_checkpoint(os.path.join(self.dirpath, "last.ckpt"), weights_only=False)
             self.saved_at_step = trainer.global_step
 
     @property

@@ -2,6 +2,7 @@
 folder, its best-k tracking and its schedule carried on."""
 
 import hashlib
+import logging
 import os
 import shlex
 import shutil
@@ -419,15 +420,17 @@ def test_steps_a_killed_run_logged_after_its_checkpoint_are_not_shown_twice(flat
     ids=["every_second_epoch", "within_the_epoch"],
 )  # fmt: skip
 def test_last_checkpoint_is_written_at_every_epoch_end_whenever_validation_runs(
-    flat_tree, tmp_path, monkeypatch, validation, steps
+    flat_tree, tmp_path, monkeypatch, caplog, validation, steps
 ):
     """Saved after validation only: a run validating every second epoch kept no checkpoint after
     its first (with 5, none at all, status 0), and one validating within the epoch lost each
-    epoch's last steps."""
+    epoch's last steps. The save says what it saves: Lightning prints a line for a `weights_only` left unset."""
     monkeypatch.chdir(tmp_path)
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     options = ["--trainer.limit_train_batches", str(steps), "--trainer.limit_val_batches", "1", *validation]
-    main(fit_args(flat_tree, "--trainer.max_epochs", "3", *options))
+    with caplog.at_level(logging.INFO):
+        main(fit_args(flat_tree, "--trainer.max_epochs", "3", *options))
+    assert "weights_only" not in caplog.text
     saved = torch.load(last, weights_only=True)
     assert (saved["global_step"], saved["epoch"]) == (3 * steps, 2)
     resumed = main(["--resume", str(last.parent.parent), "--trainer.max_epochs", "4"])
