@@ -27,11 +27,24 @@ class CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
-class NoAdvert(logging.Filter):
-    """Drops Lightning's tip to install its cloud logger, printed on every run (and above an error line)."""
+# Lightning's lines that camlit does without, by logger: the tip to install its cloud logger,
+# printed on every run (and above an error line), and "[rank: 0] Received SIGTERM: 15" above
+# camlit's own line saying what the stop saved.
+UNWANTED = {
+    "lightning.pytorch.utilities.rank_zero": "litlogger",
+    "lightning.pytorch.trainer.connectors.signal_connector": "Received SIGTERM",
+}
+
+
+class Without(logging.Filter):
+    """Drops the records whose message holds `text`."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
+        return self.text not in record.getMessage()
 
 
 class StartupLines(logging.Filter):
@@ -74,9 +87,10 @@ def fit_messages() -> Iterator[StartupLines]:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    lightning = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, NoAdvert) for f in lightning.filters):
-        lightning.addFilter(NoAdvert())
+    for name, text in UNWANTED.items():
+        lightning = logging.getLogger(name)
+        if not any(isinstance(f, Without) and f.text == text for f in lightning.filters):
+            lightning.addFilter(Without(text))
     lines = StartupLines()
     for name in STARTUP_LOGGERS:
         logging.getLogger(name).addFilter(lines)
