@@ -52,10 +52,10 @@ def splice_folder(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    # Decoded from bytes, as photos are: cv2.imread crashed the process (SIGSEGV) on a file name
-    # that is not UTF-8.
+    # Decoded from bytes, as photos are (cv2.imread crashes the process on a file name that is not
+    # UTF-8), and as stored: an EXIF orientation would turn the mask against its photo.
     try:
-        mask = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+        mask = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
     except (OSError, cv2.error):
         mask = None
     if mask is None or mask.shape != shape:

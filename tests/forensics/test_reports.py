@@ -1,5 +1,7 @@
 import json
 import shutil
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -202,3 +204,23 @@ def test_a_mask_of_zeros_and_ones_marks_its_ones(tmp_path):
         write_image(tmp_path / f"mask{high}.png", mask)
         found = read_mask(tmp_path / f"mask{high}.png", (8, 10))
         assert found.sum() == 12 and found[2:5, 3:7].all()
+
+
+def with_exif_orientation(png: bytes, orientation: int) -> bytes:
+    """A PNG with an eXIf chunk (a big-endian TIFF header, one Orientation entry) after its IHDR."""
+    exif = b"MM\x00\x2a\x00\x00\x00\x08" + struct.pack(">HHHIHH", 1, 0x0112, 3, 1, orientation, 0) + bytes(4)
+    chunk = struct.pack(">I", len(exif)) + b"eXIf" + exif + struct.pack(">I", zlib.crc32(b"eXIf" + exif))
+    end_of_header = 8 + 8 + 13 + 4  # the signature, then IHDR's length, type, data and CRC
+    return png[:end_of_header] + chunk + png[end_of_header:]
+
+
+def test_a_mask_is_read_as_stored_whatever_its_exif_orientation(tmp_path):
+    """OpenCV turned a mask tagged `rotate 90` against its photo (read as stored): a pixel F1 of
+    0.945 fell to 0.001 without a word, and a square mask passed the size check."""
+    from camlit.forensics.reports import read_mask
+
+    mask = np.zeros((10, 10), np.uint8)
+    mask[:, :3] = 255
+    path = tmp_path / "mask.png"
+    path.write_bytes(with_exif_orientation(cv2.imencode(".png", mask)[1].tobytes(), 6))
+    assert np.array_equal(read_mask(path, (10, 10)), mask > 0)
