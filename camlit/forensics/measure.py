@@ -16,7 +16,7 @@ import datetime
 import json
 from pathlib import Path
 
-from camlit.atomic import write_text_atomic
+from camlit.atomic import json_text, write_json_atomic, write_text_atomic
 from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.forensics.measure_splices import measure_splices
 from camlit.forensics.measure_unknown import measure_unknown
@@ -49,10 +49,22 @@ def main(argv: list[str] | None = None) -> None:
             folder = getattr(args, option)
             if folder is not None and not Path(folder).is_dir():
                 raise CamlitError(f"--{option} {folder}: no such folder")
+        require_parts(args)
         model, size = load_checkpoint(args.ckpt_path, "cpu")
         Path(args.work).mkdir(parents=True, exist_ok=True)
         require_work_for(args)
-    measure(model, size, args)
+        measure(model, size, args)
+
+
+def require_parts(args) -> None:
+    """What the parts measured need, before any model work: known scores, and the sets' folders."""
+    unknown_scores = [name for name in args.scores.split(",") if name not in SCORES]
+    if unknown_scores:
+        raise CamlitError(f"--scores: unknown {unknown_scores[0]!r}; choose from {', '.join(SCORES)}")
+    parts = {"unknown": args.only != "splices", "splice": args.only != "unknown"}
+    for part in (name for name, measured in parts.items() if measured):
+        if not (Path(args.sets) / part).is_dir():
+            raise CamlitError(f"--sets {args.sets}: no {part}/ folder in it (camlit.data.forensic_sets makes it)")
 
 
 # What the outputs kept in --work depend on, for both parts and for each; the format goes up when
@@ -105,5 +117,6 @@ def measure(model, size: int, args) -> None:
         report["unknown"] = measure_unknown(model, size, args)
     if args.only != "unknown":
         report["splices"] = measure_splices(model, size, args)
-    write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=1))
+    # NaN (an AUROC of one kind of photo only) is written as null: JSON has no such number.
+    write_json_atomic(args.json, report)
+    print(json_text(report), end="")

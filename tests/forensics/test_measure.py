@@ -1,8 +1,10 @@
+import json
 from argparse import Namespace
 
 import numpy as np
 import pytest
 
+import camlit.forensics.measure
 from camlit.errors import CamlitError
 from camlit.forensics.measure import main, require_work_for
 from camlit.forensics.measure_splices import choose_threshold
@@ -19,8 +21,8 @@ def one_error_line(capsys, argv) -> str:
 
 
 def test_a_missing_folder_or_checkpoint_is_one_error_line_naming_it(tmp_path, capsys):
-    (tmp_path / "sets").mkdir()
-    (tmp_path / "known").mkdir()
+    for folder in ("sets/unknown", "sets/splice", "known"):
+        (tmp_path / folder).mkdir(parents=True)
     (tmp_path / "model.ckpt").write_bytes(b"not a checkpoint")
     argv = ["--ckpt_path", str(tmp_path / "model.ckpt"), "--sets", str(tmp_path / "sets")]
     argv += ["--known", str(tmp_path / "known"), "--work", str(tmp_path / "work"), "--json", str(tmp_path / "r.json")]
@@ -31,6 +33,48 @@ def test_a_missing_folder_or_checkpoint_is_one_error_line_naming_it(tmp_path, ca
     assert not (tmp_path / "work").exists()  # nothing written before the input is checked
     assert "model.ckpt" in one_error_line(capsys, argv)
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "work").exists()
+
+
+def measuring_args(tmp_path, ckpt, *extra) -> list[str]:
+    for folder in ("sets/unknown", "sets/splice", "known"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    argv = ["--ckpt_path", str(ckpt), "--sets", str(tmp_path / "sets"), "--known", str(tmp_path / "known")]
+    return [*argv, "--work", str(tmp_path / "work"), "--json", str(tmp_path / "r.json"), *extra]
+
+
+@pytest.mark.parametrize(
+    ("extra", "missing", "message"),
+    [
+        (("--scores", "msp,bogus"), None, "error: --scores: unknown 'bogus'; choose from"),
+        (("--only", "splices"), "splice", "no splice/ folder in it"),
+        (("--only", "unknown"), "unknown", "no unknown/ folder in it"),
+    ],
+)
+def test_what_the_parts_need_is_checked_before_any_model_work(ckpt, tmp_path, capsys, extra, missing, message):
+    """An unknown score, or a set without the folder measured, was a traceback after the model ran."""
+    argv = measuring_args(tmp_path, ckpt, *extra)
+    if missing:
+        (tmp_path / "sets" / missing).rmdir()
+    assert message in one_error_line(capsys, argv)
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_mistake_found_while_measuring_is_one_error_line(ckpt, tmp_path, capsys, monkeypatch):
+    def refuses(*args):
+        raise CamlitError("--known: a mistake found in the photos")
+
+    monkeypatch.setattr(camlit.forensics.measure, "measure_unknown", refuses)
+    line = one_error_line(capsys, measuring_args(tmp_path, ckpt, "--only", "unknown"))
+    assert line == "error: --known: a mistake found in the photos"
+
+
+def test_figures_that_are_not_numbers_are_written_as_null(ckpt, tmp_path, capsys, monkeypatch):
+    """An AUROC of one kind of photo only is NaN, which Python wrote and no JSON parser reads."""
+    monkeypatch.setattr(camlit.forensics.measure, "measure_unknown", lambda *args: {"auroc": float("nan")})
+    main(measuring_args(tmp_path, ckpt, "--only", "unknown"))
+    written = json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert written["unknown"] == {"auroc": None}
+    assert "NaN" not in capsys.readouterr().out
 
 
 def splice_results(scores, regions):
