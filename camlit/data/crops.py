@@ -35,13 +35,17 @@ def center_offset(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 def grid_offsets(height: int, width: int, size: int, count: int, even: bool = True) -> list[tuple[int, int]]:
-    """`count` crops spread over the whole image, row by row: about sqrt(count) rows from the top
-    edge to the bottom, each with its crops from the left edge to the right; a row of one crop
-    takes the centre, as one crop does. Rows nearest the middle take the crops that do not divide
-    evenly. Offsets repeat only where the image is too small to hold them apart."""
+    """`count` crops spread over the whole image, row by row: rows from the top edge to the bottom
+    as the image's shape asks (sqrt(count) on a square), each with its crops from the left edge to
+    the right; a row of one crop takes the centre, as one crop does. Rows nearest the middle take
+    the crops that do not divide evenly. Offsets repeat only where the image is too small to hold
+    them apart."""
     check_fits(height, width, size)
     step = 2 if even else 1
-    rows = max(1, round(np.sqrt(count)))
+    places_down, places_across = (height - size) // step + 1, (width - size) // step + 1
+    rows = max(1, round(np.sqrt(count * height / width)))
+    # As many rows as the crops need to keep apart across, and no more than fit apart down.
+    rows = min(max(rows, -(-count // places_across)), places_down, count)
     base, extra = divmod(count, rows)
     middle_first = sorted(range(rows), key=lambda row: abs(row - (rows - 1) / 2))
     per_row = [base + (row in middle_first[:extra]) for row in range(rows)]

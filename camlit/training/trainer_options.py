@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
 from camlit.atomic import require_writable
 from camlit.errors import CamlitError
 from camlit.training.runconfig import CHECKPOINTS, is_plain_name
@@ -83,12 +86,26 @@ def refuse_checkpoint_options(config) -> None:
                 f"--{checkpoint}.save_last {config.get(f'{checkpoint}.save_last')}: camlit writes last.ckpt itself "
                 "at every epoch end; leave it out"
             )
-    best, periodic = (config.get(f"{checkpoint}.filename") for checkpoint in CHECKPOINTS)
-    if best is not None and str(best) == str(periodic):
-        # Both saved under one name: `-v1` files, and which was the best hung on their order.
-        raise CamlitError(
-            f"--{CHECKPOINTS[1]}.filename {periodic}: the name of --{CHECKPOINTS[0]}.filename too; give each its own"
-        )
+    # Both saving under one name (`best`, or `epoch{epoch:03}` beside `epoch{epoch:03d}`) gave `-v1`
+    # files, and which was the best hung on the order they saved in.
+    for epoch, step in ((0, 0), (7, 1234), (12, 99)):
+        best, periodic = (checkpoint_name(config, checkpoint, epoch, step) for checkpoint in CHECKPOINTS)
+        if best == periodic:
+            raise CamlitError(
+                f"--{CHECKPOINTS[1]}.filename {config.get(f'{CHECKPOINTS[1]}.filename')}: names its checkpoints as "
+                f"--{CHECKPOINTS[0]}.filename {config.get(f'{CHECKPOINTS[0]}.filename')} does ({best} at epoch "
+                f"{epoch}); give each its own"
+            )
+
+
+def checkpoint_name(config, checkpoint: str, epoch: int, step: int) -> str:
+    """The file name a checkpoint callback of these options gives at `epoch` and `step` (its other
+    metrics at 0, as Lightning fills them)."""
+    callback = ModelCheckpoint(
+        filename=config.get(f"{checkpoint}.filename"),
+        auto_insert_metric_name=config.get(f"{checkpoint}.auto_insert_metric_name", True),
+    )
+    return callback.format_checkpoint_name({"epoch": torch.tensor(epoch), "step": torch.tensor(step)})
 
 
 def refuse_logger_options(config) -> None:

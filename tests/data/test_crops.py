@@ -63,6 +63,14 @@ def test_grid_offsets_reach_every_edge_with_exactly_count_crops(count):
     assert min(tops) == 0 and max(tops) == 288 and min(lefts) == 0 and max(lefts) == 288
 
 
+@pytest.mark.parametrize(("height", "width"), [(1000, 224), (224, 1000), (384, 512)])
+def test_grid_offsets_follow_the_images_shape(height, width):
+    """A 1000x224 image took its ten crops in a square grid's rows: 3 distinct crops of 10."""
+    offsets = grid_offsets(height, width, 224, 10)
+    assert len(set(offsets)) == 10
+    assert max(top for top, _ in offsets) == height - 224 and max(left for _, left in offsets) == width - 224
+
+
 def test_one_grid_crop_is_the_centre_crop():
     """It was the top-left corner."""
     assert grid_offsets(512, 384, 224, 1) == [center_offset(512, 384, 224)]

@@ -2,7 +2,7 @@ import logging
 
 import pytest
 import torch
-from conftest import CLASSES, events, fit_args
+from conftest import CLASSES, events, fit_args, one_error_line
 
 from camlit.training.cli import main
 from camlit.training.module import CameraClassifier
@@ -129,7 +129,7 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         (
             "--periodic_checkpoint.filename",
             "best",
-            "--periodic_checkpoint.filename best: the name of --best_checkpoint",
+            "--periodic_checkpoint.filename best: names its checkpoints as --best_checkpoint",
         ),
         # Logs where the run's --resume cannot follow, or outside lightning_logs; a traceback.
         ("--trainer.logger.init_args.sub_dir", "sub", "--trainer.logger.init_args.sub_dir sub: a run's logs stay"),
@@ -146,6 +146,15 @@ def test_bad_option_is_one_error_line(flat_tree, tmp_path, monkeypatch, capsys, 
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert exit_info.value.code == 2 and "Traceback" not in stderr
     assert len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_two_checkpoint_names_that_give_the_same_files_are_refused(flat_tree, tmp_path, monkeypatch, capsys):
+    """`epoch{epoch:03}` for best.ckpt beside the periodic `epoch{epoch:03d}`: `-v1` files."""
+    monkeypatch.chdir(tmp_path)
+    same = ("--best_checkpoint.filename", "epoch{epoch:03}", "--best_checkpoint.auto_insert_metric_name", "false")
+    line = one_error_line(capsys, lambda: main(fit_args(flat_tree, *same)))
+    assert "names its checkpoints as --best_checkpoint.filename epoch{epoch:03} does (epoch000.ckpt at epoch 0)" in line
     assert not (tmp_path / "lightning_logs").exists()
 
 
