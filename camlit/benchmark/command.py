@@ -46,6 +46,7 @@ from camlit.data.commands import at_least
 from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.imageio import write_image_atomic
 from camlit.provenance import provenance
+from camlit.termination import exit_on_signal
 
 TINY = Sizes(
     crop=32, batch=4, steps=1, repeats=2, images=8, side=64, memory_images=4, e2e_images=16, workers=1, round_seconds=0,
@@ -220,7 +221,9 @@ def main(argv: list[str] | None = None) -> dict:
     for field in dataclasses.fields(Sizes):
         parser.add_argument(f"--{field.name}", type=at_least(1), help=f"override the {field.name} size")
     args = parser.parse_args(argv)
-    with exit_on_user_error():
+    # A stop ends the memory fit's child, removes the stand-in photos, and leaves --json as it was.
+    kept = f"{args.json} not written (any older file there is as it was)" if args.json else "nothing written"
+    with exit_on_user_error(), exit_on_signal(kept):
         if args.json:
             require_writable(args.json, "--json")
             if Path(args.json).is_dir():
@@ -247,6 +250,12 @@ def measure(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = dataclasses.replace(base, **overrides)
+    # Named as benchmark's options: fit's own lines name --data.* options, which benchmark lacks.
+    for name in ("batch", "memory_images"):  # the memory fit's batch is the smaller of the two
+        if getattr(sizes, name) < 2:
+            raise CamlitError(f"--{name} must be at least 2 (batch norm needs 2 crops), got {getattr(sizes, name)}")
+    if args.project is None and sizes.crop > sizes.side:
+        raise CamlitError(f"--crop {sizes.crop}: larger than the stand-in photos (--side {sizes.side})")
     if args.project is None:
         report = run(args.device, args.tiny, not args.no_compile, sizes)
         print(format_report(report))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -285,12 +286,15 @@ def memory_section(small: Path, large: Path, device: torch.device, sizes: Sizes,
     for key, data_root in (("memory/peak_rss_n_mb", small), ("memory/peak_rss_10n_mb", large)):
         spec = {"root": str(data_root), "device": str(device), "sizes": dataclasses.asdict(sizes)}
         spec["threads"] = torch.get_num_threads()
-        # The child imports this camlit, installed or not.
-        code = "import sys; sys.path.insert(0, sys.argv[2]); from camlit.benchmark import sections as b; "
+        # The child imports this camlit, installed or not, and dies with this process.
+        code = "import sys; sys.path.insert(0, sys.argv[2]); from camlit.workers import die_with_parent; "
+        code += "die_with_parent(int(sys.argv[3])); from camlit.benchmark import sections as b; "
         code += "b.peak_rss_of_fit(sys.argv[1])"
         package_root = str(Path(__file__).resolve().parents[2])
         child = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(spec), package_root], capture_output=True, text=True
+            [sys.executable, "-c", code, json.dumps(spec), package_root, str(os.getpid())],
+            capture_output=True,
+            text=True,
         )
         if child.returncode:
             raise RuntimeError(f"the memory fit on {data_root} failed:\n{child.stderr[-2000:]}")

@@ -1,11 +1,16 @@
 import importlib.util
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, one_error_line
+from conftest import CONFIGS, end_session, live_members, one_error_line, wait_for
 
 from camlit.benchmark.command import main
 from camlit.benchmark.projection import data_settings
@@ -138,6 +143,8 @@ def test_cuda_run_without_cuda_builds_its_inputs_and_skips_the_device_sections()
         (["--json", "{tmp}"], "--json {tmp}: is a folder; name a file"),
         (["--tiny", "--side", "8"], "--data.crop_size 32 is larger than every image"),
         (["--device", "gpu"], "argument --device: invalid choice: 'gpu'"),
+        (["--batch", "1"], "--batch must be at least 2 (batch norm needs 2 crops), got 1"),
+        (["--crop", "600"], "--crop 600: larger than the stand-in photos (--side 512)"),
     ],
 )
 def test_bad_arguments_are_one_error_line(tmp_path, capsys, argv, message):
@@ -145,3 +152,40 @@ def test_bad_arguments_are_one_error_line(tmp_path, capsys, argv, message):
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     line = one_error_line(capsys, lambda: main([*argv, "--project", "--threads", "1"] if "--tiny" in argv else argv))
     assert message.format(tmp=tmp_path) in line
+
+
+def memory_fit_child(session: int) -> int | None:
+    """The process of `session` running the memory section's fit, once it has started."""
+    for pid in live_members(session):
+        try:
+            if b"peak_rss_of_fit" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_stopped_benchmark_ends_its_memory_fit_and_its_stand_in_photos(tmp_path, signum):
+    """The memory fit's child ran on after its parent, and the stand-in photos stayed in /tmp."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "TMPDIR": str(temporary), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "camlit", "benchmark", "--tiny", "--threads", "1", "--json", str(tmp_path / "b.json")],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: memory_fit_child(process.pid), timeout=600, interval=0.05), "no memory fit started"
+        child = memory_fit_child(process.pid)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+        # Within a few seconds: left alone, the short fit runs on for longer than that.
+        assert wait_for(lambda: child not in live_members(process.pid), timeout=3), "the memory fit lives on"
+        if signum == signal.SIGTERM:
+            assert process.returncode == 143 and "Traceback" not in stderr, stderr[-2000:]
+            assert stderr.strip().splitlines()[-1].startswith("stopped by SIGTERM:")
+            assert not list(temporary.iterdir()) and not (tmp_path / "b.json").exists()
+    finally:
+        end_session(process.pid)
