@@ -148,7 +148,15 @@ def resume_command(run_dir: str | Path, config: Any) -> str:
         value = getattr(getattr(config, group, None), option, None)
         if value is not None and not inside_working_dir(value):
             parts += [f"--{key}", str(value)]
-    return shlex.join(parts)
+    command = shlex.join(parts)
+    try:
+        read_run_config(Path(run_dir) / "config.yaml", parts)
+    except OSError:
+        pass  # no config.yaml yet: the resume names that itself
+    except CamlitError as error:
+        # A callback or another logger given to the new run: said now, not at the requeued job's start.
+        command += f", once the run's config.yaml is fit for it ({error})"
+    return command
 
 
 def logger_problem(value: Any) -> str | None:

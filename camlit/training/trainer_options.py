@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from camlit.atomic import require_writable
 from camlit.errors import CamlitError
-from camlit.training.runconfig import CHECKPOINTS, is_plain_name
+from camlit.training.runconfig import CHECKPOINTS, TENSORBOARD, is_plain_name
 
 
 def refuse_trainer_options(config) -> None:
@@ -109,13 +109,23 @@ def checkpoint_name(config, checkpoint: str, epoch: int, step: int) -> str:
 
 
 def refuse_logger_options(config) -> None:
-    """TensorBoard options that put the run's files where its `--resume` cannot follow: a `sub_dir`
-    (config.yaml and the events in version_N/sub/), a `version` or `name` leading out of
-    lightning_logs, a `filename_suffix` that is a path (a traceback at the first event)."""
+    """Logger options that put the run's files where its `--resume` cannot follow: another logger
+    than TensorBoard's or a list of them, a `sub_dir` (config.yaml and the events in
+    version_N/sub/), a `version` or `name` leading out of lightning_logs, a `filename_suffix` that
+    is a path (a traceback at the first event)."""
     logger = config.trainer.logger
-    init = getattr(logger, "init_args", None)
-    if init is None or not str(getattr(logger, "class_path", "")).endswith("TensorBoardLogger"):
-        return
+    if isinstance(logger, bool) or logger is None:
+        return  # Lightning's TensorBoardLogger, or none (refuse_trainer_options)
+    # camlit claims, locks and resumes a run by its TensorBoard version folder: under a list of
+    # loggers or another logger nothing claimed the folder, and the run's --resume refused it.
+    class_path = logger.get("class_path") if not isinstance(logger, list) else None
+    if class_path not in TENSORBOARD:
+        given = "a list of loggers" if isinstance(logger, list) else class_path
+        raise CamlitError(
+            f"--trainer.logger: {given}; camlit keeps each run in one TensorBoardLogger's version folder, "
+            "which --resume continues"
+        )
+    init = logger.get("init_args") or {}
     option = "--trainer.logger.init_args"
     if init.get("sub_dir") is not None:
         raise CamlitError(f"{option}.sub_dir {init.sub_dir}: a run's logs stay in its version folder; leave it out")

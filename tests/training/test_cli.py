@@ -133,6 +133,12 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         ),
         # Logs where the run's --resume cannot follow, or outside lightning_logs; a traceback.
         ("--trainer.logger.init_args.sub_dir", "sub", "--trainer.logger.init_args.sub_dir sub: a run's logs stay"),
+        ("--trainer.logger", "CSVLogger", "--trainer.logger: lightning.pytorch.loggers.CSVLogger; camlit keeps each"),
+        (
+            "--trainer.logger",
+            '[{"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"sub_dir": "sub"}}]',
+            "--trainer.logger: a list of loggers; camlit keeps each run in one TensorBoardLogger's version folder",
+        ),
         ("--trainer.logger.init_args.version", "../../vesc", "--trainer.logger.init_args.version ../../vesc: a path"),
         ("--trainer.logger.init_args.name", "../up", "--trainer.logger.init_args.name ../up: leads out of the save"),
         ("--trainer.logger.init_args.filename_suffix", "/x", "--trainer.logger.init_args.filename_suffix /x: a path"),

@@ -262,6 +262,13 @@ def test_the_resume_command_a_stop_prints_gives_a_cache_outside_the_working_fold
     # Inside the working folder the run's own value is accepted: the command is --resume alone.
     assert resume_command("run", Namespace(data=Namespace(cache_dir="cache", synthetic_root=None))) == "--resume run"
 
+    # A callback given to the new run: its --resume refuses the saved config, and the stop line says so.
+    config = tmp_path / "work" / "lightning_logs" / "version_0" / "config.yaml"
+    config.write_text(config.read_text().replace("callbacks: null", "callbacks: [EarlyStopping]"))
+    said = resume_command("lightning_logs/version_0", run.config)
+    assert said.startswith(f"{command}, once the run's config.yaml is fit for it (")
+    assert "trainer.callbacks names objects to create" in said
+
 
 class CropLog(Callback):
     """Records each training batch's epoch and crops; at `stop_at` steps it stops the fit as
