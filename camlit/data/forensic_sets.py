@@ -14,6 +14,7 @@ Kept apart from the ten cameras' train and test sets, so that their figures stay
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import as_completed
 from functools import partial
@@ -22,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from camlit.atomic import write_text_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop
 from camlit.data.manipulations import MANIPULATED, UNALTERED, apply
@@ -119,6 +121,31 @@ def forensic_jobs(output: Path, splices_per_group: int, unknown_per_camera: int,
     return jobs
 
 
+# The settings a folder's sets were made with: another run into it mixed two seeds' photos in
+# one group, and replaced a user's files of the names it writes.
+SETTINGS = ".forensic_sets.json"
+
+
+def claim_output(output: Path, settings: dict) -> None:
+    """Refuse a folder whose sets were made with other settings, or that holds files camlit did not
+    make where it writes; then record these settings there."""
+    recorded = output / SETTINGS
+    if recorded.is_file():
+        if json.loads(recorded.read_text()) != settings:
+            raise CamlitError(
+                f"{output}: holds measuring sets made with {recorded.read_text().strip()}, not {json.dumps(settings)}; "
+                "write these into another folder"
+            )
+        return
+    theirs = [path for part in ("splice", "unknown") for path in (output / part).rglob("*") if path.is_file()]
+    if theirs:
+        raise CamlitError(
+            f"{output}: holds files camlit did not make (such as {theirs[0]}) where the sets go; write them into "
+            "another folder"
+        )
+    write_text_atomic(recorded, json.dumps(settings) + "\n")
+
+
 def make_forensic_sets(
     output: str | os.PathLike,
     splices_per_group: int = 20,
@@ -134,6 +161,9 @@ def make_forensic_sets(
     output = Path(output)
     if min(splices_per_group, unknown_per_camera, seed) < 0:
         raise CamlitError("counts and seed must not be negative")
+    claim_output(
+        output, {"splices_per_group": splices_per_group, "unknown_per_camera": unknown_per_camera, "seed": seed}
+    )
     jobs = forensic_jobs(output, splices_per_group, unknown_per_camera, seed)
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     if workers <= 1:

@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 from camlit.data.forensic_sets import (
     SPLICE_MANIPULATIONS,
@@ -11,6 +12,7 @@ from camlit.data.forensic_sets import (
     unknown_manipulation_of,
 )
 from camlit.data.manipulations import MANIPULATED, UNALTERED
+from camlit.errors import CamlitError
 
 
 def test_every_other_splice_photo_has_a_region_and_its_mask_and_the_same_settings_give_the_same_files(tmp_path):
@@ -45,3 +47,19 @@ def test_unknown_photos_are_manipulated_every_other_one_through_all_eight(tmp_pa
     assert names == ["img_0000_unalt.tif", "img_0001_manip.tif", "img_1000_unalt.tif", "img_1001_manip.tif"]
     assert [unknown_manipulation_of(name) != UNALTERED for name in names] == [False, True, False, True]
     assert {unknown_manipulation(camera, index) for camera in (0, 1) for index in range(1, 16, 2)} == set(MANIPULATED)
+
+
+def test_a_folder_of_other_settings_or_of_files_camlit_did_not_make_is_refused(tmp_path):
+    """Seed 1 after seed 0 left one group holding photos of both; a user's file was replaced."""
+    made = make_forensic_sets(tmp_path / "sets", 1, 0, workers=1)
+    before = {p: p.read_bytes() for p in made.rglob("*") if p.is_file()}
+    make_forensic_sets(made, 1, 0, workers=1)  # the same settings: the same set again
+    with pytest.raises(CamlitError, match='made with {"splices_per_group": 1, "unknown_per_camera": 0, "seed": 0}'):
+        make_forensic_sets(made, 2, 0, seed=1, workers=1)
+    assert {p: p.read_bytes() for p in made.rglob("*") if p.is_file()} == before
+    mine = tmp_path / "mine" / "splice" / "unaltered" / "img_000.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my notes")
+    with pytest.raises(CamlitError, match="holds files camlit did not make"):
+        make_forensic_sets(tmp_path / "mine", 1, 0, workers=1)
+    assert mine.read_text() == "my notes"
