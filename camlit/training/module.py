@@ -269,7 +269,12 @@ class CameraClassifier(L.LightningModule):
             optimizer = (torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam)(groups, lr=hp.lr)
         if hp.schedule == "none":
             return optimizer
-        scheduler = self.build_scheduler(optimizer, int(self.trainer.estimated_stepping_batches))
+        # Resuming, the checkpoint's scheduler state brings its plan (a longer run's is made again
+        # as training starts, camlit.training.resume). Counting the steps here would build the
+        # training loader before the checkpoint's place in the epoch is restored: a run stopped
+        # mid-epoch trained the epoch's first batches again and never its last.
+        total = 2 if self.trainer.ckpt_path is not None else int(self.trainer.estimated_stepping_batches)
+        scheduler = self.build_scheduler(optimizer, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer, total: int):

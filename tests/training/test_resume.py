@@ -277,10 +277,12 @@ class CropLog(Callback):
     def __init__(self, stop_at: int | None = None, path: str | None = None):
         self.batches: list[tuple[int, str]] = []
         self.crops: list[tuple[int, str]] = []
+        self.lrs: list[float] = []
         self.stop_at, self.path = stop_at, path
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batches.append((trainer.current_epoch, hashlib.sha1(batch.images.numpy().tobytes()).hexdigest()[:12]))
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
         self.crops += [
             (trainer.current_epoch, hashlib.sha1(crop.numpy().tobytes()).hexdigest()[:12]) for crop in batch.images
         ]
@@ -294,7 +296,7 @@ class CropLog(Callback):
             trainer.save_checkpoint(self.path)
 
 
-def logged_fit(root, log: CropLog, ckpt_path=None, batch_size: int = 4) -> None:
+def logged_fit(root, log: CropLog, ckpt_path=None, batch_size: int = 4, schedule: str = "none") -> None:
     trainer = Trainer(
         max_epochs=2, callbacks=[log], logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0,
@@ -303,25 +305,30 @@ def logged_fit(root, log: CropLog, ckpt_path=None, batch_size: int = 4) -> None:
         str(root), classes=CLASSES, crop_size=32, batch_size=batch_size, num_workers=1, synthetic_root=None
     )
     try:
-        trainer.fit(CameraClassifier(CLASSES, arch="resnet_tiny"), datamodule=datamodule, ckpt_path=ckpt_path)
+        model = CameraClassifier(CLASSES, arch="resnet_tiny", schedule=schedule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
         pass
 
 
-def test_a_resumed_fit_trains_on_the_crops_of_an_uninterrupted_one(flat_tree, tmp_path, recwarn):
+@pytest.mark.parametrize("schedule", ["none", "onecycle"])
+def test_a_resumed_fit_trains_on_the_crops_of_an_uninterrupted_one(flat_tree, tmp_path, recwarn, schedule):
     """Lightning's loader workers start drawing before it sets the sampler's epoch: a resumed
-    epoch drew epoch 0's crops, and from its start when stopped mid-epoch."""
+    epoch drew epoch 0's crops, and from its start when stopped mid-epoch. With a schedule the
+    loader is built (to count the steps) before the checkpoint's place in the epoch is restored:
+    the epoch's first batches trained twice and its last never."""
     whole = CropLog()
-    logged_fit(flat_tree, whole)
+    logged_fit(flat_tree, whole, schedule=schedule)
     steps_per_epoch = sum(epoch == 0 for epoch, _ in whole.batches)
     assert len(whole.batches) == 2 * steps_per_epoch >= 4
     for stop_at in (steps_per_epoch + 1, steps_per_epoch):  # in the middle of epoch 1, at the end of epoch 0
         first = CropLog(stop_at, str(tmp_path / "stopped.ckpt"))
-        logged_fit(flat_tree, first)
+        logged_fit(flat_tree, first, schedule=schedule)
         assert len(first.batches) == stop_at
         rest = CropLog()
-        logged_fit(flat_tree, rest, ckpt_path=tmp_path / "stopped.ckpt")
+        logged_fit(flat_tree, rest, ckpt_path=tmp_path / "stopped.ckpt", schedule=schedule)
         assert first.batches + rest.batches == whole.batches
+        assert first.lrs + rest.lrs == pytest.approx(whole.lrs)  # the schedule goes on where it was
     assert not [w for w in recwarn if "your dataloader is not resumable" in str(w.message)]
 
 
