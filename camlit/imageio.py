@@ -10,6 +10,7 @@ a 1 MB PNG can claim 20000x20000 pixels, 1.2 GB once decoded.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import stat
@@ -32,8 +33,21 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 # IMREAD_UNCHANGED keeps the channel count and bit depth visible and, like
-# IMREAD_IGNORE_ORIENTATION, never applies EXIF rotation.
+# IMREAD_IGNORE_ORIENTATION, applies no EXIF rotation to a JPEG or PNG. OpenCV's TIFF decoder
+# applies the Orientation tag whatever the flags: read_rgb turns those pixels back (as_stored).
 READ_FLAGS = cv2.IMREAD_UNCHANGED
+TIFF_ORIENTATION = 274
+# What undoes OpenCV's turn for each Orientation value (1, none, is left out); 6 and 8 are the
+# two quarter turns, each undone by the other, and the rest undo themselves.
+UNDO_ORIENTATION = {
+    2: lambda image: image[:, ::-1],
+    3: lambda image: image[::-1, ::-1],
+    4: lambda image: image[::-1],
+    5: lambda image: image.swapaxes(0, 1),
+    6: lambda image: np.rot90(image, 1),
+    7: lambda image: image[::-1, ::-1].swapaxes(0, 1),
+    8: lambda image: np.rot90(image, -1),
+}
 # Pillow's decompression-bomb limit (about 89 MP); Kaggle's largest photos are about 24 MP.
 MAX_PIXELS = 89_478_485
 # The most an image within the pixel limit takes on disk: four 32-bit channels, uncompressed, and
@@ -115,7 +129,18 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
     if image is None:
         raise UnreadableImage(f"{path}: not a decodable image")
     require_pixels_within(path, *image.shape[:2], max_pixels)  # a format whose header is not read here
-    return to_rgb8(image, path)
+    return to_rgb8(as_stored(image, data), path)
+
+
+def as_stored(image: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """The decoded `image` of the file `data` as its pixels are stored: a TIFF's Orientation tag,
+    which OpenCV applies, turned back. The traces camlit reads sit on the sensor's own grid."""
+    if bytes(data[:4]) not in (b"II*\x00", b"MM\x00*"):
+        return image
+    with io.BytesIO(data.tobytes()) as file:
+        orientation = tiff_tags(file, "little" if bytes(data[:2]) == b"II" else "big").get(TIFF_ORIENTATION, 1)
+    undo = UNDO_ORIENTATION.get(orientation)
+    return np.ascontiguousarray(undo(image)) if undo else image
 
 
 def require_pixels_within(path: str | os.PathLike, height: int, width: int, max_pixels: int) -> None:
@@ -174,6 +199,12 @@ def next_jpeg_marker(file) -> int | None:
 
 def tiff_shape(file, order: str) -> tuple[int, int] | None:
     """ImageLength and ImageWidth (tags 257, 256) of the first image in a classic TIFF."""
+    found = tiff_tags(file, order)
+    return (found[257], found[256]) if 256 in found and 257 in found else None
+
+
+def tiff_tags(file, order: str) -> dict[int, int]:
+    """The single SHORT or LONG values of the first image's tags in a classic TIFF."""
     file.seek(4)
     file.seek(int.from_bytes(file.read(4), order))
     found = {}
@@ -181,10 +212,10 @@ def tiff_shape(file, order: str) -> tuple[int, int] | None:
         entry = file.read(12)
         if len(entry) < 12:
             break
-        tag, kind = int.from_bytes(entry[:2], order), int.from_bytes(entry[2:4], order)
-        if tag in (256, 257) and kind in (3, 4):
+        tag, kind, count = (int.from_bytes(entry[a:b], order) for a, b in ((0, 2), (2, 4), (4, 8)))
+        if kind in (3, 4) and count == 1:
             found[tag] = int.from_bytes(entry[8:10] if kind == 3 else entry[8:12], order)
-    return (found[257], found[256]) if len(found) == 2 else None
+    return found
 
 
 def require_png_colour(data: np.ndarray, path: str | os.PathLike) -> None:

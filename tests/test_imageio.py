@@ -3,6 +3,7 @@
 import os
 import resource
 import signal
+import struct
 import zlib
 
 import cv2
@@ -182,3 +183,36 @@ def test_what_is_no_image_file_is_named_for_what_it_is(tmp_path, kind):
     )
     with pytest.raises(UnreadableImage, match=f"{path}: {expected}$"):
         read_rgb(path)
+
+
+def tiff_with_orientation(rgb: np.ndarray, orientation: int) -> bytes:
+    """An uncompressed little-endian RGB TIFF whose first image carries an Orientation tag (274)."""
+    height, width, _ = rgb.shape
+    pixels = rgb.tobytes()
+    # (tag, type, count, value); 258 (bits per sample) and 273 (the strip's offset) point past the IFD.
+    entries = [
+        (256, 3, 1, width), (257, 3, 1, height), (258, 3, 3, 0), (259, 3, 1, 1), (262, 3, 1, 2), (273, 4, 1, 0),
+        (274, 3, 1, orientation), (277, 3, 1, 3), (278, 3, 1, height), (279, 4, 1, len(pixels)),
+    ]  # fmt: skip
+    bits_at = 8 + 2 + 12 * len(entries) + 4
+    pointers = {258: bits_at, 273: bits_at + 6}
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        value = pointers.get(tag, value)
+        ifd += (
+            struct.pack("<HHIHH", tag, kind, count, value, 0)
+            if kind == 3 and count == 1
+            else struct.pack("<HHII", tag, kind, count, value)
+        )
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + struct.pack("<HHH", 8, 8, 8) + pixels
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_tiff_is_read_as_stored_whatever_its_orientation_tag(tmp_path, orientation):
+    """OpenCV's TIFF decoder turns the pixels by the tag whatever the flags: a Kaggle-style .tif
+    tagged `rotate 90` came back 90 degrees turned, off the sensor's grid."""
+    stored = random_image(np.random.default_rng(orientation), 6, 10)
+    path = tmp_path / "photo.tif"
+    path.write_bytes(tiff_with_orientation(stored, orientation))
+    assert np.array_equal(read_rgb(path), stored)
+    assert header_shape(path) == (6, 10)
