@@ -25,7 +25,7 @@ from camlit.data.sampler import EpochSampler, resume_draw
 from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo, usable_samples
 from camlit.data.unaltered_share import log_unaltered_share, require_pools, unaltered_crop_share
 from camlit.errors import CamlitError, not_a_folder
-from camlit.imageio import MAX_PIXELS, read_rgb
+from camlit.imageio import MAX_PIXELS, header_shape, read_rgb
 from camlit.workers import loader_context
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,23 @@ HOW_TO_GET_DATA = (
     "run the demo on generated data with `camlit fit --config scripts/configs/demo.yaml`, "
     "or point --data.train_dir at Kaggle's train/ or a prepared data-512/"
 )
+
+
+def require_expanded_crops_fit(val_set: CenterCrops, crop_size: int) -> None:
+    """Refuse a validation manipulation that shrinks a photo below the crop (resize0.5 of a photo
+    under twice the crop): usable at its own size, it failed mid-validation in a traceback."""
+    shrinking = {name for name in manipulations.NAMES if min(manipulations.get(name).output_shape(100, 100)) < 100}
+    shapes = {}
+    for sample, name in val_set.items:
+        if name == sample.manipulation or name not in shrinking:
+            continue
+        shape = shapes.setdefault(sample.path, header_shape(sample.path))
+        if shape is not None and min(manipulations.get(name).output_shape(*shape)) < crop_size:
+            height, width = shape
+            raise CamlitError(
+                f"--data.val_manipulations {name}: {sample.path} ({width}x{height}) is smaller than the "
+                f"{crop_size}x{crop_size} crop after it; leave {name} out, or use a smaller --data.crop_size"
+            )
 
 
 class CameraDataModule(L.LightningDataModule):
@@ -242,6 +259,7 @@ class CameraDataModule(L.LightningDataModule):
             hp.manipulation_patch_scale,
         )
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
+        require_expanded_crops_fit(self.val_set, hp.crop_size)
         log_split(len(train), len(val), len(self.val_set))
         self.unaltered_crop_share = unaltered_crop_share(train, hp.unaltered_share, hp.manipulation_p)
         log_unaltered_share(train, hp.unaltered_share, hp.manipulation_p)

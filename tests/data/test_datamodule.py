@@ -174,6 +174,10 @@ def test_configuration_errors(flat_tree, tmp_path, caplog):
     # A class named like predict's own column or answer could not be told from it in the CSVs.
     with pytest.raises(CamlitError, match="--data.classes: 'unknown' is a name predict's outputs keep"):
         make(flat_tree, classes=[*CLASSES, "unknown"])
+    # 64x80 photos hold a 32 px crop, but not after resize0.5: validation failed in a traceback.
+    with pytest.raises(CamlitError, match="--data.val_manipulations resize0.5: .* is smaller than the 48x48 crop"):
+        make(flat_tree, crop_size=48, val_manipulations=["jpeg70", "resize0.5"])
+    make(flat_tree, crop_size=32, val_manipulations=["jpeg70", "resize0.5"])
     # The cache's folder inside the training folder read as a camera's by the next run, and refused.
     with pytest.raises(CamlitError, match=f"--data.cache_dir {flat_tree / 'cache'}: inside --data.train_dir"):
         make(flat_tree, cache_dir=str(flat_tree / "cache"))
