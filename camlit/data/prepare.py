@@ -177,6 +177,9 @@ def _check_arguments(tiles, names, size) -> tuple[str | int, tuple[str, ...]]:
         raise CamlitError(
             f"--size must be at least {MIN_CROP_SIZE}, the smallest crop fit and predict take; not {size!r}"
         )
+    if tiles != "center" and size % 2:
+        # Tiles side by side at an odd size fall on odd offsets, off the sensor's 2x2 colour grid.
+        raise CamlitError(f"--size {size}: tiles need an even size to stay on even offsets")
     names = tuple(dict.fromkeys(manip.MANIPULATIONS if names is None else (n.strip() for n in names)))
     for name in names:
         if name not in manip.MANIPULATIONS:

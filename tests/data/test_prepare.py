@@ -392,3 +392,12 @@ def test_a_size_below_the_smallest_crop_is_refused(tmp_path, capsys):
     line = one_error_line(capsys, lambda: prepare_main(args))
     assert line.startswith("error: --size must be at least 4, the smallest crop fit and predict take")
     assert not (tmp_path / "out").exists()
+
+
+def test_tiles_of_an_odd_size_are_refused(tmp_path, capsys):
+    """Tiles of 75 px side by side fell on odd offsets (75, 150, ...), off the 2x2 colour grid."""
+    (tmp_path / "train" / "HTC-1-M7").mkdir(parents=True)
+    args = ["--input", str(tmp_path / "train"), "--output", str(tmp_path / "out"), "--size", "75", "--tiles", "4"]
+    line = one_error_line(capsys, lambda: prepare_main(args))
+    assert line == "error: --size 75: tiles need an even size to stay on even offsets"
+    assert not (tmp_path / "out").exists()
