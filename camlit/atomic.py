@@ -12,7 +12,9 @@ import json
 import math
 import os
 import re
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -140,6 +142,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             temporary.unlink(missing_ok=True)
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGTERM and SIGINT wait until the block ends (in the main thread, where Python runs its
+    handlers): a stop between two renames of a set would leave a new file beside an older one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def write_all_atomic(files: dict[Path, bytes]) -> None:
     """Every file whole, or none replaced: all are written and flushed to their temporaries first,
     and only then renamed into place, so a full disk leaves the older set as it was."""
@@ -154,8 +170,9 @@ def write_all_atomic(files: dict[Path, bytes]) -> None:
                 file.write(data)
                 file.flush()
                 os.fsync(file.fileno())
-        for temporary, path in written:
-            os.replace(temporary, path)
+        with signals_held():
+            for temporary, path in written:
+                os.replace(temporary, path)
     except OSError as error:
         error.filename = str(path)
         raise

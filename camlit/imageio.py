@@ -37,6 +37,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
 # applies the Orientation tag whatever the flags: read_rgb turns those pixels back (as_stored).
 READ_FLAGS = cv2.IMREAD_UNCHANGED
 TIFF_ORIENTATION = 274
+BIGTIFF_MAGIC = (b"II+\x00", b"MM\x00+")
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", *BIGTIFF_MAGIC)
 # What undoes OpenCV's turn for each Orientation value (1, none, is left out); 6 and 8 are the
 # two quarter turns, each undone by the other, and the rest undo themselves.
 UNDO_ORIENTATION = {
@@ -135,10 +137,11 @@ def read_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
 def as_stored(image: np.ndarray, data: np.ndarray) -> np.ndarray:
     """The decoded `image` of the file `data` as its pixels are stored: a TIFF's Orientation tag,
     which OpenCV applies, turned back. The traces camlit reads sit on the sensor's own grid."""
-    if bytes(data[:4]) not in (b"II*\x00", b"MM\x00*"):
+    magic = bytes(data[:4])
+    if magic not in TIFF_MAGIC:
         return image
     with io.BytesIO(data.tobytes()) as file:
-        orientation = tiff_tags(file, "little" if bytes(data[:2]) == b"II" else "big").get(TIFF_ORIENTATION, 1)
+        orientation = tiff_tags(file, magic).get(TIFF_ORIENTATION, 1)
     undo = UNDO_ORIENTATION.get(orientation)
     return np.ascontiguousarray(undo(image)) if undo else image
 
@@ -160,8 +163,8 @@ def header_shape(path: str | os.PathLike) -> tuple[int, int] | None:
                 shape = int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
             elif head.startswith(b"\xff\xd8"):
                 shape = jpeg_shape(file)
-            elif head[:4] in (b"II*\x00", b"MM\x00*"):
-                shape = tiff_shape(file, "little" if head[:2] == b"II" else "big")
+            elif head[:4] in TIFF_MAGIC:
+                shape = tiff_shape(file, head[:4])
             elif head.startswith(b"BM") and len(head) == 26:
                 shape = abs(int.from_bytes(head[22:26], "little", signed=True)), int.from_bytes(head[18:22], "little")
             else:
@@ -197,24 +200,31 @@ def next_jpeg_marker(file) -> int | None:
     return code[0] if code else None
 
 
-def tiff_shape(file, order: str) -> tuple[int, int] | None:
-    """ImageLength and ImageWidth (tags 257, 256) of the first image in a classic TIFF."""
-    found = tiff_tags(file, order)
+def tiff_shape(file, magic: bytes) -> tuple[int, int] | None:
+    """ImageLength and ImageWidth (tags 257, 256) of the first image in a TIFF."""
+    found = tiff_tags(file, magic)
     return (found[257], found[256]) if 256 in found and 257 in found else None
 
 
-def tiff_tags(file, order: str) -> dict[int, int]:
-    """The single SHORT or LONG values of the first image's tags in a classic TIFF."""
-    file.seek(4)
-    file.seek(int.from_bytes(file.read(4), order))
+def tiff_tags(file, magic: bytes) -> dict[int, int]:
+    """The single SHORT, LONG or LONG8 values of the first image's tags, in a classic TIFF or a
+    BigTIFF (8-byte offsets and counts, 20-byte entries), as `magic` (the first 4 bytes) says."""
+    order = "little" if magic[:2] == b"II" else "big"
+    big = magic in BIGTIFF_MAGIC
+    offset_bytes, entry_bytes = (8, 20) if big else (4, 12)
+    file.seek(8 if big else 4)
+    file.seek(int.from_bytes(file.read(offset_bytes), order))
     found = {}
-    for _ in range(int.from_bytes(file.read(2), order)):
-        entry = file.read(12)
-        if len(entry) < 12:
+    for _ in range(int.from_bytes(file.read(8 if big else 2), order)):
+        entry = file.read(entry_bytes)
+        if len(entry) < entry_bytes:
             break
-        tag, kind, count = (int.from_bytes(entry[a:b], order) for a, b in ((0, 2), (2, 4), (4, 8)))
-        if kind in (3, 4) and count == 1:
-            found[tag] = int.from_bytes(entry[8:10] if kind == 3 else entry[8:12], order)
+        tag, kind = int.from_bytes(entry[:2], order), int.from_bytes(entry[2:4], order)
+        count = int.from_bytes(entry[4 : 4 + offset_bytes], order)
+        value = entry[4 + offset_bytes :]
+        sizes = {3: 2, 4: 4, 16: 8}  # SHORT, LONG, LONG8
+        if kind in sizes and count == 1:
+            found[tag] = int.from_bytes(value[: sizes[kind]], order)
     return found
 
 

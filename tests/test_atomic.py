@@ -1,11 +1,13 @@
 """Whole-file writes: never half a file, and never a rename over something that is not a file."""
 
 import os
+import signal
 import stat
 
 import pytest
 
-from camlit.atomic import file_target, require_writable, write_bytes_atomic
+import camlit.atomic
+from camlit.atomic import file_target, require_writable, write_all_atomic, write_bytes_atomic
 from camlit.errors import CamlitError
 
 
@@ -62,3 +64,31 @@ def test_a_name_of_up_to_255_bytes_is_written_and_a_longer_one_refused_before_th
     with pytest.raises(CamlitError, match=r"--output .*: a name in it is longer than the 255 bytes"):
         require_writable(too_long, "--output")
     assert not (tmp_path / "sub").exists()
+
+
+def test_a_stop_during_a_sets_renames_comes_after_the_last(tmp_path, monkeypatch):
+    """SIGTERM between the renames of predict's CSV and its --probs left a new file beside an older one."""
+    first, second = tmp_path / "submission.csv", tmp_path / "probs.csv"
+    first.write_text("older\n")
+    second.write_text("older\n")
+    real_replace = os.replace
+
+    def signalled_at_the_first(source, target):
+        real_replace(source, target)
+        if target == first:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    class Stopped(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped
+
+    monkeypatch.setattr(camlit.atomic.os, "replace", signalled_at_the_first)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(Stopped):
+            write_all_atomic({first: b"new\n", second: b"new\n"})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert first.read_text() == second.read_text() == "new\n"

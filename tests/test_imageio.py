@@ -207,12 +207,31 @@ def tiff_with_orientation(rgb: np.ndarray, orientation: int) -> bytes:
     return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + struct.pack("<HHH", 8, 8, 8) + pixels
 
 
+def bigtiff_with_orientation(rgb: np.ndarray, orientation: int) -> bytes:
+    """The same image as a little-endian BigTIFF: 8-byte offsets and counts, 20-byte entries."""
+    height, width, _ = rgb.shape
+    pixels = rgb.tobytes()
+    entries = [
+        (256, 3, 1, struct.pack("<H", width)), (257, 3, 1, struct.pack("<H", height)),
+        (258, 3, 3, struct.pack("<HHH", 8, 8, 8)), (259, 3, 1, struct.pack("<H", 1)), (262, 3, 1, struct.pack("<H", 2)),
+        (273, 16, 1, None), (274, 3, 1, struct.pack("<H", orientation)), (277, 3, 1, struct.pack("<H", 3)),
+        (278, 3, 1, struct.pack("<H", height)), (279, 16, 1, struct.pack("<Q", len(pixels))),
+    ]  # fmt: skip
+    strip_at = 16 + 8 + 20 * len(entries) + 8
+    ifd = struct.pack("<Q", len(entries))
+    for tag, kind, count, value in entries:
+        value = struct.pack("<Q", strip_at) if value is None else value
+        ifd += struct.pack("<HHQ", tag, kind, count) + value.ljust(8, b"\x00")
+    return b"II+\x00" + struct.pack("<HHQ", 8, 0, 16) + ifd + struct.pack("<Q", 0) + pixels
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["tiff", "bigtiff"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_a_tiff_is_read_as_stored_whatever_its_orientation_tag(tmp_path, orientation):
+def test_a_tiff_is_read_as_stored_whatever_its_orientation_tag(tmp_path, orientation, big):
     """OpenCV's TIFF decoder turns the pixels by the tag whatever the flags: a Kaggle-style .tif
     tagged `rotate 90` came back 90 degrees turned, off the sensor's grid."""
     stored = random_image(np.random.default_rng(orientation), 6, 10)
     path = tmp_path / "photo.tif"
-    path.write_bytes(tiff_with_orientation(stored, orientation))
+    path.write_bytes((bigtiff_with_orientation if big else tiff_with_orientation)(stored, orientation))
     assert np.array_equal(read_rgb(path), stored)
     assert header_shape(path) == (6, 10)

@@ -41,6 +41,8 @@ def grid_offsets(height: int, width: int, size: int, count: int, even: bool = Tr
     the crops that do not divide evenly. Offsets repeat only where the image is too small to hold
     them apart."""
     check_fits(height, width, size)
+    if count < 1:
+        return []
     step = 2 if even else 1
     places_down, places_across = (height - size) // step + 1, (width - size) // step + 1
     rows = max(1, round(np.sqrt(count * height / width)))

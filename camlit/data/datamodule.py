@@ -36,6 +36,16 @@ HOW_TO_GET_DATA = (
 )
 
 
+def is_scanned_folder(folder: Path, root: Path) -> bool:
+    """Whether a scan of `root` (camlit.data.samples) reads `folder` as a camera's or a
+    manipulation's: `root` itself, or a folder one or two levels down, none of them hidden."""
+    folder, root = folder.resolve(), root.resolve()
+    if not folder.is_relative_to(root):
+        return False
+    parts = folder.relative_to(root).parts
+    return len(parts) <= 2 and not any(part.startswith(".") for part in parts)
+
+
 def require_expanded_crops_fit(val_set: CenterCrops, crop_size: int) -> None:
     """Refuse a validation manipulation that shrinks a photo below the crop (resize0.5 of a photo
     under twice the crop): usable at its own size, it failed mid-validation in a traceback."""
@@ -169,10 +179,11 @@ class CameraDataModule(L.LightningDataModule):
         if cache_dir:
             require_writable(cache_dir, "--data.cache_dir", folder=True)
             for option, folder in (("train_dir", train_dir), ("val_dir", val_dir)):
-                if folder and Path(cache_dir).resolve().is_relative_to(Path(folder).resolve()):
+                if folder and is_scanned_folder(Path(cache_dir), Path(folder)):
                     # The next run would read the cache's folder as a camera's, and refuse it.
                     raise CamlitError(
-                        f"--data.cache_dir {cache_dir}: inside --data.{option} {folder}; put it elsewhere"
+                        f"--data.cache_dir {cache_dir}: a camera or manipulation folder's place in --data.{option} "
+                        f"{folder}; put it elsewhere (a hidden folder such as {Path(folder) / '.cache'} will do)"
                     )
         self.classes = list(classes)
         self.train_set: TrainCrops | None = None

@@ -140,8 +140,8 @@ def claim_output(output: Path, settings: dict) -> None:
     theirs = [path for part in ("splice", "unknown") for path in (output / part).rglob("*") if path.is_file()]
     if theirs:
         raise CamlitError(
-            f"{output}: holds files camlit did not make (such as {theirs[0]}) where the sets go; write them into "
-            "another folder"
+            f"{output}: holds files (such as {theirs[0]}) without {SETTINGS} to say which settings made them; "
+            "write the sets into another folder"
         )
     write_text_atomic(recorded, json.dumps(settings) + "\n")
 

@@ -101,11 +101,14 @@ def refuse_checkpoint_options(config) -> None:
 def checkpoint_name(config, checkpoint: str, epoch: int, step: int) -> str:
     """The file name a checkpoint callback of these options gives at `epoch` and `step` (its other
     metrics at 0, as Lightning fills them)."""
+    filename = config.get(f"{checkpoint}.filename")
     callback = ModelCheckpoint(
-        filename=config.get(f"{checkpoint}.filename"),
-        auto_insert_metric_name=config.get(f"{checkpoint}.auto_insert_metric_name", True),
+        filename=filename, auto_insert_metric_name=config.get(f"{checkpoint}.auto_insert_metric_name", True)
     )
-    return callback.format_checkpoint_name({"epoch": torch.tensor(epoch), "step": torch.tensor(step)})
+    try:
+        return callback.format_checkpoint_name({"epoch": torch.tensor(epoch), "step": torch.tensor(step)})
+    except (ValueError, KeyError, IndexError) as error:  # `best{`, `{epoch:q}`: str.format's own errors
+        raise CamlitError(f"--{checkpoint}.filename {filename}: not a name Lightning can fill in ({error})") from None
 
 
 def refuse_logger_options(config) -> None:

@@ -179,8 +179,9 @@ def test_configuration_errors(flat_tree, tmp_path, caplog):
         make(flat_tree, crop_size=48, val_manipulations=["jpeg70", "resize0.5"])
     make(flat_tree, crop_size=32, val_manipulations=["jpeg70", "resize0.5"])
     # The cache's folder inside the training folder read as a camera's by the next run, and refused.
-    with pytest.raises(CamlitError, match=f"--data.cache_dir {flat_tree / 'cache'}: inside --data.train_dir"):
+    with pytest.raises(CamlitError, match=f"--data.cache_dir {flat_tree / 'cache'}: a camera or manipulation folder"):
         make(flat_tree, cache_dir=str(flat_tree / "cache"))
+    make(flat_tree, cache_dir=str(flat_tree / ".cache"))  # hidden: no scan reads it
     with (
         caplog.at_level(logging.WARNING),
         pytest.raises(CamlitError, match="crop_size 100 is larger than every image in"),

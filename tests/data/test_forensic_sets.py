@@ -60,6 +60,6 @@ def test_a_folder_of_other_settings_or_of_files_camlit_did_not_make_is_refused(t
     mine = tmp_path / "mine" / "splice" / "unaltered" / "img_000.png"
     mine.parent.mkdir(parents=True)
     mine.write_text("my notes")
-    with pytest.raises(CamlitError, match="holds files camlit did not make"):
+    with pytest.raises(CamlitError, match="without .forensic_sets.json to say which settings made them"):
         make_forensic_sets(tmp_path / "mine", 1, 0, workers=1)
     assert mine.read_text() == "my notes"

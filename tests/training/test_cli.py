@@ -125,6 +125,7 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         ("--periodic_checkpoint.filename", "last", "--periodic_checkpoint.filename last: the name of the checkpoint"),
         ("--best_checkpoint.filename", "../../../escape", "--best_checkpoint.filename ../../../escape: a path"),
         ("--best_checkpoint.dirpath", "elsewhere", "--best_checkpoint.dirpath elsewhere: checkpoints stay in the run"),
+        ("--best_checkpoint.filename", "best{", "--best_checkpoint.filename best{: not a name Lightning can fill in"),
         # One name for both: `-v1` files, and which was the best hung on the order they saved in.
         (
             "--periodic_checkpoint.filename",
