@@ -22,7 +22,15 @@ from camlit.data.datasets import CenterCrops, TrainCrops, collate, manipulation_
 from camlit.data.kaggle_layout import PREPARED
 from camlit.data.pseudo import pseudo_label_samples
 from camlit.data.sampler import EpochSampler, resume_draw
-from camlit.data.samples import Sample, check_images, require_every_class, scan, split_by_photo, usable_samples
+from camlit.data.samples import (
+    Sample,
+    check_images,
+    is_scanned_folder,
+    require_every_class,
+    scan,
+    split_by_photo,
+    usable_samples,
+)
 from camlit.data.unaltered_share import log_unaltered_share, require_pools, unaltered_crop_share
 from camlit.errors import CamlitError, not_a_folder
 from camlit.imageio import MAX_PIXELS, header_shape, read_rgb
@@ -34,16 +42,6 @@ HOW_TO_GET_DATA = (
     "run the demo on generated data with `camlit fit --config scripts/configs/demo.yaml`, "
     "or point --data.train_dir at Kaggle's train/ or a prepared data-512/"
 )
-
-
-def is_scanned_folder(folder: Path, root: Path) -> bool:
-    """Whether a scan of `root` (camlit.data.samples) reads `folder` as a camera's or a
-    manipulation's: `root` itself, or a folder one or two levels down, none of them hidden."""
-    folder, root = folder.resolve(), root.resolve()
-    if not folder.is_relative_to(root):
-        return False
-    parts = folder.relative_to(root).parts
-    return len(parts) <= 2 and not any(part.startswith(".") for part in parts)
 
 
 def require_expanded_crops_fit(val_set: CenterCrops, crop_size: int) -> None:

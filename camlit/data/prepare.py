@@ -203,17 +203,17 @@ def _find_photos(
             f"warning: --input {source}: {len(loose)} image(s) beside the camera folders left out: {shown}",
             file=sys.stderr,
         )
-    folders = sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
-    for folder in folders:
-        if not list_images(folder) and any(list_images(inner) for inner in folder.iterdir() if inner.is_dir()):
+    folders = {p: list_images(p) for p in sorted(source.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    for folder, photos in folders.items():
+        if not photos and any(list_images(inner) for inner in folder.iterdir() if inner.is_dir()):
             # Kaggle's download root: its test/ of photos became a camera, and train/ was passed over.
             raise CamlitError(
                 f"--input {source}: {folder} holds camera folders, not photos; give --input {folder} "
                 f"(expected <input>/<camera>/*.jpg)"
             )
-    for folder in folders:
+    for folder, photos in folders.items():
         stems: dict[str, Path] = {}
-        for path in list_images(folder):
+        for path in photos:
             if path.stem in stems:
                 failures.append(f"{path}: same output name as {stems[path.stem].name}, skipped")
                 continue

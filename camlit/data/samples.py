@@ -53,6 +53,16 @@ def subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def is_scanned_folder(folder: Path, root: Path) -> bool:
+    """Whether `scan` of `root` reads `folder` as a camera's or a manipulation's: `root` itself,
+    or a folder one or two levels down, none of them hidden (subfolders passes those over)."""
+    folder, root = folder.resolve(), root.resolve()
+    if not folder.is_relative_to(root):
+        return False
+    parts = folder.relative_to(root).parts
+    return len(parts) <= 2 and not any(part.startswith(".") for part in parts)
+
+
 def camera_folders(root: Path, classes: Sequence[str]) -> list[tuple[str, Path]]:
     """(manipulation, camera folder) for every camera folder under `root`, in either layout.
 
