@@ -160,6 +160,20 @@ def refuse_empty_values(args: Sequence[str]) -> None:
             raise CamlitError(f"{name}: an empty value; give one")
 
 
+def underscored(args: Sequence[str]) -> list[str]:
+    """Options spelt with dashes (`--images-per-camera`) as camlit spells them (`--images_per_camera`):
+    no camlit option has a dash in its name, and scripts written for the dashed spelling keep working."""
+    spelt: list[str] = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return spelt + list(args[index:])
+        if arg.startswith("--"):
+            name, equals, value = arg.partition("=")
+            arg = "--" + name[2:].replace("-", "_") + equals + value
+        spelt.append(arg)
+    return spelt
+
+
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
 
@@ -194,7 +208,7 @@ class OneLineErrors:
     (`--help` shows that). A parser told to raise instead (jsonargparse does so internally) still raises."""
 
     def parse_args(self, args=None, namespace=None, *more, **kwargs):
-        args = list(sys.argv[1:] if args is None else args)
+        args = underscored(list(sys.argv[1:] if args is None else args))
         try:
             refuse_empty_values(args)
         except CamlitError as error:

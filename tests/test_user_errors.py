@@ -248,3 +248,23 @@ def test_a_path_no_file_can_have_is_one_error_line(ckpt, images, tmp_path, capsy
         line = one_error_line(capsys, lambda: run_predict(bad, images, tmp_path / "sub.csv"))
     assert line.endswith(f"{bad.name}: {expected}")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["test", "labels.csv", *(["loop"] * (path == "loop"))])
+
+
+def test_an_option_spelt_with_dashes_is_the_option_spelt_with_underscores(tmp_path, capsys):
+    """Scripts written for dashed spellings (`--images-per-camera`, as the GPU check kit writes)
+    ended at `unrecognized arguments`; no camlit option has a dash in its name."""
+    from camlit.data.commands import synthetic_parser
+    from camlit.errors import PlainParser
+
+    args = synthetic_parser().parse_args(["--output", str(tmp_path), "--images-per-camera", "3", "--test-per-camera=2"])
+    assert (args.images_per_camera, args.test_per_camera) == (3, 2)
+    parser = PlainParser(prog="camlit x")
+    parser.add_argument("--crop_size", type=int)
+    parser.add_argument("--names", nargs="*")
+    assert parser.parse_args(["--crop-size", "64"]).crop_size == 64
+    assert parser.parse_args(["--names", "a-b", "c-d"]).names == ["a-b", "c-d"]
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--print_config", "--trainer.max-epochs", "7", "--data.crop-size", "32"])
+    assert stop.value.code == 0
+    printed = capsys.readouterr().out
+    assert "max_epochs: 7" in printed and "crop_size: 32" in printed
