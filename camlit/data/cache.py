@@ -51,9 +51,10 @@ from camlit.workers import in_parallel
 
 log = logging.getLogger(__name__)
 
-# Goes up when the files or the reader's verdicts change: 3 reads JPEGs with data after their end
-# marker, which 2 recorded as truncated and skipped.
-FORMAT = 3
+# Goes up when the files or the reader's pixels or verdicts change: 3 reads JPEGs with data after
+# their end marker, which 2 recorded as truncated and skipped; 4 reads a TIFF as stored whatever
+# its Orientation tag, which 3 held turned as OpenCV returned it.
+FORMAT = 4
 # Images per pool task; with 2 x workers tasks in flight (in_parallel), at most 8 x workers decoded images are held.
 CHUNK = 4
 

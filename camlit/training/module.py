@@ -111,7 +111,7 @@ class CameraClassifier(L.LightningModule):
         # validate_args would check the labels with torch.unique, a host sync on every step.
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.val_class_acc = MulticlassAccuracy(num_classes, average="none", validate_args=False)
+        self.val_class_acc = GroupedAccuracy(num_classes)
         self.val_loss = MeanMetric()
         self.val_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
         # One group per manipulation, by Batch.manipulation; those without validation items are not logged.
@@ -192,15 +192,17 @@ class CameraClassifier(L.LightningModule):
         self.val_loss(F.cross_entropy(logits, labels), weight=len(labels))
         predictions = logits.argmax(dim=1)
         self.val_acc(predictions, labels)
-        self.val_class_acc(predictions, labels)
+        self.val_class_acc(predictions, labels, labels)
         self.val_confusion(predictions, labels)
         self.val_group_acc(predictions, labels, batch.manipulation)
         self.log("val/loss", self.val_loss, on_epoch=True, batch_size=len(labels))
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(labels))
 
     def on_validation_epoch_end(self) -> None:
-        per_class = self.val_class_acc.compute()
-        self.log_dict({f"val/acc_class/{name}": acc for name, acc in zip(self.classes, per_class, strict=True)})
+        # A camera with no validation crops (a one-photo class split by photo, a val_dir without
+        # it) has no accuracy: logged as 0 it read as a camera never recognised.
+        per_class = zip(self.classes, self.val_class_acc.compute(), strict=True)
+        self.log_dict({f"val/acc_class/{name}": float(acc) for name, acc in per_class if not math.isnan(acc)})
         self.val_class_acc.reset()
         per_group = {
             name: float(acc)

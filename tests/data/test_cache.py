@@ -192,3 +192,19 @@ def test_prepare_data_sets_no_state_and_setup_builds_the_cache(flat_tree, tmp_pa
     assert datamodule.cache is not None
     path = datamodule.train_set.samples[0].path
     assert np.array_equal(datamodule.cache(path), read_rgb(path))
+
+
+def test_a_cache_of_an_earlier_format_is_not_reused(flat_tree, tmp_path, monkeypatch):
+    """Format 3 held TIFFs turned by their Orientation tag, as OpenCV returned them; the reader
+    now reads them as stored, and a cache kept from before gave training the turned pixels."""
+    paths = paths_of(flat_tree)
+    with monkeypatch.context() as old:
+        old.setattr(camlit.data.cache, "FORMAT", 3)
+        old.setattr(
+            camlit.data.cache,
+            "read_rgb",
+            lambda path, limit: np.ascontiguousarray(read_rgb(path, limit).transpose(1, 0, 2)),
+        )
+        build_cache(tmp_path / "cache", paths, 32)
+    cache = build_cache(tmp_path / "cache", paths, 32)
+    assert all(np.array_equal(cache(path), read_rgb(path)) for path in paths)

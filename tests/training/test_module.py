@@ -157,3 +157,24 @@ def test_manipulation_head_is_off_by_default_and_adds_its_weighted_loss():
 def test_manipulation_head_weight_is_checked():
     with pytest.raises(CamlitError, match="manipulation_head_weight must be 0 or more"):
         CameraClassifier(CLASSES, arch="resnet_tiny", manipulation_head_weight=-0.1)
+
+
+def test_a_camera_with_no_validation_crops_gets_no_accuracy_logged(monkeypatch):
+    """torchmetrics gives 0 for a class with no samples: a camera the split left no validation
+    photo read as one the model never recognised."""
+    model = CameraClassifier(CLASSES, arch="resnet_tiny", channels_last=False).eval()
+    logged = {}
+    monkeypatch.setattr(model, "log_dict", lambda values, **kwargs: logged.update(values))
+    monkeypatch.setattr(model, "log", lambda name, value, **kwargs: None)
+    labels = torch.tensor([0, 0, 2, 2])
+    batch = Batch(
+        torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8),
+        labels,
+        torch.zeros(4, dtype=torch.long),
+        torch.zeros(4, dtype=torch.bool),
+    )
+    with torch.no_grad():
+        model.validation_step(batch, 0)
+    model.on_validation_epoch_end()
+    assert sorted(logged) == [f"val/acc_class/{CLASSES[0]}", f"val/acc_class/{CLASSES[2]}"]
+    assert all(0 <= value <= 1 for value in logged.values())
