@@ -85,8 +85,9 @@ class CameraDataModule(L.LightningDataModule):
             `unaltered_share` on a prepared tree, the manipulation folders' shares of the crops.
         manipulation_ramp_epochs: raise `manipulation_p` linearly from the first epoch to its full
             value at this epoch (0: full from the start).
-        manipulation_patch_scale: run an on-the-fly resize on a patch this many times larger than the
-            least it needs (at most the image), then crop; 1: the least (see datasets.random_train_crop).
+        manipulation_patch_scale: no effect; kept so that runs saved with it resume. An on-the-fly
+            manipulation's crop is now the crop of the whole image manipulated, which the larger
+            patches it set only approached (datasets.random_train_crop).
         val_manipulations: also score every unaltered validation image under these manipulations,
             manipulated whole, then cropped. A manipulation with a prepared folder is scored on
             that folder alone, so that no group mixes two ways of making it.
@@ -164,12 +165,16 @@ class CameraDataModule(L.LightningDataModule):
             ("unaltered_share", unaltered_share, unaltered_share is None or 0 <= unaltered_share <= 1, "in [0, 1]"),
             ("manipulation_ramp_epochs", manipulation_ramp_epochs, manipulation_ramp_epochs >= 0, "0 or more"),
             ("max_pixels", max_pixels, max_pixels >= 1, "at least 1"),
-            ("manipulation_patch_scale", manipulation_patch_scale, manipulation_patch_scale >= 1, "1 or more"),
             ("pseudo_labels_share", pseudo_labels_share, 0 < pseudo_labels_share <= 1, "in (0, 1]"),
             ("seed", seed, 0 <= seed < 2**32, "in [0, 2**32)"),  # numpy's seed range
         ):
             if not valid:
                 raise CamlitError(f"--data.{name} must be {rule}, got {value}")
+        if manipulation_patch_scale != 1.0:
+            log_warning(
+                "--data.manipulation_patch_scale has no effect: "
+                "on-the-fly manipulations are crops of the whole image manipulated"
+            )
         try:
             self.manipulation_probabilities = manipulation_probabilities(manipulation_weights)
         except ValueError as error:
@@ -265,7 +270,6 @@ class CameraDataModule(L.LightningDataModule):
             reader,
             self.manipulation_probabilities,
             hp.manipulation_ramp_epochs,
-            hp.manipulation_patch_scale,
         )
         self.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations, reader)
         require_expanded_crops_fit(self.val_set, hp.crop_size)

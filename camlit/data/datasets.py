@@ -35,28 +35,38 @@ def random_train_crop(
     even: bool = True,
     manipulation_p: float = 0.0,
     weights: Sequence[float] | None = None,
-    patch_scale: float = 1.0,
 ) -> tuple[np.ndarray, Manipulation | None]:
     """A random `size` crop and the manipulation applied to it (None for none).
 
-    With probability `manipulation_p` the crop is of a manipulated patch, the manipulation drawn
-    from MANIPULATED with `weights` (uniform without). The manipulation runs on a local pre-crop
-    just large enough for the final crop to fit after a resize, not on the whole image, which
-    keeps augmentation cheap. For a resize, `patch_scale` above 1 makes that pre-crop so many
-    times larger (at most the image), as the 2nd place's 2x patch did: the final crop then lies
-    mostly away from the resize's border, as it does in a frame resized whole.
+    With probability `manipulation_p` the crop is one of the whole image manipulated, as Kaggle
+    manipulated the full frame: the manipulation is drawn from MANIPULATED with `weights`
+    (uniform without), among those that leave the image at least `size` on each side, and the
+    crop lies at a random even offset of the manipulated frame. Only the window of the image that
+    the crop needs is manipulated (`manipulations.manipulated_crops`), with the same pixels as the
+    whole: a JPEG on the image's own block grid, a resize at the frame's exact scale.
     """
     height, width = image.shape[:2]
     if manipulation_p > 0 and rng.random() < manipulation_p:
-        name = manipulations.MANIPULATED[int(rng.choice(len(manipulations.MANIPULATED), p=weights))]
-        manipulation = manipulations.MANIPULATIONS[name]
-        source = manipulation.source_size(size)
-        if manipulation.kind is manipulations.Kind.RESIZE:
-            source = max(source, min(int(source * patch_scale), height, width))
-        if source <= min(height, width):
-            patch = manipulation(crop(image, *random_offset(height, width, source, rng, even), source))
-            return crop(patch, *random_offset(patch.shape[0], patch.shape[1], size, rng, even), size), manipulation
+        name = draw_manipulation(rng, weights, height, width, size)
+        if name is not None:
+            manipulation = manipulations.MANIPULATIONS[name]
+            offset = random_offset(*manipulation.output_shape(height, width), size, rng, even)
+            return manipulations.manipulated_crops(name, image, [offset], size)[0], manipulation
     return crop(image, *random_offset(height, width, size, rng, even), size), None
+
+
+def draw_manipulation(
+    rng: np.random.Generator, weights: Sequence[float] | None, height: int, width: int, size: int
+) -> str | None:
+    """A manipulation name drawn with `weights` among those whose output still holds a `size` crop
+    (a downscale of a small image does not); None where none does."""
+    names = manipulations.MANIPULATED
+    chances = np.ones(len(names)) if weights is None else np.asarray(weights, dtype=float)
+    fits = [min(manipulations.MANIPULATIONS[name].output_shape(height, width)) >= size for name in names]
+    chances = chances * fits
+    if chances.sum() <= 0:
+        return None
+    return names[int(rng.choice(len(names), p=chances / chances.sum()))]
 
 
 def manipulation_probabilities(weights: dict[str, float] | None) -> list[float] | None:
@@ -111,7 +121,6 @@ class TrainCrops(Dataset):
         reader=read_rgb,
         manipulation_weights: Sequence[float] | None = None,
         ramp_epochs: int = 0,
-        patch_scale: float = 1.0,
     ):
         self.samples = list(samples)
         self.crop_size = crop_size
@@ -121,7 +130,6 @@ class TrainCrops(Dataset):
         self.reader = reader
         self.manipulation_weights = manipulation_weights
         self.ramp_epochs = ramp_epochs
-        self.patch_scale = patch_scale
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -147,7 +155,6 @@ class TrainCrops(Dataset):
             self.even_offsets,
             self.manipulation_p_at(epoch),
             self.manipulation_weights,
-            self.patch_scale,
         )
         name = UNALTERED if applied is None else applied.name
         return Item(to_chw_tensor(crop), sample.label, manipulations.index(name), applied is not None)

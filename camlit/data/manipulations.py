@@ -1,4 +1,4 @@
-"""Kaggle's eight test-set manipulations, written once for data preparation and for augmentation.
+"""Kaggle's eight test-set manipulations, written once for data preparation, augmentation and validation.
 
 Each is a record (kind, parameter, margin) that applies itself as a pure function from an HxWx3
 uint8 RGB array to a new one. The exact formulas, because public solutions disagree on them:
@@ -14,9 +14,9 @@ uint8 RGB array to a new one. The exact formulas, because public solutions disag
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import Enum
+from fractions import Fraction
 from functools import cache
 
 import cv2
@@ -65,18 +65,6 @@ class Manipulation:
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the manipulated frame."""
         return resized_shape(height, width, self.parameter) if self.kind is Kind.RESIZE else (height, width)
-
-    def source_size(self, size: int) -> int:
-        """The side of a source patch that still yields a `size` crop after this manipulation, at any
-        even phase of JPEG's block grid within it."""
-        if self.kind is Kind.RESIZE:
-            # +2 keeps an even-offset crop possible after rounding.
-            return math.ceil(size / self.parameter) + 2
-        if self.kind is Kind.JPEG:
-            # The grid starts at a random even phase within the crop, as in a tile of a test image
-            # re-compressed whole: the largest even phase below the period.
-            return size + self.margin - 2
-        return size
 
 
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -133,3 +121,47 @@ def apply(name: str, image: np.ndarray) -> np.ndarray:
 def index(name: str) -> int:
     """`name`'s number in Batch.manipulation; UNKNOWN for a name that is not Kaggle's (a folder's own)."""
     return NAMES.index(name) if name in MANIPULATIONS else UNKNOWN
+
+
+def axis_window(manipulation: Manipulation, extent: int, lo: int, hi: int) -> tuple[int, int, int]:
+    """Source span [start, stop) of one axis whose manipulation, placed at `placed` in the
+    manipulated frame, equals the full frame's pixels over [lo, hi): (start, stop, placed)."""
+    kind, margin = manipulation.kind, manipulation.margin
+    if kind in (Kind.UNALTERED, Kind.GAMMA):
+        return lo, hi, lo  # per-pixel tables
+    if kind is Kind.JPEG:
+        # The margin is the block grid's period: the window starts and ends on the grid.
+        start = max(0, (lo - margin) // margin * margin)
+        stop = min(extent, -(-(hi + margin) // margin) * margin)
+        return start, stop, start
+    if kind is Kind.RESIZE:
+        factor = manipulation.parameter
+        ratio = Fraction(extent, resized_shape(extent, extent, factor)[0])
+        # Whole blocks (p source pixels -> q output pixels) keep the frame's exact scale. OpenCV
+        # maps output pixels to source positions in float: exact for a power-of-two q, but for 1.5
+        # (q = 3) the rounding varies with the coordinate, so there the window keeps the origin.
+        p, q = ratio.numerator, ratio.denominator
+        first = max(0, (lo - margin) // q) if q & (q - 1) == 0 else 0
+        last = min(extent // p, -(-(hi + margin) // q))
+        if resized_shape((last - first) * p, 1, factor)[0] == (last - first) * q:
+            return first * p, last * p, first * q
+    return 0, extent, 0
+
+
+def source_window(
+    manipulation: Manipulation, height: int, width: int, offsets: list[tuple[int, int]], size: int
+) -> tuple[slice, slice, int, int]:
+    """The source region to manipulate for crops at `offsets` of the manipulated frame, and the
+    region's top-left corner in that frame."""
+    tops, lefts = [t for t, _ in offsets], [x for _, x in offsets]
+    top, bottom, dy = axis_window(manipulation, height, min(tops), max(tops) + size)
+    left, right, dx = axis_window(manipulation, width, min(lefts), max(lefts) + size)
+    return slice(top, bottom), slice(left, right), dy, dx
+
+
+def manipulated_crops(name: str, image: np.ndarray, offsets: list[tuple[int, int]], size: int) -> list[np.ndarray]:
+    """The `size` crops at `offsets` of manipulation `name` of the full `image`."""
+    manipulation = get(name)
+    rows, cols, dy, dx = source_window(manipulation, image.shape[0], image.shape[1], offsets, size)
+    region = manipulation(image[rows, cols])
+    return [region[t - dy : t - dy + size, x - dx : x - dx + size] for t, x in offsets]

@@ -7,7 +7,7 @@ PNG is lossless, so a JPEG manipulation's artefacts are kept and no new ones are
 offsets are computed on the manipulated frame: after a resize they follow the new frame size.
 
 Every crop equals the same crop of the manipulated full frame, bit for bit, yet only the part of
-the frame that the crops need is manipulated (`source_window`), so a worker holds little more than
+the frame that the crops need is manipulated (`manipulations.source_window`), so a worker holds little more than
 the decoded photo. Runs resume: outputs are written atomically, a photo is decoded only when some
 of its outputs are missing, and temporary files left by a killed run are removed first. An output
 folder belongs to one (size, tiles) setting; do not run two preparations into it at once.
@@ -20,10 +20,7 @@ import os
 import sys
 from contextlib import suppress
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
-
-import numpy as np
 
 from camlit.atomic import make_folders, require_writable, stale_temporaries, write_bytes_atomic
 from camlit.data import manipulations as manip
@@ -74,50 +71,6 @@ class PrepareSummary:
         return "\n".join(lines)
 
 
-def _axis_window(manipulation: manip.Manipulation, extent: int, lo: int, hi: int) -> tuple[int, int, int]:
-    """Source span [start, stop) of one axis whose manipulation, placed at `placed` in the
-    manipulated frame, equals the full frame's pixels over [lo, hi): (start, stop, placed)."""
-    kind, margin = manipulation.kind, manipulation.margin
-    if kind in (manip.Kind.UNALTERED, manip.Kind.GAMMA):
-        return lo, hi, lo  # per-pixel tables
-    if kind is manip.Kind.JPEG:
-        # The margin is the block grid's period: the window starts and ends on the grid.
-        start = max(0, (lo - margin) // margin * margin)
-        stop = min(extent, -(-(hi + margin) // margin) * margin)
-        return start, stop, start
-    if kind is manip.Kind.RESIZE:
-        factor = manipulation.parameter
-        ratio = Fraction(extent, manip.resized_shape(extent, extent, factor)[0])
-        # Whole blocks (p source pixels -> q output pixels) keep the frame's exact scale. OpenCV
-        # maps output pixels to source positions in float: exact for a power-of-two q, but for 1.5
-        # (q = 3) the rounding varies with the coordinate, so there the window keeps the origin.
-        p, q = ratio.numerator, ratio.denominator
-        first = max(0, (lo - margin) // q) if q & (q - 1) == 0 else 0
-        last = min(extent // p, -(-(hi + margin) // q))
-        if manip.resized_shape((last - first) * p, 1, factor)[0] == (last - first) * q:
-            return first * p, last * p, first * q
-    return 0, extent, 0
-
-
-def source_window(
-    manipulation: manip.Manipulation, height: int, width: int, offsets: list[tuple[int, int]], size: int
-) -> tuple[slice, slice, int, int]:
-    """The source region to manipulate for crops at `offsets` of the manipulated frame, and the
-    region's top-left corner in that frame."""
-    tops, lefts = [t for t, _ in offsets], [x for _, x in offsets]
-    top, bottom, dy = _axis_window(manipulation, height, min(tops), max(tops) + size)
-    left, right, dx = _axis_window(manipulation, width, min(lefts), max(lefts) + size)
-    return slice(top, bottom), slice(left, right), dy, dx
-
-
-def manipulated_crops(name: str, image: np.ndarray, offsets: list[tuple[int, int]], size: int) -> list[np.ndarray]:
-    """The `size` crops at `offsets` of manipulation `name` of the full `image`."""
-    manipulation = manip.get(name)
-    rows, cols, dy, dx = source_window(manipulation, image.shape[0], image.shape[1], offsets, size)
-    region = manipulation(image[rows, cols])
-    return [region[t - dy : t - dy + size, x - dx : x - dx + size] for t, x in offsets]
-
-
 def crop_offsets(height: int, width: int, size: int, tiles: str | int) -> list[tuple[int, int]]:
     if tiles == "center":
         return [center_offset(height, width, size)]
@@ -161,7 +114,7 @@ def prepare_photo(task: Task) -> PhotoResult:
         missing = [(path, offset) for path, offset in outputs if not path.exists()]
         if not missing:
             continue
-        crops = manipulated_crops(name, image, [offset for _, offset in missing], task.size)
+        crops = manip.manipulated_crops(name, image, [offset for _, offset in missing], task.size)
         for (path, _), crop in zip(missing, crops, strict=True):
             write_image_atomic(path, crop)
         result.written += len(missing)

@@ -1,4 +1,5 @@
 import logging
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -6,11 +7,12 @@ import torch
 from conftest import CLASSES, add_unusable_files, bomb_png, epoch_batches, random_image, same_batch
 from conftest import make_datamodule as make
 
+from camlit.data import manipulations
 from camlit.data.batch import Batch
 from camlit.data.crops import center_crop
 from camlit.data.datamodule import CameraDataModule
 from camlit.data.datasets import random_train_crop
-from camlit.data.manipulations import MANIPULATED, NAMES, Manipulation
+from camlit.data.manipulations import MANIPULATED, NAMES
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 
@@ -190,32 +192,41 @@ def test_configuration_errors(flat_tree, tmp_path, caplog):
     assert not [r for r in caplog.records if "skipped" in r.getMessage()]
 
 
-@pytest.mark.parametrize("scale", [1.0, 2.0, 10.0])
-def test_patch_scale_resizes_a_larger_patch_then_crops_on_even_offsets(monkeypatch, scale):
-    patches, apply = [], Manipulation.__call__
-
-    def recording_apply(manipulation, image):
-        patches.append((manipulation.name, image.shape[:2], result := apply(manipulation, image)))
-        return result
-
-    monkeypatch.setattr(Manipulation, "__call__", recording_apply)
-    image = random_image(np.random.default_rng(0), 160, 200)
+@pytest.mark.parametrize("name", MANIPULATED)
+def test_an_on_the_fly_crop_is_a_crop_of_the_whole_image_manipulated(name):
+    """As Kaggle manipulated the full frame: the crop equals one at an even offset of the whole
+    image manipulated. A JPEG of a patch at a random offset put its block grid off the image's own
+    (7 crops in 100 on it), and a resized patch's scale was off the factor (0.8049 for 0.8)."""
+    image = random_image(np.random.default_rng(0), 150, 206)
+    whole = manipulations.apply(name, image)
     rng = np.random.default_rng(1)
-    only = {name: [float(name == other) for other in MANIPULATED] for name in MANIPULATED}
-    for weights in (only["resize0.5"], only["resize2.0"], only["jpeg70"]):
-        for _ in range(3):
-            crop, applied = random_train_crop(image, 32, rng, manipulation_p=1.0, weights=weights, patch_scale=scale)
-            least = applied.source_size(32)
-            side = min(int(least * scale), 160) if applied.name.startswith("resize") else least
-            recorded, shape, manipulated = patches.pop()
-            assert recorded == applied.name and shape == (side, side) and crop.shape == (32, 32, 3)
-            corners = 2 * np.argwhere((manipulated[::2, ::2] == crop[0, 0]).all(-1))  # even offsets only
-            assert any(np.array_equal(manipulated[t : t + 32, x : x + 32], crop) for t, x in corners)
+    weights = [float(name == other) for other in MANIPULATED]
+    for _ in range(6):
+        crop, applied = random_train_crop(image, 32, rng, manipulation_p=1.0, weights=weights)
+        assert applied.name == name and crop.shape == (32, 32, 3)
+        corners = 2 * np.argwhere((whole[::2, ::2] == crop[0, 0]).all(-1))
+        assert any(np.array_equal(whole[t : t + 32, x : x + 32], crop) for t, x in corners)
 
 
-def test_patch_scale_is_checked(flat_tree):
-    with pytest.raises(CamlitError, match="manipulation_patch_scale must be 1 or more, got 0.5"):
-        CameraDataModule(str(flat_tree), manipulation_patch_scale=0.5)
+def test_a_manipulation_that_leaves_no_crop_is_not_drawn():
+    """A 48 px image halved is 24 px: the drawn resize0.5 fell back to an unaltered crop without a
+    word, so the manipulated share was lower than asked. Only manipulations that fit are drawn."""
+    image = random_image(np.random.default_rng(0), 48, 48)
+    rng = np.random.default_rng(2)
+    drawn = Counter(random_train_crop(image, 40, rng, manipulation_p=1.0)[1].name for _ in range(300))
+    assert set(drawn) == set(MANIPULATED) - {"resize0.5", "resize0.8"}
+    only_halving = [float(name == "resize0.5") for name in MANIPULATED]
+    assert random_train_crop(image, 40, rng, manipulation_p=1.0, weights=only_halving)[1] is None
+
+
+def test_the_retired_patch_scale_is_accepted_with_a_warning(flat_tree, caplog):
+    """Every saved run's config.yaml holds it, so its resume must still read it."""
+    with caplog.at_level(logging.WARNING):
+        CameraDataModule(str(flat_tree), manipulation_patch_scale=1.0)
+    assert "manipulation_patch_scale" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        CameraDataModule(str(flat_tree), manipulation_patch_scale=2.0)
+    assert "--data.manipulation_patch_scale has no effect" in caplog.text
 
 
 def test_crops_smaller_than_any_command_takes_are_refused(flat_tree):

@@ -106,24 +106,7 @@ def test_shape_change_only_for_resize():
             assert manipulation.output_shape(45, 61) == (45, 61)
 
 
-@pytest.mark.parametrize("name", ["jpeg70", "jpeg90"])
-def test_jpeg_source_leaves_room_for_every_even_grid_phase(name):
-    # Phases 0, 2, .., 14 of the 16 px grid: a 512 crop from a 526 patch.
-    assert MANIPULATIONS[name].source_size(512) == 512 + 14
-    assert MANIPULATIONS["gamma0.8"].source_size(512) == MANIPULATIONS["unaltered"].source_size(512) == 512
-
-
 def test_manipulation_numbers_start_with_unaltered():
     assert manipulations.index("unaltered") == 0
     assert [manipulations.index(name) for name in manipulations.MANIPULATED] == list(range(1, 9))
     assert manipulations.index("my-own-folder") == -1
-
-
-@pytest.mark.parametrize("name", list(RESIZE_FACTORS))
-@pytest.mark.parametrize("size", [1, 17, 64, 100, 255, 511, 512])
-def test_source_size_fits_a_crop_after_resize(name, size):
-    side = MANIPULATIONS[name].source_size(size)
-    height, width = manipulations.resized_shape(side, side, RESIZE_FACTORS[name])
-    assert height >= size and width >= size
-    if size <= 64:
-        assert min(apply(name, photo_like(side, side + 1)).shape[:2]) >= size

@@ -15,8 +15,8 @@ from conftest import PREPARE, bomb_png, dead_pid, one_error_line, photo, start_p
 import camlit.data.prepare
 from camlit.data.commands import prepare_main, prepare_parser
 from camlit.data.crops import center_offset, tile_offsets
-from camlit.data.manipulations import MANIPULATIONS, apply
-from camlit.data.prepare import manipulated_crops, prepare_dataset
+from camlit.data.manipulations import MANIPULATIONS, apply, manipulated_crops
+from camlit.data.prepare import prepare_dataset
 from camlit.errors import CamlitError
 from camlit.imageio import read_rgb
 from camlit.termination import EXIT_STATUS, INTERRUPT_STATUS
