@@ -268,3 +268,18 @@ def test_an_option_spelt_with_dashes_is_the_option_spelt_with_underscores(tmp_pa
     assert stop.value.code == 0
     printed = capsys.readouterr().out
     assert "max_epochs: 7" in printed and "crop_size: 32" in printed
+
+
+def test_a_dashed_resume_option_names_the_run_before_its_config_is_read(monkeypatch):
+    """`--ckpt-path RUN/checkpoints/last.ckpt` must find the run as `--ckpt_path` does: the run's
+    config.yaml, its log folder and the options the command line gives are read before parsing."""
+    seen = []
+
+    def stop(args):
+        seen.extend(args)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli, "resume_arguments", stop)
+    with pytest.raises(SystemExit):
+        cli.main(["--ckpt-path", "run/checkpoints/last.ckpt", "--data.cache-dir", "/elsewhere"])
+    assert seen == ["--ckpt_path", "run/checkpoints/last.ckpt", "--data.cache_dir", "/elsewhere"]

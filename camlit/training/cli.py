@@ -28,6 +28,7 @@ from camlit.errors import (
     disk_full_as_user_error,
     exit_on_user_error,
     lightning_deprecation_ignored,
+    underscored,
 )
 from camlit.termination import SigtermWatch, exit_terminated, interrupt_handled, on_sigterm
 from camlit.training.callbacks import (
@@ -285,7 +286,8 @@ def as_list(value) -> list:
 def main(args: list[str] | None = None) -> CamlitCLI:
     """Train; `args` as on the command line. Input mistakes exit with one line, status 2; SIGTERM
     and Ctrl-C with one line and status 143 or 130."""
-    args = list(sys.argv[1:] if args is None else args)
+    # Spelt as camlit spells options before --resume, the run's config.yaml or a stop line reads them.
+    args = underscored(list(sys.argv[1:] if args is None else args))
     cli: CamlitCLI | None = None
     with fit_messages() as startup_lines, on_sigterm() as sigterm, interrupt_handled(sigterm):
         try:
