@@ -160,6 +160,9 @@ def refuse_empty_values(args: Sequence[str]) -> None:
             raise CamlitError(f"{name}: an empty value; give one")
 
 
+OPTION_NAME = re.compile(r"--[A-Za-z0-9_.-]+")
+
+
 def underscored(args: Sequence[str]) -> list[str]:
     """Options spelt with dashes (`--images-per-camera`) as camlit spells them (`--images_per_camera`):
     no camlit option has a dash in its name, and scripts written for the dashed spelling keep working."""
@@ -167,8 +170,8 @@ def underscored(args: Sequence[str]) -> list[str]:
     for index, arg in enumerate(args):
         if arg == "--":
             return spelt + list(args[index:])
-        if arg.startswith("--"):
-            name, equals, value = arg.partition("=")
+        name, equals, value = arg.partition("=")
+        if OPTION_NAME.fullmatch(name):  # not a value such as benchmark's `--project "--config X"`
             arg = "--" + name[2:].replace("-", "_") + equals + value
         spelt.append(arg)
     return spelt

@@ -263,6 +263,8 @@ def test_an_option_spelt_with_dashes_is_the_option_spelt_with_underscores(tmp_pa
     parser.add_argument("--names", nargs="*")
     assert parser.parse_args(["--crop-size", "64"]).crop_size == 64
     assert parser.parse_args(["--names", "a-b", "c-d"]).names == ["a-b", "c-d"]
+    parser.add_argument("--project")
+    assert parser.parse_args(["--project", "--data.num-workers -1"]).project == "--data.num-workers -1"
     with pytest.raises(SystemExit) as stop:
         cli.main(["--print_config", "--trainer.max-epochs", "7", "--data.crop-size", "32"])
     assert stop.value.code == 0
