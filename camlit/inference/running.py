@@ -7,6 +7,8 @@ A callback files those rows under their images and keeps the images that could n
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -91,6 +93,31 @@ class CropRows(Callback):
                 self.by_image.update(by_image)
                 self.extras.update(extras)
                 self.problems.update(problems)
+
+
+class SameImagesOnEveryRank(Callback):
+    """Each process of a several-device run lists its images itself (Lightning starts the others
+    with the first's command line): a folder that changed meanwhile gave one image's rows to its
+    neighbour. The processes compare their lists before predicting; rank 0 names a difference."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], flags: Sequence[bool | None]):
+        listed = json.dumps([[str(path) for path in paths], list(flags)])
+        self.listed = (len(paths), hashlib.sha256(listed.encode()).hexdigest())
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        if trainer.world_size == 1:
+            return
+        lists = [None] * trainer.world_size
+        torch.distributed.all_gather_object(lists, self.listed)
+        if len(set(lists)) == 1:
+            return
+        if not trainer.is_global_zero:
+            raise SystemExit(2)  # rank 0 says why, once
+        counts = ", ".join(str(count) for count, _ in lists)
+        raise CamlitError(
+            f"the images changed while the {trainer.world_size} processes started (they listed {counts} images "
+            "in all); nothing was predicted: run again once the input stays as it is"
+        )
 
 
 def trainer_devices(name: str, count: int = 1) -> tuple[str, int | list[int]]:
@@ -184,7 +211,7 @@ def predict_paths(
     # Each process needs an image of its own (Lightning's sampler refuses an empty share).
     trainer = build_trainer(device, min(devices, max(1, len(paths))), progress)
     collected = CropRows()
-    trainer.callbacks.append(collected)
+    trainer.callbacks += [SameImagesOnEveryRank(paths, flags), collected]
     start = time.perf_counter()
     with quiet_lightning(), launching_ranks():
         trainer.predict(model, dataloaders=loader, return_predictions=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import StrategyRegistry
 
 from camlit.atomic import require_writable
 from camlit.errors import CamlitError
@@ -37,6 +38,7 @@ def refuse_trainer_options(config) -> None:
                     "is never logged and the checkpoint it chooses never written (best.ckpt needs validation); let "
                     f"validation run, or give --{checkpoint}.monitor null to keep the latest epoch's instead"
                 )
+    refuse_launch_options(trainer)
     precision = str(trainer.precision)
     if precision.startswith("transformer-engine") or precision in ("16-true", "bf16-true"):
         # The network takes float32 crops: a half-precision model failed on them in a traceback.
@@ -66,6 +68,30 @@ def refuse_trainer_options(config) -> None:
     seed = config.get("seed_everything")
     if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed < 2**32:
         raise CamlitError(f"--seed_everything must be in [0, 2**32), got {seed}")
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def refuse_launch_options(trainer) -> None:
+    """An accelerator camlit does not run on (`tpu` needs torch_xla: a traceback), and a strategy
+    that trains in spawned or forked children: camlit's run folder, stop-line and resume state live
+    in the launching process, which saw no training and removed the trained run's folder."""
+    accelerator = trainer.accelerator
+    if isinstance(accelerator, str) and accelerator not in ACCELERATORS:
+        raise CamlitError(f"--trainer.accelerator {accelerator}: camlit trains on {', '.join(ACCELERATORS)}")
+    strategy = trainer.strategy
+    if isinstance(strategy, str):
+        entry = dict.get(StrategyRegistry, strategy) or {}  # its own get() builds the strategy
+        name, start_method = strategy, entry.get("init_params", {}).get("start_method")
+    else:
+        init = strategy.get("init_args") or {}
+        name, start_method = strategy.get("class_path"), init.get("start_method")
+    if start_method in ("spawn", "fork", "forkserver"):
+        raise CamlitError(
+            f"--trainer.strategy {name}: starts its processes with {start_method}; camlit runs each rank as a "
+            "process of its own: give --trainer.strategy ddp"
+        )
 
 
 def refuse_checkpoint_options(config) -> None:

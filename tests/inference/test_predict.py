@@ -364,6 +364,48 @@ def test_two_processes_give_the_same_files_as_one(ckpt, images, tmp_path, entry)
     assert (tmp_path / "two_probs.csv").read_text() == (tmp_path / "one_probs.csv").read_text()
 
 
+SHIFTED_LISTING = """
+import os
+
+import camlit.inference.predict as predict
+
+listed = predict.list_input_images
+
+
+def list_input_images(folder):
+    # The folder as the second process found it: an image gone after the first listed it.
+    paths = listed(folder)
+    return paths if os.environ.get("LOCAL_RANK", "0") == "0" else paths[1:]
+
+
+if __name__ == "__main__":
+    predict.list_input_images = list_input_images
+    predict.main()
+"""
+
+
+@pytest.mark.slow
+def test_processes_that_listed_different_images_predict_nothing(ckpt, images, tmp_path):
+    """Each process lists --input itself: one image gone between the two listings gave 20 of 40
+    rows a neighbour's probabilities. Now one error line, exit 2, no file written."""
+    script = tmp_path / "shifted_predict.py"
+    script.write_text(SHIFTED_LISTING)
+    output = tmp_path / "two.csv"
+    args = ["--ckpt_path", str(ckpt), "--input", str(images), "--output", str(output), "--crops", "3",
+            "--num_workers", "0", "--no_progress", "--device", "cpu", "--devices", "2"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(script), *args], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert errors == [
+        "error: the images changed while the 2 processes started (they listed 5, 4 images in all); nothing was "
+        "predicted: run again once the input stays as it is"
+    ]
+    assert not output.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stdout", ["closed pipe", "/dev/full"])
 def test_a_stdout_that_closes_or_fills_costs_only_what_was_printed_there(ckpt, images, tmp_path, stdout):

@@ -119,6 +119,15 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         ("--trainer.precision", "16-true", "--trainer.precision 16-true: camlit trains in 32-true, 64-true"),
         ("--trainer.precision", "transformer-engine", "--trainer.precision transformer-engine: camlit trains in"),
         ("--trainer.overfit_batches", "1", "--trainer.overfit_batches 1: not with camlit's crop sampler"),
+        ("--trainer.accelerator", "tpu", "--trainer.accelerator tpu: camlit trains on auto, cpu, gpu, cuda, mps"),
+        # Trained in children; the launching process saw no training and removed the trained run.
+        ("--trainer.strategy", "ddp_spawn", "--trainer.strategy ddp_spawn: starts its processes with spawn"),
+        ("--trainer.strategy", "ddp_notebook", "--trainer.strategy ddp_notebook: starts its processes with fork"),
+        (
+            "--trainer.strategy",
+            '{"class_path": "lightning.pytorch.strategies.DDPStrategy", "init_args": {"start_method": "fork"}}',
+            "--trainer.strategy lightning.pytorch.strategies.DDPStrategy: starts its processes with fork",
+        ),
         # Its head for manipulated photos never trained, and predict used it as initialised.
         ("--model.manipulation_flag", "true", "--model.manipulation_flag: no training crop is manipulated"),
         ("--trainer.val_check_interval", "50", "--trainer.val_check_interval: `val_check_interval` (50) must be"),
