@@ -86,6 +86,20 @@ def stored_hashes(path: str | os.PathLike) -> list[str] | None:
         return None
 
 
+def hash_of_file_there(path: str | os.PathLike) -> list[str]:
+    """The hash of the file now at `path`, as its hash file holds it. One hash is that file's; two
+    (a save killed between its hash and its rename) need the file read to tell which: the first
+    is the save's that never landed, and kept in its place, a second kill declared the intact file
+    corrupt."""
+    if not os.path.exists(path):
+        return []
+    stored = stored_hashes(path) or []
+    if len(stored) < 2:
+        return stored
+    actual = file_hash(path)
+    return [actual] if actual in stored else []
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file in the same folder, then renames it into place.
 
@@ -117,8 +131,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 raise writer.error from None
             file.flush()
             new = file_hash(file.name)
-            old = stored_hashes(path) or []
-            write_text_atomic(hash_path(path), "\n".join([new, *old[:1]]) + "\n")
+            write_text_atomic(hash_path(path), "\n".join([new, *hash_of_file_there(path)]) + "\n")
         write_text_atomic(hash_path(path), new + "\n")
 
     def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:

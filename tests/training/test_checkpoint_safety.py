@@ -109,6 +109,26 @@ def test_a_kill_between_the_renames_leaves_a_checkpoint_that_matches_its_hash(tm
     assert len(hashes.read_text().split()) == 1 and is_valid_checkpoint(path)
 
 
+def test_two_kills_between_the_hash_and_the_rename_leave_the_checkpoint_valid(tmp_path, monkeypatch):
+    """Each killed save lists its own hash first; the hash file must keep the one of the file that
+    stayed in place, not the earlier killed save's."""
+    path = tmp_path / "last.ckpt"
+    save(path, 1.0)
+    real_replace = os.replace
+
+    def dies_at_the_checkpoint_rename(source, target):
+        if str(target) == str(path):
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(camlit.atomic.os, "replace", dies_at_the_checkpoint_rename)
+    for value in (2.0, 3.0):
+        with pytest.raises(KeyboardInterrupt):
+            save(path, value)
+    monkeypatch.undo()
+    assert is_valid_checkpoint(path) and torch.load(path, weights_only=True)["state_dict"]["w"][0] == 1.0
+
+
 @pytest.mark.parametrize(("name", "named"), [("last.ckpt", "best.ckpt"), ("best.ckpt.sha256", "last.ckpt")])
 def test_a_folder_named_like_a_checkpoint_is_refused_before_training(
     name, named, flat_tree, tmp_path, monkeypatch, capsys
