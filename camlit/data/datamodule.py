@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from functools import partial
@@ -235,6 +236,33 @@ class CameraDataModule(L.LightningDataModule):
                 log_pseudo_labels(self.pseudo_labelled, hp.pseudo_labels)
         return self.pseudo_labelled
 
+    def preview(self) -> CameraDataModule | None:
+        """This DataModule as set up from the folders' listing alone, before any image is decoded
+        or cached (setup leaves out the unusable images as well): the options are checked against
+        it first, where a refusal after setup came after a cache build (hours for Kaggle's set)
+        that replaced the older cache. None for data generated on first use."""
+        hp = self.hparams
+        if self.generates_synthetic or self.generates_kaggle_layout or not Path(hp.train_dir).is_dir():
+            return None
+        train, val = self.split(scan(hp.train_dir, self.classes), scan(hp.val_dir, self.classes) if hp.val_dir else [])
+        self.require_trainable(train)
+        preview = copy.copy(self)
+        preview.val_set = CenterCrops(val, hp.crop_size, hp.val_manipulations)
+        preview.unaltered_crop_share = unaltered_crop_share(train, hp.unaltered_share, hp.manipulation_p)
+        return preview
+
+    def split(self, samples: list[Sample], val_samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+        """(training, validation) photos: `val_dir`'s, or `val_fraction` of the photos held out."""
+        hp = self.hparams
+        if hp.val_dir:
+            return samples, val_samples
+        return split_by_photo(samples, hp.val_fraction, hp.seed)
+
+    def require_trainable(self, train: list[Sample]) -> None:
+        hp = self.hparams
+        require_every_class(train, self.classes, hp.train_dir)
+        require_pools(train, self.classes, hp.unaltered_share, hp.train_dir, hp.manipulation_weights)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
@@ -243,20 +271,18 @@ class CameraDataModule(L.LightningDataModule):
             raise CamlitError(f"{hp.train_dir}: {not_a_folder(hp.train_dir)}; {HOW_TO_GET_DATA}")
         found = scan(hp.train_dir, self.classes)
         found_val = scan(hp.val_dir, self.classes) if hp.val_dir else []
+        self.require_trainable(self.split(found, found_val)[0])  # before a cache is built
         pseudo = self.pseudo_label_samples()
         if hp.cache_dir:
             # Under DDP every rank asks; the build lock lets one build while the others wait, then load it.
             paths = [s.path for s in [*found, *found_val, *pseudo]]
             self.cache = build_cache(hp.cache_dir, paths, hp.crop_size, hp.num_workers, hp.max_pixels)
-        samples = self.usable(found, hp.train_dir)
-        if hp.val_dir:
-            train, val = samples, self.usable(found_val, hp.val_dir)
-            if Path(hp.val_dir).resolve() == Path(hp.train_dir).resolve():
-                log_warning("--data.val_dir is --data.train_dir: validation scores the photos it trains on")
-        else:
-            train, val = split_by_photo(samples, hp.val_fraction, hp.seed)
-        require_every_class(train, self.classes, hp.train_dir)
-        require_pools(train, self.classes, hp.unaltered_share, hp.train_dir, hp.manipulation_weights)
+        train, val = self.split(
+            self.usable(found, hp.train_dir), self.usable(found_val, hp.val_dir) if hp.val_dir else []
+        )
+        if hp.val_dir and Path(hp.val_dir).resolve() == Path(hp.train_dir).resolve():
+            log_warning("--data.val_dir is --data.train_dir: validation scores the photos it trains on")
+        self.require_trainable(train)
         if pseudo:
             # Training only: the test images have no true label to validate against.
             train = train + self.usable(pseudo, hp.pseudo_labels)

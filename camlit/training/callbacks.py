@@ -138,20 +138,34 @@ class RequireMonitoredMetric(Callback):
     cannot log under these options (Lightning would only say so after a whole epoch)."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        groups = list(getattr(trainer.datamodule, "val_group_names", []))
-        val_set = getattr(trainer.datamodule, "val_set", None)
-        for callback in trainer.checkpoint_callbacks:
-            monitor = getattr(callback, "monitor", None)
-            if val_set is not None and not len(val_set) and monitor and monitor.startswith("val/"):
-                # The run trained on and wrote no best.ckpt; Lightning only warned, once per epoch.
-                fraction = getattr(trainer.datamodule.hparams, "val_fraction", None)
-                raise CamlitError(
-                    f"--data.val_fraction {fraction} holds out no photo of so few, so --best_checkpoint.monitor "
-                    f"{monitor} could never be logged and no best checkpoint written; add photos of each camera, "
-                    "or name a --data.val_dir"
-                )
-            logged = logged_metrics(list(pl_module.classes), pl_module.manipulation_fc is not None)
-            require_logged_metric(monitor, groups, logged)
+        require_monitors_logged(trainer.checkpoint_callbacks, pl_module, trainer.datamodule)
+
+
+def require_monitors_logged(checkpoint_callbacks: list, pl_module: LightningModule, datamodule) -> None:
+    """Each checkpoint's monitor is a metric that training and validation of `datamodule` log."""
+    groups = list(getattr(datamodule, "val_group_names", []))
+    val_set = getattr(datamodule, "val_set", None)
+    for callback in checkpoint_callbacks:
+        monitor = getattr(callback, "monitor", None)
+        if val_set is not None and not len(val_set) and monitor and monitor.startswith("val/"):
+            # The run trained on and wrote no best.ckpt; Lightning only warned, once per epoch.
+            fraction = getattr(datamodule.hparams, "val_fraction", None)
+            raise CamlitError(
+                f"--data.val_fraction {fraction} holds out no photo of so few, so --best_checkpoint.monitor "
+                f"{monitor} could never be logged and no best checkpoint written; add photos of each camera, "
+                "or name a --data.val_dir"
+            )
+        logged = logged_metrics(list(pl_module.classes), pl_module.manipulation_fc is not None)
+        require_logged_metric(monitor, groups, logged)
+
+
+def require_options_fit_the_folders(trainer: Trainer, pl_module: LightningModule, datamodule) -> None:
+    """The checks made once the data is set up, made before on the folders' listing alone: a
+    refusal then comes before any image is decoded or cached."""
+    preview = datamodule.preview() if hasattr(datamodule, "preview") else None
+    if preview is not None:
+        require_monitors_logged(trainer.checkpoint_callbacks, pl_module, preview)
+        pl_module.require_manipulated_crops(preview.unaltered_crop_share)
 
 
 def say_if_out_of_time(trainer: Trainer) -> None:

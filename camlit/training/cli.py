@@ -35,6 +35,7 @@ from camlit.training.callbacks import (
     CheckpointOnSigterm,
     NonFiniteLossGuard,
     RequireMonitoredMetric,
+    require_options_fit_the_folders,
     say_if_out_of_time,
     stopped_by_sigterm,
     worker_killed,
@@ -303,6 +304,7 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                         # Before the data work (a synthetic set generated, a cache built), which the
                         # Trainer does first; on_load_checkpoint asks again for other callers.
                         require_same_network(cli.model, load_plain(Path(cli.config.ckpt_path), mmap=True))
+                    require_options_fit_the_folders(cli.trainer, cli.model, cli.datamodule)
                     with launching_ranks(), trainer_mistakes_as_user_errors():
                         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
                 except BaseException:

@@ -249,8 +249,11 @@ class CameraClassifier(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         # After the DataModule's setup, which counts the training crops.
-        share = getattr(self.trainer.datamodule, "unaltered_crop_share", None)
-        if stage == "fit" and self.manipulated_fc is not None and share == 1.0:
+        if stage == "fit":
+            self.require_manipulated_crops(getattr(self.trainer.datamodule, "unaltered_crop_share", None))
+
+    def require_manipulated_crops(self, unaltered_crop_share: float | None) -> None:
+        if self.manipulated_fc is not None and unaltered_crop_share == 1.0:
             # The head for manipulated photos would never train, and predict would use it as initialised.
             raise CamlitError(
                 "--model.manipulation_flag: no training crop is manipulated (--data.manipulation_p 0 and no "

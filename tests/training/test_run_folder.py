@@ -315,6 +315,28 @@ def test_a_run_with_no_photo_held_out_for_validation_is_refused(tmp_path, monkey
     assert not any((tmp_path / "keep").iterdir())
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--best_checkpoint.monitor", "val/acc/jpeg70", "--best_checkpoint.monitor val/acc/jpeg70 needs"),
+        ("--data.unaltered_share", "0.5", "--data.unaltered_share 0.5: "),
+        ("--model.manipulation_flag", "true", "--model.manipulation_flag: no training crop is manipulated"),
+    ],
+)
+def test_options_the_folders_cannot_serve_are_refused_before_the_cache_is_built(
+    flat_tree, tmp_path, monkeypatch, capsys, flag, value, message
+):
+    """Refused after setup, each came after a whole cache build (hours for Kaggle's set), which
+    also removed the older cache of another crop size."""
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "cache"
+    args = fit_args(flat_tree, *SHORT, "--data.cache_dir", str(cache), "--data.val_manipulations", "[]")
+    line = one_error_line(capsys, lambda: main([*args, flag, value]))
+    assert line.startswith("error: ") and message in line
+    assert not cache.exists() or not any(cache.iterdir())
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 def test_a_run_that_trains_nothing_leaves_no_run_folder(flat_tree, tmp_path, monkeypatch):
     """--trainer.max_epochs 0 left a version_0 with neither config.yaml nor a checkpoint, which no
     --resume could take; resuming a finished run left an empty events file."""
