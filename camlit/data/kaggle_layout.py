@@ -111,17 +111,8 @@ def make_kaggle_layout(
     check_sizes(photos_per_camera, test_images, width, height, seed)
     jobs, rows = plan_kaggle(output, photos_per_camera, test_images, width, height, seed)
     settings = [photos_per_camera, test_images, width, height, seed]
-    tables = ("sample_submission.csv", "test_labels.csv", "test_manipulations.csv")
     write_missing(
-        output,
-        settings,
-        ".kaggle_layout.json",
-        "a Kaggle-shaped download",
-        "--kaggle_layout",
-        jobs,
-        workers,
-        progress,
-        tables,
+        output, settings, ".kaggle_layout.json", "a Kaggle-shaped download", "--kaggle_layout", jobs, workers, progress
     )
     header = ("fname", "camera", "manipulation")
     write_csv_atomic(output / "sample_submission.csv", [header[:2], *((row[0], PLACEHOLDER_CAMERA) for row in rows)])

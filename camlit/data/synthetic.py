@@ -201,32 +201,32 @@ def write_missing(
     jobs: list[Job],
     workers: int | None,
     progress: bool,
-    tables: Sequence[str] = (),
 ) -> None:
     """Write the photos of `jobs` not yet in `output`, after checking that the set was started with
     these `settings` (kept in `marker`), so that an interrupted run can be finished, never mixed.
-    `tables`: the names of the files written after the photos, in `output`."""
+    A folder camlit did not start must be new or empty."""
     encoded = json.dumps(settings).encode()
     settings_path = output / marker
-    if not settings_path.is_file():
-        # Not a set camlit started: a file of a name it writes is the user's. A text file named
-        # like a photo was counted as made, and a CSV of theirs replaced.
-        paths = [*(job.path for job in jobs), *(output / name for name in tables)]
-        theirs = [path for path in paths if path.exists() or path.is_symlink()]
-        if theirs:
-            raise CamlitError(
-                f"{output}: holds {len(theirs)} file(s) named as {what}'s (such as {theirs[0]}) without its "
-                f"{marker}, so camlit did not make them; write the set into another folder"
-            )
+    theirs = sorted(output.iterdir()) if output.is_dir() and not settings_path.is_file() else []
+    if theirs:
+        # A real download: the set's photos went in among its own, and files of its names were
+        # counted as made or replaced.
+        more = f" and {len(theirs) - 1} more" if len(theirs) > 1 else ""
+        raise CamlitError(
+            f"{output}: holds {theirs[0].name}{more} but no {marker}, so it is no {what.removeprefix('a ')} "
+            "camlit started; write the set into a new or empty folder"
+        )
     if settings_path.is_file() and settings_path.read_bytes() != encoded:
         raise CamlitError(
             f"{output} holds {what} made with other settings ({marker} says {settings_path.read_text()}, "
             f"not {encoded.decode()}); write it into another folder"
         )
     require_writable(output, option, folder=True)
+    output.mkdir(parents=True, exist_ok=True)
+    # First, so that a set stopped at any later point is one camlit started.
+    write_bytes_atomic(settings_path, encoded)
     for folder in [output / "test", *(output / "train" / name for name in KAGGLE_CAMERAS)]:
         folder.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(settings_path, encoded)
     (output / ".complete").unlink(missing_ok=True)
     todo = [(job,) for job in jobs if not job.path.exists()]
     progress_name = f"{what.removeprefix('a ')} photos" if progress else None
@@ -282,7 +282,7 @@ def make_synthetic(
     jobs, rows = plan(output, images_per_camera, test_per_camera, width, height, seed)
     settings = [images_per_camera, test_per_camera, width, height, seed]
     tables = ("test_labels.csv", "test_manipulations.csv")
-    write_missing(output, settings, SETTINGS, "a synthetic set", "--output", jobs, workers, progress, tables)
+    write_missing(output, settings, SETTINGS, "a synthetic set", "--output", jobs, workers, progress)
     header = ("fname", "camera", "manipulation")
     for column, name in enumerate(tables, start=1):
         write_csv_atomic(output / name, [(row[0], row[column]) for row in [header, *rows]])

@@ -138,6 +138,6 @@ def test_a_users_file_of_its_names_is_refused_and_kept(tmp_path):
     output = tmp_path / "download"
     output.mkdir()
     (output / "sample_submission.csv").write_text("my,own\n")
-    with pytest.raises(CamlitError, match="named as a Kaggle-shaped download's"):
+    with pytest.raises(CamlitError, match="holds sample_submission.csv but no .kaggle_layout.json"):
         make_kaggle_layout(output, workers=1, **TINY)
     assert (output / "sample_submission.csv").read_text() == "my,own\n"

@@ -249,15 +249,20 @@ def test_a_full_disk_is_one_line(small_disk, capsys):
     assert not is_complete(output)
 
 
-@pytest.mark.parametrize("theirs", ["train/Motorola-X/Motorola-X_0.jpg", "test_labels.csv"])
-def test_files_of_its_names_in_a_folder_it_did_not_start_are_refused_and_kept(tmp_path, theirs):
-    """A text file named like a photo was counted as made, and a CSV of the user's replaced."""
+@pytest.mark.parametrize(
+    "theirs", ["train/Motorola-X/Motorola-X_0.jpg", "test_labels.csv", "train/Motorola-X/IMG_0001.jpg"]
+)
+def test_a_folder_it_did_not_start_is_refused_and_kept(tmp_path, theirs):
+    """A text file named like a photo was counted as made, a CSV of the user's replaced, and the
+    set's photos went in among a real download's."""
     output = tmp_path / "mine"
     (output / theirs).parent.mkdir(parents=True, exist_ok=True)
     (output / theirs).write_text("precious")
-    with pytest.raises(CamlitError, match=f"{output}: holds 1 file\\(s\\) named as a synthetic set's"):
+    top = theirs.split("/")[0]
+    with pytest.raises(CamlitError, match=f"{output}: holds {top} but no .synthetic.json, so it is no synthetic set"):
         make_synthetic(output, workers=1, **TINY)
     assert (output / theirs).read_text() == "precious" and not (output / ".synthetic.json").exists()
+    assert sorted(path.relative_to(output).as_posix() for path in output.rglob("*") if path.is_file()) == [theirs]
 
 
 def test_fit_refuses_a_finished_set_made_with_other_settings_than_its_own(tmp_path, monkeypatch):
