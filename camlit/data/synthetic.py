@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections import namedtuple
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
