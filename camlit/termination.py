@@ -121,9 +121,19 @@ def interrupt_handled(watch: SigtermWatch) -> Iterator[None]:
 
 
 def exit_terminated(what: str, signum: int = signal.SIGTERM) -> None:
-    """One line saying what the signal stopped and what is kept, then exit status 143 (130 for SIGINT)."""
-    print(f"stopped by {signal.Signals(signum).name}: {what}", file=sys.stderr)
+    """One line saying what the signal stopped and what is kept, then exit status 143 (130 for
+    SIGINT). The other processes of a DDP run exit without it: the first says it once for all."""
+    if speaks_for_the_run():
+        print(f"stopped by {signal.Signals(signum).name}: {what}", file=sys.stderr)
     raise SystemExit(128 + signum)
+
+
+def speaks_for_the_run() -> bool:
+    """Whether this process is the first (or only) one of its run: Lightning gives each the rank
+    its launcher set, from the start of a launched rank's life."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def interrupt_as_sigterm(watch: SigtermWatch):
@@ -165,8 +175,7 @@ def exit_on_signal(kept: str) -> Iterator[None]:
     except Terminated:
         exit_terminated(kept)
     except (Interrupted, KeyboardInterrupt):
-        print(f"stopped by SIGINT: {kept}", file=sys.stderr)
-        raise SystemExit(INTERRUPT_STATUS) from None
+        exit_terminated(kept, signal.SIGINT)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

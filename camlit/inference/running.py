@@ -101,7 +101,7 @@ class SameImagesOnEveryRank(Callback):
     neighbour. The processes compare their lists before predicting; rank 0 names a difference."""
 
     def __init__(self, paths: Sequence[str | os.PathLike], flags: Sequence[bool | None]):
-        listed = json.dumps([[str(path) for path in paths], list(flags)])
+        listed = json.dumps([[str(path) for path in paths], [None if flag is None else bool(flag) for flag in flags]])
         self.listed = (len(paths), hashlib.sha256(listed.encode()).hexdigest())
 
     def on_predict_start(self, trainer, pl_module) -> None:

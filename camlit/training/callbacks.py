@@ -183,3 +183,8 @@ def say_if_out_of_time(trainer: Trainer) -> None:
 def worker_killed(exception: BaseException) -> bool:
     """Whether torch stopped the run because a data loader worker was killed (kill -9, out of memory)."""
     return isinstance(exception, RuntimeError) and str(exception).startswith("DataLoader worker (pid")
+
+
+def peer_lost(exception: BaseException) -> bool:
+    """Whether a collective failed because another process of the DDP run ended (gloo's words)."""
+    return isinstance(exception, RuntimeError) and "Connection closed by peer" in str(exception)

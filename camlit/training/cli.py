@@ -30,11 +30,12 @@ from camlit.errors import (
     lightning_deprecation_ignored,
     underscored,
 )
-from camlit.termination import SigtermWatch, exit_terminated, interrupt_handled, on_sigterm
+from camlit.termination import SigtermWatch, exit_terminated, interrupt_handled, on_sigterm, speaks_for_the_run
 from camlit.training.callbacks import (
     CheckpointOnSigterm,
     NonFiniteLossGuard,
     RequireMonitoredMetric,
+    peer_lost,
     require_options_fit_the_folders,
     say_if_out_of_time,
     stopped_by_sigterm,
@@ -320,18 +321,19 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 print(f"error: {cli.run_dir}: moved or removed while the run wrote into it", file=sys.stderr)
                 raise SystemExit(1) from None
             stopped = stopped_by_sigterm(sigterm, exception)
-            if not stopped and worker_killed(exception):
-                # The OOM killer's usual victim: torch's RuntimeError came with a traceback.
+            if not stopped and (worker_killed(exception) or peer_lost(exception)):
+                # The OOM killer's usual victim: torch's RuntimeError came with a traceback. In
+                # another rank it is the first that says so, once, for the run it holds.
+                if not speaks_for_the_run():
+                    raise SystemExit(1) from None
                 kept = f"continue with {cli.resume_command()}" if cli is not None and cli.run_dir else "nothing kept"
+                cause = str(exception) if worker_killed(exception) else "another process of the DDP run ended"
                 print(
-                    f"error: {exception}; out of memory? The run's checkpoints are as last saved; {kept}",
-                    file=sys.stderr,
+                    f"error: {cause}; out of memory? The run's checkpoints are as last saved; {kept}", file=sys.stderr
                 )
                 raise SystemExit(1) from None
             if not stopped:
                 raise
-            if cli is not None and getattr(cli, "trainer", None) is not None and cli.trainer.global_rank > 0:
-                raise SystemExit(128 + sigterm.signum) from None  # rank 0 says it once for the run
             exit_terminated(cli.stopped() if cli is not None else STOPPED_BEFORE_TRAINING, sigterm.signum)
         finally:
             if cli is not None:

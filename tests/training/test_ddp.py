@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FIT, fit_args, wait_for
+from conftest import FIT, end_session, fit_args, live_members, wait_for
 
 from camlit.data.sampler import EpochSampler
 from camlit.training.checkpointing import is_valid_checkpoint
@@ -159,3 +159,46 @@ def test_a_signal_to_a_ddp_run_saves_the_step_on_every_rank(flat_tree, tmp_path,
     assert process.returncode == 128 + signum, stderr[-3000:]
     assert "Traceback" not in stderr and stderr.count(f"stopped by {signal.Signals(signum).name}:") == 1
     assert is_valid_checkpoint(last) and torch.load(last, weights_only=True)["global_step"] > saved_at
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def second_rank_worker(session: int) -> int | None:
+    """A loader worker of the run's second rank: a grandchild of the first process."""
+    members = live_members(session)
+    ranks = [pid for pid in members if pid != session and parent_of(pid) == session]
+    for rank in ranks:
+        environment = Path(f"/proc/{rank}/environ").read_bytes().split(b"\0")
+        if b"LOCAL_RANK=1" in environment:
+            workers = [pid for pid in members if parent_of(pid) == rank]
+            return workers[0] if workers else None
+    return None
+
+
+@pytest.mark.slow
+def test_a_killed_loader_worker_of_another_rank_is_one_line_naming_the_run(flat_tree, tmp_path):
+    """The OOM killer's victim in the second rank: it said "nothing kept" (it holds no run folder)
+    and the first printed gloo's traceback. Now the first says what is kept, once."""
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    args = fit_args(flat_tree, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+                    "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "1",
+                    "--data.num_workers", "1")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(FIT).parents[1]), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, FIT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert wait_for(last.exists, timeout=300), process.communicate(timeout=5)[1][-3000:]
+        assert wait_for(lambda: second_rank_worker(process.pid) is not None, timeout=60)
+        os.kill(second_rank_worker(process.pid), signal.SIGKILL)
+        _, stderr = process.communicate(timeout=240)
+    finally:
+        end_session(process.pid)
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert process.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert len(errors) == 1 and "nothing kept" not in errors[0], stderr[-3000:]
+    assert "continue with" in errors[0] and "--resume lightning_logs/version_0" in errors[0]
+    assert is_valid_checkpoint(last)
