@@ -92,7 +92,13 @@ def prepare_main(argv: list[str] | None = None) -> PrepareSummary:
         summary = prepare_dataset(
             args.input, args.output, tiles_value(args.tiles), names, args.size, args.workers, max_pixels=args.max_pixels
         )
-    print(summary)
+        print(summary)
+        if summary.failures:
+            # A script that goes on to fit must not take a set with photos missing for a whole one.
+            raise CamlitError(
+                f"--input {args.input}: {summary.failed} photo(s) not prepared (the failed: lines above); "
+                "every other crop is written: fix or remove those photos and rerun, which makes only what is missing"
+            )
     return summary
 
 

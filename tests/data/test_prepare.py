@@ -217,32 +217,34 @@ def test_a_signal_to_the_process_group_stops_with_whole_images_and_a_rerun_finis
     assert not [path for path in out.rglob("*") if ".tmp" in path.name]
 
 
-def test_unreadable_and_colliding_inputs_are_listed(photos, tmp_path, capsys):
+def test_unreadable_and_colliding_inputs_are_listed_and_end_with_an_error(photos, tmp_path, capsys):
+    """The summary listed them, and the command exited 0, so a script went on to fit a set with
+    photos missing."""
     (photos / "Cam-A" / "broken.jpg").write_bytes(b"not a JPEG " * 50)
     (photos / "Cam-A" / "empty.png").write_bytes(b"")
     write_image(photos / "Cam-B" / "b0.png", photo(np.random.default_rng(3), 300, 300))
     out = tmp_path / "out"
-    summary = prepare_main(
-        [
-            "--input",
-            str(photos),
-            "--output",
-            str(out),
-            "--manipulations",
-            "unaltered",
-            "--size",
-            "256",
-            "--workers",
-            "1",
-        ]
-    )
-    assert (summary.photos, summary.written, summary.failed) == (7, 4, 3)
-    lines = capsys.readouterr().out.splitlines()
-    assert [line for line in lines if "broken.jpg" in line or "empty.png" in line or "b0.png" in line] == [
-        f"failed: {line}" for line in summary.failures
+    args = ["--input", str(photos), "--output", str(out), "--manipulations", "unaltered", "--size", "256",
+            "--workers", "1"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_main(args)
+    said = capsys.readouterr()
+    lines = said.out.splitlines()
+    named = [name for line in lines[:-1] for name in ("broken.jpg", "empty.png", "b0.png") if name in line]
+    assert sorted(named) == ["b0.png", "broken.jpg", "empty.png"]
+    assert all(line.startswith("failed: ") for line in lines[:-1])
+    assert "7 photos: 4 files written, 0 photos already complete, 3 failed" in lines[-1]
+    assert exit_info.value.code == 2 and "Traceback" not in said.err
+    assert [line for line in said.err.splitlines() if line.startswith("error:")] == [
+        f"error: --input {photos}: 3 photo(s) not prepared (the failed: lines above); every other crop is "
+        "written: fix or remove those photos and rerun, which makes only what is missing"
     ]
-    assert "3 failed" in lines[-1]
     assert sorted(p.name for p in out.rglob("*.png")) == ["a0.png", "a1.png", "b0.png", "b1.png"]
+    for bad in ("broken.jpg", "empty.png"):
+        (photos / "Cam-A" / bad).unlink()
+    (photos / "Cam-B" / "b0.png").rename(photos / "Cam-B" / "b2.png")
+    summary = prepare_main(args)
+    assert (summary.photos, summary.written, summary.skipped, summary.failed) == (5, 1, 4, 0)
 
 
 def test_photos_beside_the_camera_folders_are_named_as_left_out(photos, tmp_path, capsys):
