@@ -34,6 +34,8 @@ def die_with_parent(parent: int) -> None:
 # The process that starts a DDP run's other processes (Lightning's launcher) names itself here;
 # they inherit the variable.
 LAUNCHER = "CAMLIT_LAUNCHER_PID"
+# The stop signals a starting DDP rank holds until the ranks have met.
+RANK_START_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 @contextmanager
@@ -81,6 +83,11 @@ def end_other_ranks() -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
 
 
+def started_by_launcher() -> bool:
+    """Whether this process is one of the DDP ranks that launching_ranks' process started."""
+    return os.environ.get(LAUNCHER, str(os.getpid())) != str(os.getpid())
+
+
 def bind_to_launcher() -> None:
     """In a DDP process that launching_ranks' process started: die with it, or exit at once where it
     is already gone. Lightning starts the other ranks with Popen and nothing ties them to it: after
@@ -90,6 +97,11 @@ def bind_to_launcher() -> None:
         return
     if os.getppid() == launcher:
         die_with_parent(launcher)
+        # A terminal's Ctrl-C and scancel's SIGTERM reach every rank. One still starting died of it
+        # with a traceback, and Lightning's launcher then SIGKILLed the first process, stuck waiting
+        # for it to join. Held until the ranks have met (RanksMet): the first process stops meanwhile
+        # and ends this one.
+        signal.pthread_sigmask(signal.SIG_BLOCK, RANK_START_SIGNALS)
     elif os.getppid() == 1:  # orphaned before it got here
         os._exit(1)
 

@@ -376,6 +376,16 @@ def start_paused(
     return process, marker
 
 
+def blocked_signals(pid: int) -> set[int]:
+    """The signals `pid` holds blocked (its /proc status mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return set()
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+    return {number for number in range(1, 64) if mask >> (number - 1) & 1}
+
+
 def live_members(session: int) -> list[int]:
     """Processes of `session` that have not exited (an unreaped zombie holds nothing)."""
     pids = []

@@ -12,6 +12,7 @@ import pytest
 from conftest import (
     CLASSES,
     PREPARE,
+    blocked_signals,
     end_session,
     kill_parent,
     live_members,
@@ -262,18 +263,24 @@ def start_ddp_prediction(ckpt, folder: Path, stderr) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group", [False, True], ids=["first_process", "group"])
-def test_ranks_of_a_ddp_prediction_stopped_by_a_signal_end_without_a_word(ckpt, tmp_path, group):
+@pytest.mark.parametrize("to", ["first_process", "group", "group_while_starting"])
+def test_ranks_of_a_ddp_prediction_stopped_by_a_signal_end_without_a_word(ckpt, tmp_path, to):
     """A SIGINT to the first process alone: the other rank saw the rendezvous break before it died
     with it, and printed a C++ frame dump and a DistNetworkError traceback under the stop line. A
-    terminal's Ctrl-C, to the group: each rank printed the stop line. (A Ctrl-C while the second
-    rank still imports its modules is Lightning's launcher's to handle: docs/reliability.md.)"""
+    terminal's Ctrl-C, to the group: each rank printed the stop line. The same while the second
+    rank was still importing torch and Lightning: it died of it with a KeyboardInterrupt traceback,
+    and Lightning's launcher SIGKILLed the first process (exit 137)."""
     with open(tmp_path / "stderr.txt", "w") as stderr:
         process = start_ddp_prediction(ckpt, tmp_path, stderr)
     try:
         said = (tmp_path / "stderr.txt").read_text
-        assert wait_for(lambda: "GLOBAL_RANK: 1" in said(), timeout=120), "the second rank never joined"
-        os.killpg(process.pid, signal.SIGINT) if group else process.send_signal(signal.SIGINT)
+        if to == "group":
+            assert wait_for(lambda: "GLOBAL_RANK: 1" in said(), timeout=120), "the second rank never joined"
+        if to == "group_while_starting":
+            second = next(pid for pid in live_members(process.pid) if pid != process.pid)
+            assert wait_for(lambda: signal.SIGINT in blocked_signals(second), timeout=30), "it holds no signal"
+            assert "GLOBAL_RANK: 1" not in said()
+        os.killpg(process.pid, signal.SIGINT) if to.startswith("group") else process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 130
         assert wait_for(lambda: not live_members(process.pid), 5)
     finally:

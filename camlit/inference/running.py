@@ -28,6 +28,7 @@ from camlit.imageio import UnreadableImage, read_rgb
 from camlit.inference.aggregate import AGGREGATES, aggregate
 from camlit.inference.balance import balanced_labels
 from camlit.inference.tta import CropPlan, crop_loader
+from camlit.training.callbacks import RanksMet
 from camlit.training.precision import default_precision
 from camlit.workers import launching_ranks
 
@@ -211,7 +212,7 @@ def predict_paths(
     # Each process needs an image of its own (Lightning's sampler refuses an empty share).
     trainer = build_trainer(device, min(devices, max(1, len(paths))), progress)
     collected = CropRows()
-    trainer.callbacks += [SameImagesOnEveryRank(paths, flags), collected]
+    trainer.callbacks += [RanksMet(), SameImagesOnEveryRank(paths, flags), collected]
     start = time.perf_counter()
     with quiet_lightning(), launching_ranks():
         trainer.predict(model, dataloaders=loader, return_predictions=False)

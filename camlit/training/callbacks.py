@@ -17,6 +17,7 @@ from camlit.errors import CamlitError
 from camlit.termination import SigtermWatch, Terminated
 from camlit.training.metrics import logged_metrics, require_logged_metric
 from camlit.training.resume import LatestCheckpoint
+from camlit.workers import RANK_START_SIGNALS, started_by_launcher
 
 
 class NonFiniteLossError(CamlitError):
@@ -188,3 +189,12 @@ def worker_killed(exception: BaseException) -> bool:
 def peer_lost(exception: BaseException) -> bool:
     """Whether a collective failed because another process of the DDP run ended (gloo's words)."""
     return isinstance(exception, RuntimeError) and "Connection closed by peer" in str(exception)
+
+
+class RanksMet(Callback):
+    """Once the ranks of a DDP run have met, the stop signals a starting rank held
+    (`camlit.workers.bind_to_launcher`) reach its handlers: a stop from here on is the run's own."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if started_by_launcher():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, RANK_START_SIGNALS)

@@ -34,6 +34,7 @@ from camlit.termination import SigtermWatch, exit_terminated, interrupt_handled,
 from camlit.training.callbacks import (
     CheckpointOnSigterm,
     NonFiniteLossGuard,
+    RanksMet,
     RequireMonitoredMetric,
     peer_lost,
     require_options_fit_the_folders,
@@ -219,6 +220,7 @@ class CamlitCLI(LightningCLI):
             ReplanSchedule(),
             CheckpointOnSigterm(self.sigterm),
             RequireMonitoredMetric(),
+            RanksMet(),
         ]
         if self.startup_lines is not None:
             callbacks.append(ShowStartupLines(self.startup_lines))

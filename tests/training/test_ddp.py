@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FIT, end_session, fit_args, live_members, wait_for
+from conftest import FIT, blocked_signals, end_session, fit_args, live_members, wait_for
 
 from camlit.data.sampler import EpochSampler
 from camlit.training.checkpointing import is_valid_checkpoint
@@ -165,16 +165,23 @@ def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def second_rank(session: int) -> int | None:
+    """The run's second rank: the first process's child that Lightning gave LOCAL_RANK 1."""
+    for pid in live_members(session):
+        try:
+            if pid != session and parent_of(pid) == session:
+                if b"LOCAL_RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    return pid
+        except OSError:  # gone meanwhile
+            continue
+    return None
+
+
 def second_rank_worker(session: int) -> int | None:
     """A loader worker of the run's second rank: a grandchild of the first process."""
-    members = live_members(session)
-    ranks = [pid for pid in members if pid != session and parent_of(pid) == session]
-    for rank in ranks:
-        environment = Path(f"/proc/{rank}/environ").read_bytes().split(b"\0")
-        if b"LOCAL_RANK=1" in environment:
-            workers = [pid for pid in members if parent_of(pid) == rank]
-            return workers[0] if workers else None
-    return None
+    rank = second_rank(session)
+    workers = [pid for pid in live_members(session) if rank is not None and parent_of(pid) == rank]
+    return workers[0] if workers else None
 
 
 @pytest.mark.slow
@@ -202,3 +209,28 @@ def test_a_killed_loader_worker_of_another_rank_is_one_line_naming_the_run(flat_
     assert len(errors) == 1 and "nothing kept" not in errors[0], stderr[-3000:]
     assert "continue with" in errors[0] and "--resume lightning_logs/version_0" in errors[0]
     assert is_valid_checkpoint(last)
+
+
+@pytest.mark.slow
+def test_a_signal_while_the_second_rank_starts_stops_the_run_and_removes_its_folder(flat_tree, tmp_path):
+    """scancel while the second rank was still importing torch: it died of SIGTERM, and Lightning's
+    launcher SIGKILLed the first, which left a version folder holding only its lock."""
+    args = fit_args(flat_tree, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+                    "--trainer.max_epochs", "1000", "--data.num_workers", "0")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(FIT).parents[1]), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, FIT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: second_rank(process.pid) is not None, timeout=120), "no second rank started"
+        second = second_rank(process.pid)
+        assert wait_for(lambda: signal.SIGTERM in blocked_signals(second), timeout=30), "it holds no signal"
+        os.killpg(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+        assert wait_for(lambda: not live_members(process.pid), 5)
+    finally:
+        end_session(process.pid)
+    assert process.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr and stderr.count("stopped by SIGTERM:") == 1, stderr[-3000:]
+    assert not list((tmp_path / "lightning_logs").glob("version_*"))
