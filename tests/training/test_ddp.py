@@ -216,7 +216,7 @@ def test_a_signal_while_the_second_rank_starts_stops_the_run_and_removes_its_fol
     """scancel while the second rank was still importing torch: it died of SIGTERM, and Lightning's
     launcher SIGKILLed the first, which left a version folder holding only its lock."""
     args = fit_args(flat_tree, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-                    "--trainer.max_epochs", "1000", "--data.num_workers", "0")  # fmt: skip
+                    "--trainer.max_epochs", "1000", "--data.num_workers", "2")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(FIT).parents[1]), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         [sys.executable, FIT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
