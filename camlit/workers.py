@@ -100,8 +100,8 @@ def bind_to_launcher() -> None:
         # A terminal's Ctrl-C and scancel's SIGTERM reach every rank. One still starting died of it
         # with a traceback, and Lightning's launcher then SIGKILLed the first process, stuck waiting
         # for it to join. Held until the ranks have met (RanksMet): the first process stops meanwhile
-        # and ends this one. (multiprocessing's resource tracker unblocks both as it starts; in a
-        # rank the first process pool or loader worker starts later than that.)
+        # and ends this one. (multiprocessing's resource tracker unblocks both as it starts; a rank
+        # starts it with its first pool or loader worker, after the ranks have met.)
         signal.pthread_sigmask(signal.SIG_BLOCK, RANK_START_SIGNALS)
     elif os.getppid() == 1:  # orphaned before it got here
         os._exit(1)
