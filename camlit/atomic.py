@@ -144,16 +144,27 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """SIGTERM and SIGINT wait until the block ends (in the main thread, where Python runs its
-    handlers): a stop between two renames of a set would leave a new file beside an older one."""
+    """SIGTERM and SIGINT wait until the block ends: a stop between two renames of a set would
+    leave a new file beside an older one. Their handlers are swapped for ones that only note the
+    signal, rather than the signals blocked: a mask holds them in the main thread alone, and the
+    kernel hands a signal sent to the process to any other thread (torch's, a progress bar's),
+    whose note Python's handler then ran in the main thread between two renames."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    noted: list[int] = []
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(signum)
+        if handler is not None and handler != signal.SIG_IGN:  # None: set outside Python, left as it is
+            previous[signum] = signal.signal(signum, lambda number, frame: noted.append(number))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)  # to this thread: its handler runs now
 
 
 def write_all_atomic(files: dict[Path, bytes]) -> None:

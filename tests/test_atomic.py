@@ -3,6 +3,7 @@
 import os
 import signal
 import stat
+import threading
 
 import pytest
 
@@ -66,8 +67,14 @@ def test_a_name_of_up_to_255_bytes_is_written_and_a_longer_one_refused_before_th
     assert not (tmp_path / "sub").exists()
 
 
-def test_a_stop_during_a_sets_renames_comes_after_the_last(tmp_path, monkeypatch):
-    """SIGTERM between the renames of predict's CSV and its --probs left a new file beside an older one."""
+@pytest.mark.parametrize("other_thread", [False, True], ids=["main_thread_only", "with_another_thread"])
+def test_a_stop_during_a_sets_renames_comes_after_the_last(tmp_path, monkeypatch, other_thread):
+    """SIGTERM between the renames of predict's CSV and its --probs left a new file beside an older
+    one. Held by a signal mask it still did so where another thread ran: the kernel gave the signal
+    to that thread, and Python ran the handler in the main thread between the renames."""
+    idle = threading.Event()
+    if other_thread:
+        threading.Thread(target=idle.wait, daemon=True).start()
     first, second = tmp_path / "submission.csv", tmp_path / "probs.csv"
     first.write_text("older\n")
     second.write_text("older\n")
@@ -91,4 +98,5 @@ def test_a_stop_during_a_sets_renames_comes_after_the_last(tmp_path, monkeypatch
             write_all_atomic({first: b"new\n", second: b"new\n"})
     finally:
         signal.signal(signal.SIGTERM, previous)
+        idle.set()
     assert first.read_text() == second.read_text() == "new\n"
