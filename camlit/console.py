@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 
 from camlit.errors import CamlitError, exit_on_user_error
+from camlit.termination import exit_on_signal
 
 # name -> (module, function, one-line summary)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -35,8 +36,17 @@ def usage() -> str:
 
 
 def command(name: str) -> Callable:
+    """The command's main, imported with SIGTERM and Ctrl-C already handled: the import (torch,
+    Lightning) takes seconds, and a signal meanwhile printed a KeyboardInterrupt traceback from
+    inside it, or ended the process without a word."""
     module, function, _ = COMMANDS[name]
-    return getattr(importlib.import_module(module), function)
+    with exit_on_signal("nothing done"):
+        return getattr(importlib.import_module(module), function)
+
+
+def run(name: str, argv: list[str] | None = None) -> None:
+    """Run command `name` on `argv` (the command line's arguments by default): `scripts/*.py`."""
+    command(name)(list(sys.argv[1:] if argv is None else argv))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,6 +58,5 @@ def main(argv: list[str] | None = None) -> None:
     with exit_on_user_error():
         if name not in COMMANDS:
             raise CamlitError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
-        run = command(name)
     # sys.argv stays as it is: Lightning starts a DDP run's other processes with it.
-    run(rest)
+    run(name, rest)

@@ -130,10 +130,10 @@ def exit_terminated(what: str, signum: int = signal.SIGTERM) -> None:
 
 def speaks_for_the_run() -> bool:
     """Whether this process is the first (or only) one of its run: Lightning gives each the rank
-    its launcher set, from the start of a launched rank's life."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    return getattr(rank_zero_only, "rank", 0) == 0
+    its launcher set as it is imported. Not imported here: a stop while a command still imports
+    would wait seconds for it."""
+    rank_zero = sys.modules.get("lightning.fabric.utilities.rank_zero")
+    return rank_zero is None or getattr(rank_zero.rank_zero_only, "rank", 0) == 0
 
 
 def interrupt_as_sigterm(watch: SigtermWatch):

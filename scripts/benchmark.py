@@ -3,7 +3,7 @@
 `--help` lists every option; docs/performance.md gives the figures and their targets.
 """
 
-from camlit.benchmark.command import main
+from camlit.console import run
 
 if __name__ == "__main__":
-    main()
+    run("benchmark")

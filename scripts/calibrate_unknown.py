@@ -3,7 +3,7 @@
 Writes `best.unknown.npz` beside the checkpoint, which `predict.py --unknown` reads.
 """
 
-from camlit.forensics.calibrate import main
+from camlit.console import run
 
 if __name__ == "__main__":
-    main()
+    run("calibrate")

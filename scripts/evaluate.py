@@ -6,6 +6,6 @@ Or a test folder with its labels: `--input data/synthetic/test --labels data/syn
 
 if __name__ == "__main__":
     # Imported here, not above: a spawned worker re-imports this script and needs none of it.
-    from camlit.inference.evaluate import main
+    from camlit.console import run
 
-    main()
+    run("evaluate")

@@ -5,6 +5,6 @@
 
 if __name__ == "__main__":
     # Imported here, not above: a spawned worker re-imports this script and needs none of it.
-    from camlit.training.cli import main
+    from camlit.console import run
 
-    main()
+    run("fit")

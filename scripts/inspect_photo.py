@@ -5,7 +5,7 @@ file of that name would replace the standard library's `inspect` (which numpy an
 `--help` lists every option.
 """
 
-from camlit.forensics.inspect_command import main
+from camlit.console import run
 
 if __name__ == "__main__":
-    main()
+    run("inspect")

@@ -11,6 +11,6 @@ python scripts/make_synthetic.py --kaggle_layout data/kaggle-synthetic [--images
 
 if __name__ == "__main__":
     # Imported here, not above: a spawned worker re-imports this script and needs none of it.
-    from camlit.data.commands import synthetic_main
+    from camlit.console import run
 
-    synthetic_main()
+    run("synthetic")

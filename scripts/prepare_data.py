@@ -9,6 +9,6 @@ only makes what is missing. See camlit.data.prepare.
 
 if __name__ == "__main__":
     # Imported here, not above: a spawned worker re-imports this script and needs none of it.
-    from camlit.data.commands import prepare_main
+    from camlit.console import run
 
-    prepare_main()
+    run("prepare")

@@ -377,12 +377,22 @@ def start_paused(
 
 
 def blocked_signals(pid: int) -> set[int]:
-    """The signals `pid` holds blocked (its /proc status mask)."""
+    """The signals `pid` holds blocked."""
+    return signal_set(pid, "SigBlk")
+
+
+def caught_signals(pid: int) -> set[int]:
+    """The signals `pid` has a handler for."""
+    return signal_set(pid, "SigCgt")
+
+
+def signal_set(pid: int, field: str) -> set[int]:
+    """A signal mask of `pid`'s /proc status, as signal numbers."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return set()
-    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field}:")), 16)
     return {number for number in range(1, 64) if mask >> (number - 1) & 1}
 
 

@@ -1,11 +1,12 @@
 """The `camlit` front door: every command behind it, one flag style, one way to fail."""
 
 import re
+import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, caught_signals, wait_for
 
 from camlit import console
 from camlit.data.commands import prepare_parser, synthetic_parser
@@ -55,6 +56,25 @@ def test_fit_help_through_python_m_camlit_lists_the_trainer_data_and_model_optio
     assert result.returncode == 0, result.stderr
     options = ("--data.crop_size", "--model.optimizer", "--trainer.max_epochs", "--ckpt_path", "--resume", "--config")
     assert all(option in result.stdout for option in options), result.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl_c"])
+@pytest.mark.parametrize("entry", [["-m", "camlit", "evaluate"], ["scripts/predict.py"]], ids=["camlit", "script"])
+def test_a_signal_while_the_command_imports_is_its_one_line(entry, signum):
+    """The command's module (torch, Lightning) takes seconds to import, before the command's own
+    handlers: a Ctrl-C there printed a KeyboardInterrupt traceback from inside torch, and SIGTERM
+    ended the process without a word."""
+    process = subprocess.Popen(
+        [sys.executable, *entry, "--help"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(lambda: signal.SIGTERM in caught_signals(process.pid), timeout=1)  # then while torch imports
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, stderr[-2000:]
+    assert stderr.splitlines() == [f"stopped by {signal.Signals(signum).name}: nothing done"]
 
 
 def test_the_installed_command_is_this_main():
