@@ -30,7 +30,7 @@ from camlit.forensics.camera_map import map_from_rows, predict_tiles
 from camlit.imageio import MAX_PIXELS, UnreadableImage, read_rgb
 from camlit.inference import openset, openset_fit
 from camlit.inference.features import WithFeatures, split_extras
-from camlit.inference.loading import load_checkpoint
+from camlit.inference.loading import load_checkpoint, require_checkpoint_file
 from camlit.inference.openset_steps import RECOMPRESSIONS
 from camlit.inference.options import report_problems
 from camlit.inference.running import few, predict_paths
@@ -44,11 +44,36 @@ KAGGLE_SIDE = 512  # the side of Kaggle's test images
 DEFAULT_SCORE = "relative_stem_jpeg"  # the best of the seven on the demo model (docs/forensics_measurements.md)
 
 
+# The run's data options calibrate reads, of the types fit saves them.
+RUN_OPTIONS = {
+    "train_dir": str, "val_dir": str, "val_fraction": float, "crop_size": int, "num_workers": int, "seed": int,
+    "max_pixels": int,
+}  # fmt: skip
+
+
+def run_options(checkpoint: str | os.PathLike) -> dict:
+    """The data options the run saved in its checkpoint, each of the type fit saves: another value
+    ended in a traceback from deep in the split."""
+    hparams = load_plain(Path(checkpoint), mmap=True).get("datamodule_hyper_parameters") or {}
+    unusable = f"--ckpt_path {checkpoint}: not a usable camlit checkpoint"
+    if not isinstance(hparams, dict):
+        raise CamlitError(f"{unusable} (its datamodule_hyper_parameters are a {type(hparams).__name__})")
+    for key, kind in RUN_OPTIONS.items():
+        value = hparams.get(key)
+        number = kind is float and isinstance(value, int)
+        wrong_type = isinstance(value, bool) or not (isinstance(value, kind) or number)
+        if value is not None and (wrong_type or kind is int and value < 0):
+            raise CamlitError(f"{unusable} (its data option {key} is {value!r})")
+    if not 0 < hparams.get("val_fraction", 0.2) < 1 and not hparams.get("val_dir"):
+        raise CamlitError(f"{unusable} (its data option val_fraction is {hparams['val_fraction']!r})")
+    return hparams
+
+
 def run_split(checkpoint: str | os.PathLike, classes: Sequence[str], train_dir: str | None = None):
     """(training samples, validation samples) as the run split them: of its usable photos only, as
     fit splits them (one unreadable photo moved the draw: some photos it trained on were taken for
     held-out ones)."""
-    hparams = load_plain(Path(checkpoint), mmap=True).get("datamodule_hyper_parameters") or {}
+    hparams = run_options(checkpoint)
     if train_dir and not Path(train_dir).is_dir():
         raise CamlitError(f"--train_dir {train_dir}: {not_a_folder(train_dir)}; name the run's training folder")
     if not train_dir:
@@ -259,6 +284,7 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
     args = build_parser().parse_args(argv)
     kept = "the calibration files beside the checkpoint are as they were"
     with exit_on_user_error(), exit_on_signal(kept):
+        require_checkpoint_file(args.ckpt_path)  # before it is hashed, or a calibration file probed beside it
         # Before the work, not after it: the files go beside the checkpoint, and neither changes
         # unless both can be written.
         sidecars = [openset.calibration_path(args.ckpt_path)]

@@ -13,14 +13,20 @@ from camlit.training.checkpointing import load_plain
 from camlit.training.module import CameraClassifier
 
 
+def require_checkpoint_file(path: str | os.PathLike) -> Path:
+    """`path` as a Path, if it is a regular file: a pipe or a device would be read without end."""
+    path = Path(path)
+    if not path.is_file():
+        raise CamlitError(f"--ckpt_path {path}: {not_a_file(path)}; name a checkpoint file")
+    return path
+
+
 def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
     """(CameraClassifier in eval mode on the CPU, the training crop size if the checkpoint has it).
 
     `device` (`--device`) only decides the memory format; the Trainer moves the model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CamlitError(f"--ckpt_path {path}: {not_a_file(path)}; name a checkpoint file")
+    path = require_checkpoint_file(path)
     # The weights come from the checkpoint: a pretrained file named at training time may be gone,
     # and compiling would only add start-up time here. channels_last only pays on a GPU; on a CPU
     # it is never faster and several times slower for small crops.

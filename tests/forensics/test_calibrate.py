@@ -242,6 +242,42 @@ def test_a_run_folder_missing_from_here_is_named_as_the_checkpoints_not_as_an_op
     assert not line.startswith("error: --train_dir")
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ("a string", "its datamodule_hyper_parameters are a str"),
+        ({"train_dir": 7}, "its data option train_dir is 7"),
+        ({"crop_size": "224"}, "its data option crop_size is '224'"),
+        ({"seed": -1}, "its data option seed is -1"),
+        ({"num_workers": True}, "its data option num_workers is True"),
+        ({"val_fraction": 2.0}, "its data option val_fraction is 2.0"),
+    ],
+)
+def test_a_checkpoint_with_unusable_data_options_is_named(tmp_path, flat_tree, capsys, options, named):
+    """Each ended in a traceback from deep in the split (AttributeError, TypeError), or in
+    split_by_photo's error naming neither the checkpoint nor an option."""
+    path = run_checkpoint(tmp_path, flat_tree)
+    checkpoint = torch.load(path, weights_only=False)
+    if isinstance(options, dict):
+        checkpoint["datamodule_hyper_parameters"].update(options)
+    else:
+        checkpoint["datamodule_hyper_parameters"] = options
+    torch.save(checkpoint, path)
+    line = one_error_line(capsys, lambda: main(["--ckpt_path", str(path), "--splice_photos", "0"]))
+    assert line == f"error: --ckpt_path {path}: not a usable camlit checkpoint ({named})"
+
+
+def test_a_pipe_named_as_the_checkpoint_is_refused_before_it_is_read(tmp_path, capsys):
+    """calibrate hashed it before load_checkpoint's check, and waited on it for ever."""
+    import os
+
+    pipe = tmp_path / "model.ckpt"
+    os.mkfifo(pipe)
+    line = one_error_line(capsys, lambda: main(["--ckpt_path", str(pipe)]))
+    assert line.startswith(f"error: --ckpt_path {pipe}: ") and "name a checkpoint file" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]
+
+
 def test_the_first_tables_bank_reads_each_training_photo_saved_again_as_a_test_photo_is_read(tmp_path):
     """A photo its camera saved at 75 keeps that table as its first one under a save at 90, and
     under one at 70 (coarser than its own) shows at most a few steps, each finer than the last."""
