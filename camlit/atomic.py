@@ -203,6 +203,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         file.write(text)
 
 
+def read_json(path: str | os.PathLike):
+    """The JSON value in the file at `path`. A ValueError for any text that is not JSON, nesting
+    too deep for Python's parser included (a RecursionError, which no `except ValueError` caught)."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
+
+
 def json_text(value) -> str:
     """Strict JSON, indented, with every float that is not finite written as null."""
     return json.dumps(finite_or_null(value), indent=2, allow_nan=False) + "\n"

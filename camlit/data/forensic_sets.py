@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camlit.atomic import write_text_atomic
+from camlit.atomic import read_json, write_text_atomic
 from camlit.cameras import KAGGLE_CAMERAS
 from camlit.data.crops import center_crop
 from camlit.data.manipulations import MANIPULATED, UNALTERED, apply
@@ -131,7 +131,13 @@ def claim_output(output: Path, settings: dict) -> None:
     make where it writes; then record these settings there."""
     recorded = output / SETTINGS
     if recorded.is_file():
-        if json.loads(recorded.read_text()) != settings:
+        try:
+            before = read_json(recorded)
+        except (OSError, ValueError):
+            raise CamlitError(
+                f"{output}: its {SETTINGS} is not one camlit wrote; write the sets into another folder"
+            ) from None
+        if before != settings:
             raise CamlitError(
                 f"{output}: holds measuring sets made with {recorded.read_text().strip()}, not {json.dumps(settings)}; "
                 "write these into another folder"

@@ -22,7 +22,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camlit.atomic import make_folders, require_writable, stale_temporaries, write_bytes_atomic
+from camlit.atomic import make_folders, read_json, require_writable, stale_temporaries, write_bytes_atomic
 from camlit.data import manipulations as manip
 from camlit.data.crops import MIN_CROP_SIZE, center_offset, tile_offsets
 from camlit.errors import CamlitError, not_a_folder
@@ -195,7 +195,7 @@ def require_same_setting(output: Path, size: int, tiles: str | int) -> None:
     path = output / SETTING
     if path.is_file():
         try:
-            saved = json.loads(path.read_text())
+            saved = read_json(path)
             before = (saved["size"], saved["tiles"])
         except (OSError, ValueError, KeyError, TypeError):
             raise CamlitError(

@@ -12,12 +12,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from camlit.atomic import json_text, require_writable, write_all_atomic
+from camlit.atomic import json_text, read_json, require_writable, write_all_atomic
 from camlit.data.commands import at_least, finite
 from camlit.data.samples import manipulated_from_name
 from camlit.errors import CamlitError, PlainParser, disk_full_as_user_error, exit_on_user_error, not_a_file
@@ -175,11 +174,14 @@ def require_own_outputs(outputs: dict[str, Path], source: Path) -> None:
 def inspect_summary(path: Path) -> dict | None:
     """An earlier inspect's summary at `path`, or None where there is none."""
     try:
-        summary = json.loads(path.read_text())
+        summary = read_json(path)
     except (OSError, ValueError):
         return None
     keys = {"input", "checkpoint", "method", "tile_size"}
-    return summary if isinstance(summary, dict) and keys <= summary.keys() else None
+    if not isinstance(summary, dict) or not keys <= summary.keys():
+        return None
+    # The photo it names is compared with this one's: a path of another type is no summary inspect wrote.
+    return summary if all(isinstance(summary.get(key, ""), str) for key in ("input", "input_path")) else None
 
 
 def output_paths(output: Path, stem: str) -> dict[str, Path]:

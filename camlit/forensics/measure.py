@@ -16,7 +16,7 @@ import datetime
 import json
 from pathlib import Path
 
-from camlit.atomic import json_text, write_json_atomic, write_text_atomic
+from camlit.atomic import json_text, read_json, write_json_atomic, write_text_atomic
 from camlit.errors import CamlitError, PlainParser, exit_on_user_error
 from camlit.forensics.measure_splices import measure_splices
 from camlit.forensics.measure_unknown import measure_unknown
@@ -95,7 +95,12 @@ def require_work_for(args) -> None:
     from: another model's tile maps would be measured as this one's without a word."""
     key, recorded = work_key(args), Path(args.work) / WORK_KEY
     if recorded.is_file():
-        before = json.loads(recorded.read_text())
+        try:
+            before = read_json(recorded)
+        except (OSError, ValueError):
+            before = None
+        if not isinstance(before, dict):
+            raise CamlitError(f"--work {args.work}: its {WORK_KEY} is not one camlit wrote; give a fresh --work")
         differ = [name for name in key if name in before and before[name] != key[name]]
         if differ:
             raise CamlitError(

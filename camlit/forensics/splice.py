@@ -31,7 +31,6 @@ drawn at all (a clean photo always has a rival camera and a second cluster, only
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from camlit.atomic import read_json
 from camlit.errors import CamlitError
 from camlit.forensics.camera_map import CameraMap
 from camlit.forensics.masks import foreign_region
@@ -217,7 +217,7 @@ def photo_thresholds(method: str, checkpoint: str | os.PathLike | None = None) -
     if not path.is_file():
         raise CamlitError(f"{path}: not a splice calibration file (a folder, or a link to none); move it away")
     try:
-        calibration = json.loads(path.read_text())
+        calibration = read_json(path)
         stored = calibration["photo_thresholds"]
         thresholds = {key: float(stored.get(key, PHOTO_THRESHOLDS[key])) for key in threshold_keys(method)}
         if not all(math.isfinite(value) for value in thresholds.values()):

@@ -63,3 +63,15 @@ def test_a_folder_of_other_settings_or_of_files_camlit_did_not_make_is_refused(t
     with pytest.raises(CamlitError, match="without .forensic_sets.json to say which settings made them"):
         make_forensic_sets(tmp_path / "mine", 1, 0, workers=1)
     assert mine.read_text() == "my notes"
+
+
+@pytest.mark.parametrize("text", ["not json", "[" * 200_000], ids=["not_json", "nested_too_deeply"])
+def test_a_settings_file_camlit_did_not_write_is_one_error(tmp_path, text):
+    """Read without a guard: a JSONDecodeError or RecursionError traceback."""
+    from camlit.data.forensic_sets import SETTINGS, claim_output
+    from camlit.errors import CamlitError
+
+    (tmp_path / SETTINGS).write_text(text)
+    with pytest.raises(CamlitError, match=f"{tmp_path}: its {SETTINGS} is not one camlit wrote"):
+        claim_output(tmp_path, {"seed": 0})
+    assert (tmp_path / SETTINGS).read_text() == text

@@ -81,6 +81,10 @@ def test_a_checkpoint_without_a_splice_calibration_gets_the_measured_threshold(t
     splice.calibration_path(tmp_path / "a.ckpt").write_text('{"photo_thresholds": {"clustering": NaN}}')
     with pytest.raises(CamlitError, match="a.splice.json: not a splice calibration"):
         splice.photo_thresholds("clustering", tmp_path / "a.ckpt")["clustering"]
+    # Nested past Python's parser: a RecursionError traceback.
+    splice.calibration_path(tmp_path / "a.ckpt").write_text("[" * 200_000)
+    with pytest.raises(CamlitError, match="a.splice.json: not a splice calibration"):
+        splice.photo_thresholds("clustering", tmp_path / "a.ckpt")["clustering"]
 
 
 def test_a_prepared_tree_without_an_unaltered_folder_still_calibrates(ckpt, flat_tree, tmp_path):

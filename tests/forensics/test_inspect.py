@@ -129,6 +129,24 @@ def test_a_threshold_that_is_not_a_number_is_refused(ckpt, tmp_path, capsys):
     assert stopped.value.code == 2 and "--threshold: must be a finite number, not nan" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "summary",
+    ['{"input": "a.png", "checkpoint": "m", "method": "x", "tile_size": 64, "input_path": ["a.png"]}', "[" * 200_000],
+    ids=["a_list_for_the_photo", "nested_too_deeply"],
+)
+def test_a_summary_inspect_did_not_write_is_refused_and_its_files_kept(ckpt, tmp_path, capsys, summary):
+    """The first ended in a TypeError traceback, the second in a RecursionError one."""
+    folder = tmp_path / "inspected"
+    photo = write_image(tmp_path / "photos" / "a.png", random_image(np.random.default_rng(0), 64, 64))
+    users = write_image(folder / "a_map.png", random_image(np.random.default_rng(1), 64, 64))
+    (folder / "a.json").write_text(summary)
+    line = one_error_line(capsys, lambda: run(ckpt, photo, folder))
+    assert line.endswith(f"{users} is there and is not an earlier camlit inspect output (not an inspect "
+                         "summary); name another folder or move it")  # fmt: skip
+    assert sorted(p.name for p in folder.iterdir()) == ["a.json", "a_map.png"]
+    assert (folder / "a.json").read_text() == summary
+
+
 def test_a_file_inspect_did_not_write_is_refused_and_kept_and_its_own_are_replaced(ckpt, tmp_path, capsys):
     folder = tmp_path / "inspected"
     photo = write_image(tmp_path / "photos" / "a.png", random_image(np.random.default_rng(0), 64, 64))
