@@ -36,7 +36,7 @@ from camlit.inference.options import report_problems
 from camlit.inference.running import few, predict_paths
 from camlit.inference.tta import DEFAULT_CROP_SIZE, DEFAULT_CROPS, MAX_CROPS, CropPlan
 from camlit.termination import exit_on_signal
-from camlit.training.checkpointing import CHECKPOINT_HASH, file_hash, load_plain
+from camlit.training.checkpointing import CHECKPOINT_HASH, file_hash, load_plain, require_calibrations_not_of_a_sibling
 
 SPLICE_PHOTOS = 100
 STEADY_PHOTOS = 100  # fewer, and the 95th percentile is one of the 5 highest scores
@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> openset.OpenSetModel:
         loaded = None
         with suppress(OSError):  # what cannot be read, load_checkpoint names
             loaded = file_hash(args.ckpt_path)
+        require_calibrations_not_of_a_sibling(args.ckpt_path, sidecars, loaded or "")
         model, size = load_checkpoint(args.ckpt_path, args.device)
         train, val = run_split(args.ckpt_path, model.classes, args.train_dir)
         plan = CropPlan(size=size or DEFAULT_CROP_SIZE, count=args.crops, grid=args.crop_grid)

@@ -7,19 +7,22 @@ at any moment leaves a checkpoint that matches its hash file.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
 import pickle
 import zipfile
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from camlit.atomic import atomic_write, write_text_atomic
+from camlit.atomic import atomic_write, read_json, write_text_atomic
 from camlit.errors import CamlitError
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,34 @@ def require_calibrated_for(checkpoint: str | os.PathLike, recorded: str, calibra
             f"{prefix}{calibration} was set on another checkpoint than {checkpoint} (its bytes have changed "
             f"since, or the file was copied from another run); run `camlit calibrate --ckpt_path {checkpoint}` again"
         )
+
+
+def recorded_checkpoint(calibration: Path) -> str:
+    """The checkpoint hash a calibration file records, or "" where it records none or is unreadable."""
+    with suppress(OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile):
+        if calibration.suffix == ".npz":
+            with np.load(calibration, allow_pickle=False) as data:
+                return str(data[CHECKPOINT_HASH])
+        return str(read_json(calibration)[CHECKPOINT_HASH])
+    return ""
+
+
+def require_calibrations_not_of_a_sibling(
+    checkpoint: str | os.PathLike, calibrations: list[Path], checkpoint_hash: str
+) -> None:
+    """Refuse to replace calibrations set on another file of the checkpoint's stem: `best.ckpt` and
+    `best.pt` share `best.unknown.npz`, and calibrating one replaced the other's without a word."""
+    recorded = {recorded_checkpoint(path) for path in calibrations if path.is_file()} - {"", checkpoint_hash}
+    if not recorded:
+        return
+    checkpoint = linked_file(checkpoint)
+    for sibling in sorted(checkpoint.parent.glob(glob.escape(checkpoint.stem) + ".*")):
+        ours = sibling in (checkpoint, *sidecars(checkpoint)) or sibling.name.endswith(".sha256")
+        if not ours and sibling.is_file() and file_hash(sibling) in recorded:
+            raise CamlitError(
+                f"--ckpt_path {checkpoint}: the calibration beside it ({', '.join(p.name for p in calibrations)}) "
+                f"is {sibling.name}'s, which shares its stem; calibrate a copy of the checkpoint under another name"
+            )
 
 
 def require_checkpoint_files(folder: Path) -> None:

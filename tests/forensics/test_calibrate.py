@@ -71,6 +71,26 @@ def test_calibrate_writes_a_threshold_for_each_kind_beside_the_checkpoint(tmp_pa
         splice.photo_thresholds("disagreement", path)
 
 
+def test_the_calibration_of_another_checkpoint_of_the_same_stem_is_kept(tmp_path, flat_tree, capsys):
+    """run.ckpt and run.pt share run.unknown.npz and run.splice.json: calibrating one replaced the
+    other's without a word, and the first was then refused everywhere as set on another checkpoint."""
+    path = run_checkpoint(tmp_path, flat_tree)
+    options = ["--crops", "2", "--score", "knn", "--device", "cpu", "--splice_photos", "4"]
+    main(["--ckpt_path", str(path), *options])
+    other = path.with_suffix(".pt")
+    other.write_bytes(path.read_bytes() + b"another model")
+    calibrations = [openset.calibration_path(path), splice.calibration_path(path)]
+    before = [file.read_bytes() for file in calibrations]
+    line = one_error_line(capsys, lambda: main(["--ckpt_path", str(other), *options]))
+    assert line == (
+        f"error: --ckpt_path {other}: the calibration beside it (run.unknown.npz, run.splice.json) is run.ckpt's, "
+        "which shares its stem; calibrate a copy of the checkpoint under another name"
+    )
+    assert [file.read_bytes() for file in calibrations] == before
+    main(["--ckpt_path", str(path), *options])  # its own: calibrated again
+    assert openset.load(path).checkpoint_sha256 == file_hash(path)
+
+
 def test_a_checkpoint_without_a_splice_calibration_gets_the_measured_threshold(tmp_path):
     measured = splice.PHOTO_THRESHOLDS["clustering"]
     assert splice.photo_thresholds("clustering", tmp_path / "a.ckpt")["clustering"] == measured
