@@ -169,13 +169,15 @@ def signals_held() -> Iterator[None]:
 
 def write_all_atomic(files: dict[Path, bytes]) -> None:
     """Every file whole, or none replaced: all are written and flushed to their temporaries first,
-    and only then renamed into place, so a full disk leaves the older set as it was."""
+    and only then renamed into place, so a full disk leaves the older set as it was, and no folder
+    this call made for them."""
     written: list[tuple[Path, Path]] = []
-    path = None
+    made: list[Path] = []
+    path, renamed = None, False
     try:
         for path, data in files.items():
             path = file_target(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            made += make_folders(path.parent)
             written.append((temporary_name(path), path))
             with open(written[-1][0], "wb") as file:
                 file.write(data)
@@ -184,6 +186,7 @@ def write_all_atomic(files: dict[Path, bytes]) -> None:
         with signals_held():
             for temporary, path in written:
                 os.replace(temporary, path)
+        renamed = True
     except OSError as error:
         error.filename = str(path)
         raise
@@ -191,6 +194,10 @@ def write_all_atomic(files: dict[Path, bytes]) -> None:
         for temporary, _ in written:
             with suppress(OSError):
                 temporary.unlink(missing_ok=True)
+        if not renamed:
+            for folder in sorted(made, key=lambda level: -len(level.parts)):  # one that holds anything stays
+                with suppress(OSError):
+                    folder.rmdir()
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

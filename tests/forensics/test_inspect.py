@@ -196,6 +196,9 @@ def test_a_full_disk_leaves_the_earlier_outputs_as_they_were(ckpt, tmp_path, dis
     line = one_error_line(capsys, lambda: run(ckpt, tmp_path / "x.png", disk))
     assert "no space left" in line and "written all together or not at all" in line
     assert {path.name: path.read_bytes() for path in disk.iterdir()} == before
+    # A folder inspect made for its outputs goes with them: the line says nothing was written.
+    line = one_error_line(capsys, lambda: run(ckpt, tmp_path / "x.png", disk / "new" / "out"))
+    assert "no space left" in line and not (disk / "new").exists()
 
 
 def test_a_folder_named_like_an_output_is_refused_and_the_earlier_outputs_stay(ckpt, tmp_path, capsys):
