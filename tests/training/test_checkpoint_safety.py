@@ -88,9 +88,8 @@ def test_damage_inside_a_checkpoint_is_caught_and_the_intact_one_used(tmp_path, 
     assert "last.ckpt is corrupt; resuming from" in caplog.text
 
 
-def test_a_kill_between_the_renames_leaves_a_checkpoint_that_matches_its_hash(tmp_path, monkeypatch):
-    path = tmp_path / "last.ckpt"
-    save(path, 1.0)
+def kill_at_the_rename_of(path, monkeypatch) -> None:
+    """Each later save of `path` dies as it renames the checkpoint into place (its hash file is written)."""
     real_replace = os.replace
 
     def dies_at_the_checkpoint_rename(source, target):
@@ -99,6 +98,12 @@ def test_a_kill_between_the_renames_leaves_a_checkpoint_that_matches_its_hash(tm
         real_replace(source, target)
 
     monkeypatch.setattr(camlit.atomic.os, "replace", dies_at_the_checkpoint_rename)
+
+
+def test_a_kill_between_the_renames_leaves_a_checkpoint_that_matches_its_hash(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    save(path, 1.0)
+    kill_at_the_rename_of(path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         save(path, 2.0)
     monkeypatch.undo()
@@ -114,14 +119,7 @@ def test_two_kills_between_the_hash_and_the_rename_leave_the_checkpoint_valid(tm
     stayed in place, not the earlier killed save's."""
     path = tmp_path / "last.ckpt"
     save(path, 1.0)
-    real_replace = os.replace
-
-    def dies_at_the_checkpoint_rename(source, target):
-        if str(target) == str(path):
-            raise KeyboardInterrupt
-        real_replace(source, target)
-
-    monkeypatch.setattr(camlit.atomic.os, "replace", dies_at_the_checkpoint_rename)
+    kill_at_the_rename_of(path, monkeypatch)
     for value in (2.0, 3.0):
         with pytest.raises(KeyboardInterrupt):
             save(path, value)

@@ -128,6 +128,18 @@ def test_ddp_two_cpu_processes(flat_tree, tmp_path):
     assert sorted(p.name for p in (runs[0] / "checkpoints").glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]
 
 
+def start_ddp_fit(flat_tree, folder: Path, workers: int) -> subprocess.Popen:
+    """A long DDP fit on two CPU processes in a session of its own, `workers` loader workers each."""
+    args = fit_args(flat_tree, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+                    "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "1",
+                    "--data.num_workers", str(workers))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(FIT).parents[1]), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, FIT, *args], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "group"),
@@ -139,14 +151,7 @@ def test_a_signal_to_a_ddp_run_saves_the_step_on_every_rank(flat_tree, tmp_path,
     signals rank 0 alone. Either way the ranks stop after the same batch (Lightning's own handling
     hung here, and so did a worker that took SIGTERM: the group's signal hung 3 runs in 20)."""
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    args = fit_args(flat_tree, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-                    "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "1",
-                    "--data.num_workers", "2")  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(FIT).parents[1]), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, FIT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
+    process = start_ddp_fit(flat_tree, tmp_path, workers=2)
     try:
         assert wait_for(last.exists, timeout=300), process.communicate(timeout=5)[1][-3000:]
         saved_at = torch.load(last, weights_only=True)["global_step"]
@@ -189,14 +194,7 @@ def test_a_killed_loader_worker_of_another_rank_is_one_line_naming_the_run(flat_
     """The OOM killer's victim in the second rank: it said "nothing kept" (it holds no run folder)
     and the first printed gloo's traceback. Now the first says what is kept, once."""
     last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    args = fit_args(flat_tree, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-                    "--trainer.max_epochs", "1000", "--trainer.limit_val_batches", "1",
-                    "--data.num_workers", "1")  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(FIT).parents[1]), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, FIT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
+    process = start_ddp_fit(flat_tree, tmp_path, workers=1)
     try:
         assert wait_for(last.exists, timeout=300), process.communicate(timeout=5)[1][-3000:]
         assert wait_for(lambda: second_rank_worker(process.pid) is not None, timeout=60)
@@ -215,13 +213,7 @@ def test_a_killed_loader_worker_of_another_rank_is_one_line_naming_the_run(flat_
 def test_a_signal_while_the_second_rank_starts_stops_the_run_and_removes_its_folder(flat_tree, tmp_path):
     """scancel while the second rank was still importing torch: it died of SIGTERM, and Lightning's
     launcher SIGKILLed the first, which left a version folder holding only its lock."""
-    args = fit_args(flat_tree, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-                    "--trainer.max_epochs", "1000", "--data.num_workers", "2")  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(FIT).parents[1]), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, FIT, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )  # fmt: skip
+    process = start_ddp_fit(flat_tree, tmp_path, workers=2)
     try:
         assert wait_for(lambda: second_rank(process.pid) is not None, timeout=120), "no second rank started"
         second = second_rank(process.pid)
