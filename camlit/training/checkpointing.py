@@ -209,6 +209,9 @@ def load_plain(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = 
         raise CamlitError(
             f"{path}: holds objects other than plain data, refusing to load it (loading it could run code): {lines[0]}"
         ) from None
+    if not isinstance(checkpoint, dict):
+        # Lightning's reader indexed it as one, with a torch warning line before the error.
+        raise CamlitError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint's dict")
     refuse_named_code(checkpoint, path)
     return checkpoint
 

@@ -244,6 +244,21 @@ def test_corrupt_checkpoint(images, tmp_path, capsys, content):
     assert "not a loadable camlit checkpoint" in err and "weights_only" not in err
 
 
+@pytest.mark.parametrize("saved", [torch.zeros(3), [1, 2]], ids=["a_tensor", "a_list"])
+def test_a_file_of_plain_data_that_is_no_checkpoint_is_one_line(images, tmp_path, capsys, saved):
+    """Lightning's reader indexed a saved tensor as a checkpoint: torch printed a deprecation
+    warning before the error line."""
+    import warnings
+
+    torch.save(saved, tmp_path / "plain.ckpt")
+    args = ["--ckpt_path", str(tmp_path / "plain.ckpt"), "--input", str(images), "--output", str(tmp_path / "s.csv")]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = one_error_line(capsys, lambda: main(args))
+    assert f"holds a {type(saved).__name__}, not a checkpoint's dict" in line
+    assert [str(warning.message) for warning in caught] == []
+
+
 def test_a_checkpoint_with_nan_weights_is_refused_before_any_work(images, tmp_path, capsys):
     path = save_checkpoint(tmp_path / "nan.ckpt")
     checkpoint = torch.load(path, weights_only=False)
