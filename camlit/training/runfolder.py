@@ -68,13 +68,35 @@ def abandoned_lock(folder: Path) -> RunLock | None:
         return None  # gone meanwhile, not ours to write, or held: a live run's folder
 
 
+# What a run writes in its folder (besides TensorBoard's event files, which it only creates).
+RUN_FILES = (LOCK_NAME, "config.yaml", "hparams.yaml", "checkpoints")
+
+
+def require_no_links(folder: Path) -> None:
+    """A run writes its files in its folder: through a link there (a shared or copied run folder),
+    a resume truncated or replaced the file it leads to, outside the run, even when then refused."""
+    checkpoints = folder / "checkpoints"
+    inside = sorted(checkpoints.iterdir()) if checkpoints.is_dir() and not checkpoints.is_symlink() else []
+    for path in [*(folder / name for name in RUN_FILES), *inside]:
+        if path.is_symlink():
+            raise CamlitError(
+                f"{path}: a link, and the run writes its own files in its folder, not through links; "
+                "put the file itself there (or resume a copy of the run)"
+            )
+
+
 class RunLock:
     """Holds `folder`'s lock from construction to `release()` (or the end of the process)."""
 
     def __init__(self, folder: Path):
         self.path = folder / LOCK_NAME
+        self.descriptor: int | None = None
+        require_no_links(folder)
         with writable(folder, "run folder"):
-            self.descriptor: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except IsADirectoryError:
+                raise CamlitError(f"{self.path}: a folder where the run keeps its lock file; move it away") from None
         try:
             fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -102,6 +102,27 @@ def test_a_run_folder_in_use_is_refused_naming_the_process(tmp_path):
     RunLock(tmp_path).release()
 
 
+@pytest.mark.parametrize("link", [".camlit.lock", "config.yaml", "checkpoints/last.ckpt", "checkpoints"])
+def test_a_run_file_that_is_a_link_is_refused_and_what_it_leads_to_kept(tmp_path, link):
+    """A resume wrote through each: the lock truncated the file it led to even when the resume was
+    then refused, last.ckpt was replaced by a checkpoint, config.yaml rewritten."""
+    run, victim = tmp_path / "version_0", tmp_path / "victim"
+    (run if link == "checkpoints" else run / "checkpoints").mkdir(parents=True)
+    victim.mkdir()
+    (victim / "last.ckpt").write_text("precious\n")
+    (run / link).symlink_to(victim if link == "checkpoints" else victim / "last.ckpt")
+    with pytest.raises(CamlitError, match=f"{run / link}: a link, and the run writes its own files in its folder"):
+        RunLock(run)
+    assert (victim / "last.ckpt").read_text() == "precious\n" and [p.name for p in victim.iterdir()] == ["last.ckpt"]
+
+
+def test_a_folder_where_the_lock_goes_is_one_line(tmp_path):
+    """An IsADirectoryError traceback."""
+    (tmp_path / ".camlit.lock").mkdir()
+    with pytest.raises(CamlitError, match=r"\.camlit\.lock: a folder where the run keeps its lock file"):
+        RunLock(tmp_path)
+
+
 def test_a_new_run_takes_over_the_last_folder_only_when_its_lock_is_all_it_holds_and_nobody_holds_it(tmp_path):
     """A killed run's folder (its lock naming a process now gone) is taken over; one starting now
     (an empty lock), one in use, one holding anything else, or an older one, is not."""
