@@ -245,7 +245,7 @@ class CamlitCLI(LightningCLI):
             step = self.trainer.global_step
             return f"saved {saved[0]} at step {step}; continue with {self.resume_command(Path(saved[0]).parent.parent)}"
         if self.training_began():
-            return "no checkpoint saved (checkpointing is off)"
+            return f"no checkpoint saved (checkpointing is off); the run's logs are in {self.run_dir}"
         return STOPPED_BEFORE_TRAINING
 
     def resume_command(self, run_dir: Path | None = None) -> str:
@@ -254,6 +254,10 @@ class CamlitCLI(LightningCLI):
     def callbacks(self) -> list:
         trainer = getattr(self, "trainer", None)
         return trainer.callbacks if trainer is not None else []
+
+    def checkpointing(self) -> bool:
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.checkpoint_callback is not None
 
     def training_began(self) -> bool:
         return any(getattr(c, "training_began", False) for c in self.callbacks())
@@ -265,8 +269,13 @@ class CamlitCLI(LightningCLI):
         if self.run_dir is None:
             return
         # (A folder moved away mid-run is not removed: the error names it.)
+        # With checkpointing off the run's logs are all it makes: a run that trained keeps them.
         nothing_saved = (
-            failed and self.claimed and self.run_dir.is_dir() and not any((self.run_dir / "checkpoints").glob("*.ckpt"))
+            failed
+            and self.claimed
+            and self.checkpointing()
+            and self.run_dir.is_dir()
+            and not any((self.run_dir / "checkpoints").glob("*.ckpt"))
         )
         if self.training_began() and not nothing_saved:
             return

@@ -425,3 +425,30 @@ def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_no_folder(flat_
     with pytest.raises(RuntimeError, match="broken in training"):
         main(fit_args(flat_tree, *SHORT[2:], "--trainer.max_epochs", "2"))
     assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_run_with_checkpointing_off_that_trained_keeps_its_logs_when_it_stops(
+    flat_tree, tmp_path, monkeypatch, capsys
+):
+    """Its logs are all such a run makes: a SIGTERM after hundreds of steps deleted the whole
+    version folder, events and config included, as a failed start's."""
+    from camlit.termination import Terminated
+    from camlit.training.module import CameraClassifier
+
+    monkeypatch.chdir(tmp_path)
+    real_step = CameraClassifier.training_step
+
+    def stopped_in_the_second_epoch(self, *args, **kwargs):
+        if self.current_epoch == 1:
+            raise Terminated
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(CameraClassifier, "training_step", stopped_in_the_second_epoch)
+    with pytest.raises(SystemExit) as stopped:
+        main(fit_args(flat_tree, *SHORT[2:], "--trainer.max_epochs", "3", "--trainer.enable_checkpointing", "false"))
+    run = Path("lightning_logs") / "version_0"
+    assert stopped.value.code == 143
+    assert f"stopped by SIGTERM: no checkpoint saved (checkpointing is off); the run's logs are in {run}" in (
+        capsys.readouterr().err
+    )
+    assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents.*"))
