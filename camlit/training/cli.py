@@ -53,6 +53,7 @@ from camlit.training.resume import (
     RunCheckpoint,
     require_same_network,
     resume_arguments,
+    resume_target,
 )
 from camlit.training.runconfig import record_data_paths, resume_command
 from camlit.training.runfolder import RunLock, claim_version, writable
@@ -80,9 +81,13 @@ class SaveConfigOnceTraining(SaveConfigCallback):
 
     def on_train_start(self, trainer: Trainer, pl_module) -> None:
         self.training_began = True
-        # `--resume` is how this run was started, not one of its options.
+        # How this run was started, not its options: a saved config given as --config carried the
+        # checkpoint it was resumed from, and the step from which TensorBoard hid what was logged.
         self.config = self.config.clone()
-        self.config.resume = None
+        self.config.resume = self.config.ckpt_path = None
+        logger = self.config.trainer.logger
+        if getattr(logger, "init_args", None) is not None and "purge_step" in logger.init_args:
+            logger.init_args.purge_step = None
         super().setup(trainer, pl_module, self.stage)
 
 
@@ -135,6 +140,12 @@ class CamlitCLI(LightningCLI):
         # main() passes the whole command line, so there is no mix of `args` and sys.argv for
         # LightningCLI to warn about.
         self.config = parser.parse_args(resume_arguments(args))
+        from_file = "--resume" if self.config.resume else "--ckpt_path" if self.config.ckpt_path else None
+        if from_file and resume_target(args) is None:
+            # Named in a --config file: the checks and the run they name on the command line. Read
+            # as it was, `resume:` started a new run, and a run's earlier checkpoint trained over its later ones.
+            value = self.config.resume or self.config.ckpt_path
+            self.config = parser.parse_args(resume_arguments([*args, from_file, value]))
         refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains
         refuse_checkpoint_options(self.config)
         refuse_logger_options(self.config)

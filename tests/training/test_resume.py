@@ -14,6 +14,7 @@ import warnings
 
 import pytest
 import torch
+import yaml
 from conftest import CLASSES, FIT, dead_pid, events, fit_args, one_error_line, wait_for
 from jsonargparse import Namespace
 from lightning.pytorch import Callback, Trainer
@@ -406,6 +407,41 @@ def test_resuming_from_an_earlier_checkpoint_of_a_run_is_refused_and_the_run_kep
         ).trainer.current_epoch
         == 3
     )
+
+
+def test_resume_and_ckpt_path_in_a_config_file_are_checked_as_on_the_command_line(
+    flat_tree, tmp_path, monkeypatch, capsys
+):
+    """`resume:` in a --config file started a new run beside the one it named; `ckpt_path:` of a
+    run's earlier checkpoint trained over its later ones, past the check the option gets."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT))
+    version = tmp_path / "lightning_logs" / "version_0"
+    early = version / "checkpoints" / "early.ckpt"
+    shutil.copy(version / "checkpoints" / "last.ckpt", early)
+    (tmp_path / "resume.yaml").write_text(f"resume: {version}\n")
+    assert main(["--config", "resume.yaml", "--trainer.max_epochs", "2"]).trainer.current_epoch == 2
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+    before = {p: p.read_bytes() for p in version.rglob("*") if p.is_file()}
+    (tmp_path / "early.yaml").write_text(f"ckpt_path: {early}\n")
+    line = one_error_line(capsys, lambda: main(["--config", "early.yaml", "--trainer.max_epochs", "3"]))
+    assert f"--ckpt_path {early}: step 2 of a run whose last.ckpt reached step 4" in line
+    assert {p: p.read_bytes() for p in version.rglob("*") if p.is_file()} == before
+
+
+def test_a_resumed_runs_config_holds_neither_the_checkpoint_nor_the_purge_step(
+    flat_tree, tmp_path, monkeypatch, capsys
+):
+    """Both are how that resume started: given as --config, the saved file then continued the run
+    past the refusal a saved config gets, and its purge_step hid the steps logged after it."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT))
+    version = tmp_path / "lightning_logs" / "version_0"
+    main(["--resume", str(version), "--trainer.max_epochs", "2"])
+    saved = yaml.safe_load((version / "config.yaml").read_text())
+    assert saved["ckpt_path"] is None and saved["trainer"]["logger"]["init_args"]["purge_step"] is None
+    line = one_error_line(capsys, lambda: main(["--config", str(version / "config.yaml"), "--trainer.max_epochs", "3"]))
+    assert f"{version} holds a run's checkpoints; continue it with --resume" in line
 
 
 def test_steps_a_killed_run_logged_after_its_checkpoint_are_not_shown_twice(flat_tree, tmp_path, monkeypatch):
