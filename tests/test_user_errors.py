@@ -107,6 +107,19 @@ def test_an_output_option_naming_a_folder_is_refused_before_any_work(ckpt, image
     assert not (tmp_path / "sub.csv").exists()
 
 
+@pytest.mark.parametrize("option", ["--output", "--probs"])
+def test_an_output_option_ending_with_a_separator_is_refused_and_nothing_written(
+    ckpt, images, tmp_path, capsys, option
+):
+    """`--output newdir/` names a folder not there yet: a file `newdir` was written."""
+    meant = f"{tmp_path / 'newdir'}/"
+    args = ["--probs", meant] if option == "--probs" else []
+    output = meant if option == "--output" else tmp_path / "sub.csv"
+    line = one_error_line(capsys, lambda: run_predict(ckpt, images, output, *args))
+    assert line == f"error: {option} {meant}: ends with a separator, so names a folder; name a file to write"
+    assert not (tmp_path / "newdir").exists() and not (tmp_path / "sub.csv").exists()
+
+
 @pytest.mark.parametrize(
     "content",
     [

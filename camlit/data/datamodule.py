@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from camlit.atomic import require_writable
-from camlit.cameras import KAGGLE_CAMERAS, RESERVED_NAMES
+from camlit.cameras import KAGGLE_CAMERAS, require_class_names
 from camlit.data import manipulations
 from camlit.data.cache import DecodedCache, build_cache
 from camlit.data.crops import MIN_CROP_SIZE
@@ -140,16 +140,7 @@ class CameraDataModule(L.LightningDataModule):
         if unknown:
             choices = ", ".join(manipulations.MANIPULATIONS)
             raise CamlitError(f"val_manipulations: unknown {unknown[0]!r}; choose from {choices}")
-        if not classes:
-            raise CamlitError("--data.classes: empty class list")
-        twice = sorted({name for name in classes if list(classes).count(name) > 1})
-        if twice:
-            # Its photos went to one label, and the other was said to have none.
-            raise CamlitError(f"--data.classes: {', '.join(twice)} listed twice")
-        reserved = [name for name in classes if name in RESERVED_NAMES]
-        if reserved:
-            # predict's CSVs could not tell the class from their own column or answer of that name.
-            raise CamlitError(f"--data.classes: {reserved[0]!r} is a name predict's outputs keep for themselves")
+        require_class_names(classes)
         for name, value, valid, rule in (
             ("crop_size", crop_size, crop_size >= MIN_CROP_SIZE, f"at least {MIN_CROP_SIZE}"),
             # The sampler's length (photos times crops) and the loader's indices are machine integers.

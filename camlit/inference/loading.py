@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from camlit.data.crops import MIN_CROP_SIZE
 from camlit.errors import CamlitError, not_a_file
 from camlit.training.checkpointing import load_plain
 from camlit.training.module import CameraClassifier
@@ -51,7 +52,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "auto"):
         reason = f"{type(error).__name__}: {next((line.strip() for line in text.splitlines() if line.strip()), '')}"
         raise CamlitError(f"--ckpt_path {path}: not a loadable camlit checkpoint ({reason})") from None
     model.configure_model()
-    return model.eval(), checkpoint_crop_size(checkpoint)
+    return model.eval(), checkpoint_crop_size(checkpoint, path)
 
 
 UNPICKLER_ERROR = "WeightsUnpickler error:"
@@ -65,8 +66,15 @@ def require_finite_weights(path: Path, checkpoint: Any) -> None:
             raise CamlitError(f"--ckpt_path {path}: weight {key} is not finite (NaN or infinity); the run diverged")
 
 
-def checkpoint_crop_size(checkpoint: dict[str, Any]) -> int | None:
+def checkpoint_crop_size(checkpoint: dict[str, Any], path: str | os.PathLike = "") -> int | None:
     """The DataModule's crop_size saved by the CLI under datamodule_hyper_parameters, if any."""
     hparams = checkpoint.get("datamodule_hyper_parameters") or {}
     size = hparams.get("crop_size") if hasattr(hparams, "get") else None
-    return int(size) if isinstance(size, int) and size > 0 else None
+    if not isinstance(size, int) or isinstance(size, bool):
+        return None
+    if size < MIN_CROP_SIZE:
+        # fit never writes it; prediction would cut crops the network's strides reduce to nothing.
+        raise CamlitError(
+            f"--ckpt_path {path}: its training crop size {size} is under {MIN_CROP_SIZE}; not fit's checkpoint"
+        )
+    return size

@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from camlit.cameras import KAGGLE_CAMERAS
+from camlit.cameras import KAGGLE_CAMERAS, require_class_names
 from camlit.data.batch import UNKNOWN, Batch
 from camlit.data.manipulations import NAMES
 from camlit.errors import CamlitError
@@ -77,10 +77,8 @@ class CameraClassifier(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if not classes:
-            raise CamlitError("--model.classes (set from --data.classes): empty class list")
-        if len(classes) == 1:
-            raise CamlitError(f"--data.classes: only {classes[0]!r}; one class is no classification, give at least 2")
+        # Also here: a checkpoint carries its class list, and predict names its columns by it.
+        require_class_names(classes)
         for name, value, valid, rule in (
             # Above a float32's range the optimizer's step fails on it (OneCycleLR's first step at once).
             ("lr", lr, 0 < lr <= FLOAT32_MAX, f"above 0 and at most {FLOAT32_MAX:.3g}"),

@@ -270,13 +270,28 @@ def test_a_checkpoint_with_nan_weights_is_refused_before_any_work(images, tmp_pa
     assert not (tmp_path / "s.csv").exists()
 
 
-def test_a_checkpoint_with_no_classes_is_named_not_trainings_options(images, tmp_path, capsys):
-    path = save_checkpoint(tmp_path / "empty.ckpt")
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("classes", [], "empty class list"),
+        # fit refuses these; a checkpoint edited or saved by other code must be refused as well.
+        ("classes", ["fname", *CLASSES[1:]], "'fname' is a name predict's outputs keep"),
+        ("classes", ["unknown", *CLASSES[1:]], "'unknown' is a name predict's outputs keep"),
+        ("classes", [CLASSES[0], *CLASSES[:2]], "listed twice"),
+        ("crop_size", 2, "training crop size 2 is under 4"),
+    ],
+)
+def test_a_checkpoint_fit_would_not_have_written_is_named_not_trainings_options(
+    images, tmp_path, capsys, key, value, reason
+):
+    path = save_checkpoint(tmp_path / "edited.ckpt")
     checkpoint = torch.load(path, weights_only=False)
-    checkpoint["hyper_parameters"]["classes"] = []
+    where = "datamodule_hyper_parameters" if key == "crop_size" else "hyper_parameters"
+    checkpoint.setdefault(where, {})[key] = value
     torch.save(checkpoint, path)
     line = one_error_line(capsys, lambda: run(path, images, tmp_path / "s.csv"))
-    assert line.startswith(f"error: --ckpt_path {path}: not a usable camlit checkpoint") and "empty class list" in line
+    assert line.startswith(f"error: --ckpt_path {path}: ") and reason in line
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_trainer_predict_gives_the_softmax_of_each_crop_under_its_image(ckpt, images):

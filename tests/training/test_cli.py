@@ -107,7 +107,7 @@ def test_missing_data_says_how_to_get_some(tmp_path, monkeypatch, capsys, caplog
         ("--data.crops_per_image", str(10**20), "--data.crops_per_image must be at least 1 and below 2**31, got 1"),
         ("--data.batch_size", str(10**20), "--data.batch_size must be at least 2 (batch norm needs 2 crops) and at"),
         ("--model.label_smoothing", "1", "--model.label_smoothing must be in [0, 1), got 1.0"),
-        ("--data.classes", "[]", "--model.classes (set from --data.classes): empty class list"),
+        ("--data.classes", "[]", "--data.classes: empty class list"),
         ("--data.classes", "[HTC-1-M7]", "--data.classes: only 'HTC-1-M7'; one class is no classification"),
         ("--data.batch_size", "1", "--data.batch_size must be at least 2 (batch norm needs 2 crops)"),
         ("--trainer.max_epochs", "-5", "`max_epochs` must be a non-negative integer or -1. You passed in -5."),
