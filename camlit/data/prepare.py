@@ -100,7 +100,7 @@ def prepare_photo(task: Task) -> PhotoResult:
     shape = header_shape(task.path)
     if shape is not None and shape[0] * shape[1] <= task.max_pixels:
         plan, too_small = _plan(task, *shape)
-        if plan and all(path.exists() for outputs in plan.values() for path, _ in outputs):
+        if plan and all(path.is_file() for outputs in plan.values() for path, _ in outputs):
             return PhotoResult(skipped=True, too_small=too_small)
         if not plan:  # every output too small: nothing to decode for
             return PhotoResult(too_small=too_small)
@@ -111,6 +111,10 @@ def prepare_photo(task: Task) -> PhotoResult:
     plan, too_small = _plan(task, *image.shape[:2])
     result = PhotoResult(too_small=too_small)
     for name, outputs in plan.items():
+        # A folder at a crop's name is no crop: counted as done, the set went to fit a photo short.
+        blocked = [path for path, _ in outputs if path.exists() and not path.is_file()]
+        if blocked:
+            result.failure = f"{task.path}: {blocked[0]} is not a file, where its crop goes; move it away and rerun"
         missing = [(path, offset) for path, offset in outputs if not path.exists()]
         if not missing:
             continue
@@ -193,6 +197,8 @@ SETTING = ".prepare.json"
 def require_same_setting(output: Path, size: int, tiles: str | int) -> None:
     """Refuse to prepare into a folder prepared with another --size or --tiles."""
     path = output / SETTING
+    if path.exists() and not path.is_file():
+        raise CamlitError(f"--output {output}: its {SETTING} is not a file; prepare into another folder")
     if path.is_file():
         try:
             saved = read_json(path)

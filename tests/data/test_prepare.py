@@ -403,3 +403,29 @@ def test_tiles_of_an_odd_size_are_refused(tmp_path, capsys):
     line = one_error_line(capsys, lambda: prepare_main(args))
     assert line == "error: --size 75: tiles need an even size to stay on even offsets"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_where_a_crop_goes_is_a_failure_not_a_crop(photos, tmp_path, capsys):
+    """A folder at a crop's name counted as the crop made: the photo was left out of the set, and
+    prepare exited 0."""
+    out = tmp_path / "out"
+    (out / "unaltered" / "Cam-A" / "a0.png").mkdir(parents=True)
+    args = ["--input", str(photos), "--output", str(out), "--manipulations", "unaltered", "--size", "256",
+            "--workers", "1"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_main(args)
+    said = capsys.readouterr()
+    assert exit_info.value.code == 2 and "Traceback" not in said.err
+    assert f"failed: {photos / 'Cam-A' / 'a0.jpg'}: {out / 'unaltered' / 'Cam-A' / 'a0.png'} is not a file" in said.out
+    assert sorted(p.name for p in out.rglob("*.png") if p.is_file()) == ["a1.png", "b0.png", "b1.png"]
+    (out / "unaltered" / "Cam-A" / "a0.png").rmdir()
+    assert prepare_main(args).written == 1
+
+
+def test_a_setting_that_is_a_folder_is_refused_before_any_folder_is_made(photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / ".prepare.json").mkdir(parents=True)
+    args = ["--input", str(photos), "--output", str(out), "--manipulations", "unaltered", "--size", "256"]
+    line = one_error_line(capsys, lambda: prepare_main(args))
+    assert line == f"error: --output {out}: its .prepare.json is not a file; prepare into another folder"
+    assert sorted(p.name for p in out.iterdir()) == [".prepare.json"]
