@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from camlit.errors import CamlitError, exit_on_user_error
-from camlit.termination import exit_on_signal
+from camlit.termination import ending_as_it_was, exit_on_signal
 
 # name -> (module, function, one-line summary)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -46,7 +46,13 @@ def command(name: str) -> Callable:
 
 def run(name: str, argv: list[str] | None = None) -> None:
     """Run command `name` on `argv` (the command line's arguments by default): `scripts/*.py`."""
-    command(name)(list(sys.argv[1:] if argv is None else argv))
+    main = command(name)
+    try:
+        main(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as ending:
+        ending_as_it_was(ending.code)
+        raise
+    ending_as_it_was(0)
 
 
 def main(argv: list[str] | None = None) -> None:

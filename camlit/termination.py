@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 # 128 + SIGTERM, the status a shell reports for a process ended by it; schedulers read it as preempted.
 EXIT_STATUS = 128 + signal.SIGTERM
@@ -180,3 +180,24 @@ def exit_on_signal(kept: str) -> Iterator[None]:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
             signal.signal(signal.SIGCHLD, sigchld)
+
+
+def ending_as_it_was(code: object) -> None:
+    """After a command's last line: a signal while the interpreter shuts down (atexit callbacks of
+    loggers and worker pools) ends the process with the status it was ending with. A second Ctrl-C
+    there printed a traceback from inside those callbacks, and a signal after the success line
+    ended a finished command by that signal."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    status = code if isinstance(code, int) else 0 if code is None else 1
+    # Flushed now: os._exit leaves buffered output unwritten, and a flush inside the handler could
+    # land in the middle of another write to the same stream.
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
+
+    def handler(signum, frame) -> None:
+        os._exit(status)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)

@@ -4,6 +4,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT, caught_signals, wait_for
@@ -104,3 +105,28 @@ def test_a_parser_mistake_is_one_error_line_without_the_usage(capsys, argv, mess
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("error: ") and message in err, err
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGINT, signal.SIGINT], [signal.SIGTERM]], ids=["ctrl_c_twice", "sigterm"])
+def test_a_signal_after_the_commands_last_line_ends_it_as_it_was_ending(signals):
+    """While the interpreter shut down (atexit callbacks, here one that takes seconds), a second
+    Ctrl-C printed "Exception ignored in atexit callback" and a traceback, and SIGTERM ended a
+    finished command by the signal."""
+    # atexit runs its callbacks last registered first: the line, then the wait.
+    code = (
+        "import atexit, time; atexit.register(time.sleep, 30); atexit.register(print, 'shutting down'); "
+        "from camlit.console import main; main(['evaluate', '--help'])"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        lines = iter(process.stdout.readline, "")
+        assert any(line == "shutting down\n" for line in lines)
+        for signum in signals:
+            process.send_signal(signum)
+            time.sleep(0.2)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and stderr == "", stderr[-2000:]

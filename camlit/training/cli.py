@@ -9,6 +9,7 @@ camlit.training.resume. SIGTERM or Ctrl-C saves where training stopped and exits
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from contextlib import suppress
@@ -21,6 +22,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.trainer.trainer import Trainer
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from camlit.atomic import make_folders
 from camlit.data.datamodule import CameraDataModule
 from camlit.errors import (
     CamlitError,
@@ -55,7 +57,7 @@ from camlit.training.resume import (
     resume_arguments,
     resume_target,
 )
-from camlit.training.runconfig import record_data_paths, resume_command
+from camlit.training.runconfig import DEFAULT_LOGGER, record_data_paths, resume_command
 from camlit.training.runfolder import RunLock, claim_version, writable
 from camlit.training.trainer_options import (
     refuse_checkpoint_options,
@@ -126,12 +128,7 @@ class CamlitCLI(LightningCLI):
                 "benchmark": torch.cuda.is_available(),
                 "max_epochs": 30,
                 "log_every_n_steps": 10,
-                "logger": {
-                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    # save_dir "." means --trainer.default_root_dir when that is given. No
-                    # placeholder hp_metric of -1 on TensorBoard's HPARAMS tab.
-                    "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
-                },
+                "logger": DEFAULT_LOGGER,
             },
             **kwargs,
         )
@@ -146,6 +143,9 @@ class CamlitCLI(LightningCLI):
             # as it was, `resume:` started a new run, and a run's earlier checkpoint trained over its later ones.
             value = self.config.resume or self.config.ckpt_path
             self.config = parser.parse_args(resume_arguments([*args, from_file, value]))
+        if self.config.trainer.logger is True:
+            # Lightning's TensorBoardLogger, made where camlit's lock and --resume could not follow.
+            self.config = parser.parse_args([*resume_arguments(args), "--trainer.logger", json.dumps(DEFAULT_LOGGER)])
         refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains
         refuse_checkpoint_options(self.config)
         refuse_logger_options(self.config)
@@ -208,11 +208,18 @@ class CamlitCLI(LightningCLI):
                 f"continue it with --resume {run_dir}, or leave the version out for a new run folder"
             )
         require_checkpoint_files(run_dir / "checkpoints")  # a --ckpt_path inside the run, too
-        self.run_dir = run_dir
         with writable(root, "--trainer.default_root_dir"):
-            self.run_dir.mkdir(parents=True, exist_ok=True)  # a version named on the command line
-        self.lock = self.lock or RunLock(self.run_dir)
+            made = make_folders(run_dir)  # a version named on the command line
+        if not run_dir.is_dir():
+            raise CamlitError(
+                f"--trainer.logger.init_args.version {init.version}: {run_dir} is not a folder; name another"
+            )
+        self.run_dir = run_dir
+        self.created_folders = self.created_folders or made
+        # Before the lock (a claimed version holds it already): a failed start takes it away with
+        # what else it added, and the folder if it made it.
         self.files_before = set(self.run_dir.rglob("*"))
+        self.lock = self.lock or RunLock(self.run_dir)
 
     def instantiate_classes(self) -> None:
         try:
@@ -300,6 +307,9 @@ class CamlitCLI(LightningCLI):
             for path in sorted(set(self.run_dir.rglob("*")) - self.files_before, reverse=True):
                 with suppress(OSError):
                     path.rmdir() if path.is_dir() else path.unlink()
+            for folder in self.created_folders:
+                with suppress(OSError):  # not empty: something else is there, and stays
+                    folder.rmdir()
         self.run_dir = None
 
 

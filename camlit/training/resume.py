@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -40,7 +41,7 @@ from camlit.training.checkpointing import (
     training_progress,
 )
 from camlit.training.config_base import ConfigText
-from camlit.training.runconfig import logged_run_dir, read_run_config
+from camlit.training.runconfig import DEFAULT_LOGGER, logged_run_dir, read_run_config
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,10 @@ def log_dir_arguments(config: dict, version_dir: Path) -> list[str]:
     """
     root = version_dir.parent.parent
     arguments = ["--trainer.logger.init_args.version", version_dir.name, "--trainer.default_root_dir", str(root)]
+    trainer = config.get("trainer")
+    if isinstance(trainer, dict) and trainer.get("logger") is True:
+        # Saved as Lightning's own choice of TensorBoardLogger: its options need camlit's, named.
+        arguments = ["--trainer.logger", json.dumps(DEFAULT_LOGGER), *arguments]
     if logged_run_dir(config, version_dir).resolve() != version_dir.resolve():
         arguments += [
             "--trainer.logger.init_args.save_dir", str(root),

@@ -30,6 +30,15 @@ import yaml
 from camlit.errors import CamlitError
 from camlit.training.config_base import UniqueKeyLoader, require_acyclic
 
+# camlit's logger: TensorBoard's, in save_dir/lightning_logs/version_N. `--trainer.logger true`
+# (Lightning's own choice of it) is read as this, so that camlit claims, locks and resumes the run.
+DEFAULT_LOGGER = {
+    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+    # save_dir "." means --trainer.default_root_dir when that is given. No placeholder hp_metric
+    # of -1 on TensorBoard's HPARAMS tab.
+    "init_args": {"save_dir": ".", "name": "lightning_logs", "default_hp_metric": False},
+}
+
 TENSORBOARD = ("lightning.pytorch.loggers.TensorBoardLogger", "lightning.pytorch.loggers.tensorboard.TensorBoardLogger")
 # TensorBoardLogger's and SummaryWriter's plain options; save_dir, name and version are set on resume.
 LOGGER_OPTIONS = {"save_dir", "name", "version", "log_graph", "default_hp_metric", "prefix", "sub_dir", "comment"}

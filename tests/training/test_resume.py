@@ -497,3 +497,20 @@ def test_resume_passes_over_a_weights_only_checkpoint(flat_tree, tmp_path, monke
     last.write_bytes(last.read_bytes()[:1000])
     line = one_error_line(capsys, lambda: main(["--resume", str(run), "--trainer.max_epochs", "2"]))
     assert line == f"error: {run}: no checkpoint in {run / 'checkpoints'} is whole and holds a training state to resume"
+
+
+def test_a_run_with_lightnings_own_logger_is_claimed_and_resumed_in_its_folder(flat_tree, tmp_path, monkeypatch):
+    """`--trainer.logger true` made Lightning's TensorBoardLogger: no lock, no claimed version, and
+    `--resume` of the run failed on its config.yaml (`expected true or false or null`)."""
+    monkeypatch.chdir(tmp_path)
+    main(fit_args(flat_tree, *SHORT, "--trainer.logger", "true"))
+    version = tmp_path / "lightning_logs" / "version_0"
+    config_file = version / "config.yaml"
+    saved = yaml.safe_load(config_file.read_text())
+    assert saved["trainer"]["logger"]["class_path"] == "lightning.pytorch.loggers.TensorBoardLogger"
+    saved["trainer"]["logger"] = True  # as a run saved before camlit read `true` as its own logger
+    config_file.write_text(yaml.safe_dump(saved))
+    resumed = main(["--resume", str(version), "--trainer.max_epochs", "2"])
+    assert resumed.trainer.current_epoch == 2
+    assert torch.load(version / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]

@@ -371,6 +371,24 @@ def test_a_run_that_trains_nothing_leaves_no_run_folder(flat_tree, tmp_path, mon
     assert sorted(version.rglob("*")) == before
 
 
+def test_a_failed_start_under_a_named_version_leaves_its_folders_as_they_were(flat_tree, tmp_path, monkeypatch, capsys):
+    """A named version that failed to start left its folder holding only the run's lock file."""
+    monkeypatch.chdir(tmp_path)
+    bad = ["--model.lr", "-1"]
+    line = one_error_line(capsys, lambda: main(fit_args(flat_tree, "--trainer.logger.init_args.version", "mine", *bad)))
+    assert line == "error: --model.lr must be above 0 and at most 3.4e+38, got -1.0"
+    assert not (tmp_path / "lightning_logs").exists()
+    # A folder of the user's, named as the version: kept as it was, without a lock file.
+    (tmp_path / "lightning_logs" / "theirs").mkdir(parents=True)
+    (tmp_path / "lightning_logs" / "theirs" / "notes.txt").write_text("keep")
+    one_error_line(capsys, lambda: main(fit_args(flat_tree, "--trainer.logger.init_args.version", "theirs", *bad)))
+    assert [p.name for p in (tmp_path / "lightning_logs" / "theirs").iterdir()] == ["notes.txt"]
+    (tmp_path / "lightning_logs" / "a-file").write_text("keep")
+    line = one_error_line(capsys, lambda: main(fit_args(flat_tree, "--trainer.logger.init_args.version", "a-file")))
+    where = Path("lightning_logs", "a-file")
+    assert line == f"error: --trainer.logger.init_args.version a-file: {where} is not a folder; name another"
+
+
 def test_an_empty_config_file_is_named(flat_tree, tmp_path, capsys):
     (tmp_path / "empty.yaml").write_text("")
     line = one_error_line(capsys, lambda: main(["--config", str(tmp_path / "empty.yaml"), *fit_args(flat_tree)]))
