@@ -49,6 +49,9 @@ def require_writable(path: str | os.PathLike, option: str, folder: bool = False)
     A file is made in the nearest existing folder on the way and removed: permissions, a read-only
     mount and root's exemptions all answer as they will for the real write.
     """
+    if not folder and str(path).endswith(("/", os.sep)):
+        # Path() drops the separator: a file named like the folder meant was written.
+        raise CamlitError(f"{option} {path}: ends with a separator, so names a folder; name a file to write")
     path = Path(path) if folder else file_target(path, option)
     if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
         raise CamlitError(f"{option} {path}: a name in it is longer than the {NAME_MAX} bytes a file system holds")

@@ -117,9 +117,6 @@ def require_file_paths(**options: str | None) -> None:
             raise CamlitError(f"--{option} -: camlit writes files, not to standard output; name a file")
         if path is not None and Path(path).is_dir():
             raise CamlitError(f"--{option} {path}: is a folder; name a file to write")
-        if path is not None and path.endswith(("/", os.sep)):
-            # Path() drops the separator: a file named like the folder meant would be written.
-            raise CamlitError(f"--{option} {path}: ends with a separator, so names a folder; name a file to write")
         if path is not None:
             require_writable(path, f"--{option}")
 

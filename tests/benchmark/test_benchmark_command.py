@@ -141,6 +141,7 @@ def test_cuda_run_without_cuda_builds_its_inputs_and_skips_the_device_sections()
         (["--threads", "0"], "argument --threads: must be 1 or more, not 0"),
         (["--side", "-1"], "argument --side: must be 1 or more, not -1"),
         (["--json", "{tmp}"], "--json {tmp}: is a folder; name a file"),
+        (["--json", "{tmp}/new/"], "--json {tmp}/new/: ends with a separator, so names a folder"),
         (["--tiny", "--side", "8"], "--data.crop_size 32 is larger than every image"),
         (["--device", "gpu"], "argument --device: invalid choice: 'gpu'"),
         (["--batch", "1"], "--batch must be at least 2 (batch norm needs 2 crops), got 1"),
