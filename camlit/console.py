@@ -45,10 +45,18 @@ def command(name: str) -> Callable:
 
 
 def run(name: str, argv: list[str] | None = None) -> None:
-    """Run command `name` on `argv` (the command line's arguments by default): `scripts/*.py`."""
-    main = command(name)
+    """Run command `name` on `argv`, or on the process's command line (`scripts/*.py`)."""
+    finish(command(name), list(sys.argv[1:] if argv is None else argv), whole_process=argv is None)
+
+
+def finish(main: Callable, args: list[str], whole_process: bool) -> None:
+    """`main(args)`; where it is the whole process's work, a signal after its last line ends the
+    process with the status it was ending with (a caller in the same process keeps its handlers)."""
+    if not whole_process:
+        main(args)
+        return
     try:
-        main(list(sys.argv[1:] if argv is None else argv))
+        main(args)
     except SystemExit as ending:
         ending_as_it_was(ending.code)
         raise
@@ -56,6 +64,7 @@ def run(name: str, argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    whole_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
@@ -65,4 +74,4 @@ def main(argv: list[str] | None = None) -> None:
         if name not in COMMANDS:
             raise CamlitError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     # sys.argv stays as it is: Lightning starts a DDP run's other processes with it.
-    run(name, rest)
+    finish(command(name), rest, whole_process)

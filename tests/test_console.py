@@ -112,10 +112,13 @@ def test_a_signal_after_the_commands_last_line_ends_it_as_it_was_ending(signals)
     """While the interpreter shut down (atexit callbacks, here one that takes seconds), a second
     Ctrl-C printed "Exception ignored in atexit callback" and a traceback, and SIGTERM ended a
     finished command by the signal."""
-    # atexit runs its callbacks last registered first: the line, then the wait.
+    # atexit runs its callbacks last registered first: the line, then the wait. The wait is in
+    # short sleeps: a signal that another thread (cv2's, torch's) takes does not wake the main
+    # thread's sleep, whose handler then runs when the sleep ends.
     code = (
-        "import atexit, time; atexit.register(time.sleep, 30); atexit.register(print, 'shutting down'); "
-        "from camlit.console import main; main(['evaluate', '--help'])"
+        "import atexit, time; atexit.register(lambda: [time.sleep(0.05) for _ in range(600)]); "
+        "atexit.register(print, 'shutting down'); "
+        "import sys; sys.argv = ['camlit', 'evaluate', '--help']; from camlit.console import main; main()"
     )
     process = subprocess.Popen(
         [sys.executable, "-u", "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
