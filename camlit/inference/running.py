@@ -160,7 +160,7 @@ def quiet_lightning():
 def build_trainer(device: str = "auto", count: int = 1, progress: bool = False) -> L.Trainer:
     """A Trainer for prediction: one process per device when there are several (DDP)."""
     accelerator, devices = trainer_devices(device, count)
-    precision = default_precision() if accelerator == "gpu" else "32-true"
+    precision = default_precision(accelerator)
     with quiet_lightning():
         return L.Trainer(
             accelerator=accelerator,

@@ -13,9 +13,10 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from camlit.data.datasets import group_order
 from camlit.errors import CamlitError
 from camlit.termination import SigtermWatch, Terminated
-from camlit.training.metrics import logged_metrics, require_logged_metric
+from camlit.training.metrics import logged_metrics, require_group_metric, require_logged_metric
 from camlit.training.resume import LatestCheckpoint
 from camlit.workers import RANK_START_SIGNALS, started_by_launcher
 
@@ -140,6 +141,33 @@ class RequireMonitoredMetric(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         require_monitors_logged(trainer.checkpoint_callbacks, pl_module, trainer.datamodule)
+        require_monitors_in_the_limited_validation(trainer)
+
+
+def require_monitors_in_the_limited_validation(trainer: Trainer) -> None:
+    """`--trainer.limit_val_batches` validates the loader's first batches, in the val set's order
+    (unaltered crops first): a monitor of other groups trained a whole epoch before Lightning's
+    own error that it was never logged."""
+    limit, val_set = trainer.limit_val_batches, getattr(trainer.datamodule, "val_set", None)
+    batch_size = getattr(getattr(trainer.datamodule, "hparams", None), "batch_size", None)
+    if val_set is None or not hasattr(val_set, "items") or not batch_size:
+        return
+    per_batch = batch_size * trainer.world_size  # each rank takes every world_size-th item
+    batches = limit if isinstance(limit, int) else int(-(-len(val_set) // per_batch) * limit)
+    if not batches or batches * per_batch >= len(val_set):  # no validation, or all of it
+        return
+    count = batches * per_batch
+    seen = sorted({name for _, name in val_set.items[:count]}, key=group_order)
+    for callback in trainer.checkpoint_callbacks:
+        monitor = getattr(callback, "monitor", None)
+        try:
+            require_group_metric(monitor, seen)
+        except CamlitError:
+            raise CamlitError(
+                f"--trainer.limit_val_batches {limit} validates the first {count} crops only, all in "
+                f"{', '.join(seen) or 'no group'}, so --best_checkpoint.monitor {monitor} could never be logged; "
+                "validate more batches, or choose --best_checkpoint.monitor val/acc"
+            ) from None
 
 
 def require_monitors_logged(checkpoint_callbacks: list, pl_module: LightningModule, datamodule) -> None:

@@ -124,7 +124,7 @@ class CamlitCLI(LightningCLI):
             save_config_callback=SaveConfigOnceTraining,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={
-                "precision": default_precision(),
+                "precision": None,  # set from the accelerator once it is parsed
                 "benchmark": torch.cuda.is_available(),
                 "max_epochs": 30,
                 "log_every_n_steps": 10,
@@ -146,6 +146,8 @@ class CamlitCLI(LightningCLI):
         if self.config.trainer.logger is True:
             # Lightning's TensorBoardLogger, made where camlit's lock and --resume could not follow.
             self.config = parser.parse_args([*resume_arguments(args), "--trainer.logger", json.dumps(DEFAULT_LOGGER)])
+        if self.config.trainer.precision is None:
+            self.config.trainer.precision = default_precision(self.config.trainer.accelerator)
         refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains
         refuse_checkpoint_options(self.config)
         refuse_logger_options(self.config)

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CLASSES, make_datamodule
+from conftest import CLASSES, fit_args, make_datamodule
 
+from camlit.training.cli import CamlitCLI
 from camlit.training.module import CameraClassifier
 from camlit.training.precision import default_precision
 
@@ -56,6 +57,30 @@ def test_bf16_mixed_only_where_the_gpu_has_it(monkeypatch, cuda, native_bf16, ex
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
     assert default_precision() == expected
+
+
+@pytest.mark.parametrize(
+    ("accelerator", "expected"), [("cpu", "32-true"), ("auto", "bf16-mixed"), ("gpu", "bf16-mixed")]
+)
+def test_a_fit_on_the_cpu_trains_in_32_bits_on_a_machine_with_a_bf16_gpu(
+    flat_tree, tmp_path, monkeypatch, accelerator, expected
+):
+    """The default asked only whether a GPU with bf16 was there: `--trainer.accelerator cpu` (the
+    CPU rehearsal's config) then trained the CPU in bf16-mixed, not as its figures were measured."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.chdir(tmp_path)
+    parsed = {}
+
+    class ParseOnly(CamlitCLI):
+        def before_instantiate_classes(self):
+            parsed["precision"] = self.config.trainer.precision
+            raise SystemExit(0)
+
+    with pytest.raises(SystemExit):
+        ParseOnly(args=fit_args(flat_tree, "--trainer.accelerator", accelerator))
+    assert parsed["precision"] == expected
+    assert default_precision(accelerator) == expected
 
 
 def test_no_config_pins_the_precision():

@@ -314,6 +314,27 @@ def test_a_monitor_that_validation_cannot_log_is_refused_before_training(flat_tr
     assert not (tmp_path / "lightning_logs").exists()
 
 
+def test_a_monitor_the_limited_validation_never_reaches_is_refused_before_training(
+    manipulation_tree, tmp_path, monkeypatch, capsys
+):
+    """A prepared tree's validation crops come folder by folder (gamma0.8, jpeg70, unaltered):
+    `--trainer.limit_val_batches 2` trained a whole epoch, then Lightning's ModelCheckpoint said
+    val/acc_weighted was not found."""
+    monkeypatch.chdir(tmp_path)
+    monitor = ("--best_checkpoint.monitor", "val/acc_weighted", "--data.val_fraction", "0.5")
+    limited = fit_args(manipulation_tree, *monitor, "--trainer.limit_train_batches", "2")
+    line = one_error_line(capsys, lambda: main([*limited, "--trainer.limit_val_batches", "2"]))
+    assert line == (
+        "error: --trainer.limit_val_batches 2 validates the first 8 crops only, all in jpeg70, gamma0.8, so "
+        "--best_checkpoint.monitor val/acc_weighted could never be logged; validate more batches, or "
+        "choose --best_checkpoint.monitor val/acc"
+    )
+    assert not (tmp_path / "lightning_logs").exists()
+    # Enough batches log it (and `1` is every batch: jsonargparse reads Lightning's int-or-float as a float).
+    main([*limited, "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1"])
+    assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt").is_file()
+
+
 def test_a_run_with_no_photo_held_out_for_validation_is_refused(tmp_path, monkeypatch, capsys):
     """One photo per camera: the split held none out, and the run trained without a best.ckpt,
     Lightning only warning that val/acc was not found."""
