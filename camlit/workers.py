@@ -246,6 +246,8 @@ def in_parallel(
                 yield function(*call)
                 bar.update()
             return
+        from camlit.atomic import signals_held  # here: `import camlit` (a DDP rank's start) stays light
+
         pool = process_pool(min(workers, len(calls)))
         try:
             pending: deque[Future] = deque()
@@ -258,4 +260,7 @@ def in_parallel(
                 yield pending.popleft().result()
                 bar.update()
         finally:
-            pool.shutdown(cancel_futures=True)
+            # A second Ctrl-C inside the shutdown left the pool half stopped, and the exit then
+            # waited for ever on its workers. The calls still running are short: one photo each.
+            with signals_held():
+                pool.shutdown(cancel_futures=True)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import cv2
@@ -215,6 +216,27 @@ def test_a_signal_to_the_process_group_stops_with_whole_images_and_a_rerun_finis
     assert run_script(*args, "--workers", "1").returncode == 0
     assert len(list(out.rglob("*.png"))) == 9 * 12 * 4
     assert not [path for path in out.rglob("*") if ".tmp" in path.name]
+
+
+def test_ctrl_c_twice_to_the_process_group_stops_it_with_its_one_line(tmp_path):
+    """The second Ctrl-C landed in the pool's shutdown and left it half stopped: after its stop
+    line the process waited for ever on its workers (7 of 7 in a review), until a third."""
+    process, _, out = start_prepare_data(tmp_path, photos=12, height=600, width=800, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: any(out.rglob("*.png")), timeout=60)
+        assert process.poll() is None, "the run ended before it could be stopped"
+        os.killpg(process.pid, signal.SIGINT)
+        time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    stderr = stderr.decode()
+    assert process.returncode == INTERRUPT_STATUS, stderr[-2000:]
+    assert "Traceback" not in stderr
+    stopped = [line for line in stderr.splitlines() if line.startswith("stopped by")]
+    assert stopped == ["stopped by SIGINT: every image written is whole; rerun to make the rest"]
 
 
 def test_unreadable_and_colliding_inputs_are_listed_and_end_with_an_error(photos, tmp_path, capsys):
