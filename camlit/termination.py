@@ -17,6 +17,7 @@ camlit.training.callbacks.stopped_by_sigterm recognises.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -182,6 +183,22 @@ def exit_on_signal(kept: str) -> Iterator[None]:
             signal.signal(signal.SIGCHLD, sigchld)
 
 
+# Set by ending_as_it_was: the command is over, and only the interpreter's shutdown is left.
+ENDED: list[bool] = []
+
+
+def ignore_signals_once_ended() -> None:
+    """The last atexit callback (registered as camlit is imported, before any library's). After it
+    the interpreter puts the handlers Python set back to the defaults, and its teardown (about a
+    second with torch loaded) ended a finished command by a signal. Ignored from here on."""
+    if ENDED:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
+atexit.register(ignore_signals_once_ended)
+
+
 def ending_as_it_was(code: object) -> None:
     """After a command's last line: a signal while the interpreter shuts down (atexit callbacks of
     loggers and worker pools) ends the process with the status it was ending with. A second Ctrl-C
@@ -201,3 +218,4 @@ def ending_as_it_was(code: object) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, handler)
+    ENDED.append(True)

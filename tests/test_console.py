@@ -107,17 +107,27 @@ def test_a_parser_mistake_is_one_error_line_without_the_usage(capsys, argv, mess
     assert err.startswith("error: ") and message in err, err
 
 
+# atexit runs its callbacks last registered first. The waits are in short sleeps: a signal that
+# another thread (cv2's, torch's) takes does not wake the main thread's sleep.
+SLOW_EXITS = {
+    # A slow atexit callback of a library, registered after camlit's: the line, then the wait.
+    "atexit": "import atexit, time, camlit; atexit.register(lambda: [time.sleep(0.05) for _ in range(600)]); "
+    "atexit.register(print, 'shutting down'); ",
+    # The teardown after every atexit callback (the line comes after camlit's), where the
+    # interpreter had put the default handlers back: a slow finaliser of the script's.
+    "teardown": "import atexit, time; atexit.register(print, 'shutting down')\n"
+    "class Slow:\n    def __del__(self, sleep=time.sleep):\n        [sleep(0.05) for _ in range(60)]\n"
+    "slow = Slow()\n",
+}
+
+
+@pytest.mark.parametrize("where", list(SLOW_EXITS))
 @pytest.mark.parametrize("signals", [[signal.SIGINT, signal.SIGINT], [signal.SIGTERM]], ids=["ctrl_c_twice", "sigterm"])
-def test_a_signal_after_the_commands_last_line_ends_it_as_it_was_ending(signals):
-    """While the interpreter shut down (atexit callbacks, here one that takes seconds), a second
-    Ctrl-C printed "Exception ignored in atexit callback" and a traceback, and SIGTERM ended a
-    finished command by the signal."""
-    # atexit runs its callbacks last registered first: the line, then the wait. The wait is in
-    # short sleeps: a signal that another thread (cv2's, torch's) takes does not wake the main
-    # thread's sleep, whose handler then runs when the sleep ends.
-    code = (
-        "import atexit, time; atexit.register(lambda: [time.sleep(0.05) for _ in range(600)]); "
-        "atexit.register(print, 'shutting down'); "
+def test_a_signal_after_the_commands_last_line_ends_it_as_it_was_ending(signals, where):
+    """While the interpreter shut down, a second Ctrl-C printed "Exception ignored in atexit
+    callback" and a traceback, and a signal ended a finished command by the signal (a predict whose
+    CSV was whole exited 143)."""
+    code = SLOW_EXITS[where] + (
         "import sys; sys.argv = ['camlit', 'evaluate', '--help']; from camlit.console import main; main()"
     )
     process = subprocess.Popen(
