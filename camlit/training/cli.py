@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 from contextlib import suppress
 from pathlib import Path
@@ -268,6 +269,12 @@ class CamlitCLI(LightningCLI):
             return f"no checkpoint saved (checkpointing is off); the run's logs are in {self.run_dir}"
         return STOPPED_BEFORE_TRAINING
 
+    def stopped_at_once(self) -> str:
+        """What a second Ctrl-C, which stops without saving, left behind."""
+        if self.run_dir is not None and any((self.run_dir / "checkpoints").glob("*.ckpt")):
+            return f"at once, not saved at this step; continue from its last checkpoint with {self.resume_command()}"
+        return "at once, before its first checkpoint; nothing kept"
+
     def resume_command(self, run_dir: Path | None = None) -> str:
         return resume_command(run_dir or self.run_dir, self.config)
 
@@ -315,6 +322,14 @@ class CamlitCLI(LightningCLI):
         self.run_dir = None
 
 
+def second_interrupt(watch: SigtermWatch, exception: BaseException) -> bool:
+    """Whether a second Ctrl-C ended the run: its KeyboardInterrupt, or Lightning's exit(1) after
+    its own handling of it (which printed no line of camlit's and exited 1)."""
+    if not watch.received or watch.signum != signal.SIGINT:
+        return False
+    return isinstance(exception, KeyboardInterrupt) or (isinstance(exception, SystemExit) and exception.code == 1)
+
+
 def as_list(value) -> list:
     return [] if value is None else list(value) if isinstance(value, list) else [value]
 
@@ -355,6 +370,8 @@ def main(args: list[str] | None = None) -> CamlitCLI:
                 print(f"error: {cli.run_dir}: moved or removed while the run wrote into it", file=sys.stderr)
                 raise SystemExit(1) from None
             stopped = stopped_by_sigterm(sigterm, exception)
+            if not stopped and second_interrupt(sigterm, exception):
+                exit_terminated(cli.stopped_at_once() if cli is not None else STOPPED_BEFORE_TRAINING, signal.SIGINT)
             if not stopped and (worker_killed(exception) or peer_lost(exception)):
                 # The OOM killer's usual victim: torch's RuntimeError came with a traceback. In
                 # another rank it is the first that says so, once, for the run it holds.

@@ -132,8 +132,13 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_whole_checkpoint(flat_
     time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=240)
-    assert process.returncode == 1, stderr[-2000:]
-    assert "Traceback" not in stderr and "stopped by SIGINT" not in stderr
+    # It exited 1 after Lightning's own "Detected KeyboardInterrupt", or, landing while the first
+    # stop unwound, with an 80-line traceback.
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1].startswith(
+        "stopped by SIGINT: at once, not saved at this step; continue from its last checkpoint with "
+    )
     assert is_valid_checkpoint(last) and torch.load(last, weights_only=True)["global_step"] == saved_at
 
 
