@@ -146,8 +146,8 @@ class RequireMonitoredMetric(Callback):
 
 def require_monitors_in_the_limited_validation(trainer: Trainer) -> None:
     """`--trainer.limit_val_batches` validates the loader's first batches, in the val set's order
-    (unaltered crops first): a monitor of other groups trained a whole epoch before Lightning's
-    own error that it was never logged."""
+    (a prepared tree's folder by folder): a monitor of groups past them trained a whole epoch
+    before Lightning's own error that it was never logged."""
     limit, val_set = trainer.limit_val_batches, getattr(trainer.datamodule, "val_set", None)
     batch_size = getattr(getattr(trainer.datamodule, "hparams", None), "batch_size", None)
     if val_set is None or not hasattr(val_set, "items") or not batch_size:

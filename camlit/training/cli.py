@@ -137,16 +137,18 @@ class CamlitCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: list[str]) -> None:
         # main() passes the whole command line, so there is no mix of `args` and sys.argv for
         # LightningCLI to warn about.
-        self.config = parser.parse_args(resume_arguments(args))
+        resolved = resume_arguments(args)
+        self.config = parser.parse_args(resolved)
         from_file = "--resume" if self.config.resume else "--ckpt_path" if self.config.ckpt_path else None
         if from_file and resume_target(args) is None:
             # Named in a --config file: the checks and the run they name on the command line. Read
             # as it was, `resume:` started a new run, and a run's earlier checkpoint trained over its later ones.
             value = self.config.resume or self.config.ckpt_path
-            self.config = parser.parse_args(resume_arguments([*args, from_file, value]))
+            resolved = resume_arguments([*args, from_file, value])
+            self.config = parser.parse_args(resolved)
         if self.config.trainer.logger is True:
             # Lightning's TensorBoardLogger, made where camlit's lock and --resume could not follow.
-            self.config = parser.parse_args([*resume_arguments(args), "--trainer.logger", json.dumps(DEFAULT_LOGGER)])
+            self.config = parser.parse_args([*resolved, "--trainer.logger", json.dumps(DEFAULT_LOGGER)])
         if self.config.trainer.precision is None:
             self.config.trainer.precision = default_precision(self.config.trainer.accelerator)
         refuse_trainer_options(self.config)  # before LightningCLI seeds, makes a run folder or trains

@@ -499,7 +499,9 @@ def test_resume_passes_over_a_weights_only_checkpoint(flat_tree, tmp_path, monke
     assert line == f"error: {run}: no checkpoint in {run / 'checkpoints'} is whole and holds a training state to resume"
 
 
-def test_a_run_with_lightnings_own_logger_is_claimed_and_resumed_in_its_folder(flat_tree, tmp_path, monkeypatch):
+def test_a_run_with_lightnings_own_logger_is_claimed_and_resumed_in_its_folder(
+    flat_tree, tmp_path, monkeypatch, capsys
+):
     """`--trainer.logger true` made Lightning's TensorBoardLogger: no lock, no claimed version, and
     `--resume` of the run failed on its config.yaml (`expected true or false or null`)."""
     monkeypatch.chdir(tmp_path)
@@ -514,3 +516,11 @@ def test_a_run_with_lightnings_own_logger_is_claimed_and_resumed_in_its_folder(f
     assert resumed.trainer.current_epoch == 2
     assert torch.load(version / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
     assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+    # Named with `resume:` in a config file that also says `logger: true`: it started a new run.
+    # Continuing it under another logger than its own is refused (jsonargparse's line), the run kept.
+    (tmp_path / "again.yaml").write_text(f"resume: {version}\ntrainer:\n  logger: true\n")
+    before = {p: p.read_bytes() for p in version.rglob("*") if p.is_file()}
+    line = one_error_line(capsys, lambda: main(["--config", "again.yaml", "--trainer.max_epochs", "3"]))
+    assert "trainer.logger" in line
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+    assert {p: p.read_bytes() for p in version.rglob("*") if p.is_file()} == before
